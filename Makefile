@@ -1,0 +1,54 @@
+# Two commands: `make lab` (work through the notebooks) and `make test` (what CI runs).
+# Both create .venv and install everything the first time; later runs skip set-up unless requirements.txt changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch that our offline CI machines carry on disk; elsewhere torch comes from the usual indexes.
+OFFLINE_CPU_TORCH ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300
+
+.PHONY: lab test setup export strip bench clean
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests
+	TUTORIAL_CONFIG=ci $(PY) -m pytest $(NBVAL) notebooks/
+
+setup: $(STAMP)
+
+# torch first, so that pip does not pull a multi-GB CUDA build onto a machine without a GPU
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 || [ "$$(uname)" = Darwin ]; then \
+	  echo "installing torch (CUDA build on Linux with an NVIDIA GPU; the standard build on macOS)"; \
+	  $(PY) -m pip install "torch>=2.4"; \
+	elif $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/', timeout=5)" 2>/dev/null; then \
+	  echo "installing the CPU build of torch from $(TORCH_CPU_INDEX)"; \
+	  $(PY) -m pip install "torch>=2.4" --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple; \
+	else \
+	  echo "PyTorch's CPU index is unreachable: installing $(OFFLINE_CPU_TORCH) (CPU build from the local wheel cache)"; \
+	  $(PY) -m pip install "$(OFFLINE_CPU_TORCH)"; \
+	fi
+	$(PY) -m pip install -r requirements.txt
+	touch $(STAMP)
+
+# Write utils/<module>.py from the notebooks' `#| export` cells (a test fails when they are out of date).
+export: $(STAMP)
+	$(PY) -m utils.export
+
+# Remove outputs before committing a notebook (a test fails on a notebook with outputs).
+strip: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
+bench: $(STAMP)
+	$(PY) bench/bench_train_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

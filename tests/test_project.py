@@ -1,0 +1,61 @@
+"""Repository rules: notebooks stored without outputs, generated modules up to date, one dependency list."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from utils import export
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert [nb.name[:2] for nb in NOTEBOOKS][:3] == ["01", "02", "03"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    with_outputs = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not with_outputs, f"{notebook.name}: cells {with_outputs} have outputs; run `make strip`"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_first_code_cell_is_the_shared_setup(notebook):
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    first = "".join(cells[0]["source"])
+    assert "google.colab" in first and "setup_notebook(" in first and "sys.path.insert" in first
+
+
+def test_generated_modules_match_their_notebooks():
+    assert export.stale_modules() == [], "run `make export`"
+
+
+def test_export_detects_drift(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "module_path", lambda module: tmp_path / f"{module}.py")
+    assert export.stale_modules()  # nothing written to tmp_path yet
+    export.export_all()
+    assert export.stale_modules() == []
+    path = tmp_path / "model.py"
+    path.write_text(path.read_text().replace("unbiased=False", "unbiased=True"))
+    assert export.stale_modules() == ["utils/model.py (from 02_clean_implementation.ipynb)"]
+
+
+def _requirements(lines):
+    return sorted(re.sub(r"\s+", "", line) for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+def test_requirements_and_environment_list_the_same_packages():
+    reqs = _requirements((ROOT / "requirements.txt").read_text().splitlines())
+    env_text = (ROOT / "environment.yml").read_text()
+    pip_section = env_text.split("- pip:", 1)[1]
+    env = _requirements(line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- "))
+    assert reqs == env
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()

@@ -1,0 +1,117 @@
+"""utils/training.py: packing, baselines, schedule, seeded and resumable training, interrupt and NaN handling."""
+
+import math
+
+import pytest
+import torch
+
+from utils.model import Config, DemoTransformer
+from utils.training import (Trainer, TrainingArgs, TrainingDiverged, baselines, load_checkpoint_model, lr_at, make_optimizer,
+                            pack, tokenize_documents)
+
+CFG = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1, attn_impl="fast")
+
+
+def _data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # a learnable stream: mostly "next = previous + 1 (mod 64)"
+    stream = torch.cumsum(torch.ones(8000, dtype=torch.long), 0) % 64
+    noise = torch.rand(8000, generator=g) < 0.1
+    stream[noise] = torch.randint(0, 64, (int(noise.sum()),), generator=g)
+    return pack(stream[:6400], 16), pack(stream[6400:], 16), stream
+
+
+def _trainer(tmp_path, **overrides):
+    torch.manual_seed(0)
+    train, val, _ = _data()
+    args = TrainingArgs(**{**dict(batch_size=8, max_steps=20, lr=3e-3, warmup_steps=5, eval_every=10, eval_batches=2, sample_every=1000,
+                                  checkpoint_every=10, checkpoint_dir=str(tmp_path)), **overrides})
+    return Trainer(DemoTransformer(CFG), args, train, val)
+
+
+def test_tokenize_documents_puts_eot_before_each_document():
+    stream = tokenize_documents(["ab", "c"], lambda s: [ord(ch) - 97 for ch in s], eot_id=99)
+    assert stream.tolist() == [99, 0, 1, 99, 2]
+
+
+def test_pack_shapes_and_errors():
+    assert pack(torch.arange(10), 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="not enough for one sequence"):
+        pack(torch.arange(3), 4)
+
+
+def test_baselines_order_on_learnable_data():
+    _, _, stream = _data()
+    b = baselines(stream[:6400], stream[6400:], 64)
+    assert b["uniform"] == pytest.approx(math.log(64))
+    assert b["bigram"] < b["unigram"] < b["uniform"] + 0.01  # near-uniform data: the unigram is no better than uniform
+    assert b["bigram"] < 1.0  # next = previous + 1 most of the time
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    args = TrainingArgs(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, args) == pytest.approx(0.1) and lr_at(9, args) == pytest.approx(1.0)
+    assert lr_at(60, args) == pytest.approx(0.55) and lr_at(110, args) == pytest.approx(0.1)
+
+
+def test_weight_decay_only_on_matrices():
+    opt = make_optimizer(DemoTransformer(CFG), TrainingArgs(weight_decay=0.1))
+    decayed, not_decayed = opt.param_groups
+    assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.1
+    assert all(p.ndim == 1 for p in not_decayed["params"]) and not_decayed["weight_decay"] == 0
+
+
+def test_training_learns_and_is_seeded(tmp_path):
+    first = _trainer(tmp_path / "a").train()
+    second = _trainer(tmp_path / "b").train()
+    assert first.train_loss == second.train_loss
+    assert first.val_loss[-1] < first.train_loss[0] - 0.5
+
+
+def test_resume_continues_with_identical_losses(tmp_path):
+    full = _trainer(tmp_path / "full").train()
+    part = _trainer(tmp_path / "part")
+    part.train(max_steps=10)
+    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2])
+    history = resumed.train()
+    assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
+
+
+def test_keyboard_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path)
+    original = trainer.training_step
+
+    def interrupt_at_step_7(tokens):
+        if trainer.step == 7:
+            raise KeyboardInterrupt
+        return original(tokens)
+
+    monkeypatch.setattr(trainer, "training_step", interrupt_at_step_7)
+    history = trainer.train()
+    assert len(history.train_loss) == 7 and (tmp_path / "interrupted.pt").exists()
+    model, meta = load_checkpoint_model(tmp_path / "interrupted.pt")
+    assert meta["step"] == 7
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.train(max_steps=10)
+    good = trainer.last_checkpoint
+    with torch.no_grad():
+        trainer.model.blocks[0].mlp.W_in.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 10.*step_000010.pt.*lower learning rate"):
+        trainer.train()
+    model, meta = load_checkpoint_model(good)
+    assert meta["step"] == 10 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        TrainingArgs(batch_size=0)
+    with pytest.raises(ValueError, match="lr > 0"):
+        TrainingArgs(lr=-1)
+    train, val, _ = _data()
+    with pytest.raises(ValueError, match="n_ctx = 16 columns"):
+        Trainer(DemoTransformer(CFG), TrainingArgs(), train[:, :8], val)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        Trainer.resume(tmp_path / "missing.pt", train, val)

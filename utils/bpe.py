@@ -1,0 +1,206 @@
+"""GENERATED from notebooks/01_tokenisation.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
+
+from __future__ import annotations
+
+import heapq
+import operator
+import time
+from collections import Counter, defaultdict
+
+import regex
+
+END_OF_TEXT = "<|endoftext|>"
+# GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers / other, then whitespace.
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from each byte (0-255) to a printable character. Printable bytes map to themselves;
+    the rest (space, newline, control bytes...) are shifted to characters from 256 upward (space -> 'Ġ')."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = printable[:]
+    shift = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + shift)
+            shift += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def pretokenize(text: str) -> list[str]:
+    """Split text the way GPT-2 does before any merging."""
+    return _SPLITTER.findall(text)
+
+
+def _merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of `pair` in `word`, left to right, by `new_id`."""
+    merged, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged
+
+
+def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """Learn up to `n_merges` BPE merges from `text`.
+
+    Returns the token strings (256 byte tokens, then one per merge) and the merges as pairs of token ids.
+    Ties between equally frequent pairs go to the smallest ids, so training is deterministic.
+    """
+    byte_encoder = bytes_to_unicode()
+    tokens = list(byte_encoder.values())  # id -> token string; ids 0..255 are bytes, in GPT-2's order
+    byte_id = {byte: i for i, byte in enumerate(byte_encoder)}
+
+    word_counts = Counter()
+    for chunk in text.split(END_OF_TEXT):  # never merge across document boundaries
+        word_counts.update(pretokenize(chunk))
+    words = [[byte_id[b] for b in word.encode("utf-8")] for word in word_counts]
+    counts = list(word_counts.values())
+
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    words_with: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for w, word in enumerate(words):
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] += counts[w]
+            words_with[pair].add(w)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int]] = []
+    while len(merges) < n_merges and heap:
+        neg_count, pair = heapq.heappop(heap)
+        if pair_counts.get(pair, 0) != -neg_count or neg_count == 0:
+            continue  # a stale heap entry: this pair's count changed since it was pushed
+        new_id = len(tokens)
+        tokens.append(tokens[pair[0]] + tokens[pair[1]])
+        merges.append(pair)
+        touched = set()
+        for w in words_with.pop(pair):
+            word, count = words[w], counts[w]
+            for old in zip(word, word[1:]):
+                pair_counts[old] -= count
+                touched.add(old)
+            word = words[w] = _merge_word(word, pair, new_id)
+            for new in zip(word, word[1:]):
+                pair_counts[new] += count
+                words_with[new].add(w)
+                touched.add(new)
+        pair_counts.pop(pair, None)
+        for p in touched:
+            if pair_counts.get(p, 0) > 0:
+                heapq.heappush(heap, (-pair_counts[p], p))
+    return tokens, merges
+
+
+class BPETokenizer:
+    """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids; `merges` are
+    pairs of token strings in the order they were learned."""
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens: tuple[str, ...] = (END_OF_TEXT,)):
+        self.vocab = dict(vocab)
+        self.id_to_token = {i: tok for tok, i in self.vocab.items()}
+        self.merge_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {char: byte for byte, char in self.byte_encoder.items()}
+        self.special_tokens = {tok: self.vocab[tok] for tok in special_tokens}
+        self._special_split = regex.compile("(" + "|".join(map(regex.escape, special_tokens)) + ")") if special_tokens else None
+        self._cache: dict[str, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def eot_id(self) -> int:
+        return self.special_tokens[END_OF_TEXT]
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
+        """Train on `text` until the vocabulary (256 bytes + merges + <|endoftext|>) has `vocab_size` tokens."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not isinstance(vocab_size, int) or vocab_size < 257:
+            raise ValueError(f"vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size!r}")
+        start = time.perf_counter()
+        tokens, merges = train_merges(text, vocab_size - 257)
+        seconds = time.perf_counter() - start
+        vocab = {tok: i for i, tok in enumerate(tokens)}
+        if len(vocab) != len(tokens):
+            raise RuntimeError("two merges produced the same token string")
+        vocab[END_OF_TEXT] = len(vocab)
+        tokenizer = cls(vocab, [(tokens[a], tokens[b]) for a, b in merges])
+        tokenizer.train_seconds = seconds
+        return tokenizer
+
+    @classmethod
+    def from_gpt2(cls) -> "BPETokenizer":
+        """GPT-2's own 50,257-token vocabulary and 50,000 merges."""
+        from utils.resources import gpt2_vocab_and_merges
+
+        return cls(*gpt2_vocab_and_merges())
+
+    def _bpe(self, piece: str) -> list[int]:
+        """Merge the byte characters of one pre-token, lowest-rank pair first, as GPT-2 does."""
+        if piece in self._cache:
+            return self._cache[piece]
+        word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
+        while len(word) > 1:
+            ranked = [(self.merge_ranks.get(pair, float("inf")), pair) for pair in zip(word, word[1:])]
+            rank, pair = min(ranked)
+            if rank == float("inf"):
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+                    merged.append(pair[0] + pair[1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        ids = [self.vocab[tok] for tok in word]
+        if len(self._cache) < 100_000:
+            self._cache[piece] = ids
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        """Text to token ids. `<|endoftext|>` in the text becomes the special token."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}; decode bytes first (bytes.decode('utf-8'))")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"text is not valid Unicode (a lone surrogate at index {err.start}); it cannot be encoded as UTF-8") from None
+        ids: list[int] = []
+        chunks = self._special_split.split(text) if self._special_split else [text]
+        for chunk in chunks:
+            if chunk in self.special_tokens:
+                ids.append(self.special_tokens[chunk])
+            elif chunk:
+                for piece in pretokenize(chunk):
+                    ids.extend(self._bpe(piece))
+        return ids
+
+    def decode(self, ids) -> str:
+        """Token ids (a list of ints, or a 1-D tensor) back to text; invalid UTF-8 becomes '\ufffd', as in GPT-2."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"decode expects a sequence of ints, got {type(ids).__name__}")
+        data = bytearray()
+        for i in ids:
+            try:
+                i = operator.index(i)
+            except TypeError:
+                raise TypeError(f"token ids must be ints, got {i!r} ({type(i).__name__})") from None
+            if i not in self.id_to_token:
+                raise ValueError(f"token id {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}")
+            data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
+        return data.decode("utf-8", errors="replace")

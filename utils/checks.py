@@ -1,0 +1,440 @@
+"""Layer checks: compare a learner's layer class with Hugging Face's GPT-2, and say precisely what is wrong.
+
+Each check takes the learner's class (not an instance), builds it and the matching Hugging Face module with the same
+random weights (every bias and LayerNorm weight randomised too: GPT-2's zero biases and unit LayerNorm weights would
+hide mistakes), runs several seeds, batch sizes and sequence lengths, and compares with float32 tolerances.
+On failure it raises AssertionError naming the layer, the shapes, the largest error and where the first mismatch is,
+and the most likely cause: it re-runs a catalogue of known mistakes and reports the one that reproduces your output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from utils.model import Config, convert_hf_state_dict, next_token_loss
+from utils.resources import new_gpt2
+
+ATOL, RTOL = 1e-4, 1e-3  # float32
+SEEDS = (0, 1, 2)
+SHAPES = ((2, 5), (3, 17), (1, 32))  # (batch, posn); 32 = the check config's n_ctx
+CHECK_CFG = Config(d_model=64, d_vocab=1000, n_ctx=32, d_head=16, d_mlp=256, n_heads=4, n_layers=2, layer_norm_eps=1e-5)
+
+# name -> what to tell the learner when their output matches that mistake
+MISTAKES = {
+    "ln_eps_outside_sqrt": "LayerNorm: eps is added outside the square root. Use (x - mean) / sqrt(var + eps).",
+    "ln_unbiased_var": "LayerNorm: the variance is unbiased (divides by N-1). Use x.var(dim=-1, unbiased=False), i.e. divide by N.",
+    "ln_no_mean": "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x.",
+    "ln_wrong_dim": "LayerNorm: normalising over the wrong dimension. Mean and variance run over d_model, the last dim (dim=-1).",
+    "attn_no_mask": "Attention: no causal mask. Scores for key positions after the query must be set to -inf before the softmax.",
+    "attn_mask_diagonal": "Attention: the causal mask also hides the diagonal, so a position cannot see itself "
+                          "(with a -inf fill, position 0 sees nothing and gives NaN). Use torch.triu(..., diagonal=1).",
+    "attn_mask_shows_next": "Attention: the mask is off by one and lets each position see the next token. Use torch.triu(..., diagonal=1).",
+    "attn_mask_after_softmax": "Attention: the mask is applied after the softmax, so rows no longer sum to 1. Mask the scores, then softmax.",
+    "attn_scale_d_head": "Attention: scores are divided by d_head. Divide by sqrt(d_head).",
+    "attn_no_scale": "Attention: scores are not scaled. Divide q·k by sqrt(d_head).",
+    "attn_softmax_wrong_axis": "Attention: softmax runs over the query axis. It must run over keys (the last dim), so each query's weights sum to 1.",
+    "attn_no_b_O": "Attention: the output bias b_O is missing.",
+    "mlp_exact_gelu": "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: F.gelu(x, approximate='tanh').",
+    "mlp_no_b_in": "MLP: the input bias b_in is missing.",
+    "block_post_ln": "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: resid + attn(ln1(resid)).",
+    "block_no_attn_residual": "TransformerBlock: the residual connection around attention is missing: resid_mid = resid_pre + attn(ln1(resid_pre)).",
+    "block_no_mlp_residual": "TransformerBlock: the residual connection around the MLP is missing: resid_post = resid_mid + mlp(ln2(resid_mid)).",
+    "no_final_ln": "DemoTransformer: the final LayerNorm (ln_final) is missing before the unembedding.",
+    "pos_from_tokens": "PosEmbed: positions are taken from the token ids. Index W_pos with positions 0..posn-1, not with tokens.",
+    "pos_offset_by_one": "PosEmbed: positions are offset by one. The first position is 0: W_pos[:posn].",
+    "unembed_no_b_U": "Unembed: the bias b_U is missing.",
+}
+
+# which mistakes each check looks for (a block uses the learner's own LayerNorm, Attention and MLP, so theirs too)
+_LN = [m for m in MISTAKES if m.startswith("ln_")]
+_ATTN = [m for m in MISTAKES if m.startswith("attn_")]
+_MLP = [m for m in MISTAKES if m.startswith("mlp_")]
+_BLOCK = _LN + _ATTN + _MLP + [m for m in MISTAKES if m.startswith("block_")]
+_POS = ["pos_from_tokens", "pos_offset_by_one"]
+_ALL = list(MISTAKES)
+
+
+# --------------------------------------------------------------------------- a functional GPT-2 that can make each mistake
+
+def _layernorm(x, w, b, eps, mistake=None):
+    dim = -2 if mistake == "ln_wrong_dim" else -1
+    mean = x.mean(dim, keepdim=True)
+    var = x.var(dim, keepdim=True, unbiased=mistake == "ln_unbiased_var")
+    centred = x if mistake == "ln_no_mean" else x - mean
+    if mistake == "ln_eps_outside_sqrt":
+        return centred / (var.sqrt() + eps) * w + b
+    return centred / (var + eps).sqrt() * w + b
+
+
+def _attention(x, sd, cfg, mistake=None, fill=float("-inf")):
+    q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + sd["b_Q"]
+    k = torch.einsum("bpd,hde->bphe", x, sd["W_K"]) + sd["b_K"]
+    v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + sd["b_V"]
+    scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
+    scale = {"attn_scale_d_head": cfg.d_head, "attn_no_scale": 1.0}.get(mistake, math.sqrt(cfg.d_head))
+    scores = scores / scale
+    n = x.shape[1]
+    diagonal = {"attn_mask_diagonal": 0, "attn_mask_shows_next": 2}.get(mistake, 1)
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=diagonal)
+    if mistake == "attn_mask_after_softmax":
+        pattern = scores.softmax(-1).masked_fill(future, 0.0)
+    else:
+        if mistake != "attn_no_mask":
+            scores = scores.masked_fill(future, fill)
+        pattern = scores.softmax(-2 if mistake == "attn_softmax_wrong_axis" else -1)
+    z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+    out = torch.einsum("bqhe,hem->bqm", z, sd["W_O"])
+    return out if mistake == "attn_no_b_O" else out + sd["b_O"]
+
+
+def _mlp(x, sd, mistake=None):
+    pre = x @ sd["W_in"] + (0 if mistake == "mlp_no_b_in" else sd["b_in"])
+    post = F.gelu(pre) if mistake == "mlp_exact_gelu" else F.gelu(pre, approximate="tanh")
+    return post @ sd["W_out"] + sd["b_out"]
+
+
+def _sub(sd, prefix):
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _block(x, sd, cfg, mistake=None):
+    eps = cfg.layer_norm_eps
+    ln1 = lambda t: _layernorm(t, sd["ln1.w"], sd["ln1.b"], eps, mistake)
+    ln2 = lambda t: _layernorm(t, sd["ln2.w"], sd["ln2.b"], eps, mistake)
+    attn = lambda t: _attention(t, _sub(sd, "attn."), cfg, mistake)
+    mlp = lambda t: _mlp(t, _sub(sd, "mlp."), mistake)
+    if mistake == "block_post_ln":
+        mid = ln1(x + attn(x))
+        return ln2(mid + mlp(mid))
+    mid = attn(ln1(x)) + (0 if mistake == "block_no_attn_residual" else x)
+    return mlp(ln2(mid)) + (0 if mistake == "block_no_mlp_residual" else mid)
+
+
+def _pos_embed(tokens, W_pos, mistake=None):
+    batch, n = tokens.shape
+    if mistake == "pos_from_tokens":
+        return W_pos[tokens % W_pos.shape[0]]
+    offset = 1 if mistake == "pos_offset_by_one" else 0
+    if offset + n > W_pos.shape[0]:
+        return None  # this mistake cannot even produce an output here
+    return W_pos[offset:offset + n].expand(batch, n, -1)
+
+
+def _unembed(x, sd, mistake=None):
+    return x @ sd["W_U"] + (0 if mistake == "unembed_no_b_U" else sd["b_U"])
+
+
+def _transformer(tokens, sd, cfg, mistake=None):
+    pos = _pos_embed(tokens, sd["pos_embed.W_pos"], mistake)
+    if pos is None:
+        return None
+    x = sd["embed.W_E"][tokens] + pos
+    for layer in range(cfg.n_layers):
+        x = _block(x, _sub(sd, f"blocks.{layer}."), cfg, mistake)
+    if mistake != "no_final_ln":
+        x = _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, mistake)
+    return _unembed(x, _sub(sd, "unembed."), mistake)
+
+
+# --------------------------------------------------------------------------- the reference: Hugging Face's GPT-2
+
+def _randomised_hf_gpt2(cfg: Config, seed: int):
+    """A Hugging Face GPT-2 of cfg's shape with every parameter random and away from its initial value."""
+    torch.manual_seed(seed)
+    hf = new_gpt2(cfg, attn_implementation="eager")
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if p.ndim == 1:
+                p.copy_((1.0 if "ln" in name and name.endswith("weight") else 0.0) + 0.5 * torch.randn_like(p))
+            elif "wte" in name or "wpe" in name:
+                p.normal_(0.0, 1.0)
+            else:  # Conv1D weights are [in, out]: this keeps activations O(1) and attention patterns sharp
+                p.normal_(0.0, 1.5 / math.sqrt(p.shape[0]))
+    return hf
+
+
+def _hf_module_output(hf, module, x):
+    """Run `module` of the Hugging Face model on our input `x`, inside a full forward pass (so it gets GPT-2's causal mask)."""
+    captured = {}
+
+    def swap_input(mod, args, kwargs):
+        if args:
+            return (x, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": x}
+
+    def save_output(mod, args, output):
+        captured["out"] = output[0] if isinstance(output, tuple) else output
+
+    handles = [module.register_forward_pre_hook(swap_input, with_kwargs=True), module.register_forward_hook(save_output)]
+    try:
+        hf.transformer(input_ids=torch.zeros(x.shape[:2], dtype=torch.long))
+    finally:
+        for h in handles:
+            h.remove()
+    return captured["out"]
+
+
+# --------------------------------------------------------------------------- comparing and reporting
+
+def _describe_mismatch(name, got, expected, dims):
+    diff = (got - expected).abs()
+    diff = torch.where(torch.isnan(diff), torch.full_like(diff, float("inf")), diff)
+    bad = ~torch.isclose(got, expected, rtol=RTOL, atol=ATOL, equal_nan=True)
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    where = lambda idx: ", ".join(f"{d}={i}" for d, i in zip(dims, idx))
+    lines = [f"{name}: output differs from GPT-2's (float32 tolerance atol={ATOL}, rtol={RTOL}).",
+             f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); first mismatch at ({where(first)}); "
+             f"{bad.float().mean().item():.1%} of entries differ"]
+    if torch.isnan(got).any():
+        nan_at = tuple(int(i) for i in torch.isnan(got).nonzero()[0])
+        lines.append(f"  your output has NaN, first at ({where(nan_at)})")
+    if dims[1] == "posn" and got.ndim >= 2:
+        positions = bad.flatten(2).any(-1).any(0).nonzero().flatten().tolist() if got.ndim > 2 else []
+        if positions:
+            lines.append(f"  positions with errors: {positions[:10]}{' ...' if len(positions) > 10 else ''}")
+    return lines
+
+
+def _diagnose(got, variants: dict):
+    for mistake, outputs in variants.items():
+        for output in outputs if isinstance(outputs, list) else [outputs]:
+            if output is not None and output.shape == got.shape and torch.allclose(got, output, rtol=RTOL, atol=ATOL, equal_nan=True):
+                return f"  Likely cause: {MISTAKES[mistake]}"
+    return None
+
+
+def _fail(lines, hint=None, generic=None):
+    lines = list(lines)
+    lines.append(hint or f"  None of the known mistakes reproduces your output. Things to check: {generic}")
+    raise AssertionError("\n".join(lines))
+
+
+def _build(cls, cfg, name):
+    try:
+        return cls(cfg)
+    except Exception as err:
+        raise AssertionError(f"{name}: {cls.__name__}(cfg) raised {type(err).__name__}: {err}") from None
+
+
+def _load(layer, state, name, cls):
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    actual = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
+    if expected != actual:
+        missing = {k: v for k, v in expected.items() if k not in actual}
+        unexpected = {k: v for k, v in actual.items() if k not in expected}
+        wrong = {k: f"{actual[k]} should be {v}" for k, v in expected.items() if k in actual and actual[k] != v}
+        raise AssertionError(
+            f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names and layouts).\n"
+            f"  expected: {expected}\n  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; wrong shape: {wrong or 'none'}")
+    layer.load_state_dict(state, strict=True)
+
+
+def _call(layer, inp, name, generic):
+    before = inp.clone()
+    try:
+        out = layer(inp)
+    except Exception as err:
+        raise AssertionError(f"{name}: forward raised {type(err).__name__}: {err}\n  Things to check: {generic}") from None
+    if not isinstance(out, torch.Tensor):
+        raise AssertionError(f"{name}: forward must return a Tensor, got {type(out).__name__}")
+    if not torch.equal(before, inp):
+        raise AssertionError(f"{name}: forward modified its input in place (e.g. x -= mean or x.add_()). Build new tensors instead: "
+                             "the caller's residual stream must not change.")
+    return out
+
+
+def _compare(name, got, expected, dims, variants, generic):
+    if tuple(got.shape) != tuple(expected.shape):
+        shape_hint = _diagnose(got, variants)
+        _fail([f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(dims)}), got {tuple(got.shape)}"],
+              shape_hint, generic)
+    if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+        _fail(_describe_mismatch(name, got, expected, dims), _diagnose(got, variants), generic)
+
+
+def _check_causal(name, layer, inp, generic):
+    """Changing the last position must not change any earlier output."""
+    with torch.no_grad():
+        base = layer(inp.clone())
+        changed = inp.clone()
+        if changed.is_floating_point():
+            changed[:, -1] = changed[:, -1] + 3.0 * torch.randn_like(changed[:, -1])
+        else:
+            changed[:, -1] = (changed[:, -1] + 1) % CHECK_CFG.d_vocab
+        after = layer(changed)
+    leaked = ~torch.isclose(base[:, :-1], after[:, :-1], rtol=RTOL, atol=ATOL, equal_nan=True)
+    if leaked.any():
+        positions = leaked.flatten(2).any(-1).any(0).nonzero().flatten().tolist()
+        _fail([f"{name}: not causal: changing the last position changed the outputs at earlier positions {positions[:10]}."],
+              f"  Likely cause: {MISTAKES['attn_no_mask']}" if positions else None, generic)
+
+
+def _float_input(batch, n, cfg, case):
+    x = torch.randn(batch, n, cfg.d_model)
+    if case == 1:
+        return 3.0 * x + 2.0  # a nonzero mean per position
+    if case == 2:
+        return 1e-3 * x  # tiny variance: where eps sits matters
+    return x
+
+
+def _run(name, make_layer, run_case, generic, cfgs):
+    n_runs = 0
+    for cfg in cfgs:
+        for seed in SEEDS:
+            for batch, n in SHAPES:
+                n = min(n, cfg.n_ctx)
+                hf = _randomised_hf_gpt2(cfg, seed)
+                sd = convert_hf_state_dict(hf.state_dict(), cfg)
+                sd["unembed.b_U"] = 0.5 * torch.randn(cfg.d_vocab)
+                layer = make_layer(cfg, sd)
+                with torch.no_grad():
+                    run_case(cfg, hf, sd, layer, batch, n, seed)
+                n_runs += 1
+    print(f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes x {len(cfgs)} config(s)) match Hugging Face's GPT-2")
+
+
+def _layer_factory(cls, name, prefix):
+    def make(cfg, sd):
+        layer = _build(cls, cfg, name)
+        _load(layer, _sub(sd, prefix), name, cls)
+        return layer.eval()
+    return make
+
+
+def _cfgs(cfg, both_attention_paths=False):
+    cfg = cfg or CHECK_CFG
+    if both_attention_paths and hasattr(cfg, "attn_impl"):
+        return [replace(cfg, attn_impl="explicit"), replace(cfg, attn_impl="fast")]
+    return [cfg]
+
+
+# --------------------------------------------------------------------------- the checks
+
+def check_layernorm(cls, cfg: Config | None = None) -> None:
+    name, generic = "LayerNorm", "mean and biased variance over the last dim; eps inside the sqrt; then * w + b"
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        for kind in range(3):
+            x = _float_input(batch, n, cfg, kind)
+            got = _call(layer, x, name, generic)
+            expected = hf.transformer.ln_f(x)
+            variants = {m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m) for m in _LN}
+            _compare(name, got, expected, ("batch", "posn", "d_model"), variants, generic)
+
+    _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg))
+
+
+def check_embed(cls, cfg: Config | None = None) -> None:
+    name, generic = "Embed", "return W_E[tokens]: one row of W_E [d_vocab, d_model] per token"
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        tokens = torch.randint(0, cfg.d_vocab, (batch, n))
+        _compare(name, _call(layer, tokens, name, generic), hf.transformer.wte(tokens), ("batch", "posn", "d_model"), {}, generic)
+
+    _run(name, _layer_factory(cls, name, "embed."), case, generic, _cfgs(cfg))
+
+
+def check_pos_embed(cls, cfg: Config | None = None) -> None:
+    name = "PosEmbed"
+    generic = ("return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, never by token id "
+               "(an IndexError here usually means positions were taken from token ids, or shifted by one)")
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        for high in (n, cfg.d_vocab):  # first ids small enough that indexing W_pos by them would not crash
+            tokens = torch.randint(0, high, (batch, n))
+            expected = hf.transformer.wpe(torch.arange(n)).expand(batch, n, cfg.d_model)
+            variants = {m: _pos_embed(tokens, sd["pos_embed.W_pos"], m) for m in _POS}
+            _compare(name, _call(layer, tokens, name, generic), expected, ("batch", "posn", "d_model"), variants, generic)
+
+    _run(name, _layer_factory(cls, name, "pos_embed."), case, generic, _cfgs(cfg))
+
+
+def check_attention(cls, cfg: Config | None = None) -> None:
+    name = "Attention"
+    generic = ("q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf (torch.triu(..., diagonal=1)); "
+               "softmax over keys; weighted sum of v; project with W_O and add b_O")
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        x = torch.randn(batch, n, cfg.d_model)
+        attn_sd = _sub(sd, "blocks.0.attn.")
+        expected = _hf_module_output(hf, hf.transformer.h[0].attn, x)
+        # masks filled with -inf or with a large negative number (as ARENA does) differ when a row is fully masked
+        variants = {m: [_attention(x, attn_sd, cfg, m), _attention(x, attn_sd, cfg, m, fill=-1e5)] for m in _ATTN}
+        _compare(f"{name} ({cfg.attn_impl} path)", _call(layer, x, name, generic), expected, ("batch", "posn", "d_model"), variants, generic)
+        if n > 1:
+            _check_causal(name, layer, x, generic)
+
+    _run(name, _layer_factory(cls, name, "blocks.0.attn."), case, generic, _cfgs(cfg, both_attention_paths=True))
+
+
+def check_mlp(cls, cfg: Config | None = None) -> None:
+    name, generic = "MLP", "x W_in + b_in, then gelu_new (F.gelu(x, approximate='tanh')), then W_out + b_out"
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        x = torch.randn(batch, n, cfg.d_model)
+        mlp_sd = _sub(sd, "blocks.0.mlp.")
+        variants = {m: _mlp(x, mlp_sd, m) for m in _MLP}
+        _compare(name, _call(layer, x, name, generic), hf.transformer.h[0].mlp(x), ("batch", "posn", "d_model"), variants, generic)
+
+    _run(name, _layer_factory(cls, name, "blocks.0.mlp."), case, generic, _cfgs(cfg))
+
+
+def check_block(cls, cfg: Config | None = None) -> None:
+    name = "TransformerBlock"
+    generic = ("pre-LN with two residual connections: resid_mid = resid_pre + attn(ln1(resid_pre)); "
+               "resid_post = resid_mid + mlp(ln2(resid_mid)). Do LayerNorm, Attention and MLP pass their own checks?")
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        x = torch.randn(batch, n, cfg.d_model)
+        block_sd = _sub(sd, "blocks.0.")
+        variants = {m: _block(x, block_sd, cfg, m) for m in _BLOCK}
+        expected = _hf_module_output(hf, hf.transformer.h[0], x)
+        _compare(name, _call(layer, x, name, generic), expected, ("batch", "posn", "d_model"), variants, generic)
+        if n > 1:
+            _check_causal(name, layer, x, generic)
+
+    _run(name, _layer_factory(cls, name, "blocks.0."), case, generic, _cfgs(cfg, both_attention_paths=True))
+
+
+def check_unembed(cls, cfg: Config | None = None) -> None:
+    name, generic = "Unembed", "x W_U + b_U, with W_U [d_model, d_vocab]"
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        x = torch.randn(batch, n, cfg.d_model)
+        expected = hf.lm_head(x) + sd["unembed.b_U"]
+        variants = {m: _unembed(x, _sub(sd, "unembed."), m) for m in ["unembed_no_b_U"]}
+        _compare(name, _call(layer, x, name, generic), expected, ("batch", "posn", "d_vocab"), variants, generic)
+
+    _run(name, _layer_factory(cls, name, "unembed."), case, generic, _cfgs(cfg))
+
+
+def check_transformer(cls, cfg: Config | None = None) -> None:
+    name = "DemoTransformer"
+    generic = ("embed(tokens) + pos_embed(tokens); every block in order; ln_final; unembed. "
+               "Do all the layers pass their own checks?")
+
+    def case(cfg, hf, sd, layer, batch, n, seed):
+        for high in (n, cfg.d_vocab):  # small ids first: a PosEmbed indexed by token ids then gives wrong values, not a crash
+            tokens = torch.randint(0, high, (batch, n))
+            got = _call(layer, tokens, name, generic)
+            hf_out = hf(tokens, labels=tokens)
+            expected = hf_out.logits + sd["unembed.b_U"]
+            variants = {m: _transformer(tokens, sd, cfg, m) for m in _ALL}
+            _compare(name, got, expected, ("batch", "posn", "d_vocab"), variants, generic)
+        if n > 1:
+            _check_causal(name, layer, tokens, generic)
+            # the loss too: with b_U = 0 the model is exactly GPT-2, so Hugging Face's own loss must match
+            with torch.no_grad():
+                layer.unembed.b_U.zero_() if hasattr(layer, "unembed") and hasattr(layer.unembed, "b_U") else None
+                loss = next_token_loss(layer(tokens), tokens)
+            if not math.isclose(loss.item(), hf_out.loss.item(), rel_tol=RTOL, abs_tol=ATOL):
+                _fail([f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match"],
+                      "  Likely cause: Unembed ignores b_U (b_U was set to zero for this comparison).", generic)
+
+    _run(name, _layer_factory(cls, name, ""), case, generic, _cfgs(cfg, both_attention_paths=True))

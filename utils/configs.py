@@ -1,0 +1,97 @@
+"""Run configs: one environment variable, TUTORIAL_CONFIG, picks `ci`, `cpu` or `gpu` for every notebook."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+ENV_VAR = "TUTORIAL_CONFIG"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    description: str
+    model: dict  # keyword arguments for utils.model.Config (d_vocab is set by the tokenizer choice)
+    corpus_chars: int | None  # characters of the corpus to use; None = all of it
+    bpe_vocab_size: int  # size of the small BPE vocabulary trained in notebook 01
+    tokenizer: str  # "bpe" (small trained vocabulary) or "gpt2" (50257 tokens) for notebook 03
+    train: dict = field(default_factory=dict)  # keyword arguments for utils.training.TrainingArgs
+
+    @property
+    def device(self) -> str:
+        return "cuda" if torch.cuda.is_available() and self.name == "gpu" else "cpu"
+
+
+CONFIGS = {
+    "ci": RunConfig(
+        name="ci",
+        description="tiny and fast: what CI re-executes every notebook with (CPU, under 2 minutes each)",
+        model=dict(d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=64),
+        corpus_chars=200_000,
+        bpe_vocab_size=512,
+        tokenizer="bpe",
+        train=dict(batch_size=16, max_steps=400, lr=3e-3, warmup_steps=30, eval_every=100, eval_batches=8,
+                   sample_every=200, sample_tokens=40, checkpoint_every=200),
+    ),
+    "cpu": RunConfig(
+        name="cpu",
+        description="a laptop: about 10 minutes of training in notebook 03",
+        model=dict(d_model=192, n_layers=4, n_heads=6, d_head=32, d_mlp=768, n_ctx=128),
+        corpus_chars=None,
+        bpe_vocab_size=2048,
+        tokenizer="bpe",
+        train=dict(batch_size=32, max_steps=1500, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=20,
+                   sample_every=500, sample_tokens=60, checkpoint_every=500),
+    ),
+    "gpu": RunConfig(
+        name="gpu",
+        description="a CUDA GPU: a GPT-2-small-shaped model with bf16 autocast and the fast attention path",
+        model=dict(d_model=768, n_layers=12, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024),
+        corpus_chars=None,
+        bpe_vocab_size=8192,
+        tokenizer="gpt2",
+        train=dict(batch_size=16, max_steps=2000, lr=6e-4, warmup_steps=200, eval_every=250, eval_batches=20,
+                   sample_every=500, sample_tokens=60, checkpoint_every=500, autocast_bf16=True,
+                   fused_adamw=True, compile=False),
+    ),
+}
+
+
+def config_name() -> str:
+    """The config chosen by TUTORIAL_CONFIG; by default `gpu` when CUDA is available, else `cpu`."""
+    name = os.environ.get(ENV_VAR, "").strip().lower()
+    if not name:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in CONFIGS:
+        raise ValueError(f"{ENV_VAR}={name!r} is not a config; choose one of {sorted(CONFIGS)}")
+    return name
+
+
+def get_config(name: str | None = None) -> RunConfig:
+    name = name or config_name()
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}")
+    return CONFIGS[name]
+
+
+def seed_everything(seed: int = 0) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_notebook(seed: int = 0) -> RunConfig:
+    """First cell of every notebook: pick the config, seed, and print where we are running."""
+    from utils.resources import is_online
+
+    cfg = get_config()
+    seed_everything(seed)
+    if cfg.name == "gpu" and not torch.cuda.is_available():
+        print(f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the CPU will be slow.")
+    network = "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"
+    print(f"config: {cfg.name} ({cfg.description})")
+    print(f"device: {cfg.device} | torch {torch.__version__} | network: {network}")
+    return cfg

@@ -1,0 +1,308 @@
+"""GENERATED from notebooks/02_clean_implementation.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import einops
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Float:
+    """Shape annotation, as in jaxtyping: `Float[Tensor, "batch posn d_model"]` names the dimensions.
+    Documentation only: nothing is checked at run time."""
+
+    def __class_getitem__(cls, params):
+        return params[0]
+
+
+class Int(Float):
+    """Shape annotation for integer tensors (token ids): `Int[Tensor, "batch posn"]`."""
+
+
+@dataclass
+class Config:
+    d_model: int = 768
+    layer_norm_eps: float = 1e-5
+    d_vocab: int = 50257
+    init_range: float = 0.02
+    n_ctx: int = 1024
+    d_head: int = 64
+    d_mlp: int = 3072
+    n_heads: int = 12
+    n_layers: int = 12
+    attn_impl: str = "explicit"  # "explicit": einsums, exposes the pattern; "fast": F.scaled_dot_product_attention
+
+    def __post_init__(self):
+        for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Config.{name} must be a positive int, got {value!r}")
+        if self.attn_impl not in ("explicit", "fast"):
+            raise ValueError(f"Config.attn_impl must be 'explicit' or 'fast', got {self.attn_impl!r}")
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.w = nn.Parameter(torch.ones(cfg.d_model))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        mean = residual.mean(dim=-1, keepdim=True)
+        variance = residual.var(dim=-1, keepdim=True, unbiased=False)
+        normalized = (residual - mean) / (variance + self.cfg.layer_norm_eps).sqrt()
+        return normalized * self.w + self.b
+
+
+class Embed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
+        nn.init.normal_(self.W_E, std=cfg.init_range)
+
+    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_model"]:
+        return self.W_E[tokens]
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+        nn.init.normal_(self.W_pos, std=cfg.init_range)
+
+    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_model"]:
+        batch, seq_len = tokens.shape
+        return einops.repeat(self.W_pos[:seq_len], "posn d_model -> batch posn d_model", batch=batch)
+
+
+class Attention(nn.Module):
+    IGNORE: Float[Tensor, ""]
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_Q = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_K = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_V = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_O = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_head, cfg.d_model))
+        for weight in (self.W_Q, self.W_K, self.W_V, self.W_O):
+            nn.init.normal_(weight, std=cfg.init_range)
+        self.b_Q = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_K = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_V = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_O = nn.Parameter(torch.zeros(cfg.d_model))
+        self.register_buffer("IGNORE", torch.tensor(float("-inf")), persistent=False)
+
+    def apply_causal_mask(self, scores: Float[Tensor, "batch n_heads query_posn key_posn"]) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
+        """Hide the future: key positions after the query position get -inf, so softmax gives them zero weight."""
+        query_len, key_len = scores.shape[-2:]
+        future = torch.triu(torch.ones(query_len, key_len, dtype=torch.bool, device=scores.device), diagonal=1)
+        return scores.masked_fill(future, self.IGNORE)
+
+    def attention_pattern(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
+        q = einops.einsum(x, self.W_Q, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_Q
+        k = einops.einsum(x, self.W_K, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_K
+        scores = einops.einsum(q, k, "batch query_posn n_heads d_head, batch key_posn n_heads d_head -> batch n_heads query_posn key_posn")
+        scores = self.apply_causal_mask(scores / math.sqrt(self.cfg.d_head))
+        return scores.softmax(dim=-1)
+
+    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        if self.cfg.attn_impl == "fast":
+            return self._forward_fast(x)
+        pattern = self.attention_pattern(x)
+        v = einops.einsum(x, self.W_V, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_V
+        z = einops.einsum(pattern, v, "batch n_heads query_posn key_posn, batch key_posn n_heads d_head -> batch query_posn n_heads d_head")
+        return einops.einsum(z, self.W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model") + self.b_O
+
+    def _forward_fast(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        # One matmul for q, k and v (like GPT-2's fused c_attn), then PyTorch's fused causal attention kernel.
+        W_QKV = einops.rearrange([self.W_Q, self.W_K, self.W_V], "qkv n_heads d_model d_head -> d_model (qkv n_heads d_head)")
+        b_QKV = einops.rearrange([self.b_Q, self.b_K, self.b_V], "qkv n_heads d_head -> (qkv n_heads d_head)")
+        qkv = torch.addmm(b_QKV, x.reshape(-1, self.cfg.d_model), W_QKV).view(*x.shape[:-1], -1)
+        q, k, v = einops.rearrange(qkv, "batch posn (qkv n_heads d_head) -> qkv batch n_heads posn d_head", qkv=3, n_heads=self.cfg.n_heads)
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        z = einops.rearrange(z, "batch n_heads posn d_head -> (batch posn) (n_heads d_head)")
+        W_O = einops.rearrange(self.W_O, "n_heads d_head d_model -> (n_heads d_head) d_model")
+        return torch.addmm(self.b_O, z, W_O).view(x.shape)
+
+
+def gelu_new(x: Tensor) -> Tensor:
+    """GPT-2's GELU: the tanh approximation."""
+    return F.gelu(x, approximate="tanh")
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        nn.init.normal_(self.W_in, std=cfg.init_range)
+        nn.init.normal_(self.W_out, std=cfg.init_range)
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        pre = einops.einsum(x, self.W_in, "batch posn d_model, d_model d_mlp -> batch posn d_mlp") + self.b_in
+        post = gelu_new(pre)
+        return einops.einsum(post, self.W_out, "batch posn d_mlp, d_mlp d_model -> batch posn d_model") + self.b_out
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.ln1 = LayerNorm(cfg)
+        self.attn = Attention(cfg)
+        self.ln2 = LayerNorm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, resid_pre: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
+        resid_post = resid_mid + self.mlp(self.ln2(resid_mid))
+        return resid_post
+
+
+class Unembed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
+        nn.init.normal_(self.W_U, std=cfg.init_range)
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))
+
+    def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
+        return einops.einsum(normalized_resid_final, self.W_U, "batch posn d_model, d_model d_vocab -> batch posn d_vocab") + self.b_U
+
+
+def validate_tokens(tokens: Tensor, cfg: Config) -> None:
+    """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx."""
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be integer token ids (torch.long), got dtype {tokens.dtype}")
+    if tokens.ndim != 2:
+        hint = "; for a single sequence use tokens.unsqueeze(0)" if tokens.ndim == 1 else ""
+        raise ValueError(f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
+    if tokens.shape[1] == 0:
+        raise ValueError("tokens has no positions (shape [batch, 0]); give at least one token")
+    if tokens.shape[1] > cfg.n_ctx:
+        raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx} tokens: tokens[:, -{cfg.n_ctx}:]")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= cfg.d_vocab:
+        raise ValueError(f"token ids must be in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}")
+
+
+class DemoTransformer(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.pos_embed = PosEmbed(cfg)
+        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = LayerNorm(cfg)
+        self.unembed = Unembed(cfg)
+
+    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
+        validate_tokens(tokens, self.cfg)
+        residual = self.embed(tokens) + self.pos_embed(tokens)
+        for block in self.blocks:
+            residual = block(residual)
+        return self.unembed(self.ln_final(residual))
+
+
+def next_token_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, ""]:
+    """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1]."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
+    """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter names and layouts."""
+    sd = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
+    heads = dict(n_heads=cfg.n_heads)
+    ours = {
+        "embed.W_E": sd["wte.weight"],
+        "pos_embed.W_pos": sd["wpe.weight"],
+        "ln_final.w": sd["ln_f.weight"],
+        "ln_final.b": sd["ln_f.bias"],
+        "unembed.W_U": sd["wte.weight"].T,  # GPT-2 ties the unembedding to the embedding
+        "unembed.b_U": torch.zeros(cfg.d_vocab, dtype=sd["wte.weight"].dtype),
+    }
+    for layer in range(cfg.n_layers):
+        hf, our = f"h.{layer}.", f"blocks.{layer}."
+        W_Q, W_K, W_V = sd[hf + "attn.c_attn.weight"].chunk(3, dim=1)  # Conv1D weight: [d_model, 3 * d_model]
+        b_Q, b_K, b_V = sd[hf + "attn.c_attn.bias"].chunk(3)
+        for name, weight, bias in (("Q", W_Q, b_Q), ("K", W_K, b_K), ("V", W_V, b_V)):
+            ours[our + f"attn.W_{name}"] = einops.rearrange(weight, "d_model (n_heads d_head) -> n_heads d_model d_head", **heads)
+            ours[our + f"attn.b_{name}"] = einops.rearrange(bias, "(n_heads d_head) -> n_heads d_head", **heads)
+        ours[our + "attn.W_O"] = einops.rearrange(sd[hf + "attn.c_proj.weight"], "(n_heads d_head) d_model -> n_heads d_head d_model", **heads)
+        ours[our + "attn.b_O"] = sd[hf + "attn.c_proj.bias"]
+        ours[our + "mlp.W_in"] = sd[hf + "mlp.c_fc.weight"]
+        ours[our + "mlp.b_in"] = sd[hf + "mlp.c_fc.bias"]
+        ours[our + "mlp.W_out"] = sd[hf + "mlp.c_proj.weight"]
+        ours[our + "mlp.b_out"] = sd[hf + "mlp.c_proj.bias"]
+        for ln in ("1", "2"):
+            ours[our + f"ln{ln}.w"] = sd[hf + f"ln_{ln}.weight"]
+            ours[our + f"ln{ln}.b"] = sd[hf + f"ln_{ln}.bias"]
+    return {name: tensor.detach().clone().contiguous() for name, tensor in ours.items()}
+
+
+def config_from_hf(hf_config, **overrides) -> Config:
+    """Our Config for a transformers GPT2Config."""
+    return Config(d_model=hf_config.n_embd, layer_norm_eps=hf_config.layer_norm_epsilon, d_vocab=hf_config.vocab_size,
+                  init_range=hf_config.initializer_range, n_ctx=hf_config.n_positions, d_head=hf_config.n_embd // hf_config.n_head,
+                  d_mlp=hf_config.n_inner or 4 * hf_config.n_embd, n_heads=hf_config.n_head, n_layers=hf_config.n_layer, **overrides)
+
+
+def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
+    """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set)."""
+    model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
+    return model
+
+
+@torch.no_grad()
+def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, temperature: float = 0.0,
+             top_k: int | None = None, generator: torch.Generator | None = None) -> Int[Tensor, "batch new_posn"]:
+    """Append `max_new_tokens` tokens: greedy when temperature == 0, else sampled from softmax(logits / temperature)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    n_ctx = model.cfg.n_ctx
+    for _ in range(max_new_tokens):
+        logits = model(tokens[:, -n_ctx:])[:, -1]
+        if temperature == 0:
+            next_token = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            next_token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+        tokens = torch.cat([tokens, next_token], dim=1)
+    return tokens
+
+
+def get_attention_patterns(model: DemoTransformer, tokens: Int[Tensor, "batch posn"]) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
+    """Every layer's attention pattern, captured with forward hooks (works whichever attention path the model uses)."""
+    patterns = []
+
+    def save_pattern(attn: Attention, inputs: tuple[Tensor], output: Tensor) -> None:
+        patterns.append(attn.attention_pattern(inputs[0]).detach())
+
+    handles = [block.attn.register_forward_hook(save_pattern) for block in model.blocks]
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return patterns

@@ -1,0 +1,338 @@
+"""Training: pack documents into sequences, baselines, a trainer with warmup + cosine decay, checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+from tqdm.auto import tqdm
+
+from utils.model import Config, DemoTransformer, generate, next_token_loss
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}
+
+
+# --------------------------------------------------------------------------- data
+
+def tokenize_documents(docs: list[str], encode, eot_id: int) -> torch.Tensor:
+    """Each document tokenised whole, with <|endoftext|> before it, concatenated into one 1-D stream."""
+    ids: list[int] = []
+    for doc in docs:
+        ids.append(eot_id)
+        ids.extend(encode(doc))
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def pack(stream: torch.Tensor, n_ctx: int) -> torch.Tensor:
+    """Cut a token stream into [n_sequences, n_ctx] rows (the remainder is dropped)."""
+    n = len(stream) // n_ctx
+    if n == 0:
+        raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of n_ctx = {n_ctx}")
+    return stream[: n * n_ctx].view(n, n_ctx)
+
+
+class StepBatchSampler(Sampler):
+    """Infinite, seeded batches: batch k is the same whichever step training (re)starts from, so a resumed run sees the same data."""
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int, start_step: int = 0):
+        if batch_size > n_rows:
+            raise ValueError(f"batch_size {batch_size} is larger than the {n_rows} training sequences")
+        self.n_rows, self.batch_size, self.seed, self.start_step = n_rows, batch_size, seed, start_step
+        self.per_epoch = n_rows // batch_size
+
+    def batch(self, step: int) -> list[int]:
+        epoch, k = divmod(step, self.per_epoch)
+        order = torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step: int = 0) -> DataLoader:
+    return DataLoader(TensorDataset(sequences), batch_sampler=StepBatchSampler(len(sequences), batch_size, seed, start_step))
+
+
+# --------------------------------------------------------------------------- baselines
+
+def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int) -> dict[str, float]:
+    """Validation cross-entropy of three models with no learning beyond counting (add-one smoothing):
+    uniform (knows nothing), unigram (token frequencies) and bigram (one token of context)."""
+    unigram_counts = torch.bincount(train_stream, minlength=d_vocab).double() + 1
+    unigram = unigram_counts / unigram_counts.sum()
+    train_pairs = train_stream[:-1] * d_vocab + train_stream[1:]
+    pair_ids, pair_counts = torch.unique(train_pairs, return_counts=True)
+    val_prev, val_next = val_stream[:-1], val_stream[1:]
+    val_pairs = val_prev * d_vocab + val_next
+    idx = torch.searchsorted(pair_ids, val_pairs).clamp(max=len(pair_ids) - 1)
+    seen = pair_ids[idx] == val_pairs
+    count_pair = torch.where(seen, pair_counts[idx].double(), torch.zeros((), dtype=torch.double))
+    count_prev = torch.bincount(train_stream[:-1], minlength=d_vocab).double()[val_prev]
+    # add-one bigram, backing off to the unigram for the smoothing mass
+    bigram = (count_pair + d_vocab * unigram[val_next]) / (count_prev + d_vocab)
+    return {"uniform": math.log(d_vocab), "unigram": -unigram[val_next].log().mean().item(), "bigram": -bigram.log().mean().item()}
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class TrainingArgs:
+    batch_size: int = 16
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1  # matrices only
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 10
+    sample_every: int = 500
+    sample_tokens: int = 40
+    sample_prompt: str = "Once upon a time"
+    checkpoint_every: int = 500
+    checkpoint_dir: str = "checkpoints"
+    seed: int = 0
+    device: str = "cpu"
+    autocast_bf16: bool = False
+    fused_adamw: bool = False
+    compile: bool = False
+    wandb_project: str | None = None  # optional Weights & Biases logging; off by default
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_steps", "eval_every", "eval_batches", "sample_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ValueError(f"TrainingArgs.{name} must be a positive int, got {getattr(self, name)!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0 and self.grad_clip > 0):
+            raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0 and grad_clip > 0")
+        self.betas = tuple(self.betas)
+
+
+def lr_at(step: int, args: TrainingArgs) -> float:
+    """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps."""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (weights, embeddings) but not on biases or LayerNorm parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = args.fused_adamw and args.device.startswith("cuda")
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=fused or None)
+
+
+def model_flops_per_token(cfg: Config) -> float:
+    """nanoGPT's estimate: 6N (forward + backward through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
+    n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp) + 2 * cfg.d_vocab * cfg.d_model
+    return 6 * n_params + 12 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx
+
+
+def peak_flops(device: str) -> float | None:
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class History:
+    train_tokens: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_tokens: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a DemoTransformer on packed sequences. `train()` can be interrupted (Ctrl-C / the stop button) and called again."""
+
+    def __init__(self, model: DemoTransformer, args: TrainingArgs, train_sequences: torch.Tensor, val_sequences: torch.Tensor,
+                 encode=None, decode=None, tokenizer_name: str = "", baselines: dict | None = None):
+        if train_sequences.shape[1] != model.cfg.n_ctx or val_sequences.shape[1] != model.cfg.n_ctx:
+            raise ValueError(f"sequences must have n_ctx = {model.cfg.n_ctx} columns; got {train_sequences.shape[1]} and {val_sequences.shape[1]}")
+        self.args = args
+        self.model = model.to(args.device)
+        self.train_sequences, self.val_sequences = train_sequences, val_sequences
+        self.encode, self.decode, self.tokenizer_name = encode, decode, tokenizer_name
+        self.baselines = baselines or {}
+        self.optimizer = make_optimizer(self.model, args)
+        self.step = 0
+        self.history = History()
+        self.last_checkpoint: Path | None = None
+        self.forward = torch.compile(self.model) if args.compile else self.model
+        if args.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self._wandb = None
+
+    # ---------------------------------------------------------------- one step
+    def loss_on(self, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
+            logits = self.forward(tokens)
+        return next_token_loss(logits.float(), tokens)
+
+    def training_step(self, tokens: torch.Tensor) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.args)
+        loss = self.loss_on(tokens)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        self.optimizer.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Validation loss and next-token accuracy over the first eval_batches batches of the validation set."""
+        self.model.eval()
+        losses, correct, total = [], 0, 0
+        for start in range(0, min(len(self.val_sequences), self.args.eval_batches * self.args.batch_size), self.args.batch_size):
+            tokens = self.val_sequences[start:start + self.args.batch_size].to(self.args.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
+                logits = self.forward(tokens).float()
+            losses.append(next_token_loss(logits, tokens).item())
+            correct += (logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum().item()
+            total += tokens[:, 1:].numel()
+        self.model.train()
+        return sum(losses) / len(losses), correct / total
+
+    def sample(self, temperature: float = 0.8) -> str:
+        if self.encode is None or self.decode is None:
+            return ""
+        prompt = torch.tensor([self.encode(self.args.sample_prompt)], device=self.args.device)
+        self.model.eval()
+        out = generate(self.model, prompt, self.args.sample_tokens, temperature=temperature, top_k=50,
+                       generator=torch.Generator(device=self.args.device).manual_seed(self.args.seed))
+        self.model.train()
+        return self.decode(out[0].tolist())
+
+    # ---------------------------------------------------------------- the loop
+    def train(self, max_steps: int | None = None) -> History:
+        """Train until args.max_steps (or `max_steps` more steps). Ctrl-C saves a checkpoint and returns."""
+        args = self.args
+        end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
+        loader = iter(train_loader(self.train_sequences, args.batch_size, args.seed, start_step=self.step))
+        tokens_per_step = args.batch_size * self.model.cfg.n_ctx
+        flops_per_step = model_flops_per_token(self.model.cfg) * tokens_per_step
+        peak = peak_flops(args.device)
+        self._start_wandb()
+        self.model.train()
+        bar = tqdm(total=end, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        try:
+            while self.step < end:
+                (batch,) = next(loader)
+                start = time.perf_counter()
+                loss = self.training_step(batch.to(args.device, non_blocking=True))
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss} at step {self.step}; stopped without saving over the last good checkpoint "
+                        f"({self.last_checkpoint or 'none saved yet'}). Try a lower learning rate (now {args.lr}) or a smaller grad_clip.")
+                seconds = time.perf_counter() - start
+                self.step += 1
+                self.history.train_tokens.append(self.step * tokens_per_step)
+                self.history.train_loss.append(loss)
+                postfix = {"loss": f"{loss:.3f}", "tok/s": f"{tokens_per_step / seconds:,.0f}"}
+                if peak:
+                    postfix["MFU"] = f"{flops_per_step / seconds / peak:.0%}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update()
+                self._log({"train/loss": loss, "lr": lr_at(self.step - 1, args), "tokens_per_s": tokens_per_step / seconds})
+                if self.step % args.eval_every == 0 or self.step == end:
+                    val_loss, accuracy = self.evaluate()
+                    self.history.val_tokens.append(self.step * tokens_per_step)
+                    self.history.val_loss.append(val_loss)
+                    self.history.val_accuracy.append(accuracy)
+                    bar.write(f"step {self.step}: train loss {loss:.3f}, validation loss {val_loss:.3f}, accuracy {accuracy:.1%}")
+                    self._log({"val/loss": val_loss, "val/accuracy": accuracy})
+                if self.encode and (self.step % args.sample_every == 0 or self.step == end):
+                    text = self.sample()
+                    self.history.samples.append(text)
+                    bar.write(f"sample at step {self.step}: {text!r}")
+                if self.step % args.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            path = self.save_checkpoint(name="interrupted.pt")
+            bar.write(f"Interrupted at step {self.step}: saved {path}. Call trainer.train() to continue, "
+                      f"or Trainer.resume('{path}', ...) in a new session.")
+        finally:
+            bar.close()
+        return self.history
+
+    # ---------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "history": asdict(self.history),
+            "args": asdict(self.args),
+            "model_cfg": asdict(self.model.cfg),
+            "tokenizer": self.tokenizer_name,
+        }
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write atomically (temporary file, then rename), so an interrupted save never destroys the previous checkpoint."""
+        directory = Path(self.args.checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / (name or f"step_{self.step:06d}.pt")
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+        self.last_checkpoint = path
+        return path
+
+    @classmethod
+    def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, baselines=None,
+               **overrides) -> "Trainer":
+        """Rebuild model, optimizer, step and history from a checkpoint (loaded with weights_only=True)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        args = TrainingArgs(**{**state["args"], **overrides})
+        model = DemoTransformer(Config(**state["model_cfg"]))
+        model.load_state_dict(state["model"], strict=True)
+        trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"], baselines)
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.step = state["step"]
+        trainer.history = History(**state["history"])
+        trainer.last_checkpoint = path
+        return trainer
+
+    # ---------------------------------------------------------------- optional experiment tracking
+    def _start_wandb(self):
+        if self.args.wandb_project and self._wandb is None:
+            import wandb  # optional: pip install wandb
+
+            self._wandb = wandb.init(project=self.args.wandb_project, config={**asdict(self.args), **asdict(self.model.cfg)})
+
+    def _log(self, values: dict):
+        if self._wandb is not None:
+            self._wandb.log(values, step=self.step)
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[DemoTransformer, dict]:
+    """Just the trained model (and the checkpoint's metadata) from a checkpoint file."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = DemoTransformer(Config(**state["model_cfg"]))
+    model.load_state_dict(state["model"], strict=True)
+    return model.eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}
