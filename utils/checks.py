@@ -327,7 +327,7 @@ def check_layernorm(cls, cfg: Config | None = None) -> None:
             variants = {m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m) for m in _LN}
             _compare(name, got, expected, ("batch", "posn", "d_model"), variants, generic)
 
-    _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg))
+    _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg, both_attention_paths=True))
 
 
 def check_embed(cls, cfg: Config | None = None) -> None:
