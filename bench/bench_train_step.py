@@ -36,8 +36,7 @@ def make_step(model, forward, device, bf16, fused):
 
     def step(tokens):
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            logits = forward(tokens)
-        loss = next_token_loss(logits.float(), tokens)
+            loss = next_token_loss(forward(tokens), tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

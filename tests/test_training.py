@@ -45,7 +45,7 @@ def test_baselines_order_on_learnable_data():
     b = baselines(stream[:6400], stream[6400:], 64)
     assert b["uniform"] == pytest.approx(math.log(64))
     assert b["bigram"] < b["unigram"] < b["uniform"] + 0.01  # near-uniform data: the unigram is no better than uniform
-    assert b["bigram"] < 1.0  # next = previous + 1 most of the time
+    assert b["bigram"] < 2.0  # next = previous + 1 most of the time (unigram and uniform: ~4.16)
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -137,7 +137,8 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
 
 def model_flops_per_token(cfg: Config) -> float:
     """nanoGPT's estimate: 6N (forward + backward through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
-    n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp) + 2 * cfg.d_vocab * cfg.d_model
+    # N counts the weights that take part in matmuls: the blocks and W_U (W_E and W_pos are lookups, not matmuls)
+    n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp) + cfg.d_vocab * cfg.d_model
     return 6 * n_params + 12 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx
 
 
@@ -187,8 +188,7 @@ class Trainer:
     # ---------------------------------------------------------------- one step
     def loss_on(self, tokens: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
-            logits = self.forward(tokens)
-        return next_token_loss(logits.float(), tokens)
+            return next_token_loss(self.forward(tokens), tokens)  # autocast runs cross-entropy in float32
 
     def training_step(self, tokens: torch.Tensor) -> float:
         for group in self.optimizer.param_groups:
