@@ -57,29 +57,25 @@ def module_path(module: str) -> Path:
     return ROOT / "utils" / f"{module}.py"
 
 
-def stale_modules(notebooks: list[Path] | None = None) -> list[str]:
-    """Modules whose file differs from what its notebook generates."""
-    stale = []
+def _generated(notebooks: list[Path] | None = None):
+    """(notebook, module, text, path, differs) for every notebook that names a module."""
     for nb in notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
         exported = exported_module(nb)
-        if exported is None:
-            continue
-        module, text = exported
-        path = module_path(module)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(f"utils/{module}.py (from {nb.name})")
-    return stale
+        if exported is not None:
+            module, text = exported
+            path = module_path(module)
+            yield nb, module, text, path, not path.exists() or path.read_text(encoding="utf-8") != text
+
+
+def stale_modules(notebooks: list[Path] | None = None) -> list[str]:
+    """Modules whose file differs from what its notebook generates."""
+    return [f"utils/{module}.py (from {nb.name})" for nb, module, _, _, differs in _generated(notebooks) if differs]
 
 
 def export_all(notebooks: list[Path] | None = None) -> list[Path]:
     written = []
-    for nb in notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
-        exported = exported_module(nb)
-        if exported is None:
-            continue
-        module, text = exported
-        path = module_path(module)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
+    for _, _, text, path, differs in _generated(notebooks):
+        if differs:
             path.write_text(text, encoding="utf-8")
             written.append(path)
     return written
