@@ -13,7 +13,7 @@ NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeou
 .PHONY: lab test setup export strip bench clean
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests
