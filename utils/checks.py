@@ -431,7 +431,8 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
             _check_causal(name, layer, tokens, generic)
             # the loss too: with b_U = 0 the model is exactly GPT-2, so Hugging Face's own loss must match
             with torch.no_grad():
-                layer.unembed.b_U.zero_() if hasattr(layer, "unembed") and hasattr(layer.unembed, "b_U") else None
+                if hasattr(layer, "unembed") and hasattr(layer.unembed, "b_U"):
+                    layer.unembed.b_U.zero_()
                 loss = next_token_loss(layer(tokens), tokens)
             if not math.isclose(loss.item(), hf_out.loss.item(), rel_tol=RTOL, abs_tol=ATOL):
                 _fail([f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match"],
