@@ -10,7 +10,7 @@ OFFLINE_CPU_TORCH ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300
 
-.PHONY: lab test setup export strip bench clean
+.PHONY: lab test setup export exercises check strip bench clean
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
@@ -43,9 +43,18 @@ $(STAMP): requirements.txt
 export: $(STAMP)
 	$(PY) -m utils.export
 
+# Write exercises/NN_*.ipynb from the solution notebooks (a test fails when they are out of date; a learner's edits are kept).
+exercises: $(STAMP)
+	$(PY) -m utils.exercises
+
+# The checks as pytest tests against the code in one notebook: make check NOTEBOOK=exercises/02_clean_implementation.ipynb
+check: $(STAMP)
+	@test -n "$(NOTEBOOK)" || { echo "usage: make check NOTEBOOK=exercises/02_clean_implementation.ipynb"; exit 2; }
+	NOTEBOOK="$(abspath $(NOTEBOOK))" $(PY) -m pytest -p no:cacheprovider -v tests/test_notebook_checks.py
+
 # Remove outputs before committing a notebook (a test fails on a notebook with outputs).
 strip: $(STAMP)
-	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb exercises/*.ipynb
 
 bench: $(STAMP)
 	$(PY) bench/bench_train_step.py

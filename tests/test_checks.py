@@ -226,3 +226,201 @@ def _transformer_block_without_mask():
             super().__init__(cfg)
             self.attn = _with(AttnBroken, "attn_no_mask")(cfg)
     return Block
+
+
+# ---------------------------------------------------------------- tokenizer checks (notebook 01)
+
+import inspect  # noqa: E402
+
+from utils import bpe, training  # noqa: E402
+
+
+def test_tokenizer_and_training_checks_pass_the_reference(capsys):
+    checks.check_merge_word(bpe.merge_word)
+    checks.check_train_merges(bpe.train_merges)
+    checks.check_bpe_tokenizer(bpe.BPETokenizer)
+    checks.check_lr_at(training.lr_at)
+    checks.check_make_optimizer(training.make_optimizer)
+    checks.check_optimizer_step(training.optimizer_step)
+    checks.check_next_token_accuracy(training.next_token_accuracy)
+    assert capsys.readouterr().out.count("passed") == 7
+
+
+def merge_no_skip(word, pair, new_id):  # forgets to jump past the merged pair
+    out = []
+    for i, token in enumerate(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(new_id)
+        elif not (i > 0 and (word[i - 1], word[i]) == pair):
+            out.append(token)
+    return out
+
+
+def merge_in_place(word, pair, new_id):
+    i = 0
+    while i < len(word) - 1:
+        if (word[i], word[i + 1]) == pair:
+            word[i:i + 2] = [new_id]
+        i += 1
+    return word
+
+
+@pytest.mark.parametrize("fn, message", [(merge_no_skip, "overlapping"), (merge_in_place, "changed its input"),
+                                         (lambda w, p, n: tuple(w), "returned")])
+def test_merge_word_check_catches(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_merge_word(fn)
+
+
+def _broken_train_merges(old, new):
+    source = inspect.getsource(bpe.train_merges)
+    assert old in source
+    namespace = dict(vars(bpe))
+    exec(source.replace(old, new), namespace)
+    return namespace["train_merges"]
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("pair_counts[old] -= count", "pass", "merge \\d+ is"),  # old pairs keep their counts
+    ("words_with[new].add(w)", "pass", "raised KeyError|merge \\d+ is"),  # new pairs never find their words
+    ("heapq.heappush(heap, (-pair_counts[p], p))", "pass", "learned \\d+ merges|merge \\d+ is"),  # changed pairs never return
+])
+def test_train_merges_check_catches(old, new, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_train_merges(_broken_train_merges(old, new))
+
+
+class FirstPairBPE(bpe.BPETokenizer):  # merges the leftmost mergeable pair instead of the lowest-ranked one
+    def _bpe(self, piece):
+        word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
+        merged_any = True
+        while merged_any and len(word) > 1:
+            merged_any = False
+            for i in range(len(word) - 1):
+                if (word[i], word[i + 1]) in self.merge_ranks:
+                    word[i:i + 2] = [word[i] + word[i + 1]]
+                    merged_any = True
+                    break
+        return [self.vocab[token] for token in word]
+
+
+class PerTokenDecodeBPE(bpe.BPETokenizer):  # decodes each token's bytes on its own: breaks characters split across tokens
+    def decode(self, ids):
+        return "".join(bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8", errors="replace") for i in ids)
+
+
+@pytest.mark.parametrize("cls, message", [(FirstPairBPE, "LOWEST rank"), (PerTokenDecodeBPE, "decode\\(encode")])
+def test_bpe_tokenizer_check_catches(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_bpe_tokenizer(cls)
+
+
+# ---------------------------------------------------------------- training checks (notebook 03)
+
+def lr_warmup_from_zero(step, args):
+    return args.lr * step / args.warmup_steps if step < args.warmup_steps else training.lr_at(step, args)
+
+
+def lr_decay_to_zero(step, args):
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / (args.max_steps - args.warmup_steps))
+    return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_unclamped(step, args):
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = (step - args.warmup_steps) / (args.max_steps - args.warmup_steps)
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@pytest.mark.parametrize("fn, message", [(lr_warmup_from_zero, "warmup starts at 0"), (lr_decay_to_zero, "ends at 0"),
+                                         (lr_unclamped, "comes back up"), (lambda step, args: args.lr, "Things to check")])
+def test_lr_check_catches_and_names(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_lr_at(fn)
+
+
+def optimizer_decay_everything(model, args):
+    return torch.optim.AdamW(model.parameters(), lr=args.lr, betas=args.betas, weight_decay=args.weight_decay)
+
+
+def optimizer_decay_only(model, args):
+    return torch.optim.AdamW([p for p in model.parameters() if p.ndim >= 2], lr=args.lr, betas=args.betas, weight_decay=args.weight_decay)
+
+
+def optimizer_default_lr(model, args):
+    groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (optimizer_decay_everything, "ndim 1\\) has weight_decay"), (optimizer_decay_only, "not being trained"),
+    (optimizer_default_lr, "use args.lr"), (lambda model, args: torch.optim.SGD(model.parameters(), lr=args.lr), "AdamW"),
+])
+def test_optimizer_check_catches(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_make_optimizer(fn)
+
+
+def step_no_zero_grad(model, optimizer, loss, grad_clip):
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def step_no_clip(model, optimizer, loss, grad_clip):
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_clip_after(model, optimizer, loss, grad_clip):
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    return loss.item()
+
+
+def step_returns_tensor(model, optimizer, loss, grad_clip):
+    training.optimizer_step(model, optimizer, loss, grad_clip)
+    return loss
+
+
+@pytest.mark.parametrize("fn, message", [(step_no_zero_grad, "never cleared"), (step_no_clip, "not clipped"),
+                                         (step_clip_after, "not clipped before"), (step_returns_tensor, "Python float")])
+def test_optimizer_step_check_catches_and_names(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_optimizer_step(fn)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(), "no shift"),
+    (lambda logits, tokens: float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum()), "a count"),
+    (lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean(), "Python float"),
+    (lambda logits, tokens: (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item(), "Compare logits"),
+])
+def test_accuracy_check_catches(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_next_token_accuracy(fn)
+
+
+def test_exercise_stubs_reach_the_learner_unwrapped():
+    class Stub(LayerNorm):
+        def forward(self, x):
+            raise NotImplementedError("normalise over d_model")
+
+    with pytest.raises(NotImplementedError, match="normalise over d_model"):
+        checks.check_layernorm(Stub)
+    with pytest.raises(NotImplementedError, match="write it"):
+        checks.check_lr_at(lambda step, args: (_ for _ in ()).throw(NotImplementedError("write it")))
+
+
+def test_every_check_is_registered_for_make_check():
+    public = {name for name in dir(checks) if name.startswith("check_")}
+    assert {f.__name__ for f in checks.CHECKS.values()} == public

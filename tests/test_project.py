@@ -10,20 +10,21 @@ from utils import export
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ALL_NOTEBOOKS = NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
     assert [nb.name[:2] for nb in NOTEBOOKS][:3] == ["01", "02", "03"]
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_notebook_is_stored_without_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     with_outputs = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
     assert not with_outputs, f"{notebook.name}: cells {with_outputs} have outputs; run `make strip`"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_notebook_first_code_cell_is_the_shared_setup(notebook):
     cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     first = "".join(cells[0]["source"])

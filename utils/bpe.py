@@ -36,8 +36,8 @@ def pretokenize(text: str) -> list[str]:
     return _SPLITTER.findall(text)
 
 
-def _merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every occurrence of `pair` in `word`, left to right, by `new_id`."""
+def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of `pair` in `word`, left to right, by `new_id` (so [1, 1, 1] with pair (1, 1) gives [new_id, 1])."""
     merged, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
@@ -88,7 +88,7 @@ def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, i
             for old in zip(word, word[1:]):
                 pair_counts[old] -= count
                 touched.add(old)
-            word = words[w] = _merge_word(word, pair, new_id)
+            word = words[w] = merge_word(word, pair, new_id)
             for new in zip(word, word[1:]):
                 pair_counts[new] += count
                 words_with[new].add(w)

@@ -1,6 +1,10 @@
-"""Layer checks: compare a learner's layer class with Hugging Face's GPT-2, and say precisely what is wrong.
+"""Checks for the code a learner writes, which say precisely what is wrong.
 
-Each check takes the learner's class (not an instance), builds it and the matching Hugging Face module with the same
+Notebook 02's layer checks are below first; notebook 01's tokenizer checks and notebook 03's training checks follow, and
+CHECKS maps each checked name to its check (for `make check NOTEBOOK=...`). An exercise stub's NotImplementedError passes
+through every check unchanged, so the learner sees its hint.
+
+Each layer check takes the learner's class (not an instance), builds it and the matching Hugging Face module with the same
 random weights (every bias and LayerNorm weight randomised too: GPT-2's zero biases and unit LayerNorm weights would
 hide mistakes), runs several seeds, batch sizes and sequence lengths, and compares with float32 tolerances.
 On failure it raises AssertionError naming the layer, the shapes, the largest error and where the first mismatch is,
@@ -217,6 +221,8 @@ def _fail(lines, hint=None, generic=None):
 def _build(cls, cfg, name):
     try:
         return cls(cfg)
+    except NotImplementedError:
+        raise  # an exercise stub: its own message says what to write
     except Exception as err:
         raise AssertionError(f"{name}: {cls.__name__}(cfg) raised {type(err).__name__}: {err}") from None
 
@@ -238,6 +244,8 @@ def _call(layer, inp, name, generic):
     before = inp.clone()
     try:
         out = layer(inp)
+    except NotImplementedError:
+        raise  # an exercise stub: its own message says what to write
     except Exception as err:
         raise AssertionError(f"{name}: forward raised {type(err).__name__}: {err}\n  Things to check: {generic}") from None
     if not isinstance(out, torch.Tensor):
@@ -439,3 +447,257 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
                       "  Likely cause: Unembed ignores b_U (b_U was set to zero for this comparison).", generic)
 
     _run(name, _layer_factory(cls, name, ""), case, generic, _cfgs(cfg, both_attention_paths=True))
+
+
+# --------------------------------------------------------------------------- tokenizer checks (notebook 01)
+
+def _call_fn(fn, args, label):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise  # an exercise stub: its own message says what to write
+    except Exception as err:
+        raise AssertionError(f"{label} raised {type(err).__name__}: {err}") from None
+
+
+def check_merge_word(fn) -> None:
+    """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without changing `word`."""
+    cases = [  # word, pair, new_id, expected, what the case tests
+        ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
+        ([1, 1, 1], (1, 1), 9, [9, 1], "overlapping occurrences: left to right, and each id takes part in one merge only"),
+        ([1, 1, 1, 1], (1, 1), 9, [9, 9], "overlapping occurrences: left to right, and each id takes part in one merge only"),
+        ([2, 1], (1, 2), 9, [2, 1], "order matters: (2, 1) is not the pair (1, 2)"),
+        ([3, 1], (1, 2), 9, [3, 1], "a pair's first id at the end of the word is not a match"),
+        ([7], (1, 2), 9, [7], "a word of one id has no pairs"),
+        ([], (1, 2), 9, [], "an empty word"),
+    ]
+    for word, pair, new_id, expected, what in cases:
+        original = list(word)
+        label = f"merge_word({original}, {pair}, {new_id})"
+        got = _call_fn(fn, (word, pair, new_id), label)
+        if word != original:
+            raise AssertionError(f"{label} changed its input to {word}. Build and return a new list: train_merges still needs the old word.")
+        if not isinstance(got, list) or got != expected:
+            raise AssertionError(f"{label} returned {got!r}, expected {expected} ({what}).")
+    print(f"merge_word passed: {len(cases)} cases, including overlapping pairs and the end of a word")
+
+
+_MERGE_TEXT = ("the cat sat on the mat. the cat ate the rat, then the bat sat by the hat!\n" * 3
+               + "<|endoftext|>" + "these thin threads throw three thousand thorns; thither and thence.\n" * 2
+               + "<|endoftext|>" + "naïve café déjà vu 🤖🤖 1234 123 12 aaaa aaa aa\n\tindented    spaces    here\n" * 2)
+
+
+def check_train_merges(fn, n_merges: int = 80) -> None:
+    """`fn(text, n_merges)` must learn the same merges, in the same order, as the reference trainer."""
+    from utils.bpe import train_merges as reference
+
+    expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
+    result = _call_fn(fn, (_MERGE_TEXT, n_merges), f"train_merges(text, {n_merges})")
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise AssertionError(f"train_merges must return (tokens, merges), got {type(result).__name__}")
+    tokens, merges = result
+    merges = [tuple(pair) for pair in merges]
+    for k, (got, want) in enumerate(zip(merges, expected)):
+        if got != want:
+            raise AssertionError(
+                f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, expected {expected_tokens[want[0]]!r} + "
+                f"{expected_tokens[want[1]]!r} (the first {k} merges match).\n"
+                "  Things to check: each affected word's count is subtracted from every pair of the old word and added to every pair of "
+                "the new word; words_with records the new pairs; every changed pair that still occurs is pushed back on the heap.")
+    if len(merges) != len(expected):
+        raise AssertionError(f"train_merges learned {len(merges)} merges, expected {len(expected)} (the first {min(len(merges), len(expected))} "
+                             "match). Stopping early usually means changed pairs were not pushed back on the heap.")
+    if len(tokens) != 256 + len(merges) or any(tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)):
+        raise AssertionError("train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
+                             "tokens[a] + tokens[b] for merge (a, b), appended in order.")
+    print(f"train_merges passed: the same {len(merges)} merges, in the same order, as the reference trainer")
+
+
+_TOKENIZER_TEXTS = [
+    "Hello world!", "  leading and   multiple   spaces  ", "tabs\tand\nnew\n\n\nlines\r\n", "I'm sure they'd've said it's John's",
+    "emoji 🤖🚀 and accents: café naïve", "中文字符和日本語のテキスト", "def f(x):\n    return x**2  # square\n",
+    "1234567890 + 3.14159 = ?", "<|endoftext|>between<|endoftext|>docs", "antidisestablishmentarianism unbelievably",
+]
+
+
+def check_bpe_tokenizer(cls) -> None:
+    """`cls(vocab, merges)` loaded with GPT-2's vocabulary and merges must encode and decode exactly as GPT-2 does."""
+    from utils.bpe import BPETokenizer as Reference
+    from utils.resources import gpt2_vocab_and_merges
+
+    vocab, merges = gpt2_vocab_and_merges()
+    reference = Reference(vocab, merges)
+    tokenizer = _call_fn(cls, (vocab, merges), f"{cls.__name__}(vocab, merges)")
+    show = lambda ids: [reference.id_to_token.get(i, i) for i in ids]  # noqa: E731
+    for text in _TOKENIZER_TEXTS:
+        expected = reference.encode(text)
+        got = _call_fn(tokenizer.encode, (text,), f"encode({text!r})")
+        if list(got) != expected:
+            raise AssertionError(
+                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n"
+                "  Things to check (_bpe): each round merges the adjacent pair with the LOWEST rank in merge_ranks (not the first "
+                "mergeable pair, nor the most frequent), replaces all its occurrences left to right, and repeats until no pair is a merge.")
+        decoded = _call_fn(tokenizer.decode, (expected,), f"decode(encode({text!r}))")
+        if decoded != text:
+            raise AssertionError(f"decode(encode({text!r})) gave {decoded!r}. Map each character of each token back to its byte with "
+                                 "byte_decoder, join all the bytes, then decode UTF-8 once (a character may span two tokens).")
+    robot = reference.encode("🤖")
+    half = _call_fn(tokenizer.decode, (robot[:1],), "decode(half of an emoji's tokens)")
+    if half != reference.decode(robot[:1]):
+        raise AssertionError(f"decoding half of an emoji's bytes gave {half!r}, expected {reference.decode(robot[:1])!r}: "
+                             "decode the joined bytes with errors='replace', as GPT-2 does.")
+    print(f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, and decode(encode(s)) == s for each")
+
+
+# --------------------------------------------------------------------------- training checks (notebook 03)
+
+def _lr_variants(step, args):
+    """Learning-rate schedules with one known mistake each."""
+    lr, warm, total, low = args.lr, args.warmup_steps, args.max_steps, args.min_lr_ratio
+    cosine = lambda progress, floor: lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))  # noqa: E731
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return {
+        "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; use (step + 1) / warmup_steps":
+            lr * step / warm if step < warm else cosine(progress, low),
+        "the decay ends at 0 instead of lr * min_lr_ratio": lr * (step + 1) / warm if step < warm else cosine(progress, 0.0),
+        "there is no warmup": cosine(progress, low),
+        "the decay is linear, not cosine":
+            lr * (step + 1) / warm if step < warm else lr * (low + (1 - low) * (1 - progress)),
+        "the cosine's progress counts from step 0, not from the end of warmup":
+            lr * (step + 1) / warm if step < warm else cosine(min(1.0, step / total), low),
+        "after max_steps the cosine comes back up: clamp the progress at 1":
+            lr * (step + 1) / warm if step < warm else cosine((step - warm) / max(1, total - warm), low),
+    }
+
+
+def check_lr_at(fn) -> None:
+    """`fn(step, args)` must give linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio at args.max_steps."""
+    from utils.training import TrainingArgs, lr_at as reference
+
+    settings = [TrainingArgs(lr=1e-3, warmup_steps=10, max_steps=100, min_lr_ratio=0.1),
+                TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0)]
+    for args in settings:
+        for step in range(args.max_steps + 10):
+            got = _call_fn(fn, (step, args), f"lr_at({step}, args)")
+            want = reference(step, args)
+            if not (isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12)):
+                cause = next((why for why, value in _lr_variants(step, args).items()
+                              if isinstance(got, (int, float)) and math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-12)), None)
+                raise AssertionError(
+                    f"lr_at({step}, args) = {got!r}, expected {want:.6g} (lr={args.lr}, warmup_steps={args.warmup_steps}, "
+                    f"max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).\n"
+                    + (f"  Likely cause: {cause}." if cause else "  Things to check: warmup lr * (step + 1) / warmup_steps; then "
+                       "progress = (step - warmup_steps) / (max_steps - warmup_steps), clamped to 1; "
+                       "lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress)))."))
+    print(f"lr_at passed: every step of {len(settings)} schedules, including past max_steps")
+
+
+def _tiny_model(seed=0):
+    from utils.model import DemoTransformer
+
+    torch.manual_seed(seed)
+    return DemoTransformer(replace(CHECK_CFG, n_layers=1, d_vocab=50, n_ctx=8))
+
+
+def check_make_optimizer(fn) -> None:
+    """`fn(model, args)` must return AdamW with weight decay on the matrices (ndim >= 2) only, every parameter exactly once."""
+    from utils.training import TrainingArgs
+
+    model = _tiny_model()
+    args = TrainingArgs(lr=3e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    optimizer = _call_fn(fn, (model, args), "make_optimizer(model, args)")
+    if not isinstance(optimizer, torch.optim.AdamW):
+        raise AssertionError(f"make_optimizer must return torch.optim.AdamW, got {type(optimizer).__name__}")
+    names = {id(p): name for name, p in model.named_parameters()}
+    seen, wrong = {}, []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            name = names.get(id(p), "a tensor that is not one of the model's parameters")
+            if id(p) in seen:
+                raise AssertionError(f"make_optimizer: {name} is in two parameter groups; each parameter must appear once.")
+            seen[id(p)] = name
+            should = args.weight_decay if p.ndim >= 2 else 0.0
+            if group["weight_decay"] != should:
+                wrong.append(f"{name} (ndim {p.ndim}) has weight_decay {group['weight_decay']}, expected {should}")
+        if group["lr"] != args.lr or tuple(group["betas"]) != tuple(args.betas):
+            raise AssertionError(f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; use args.lr and args.betas.")
+    missing = [name for name in names.values() if name not in seen.values()]
+    if missing:
+        raise AssertionError(f"make_optimizer: these parameters are not being trained: {missing}")
+    if wrong:
+        raise AssertionError("make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+                             + "\n  Decay matrices (weights and embeddings, p.ndim >= 2) but not biases or LayerNorm w and b (p.ndim < 2).")
+    print(f"make_optimizer passed: {len(seen)} parameters, decay on the {sum(p.ndim >= 2 for p in model.parameters())} matrices only")
+
+
+def _steps_with(step_fn, variant=None, clip=0.5):
+    """Two SGD steps (SGD shows clipping and leftover gradients; AdamW would hide both). Returns the weights and the losses."""
+    model = _tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    tokens = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for scale in (30.0, 10.0):  # scaled so that the gradient norm is well above `clip`
+        loss = scale * next_token_loss(model(tokens), tokens)
+        if variant is None:
+            losses.append(_call_fn(step_fn, (model, optimizer, loss, clip), "optimizer_step(model, optimizer, loss, grad_clip)"))
+        else:
+            if variant != "no_zero_grad":
+                optimizer.zero_grad()
+            loss.backward()
+            if variant != "no_clip":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            losses.append(loss.item())
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), losses
+
+
+def check_optimizer_step(fn) -> None:
+    """`fn(model, optimizer, loss, grad_clip)` must backpropagate, clip the gradient norm, step, and leave no stale gradients."""
+    from utils.training import optimizer_step as reference
+
+    expected, expected_losses = _steps_with(reference)
+    got, losses = _steps_with(fn)
+    if not all(isinstance(x, float) for x in losses) or not math.isclose(losses[0], expected_losses[0], rel_tol=1e-5):
+        raise AssertionError(f"optimizer_step must return the loss as a Python float (loss.item()); it returned {losses[0]!r}")
+    if not torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
+        causes = {"no_zero_grad": "the gradients are never cleared, so the second step adds the first step's gradient again "
+                                  "(call optimizer.zero_grad() before backward, or after the step)",
+                  "no_clip": "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
+                             "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step"}
+        cause = next((why for variant, why in causes.items() if torch.allclose(got, _steps_with(None, variant)[0], rtol=1e-4, atol=1e-6)), None)
+        raise AssertionError("optimizer_step: after two steps the weights differ from the reference (largest difference "
+                             f"{(got - expected).abs().max().item():.3g}).\n"
+                             + (f"  Likely cause: {cause}." if cause else "  Order: zero_grad, loss.backward(), clip_grad_norm_, optimizer.step()."))
+    print("optimizer_step passed: two SGD steps with clipping give the reference weights")
+
+
+def check_next_token_accuracy(fn) -> None:
+    """`fn(logits, tokens)` must give the fraction of positions whose argmax logit is the NEXT token."""
+    from utils.training import next_token_accuracy as reference
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 7, (3, 9), generator=generator)
+    logits = torch.randn(3, 9, 7, generator=generator)
+    logits[:, :-1].scatter_add_(-1, tokens[:, 1:, None], torch.where(torch.rand(3, 8, 1, generator=generator) < 0.6, 10.0, 0.0))
+    expected = reference(logits, tokens)
+    got = _call_fn(fn, (logits, tokens), "next_token_accuracy(logits, tokens)")
+    if not isinstance(got, float) or not math.isclose(got, expected, rel_tol=1e-6):
+        variants = {
+            "no shift: logits at position i predict token i + 1, so compare logits[:, :-1].argmax(-1) with tokens[:, 1:]":
+                (logits.argmax(-1) == tokens).float().mean().item(),
+            "a count, not a fraction: divide by the number of predictions": float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum()),
+        }
+        cause = next((why for why, value in variants.items() if isinstance(got, (int, float)) and math.isclose(got, value, rel_tol=1e-6)), None)
+        raise AssertionError(f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float between 0 and 1).\n"
+                             + (f"  Likely cause: {cause}." if cause else "  Compare logits[:, :-1].argmax(-1) with tokens[:, 1:]."))
+    print(f"next_token_accuracy passed: {expected:.1%} on a batch built to have a known accuracy")
+
+
+# name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the notebook defines
+CHECKS = {
+    "merge_word": check_merge_word, "train_merges": check_train_merges, "BPETokenizer": check_bpe_tokenizer,
+    "LayerNorm": check_layernorm, "Embed": check_embed, "PosEmbed": check_pos_embed, "Attention": check_attention, "MLP": check_mlp,
+    "TransformerBlock": check_block, "Unembed": check_unembed, "DemoTransformer": check_transformer,
+    "lr_at": check_lr_at, "make_optimizer": check_make_optimizer, "optimizer_step": check_optimizer_step,
+    "next_token_accuracy": check_next_token_accuracy,
+}

@@ -19,6 +19,7 @@ class RunConfig:
     corpus_chars: int | None  # characters of the corpus to use; None = all of it
     bpe_vocab_size: int  # size of the small BPE vocabulary trained in notebook 01
     tokenizer: str  # "bpe" (small trained vocabulary) or "gpt2" (50257 tokens) for notebook 03
+    max_epochs: float  # notebook 03 trains at most this many passes over a small corpus (more would memorise it)
     train: dict = field(default_factory=dict)  # keyword arguments for utils.training.TrainingArgs
 
     @property
@@ -34,6 +35,7 @@ CONFIGS = {
         corpus_chars=200_000,
         bpe_vocab_size=512,
         tokenizer="bpe",
+        max_epochs=8,
         train=dict(batch_size=16, max_steps=400, lr=3e-3, warmup_steps=30, eval_every=100, eval_batches=8,
                    sample_every=200, sample_tokens=40, checkpoint_every=200),
     ),
@@ -44,8 +46,9 @@ CONFIGS = {
         corpus_chars=None,
         bpe_vocab_size=2048,
         tokenizer="bpe",
-        train=dict(batch_size=32, max_steps=1500, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=20,
-                   sample_every=500, sample_tokens=60, checkpoint_every=500),
+        max_epochs=8,
+        train=dict(batch_size=32, max_steps=1500, lr=2e-3, warmup_steps=100, eval_every=50, eval_batches=20,
+                   sample_every=250, sample_tokens=60, checkpoint_every=250),
     ),
     "gpu": RunConfig(
         name="gpu",
@@ -54,6 +57,7 @@ CONFIGS = {
         corpus_chars=None,
         bpe_vocab_size=8192,
         tokenizer="gpt2",
+        max_epochs=8,
         train=dict(batch_size=16, max_steps=2000, lr=6e-4, warmup_steps=200, eval_every=250, eval_batches=20,
                    sample_every=500, sample_tokens=60, checkpoint_every=500, autocast_bf16=True,
                    fused_adamw=True, compile=False),

@@ -16,11 +16,26 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXPORT_MARK = "#| export"
 MODULE_MARK = "#| default_exp"
+# Exercise markers (utils/exercises.py): the module gets the code between them, without the marker lines.
+SOLUTION_BEGIN = "# SOLUTION:"
+SOLUTION_END = "# END SOLUTION"
 
 
-def _cell_source(cell: dict) -> str:
+def cell_source(cell: dict) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
+
+
+def split_directives(source: str) -> tuple[list[str], list[str]]:
+    """A code cell's leading `#|` directive lines, and the lines after them."""
+    lines = source.splitlines()
+    n = next((i for i, line in enumerate(lines) if not line.startswith("#|")), len(lines))
+    return [line.strip() for line in lines[:n]], lines[n:]
+
+
+def strip_markers(code: str) -> str:
+    """Code without the exercise markers' `# SOLUTION: ...` and `# END SOLUTION` lines."""
+    return "\n".join(line for line in code.splitlines() if not line.strip().startswith((SOLUTION_BEGIN, SOLUTION_END)))
 
 
 def exported_module(notebook_path: Path) -> tuple[str, str] | None:
@@ -30,14 +45,12 @@ def exported_module(notebook_path: Path) -> tuple[str, str] | None:
     for cell in cells:
         if cell.get("cell_type") != "code":
             continue
-        lines = _cell_source(cell).splitlines()
-        n_directives = next((i for i, line in enumerate(lines) if not line.startswith("#|")), len(lines))
-        directives = [line.strip() for line in lines[:n_directives]]
+        directives, body = split_directives(cell_source(cell))
         for line in directives:
             if line.startswith(MODULE_MARK):
                 module = line[len(MODULE_MARK):].strip()
         if EXPORT_MARK in directives:
-            chunks.append("\n".join(lines[n_directives:]).strip("\n"))
+            chunks.append(strip_markers("\n".join(body)).strip("\n"))
     if module is None:
         return None
     if not chunks:

@@ -1,8 +1,9 @@
-"""Training: pack documents into sequences, baselines, a trainer with warmup + cosine decay, checkpoints that resume exactly."""
+"""GENERATED from notebooks/03_training.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -10,16 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
-from utils.model import Config, DemoTransformer, generate, next_token_loss
+import utils.model  # checkpoints are rebuilt as utils.model.DemoTransformer (a notebook may define its own model)
+from utils.model import Float, Int, generate, next_token_loss
 
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}
-
-
-# --------------------------------------------------------------------------- data
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> torch.Tensor:
     """Each document tokenised whole, with <|endoftext|> before it, concatenated into one 1-D stream."""
@@ -63,8 +61,6 @@ def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step
     return DataLoader(TensorDataset(sequences), batch_sampler=StepBatchSampler(len(sequences), batch_size, seed, start_step))
 
 
-# --------------------------------------------------------------------------- baselines
-
 def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int) -> dict[str, float]:
     """Validation cross-entropy of three models with no learning beyond counting (add-one smoothing):
     uniform (knows nothing), unigram (token frequencies) and bigram (one token of context)."""
@@ -82,8 +78,6 @@ def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int
     bigram = (count_pair + d_vocab * unigram[val_next]) / (count_prev + d_vocab)
     return {"uniform": math.log(d_vocab), "unigram": -unigram[val_next].log().mean().item(), "bigram": -bigram.log().mean().item()}
 
-
-# --------------------------------------------------------------------------- training
 
 @dataclass
 class TrainingArgs:
@@ -119,7 +113,8 @@ class TrainingArgs:
 
 
 def lr_at(step: int, args: TrainingArgs) -> float:
-    """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps."""
+    """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat after it).
+    Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
@@ -135,7 +130,25 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=fused or None)
 
 
-def model_flops_per_token(cfg: Config) -> float:
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> float:
+    """One update: clear old gradients, backpropagate `loss`, clip the gradients' total norm to `grad_clip`, step.
+    Returns the loss as a Python float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def next_token_accuracy(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> float:
+    """Fraction of positions where the highest logit is the token that comes next (the last position has no next token)."""
+    return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
+
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}
+
+
+def model_flops_per_token(cfg: utils.model.Config) -> float:
     """nanoGPT's estimate: 6N (forward + backward through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
     # N counts the weights that take part in matmuls: the blocks and W_U (W_E and W_pos are lookups, not matmuls)
     n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp) + cfg.d_vocab * cfg.d_model
@@ -166,7 +179,7 @@ class History:
 class Trainer:
     """Trains a DemoTransformer on packed sequences. `train()` can be interrupted (Ctrl-C / the stop button) and called again."""
 
-    def __init__(self, model: DemoTransformer, args: TrainingArgs, train_sequences: torch.Tensor, val_sequences: torch.Tensor,
+    def __init__(self, model: utils.model.DemoTransformer, args: TrainingArgs, train_sequences: torch.Tensor, val_sequences: torch.Tensor,
                  encode=None, decode=None, tokenizer_name: str = "", baselines: dict | None = None):
         if train_sequences.shape[1] != model.cfg.n_ctx or val_sequences.shape[1] != model.cfg.n_ctx:
             raise ValueError(f"sequences must have n_ctx = {model.cfg.n_ctx} columns; got {train_sequences.shape[1]} and {val_sequences.shape[1]}")
@@ -191,29 +204,24 @@ class Trainer:
             return next_token_loss(self.forward(tokens), tokens)  # autocast runs cross-entropy in float32
 
     def training_step(self, tokens: torch.Tensor) -> float:
+        """Set this step's learning rate, compute the loss, update the weights; returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.args)
-        loss = self.loss_on(tokens)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
-        self.optimizer.step()
-        return loss.item()
+        return optimizer_step(self.model, self.optimizer, self.loss_on(tokens), self.args.grad_clip)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and next-token accuracy over the first eval_batches batches of the validation set."""
         self.model.eval()
-        losses, correct, total = [], 0, 0
+        losses, accuracies = [], []
         for start in range(0, min(len(self.val_sequences), self.args.eval_batches * self.args.batch_size), self.args.batch_size):
             tokens = self.val_sequences[start:start + self.args.batch_size].to(self.args.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
                 logits = self.forward(tokens).float()
             losses.append(next_token_loss(logits, tokens).item())
-            correct += (logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum().item()
-            total += tokens[:, 1:].numel()
+            accuracies.append(next_token_accuracy(logits, tokens))
         self.model.train()
-        return sum(losses) / len(losses), correct / total
+        return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
 
     def sample(self, temperature: float = 0.8) -> str:
         if self.encode is None or self.decode is None:
@@ -309,7 +317,7 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         args = TrainingArgs(**{**state["args"], **overrides})
-        model = DemoTransformer(Config(**state["model_cfg"]))
+        model = utils.model.DemoTransformer(utils.model.Config(**state["model_cfg"]))
         model.load_state_dict(state["model"], strict=True)
         trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"], baselines)
         trainer.optimizer.load_state_dict(state["optimizer"])
@@ -330,9 +338,9 @@ class Trainer:
             self._wandb.log(values, step=self.step)
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[DemoTransformer, dict]:
+def load_checkpoint_model(path: str | Path) -> tuple[utils.model.DemoTransformer, dict]:
     """Just the trained model (and the checkpoint's metadata) from a checkpoint file."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = DemoTransformer(Config(**state["model_cfg"]))
+    model = utils.model.DemoTransformer(utils.model.Config(**state["model_cfg"]))
     model.load_state_dict(state["model"], strict=True)
     return model.eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}

@@ -1,0 +1,140 @@
+"""Exercise notebooks: generated from the solutions, stop at the first stub, run to the end once the solutions are pasted in."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+from utils import exercises
+
+ROOT = Path(__file__).resolve().parent.parent
+EXERCISE_NOTEBOOKS = sorted((ROOT / "exercises").glob("*.ipynb"))
+
+
+def _load(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _stub_hints(nb):
+    hints = []
+    for cell in nb["cells"]:
+        if "exercise" in cell["metadata"].get("tags", []):
+            hints.extend(line.strip()[len("raise NotImplementedError("):-1] for line in exercises.cell_source(cell).splitlines()
+                         if line.strip().startswith("raise NotImplementedError("))
+    return [eval(h) for h in hints]  # the stubs hold repr()s of plain strings
+
+
+def test_every_solution_notebook_has_an_exercise_version():
+    assert [p.name for p in EXERCISE_NOTEBOOKS] == [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+
+
+def test_exercises_are_up_to_date():
+    assert exercises.stale_exercises() == [], "run `make exercises`"
+
+
+@pytest.mark.parametrize("notebook", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_notebook_has_cards_hints_and_solutions(notebook):
+    nb = _load(notebook)
+    n_exercises = sum("exercise" in c["metadata"].get("tags", []) for c in nb["cells"])
+    assert n_exercises >= 3
+    text = "\n".join(exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert text.count("> **Exercise** · difficulty") == n_exercises
+    assert text.count("<summary>Hint</summary>") == n_exercises == text.count("<summary>Solution</summary>")
+    code = "\n".join(exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "# SOLUTION:" not in code and "# END SOLUTION" not in code and "#| exercise" not in code
+    assert not [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+
+
+def test_stub_marker_errors_are_clear():
+    with pytest.raises(ValueError, match="not closed"):
+        exercises.stub_blocks("x = 1\n# SOLUTION: do it\ny = 2", "demo")
+    with pytest.raises(ValueError, match="needs a one-line hint"):
+        exercises.stub_blocks("# SOLUTION:\ny = 2\n# END SOLUTION", "demo")
+    with pytest.raises(ValueError, match="without a"):
+        exercises.stub_blocks("y = 2\n# END SOLUTION", "demo")
+    stub, hints = exercises.stub_blocks("def f(x):\n    '''doc'''\n    # SOLUTION: return twice x\n    return 2 * x\n    # END SOLUTION", "demo")
+    assert stub == "def f(x):\n    '''doc'''\n    raise NotImplementedError('return twice x')" and hints == ["return twice x"]
+
+
+def test_make_exercises_keeps_a_learners_edits(tmp_path, monkeypatch):
+    monkeypatch.setattr(exercises, "EXERCISES", tmp_path)
+    assert any("wrote" in m for m in exercises.write_exercises())
+    path = tmp_path / "02_clean_implementation.ipynb"
+    nb = _load(path)
+    nb["cells"][5]["source"] = "my own work"
+    path.write_text(json.dumps(nb))
+    (tmp_path / "01_tokenisation.ipynb").write_text((tmp_path / "01_tokenisation.ipynb").read_text().replace("Exercise", "Exercize", 1))
+    messages = exercises.write_exercises()
+    backups = sorted((tmp_path / "backup").glob("*.ipynb"))
+    assert len(backups) == 2 and any("kept your edited" in m for m in messages)
+    assert any("my own work" in b.read_text() for b in backups)
+    assert exercises.write_exercises() == []  # now pristine: nothing to do
+
+
+def _run_until_error(nb_dict):
+    nb = nbformat.reads(json.dumps(nb_dict), as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "exercises")}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as info:
+        client.execute()
+    failed = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.outputs))
+    return info.value, failed
+
+
+@pytest.mark.parametrize("notebook", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_notebook_stops_at_the_first_stub_with_its_hint(notebook, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    nb = _load(notebook)
+    first_exercise = next(i for i, c in enumerate(nb["cells"]) if "exercise" in c["metadata"].get("tags", []))
+    error, failed = _run_until_error(nb)
+    assert error.ename == "NotImplementedError"
+    assert error.evalue == _stub_hints(nb)[0]
+    assert first_exercise <= failed <= first_exercise + 3, "it should stop at the first exercise's own cell or its check"
+
+
+@pytest.mark.parametrize("notebook", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_notebook_with_solutions_pasted_in_runs_under_nbval(notebook):
+    filled = exercises.fill_in_solutions(_load(notebook))
+    assert "NotImplementedError" not in json.dumps([c["source"] for c in filled["cells"] if c["cell_type"] == "code"])
+    directory = ROOT / "exercises" / ".filled"  # inside the repository, so the setup cell finds utils/
+    directory.mkdir(exist_ok=True)
+    path = directory / notebook.name
+    path.write_text(json.dumps(filled), encoding="utf-8")
+    try:
+        env = {**os.environ, "TUTORIAL_CONFIG": "ci", "HF_HUB_OFFLINE": "1"}
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+                                 "--nbval-cell-timeout=300", str(path)], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_make_check_reports_each_exercise_of_a_learners_notebook(tmp_path):
+    """One exercise solved, one with a classic bug, the rest stubs: `make check` passes, diagnoses and flags each."""
+    nb = _load(ROOT / "exercises" / "02_clean_implementation.ipynb")
+    filled = exercises.fill_in_solutions(nb)
+    for i, cell in enumerate(nb["cells"]):
+        source = exercises.cell_source(cell)
+        if source.startswith("#| export\nclass LayerNorm"):
+            nb["cells"][i] = filled["cells"][i]
+        if source.startswith("#| export\nclass Embed"):
+            nb["cells"][i] = {**filled["cells"][i], "source": filled["cells"][i]["source"].replace("self.W_pos[:seq_len]", "self.W_pos[1:seq_len + 1]")}
+    path = tmp_path / "my_02.ipynb"
+    path.write_text(json.dumps(nb))
+    result = subprocess.run(["make", "-s", "check", f"NOTEBOOK={path}"], cwd=ROOT, capture_output=True, text=True)
+    out = result.stdout
+    assert result.returncode != 0
+    assert "my_02::LayerNorm] PASSED" in out and "my_02::Embed] PASSED" in out and "6 failed, 2 passed" in out
+    assert "Likely cause: PosEmbed: positions are offset by one" in out
+    assert "Attention raised NotImplementedError" in out
+
+
+def test_make_check_without_a_notebook_says_how():
+    result = subprocess.run(["make", "-s", "check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "usage: make check NOTEBOOK=exercises/" in result.stdout + result.stderr

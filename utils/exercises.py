@@ -1,0 +1,266 @@
+"""Exercise notebooks, generated from the solution notebooks so the two never drift.
+
+In a solution notebook (notebooks/NN_*.ipynb), an exercise is a code cell that starts with directive lines
+
+    #| exercise difficulty=2 importance=4 minutes=10-15
+    #| hint: a longer hint, shown folded under the exercise
+
+and marks each piece of code the learner writes with comment lines:
+
+        # SOLUTION: one-line hint, which the stub raises
+        ...the solution code...
+        # END SOLUTION
+
+`python -m utils.exercises` (or `make exercises`) writes exercises/NN_*.ipynb: each marked block becomes
+`raise NotImplementedError("<one-line hint>")` (signatures, docstrings and shape annotations stay), a card above the cell
+states difficulty, importance and time, and folded hint and solution cells follow it. Prose, checks and unmarked code are
+copied unchanged. `--check` fails if the committed exercises differ from what the notebooks generate.
+A learner's edited exercise notebook is never overwritten: it is moved to exercises/backup/ first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import json
+import re
+import sys
+import time
+import types
+from pathlib import Path
+
+from utils.export import EXPORT_MARK, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, split_directives, strip_markers
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+EXERCISES = ROOT / "exercises"
+EXERCISE_MARK = "#| exercise"
+HINT_MARK = "#| hint:"
+SOLUTION_FENCE = re.compile(r"<summary>Solution</summary>\s*```python\n(.*?)\n```", re.S)
+EXERCISE_FIELDS = re.compile(r"difficulty=(\d)\s+importance=(\d)\s+minutes=([\d-]+)")
+
+
+def is_exercise(cell: dict) -> bool:
+    return cell.get("cell_type") == "code" and any(line.startswith(EXERCISE_MARK) for line in split_directives(cell_source(cell))[0])
+
+
+def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
+    """Replace each marked block by `raise NotImplementedError(hint)` at the block's indentation; returns (stub, hints)."""
+    out, hints, inside = [], [], False
+    for number, line in enumerate(code.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError(f"{where} line {number}: '{BEGIN}' inside another solution block")
+            hint = stripped[len(BEGIN):].strip()
+            if not hint:
+                raise ValueError(f"{where} line {number}: '{BEGIN}' needs a one-line hint after the colon")
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}raise NotImplementedError({hint!r})")
+            hints.append(hint)
+            inside = True
+        elif stripped.startswith(END):
+            if not inside:
+                raise ValueError(f"{where} line {number}: '{END}' without a '{BEGIN}' before it")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: a '{BEGIN}' block is not closed with '{END}'")
+    if not hints:
+        raise ValueError(f"{where}: an exercise cell needs at least one '{BEGIN} <hint>' ... '{END}' block")
+    return "\n".join(out), hints
+
+
+def _card(difficulty: int, importance: int, minutes: str, check_hint: str) -> str:
+    dots = lambda n, mark: mark * n + "⚪" * (5 - n)  # noqa: E731
+    return (f"> **Exercise** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
+            f"> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it{check_hint}.")
+
+
+def _exercise_cells(cell: dict, where: str) -> list[dict]:
+    directives, body = split_directives(cell_source(cell))
+    fields = next((EXERCISE_FIELDS.search(line) for line in directives if line.startswith(EXERCISE_MARK)), None)
+    if fields is None:
+        raise ValueError(f"{where}: write the exercise line as '{EXERCISE_MARK} difficulty=N importance=N minutes=M' (N from 1 to 5)")
+    difficulty, importance, minutes = int(fields[1]), int(fields[2]), fields[3]
+    if not (1 <= difficulty <= 5 and 1 <= importance <= 5):
+        raise ValueError(f"{where}: difficulty and importance run from 1 to 5")
+    hint = " ".join(line[len(HINT_MARK):].strip() for line in directives if line.startswith(HINT_MARK))
+    if not hint:
+        raise ValueError(f"{where}: an exercise needs a '{HINT_MARK} ...' line")
+    kept = [line for line in directives if not line.startswith((EXERCISE_MARK, HINT_MARK))]
+    code = "\n".join(body)
+    stub, _ = stub_blocks(code, where)
+    solution = "\n".join([*kept, strip_markers(code)])
+    cell_id = cell.get("id", "cell")
+    card = {"cell_type": "markdown", "id": f"{cell_id}-card", "metadata": {},
+            "source": _card(difficulty, importance, minutes, " (the check)")}
+    stub_cell = {"cell_type": "code", "id": cell_id, "metadata": {"tags": ["exercise"]}, "execution_count": None,
+                 "outputs": [], "source": "\n".join([*kept, stub])}
+    folded = {"cell_type": "markdown", "id": f"{cell_id}-solution", "metadata": {},
+              "source": (f"<details><summary>Hint</summary>\n\n{hint}\n\n</details>\n\n"
+                         f"<details><summary>Solution</summary>\n\n```python\n{solution}\n```\n\n</details>")}
+    return [card, stub_cell, folded]
+
+
+def _banner(solution_path: Path) -> dict:
+    rel = solution_path.relative_to(ROOT).as_posix()
+    name = solution_path.stem
+    text = (f"**Exercise version.** You write the code: each exercise below raises `NotImplementedError` until you do, and the cell "
+            f"after it checks your work against GPT-2. Stuck? Open the hint, then the solution. The complete notebook is "
+            f"[`{rel}`](../{rel}).\n\n"
+            f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs the same checks as pytest "
+            f"against the code in this notebook's exercise cells.\n\n"
+            f"This file is generated by `make exercises`; it will not overwrite your edits (it moves an edited copy to "
+            f"`exercises/backup/` first), but keeping your work under another name (File ▸ Save Notebook As…) is simplest.")
+    return {"cell_type": "markdown", "id": "exercise-banner", "metadata": {}, "source": text}
+
+
+def exercise_notebook(solution_path: Path) -> dict | None:
+    """The exercise version of a solution notebook, or None if it has no exercise cells."""
+    nb = json.loads(Path(solution_path).read_text(encoding="utf-8"))
+    if not any(is_exercise(cell) for cell in nb["cells"]):
+        return None
+    cells = []
+    for i, cell in enumerate(nb["cells"]):
+        if is_exercise(cell):
+            cells.extend(_exercise_cells(cell, f"{solution_path.name} cell {i}"))
+        else:
+            cell = copy.deepcopy(cell)
+            cell["source"] = cell_source(cell)
+            cells.append(cell)
+    first_markdown = next(i for i, cell in enumerate(cells) if cell["cell_type"] == "markdown")
+    cells.insert(first_markdown + 1, _banner(Path(solution_path).resolve()))
+    nb["cells"] = cells
+    nb["metadata"]["exercises"] = {"generated_from": Path(solution_path).resolve().relative_to(ROOT).as_posix(),
+                                   "sources_sha256": sources_hash(cells)}
+    return nb
+
+
+def sources_hash(cells: list[dict]) -> str:
+    """Hash of the cells' types and sources (not outputs): tells a pristine generated notebook from one a learner edited."""
+    text = json.dumps([[cell["cell_type"], cell_source(cell)] for cell in cells])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def to_json(nb: dict) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def _generated():
+    for solution in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = exercise_notebook(solution)
+        if nb is not None:
+            path = EXERCISES / solution.name
+            text = to_json(nb)
+            yield path, text, not path.exists() or path.read_text(encoding="utf-8") != text
+
+
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def stale_exercises() -> list[str]:
+    return [_shown(path) for path, _, differs in _generated() if differs]
+
+
+def learner_edited(path: Path) -> bool:
+    """True if the notebook's cells differ from what `make exercises` last wrote there (outputs do not count)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    recorded = nb.get("metadata", {}).get("exercises", {}).get("sources_sha256")
+    return recorded != sources_hash(nb["cells"])
+
+
+def write_exercises() -> list[str]:
+    messages = []
+    for path, text, differs in _generated():
+        if not differs:
+            continue
+        if path.exists() and learner_edited(path):
+            backup = EXERCISES / "backup" / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(backup)
+            messages.append(f"kept your edited {_shown(path)} as {_shown(backup)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        messages.append(f"wrote {_shown(path)}")
+    return messages
+
+
+# --------------------------------------------------------------------------- used by tests and `make check`
+
+def fill_in_solutions(nb: dict) -> dict:
+    """What a learner who copies every folded solution into its exercise cell ends up with."""
+    nb = copy.deepcopy(nb)
+    cells = nb["cells"]
+    for i, cell in enumerate(cells):
+        if "exercise" in cell.get("metadata", {}).get("tags", []):
+            shown = SOLUTION_FENCE.search(cell_source(cells[i + 1]))
+            if shown is None:
+                raise ValueError(f"exercise cell {cell.get('id')} has no folded solution after it")
+            cell["source"] = shown[1]
+    return nb
+
+
+def definition_cells(nb: dict) -> list[str]:
+    """Sources of the cells that define the notebook's library code: its `#| export` cells (exercise cells included)."""
+    sources = []
+    for cell in nb["cells"]:
+        if cell.get("cell_type") == "code":
+            directives, body = split_directives(cell_source(cell))
+            if EXPORT_MARK in [line.strip() for line in directives]:
+                sources.append("\n".join(body))
+    return sources
+
+
+def defined_names(nb: dict) -> list[str]:
+    names = []
+    for source in definition_cells(nb):
+        for node in ast.parse(source).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.append(node.name)
+    return names
+
+
+def load_definitions(notebook: str | Path, module_name: str | None = None) -> types.ModuleType:
+    """Run a notebook's definition cells in a fresh module, so that checks can test the classes and functions written there."""
+    path = Path(notebook)
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb")
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    sources = definition_cells(nb)
+    if not sources:
+        raise ValueError(f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks.")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    name = module_name or f"learner_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # dataclasses look their module up here
+    code = "\n\n".join(sources)
+    future = "from __future__ import annotations\n"
+    if future in code:  # it must come first in the module
+        code = future + code.replace(future, "")
+    exec(compile(code, f"<{path.name}: exercise cells>", "exec"), module.__dict__)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if exercises/ differs from what the notebooks generate")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_exercises()
+        for item in stale:
+            print(f"out of date: {item}; run `make exercises`")
+        return 1 if stale else 0
+    for message in write_exercises() or ["exercises/ is up to date"]:
+        print(message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
