@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_exercise_notebook_has_cards_hints_and_solutions(notebook):
     n_exercises = sum("exercise" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert n_exercises >= 3
     text = "\n".join(exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
-    assert text.count("> **Exercise** · difficulty") == n_exercises
+    assert len(re.findall(r"> \*\*Exercise: `\w+`.*\*\* · difficulty [🔴⚪]{5} · importance [🔵⚪]{5} · about [\d-]+ minutes", text)) == n_exercises
     assert text.count("<summary>Hint</summary>") == n_exercises == text.count("<summary>Solution</summary>")
     code = "\n".join(exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "code")
     assert "# SOLUTION:" not in code and "# END SOLUTION" not in code and "#| exercise" not in code

@@ -74,10 +74,17 @@ def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
     return "\n".join(out), hints
 
 
-def _card(difficulty: int, importance: int, minutes: str, check_hint: str) -> str:
+def _stubbed_names(stub: str) -> list[str]:
+    """The top-level functions and classes of a stubbed cell that contain a stub."""
+    return [node.name for node in ast.parse(stub).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and "raise NotImplementedError(" in (ast.get_source_segment(stub, node) or "")]
+
+
+def _card(names: list[str], difficulty: int, importance: int, minutes: str) -> str:
     dots = lambda n, mark: mark * n + "⚪" * (5 - n)  # noqa: E731
-    return (f"> **Exercise** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
-            f"> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it{check_hint}.")
+    title = ", ".join(f"`{name}`" for name in names)
+    return (f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
+            "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it (the check).")
 
 
 def _exercise_cells(cell: dict, where: str) -> list[dict]:
@@ -97,7 +104,7 @@ def _exercise_cells(cell: dict, where: str) -> list[dict]:
     solution = "\n".join([*kept, strip_markers(code)])
     cell_id = cell.get("id", "cell")
     card = {"cell_type": "markdown", "id": f"{cell_id}-card", "metadata": {},
-            "source": _card(difficulty, importance, minutes, " (the check)")}
+            "source": _card(_stubbed_names(stub), difficulty, importance, minutes)}
     stub_cell = {"cell_type": "code", "id": cell_id, "metadata": {"tags": ["exercise"]}, "execution_count": None,
                  "outputs": [], "source": "\n".join([*kept, stub])}
     folded = {"cell_type": "markdown", "id": f"{cell_id}-solution", "metadata": {},
@@ -110,7 +117,7 @@ def _banner(solution_path: Path) -> dict:
     rel = solution_path.relative_to(ROOT).as_posix()
     name = solution_path.stem
     text = (f"**Exercise version.** You write the code: each exercise below raises `NotImplementedError` until you do, and the cell "
-            f"after it checks your work against GPT-2. Stuck? Open the hint, then the solution. The complete notebook is "
+            f"after it checks your work (against GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, then the solution. The complete notebook is "
             f"[`{rel}`](../{rel}).\n\n"
             f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs the same checks as pytest "
             f"against the code in this notebook's exercise cells.\n\n"
