@@ -139,3 +139,19 @@ def test_make_check_reports_each_exercise_of_a_learners_notebook(tmp_path):
 def test_make_check_without_a_notebook_says_how():
     result = subprocess.run(["make", "-s", "check"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "usage: make check NOTEBOOK=exercises/" in result.stdout + result.stderr
+
+
+def test_notebook_03_trains_a_learners_own_model(monkeypatch):
+    """What notebook 03 tells learners to do: paste their notebook 02 code after the imports cell; the rest then uses their model."""
+    monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    own = exercises.fill_in_solutions(_load(ROOT / "exercises" / "02_clean_implementation.ipynb"))
+    code = "\n\n".join(exercises.definition_cells(own)) + "\n\nassert DemoTransformer.__module__ == '__main__'"
+    nb = _load(ROOT / "exercises" / "03_training.ipynb")
+    nb = exercises.fill_in_solutions(nb)
+    imports = next(i for i, c in enumerate(nb["cells"]) if "from utils.model import Config, DemoTransformer" in exercises.cell_source(c))
+    nb["cells"].insert(imports + 1, {"cell_type": "code", "id": "learners-model", "metadata": {}, "execution_count": None,
+                                     "outputs": [], "source": code})
+    client = nbclient.NotebookClient(nbformat.reads(json.dumps(nb), as_version=4), timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT / "exercises")}})
+    client.execute()  # raises CellExecutionError if any cell fails, the final loss assert and the checkpoint reload included
