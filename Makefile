@@ -13,7 +13,7 @@ NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeou
 .PHONY: lab test setup export exercises check strip bench clean
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # the repository root: notebooks/ and exercises/; containers often run as root
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests
