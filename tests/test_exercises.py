@@ -146,7 +146,7 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
     monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     own = exercises.fill_in_solutions(_load(ROOT / "exercises" / "02_clean_implementation.ipynb"))
-    code = "\n\n".join(exercises.definition_cells(own)) + "\n\nassert DemoTransformer.__module__ == '__main__'"
+    code = "\n\n".join(exercises.exported_sources(own["cells"])) + "\n\nassert DemoTransformer.__module__ == '__main__'"
     nb = _load(ROOT / "exercises" / "03_training.ipynb")
     nb = exercises.fill_in_solutions(nb)
     imports = next(i for i, c in enumerate(nb["cells"]) if "from utils.model import Config, DemoTransformer" in exercises.cell_source(c))

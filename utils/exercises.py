@@ -20,7 +20,6 @@ A learner's edited exercise notebook is never overwritten: it is moved to exerci
 
 from __future__ import annotations
 
-import argparse
 import ast
 import copy
 import hashlib
@@ -31,7 +30,8 @@ import time
 import types
 from pathlib import Path
 
-from utils.export import EXPORT_MARK, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, split_directives, strip_markers
+from utils.export import (EXPORT_MARK, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, exported_sources, module_code, run_generator,
+                          split_directives, strip_markers)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -215,20 +215,9 @@ def fill_in_solutions(nb: dict) -> dict:
     return nb
 
 
-def definition_cells(nb: dict) -> list[str]:
-    """Sources of the cells that define the notebook's library code: its `#| export` cells (exercise cells included)."""
-    sources = []
-    for cell in nb["cells"]:
-        if cell.get("cell_type") == "code":
-            directives, body = split_directives(cell_source(cell))
-            if EXPORT_MARK in [line.strip() for line in directives]:
-                sources.append("\n".join(body))
-    return sources
-
-
 def defined_names(nb: dict) -> list[str]:
     names = []
-    for source in definition_cells(nb):
+    for source in exported_sources(nb["cells"]):
         for node in ast.parse(source).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 names.append(node.name)
@@ -241,7 +230,7 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     if not path.exists():
         raise FileNotFoundError(f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb")
     nb = json.loads(path.read_text(encoding="utf-8"))
-    sources = definition_cells(nb)
+    sources = exported_sources(nb["cells"])
     if not sources:
         raise ValueError(f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks.")
     if str(ROOT) not in sys.path:
@@ -250,26 +239,13 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     module = types.ModuleType(name)
     module.__file__ = str(path)
     sys.modules[name] = module  # dataclasses look their module up here
-    code = "\n\n".join(sources)
-    future = "from __future__ import annotations\n"
-    if future in code:  # it must come first in the module
-        code = future + code.replace(future, "")
+    code = module_code(sources)
     exec(compile(code, f"<{path.name}: exercise cells>", "exec"), module.__dict__)
     return module
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if exercises/ differs from what the notebooks generate")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_exercises()
-        for item in stale:
-            print(f"out of date: {item}; run `make exercises`")
-        return 1 if stale else 0
-    for message in write_exercises() or ["exercises/ is up to date"]:
-        print(message)
-    return 0
+    return run_generator(argv, __doc__.splitlines()[0], stale_exercises, write_exercises, "exercises")
 
 
 if __name__ == "__main__":

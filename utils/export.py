@@ -38,32 +38,44 @@ def strip_markers(code: str) -> str:
     return "\n".join(line for line in code.splitlines() if not line.strip().startswith((SOLUTION_BEGIN, SOLUTION_END)))
 
 
+def exported_sources(cells: list[dict]) -> list[str]:
+    """The code of the cells marked `#| export`, without their directives and exercise markers."""
+    chunks = []
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            directives, body = split_directives(cell_source(cell))
+            if EXPORT_MARK in directives:
+                chunks.append(strip_markers("\n".join(body)).strip("\n"))
+    return chunks
+
+
+def module_code(chunks: list[str]) -> str:
+    """Cells' code joined into one module; a __future__ import moves to the top, where Python requires it."""
+    future = "from __future__ import annotations"
+    body = "\n\n\n".join(chunks)
+    if future in body:
+        body = future + "\n\n" + body.replace(future + "\n", "").lstrip("\n")
+    return body
+
+
 def exported_module(notebook_path: Path) -> tuple[str, str] | None:
     """(module name, module text) for a notebook with a `#| default_exp` line, else None."""
     cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
-    module, chunks = None, []
+    module = None
     for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        directives, body = split_directives(cell_source(cell))
-        for line in directives:
-            if line.startswith(MODULE_MARK):
-                module = line[len(MODULE_MARK):].strip()
-        if EXPORT_MARK in directives:
-            chunks.append(strip_markers("\n".join(body)).strip("\n"))
+        if cell.get("cell_type") == "code":
+            for line in split_directives(cell_source(cell))[0]:
+                if line.startswith(MODULE_MARK):
+                    module = line[len(MODULE_MARK):].strip()
     if module is None:
         return None
+    chunks = exported_sources(cells)
     if not chunks:
         raise ValueError(f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells")
     rel = notebook_path.resolve().relative_to(ROOT)
     header = (f'"""GENERATED from {rel.as_posix()} by `make export` -- do not edit here.\n\n'
               f'Edit the notebook\'s `{EXPORT_MARK}` cells instead, then run `make export`."""\n')
-    future = "from __future__ import annotations"
-    body = "\n\n\n".join(chunks)
-    if future in body:  # a __future__ import must come first in the module
-        body = body.replace(future + "\n", "").lstrip("\n")
-        header += "\n" + future + "\n"
-    return module, header + "\n" + body + "\n"
+    return module, header + "\n" + module_code(chunks) + "\n"
 
 
 def module_path(module: str) -> Path:
@@ -94,18 +106,23 @@ def export_all(notebooks: list[Path] | None = None) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a generated module is out of date")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_modules()
-        for item in stale:
-            print(f"out of date: {item}; run `make export`")
-        return 1 if stale else 0
-    for path in export_all():
-        print(f"wrote {path.relative_to(ROOT)}")
+def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:
+    """Command line shared by the generators: write what is out of date, or with --check only report it (exit 1)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--check", action="store_true", help=f"fail if a file differs from what `make {target}` writes")
+    if parser.parse_args(argv).check:
+        items = stale()
+        for item in items:
+            print(f"out of date: {item}; run `make {target}`")
+        return 1 if items else 0
+    for message in write() or ["everything is up to date"]:
+        print(message)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_generator(argv, __doc__.splitlines()[0], stale_modules,
+                         lambda: [f"wrote {path.relative_to(ROOT)}" for path in export_all()], "export")
 
 
 if __name__ == "__main__":
