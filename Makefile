@@ -56,8 +56,10 @@ check: $(STAMP)
 strip: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb exercises/*.ipynb
 
+# Training-step speed against Hugging Face's GPT-2 and, where the peers folder exists, nanoGPT (see bench/bench_train_step.py).
+PEER ?= ../shared/peers/nanogpt_model.py
 bench: $(STAMP)
-	$(PY) bench/bench_train_step.py
+	$(PY) bench/bench_train_step.py $(if $(wildcard $(PEER)),--peer $(PEER))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

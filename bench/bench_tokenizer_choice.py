@@ -22,7 +22,8 @@ import torch
 
 from utils.bpe import BPETokenizer
 from utils.configs import CONFIGS
-from utils.model import Config, DemoTransformer
+from utils.fused import FusedTransformer
+from utils.model import Config
 from utils.resources import load_corpus, load_tokenizer
 from utils.training import Trainer, TrainingArgs, pack, tokenize_documents
 
@@ -34,7 +35,7 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
     else:
         bpe = BPETokenizer.train(corpus.train_text, run_cfg.bpe_vocab_size)
         encode, eot_id, d_vocab = bpe.encode, bpe.eot_id, len(bpe)
-    cfg = Config(**run_cfg.model, d_vocab=d_vocab, attn_impl="fast")
+    cfg = Config(**run_cfg.model, d_vocab=d_vocab)
     val_stream = tokenize_documents(corpus.val, encode, eot_id)
     train_seq, val_seq = pack(tokenize_documents(corpus.train, encode, eot_id), cfg.n_ctx), pack(val_stream, cfg.n_ctx)
     chars_per_token = sum(map(len, corpus.val)) / len(val_stream)
@@ -42,7 +43,7 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
     with tempfile.TemporaryDirectory() as tmp:
         base = TrainingArgs(**run_cfg.train, checkpoint_dir=tmp)
         torch.manual_seed(0)
-        probe = Trainer(DemoTransformer(cfg), base, train_seq, val_seq)
+        probe = Trainer(FusedTransformer(cfg), base, train_seq, val_seq)
         batch = train_seq[: base.batch_size]
         probe.training_step(batch)  # warm-up
         start = time.perf_counter()
@@ -54,7 +55,7 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
         args = replace(base, max_steps=steps, warmup_steps=min(base.warmup_steps, steps // 10), eval_every=steps,
                        sample_every=never, checkpoint_every=never)
         torch.manual_seed(0)
-        trainer = Trainer(DemoTransformer(cfg), args, train_seq, val_seq)
+        trainer = Trainer(FusedTransformer(cfg), args, train_seq, val_seq)
         start = time.perf_counter()
         history = trainer.train()
         seconds = time.perf_counter() - start

@@ -1,15 +1,22 @@
-"""Time a training step (forward, backward, AdamW) of our model against Hugging Face's GPT2LMHeadModel at the same shape.
+"""Time one training step (forward, backward, clip, AdamW) of our model against its peers at the same shape, in one process.
 
-Same process, same batch, interleaved runs; prints median step times and the ratio HF / ours (> 1 means ours is faster).
-    python bench/bench_train_step.py                  # CPU, float32: ci, cpu and GPT-2-small shapes
-    python bench/bench_train_step.py --device cuda --bf16 --shapes gpt2 --batch 16 --seq 1024
+Ours runs through the trainer's own step (`Trainer.training_step`: FusedTransformer, the loss compiled with the model when
+--compile), so the figure is what learners get. Peers: Hugging Face's GPT2LMHeadModel (untied, so the same parameter count,
+eager, as it is usually run), and, with --peer PATH, nanoGPT's model.py trained as nanoGPT trains it (compiled with --compile, the
+loss inside the model, separate contiguous inputs and targets, fused AdamW on a GPU, gradient clipping at 1.0). Interleaved rounds,
+median step time; each line's ratio is the fastest peer's time over its own (above 1: faster than every peer).
+
+    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py             # CPU, float32: ci, cpu, GPT-2-small shapes
+    python bench/bench_train_step.py --peer PATH --device cuda --compile --shapes gpt2 --batch 16 --seq 1024 --explicit
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,88 +24,148 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
-import torch.nn.functional as F
 
 from utils.configs import CONFIGS
+from utils.fused import FusedTransformer
+from utils.gpu import GiB, peak_flops, training_memory
 from utils.model import Config, DemoTransformer, next_token_loss
 from utils.resources import new_gpt2
-from utils.training import model_flops_per_token, peak_flops
+from utils.training import Trainer, TrainingArgs, model_flops_per_token
 
 SHAPES = {
-    "ci": Config(**CONFIGS["ci"].model, d_vocab=CONFIGS["ci"].bpe_vocab_size),
-    "cpu": Config(**CONFIGS["cpu"].model, d_vocab=CONFIGS["cpu"].bpe_vocab_size),
-    "gpt2": Config(),
+    "ci": (Config(**CONFIGS["ci"].model, d_vocab=CONFIGS["ci"].bpe_vocab_size), 16, 64),
+    "cpu": (Config(**CONFIGS["cpu"].model, d_vocab=CONFIGS["cpu"].bpe_vocab_size), 32, 128),
+    "gpt2": (Config(), 2, 128),
 }
 
 
-def make_step(model, forward, device, bf16, fused):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
+def load_peer(path: str):
+    spec = importlib.util.spec_from_file_location("nanogpt_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def step(tokens):
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            loss = next_token_loss(forward(tokens), tokens)
-        opt.zero_grad(set_to_none=True)
+
+def hf_step(cfg, device, dtype, tokens):
+    model = new_gpt2(cfg, tie_word_embeddings=False).train().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda" or None)
+
+    def step():
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            loss = next_token_loss(model(tokens).logits, tokens)
         loss.backward()
-        opt.step()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return loss
     return step
 
 
-def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_):
+def nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq):
+    model = peer.GPT(peer.GPTConfig(block_size=seq, vocab_size=cfg.d_vocab, n_layer=cfg.n_layers, n_head=cfg.n_heads,
+                                    n_embd=cfg.d_model, dropout=0.0, bias=True)).to(device)
+    optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-4, betas=(0.9, 0.95), device_type=device)
+    forward = torch.compile(model) if compile_ else model
+    data = torch.randint(0, cfg.d_vocab, (batch, seq + 1), device=device)
+    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+
+    def step():
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            _, loss = forward(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
+def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint_dir):
+    args = TrainingArgs(batch_size=len(tokens), device=device, autocast=dtype_name, compile=compile_,
+                        checkpoint_dir=checkpoint_dir)
+    trainer = Trainer(model_class(cfg), args, tokens.cpu(), tokens.cpu())
+    return lambda: trainer.training_step(tokens)
+
+
+def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True):
     torch.manual_seed(0)
-    cfg = replace(cfg, n_ctx=max(cfg.n_ctx, seq))
+    cfg = replace(cfg, n_ctx=seq)
     if device == "cuda":  # as in the gpu config: 50257 -> 50304, matmul shapes that are multiples of 64 run faster
         cfg = replace(cfg, d_vocab=-(-cfg.d_vocab // 64) * 64)
+    dtype_name = "bfloat16" if bf16 else None
+    dtype = torch.bfloat16 if bf16 else None
     tokens = torch.randint(0, cfg.d_vocab, (batch, seq), device=device)
-    hf = new_gpt2(cfg, tie_word_embeddings=False).train().to(device)  # untied: same parameter count as ours
-    models = {"HF GPT2LMHeadModel": make_step(hf, lambda t: hf(t).logits, device, bf16, device == "cuda")}
-    for impl in ("fast", "explicit"):
-        ours = DemoTransformer(replace(cfg, attn_impl=impl)).to(device)
-        forward = torch.compile(ours) if compile_ else ours
-        models[f"ours ({impl})"] = make_step(ours, forward, device, bf16, device == "cuda")
-    times = {k: [] for k in models}
+    checkpoint_dir = tempfile.mkdtemp(prefix="bench_")  # the trainer never saves here (no train() call); no learner folder touched
+    steps = {"HF GPT2LMHeadModel (eager)": hf_step(cfg, device, dtype, tokens)} if hf else {}
+    if peer:
+        steps[f"nanoGPT{' (compiled)' if compile_ else ''}"] = nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq)
+    peers = list(steps)
+    if not peers:
+        raise SystemExit("no peer to compare with: give --peer PATH or leave out --skip-hf")
+    steps[f"ours: trainer step, fused{' (compiled)' if compile_ else ''}"] = ours_step(FusedTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
+    if explicit:
+        steps[f"ours: trainer step, explicit{' (compiled)' if compile_ else ''}"] = ours_step(DemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for r in range(rounds + 2):  # two warm-up rounds
-        for label, step in models.items():  # interleaved, so drift affects every model alike
+    times, peak_memory = {k: [] for k in steps}, {}
+    for label, step in steps.items():  # warm-up (compiles), and each one's peak memory on its own
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        step()
+        step()
+        sync()
+        warmup = time.perf_counter() - start
+        if device == "cuda":
+            peak_memory[label] = torch.cuda.max_memory_allocated() / GiB
+        print(f"  warm-up {label}: {warmup:.1f} s", flush=True)
+    for _ in range(rounds):
+        for label, step in steps.items():  # interleaved, so drift affects every model alike
             sync()
             start = time.perf_counter()
-            step(tokens)
+            step()
             sync()
-            if r >= 2:
-                times[label].append(time.perf_counter() - start)
+            times[label].append(time.perf_counter() - start)
     medians = {k: statistics.median(v) for k, v in times.items()}
-    hf_time = medians["HF GPT2LMHeadModel"]
-    print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, "
-          f"{device}{' bf16' if bf16 else ' float32'}{' compiled' if compile_ else ''}, median of {rounds}")
-    peak = peak_flops(device) if bf16 else None
+    fastest_peer = min(medians[k] for k in peers)
+    print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, {device}"
+          f"{' bf16 autocast' if bf16 else ' float32'}, {torch.get_num_threads()} CPU threads, median of {rounds}")
+    peak = peak_flops(torch.cuda.get_device_name(), "bfloat16") if device == "cuda" and bf16 else None
+    flops = model_flops_per_token(cfg) * batch * seq
     for label, t in medians.items():
-        line = f"  {label:<22} {t * 1e3:9.1f} ms/step  {batch * seq / t:>10,.0f} tok/s  HF/this = {hf_time / t:.2f}"
+        line = f"  {label:<38} {t * 1e3:9.2f} ms/step {batch * seq / t:>11,.0f} tok/s   fastest peer / this = {fastest_peer / t:.2f}"
         if peak:
-            flops = model_flops_per_token(replace(cfg, n_ctx=seq)) * batch * seq
-            line += f"  MFU {flops / t / peak:.1%}"
-        print(line)
+            line += f"   MFU {flops / t / peak:.1%}"
+        if label in peak_memory:
+            line += f"   peak {peak_memory[label]:.1f} GiB"
+        print(line, flush=True)
+    if device == "cuda":
+        print(f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: {training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB")
     return medians
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile ours (the whole loss) and nanoGPT, as each trains")
+    parser.add_argument("--peer", help="path to nanoGPT's model.py (for example ../shared/peers/nanogpt_model.py)")
+    parser.add_argument("--explicit", action="store_true", help="also time the explicit model (notebook 02's classes)")
+    parser.add_argument("--skip-hf", action="store_true", help="leave Hugging Face's model out (saves memory at large batches)")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    peer = load_peer(args.peer) if args.peer else None
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-          + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
-    defaults = {"ci": (16, 64), "cpu": (32, 128), "gpt2": (2, 128)}
+          + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else "") + (f", peer {args.peer}" if peer else ""))
     for name in args.shapes:
-        batch, seq = defaults[name]
-        bench_shape(name, SHAPES[name], args.batch or batch, args.seq or seq, args.device, args.bf16, args.rounds, args.compile)
+        cfg, batch, seq = SHAPES[name]
+        bench_shape(name, cfg, args.batch or batch, args.seq or seq, args.device, args.bf16, args.rounds, args.compile, peer, args.explicit,
+                    hf=not args.skip_hf)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""utils/model.py: the two attention paths agree, weights load strictly, bad input gets a clear error."""
+"""utils/model.py and utils/fused.py: the fused twin matches the explicit model, weights load strictly, bad input gets a clear error."""
 
 import pytest
 import torch
 
 from utils.model import Config, DemoTransformer, config_from_hf, convert_hf_state_dict, generate, get_attention_patterns, load_gpt2_weights, next_token_loss
+from utils.fused import FusedTransformer
 from utils.resources import new_gpt2
 
 CFG = Config(d_model=32, d_vocab=100, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=2)
@@ -19,12 +20,38 @@ def hf_and_ours():
     return hf, load_gpt2_weights(DemoTransformer(config_from_hf(hf.config)), hf).eval()
 
 
-def test_fast_and_explicit_paths_agree(hf_and_ours):
-    _, ours = hf_and_ours
-    fast = DemoTransformer(Config(**{**ours.cfg.__dict__, "attn_impl": "fast"}))
-    fast.load_state_dict(ours.state_dict())
+def test_fused_twin_has_the_same_weights_outputs_and_gradients():
+    torch.manual_seed(0)
+    explicit = DemoTransformer(CFG)
+    torch.manual_seed(0)
+    fused = FusedTransformer(CFG)  # built in the same order: the same seed gives the same weights
+    assert list(explicit.state_dict()) == list(fused.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(explicit.state_dict().values(), fused.state_dict().values()))
+    with torch.no_grad():
+        for p in explicit.parameters():  # non-trivial biases and LayerNorm weights, so that every parameter matters
+            p.add_(0.1 * torch.randn_like(p))
+    fused.load_state_dict(explicit.state_dict())
     tokens = torch.randint(0, 100, (3, 16))
-    torch.testing.assert_close(fast(tokens), ours(tokens), atol=1e-5, rtol=1e-4)
+    for model in (explicit, fused):
+        next_token_loss(model(tokens), tokens).backward()
+    torch.testing.assert_close(fused(tokens), explicit(tokens), atol=1e-5, rtol=1e-4)
+    for (name, a), b in zip(explicit.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+def test_fused_twin_still_exposes_attention_patterns(hf_and_ours):
+    _, ours = hf_and_ours
+    fused = FusedTransformer(ours.cfg)
+    fused.load_state_dict(ours.state_dict())
+    tokens = torch.randint(0, 100, (2, 10))
+    for a, b in zip(get_attention_patterns(fused, tokens), get_attention_patterns(ours, tokens)):
+        torch.testing.assert_close(a, b)
+
+
+def test_next_token_loss_is_the_mean_over_shifted_positions():
+    logits, tokens = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 7), tokens[:, 1:].reshape(-1))
+    torch.testing.assert_close(next_token_loss(logits, tokens), expected)
 
 
 def test_logits_loss_and_greedy_text_match_hugging_face(hf_and_ours):
@@ -66,11 +93,13 @@ def test_attention_patterns_are_causal_distributions(hf_and_ours):
 ])
 def test_bad_tokens_get_clear_errors(hf_and_ours, bad, error, match):
     _, ours = hf_and_ours
-    with pytest.raises(error, match=match):
-        ours(bad)
+    fused = FusedTransformer(ours.cfg)
+    for model in (ours, fused):  # on a CPU the fused model checks ids too
+        with pytest.raises(error, match=match):
+            model(bad)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(attn_impl="flash"), "attn_impl"), (dict(d_model=0), "d_model"), (dict(n_heads=2.5), "n_heads")])
+@pytest.mark.parametrize("kwargs, match", [(dict(d_model=0), "d_model"), (dict(n_heads=2.5), "n_heads")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Config(**kwargs)

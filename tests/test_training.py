@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
+from utils.fused import FusedTransformer
 from utils.model import Config, DemoTransformer
 from utils.training import (Trainer, TrainingArgs, TrainingDiverged, baselines, load_checkpoint_model, lr_at, make_optimizer,
                             pack, tokenize_documents)
 
-CFG = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1, attn_impl="fast")
+CFG = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1)
 
 
 def _data(seed=0):
@@ -21,12 +22,12 @@ def _data(seed=0):
     return pack(stream[:6400], 16), pack(stream[6400:], 16), stream
 
 
-def _trainer(tmp_path, **overrides):
+def _trainer(tmp_path, model_class=FusedTransformer, **overrides):
     torch.manual_seed(0)
     train, val, _ = _data()
     args = TrainingArgs(**{**dict(batch_size=8, max_steps=20, lr=3e-3, warmup_steps=5, eval_every=10, eval_batches=2, sample_every=1000,
                                   checkpoint_every=10, checkpoint_dir=str(tmp_path)), **overrides})
-    return Trainer(DemoTransformer(CFG), args, train, val)
+    return Trainer(model_class(CFG), args, train, val)
 
 
 def test_tokenize_documents_puts_eot_before_each_document():
@@ -72,7 +73,7 @@ def test_resume_continues_with_identical_losses(tmp_path):
     full = _trainer(tmp_path / "full").train()
     part = _trainer(tmp_path / "part")
     part.train(max_steps=10)
-    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2])
+    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2], model_class=FusedTransformer)
     history = resumed.train()
     assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
 
@@ -99,7 +100,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     good = trainer.last_checkpoint
     with torch.no_grad():
         trainer.model.blocks[0].mlp.W_in.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 10.*step_000010.pt.*lower learning rate"):
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 11.*step_000010.pt.*lower learning rate"):
         trainer.train()
     model, meta = load_checkpoint_model(good)
     assert meta["step"] == 10 and all(torch.isfinite(p).all() for p in model.parameters())
@@ -115,3 +116,72 @@ def test_bad_arguments_are_rejected(tmp_path):
         Trainer(DemoTransformer(CFG), TrainingArgs(), train[:, :8], val)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         Trainer.resume(tmp_path / "missing.pt", train, val)
+
+
+def test_micro_batches_accumulate_to_the_whole_batch(tmp_path):
+    whole = _trainer(tmp_path / "whole", max_steps=6)
+    split = _trainer(tmp_path / "split", max_steps=6, micro_batch_size=2)  # 4 micro-batches per step
+    a, b = whole.train(), split.train()
+    assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    for p, q in zip(whole.model.parameters(), split.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def test_explicit_and_fused_models_train_alike(tmp_path):
+    fused = _trainer(tmp_path / "fused", max_steps=5).train()
+    explicit = _trainer(tmp_path / "explicit", model_class=DemoTransformer, max_steps=5).train()
+    assert fused.train_loss == pytest.approx(explicit.train_loss, rel=1e-4)
+
+
+def test_checkpoint_reloads_onto_the_trainers_device_and_class(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.train()
+    model, meta = load_checkpoint_model(trainer.last_checkpoint, device=trainer.args.device, model_class=FusedTransformer)
+    assert type(model) is FusedTransformer and meta["step"] == 2
+    assert {p.device for p in model.parameters()} == {torch.device(trainer.args.device)}
+    tokens = _data()[1][:2]
+    torch.testing.assert_close(model(tokens), trainer.model.eval()(tokens))
+
+
+def test_checkpoint_from_a_gpu_loads_on_a_machine_without_one(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.train()
+    state = trainer.state()
+    state["args"]["device"], state["args"]["autocast"] = "cuda", "bfloat16"
+    torch.save(state, tmp_path / "from_gpu.pt")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, meta = load_checkpoint_model(tmp_path / "from_gpu.pt")
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    resumed = Trainer.resume(tmp_path / "from_gpu.pt", *_data()[:2], device="cpu", autocast=None)
+    assert resumed.step == 1 and resumed.args.device == "cpu"
+
+
+def test_checkpoints_from_before_the_fused_twin_still_load(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=1)
+    state = trainer.state()
+    state["model_cfg"]["attn_impl"] = "fast"  # what older checkpoints stored
+    state["args"]["autocast_bf16"] = False
+    del state["args"]["autocast"], state["scaler"]
+    torch.save(state, tmp_path / "old.pt")
+    model, _ = load_checkpoint_model(tmp_path / "old.pt")
+    assert Trainer.resume(tmp_path / "old.pt", *_data()[:2]).args.autocast is None
+
+
+def test_a_compiled_model_is_trained_and_saved_as_the_module_inside(tmp_path):
+    torch.manual_seed(0)
+    train, val, _ = _data()
+    trainer = Trainer(torch.compile(FusedTransformer(CFG)), TrainingArgs(checkpoint_dir=str(tmp_path)), train, val)
+    assert type(trainer.model) is FusedTransformer
+    assert not any(key.startswith("_orig_mod") for key in trainer.state()["model"])
+
+
+def test_bad_gpu_arguments_and_data_are_rejected():
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        TrainingArgs(autocast="bfloat16")
+    with pytest.raises(ValueError, match="autocast must be None, 'bfloat16' or 'float16'"):
+        TrainingArgs(device="cuda", autocast="fp8")
+    with pytest.raises(ValueError, match="micro_batch_size must divide batch_size = 16"):
+        TrainingArgs(batch_size=16, micro_batch_size=5)
+    train, val, _ = _data()
+    with pytest.raises(ValueError, match=r"token ids from 0 to 64, outside \[0, d_vocab = 64\)"):
+        Trainer(FusedTransformer(CFG), TrainingArgs(), torch.cat([train, torch.full((1, 16), 64)]), val)

@@ -7,6 +7,9 @@ Modules (one guess each):
     model      - the clean GPT-2 (generated from notebooks/02_clean_implementation.ipynb)
     checks     - layer-by-layer checks against Hugging Face's GPT-2
     plotting   - plotly charts (attention patterns, loss curves)
-    training   - data packing, baselines, the trainer, checkpoints
+    training   - data packing, baselines, the trainer, checkpoints (generated from notebooks/03_training.ipynb)
+    fused      - fused twins of model's layers, same parameters, for fast training (generated from notebook 03)
+    gpu        - what the GPU can do: precision, micro-batch, torch.compile, peak FLOPs for MFU
     export     - writes the generated modules from marked notebook cells
+    exercises  - writes the exercise notebooks from the solution notebooks
 """

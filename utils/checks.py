@@ -315,11 +315,8 @@ def _layer_factory(cls, name, prefix):
     return make
 
 
-def _cfgs(cfg, both_attention_paths=False):
-    cfg = cfg or CHECK_CFG
-    if both_attention_paths and hasattr(cfg, "attn_impl"):
-        return [replace(cfg, attn_impl="explicit"), replace(cfg, attn_impl="fast")]
-    return [cfg]
+def _cfgs(cfg):
+    return [cfg or CHECK_CFG]
 
 
 # --------------------------------------------------------------------------- the checks
@@ -335,7 +332,7 @@ def check_layernorm(cls, cfg: Config | None = None) -> None:
             variants = {m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m) for m in _LN}
             _compare(name, got, expected, ("batch", "posn", "d_model"), variants, generic)
 
-    _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg, both_attention_paths=True))
+    _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg))
 
 
 def check_embed(cls, cfg: Config | None = None) -> None:
@@ -374,11 +371,11 @@ def check_attention(cls, cfg: Config | None = None) -> None:
         expected = _hf_module_output(hf, hf.transformer.h[0].attn, x)
         # masks filled with -inf or with a large negative number (as ARENA does) differ when a row is fully masked
         variants = {m: [_attention(x, attn_sd, cfg, m), _attention(x, attn_sd, cfg, m, fill=-1e5)] for m in _ATTN}
-        _compare(f"{name} ({cfg.attn_impl} path)", _call(layer, x, name, generic), expected, ("batch", "posn", "d_model"), variants, generic)
+        _compare(name, _call(layer, x, name, generic), expected, ("batch", "posn", "d_model"), variants, generic)
         if n > 1:
             _check_causal(name, layer, x, generic)
 
-    _run(name, _layer_factory(cls, name, "blocks.0.attn."), case, generic, _cfgs(cfg, both_attention_paths=True))
+    _run(name, _layer_factory(cls, name, "blocks.0.attn."), case, generic, _cfgs(cfg))
 
 
 def check_mlp(cls, cfg: Config | None = None) -> None:
@@ -407,7 +404,7 @@ def check_block(cls, cfg: Config | None = None) -> None:
         if n > 1:
             _check_causal(name, layer, x, generic)
 
-    _run(name, _layer_factory(cls, name, "blocks.0."), case, generic, _cfgs(cfg, both_attention_paths=True))
+    _run(name, _layer_factory(cls, name, "blocks.0."), case, generic, _cfgs(cfg))
 
 
 def check_unembed(cls, cfg: Config | None = None) -> None:
@@ -446,7 +443,7 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
                 _fail([f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match"],
                       "  Likely cause: Unembed ignores b_U (b_U was set to zero for this comparison).", generic)
 
-    _run(name, _layer_factory(cls, name, ""), case, generic, _cfgs(cfg, both_attention_paths=True))
+    _run(name, _layer_factory(cls, name, ""), case, generic, _cfgs(cfg))
 
 
 # --------------------------------------------------------------------------- tokenizer checks (notebook 01)
@@ -631,44 +628,60 @@ def check_make_optimizer(fn) -> None:
 
 
 def _steps_with(step_fn, variant=None, clip=0.5):
-    """Two SGD steps (SGD shows clipping and leftover gradients; AdamW would hide both). Returns the weights and the losses."""
+    """Two SGD steps, each over two micro-batches: the check runs the first micro-batch's backward, then the step function gets
+    the second one's loss (SGD shows clipping and lost or leftover gradients; AdamW would hide them).
+    Returns the weights, the returned values and the second micro-batches' losses."""
     model = _tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    tokens = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
-    losses = []
+    tokens = torch.randint(0, 50, (4, 8), generator=torch.Generator().manual_seed(0))
+    returned, losses = [], []
     for scale in (30.0, 10.0):  # scaled so that the gradient norm is well above `clip`
-        loss = scale * next_token_loss(model(tokens), tokens)
+        (scale * next_token_loss(model(tokens[:2]), tokens[:2])).backward()  # an earlier micro-batch
+        loss = scale * next_token_loss(model(tokens[2:]), tokens[2:])
+        losses.append(loss.item())
         if variant is None:
-            losses.append(_call_fn(step_fn, (model, optimizer, loss, clip), "optimizer_step(model, optimizer, loss, grad_clip)"))
+            returned.append(_call_fn(step_fn, (model, optimizer, loss, clip), "optimizer_step(model, optimizer, loss, grad_clip)"))
         else:
-            if variant != "no_zero_grad":
+            if variant == "zero_first":
                 optimizer.zero_grad()
             loss.backward()
             if variant != "no_clip":
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
-            losses.append(loss.item())
-    return torch.cat([p.detach().flatten() for p in model.parameters()]), losses
+            if variant != "no_zero_grad":
+                optimizer.zero_grad()
+            returned.append(loss.detach())
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), returned, losses
 
 
 def check_optimizer_step(fn) -> None:
-    """`fn(model, optimizer, loss, grad_clip)` must backpropagate, clip the gradient norm, step, and leave no stale gradients."""
+    """`fn(model, optimizer, loss, grad_clip)` must backpropagate (adding to gradients already there), clip the gradient norm, step,
+    clear the gradients, and return the loss detached."""
     from utils.training import optimizer_step as reference
 
-    expected, expected_losses = _steps_with(reference)
-    got, losses = _steps_with(fn)
-    if not all(isinstance(x, float) for x in losses) or not math.isclose(losses[0], expected_losses[0], rel_tol=1e-5):
-        raise AssertionError(f"optimizer_step must return the loss as a Python float (loss.item()); it returned {losses[0]!r}")
+    expected = _steps_with(reference)[0]
+    got, returned, losses = _steps_with(fn)
+    value = returned[0]
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        raise AssertionError("optimizer_step returned the loss still attached to its graph; return loss.detach()")
+    if not (isinstance(value, float) or (isinstance(value, torch.Tensor) and value.numel() == 1)) or not math.isclose(float(value), losses[0], rel_tol=1e-5):
+        raise AssertionError(f"optimizer_step must return the loss it was given, detached (loss.detach()); it returned {value!r}, "
+                             f"the loss was {losses[0]:.6g}")
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
-        causes = {"no_zero_grad": "the gradients are never cleared, so the second step adds the first step's gradient again "
-                                  "(call optimizer.zero_grad() before backward, or after the step)",
-                  "no_clip": "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
-                             "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step"}
+        causes = {
+            "zero_first": "the gradients are cleared before loss.backward(), which throws away the earlier micro-batches' gradients "
+                          "(gradient accumulation): clear them after optimizer.step() instead",
+            "no_zero_grad": "the gradients are never cleared, so the next step adds this step's gradients again: call "
+                            "optimizer.zero_grad(set_to_none=True) after optimizer.step()",
+            "no_clip": "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
+                       "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step",
+        }
         cause = next((why for variant, why in causes.items() if torch.allclose(got, _steps_with(None, variant)[0], rtol=1e-4, atol=1e-6)), None)
         raise AssertionError("optimizer_step: after two steps the weights differ from the reference (largest difference "
                              f"{(got - expected).abs().max().item():.3g}).\n"
-                             + (f"  Likely cause: {cause}." if cause else "  Order: zero_grad, loss.backward(), clip_grad_norm_, optimizer.step()."))
-    print("optimizer_step passed: two SGD steps with clipping give the reference weights")
+                             + (f"  Likely cause: {cause}." if cause else
+                                "  Order: loss.backward(), clip_grad_norm_(model.parameters(), grad_clip), optimizer.step(), optimizer.zero_grad()."))
+    print("optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no gradients")
 
 
 def check_next_token_accuracy(fn) -> None:

@@ -52,15 +52,15 @@ CONFIGS = {
     ),
     "gpu": RunConfig(
         name="gpu",
-        description="a CUDA GPU: a GPT-2-small-shaped model with bf16 autocast and the fast attention path",
+        description="a CUDA GPU: a GPT-2-small-shaped model; precision, micro-batch and torch.compile chosen for the GPU found",
         model=dict(d_model=768, n_layers=12, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024),
         corpus_chars=None,
         bpe_vocab_size=8192,
         tokenizer="gpt2",
         max_epochs=8,
         train=dict(batch_size=16, max_steps=2000, lr=6e-4, warmup_steps=200, eval_every=250, eval_batches=20,
-                   sample_every=500, sample_tokens=60, checkpoint_every=500, autocast_bf16=True,
-                   fused_adamw=True, compile=False),
+                   sample_every=500, sample_tokens=60, checkpoint_every=500),
+        # device, autocast, micro_batch_size and compile: utils.gpu.choose_settings, for the GPU found
     ),
 }
 

@@ -1,7 +1,8 @@
 """Generate library modules from marked notebook cells, so the notebook and the module never drift (as nbdev does).
 
 A notebook names its module once, in a code cell line `#| default_exp model`, and marks each cell that belongs
-in it with a leading `#| export` line. `python -m utils.export` (or `make export`) writes utils/<module>.py;
+in it with a leading `#| export` line; `#| export fused` sends a cell to utils/fused.py instead (a second module from
+the same notebook). `python -m utils.export` (or `make export`) writes utils/<module>.py;
 `python -m utils.export --check` fails if any module differs from what its notebook would generate.
 """
 
@@ -38,13 +39,21 @@ def strip_markers(code: str) -> str:
     return "\n".join(line for line in code.splitlines() if not line.strip().startswith((SOLUTION_BEGIN, SOLUTION_END)))
 
 
-def exported_sources(cells: list[dict]) -> list[str]:
-    """The code of the cells marked `#| export`, without their directives and exercise markers."""
+def export_target(directives: list[str]) -> str | None:
+    """'' for a plain `#| export` (the notebook's default module), the module's name for `#| export NAME`, None if not exported."""
+    for line in directives:
+        if line == EXPORT_MARK or line.startswith(EXPORT_MARK + " "):
+            return line[len(EXPORT_MARK):].strip()
+    return None
+
+
+def exported_sources(cells: list[dict], module: str = "") -> list[str]:
+    """The code of the cells marked `#| export` (or `#| export <module>`), without their directives and exercise markers."""
     chunks = []
     for cell in cells:
         if cell.get("cell_type") == "code":
             directives, body = split_directives(cell_source(cell))
-            if EXPORT_MARK in directives:
+            if export_target(directives) == module:
                 chunks.append(strip_markers("\n".join(body)).strip("\n"))
     return chunks
 
@@ -58,24 +67,31 @@ def module_code(chunks: list[str]) -> str:
     return body
 
 
-def exported_module(notebook_path: Path) -> tuple[str, str] | None:
-    """(module name, module text) for a notebook with a `#| default_exp` line, else None."""
+def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
+    """(module name, module text) for each module a notebook generates: its `#| default_exp` one, and any `#| export NAME`."""
     cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
-    module = None
+    default, extra = None, []
     for cell in cells:
         if cell.get("cell_type") == "code":
-            for line in split_directives(cell_source(cell))[0]:
+            directives = split_directives(cell_source(cell))[0]
+            for line in directives:
                 if line.startswith(MODULE_MARK):
-                    module = line[len(MODULE_MARK):].strip()
-    if module is None:
-        return None
-    chunks = exported_sources(cells)
-    if not chunks:
-        raise ValueError(f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells")
+                    default = line[len(MODULE_MARK):].strip()
+            target = export_target(directives)
+            if target and target not in extra:
+                extra.append(target)
+    if default is None:
+        return []
     rel = notebook_path.resolve().relative_to(ROOT)
     header = (f'"""GENERATED from {rel.as_posix()} by `make export` -- do not edit here.\n\n'
               f'Edit the notebook\'s `{EXPORT_MARK}` cells instead, then run `make export`."""\n')
-    return module, header + "\n" + module_code(chunks) + "\n"
+    modules = []
+    for module, target in [(default, ""), *((name, name) for name in extra)]:
+        chunks = exported_sources(cells, target)
+        if not chunks:
+            raise ValueError(f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells")
+        modules.append((module, header + "\n" + module_code(chunks) + "\n"))
+    return modules
 
 
 def module_path(module: str) -> Path:
@@ -85,9 +101,7 @@ def module_path(module: str) -> Path:
 def _generated(notebooks: list[Path] | None = None):
     """(notebook, module, text, path, differs) for every notebook that names a module."""
     for nb in notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
-        exported = exported_module(nb)
-        if exported is not None:
-            module, text = exported
+        for module, text in exported_modules(nb):
             path = module_path(module)
             yield nb, module, text, path, not path.exists() or path.read_text(encoding="utf-8") != text
 

@@ -37,15 +37,12 @@ class Config:
     d_mlp: int = 3072
     n_heads: int = 12
     n_layers: int = 12
-    attn_impl: str = "explicit"  # "explicit": einsums, exposes the pattern; "fast": fused kernels (SDPA attention, layer_norm)
 
     def __post_init__(self):
         for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Config.{name} must be a positive int, got {value!r}")
-        if self.attn_impl not in ("explicit", "fast"):
-            raise ValueError(f"Config.attn_impl must be 'explicit' or 'fast', got {self.attn_impl!r}")
 
 
 class LayerNorm(nn.Module):
@@ -56,8 +53,6 @@ class LayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(cfg.d_model))
 
     def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        if self.cfg.attn_impl == "fast":  # the same maths in one fused kernel (5x faster on a CPU)
-            return F.layer_norm(residual, (self.cfg.d_model,), self.w, self.b, self.cfg.layer_norm_eps)
         mean = residual.mean(dim=-1, keepdim=True)
         variance = residual.var(dim=-1, keepdim=True, unbiased=False)
         normalized = (residual - mean) / (variance + self.cfg.layer_norm_eps).sqrt()
@@ -119,23 +114,10 @@ class Attention(nn.Module):
         return scores.softmax(dim=-1)
 
     def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        if self.cfg.attn_impl == "fast":
-            return self._forward_fast(x)
         pattern = self.attention_pattern(x)
         v = einops.einsum(x, self.W_V, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_V
         z = einops.einsum(pattern, v, "batch n_heads query_posn key_posn, batch key_posn n_heads d_head -> batch query_posn n_heads d_head")
         return einops.einsum(z, self.W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model") + self.b_O
-
-    def _forward_fast(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        # One matmul for q, k and v (like GPT-2's fused c_attn), then PyTorch's fused causal attention kernel.
-        W_QKV = einops.rearrange([self.W_Q, self.W_K, self.W_V], "qkv n_heads d_model d_head -> d_model (qkv n_heads d_head)")
-        b_QKV = einops.rearrange([self.b_Q, self.b_K, self.b_V], "qkv n_heads d_head -> (qkv n_heads d_head)")
-        qkv = torch.addmm(b_QKV, x.reshape(-1, self.cfg.d_model), W_QKV).view(*x.shape[:-1], -1)
-        q, k, v = einops.rearrange(qkv, "batch posn (qkv n_heads d_head) -> qkv batch n_heads posn d_head", qkv=3, n_heads=self.cfg.n_heads)
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        z = einops.rearrange(z, "batch n_heads posn d_head -> (batch posn) (n_heads d_head)")
-        W_O = einops.rearrange(self.W_O, "n_heads d_head d_model -> (n_heads d_head) d_model")
-        return torch.addmm(self.b_O, z, W_O).view(x.shape)
 
 
 def gelu_new(x: Tensor) -> Tensor:
@@ -187,8 +169,9 @@ class Unembed(nn.Module):
         return einops.einsum(normalized_resid_final, self.W_U, "batch posn d_model, d_model d_vocab -> batch posn d_vocab") + self.b_U
 
 
-def validate_tokens(tokens: Tensor, cfg: Config) -> None:
-    """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx."""
+def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> None:
+    """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx.
+    check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
     if not isinstance(tokens, Tensor):
         raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])")
     if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
@@ -200,7 +183,7 @@ def validate_tokens(tokens: Tensor, cfg: Config) -> None:
         raise ValueError("tokens has no positions (shape [batch, 0]); give at least one token")
     if tokens.shape[1] > cfg.n_ctx:
         raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx} tokens: tokens[:, -{cfg.n_ctx}:]")
-    if torch.compiler.is_compiling():
+    if not check_values or torch.compiler.is_compiling():
         return  # reading values back would break the compiled graph; eager calls still check them
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= cfg.d_vocab:
@@ -226,8 +209,11 @@ class DemoTransformer(nn.Module):
 
 
 def next_token_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, ""]:
-    """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1]."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+    """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1].
+    The last position has no next token: its target is -100, which cross_entropy ignores. That is the same mean as slicing
+    logits[:, :-1], without copying the (large) sliced logits."""
+    targets = F.pad(tokens[:, 1:], (0, 1), value=-100)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
 def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:

@@ -4,6 +4,7 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import time
@@ -15,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
+import utils.gpu
 import utils.model  # checkpoints are rebuilt as utils.model.DemoTransformer (a notebook may define its own model)
 from utils.model import Float, Int, generate, next_token_loss
 
@@ -44,11 +46,14 @@ class StepBatchSampler(Sampler):
             raise ValueError(f"batch_size {batch_size} is larger than the {n_rows} training sequences")
         self.n_rows, self.batch_size, self.seed, self.start_step = n_rows, batch_size, seed, start_step
         self.per_epoch = n_rows // batch_size
+        self._epoch, self._order = None, None
 
     def batch(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.per_epoch)
-        order = torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        return order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+        if epoch != self._epoch:  # one shuffle per epoch, not per step (a large corpus has millions of rows)
+            self._epoch = epoch
+            self._order = torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return self._order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
 
     def __iter__(self):
         step = self.start_step
@@ -57,8 +62,11 @@ class StepBatchSampler(Sampler):
             step += 1
 
 
-def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step: int = 0) -> DataLoader:
-    return DataLoader(TensorDataset(sequences), batch_sampler=StepBatchSampler(len(sequences), batch_size, seed, start_step))
+def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Batches in a fixed order. pin_memory (for a GPU) puts each batch in page-locked memory, so that .to("cuda", non_blocking=True)
+    really copies in the background."""
+    return DataLoader(TensorDataset(sequences), batch_sampler=StepBatchSampler(len(sequences), batch_size, seed, start_step),
+                      pin_memory=pin_memory)
 
 
 def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int) -> dict[str, float]:
@@ -98,9 +106,10 @@ class TrainingArgs:
     checkpoint_dir: str = "checkpoints"
     seed: int = 0
     device: str = "cpu"
-    autocast_bf16: bool = False
-    fused_adamw: bool = False
-    compile: bool = False
+    autocast: str | None = None  # "bfloat16" or "float16" (GPU only, float16 with a gradient scaler); None: float32
+    micro_batch_size: int | None = None  # split each batch into micro-batches of this size, accumulating gradients; None: whole
+    fused_adamw: bool = True  # AdamW's update for all parameters in one kernel (GPU, and CPU since PyTorch 2.4)
+    compile: bool = False  # torch.compile the loss (model and cross-entropy together)
     wandb_project: str | None = None  # optional Weights & Biases logging; off by default
 
     def __post_init__(self):
@@ -109,6 +118,13 @@ class TrainingArgs:
                 raise ValueError(f"TrainingArgs.{name} must be a positive int, got {getattr(self, name)!r}")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0 and self.grad_clip > 0):
             raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0 and grad_clip > 0")
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise ValueError(f"TrainingArgs.autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
+        if self.autocast and not self.device.startswith("cuda"):
+            raise ValueError(f"TrainingArgs.autocast={self.autocast!r} needs a CUDA device (device is {self.device!r}); use None on a CPU")
+        micro = self.micro_batch_size
+        if micro is not None and (not isinstance(micro, int) or micro <= 0 or self.batch_size % micro):
+            raise ValueError(f"TrainingArgs.micro_batch_size must divide batch_size = {self.batch_size} (or be None), got {micro!r}")
         self.betas = tuple(self.betas)
 
 
@@ -126,26 +142,22 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = args.fused_adamw and args.device.startswith("cuda")
-    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=args.fused_adamw or None)
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> float:
-    """One update: clear old gradients, backpropagate `loss`, clip the gradients' total norm to `grad_clip`, step.
-    Returns the loss as a Python float."""
-    optimizer.zero_grad(set_to_none=True)
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> torch.Tensor:
+    """One update: backpropagate `loss` (adding to gradients already there), clip the gradients' total norm to `grad_clip`, step,
+    then clear the gradients for the next step. Returns the loss detached from the graph (no .item(): that would wait for the GPU)."""
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return loss.item()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def next_token_accuracy(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> float:
     """Fraction of positions where the highest logit is the token that comes next (the last position has no next token)."""
     return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
-
-
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}
 
 
 def model_flops_per_token(cfg: utils.model.Config) -> float:
@@ -155,11 +167,17 @@ def model_flops_per_token(cfg: utils.model.Config) -> float:
     return 6 * n_params + 12 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx
 
 
-def peak_flops(device: str) -> float | None:
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+def scaled_optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float,
+                          scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """optimizer_step for float16 training (GPUs without bfloat16, such as the T4): the loss is scaled up before backward so that
+    small gradients do not round to zero in float16, and unscaled before clipping; the scaler skips a step whose gradients overflowed."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 class TrainingDiverged(RuntimeError):
@@ -176,48 +194,118 @@ class History:
     samples: list[str] = field(default_factory=list)
 
 
+def model_config(saved: dict) -> utils.model.Config:
+    """The model Config stored in a checkpoint (older checkpoints also stored `attn_impl`, which is no longer a setting)."""
+    return utils.model.Config(**{k: v for k, v in saved.items() if k != "attn_impl"})
+
+
+def training_args(saved: dict, **overrides) -> TrainingArgs:
+    """The TrainingArgs stored in a checkpoint (older checkpoints stored autocast_bf16=True/False)."""
+    saved = dict(saved)
+    if "autocast_bf16" in saved:
+        saved["autocast"] = "bfloat16" if saved.pop("autocast_bf16") else None
+    return TrainingArgs(**{**saved, **overrides})
+
+
+class LossReader:
+    """Reads each step's loss one step late. `.item()` on a GPU tensor waits for *everything* queued on the GPU; here the loss is
+    copied to the CPU in the background as soon as its step is queued, and read after the next step is queued, so the GPU always
+    has the next step's work while Python logs the last one. On a CPU the value is simply there."""
+
+    def __init__(self):
+        self.pending = None
+
+    def push(self, step: int, loss: torch.Tensor) -> tuple[int, float] | None:
+        """Queue this step's loss; return the previous step's (step, loss), if any."""
+        previous = self.pop()
+        event = None
+        if loss.is_cuda:
+            loss = loss.to("cpu", non_blocking=True)  # into page-locked memory, copied when the GPU gets there
+            event = torch.cuda.Event()
+            event.record()
+        self.pending = (step, loss, event)
+        return previous
+
+    def pop(self) -> tuple[int, float] | None:
+        """The queued (step, loss), waiting only for that step's work; None if nothing is queued."""
+        if self.pending is None:
+            return None
+        step, loss, event = self.pending
+        self.pending = None
+        if event is not None:
+            event.synchronize()
+        return step, float(loss)
+
+
 class Trainer:
-    """Trains a DemoTransformer on packed sequences. `train()` can be interrupted (Ctrl-C / the stop button) and called again."""
+    """Trains a DemoTransformer (or a FusedTransformer, or your own model) on packed sequences.
+    `train()` can be interrupted (Ctrl-C / the stop button) and called again."""
 
     def __init__(self, model: utils.model.DemoTransformer, args: TrainingArgs, train_sequences: torch.Tensor, val_sequences: torch.Tensor,
                  encode=None, decode=None, tokenizer_name: str = "", baselines: dict | None = None):
+        model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: train (and save) the module inside it
         if train_sequences.shape[1] != model.cfg.n_ctx or val_sequences.shape[1] != model.cfg.n_ctx:
             raise ValueError(f"sequences must have n_ctx = {model.cfg.n_ctx} columns; got {train_sequences.shape[1]} and {val_sequences.shape[1]}")
+        for split, sequences in (("training", train_sequences), ("validation", val_sequences)):
+            if sequences.numel() and not (0 <= int(sequences.min()) and int(sequences.max()) < model.cfg.d_vocab):
+                raise ValueError(f"the {split} sequences hold token ids from {int(sequences.min())} to {int(sequences.max())}, "
+                                 f"outside [0, d_vocab = {model.cfg.d_vocab}): was the data tokenised with another tokenizer?")
         self.args = args
         self.model = model.to(args.device)
         self.train_sequences, self.val_sequences = train_sequences, val_sequences
         self.encode, self.decode, self.tokenizer_name = encode, decode, tokenizer_name
         self.baselines = baselines or {}
         self.optimizer = make_optimizer(self.model, args)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=args.autocast == "float16")
         self.step = 0
         self.history = History()
         self.last_checkpoint: Path | None = None
-        self.forward = torch.compile(self.model) if args.compile else self.model
         if args.device.startswith("cuda"):
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        # torch.compile the whole loss, not just the model: the cross-entropy then fuses with the unembedding's output, and the
+        # float32 copy of the logits is never written to memory. Evaluation and sampling run the model as it is (eager).
+        self.loss_on = torch.compile(self.loss_eager) if args.compile else self.loss_eager
         self._wandb = None
 
     # ---------------------------------------------------------------- one step
-    def loss_on(self, tokens: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
-            return next_token_loss(self.forward(tokens), tokens)  # autocast runs cross-entropy in float32
+    def autocast(self):
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.args.autocast)
+        return torch.autocast("cuda", dtype=dtype, enabled=dtype is not None)
 
-    def training_step(self, tokens: torch.Tensor) -> float:
-        """Set this step's learning rate, compute the loss, update the weights; returns the loss."""
+    def loss_eager(self, tokens: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return next_token_loss(self.model(tokens), tokens)  # autocast runs cross-entropy in float32
+
+    def training_step(self, batch: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on `batch` [batch_size, n_ctx]: set this step's learning rate; forward and backward for each
+        micro-batch (their gradients add up); your optimizer_step does the last backward, the clipping and the update.
+        Returns the batch's mean loss as a 0-d tensor (reading it is left to the caller)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.args)
-        return optimizer_step(self.model, self.optimizer, self.loss_on(tokens), self.args.grad_clip)
+        micro_batches = batch.split(self.args.micro_batch_size or len(batch))
+        total = torch.zeros((), device=batch.device)
+        for i, micro in enumerate(micro_batches):
+            loss = self.loss_on(micro) / len(micro_batches)
+            total += loss.detach()
+            if i < len(micro_batches) - 1:
+                self.scaler.scale(loss).backward()
+            elif self.scaler.is_enabled():
+                scaled_optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip, self.scaler)
+            else:
+                optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip)
+        return total
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and next-token accuracy over the first eval_batches batches of the validation set."""
         self.model.eval()
         losses, accuracies = [], []
-        for start in range(0, min(len(self.val_sequences), self.args.eval_batches * self.args.batch_size), self.args.batch_size):
-            tokens = self.val_sequences[start:start + self.args.batch_size].to(self.args.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.autocast_bf16 and self.args.device.startswith("cuda")):
-                logits = self.forward(tokens).float()
+        size = self.args.micro_batch_size or self.args.batch_size  # what fits in memory for training fits for evaluation
+        for start in range(0, min(len(self.val_sequences), self.args.eval_batches * self.args.batch_size), size):
+            tokens = self.val_sequences[start:start + size].to(self.args.device)
+            with self.autocast():
+                logits = self.model(tokens).float()
             losses.append(next_token_loss(logits, tokens).item())
             accuracies.append(next_token_accuracy(logits, tokens))
         self.model.train()
@@ -238,46 +326,72 @@ class Trainer:
         """Train until args.max_steps (or `max_steps` more steps). Ctrl-C saves a checkpoint and returns."""
         args = self.args
         end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
-        loader = iter(train_loader(self.train_sequences, args.batch_size, args.seed, start_step=self.step))
+        on_gpu = args.device.startswith("cuda")
+        loader = iter(train_loader(self.train_sequences, args.batch_size, args.seed, start_step=self.step, pin_memory=on_gpu))
         tokens_per_step = args.batch_size * self.model.cfg.n_ctx
         flops_per_step = model_flops_per_token(self.model.cfg) * tokens_per_step
-        peak = peak_flops(args.device)
+        peak = utils.gpu.peak_flops(torch.cuda.get_device_name(), args.autocast) if on_gpu and args.autocast else None
+        reader = LossReader()
         self._start_wandb()
         self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)  # an interrupted step may have left gradients behind
         bar = tqdm(total=end, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        postfix = {}
+        reads = collections.deque(maxlen=20)  # (time, step) of recent loss reads: speed over several steps, not one
+
+        def record(step: int, loss: float) -> None:
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss} at step {step}; stopped without saving over the last good checkpoint "
+                    f"({self.last_checkpoint or 'none saved yet'}). Try a lower learning rate (now {args.lr}) or a smaller grad_clip.")
+            self.history.train_tokens.append(step * tokens_per_step)
+            self.history.train_loss.append(loss)
+            reads.append((time.perf_counter(), step))
+            postfix["loss"] = f"{loss:.3f}"
+            values = {"train/loss": loss, "lr": lr_at(step - 1, args)}
+            if len(reads) > 1:
+                seconds = (reads[-1][0] - reads[0][0]) / (reads[-1][1] - reads[0][1])
+                postfix["tok/s"] = f"{tokens_per_step / seconds:,.0f}"
+                values["tokens_per_s"] = tokens_per_step / seconds
+                if peak:
+                    postfix["MFU"] = f"{flops_per_step / seconds / peak:.0%}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update()
+            self._log(values)
+
         try:
             while self.step < end:
                 (batch,) = next(loader)
-                start = time.perf_counter()
                 loss = self.training_step(batch.to(args.device, non_blocking=True))
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss} at step {self.step}; stopped without saving over the last good checkpoint "
-                        f"({self.last_checkpoint or 'none saved yet'}). Try a lower learning rate (now {args.lr}) or a smaller grad_clip.")
-                seconds = time.perf_counter() - start
                 self.step += 1
-                self.history.train_tokens.append(self.step * tokens_per_step)
-                self.history.train_loss.append(loss)
-                postfix = {"loss": f"{loss:.3f}", "tok/s": f"{tokens_per_step / seconds:,.0f}"}
-                if peak:
-                    postfix["MFU"] = f"{flops_per_step / seconds / peak:.0%}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update()
-                self._log({"train/loss": loss, "lr": lr_at(self.step - 1, args), "tokens_per_s": tokens_per_step / seconds})
-                if self.step % args.eval_every == 0 or self.step == end:
+                previous = reader.push(self.step, loss)
+                if previous:
+                    record(*previous)
+                evaluating = self.step % args.eval_every == 0 or self.step == end
+                sampling = self.encode and (self.step % args.sample_every == 0 or self.step == end)
+                saving = self.step % args.checkpoint_every == 0 or self.step == end
+                if evaluating or sampling or saving:
+                    record(*reader.pop())  # this step's loss first: never evaluate or save after a diverged step
+                if evaluating:
                     val_loss, accuracy = self.evaluate()
                     self.history.val_tokens.append(self.step * tokens_per_step)
                     self.history.val_loss.append(val_loss)
                     self.history.val_accuracy.append(accuracy)
-                    bar.write(f"step {self.step}: train loss {loss:.3f}, validation loss {val_loss:.3f}, accuracy {accuracy:.1%}")
+                    bar.write(f"step {self.step}: train loss {self.history.train_loss[-1]:.3f}, validation loss {val_loss:.3f}, "
+                              f"accuracy {accuracy:.1%}")
                     self._log({"val/loss": val_loss, "val/accuracy": accuracy})
-                if self.encode and (self.step % args.sample_every == 0 or self.step == end):
+                if sampling:
                     text = self.sample()
                     self.history.samples.append(text)
                     bar.write(f"sample at step {self.step}: {text!r}")
-                if self.step % args.checkpoint_every == 0 or self.step == end:
+                if saving:
                     self.save_checkpoint()
+                if evaluating or sampling or saving:
+                    reads.clear()  # their time is not training time
         except KeyboardInterrupt:
+            pending = reader.pop()
+            if pending:
+                record(*pending)
             path = self.save_checkpoint(name="interrupted.pt")
             bar.write(f"Interrupted at step {self.step}: saved {path}. Call trainer.train() to continue, "
                       f"or Trainer.resume('{path}', ...) in a new session.")
@@ -290,6 +404,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "step": self.step,
             "history": asdict(self.history),
             "args": asdict(self.args),
@@ -310,17 +425,20 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, baselines=None,
-               **overrides) -> "Trainer":
-        """Rebuild model, optimizer, step and history from a checkpoint (loaded with weights_only=True)."""
+               model_class=None, **overrides) -> "Trainer":
+        """Rebuild model, optimizer, step and history from a checkpoint (loaded with weights_only=True). `model_class`: the class to
+        rebuild (default utils.model.DemoTransformer); `overrides`: TrainingArgs to change, such as device or lr."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        args = TrainingArgs(**{**state["args"], **overrides})
-        model = utils.model.DemoTransformer(utils.model.Config(**state["model_cfg"]))
+        args = training_args(state["args"], **overrides)
+        model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
         model.load_state_dict(state["model"], strict=True)
         trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"], baselines)
-        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.optimizer.load_state_dict(state["optimizer"])  # moves the optimizer's state to the parameters' device
+        if "scaler" in state:
+            trainer.scaler.load_state_dict(state["scaler"])
         trainer.step = state["step"]
         trainer.history = History(**state["history"])
         trainer.last_checkpoint = path
@@ -338,9 +456,15 @@ class Trainer:
             self._wandb.log(values, step=self.step)
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[utils.model.DemoTransformer, dict]:
-    """Just the trained model (and the checkpoint's metadata) from a checkpoint file."""
+def load_checkpoint_model(path: str | Path, device: str | None = None, model_class=None) -> tuple[utils.model.DemoTransformer, dict]:
+    """The trained model (in eval mode) and the checkpoint's metadata. `device`: where to put the model; by default the device it
+    was trained on, or the CPU if that one is not available here. `model_class`: the class to rebuild (default
+    utils.model.DemoTransformer; FusedTransformer and your own class take the same state dict)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = utils.model.DemoTransformer(utils.model.Config(**state["model_cfg"]))
+    if device is None:
+        device = state["args"].get("device", "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+    model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
     model.load_state_dict(state["model"], strict=True)
-    return model.eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}
+    return model.to(device).eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}

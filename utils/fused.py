@@ -1,0 +1,77 @@
+"""GENERATED from notebooks/03_training.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
+
+from __future__ import annotations
+
+"""Fused twins of notebook 02's layers: the same parameters, so state dicts load into either, but PyTorch's fused kernels.
+The trainer uses FusedTransformer for speed; the explicit classes in utils.model stay the ones to read and to look inside."""
+
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from utils.model import (MLP, Attention, Config, DemoTransformer, Embed, Float, Int, LayerNorm, PosEmbed, TransformerBlock, Unembed,
+                         validate_tokens)
+
+
+class FusedLayerNorm(LayerNorm):
+    def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        return F.layer_norm(residual, (self.cfg.d_model,), self.w, self.b, self.cfg.layer_norm_eps)
+
+
+class FusedAttention(Attention):
+    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        # q, k and v from one matmul (like GPT-2's c_attn), then PyTorch's fused causal attention: no pattern in memory.
+        # Plain view/permute rather than einops here: this path is about speed, and each einops call costs a few microseconds.
+        batch, posn, d_model = x.shape
+        n_heads, d_head = self.cfg.n_heads, self.cfg.d_head
+        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).reshape(d_model, 3 * n_heads * d_head)
+        b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
+        qkv = torch.addmm(b_QKV, x.reshape(-1, d_model), W_QKV)  # [(batch posn), (qkv n_heads d_head)]
+        q, k, v = qkv.view(batch, posn, 3, n_heads, d_head).permute(2, 0, 3, 1, 4)  # each [batch, n_heads, posn, d_head]
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        z = z.transpose(1, 2).reshape(batch * posn, n_heads * d_head)
+        return torch.addmm(self.b_O, z, self.W_O.reshape(n_heads * d_head, d_model)).view(x.shape)
+
+
+class FusedMLP(MLP):
+    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+        pre = torch.addmm(self.b_in, x.reshape(-1, self.cfg.d_model), self.W_in)
+        return torch.addmm(self.b_out, F.gelu(pre, approximate="tanh"), self.W_out).view(x.shape)
+
+
+class FusedUnembed(Unembed):
+    def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
+        x = normalized_resid_final
+        return torch.addmm(self.b_U, x.reshape(-1, self.cfg.d_model), self.W_U).view(*x.shape[:-1], self.cfg.d_vocab)
+
+
+class FusedTransformerBlock(TransformerBlock):
+    def __init__(self, cfg: Config):
+        nn.Module.__init__(self)  # TransformerBlock's forward (the residual stream) with fused parts, built in the same order
+        self.cfg = cfg
+        self.ln1, self.attn, self.ln2, self.mlp = FusedLayerNorm(cfg), FusedAttention(cfg), FusedLayerNorm(cfg), FusedMLP(cfg)
+
+
+class FusedTransformer(DemoTransformer):
+    """DemoTransformer with fused layers. Built in the same order as DemoTransformer, so the same seed gives the same weights."""
+
+    def __init__(self, cfg: Config):
+        nn.Module.__init__(self)
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.pos_embed = PosEmbed(cfg)
+        self.blocks = nn.ModuleList([FusedTransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = FusedLayerNorm(cfg)
+        self.unembed = FusedUnembed(cfg)
+
+    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
+        # On a GPU, checking the ids' range would make the CPU wait for the GPU on every call; Trainer checks its data once instead.
+        validate_tokens(tokens, self.cfg, check_values=not getattr(tokens, "is_cuda", False))
+        residual = F.embedding(tokens, self.embed.W_E) + self.pos_embed.W_pos[: tokens.shape[1]]  # positions broadcast over the batch
+        for block in self.blocks:
+            residual = block(residual)
+        return self.unembed(self.ln_final(residual))

@@ -1,0 +1,153 @@
+"""What the GPU we run on can do, and the training settings that follow: precision, micro-batch, compilation, peak FLOPs.
+
+Everything here works from a plain description of the device (`GPU`), so the choices are tested on CPU-only machines for the
+GPUs learners have (Colab's T4, L4 and A100, an H100) without any of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+GiB = 1024**3
+
+# Dense (not 2:4-sparse) tensor-core peaks from NVIDIA's datasheets, in FLOP/s, per precision that the GPU runs natively.
+# Patterns are matched against torch.cuda.get_device_name(); order matters (the first match wins), and \b keeps "A10"
+# from matching "A100" or "A10G". A GPU not in this table gets no MFU figure rather than a wrong one.
+PEAK_FLOPS = [
+    (r"\bH100\b.*\bPCIe\b", {"bfloat16": 756e12, "float16": 756e12}),
+    (r"\bH100\b.*\bNVL\b", {"bfloat16": 835e12, "float16": 835e12}),
+    (r"\bH100\b", {"bfloat16": 989e12, "float16": 989e12}),  # SXM ("NVIDIA H100 80GB HBM3")
+    (r"\bH200\b.*\bNVL\b", {"bfloat16": 835e12, "float16": 835e12}),
+    (r"\bH200\b", {"bfloat16": 989e12, "float16": 989e12}),
+    (r"\bA100\b", {"bfloat16": 312e12, "float16": 312e12}),  # 40 and 80 GB, SXM and PCIe alike
+    (r"\bL40S\b", {"bfloat16": 362e12, "float16": 362e12}),
+    (r"\bL4\b", {"bfloat16": 121e12, "float16": 121e12}),
+    (r"\bA10\b", {"bfloat16": 125e12, "float16": 125e12}),
+    (r"\bT4\b", {"float16": 65e12}),  # Turing: no bf16 tensor cores
+    (r"\bV100\b", {"float16": 125e12}),  # SXM2; Volta: no bf16 tensor cores
+]
+
+COMPILE_SECONDS = 60  # torch.compile's first step for GPT-2 small: 25-36 s on an H100 host; slower CPUs (Colab) take longer
+COMPILE_SPEEDUP = 0.4  # fraction of an eager step that compiling saved in our H100 measurements (about half), rounded down
+EAGER_MFU = 0.2  # what the eager fused model reaches, to estimate a step's time before running one
+# Headroom over the activation estimate (allocator fragmentation, workspaces). Measured on an H100 for GPT-2 small, eager fused
+# model: peak 14.9 GiB at 16 sequences in bf16 and 9.2 GiB at 8 in float16; with 1.15 the estimate is 18.5 and 10.5 GiB.
+MEMORY_SAFETY = 1.15
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    capability: tuple[int, int]
+    total_memory: int  # bytes
+    free_memory: int  # bytes this process may still allocate
+
+
+def describe_gpu(device: int = 0) -> GPU:
+    """The visible CUDA device, with the memory this process may use (a set_per_process_memory_fraction cap counts)."""
+    props = torch.cuda.get_device_properties(device)
+    free, total = torch.cuda.mem_get_info(device)
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get_fraction is not None:
+        cap = int(get_fraction(device) * total) - torch.cuda.memory_reserved(device)
+        free = min(free, cap)
+    return GPU(props.name, (props.major, props.minor), total, free)
+
+
+def native_autocast_dtype(gpu: GPU) -> str:
+    """bfloat16 on Ampere and newer (compute capability 8.0+); older GPUs (T4, V100) emulate it slowly, so float16 there."""
+    return "bfloat16" if gpu.capability >= (8, 0) else "float16"
+
+
+def peak_flops(name: str, dtype: str = "bfloat16") -> float | None:
+    """The GPU's dense tensor-core peak for `dtype`, or None if the GPU is unknown or has no tensor cores for it."""
+    for pattern, peaks in PEAK_FLOPS:
+        if re.search(pattern, name):
+            return peaks.get(dtype)
+    return None
+
+
+def training_memory(cfg, micro_batch: int, dtype: str | None) -> int:
+    """Estimated peak bytes of a training step: weights, gradients and AdamW's two moments in float32 (16 bytes per parameter),
+    plus activations: about 34 bytes per layer, position and d_model in 16-bit (Korthikanti et al. 2022, with fused attention),
+    and the logits (16-bit, their float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
+    n_params = (cfg.d_vocab * cfg.d_model * 2 + cfg.n_ctx * cfg.d_model
+                + cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp))
+    bytes_per_value = 1 if dtype in ("bfloat16", "float16") else 2
+    per_sequence = cfg.n_ctx * (34 * cfg.n_layers * cfg.d_model * bytes_per_value + 12 * cfg.d_vocab)
+    return int(16 * n_params + MEMORY_SAFETY * micro_batch * per_sequence)
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str
+    autocast: str | None  # "bfloat16", "float16" or None (float32)
+    micro_batch_size: int
+    accumulation: int
+    compile: bool
+    peak_flops: float | None
+    reasons: tuple[str, ...]
+
+    def training_args(self) -> dict:
+        """Keyword arguments for TrainingArgs."""
+        return dict(device=self.device, autocast=self.autocast, micro_batch_size=self.micro_batch_size, compile=self.compile)
+
+    def describe(self) -> str:
+        return "\n".join(self.reasons)
+
+
+def choose_settings(gpu: GPU | None, cfg, batch_size: int, max_steps: int, flops_per_token: float,
+                    dtype: str | None = None, compile: bool | None = None) -> Settings:
+    """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu` (None: the CPU).
+    `dtype` and `compile` override the choice."""
+    if gpu is None:
+        return Settings("cpu", None, batch_size, 1, bool(compile), None, (
+            f"CPU: float32, batch of {batch_size} in one micro-batch, "
+            + ("torch.compile on (asked for)" if compile else "no torch.compile (on a CPU it compiles for minutes)"),))
+    reasons = [f"GPU: {gpu.name}, compute capability {gpu.capability[0]}.{gpu.capability[1]}, "
+               f"{gpu.free_memory / GiB:.1f} of {gpu.total_memory / GiB:.1f} GiB free"]
+    native = native_autocast_dtype(gpu)
+    dtype = dtype or native
+    if dtype not in ("bfloat16", "float16"):
+        raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+    reasons.append(f"precision: {dtype} autocast" + (" with a gradient scaler (float16's range is narrow)" if dtype == "float16" else "")
+                   + ("" if dtype == native else f" (asked for; this GPU's native choice is {native})")
+                   + (" -- no bf16 tensor cores before compute capability 8.0" if native == "float16" else ""))
+
+    fits = [m for m in range(batch_size, 0, -1) if batch_size % m == 0 and training_memory(cfg, m, dtype) <= gpu.free_memory]
+    if not fits:
+        raise RuntimeError(f"even one sequence of {cfg.n_ctx} tokens needs about {training_memory(cfg, 1, dtype) / GiB:.1f} GiB, "
+                           f"more than the {gpu.free_memory / GiB:.1f} GiB free on {gpu.name}: use a smaller model or n_ctx")
+    micro = fits[0]
+    reasons.append(f"batch: {batch_size} sequences per optimizer step, as {batch_size // micro} micro-batch(es) of {micro} "
+                   f"(about {training_memory(cfg, micro, dtype) / GiB:.1f} GiB estimated)"
+                   + (", gradients accumulated between them" if micro < batch_size else ""))
+
+    peak = peak_flops(gpu.name, dtype)
+    reasons.append(f"peak: {peak / 1e12:.0f} TFLOP/s {dtype} (dense), for MFU" if peak else
+                   f"peak: {gpu.name} is not in utils.gpu.PEAK_FLOPS for {dtype}, so no MFU figure")
+    if compile is None:
+        if peak:
+            step_seconds = flops_per_token * batch_size * cfg.n_ctx / (peak * EAGER_MFU)
+            saved = max_steps * step_seconds * COMPILE_SPEEDUP
+            compile = saved > COMPILE_SECONDS
+            reasons.append(f"torch.compile: {'on' if compile else 'off'} -- {max_steps} steps of about {step_seconds * 1e3:.0f} ms would "
+                           f"save about {saved:.0f} s, against about {COMPILE_SECONDS} s of compiling before the first step")
+        else:
+            compile = max_steps >= 1000
+            reasons.append(f"torch.compile: {'on' if compile else 'off'} -- unknown GPU, so compiled only for runs of 1000+ steps "
+                           f"(this one: {max_steps})")
+    else:
+        reasons.append(f"torch.compile: {'on' if compile else 'off'} (asked for)")
+    if compile:
+        reasons.append(f"   the first step waits while torch.compile builds the kernels (about {COMPILE_SECONDS} s or less)")
+    return Settings("cuda", dtype, micro, batch_size // micro, compile, peak, tuple(reasons))
+
+
+def settings_for_this_machine(run_cfg, cfg, max_steps: int, flops_per_token: float, **overrides) -> Settings:
+    """choose_settings for the device the run config selects (run_cfg.device: cuda for the gpu config when there is one)."""
+    gpu = describe_gpu() if run_cfg.device == "cuda" else None
+    return choose_settings(gpu, cfg, run_cfg.train["batch_size"], max_steps, flops_per_token, **overrides)
