@@ -46,19 +46,23 @@ def load_peer(path: str):
     return module
 
 
-def hf_step(cfg, device, dtype, tokens):
-    model = new_gpt2(cfg, tie_word_embeddings=False).train().to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda" or None)
-
+def peer_step(model, optimizer, dtype, loss_fn):
+    """A peer's training step as it is usually written: autocast forward, backward, clip at 1.0, AdamW, clear the gradients."""
     def step():
         with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-            loss = next_token_loss(model(tokens).logits, tokens)
+            loss = loss_fn()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss
     return step
+
+
+def hf_step(cfg, device, dtype, tokens):
+    model = new_gpt2(cfg, tie_word_embeddings=False).train().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda" or None)
+    return peer_step(model, optimizer, dtype, lambda: next_token_loss(model(tokens).logits, tokens))
 
 
 def nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq):
@@ -68,16 +72,7 @@ def nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq):
     forward = torch.compile(model) if compile_ else model
     data = torch.randint(0, cfg.d_vocab, (batch, seq + 1), device=device)
     x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
-
-    def step():
-        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-            _, loss = forward(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
-    return step
+    return peer_step(model, optimizer, dtype, lambda: forward(x, y)[1])
 
 
 def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint_dir):

@@ -155,3 +155,5 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
     client = nbclient.NotebookClient(nbformat.reads(json.dumps(nb), as_version=4), timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT / "exercises")}})
     client.execute()  # raises CellExecutionError if any cell fails, the final loss assert and the checkpoint reload included
+    printed = "".join(out.get("text", "") for cell in client.nb.cells for out in cell.get("outputs", []))
+    assert "training your DemoTransformer, as you wrote it" in printed  # not the reference's fused twin

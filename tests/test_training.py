@@ -73,7 +73,8 @@ def test_resume_continues_with_identical_losses(tmp_path):
     full = _trainer(tmp_path / "full").train()
     part = _trainer(tmp_path / "part")
     part.train(max_steps=10)
-    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2], model_class=FusedTransformer)
+    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2])
+    assert type(resumed.model) is FusedTransformer  # the class that was trained, recorded in the checkpoint
     history = resumed.train()
     assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
 

@@ -13,16 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.model import (MLP, Attention, Config, DemoTransformer, Embed, Float, Int, LayerNorm, PosEmbed, TransformerBlock, Unembed,
-                         validate_tokens)
+import utils.model  # qualified names, so that running this cell never replaces a LayerNorm or DemoTransformer you pasted above
+from utils.model import Float, Int
 
 
-class FusedLayerNorm(LayerNorm):
+class FusedLayerNorm(utils.model.LayerNorm):
     def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
         return F.layer_norm(residual, (self.cfg.d_model,), self.w, self.b, self.cfg.layer_norm_eps)
 
 
-class FusedAttention(Attention):
+class FusedAttention(utils.model.Attention):
     def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
         # q, k and v from one matmul (like GPT-2's c_attn), then PyTorch's fused causal attention: no pattern in memory.
         # Plain view/permute rather than einops here: this path is about speed, and each einops call costs a few microseconds.
@@ -37,40 +37,40 @@ class FusedAttention(Attention):
         return torch.addmm(self.b_O, z, self.W_O.reshape(n_heads * d_head, d_model)).view(x.shape)
 
 
-class FusedMLP(MLP):
+class FusedMLP(utils.model.MLP):
     def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
         pre = torch.addmm(self.b_in, x.reshape(-1, self.cfg.d_model), self.W_in)
         return torch.addmm(self.b_out, F.gelu(pre, approximate="tanh"), self.W_out).view(x.shape)
 
 
-class FusedUnembed(Unembed):
+class FusedUnembed(utils.model.Unembed):
     def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
         x = normalized_resid_final
         return torch.addmm(self.b_U, x.reshape(-1, self.cfg.d_model), self.W_U).view(*x.shape[:-1], self.cfg.d_vocab)
 
 
-class FusedTransformerBlock(TransformerBlock):
-    def __init__(self, cfg: Config):
+class FusedTransformerBlock(utils.model.TransformerBlock):
+    def __init__(self, cfg: utils.model.Config):
         nn.Module.__init__(self)  # TransformerBlock's forward (the residual stream) with fused parts, built in the same order
         self.cfg = cfg
         self.ln1, self.attn, self.ln2, self.mlp = FusedLayerNorm(cfg), FusedAttention(cfg), FusedLayerNorm(cfg), FusedMLP(cfg)
 
 
-class FusedTransformer(DemoTransformer):
+class FusedTransformer(utils.model.DemoTransformer):
     """DemoTransformer with fused layers. Built in the same order as DemoTransformer, so the same seed gives the same weights."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: utils.model.Config):
         nn.Module.__init__(self)
         self.cfg = cfg
-        self.embed = Embed(cfg)
-        self.pos_embed = PosEmbed(cfg)
+        self.embed = utils.model.Embed(cfg)
+        self.pos_embed = utils.model.PosEmbed(cfg)
         self.blocks = nn.ModuleList([FusedTransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.ln_final = FusedLayerNorm(cfg)
         self.unembed = FusedUnembed(cfg)
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
         # On a GPU, checking the ids' range would make the CPU wait for the GPU on every call; Trainer checks its data once instead.
-        validate_tokens(tokens, self.cfg, check_values=not getattr(tokens, "is_cuda", False))
+        utils.model.validate_tokens(tokens, self.cfg, check_values=not getattr(tokens, "is_cuda", False))
         residual = F.embedding(tokens, self.embed.W_E) + self.pos_embed.W_pos[: tokens.shape[1]]  # positions broadcast over the batch
         for block in self.blocks:
             residual = block(residual)

@@ -409,6 +409,7 @@ class Trainer:
             "history": asdict(self.history),
             "args": asdict(self.args),
             "model_cfg": asdict(self.model.cfg),
+            "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
             "tokenizer": self.tokenizer_name,
         }
 
@@ -427,12 +428,15 @@ class Trainer:
     def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, baselines=None,
                model_class=None, **overrides) -> "Trainer":
         """Rebuild model, optimizer, step and history from a checkpoint (loaded with weights_only=True). `model_class`: the class to
-        rebuild (default utils.model.DemoTransformer); `overrides`: TrainingArgs to change, such as device or lr."""
+        rebuild (default: the fused twin if that is what was trained, else utils.model.DemoTransformer); `overrides`: TrainingArgs to
+        change, such as device or lr."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         args = training_args(state["args"], **overrides)
+        if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
+            from utils.fused import FusedTransformer as model_class  # generated from this notebook's "Making it fast" cells
         model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
         model.load_state_dict(state["model"], strict=True)
         trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"], baselines)
