@@ -409,16 +409,27 @@ def step_returns_item(model, optimizer, loss, grad_clip):  # accepted: right, on
     return loss.item()
 
 
+def step_clips_one_group(model, optimizer, loss, grad_clip):  # make_optimizer's second group escapes the clipping
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
 @pytest.mark.parametrize("fn, message", [(step_no_zero_grad, "never cleared"), (step_zero_first, "earlier micro-batches"),
                                          (step_no_clip, "not clipped"), (step_clip_after, "not clipped before"),
-                                         (step_returns_attached, "loss.detach"), (step_returns_nothing, "returned None")])
+                                         (step_returns_attached, "loss.detach"), (step_returns_nothing, "returned None"),
+                                         (step_clips_one_group, "differ from the reference")])
 def test_optimizer_step_check_catches_and_names(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_optimizer_step(fn)
 
 
-def test_optimizer_step_check_accepts_a_float():
+def test_optimizer_step_check_accepts_a_float_and_says_why_a_tensor_is_better(capsys):
     checks.check_optimizer_step(step_returns_item)
+    out = capsys.readouterr().out
+    assert out.startswith("optimizer_step passed") and "return loss.detach() instead" in out
 
 
 @pytest.mark.parametrize("fn, message", [

@@ -55,6 +55,8 @@ def test_a_t4_gets_float16_because_bf16_would_be_emulated():
     ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12), ("NVIDIA H100 PCIe", "bfloat16", 756e12), ("NVIDIA H100 NVL", "bfloat16", 835e12),
     ("NVIDIA H200", "bfloat16", 989e12), ("Tesla T4", "float16", 65e12), ("Tesla T4", "bfloat16", None),
     ("NVIDIA L4", "bfloat16", 121e12), ("NVIDIA L40S", "bfloat16", 362e12), ("NVIDIA GeForce RTX 4090", "bfloat16", None),
+    ("Tesla V100-SXM2-16GB", "float16", 125e12), ("Tesla V100-PCIE-32GB", "float16", 112e12), ("Tesla V100-SXM2-16GB", "bfloat16", None),
+    ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", "bfloat16", None),  # a slice of the chip: its peak is not the chip's
 ])
 def test_peak_flops_match_the_right_gpu_and_precision(name, dtype, expected):
     assert peak_flops(name, dtype) == expected
@@ -83,6 +85,10 @@ def test_too_little_memory_says_so():
         choose_settings(tiny, GPT2_SMALL, 16, 64, FLOPS)
     with pytest.raises(ValueError, match="dtype must be 'bfloat16' or 'float16'"):
         choose_settings(DEVICES["T4"], GPT2_SMALL, 16, 64, FLOPS, dtype="float32")
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        choose_settings(DEVICES["T4"], GPT2_SMALL, 0, 64, FLOPS)
+    with pytest.raises(ValueError, match="dtype must be None \\(float32\\), 'bfloat16' or 'float16', got 'bf16'"):
+        training_memory(GPT2_SMALL, 8, "bf16")
 
 
 def test_cpu_settings():

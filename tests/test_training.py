@@ -181,8 +181,53 @@ def test_bad_gpu_arguments_and_data_are_rejected():
         TrainingArgs(autocast="bfloat16")
     with pytest.raises(ValueError, match="autocast must be None, 'bfloat16' or 'float16'"):
         TrainingArgs(device="cuda", autocast="fp8")
-    with pytest.raises(ValueError, match="micro_batch_size must divide batch_size = 16"):
+    with pytest.raises(ValueError, match="micro_batch_size must be None or a positive int that divides batch_size = 16"):
         TrainingArgs(batch_size=16, micro_batch_size=5)
     train, val, _ = _data()
     with pytest.raises(ValueError, match=r"token ids from 0 to 64, outside \[0, d_vocab = 64\)"):
         Trainer(FusedTransformer(CFG), TrainingArgs(), torch.cat([train, torch.full((1, 16), 64)]), val)
+
+
+@pytest.mark.parametrize("eval_every, match", [
+    (1000, "weights hold inf or NaN at step 4.*last good checkpoint is .*step_000002.pt"),  # caught when saving
+    (2, "validation loss became nan at step 4.*last good checkpoint is .*step_000002.pt"),  # caught by the evaluation before it
+])
+def test_non_finite_weights_are_never_saved(tmp_path, eval_every, match):
+    trainer = _trainer(tmp_path, max_steps=6, eval_every=eval_every, checkpoint_every=2)
+    # the 4th step gets infinite gradients while its loss is still finite: clipping turns them into NaN, and so the weights
+    trainer.model.blocks[0].mlp.W_in.register_hook(lambda g: torch.full_like(g, float("inf")) if trainer.step == 3 else g)
+    with pytest.raises(TrainingDiverged, match=match):
+        trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["step_000002.pt"]
+    model, _ = load_checkpoint_model(tmp_path / "step_000002.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_gpu_checkpoint_resumes_on_the_cpu_by_itself(tmp_path, monkeypatch, capsys):
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.train()
+    state = trainer.state()
+    state["args"].update(device="cuda", autocast="bfloat16", micro_batch_size=4, compile=True)
+    torch.save(state, tmp_path / "from_gpu.pt")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    resumed = Trainer.resume(tmp_path / "from_gpu.pt", *_data()[:2])
+    assert (resumed.args.device, resumed.args.autocast, resumed.args.compile) == ("cpu", None, False)
+    assert "no CUDA GPU here, so it resumes on the CPU" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="PyTorch sees no CUDA GPU here; use device='cpu'"):
+        Trainer(FusedTransformer(CFG), TrainingArgs(device="cuda"), *_data()[:2])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(device="gpu"), ValueError, "device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"),
+    (dict(compile="no"), TypeError, "compile must be True or False, got 'no'"),
+    (dict(fused_adamw=1), TypeError, "fused_adamw must be True or False"),
+    (dict(batch_size=16, micro_batch_size=8.0), ValueError, "positive int that divides batch_size = 16, got 8.0"),
+    (dict(batch_size=16, micro_batch_size=True), ValueError, "got True"),
+])
+def test_training_args_reject_bad_values_clearly(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TrainingArgs(**kwargs)
+
+
+def test_device_may_be_a_torch_device():
+    assert TrainingArgs(device=torch.device("cpu")).device == "cpu"

@@ -632,7 +632,8 @@ def _steps_with(step_fn, variant=None, clip=0.5):
     the second one's loss (SGD shows clipping and lost or leftover gradients; AdamW would hide them).
     Returns the weights, the returned values and the second micro-batches' losses."""
     model = _tiny_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    params = list(model.parameters())  # two groups, as make_optimizer makes: clipping must cover every group
+    optimizer = torch.optim.SGD([{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2]}], lr=0.5)
     tokens = torch.randint(0, 50, (4, 8), generator=torch.Generator().manual_seed(0))
     returned, losses = [], []
     for scale in (30.0, 10.0):  # scaled so that the gradient norm is well above `clip`
@@ -681,7 +682,10 @@ def check_optimizer_step(fn) -> None:
                              f"{(got - expected).abs().max().item():.3g}).\n"
                              + (f"  Likely cause: {cause}." if cause else
                                 "  Order: loss.backward(), clip_grad_norm_(model.parameters(), grad_clip), optimizer.step(), optimizer.zero_grad()."))
-    print("optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no gradients")
+    note = ("\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait for the GPU every step; "
+            "return loss.detach() instead.)") if isinstance(value, float) else ""
+    print("optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no "
+          "gradients" + note)
 
 
 def check_next_token_accuracy(fn) -> None:

@@ -17,6 +17,7 @@ GiB = 1024**3
 # Patterns are matched against torch.cuda.get_device_name(); order matters (the first match wins), and \b keeps "A10"
 # from matching "A100" or "A10G". A GPU not in this table gets no MFU figure rather than a wrong one.
 PEAK_FLOPS = [
+    (r"\bMIG\b", {}),  # a slice of a GPU (e.g. "... MIG 1g.10gb"): the whole chip's peak would be wrong
     (r"\bH100\b.*\bPCIe\b", {"bfloat16": 756e12, "float16": 756e12}),
     (r"\bH100\b.*\bNVL\b", {"bfloat16": 835e12, "float16": 835e12}),
     (r"\bH100\b", {"bfloat16": 989e12, "float16": 989e12}),  # SXM ("NVIDIA H100 80GB HBM3")
@@ -27,7 +28,8 @@ PEAK_FLOPS = [
     (r"\bL4\b", {"bfloat16": 121e12, "float16": 121e12}),
     (r"\bA10\b", {"bfloat16": 125e12, "float16": 125e12}),
     (r"\bT4\b", {"float16": 65e12}),  # Turing: no bf16 tensor cores
-    (r"\bV100\b", {"float16": 125e12}),  # SXM2; Volta: no bf16 tensor cores
+    (r"\bV100\b.*\bSXM2\b", {"float16": 125e12}),  # Volta: no bf16 tensor cores
+    (r"\bV100\b.*\bPCIE\b", {"float16": 112e12}),
 ]
 
 COMPILE_SECONDS = 60  # torch.compile's first step for GPT-2 small: 25-36 s on an H100 host; slower CPUs (Colab) take longer
@@ -74,6 +76,8 @@ def training_memory(cfg, micro_batch: int, dtype: str | None) -> int:
     """Estimated peak bytes of a training step: weights, gradients and AdamW's two moments in float32 (16 bytes per parameter),
     plus activations: about 34 bytes per layer, position and d_model in 16-bit (Korthikanti et al. 2022, with fused attention),
     and the logits (16-bit, their float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
+    if dtype not in (None, "bfloat16", "float16"):
+        raise ValueError(f"dtype must be None (float32), 'bfloat16' or 'float16', got {dtype!r}")
     n_params = (cfg.d_vocab * cfg.d_model * 2 + cfg.n_ctx * cfg.d_model
                 + cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp))
     bytes_per_value = 1 if dtype in ("bfloat16", "float16") else 2
@@ -103,6 +107,9 @@ def choose_settings(gpu: GPU | None, cfg, batch_size: int, max_steps: int, flops
                     dtype: str | None = None, compile: bool | None = None) -> Settings:
     """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu` (None: the CPU).
     `dtype` and `compile` override the choice."""
+    for name, value in (("batch_size", batch_size), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     if gpu is None:
         return Settings("cpu", None, batch_size, 1, bool(compile), None, (
             f"CPU: float32, batch of {batch_size} in one micro-batch, "

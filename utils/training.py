@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,8 +124,15 @@ class TrainingArgs:
         if self.autocast and not self.device.startswith("cuda"):
             raise ValueError(f"TrainingArgs.autocast={self.autocast!r} needs a CUDA device (device is {self.device!r}); use None on a CPU")
         micro = self.micro_batch_size
-        if micro is not None and (not isinstance(micro, int) or micro <= 0 or self.batch_size % micro):
-            raise ValueError(f"TrainingArgs.micro_batch_size must divide batch_size = {self.batch_size} (or be None), got {micro!r}")
+        if micro is not None and (isinstance(micro, bool) or not isinstance(micro, int) or micro <= 0 or self.batch_size % micro):
+            raise ValueError(f"TrainingArgs.micro_batch_size must be None or a positive int that divides batch_size = {self.batch_size}, "
+                             f"got {micro!r}")
+        self.device = str(self.device)  # torch.device("cuda") works too
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise ValueError(f"TrainingArgs.device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        for name in ("fused_adamw", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainingArgs.{name} must be True or False, got {getattr(self, name)!r}")
         self.betas = tuple(self.betas)
 
 
@@ -250,6 +258,9 @@ class Trainer:
             if sequences.numel() and not (0 <= int(sequences.min()) and int(sequences.max()) < model.cfg.d_vocab):
                 raise ValueError(f"the {split} sequences hold token ids from {int(sequences.min())} to {int(sequences.max())}, "
                                  f"outside [0, d_vocab = {model.cfg.d_vocab}): was the data tokenised with another tokenizer?")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"TrainingArgs.device is {args.device!r}, but PyTorch sees no CUDA GPU here; use device='cpu' "
+                             f"(in Colab: Runtime > Change runtime type > GPU)")
         self.args = args
         self.model = model.to(args.device)
         self.train_sequences, self.val_sequences = train_sequences, val_sequences
@@ -283,18 +294,19 @@ class Trainer:
         Returns the batch's mean loss as a 0-d tensor (reading it is left to the caller)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.args)
-        micro_batches = batch.split(self.args.micro_batch_size or len(batch))
+        *earlier, last = batch.split(self.args.micro_batch_size or len(batch))
+        n = len(earlier) + 1  # each micro-batch's mean loss is divided by n, so the gradients add up to the whole batch's mean
         total = torch.zeros((), device=batch.device)
-        for i, micro in enumerate(micro_batches):
-            loss = self.loss_on(micro) / len(micro_batches)
+        for micro in earlier:
+            loss = self.loss_on(micro) / n
+            self.scaler.scale(loss).backward()  # the scaler does nothing unless training in float16
             total += loss.detach()
-            if i < len(micro_batches) - 1:
-                self.scaler.scale(loss).backward()
-            elif self.scaler.is_enabled():
-                scaled_optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip, self.scaler)
-            else:
-                optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip)
-        return total
+        loss = self.loss_on(last) / n
+        if self.scaler.is_enabled():
+            returned = scaled_optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip, self.scaler)
+        else:
+            returned = optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip)
+        return total + torch.as_tensor(returned, device=batch.device)  # a float works too, at the price of a wait
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -374,6 +386,10 @@ class Trainer:
                     record(*reader.pop())  # this step's loss first: never evaluate or save after a diverged step
                 if evaluating:
                     val_loss, accuracy = self.evaluate()
+                    if not math.isfinite(val_loss):
+                        raise TrainingDiverged(
+                            f"validation loss became {val_loss} at step {self.step}; stopped without saving. The last good checkpoint is "
+                            f"{self.last_checkpoint or 'none: none was saved yet'}; resume from it with a lower learning rate.")
                     self.history.val_tokens.append(self.step * tokens_per_step)
                     self.history.val_loss.append(val_loss)
                     self.history.val_accuracy.append(accuracy)
@@ -414,7 +430,13 @@ class Trainer:
         }
 
     def save_checkpoint(self, name: str | None = None) -> Path:
-        """Write atomically (temporary file, then rename), so an interrupted save never destroys the previous checkpoint."""
+        """Write atomically (temporary file, then rename), so an interrupted save never destroys the previous checkpoint.
+        Weights that hold inf or NaN are never saved: the last checkpoint stays the last good one."""
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+            raise TrainingDiverged(
+                f"the weights hold inf or NaN at step {self.step} (a step with non-finite gradients); not saving them. The last good "
+                f"checkpoint is {self.last_checkpoint or 'none: none was saved yet'}; resume from it with a lower learning rate, "
+                f"Trainer.resume(path, ..., lr=...).")
         directory = Path(self.args.checkpoint_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / (name or f"step_{self.step:06d}.pt")
@@ -434,6 +456,10 @@ class Trainer:
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        saved_device = state["args"].get("device", "cpu")
+        if "device" not in overrides and saved_device.startswith("cuda") and not torch.cuda.is_available():
+            overrides = {"device": "cpu", "autocast": None, "micro_batch_size": None, "compile": False, **overrides}
+            print(f"{path.name} was trained on {saved_device}; there is no CUDA GPU here, so it resumes on the CPU in float32")
         args = training_args(state["args"], **overrides)
         if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
             from utils.fused import FusedTransformer as model_class  # generated from this notebook's "Making it fast" cells
