@@ -88,7 +88,10 @@ def test_attention_patterns_are_causal_distributions(hf_and_ours):
     (torch.tensor([[1.0, 2.0]]), TypeError, "integer token ids"),
     (torch.tensor([1, 2]), ValueError, r"shape \[batch, posn\].*unsqueeze"),
     (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, r"shape \[batch, posn\]"),
-    (torch.zeros(1, 0, dtype=torch.long), ValueError, "no positions"),
+    (torch.zeros(1, 0, dtype=torch.long), ValueError, r"shape \(1, 0\): give at least one sequence of at least one token"),
+    (torch.zeros(0, 3, dtype=torch.long), ValueError, r"shape \(0, 3\)"),
+    (torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, r"integer token ids \(torch.long\), got dtype torch.uint8; use tokens.long\(\)"),
+    (torch.tensor([[True, False]]), TypeError, "got dtype torch.bool"),
     ([[1, 2]], TypeError, "must be a torch.Tensor"),
 ])
 def test_bad_tokens_get_clear_errors(hf_and_ours, bad, error, match):

@@ -174,13 +174,13 @@ def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> N
     check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
     if not isinstance(tokens, Tensor):
         raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])")
-    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must be integer token ids (torch.long), got dtype {tokens.dtype}")
+    if tokens.dtype not in (torch.long, torch.int):
+        raise TypeError(f"tokens must be integer token ids (torch.long), got dtype {tokens.dtype}; use tokens.long()")
     if tokens.ndim != 2:
         hint = "; for a single sequence use tokens.unsqueeze(0)" if tokens.ndim == 1 else ""
         raise ValueError(f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
-    if tokens.shape[1] == 0:
-        raise ValueError("tokens has no positions (shape [batch, 0]); give at least one token")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(f"tokens has shape {tuple(tokens.shape)}: give at least one sequence of at least one token")
     if tokens.shape[1] > cfg.n_ctx:
         raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx} tokens: tokens[:, -{cfg.n_ctx}:]")
     if not check_values or torch.compiler.is_compiling():
