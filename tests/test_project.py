@@ -60,3 +60,11 @@ def test_requirements_and_environment_list_the_same_packages():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
+def test_notebooks_only_mention_notebooks_that_exist(notebook):
+    text = "".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
+    existing = {nb.name[:2] for nb in NOTEBOOKS}
+    missing = sorted(set(re.findall(r"[Nn]otebooks? (0\d)", text)) - existing)
+    assert not missing, f"{notebook.name} refers to notebook(s) {missing}, which do not exist yet"
