@@ -342,6 +342,38 @@ def test_lr_check_catches_and_names(fn, message):
         checks.check_lr_at(fn)
 
 
+def lr_as_float32_tensor(step, args):  # right, computed in float32 torch and returned as a 0-d tensor
+    if step < args.warmup_steps:
+        return torch.tensor(args.lr * (step + 1) / args.warmup_steps)
+    progress = torch.tensor(min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + torch.cos(torch.pi * progress)))
+
+
+def lr_without_guard(step, args):  # right, except when there is no decay phase (max_steps == warmup_steps)
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / (args.max_steps - args.warmup_steps))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def test_lr_check_accepts_a_0d_float32_tensor():
+    checks.check_lr_at(lr_as_float32_tensor)
+
+
+def test_lr_check_needs_the_divide_by_zero_guard():
+    with pytest.raises(AssertionError, match="lr_at\\(5, args\\) raised ZeroDivisionError"):
+        checks.check_lr_at(lr_without_guard)
+
+
+class PosBroadcast(PosEmbed):  # right: [posn, d_model], broadcast over the batch when added to the token embeddings
+    def forward(self, tokens):
+        return self.W_pos[: tokens.shape[1]]
+
+
+def test_pos_embed_check_accepts_broadcasting():
+    checks.check_pos_embed(PosBroadcast)
+
+
 def optimizer_decay_everything(model, args):
     return torch.optim.AdamW(model.parameters(), lr=args.lr, betas=args.betas, weight_decay=args.weight_decay)
 

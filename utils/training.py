@@ -293,7 +293,7 @@ class Trainer:
         micro-batch (their gradients add up); your optimizer_step does the last backward, the clipping and the update.
         Returns the batch's mean loss as a 0-d tensor (reading it is left to the caller)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, self.args)
+            group["lr"] = float(lr_at(self.step, self.args))  # a 0-d tensor from your lr_at works too
         *earlier, last = batch.split(self.args.micro_batch_size or len(batch))
         n = len(earlier) + 1  # each micro-batch's mean loss is divided by n, so the gradients add up to the whole batch's mean
         total = torch.zeros((), device=batch.device)
