@@ -388,8 +388,27 @@ def optimizer_default_lr(model, args):
     return torch.optim.AdamW(groups)
 
 
+def optimizer_by_ndim(model, args):  # the nanoGPT shortcut: decays the 2-D biases b_Q, b_K, b_V
+    groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, by name
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if ".b_" not in n and not n.endswith((".w", ".b"))], "weight_decay": args.weight_decay},
+              {"params": [p for n, p in named if ".b_" in n or n.endswith((".w", ".b"))], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+def test_optimizer_check_accepts_decay_decided_by_name(capsys):
+    checks.check_make_optimizer(optimizer_no_decay_on_any_bias)
+    assert "decay on the 9 weight matrices and embeddings (W_...) only" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("fn, message", [
-    (optimizer_decay_everything, "ndim 1\\) has weight_decay"), (optimizer_decay_only, "not being trained"),
+    (optimizer_decay_everything, r"ln1.w \(not a weight matrix\) has weight_decay"), (optimizer_decay_only, "not being trained"),
+    (optimizer_by_ndim, "Likely cause: the 'decay tensors with ndim >= 2' rule"),
     (optimizer_default_lr, "use args.lr"), (lambda model, args: torch.optim.SGD(model.parameters(), lr=args.lr), "AdamW"),
 ])
 def test_optimizer_check_catches(fn, message):

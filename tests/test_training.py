@@ -55,11 +55,14 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lr_at(60, args) == pytest.approx(0.55) and lr_at(110, args) == pytest.approx(0.1)
 
 
-def test_weight_decay_only_on_matrices():
-    opt = make_optimizer(DemoTransformer(CFG), TrainingArgs(weight_decay=0.1))
+def test_weight_decay_only_on_weight_matrices():
+    model = DemoTransformer(CFG)
+    opt = make_optimizer(model, TrainingArgs(weight_decay=0.1))
     decayed, not_decayed = opt.param_groups
-    assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.1
-    assert all(p.ndim == 1 for p in not_decayed["params"]) and not_decayed["weight_decay"] == 0
+    name = {id(p): n.split(".")[-1] for n, p in model.named_parameters()}
+    assert {name[id(p)] for p in decayed["params"]} == {"W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U"}
+    assert {name[id(p)] for p in not_decayed["params"]} == {"b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U", "w", "b"}
+    assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0
 
 
 def test_training_learns_and_is_seeded(tmp_path):

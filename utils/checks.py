@@ -604,7 +604,7 @@ def _tiny_model(seed=0):
 
 
 def check_make_optimizer(fn) -> None:
-    """`fn(model, args)` must return AdamW with weight decay on the matrices (ndim >= 2) only, every parameter exactly once."""
+    """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings (W_...) only, every parameter once."""
     from utils.training import TrainingArgs
 
     model = _tiny_model()
@@ -613,25 +613,36 @@ def check_make_optimizer(fn) -> None:
     if not isinstance(optimizer, torch.optim.AdamW):
         raise AssertionError(f"make_optimizer must return torch.optim.AdamW, got {type(optimizer).__name__}")
     names = {id(p): name for name, p in model.named_parameters()}
-    seen, wrong = {}, []
+    seen, wrong, decay_of = {}, [], {}
     for group in optimizer.param_groups:
         for p in group["params"]:
+            decay_of[id(p)] = group["weight_decay"]
             name = names.get(id(p), "a tensor that is not one of the model's parameters")
             if id(p) in seen:
                 raise AssertionError(f"make_optimizer: {name} is in two parameter groups; each parameter must appear once.")
             seen[id(p)] = name
-            should = args.weight_decay if p.ndim >= 2 else 0.0
+            should = args.weight_decay if _is_weight(name) else 0.0
             if group["weight_decay"] != should:
-                wrong.append(f"{name} (ndim {p.ndim}) has weight_decay {group['weight_decay']}, expected {should}")
+                wrong.append(f"{name} ({'a weight matrix' if _is_weight(name) else 'not a weight matrix'}) has weight_decay "
+                             f"{group['weight_decay']}, expected {should}")
         if group["lr"] != args.lr or tuple(group["betas"]) != tuple(args.betas):
             raise AssertionError(f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; use args.lr and args.betas.")
     missing = [name for name in names.values() if name not in seen.values()]
     if missing:
         raise AssertionError(f"make_optimizer: these parameters are not being trained: {missing}")
     if wrong:
-        raise AssertionError("make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else "")
-                             + "\n  Decay matrices (weights and embeddings, p.ndim >= 2) but not biases or LayerNorm w and b (p.ndim < 2).")
-    print(f"make_optimizer passed: {len(seen)} parameters, decay on the {sum(p.ndim >= 2 for p in model.parameters())} matrices only")
+        by_ndim = all((p.ndim >= 2) == (decay_of[id(p)] != 0) for p in model.parameters())
+        cause = ("  Likely cause: the 'decay tensors with ndim >= 2' rule. Here b_Q, b_K and b_V are [n_heads, d_head]: two-dimensional, but "
+                 "biases. Decide by the name: name.split('.')[-1].startswith('W_').\n") if by_ndim else ""
+        raise AssertionError("make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else "") + "\n" + cause
+                             + "  Decay the weight matrices and embeddings (W_...), not biases (b_...) or LayerNorm's w and b.")
+    n_weights = sum(_is_weight(name) for name in names.values())
+    print(f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices and embeddings (W_...) only")
+
+
+def _is_weight(name: str) -> bool:
+    """Weight matrices and embeddings are named W_... (TransformerLens's names); biases b_..., LayerNorm's w and b are not."""
+    return name.split(".")[-1].startswith("W_")
 
 
 def _steps_with(step_fn, variant=None, clip=0.5):

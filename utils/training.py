@@ -146,9 +146,10 @@ def lr_at(step: int, args: TrainingArgs) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (weights, embeddings) but not on biases or LayerNorm parameters."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    """AdamW with weight decay on the weight matrices and embeddings (W_...) but not on biases (b_...) or LayerNorm's w and b."""
+    trained = [(name.split(".")[-1], p) for name, p in model.named_parameters() if p.requires_grad]
+    decay = [p for name, p in trained if name.startswith("W_")]
+    no_decay = [p for name, p in trained if not name.startswith("W_")]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=args.fused_adamw or None)
 
