@@ -508,3 +508,42 @@ def test_exercise_stubs_reach_the_learner_unwrapped():
 def test_every_check_is_registered_for_make_check():
     public = {name for name in dir(checks) if name.startswith("check_")}
     assert {f.__name__ for f in checks.CHECKS.values()} == public
+
+
+# ---------------------------------------------------------------- every method of the attention exercise
+
+class AttnScoresAsPattern(Attention):  # attention_pattern forgets the softmax; forward applies it: the output is right
+    def attention_pattern(self, x):
+        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q
+        k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
+        return self.apply_causal_mask(einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head))
+
+    def forward(self, x):
+        v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + self.b_V
+        z = einops.einsum(self.attention_pattern(x).softmax(-1), v, "b h q k, b k h e -> b q h e")
+        return einops.einsum(z, self.W_O, "b q h e, h e d -> b q d") + self.b_O
+
+
+def _mask_with(fill=None, diagonal=1, lower=False):
+    def apply_causal_mask(self, scores):
+        n = scores.shape[-1]
+        ones = torch.ones(n, n, dtype=torch.bool)
+        hide = torch.tril(ones, diagonal=-1) if lower else torch.triu(ones, diagonal=diagonal)
+        return scores.masked_fill(hide, self.IGNORE if fill is None else fill)
+    return type("AttnMask", (Attention,), {"apply_causal_mask": apply_causal_mask})
+
+
+@pytest.mark.parametrize("cls, message", [
+    (AttnScoresAsPattern, "(?s)attention_pattern: its rows do not sum to 1.*returns the masked scores, not probabilities"),
+    (_mask_with(fill=0.0), "(?s)filled with 0.*not causal"),
+    (_mask_with(diagonal=0), "also hides the diagonal"),
+    (_mask_with(diagonal=2), "off by one and lets each position see the next token"),
+    (_mask_with(lower=True), "past positions"),
+])
+def test_attention_check_tests_each_method(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_attention(cls)
+
+
+def test_attention_check_accepts_arenas_large_negative_fill():
+    checks.check_attention(_mask_with(fill=-1e5))

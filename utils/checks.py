@@ -75,9 +75,16 @@ def _layernorm(x, w, b, eps, mistake=None):
 
 
 def _attention(x, sd, cfg, mistake=None, fill=float("-inf")):
+    pattern = _attention_pattern(x, sd, cfg, mistake, fill)
+    v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + sd["b_V"]
+    z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+    out = torch.einsum("bqhe,hem->bqm", z, sd["W_O"])
+    return out if mistake == "attn_no_b_O" else out + sd["b_O"]
+
+
+def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf")):
     q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + sd["b_Q"]
     k = torch.einsum("bpd,hde->bphe", x, sd["W_K"]) + sd["b_K"]
-    v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + sd["b_V"]
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
     scale = {"attn_scale_d_head": cfg.d_head, "attn_no_scale": 1.0}.get(mistake, math.sqrt(cfg.d_head))
     scores = scores / scale
@@ -90,9 +97,7 @@ def _attention(x, sd, cfg, mistake=None, fill=float("-inf")):
         if mistake != "attn_no_mask":
             scores = scores.masked_fill(future, fill)
         pattern = scores.softmax(-2 if mistake == "attn_softmax_wrong_axis" else -1)
-    z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-    out = torch.einsum("bqhe,hem->bqm", z, sd["W_O"])
-    return out if mistake == "attn_no_b_O" else out + sd["b_O"]
+    return pattern
 
 
 def _mlp(x, sd, mistake=None):
@@ -240,19 +245,19 @@ def _load(layer, state, name, cls):
     layer.load_state_dict(state, strict=True)
 
 
-def _call(layer, inp, name, generic):
+def _call(layer, inp, name, generic, method="forward"):
     before = inp.clone()
     try:
-        out = layer(inp)
+        out = layer(inp) if method == "forward" else getattr(layer, method)(inp)
     except NotImplementedError:
         raise  # an exercise stub: its own message says what to write
     except Exception as err:
-        raise AssertionError(f"{name}: forward raised {type(err).__name__}: {err}\n  Things to check: {generic}") from None
+        raise AssertionError(f"{name}: {method} raised {type(err).__name__}: {err}\n  Things to check: {generic}") from None
     if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"{name}: forward must return a Tensor, got {type(out).__name__}")
+        raise AssertionError(f"{name}: {method} must return a Tensor, got {type(out).__name__}")
     if not torch.equal(before, inp):
-        raise AssertionError(f"{name}: forward modified its input in place (e.g. x -= mean or x.add_()). Build new tensors instead: "
-                             "the caller's residual stream must not change.")
+        raise AssertionError(f"{name}: {method} modified its input in place (e.g. x -= mean, x.add_() or scores.masked_fill_()). "
+                             "Build new tensors instead: the caller's tensor must not change.")
     return out
 
 
@@ -280,6 +285,33 @@ def _check_causal(name, layer, inp, generic):
         positions = leaked.flatten(2).any(-1).any(0).nonzero().flatten().tolist()
         _fail([f"{name}: not causal: changing the last position changed the outputs at earlier positions {positions[:10]}."],
               f"  Likely cause: {MISTAKES['attn_no_mask']}" if positions else None, generic)
+
+
+def _check_causal_mask(layer, scores):
+    """apply_causal_mask must keep scores[..., q, k] for k <= q and set the rest to -inf (or a large negative number)."""
+    name = "Attention.apply_causal_mask"
+    generic = "return scores.masked_fill(torch.triu(torch.ones(q, k, dtype=torch.bool), diagonal=1), self.IGNORE)"
+    masked = _call(layer, scores, name, generic, method="apply_causal_mask")
+    n = scores.shape[-1]
+    if tuple(masked.shape) != tuple(scores.shape):
+        _fail([f"{name}: returned shape {tuple(masked.shape)}, expected the scores' shape {tuple(scores.shape)}"], None, generic)
+    hidden = masked <= -1e4  # -inf, or a large negative number such as ARENA's -1e5
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+    if torch.equal(hidden.all(0).all(0), future) and torch.equal(masked[..., ~future], scores[..., ~future]):
+        return
+    if not hidden.any():
+        zeros = (masked[..., future] == 0).all()
+        cause = ("the future is filled with 0, and a score of 0 still gets weight e^0 after the softmax, so the model sees the "
+                 "future (it is not causal). Fill with self.IGNORE (-inf)." if zeros else MISTAKES["attn_no_mask"])
+    elif hidden[..., range(n), range(n)].any():
+        cause = MISTAKES["attn_mask_diagonal"]
+    elif (hidden & torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)).any():
+        cause = "past positions (below the diagonal) are hidden: mask the upper triangle, torch.triu(..., diagonal=1), not the lower."
+    elif not hidden[..., range(n - 1), range(1, n)].any():
+        cause = MISTAKES["attn_mask_shows_next"]
+    else:
+        cause = "the scores it keeps (key <= query) have changed: only the future positions should be replaced."
+    _fail([f"{name}: the mask is wrong on scores of shape {tuple(scores.shape)}."], f"  Likely cause: {cause}", generic)
 
 
 def _float_input(batch, n, cfg, case):
@@ -371,6 +403,21 @@ def check_attention(cls, cfg: Config | None = None) -> None:
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
         attn_sd = _sub(sd, "blocks.0.attn.")
+        # every method the exercise asks for, in the order it is written: the mask, the pattern, then forward
+        if n > 1:
+            _check_causal_mask(layer, torch.randn(batch, cfg.n_heads, n, n, generator=torch.Generator().manual_seed(seed)))
+        pattern_variants = {m: [_attention_pattern(x, attn_sd, cfg, m), _attention_pattern(x, attn_sd, cfg, m, fill=-1e5)]
+                            for m in _ATTN if m != "attn_no_b_O"}
+        pattern = _call(layer, x, f"{name}.attention_pattern", generic, method="attention_pattern")
+        expected_pattern = _attention_pattern(x, attn_sd, cfg)
+        if tuple(pattern.shape) == tuple(expected_pattern.shape) and not torch.allclose(pattern, expected_pattern, rtol=RTOL, atol=ATOL):
+            if _diagnose(pattern, pattern_variants) is None and not torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-3):
+                _fail([f"{name}.attention_pattern: its rows do not sum to 1 over the key positions"
+                       + (" and it holds -inf" if torch.isinf(pattern).any() else "") + "."],
+                      "  Likely cause: it returns the masked scores, not probabilities. attention_pattern must end with the softmax "
+                      "over keys (dim=-1); forward then uses the pattern it returns.", generic)
+        _compare(f"{name}.attention_pattern", pattern, expected_pattern, ("batch", "n_heads", "query_posn", "key_posn"),
+                 pattern_variants, generic)
         expected = _hf_module_output(hf, hf.transformer.h[0].attn, x)
         # masks filled with -inf or with a large negative number (as ARENA does) differ when a row is fully masked
         variants = {m: [_attention(x, attn_sd, cfg, m), _attention(x, attn_sd, cfg, m, fill=-1e5)] for m in _ATTN}
