@@ -157,3 +157,20 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
     client.execute()  # raises CellExecutionError if any cell fails, the final loss assert and the checkpoint reload included
     printed = "".join(out.get("text", "") for cell in client.nb.cells for out in cell.get("outputs", []))
     assert "training your DemoTransformer, as you wrote it" in printed  # not the reference's fused twin
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_each_stub_says_what_to_write_within_the_editor_width(notebook):
+    """The hint of each stub is in `# TODO:` comment lines of at most 100 characters, above its raise line."""
+    for cell in _load(notebook)["cells"]:
+        lines = exercises.cell_source(cell).splitlines() if cell["cell_type"] == "code" else []
+        for i, line in enumerate(lines):
+            if "raise NotImplementedError(" in line:
+                hint = line.split("NotImplementedError(", 1)[1][1:-2]
+                todo, j = [], i - 1
+                while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("#|"):
+                    todo.insert(0, lines[j])
+                    j -= 1
+                assert todo and all(len(t) <= 100 for t in todo), f"{notebook.name}: no TODO comment that fits above {line.strip()[:60]}"
+                words = " ".join(t.strip().lstrip("#").strip().removeprefix("TODO:").strip() for t in todo)
+                assert words == hint, f"{notebook.name}: the TODO comment does not hold the whole hint: {words!r} vs {hint!r}"

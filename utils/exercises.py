@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import sys
+import textwrap
 import time
 import types
 from pathlib import Path
@@ -58,6 +59,8 @@ def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
             if not hint:
                 raise ValueError(f"{where} line {number}: '{BEGIN}' needs a one-line hint after the colon")
             indent = line[: len(line) - len(line.lstrip())]
+            # the hint as comment lines that fit the editor's width (the raise line alone would run past it), then the stub
+            out.extend(textwrap.wrap(hint, width=100, initial_indent=f"{indent}# TODO: ", subsequent_indent=f"{indent}#       "))
             out.append(f"{indent}raise NotImplementedError({hint!r})")
             hints.append(hint)
             inside = True
