@@ -116,3 +116,10 @@ def test_generate_sampling_is_seeded_and_rejects_negative_temperature(hf_and_our
     assert torch.equal(a, b) and a.shape == (1, 8)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         generate(ours, prompt, 1, temperature=-1)
+
+
+def test_attention_heatmap_fits_the_output_area_and_labels_every_token():
+    from utils.plotting import plot_attention_patterns
+
+    fig = plot_attention_patterns(torch.softmax(torch.randn(4, 12, 12), -1), [f"t{i}" for i in range(12)])
+    assert fig.layout.width is None and fig.layout.yaxis.dtick == 1

@@ -27,8 +27,9 @@ def plot_attention_patterns(pattern: torch.Tensor, labels: list[str], title: str
     for annotation in fig.layout.annotations:  # "facet_col=3" -> "head 3"
         annotation.text = "head " + annotation.text.split("=")[-1]
     rows = -(-pattern.shape[0] // 4)
-    fig.update_layout(height=280 * rows + 120, width=1100)
+    fig.update_layout(height=280 * rows + 120, autosize=True)  # no fixed width: the figure fits the notebook's output area
     fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(dtick=1, tickfont_size=8)  # every token's label, not every third
     return fig
 
 
