@@ -68,3 +68,19 @@ def test_notebooks_only_mention_notebooks_that_exist(notebook):
     existing = {nb.name[:2] for nb in NOTEBOOKS}
     missing = sorted(set(re.findall(r"[Nn]otebooks? (0\d)", text)) - existing)
     assert not missing, f"{notebook.name} refers to notebook(s) {missing}, which do not exist yet"
+
+
+def test_figures_survive_the_html_export(tmp_path, monkeypatch):
+    """Executed notebooks keep an HTML copy of each plotly figure, so nbconvert's HTML export (and viewers other than JupyterLab)
+    show it; JupyterLab's own output type alone would leave the export without figures."""
+    import nbclient
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    nb = nbformat.read(ROOT / "notebooks" / "01_tokenisation.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    figures = sum("application/vnd.plotly.v1+json" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert figures >= 1 and html.count('class="plotly-graph-div"') == figures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -87,12 +88,21 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def configure_plotly() -> None:
+    """Figures that survive outside JupyterLab: Colab's own renderer there; elsewhere JupyterLab's interactive output plus an HTML copy
+    that loads plotly.js from its CDN, which the HTML export and other viewers show (a few KB per figure, not 3.5 MB of plotly.js)."""
+    import plotly.io as pio
+
+    pio.renderers.default = "colab" if "google.colab" in sys.modules else "plotly_mimetype+notebook_connected"
+
+
 def setup_notebook(seed: int = 0) -> RunConfig:
     """First cell of every notebook: pick the config, seed, and print where we are running."""
     from utils.resources import is_online
 
     cfg = get_config()
     seed_everything(seed)
+    configure_plotly()
     if cfg.name == "gpu" and not torch.cuda.is_available():
         print(f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the CPU will be slow.")
     network = "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"
