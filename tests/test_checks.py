@@ -1,6 +1,7 @@
 """Every layer check passes the reference implementation and catches each known mistake, naming it."""
 
 import math
+import traceback
 
 import einops
 import pytest
@@ -547,3 +548,29 @@ def test_attention_check_tests_each_method(cls, message):
 
 def test_attention_check_accepts_arenas_large_negative_fill():
     checks.check_attention(_mask_with(fill=-1e5))
+
+
+# ---------------------------------------------------------------- what the learner sees when their code raises
+
+class LayerNormShapeBug(LayerNorm):
+    def forward(self, residual):
+        mean = residual.mean(dim=-1)  # no keepdim: does not broadcast back
+        return (residual - mean) * self.w + self.b
+
+
+class LayerNormStub(LayerNorm):
+    def forward(self, residual):
+        raise NotImplementedError("normalise over d_model")
+
+
+def test_an_error_in_the_learners_code_names_their_line():
+    with pytest.raises(AssertionError, match=r"In your code: forward, line \d+: return \(residual - mean\) \* self.w \+ self.b"):
+        checks.check_layernorm(LayerNormShapeBug)
+
+
+def test_a_stub_is_raised_from_its_own_line_without_torchs_frames():
+    with pytest.raises(NotImplementedError, match="normalise over d_model") as info:
+        checks.check_layernorm(LayerNormStub)
+    frames = traceback.extract_tb(info.value.__traceback__)
+    assert frames[-1].name == "forward" and frames[-1].filename == __file__
+    assert not any("torch" in f.filename or f.filename == checks.__file__ and f.name != "run_check" for f in frames)

@@ -175,3 +175,19 @@ def test_each_stub_says_what_to_write_within_the_editor_width(notebook):
                 assert todo and all(len(t) <= 100 for t in todo), f"{notebook.name}: no TODO comment that fits above {line.strip()[:60]}"
                 words = " ".join(t.strip().lstrip("#").strip().removeprefix("TODO:").strip() for t in todo)
                 assert words == hint, f"{notebook.name}: the TODO comment does not hold the whole hint: {words!r} vs {hint!r}"
+
+
+def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals():
+    """In a notebook, a stub's error shows the learner's cell and stub line, and a failed check its message: no torch or checks frames."""
+    cells = [f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom utils import checks\nfrom utils.model import LayerNorm",
+             "class Stub(LayerNorm):\n    def forward(self, residual):\n        raise NotImplementedError('normalise over d_model')",
+             "checks.check_layernorm(Stub)",
+             "class Wrong(LayerNorm):\n    def forward(self, residual):\n        return (residual - residual.mean(-1)) * self.w",
+             "checks.check_layernorm(Wrong)"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    for index, expected in ((2, "NotImplementedError: normalise over d_model"), (4, "In your code: forward, line 3")):
+        (error,) = [out for out in nb.cells[index].outputs if out.output_type == "error"]
+        text = ansi.sub("", "\n".join(error.traceback))
+        assert expected in text and "torch/nn/modules" not in text and len(text.splitlines()) <= 20, text

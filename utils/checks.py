@@ -13,8 +13,12 @@ and the most likely cause: it re-runs a catalogue of known mistakes and reports 
 
 from __future__ import annotations
 
+import functools
 import math
+import sysconfig
+import traceback
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -229,7 +233,7 @@ def _build(cls, cfg, name):
     except NotImplementedError:
         raise  # an exercise stub: its own message says what to write
     except Exception as err:
-        raise AssertionError(f"{name}: {cls.__name__}(cfg) raised {type(err).__name__}: {err}") from None
+        raise AssertionError(f"{name}: {cls.__name__}(cfg) raised {type(err).__name__}: {err}{_your_line(err)}") from None
 
 
 def _load(layer, state, name, cls):
@@ -245,6 +249,45 @@ def _load(layer, state, name, cls):
     layer.load_state_dict(state, strict=True)
 
 
+# Frames in these places are not the learner's: the checks themselves, installed packages (torch...) and the standard library
+_NOT_YOURS = (str(Path(__file__).resolve()), str(Path(torch.__file__).resolve().parent.parent), sysconfig.get_paths()["stdlib"])
+
+
+def _is_yours(filename: str) -> bool:
+    return not filename.startswith(_NOT_YOURS)
+
+
+def _your_line(err: BaseException) -> str:
+    """Where in the learner's own code an exception was raised, as one line for the message ('' if nowhere)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_yours(f.filename)]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"\n  In your code: {last.name}, line {last.lineno}" + (f": {last.line.strip()}" if last.line else "")
+
+
+def _from_your_code(tb):
+    """The traceback from the learner's first frame on, without the checks' and torch's frames before it."""
+    while tb is not None and not _is_yours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
+
+
+def learner_facing(check):
+    """A check as the learner meets it: on failure, the message alone (the checks' own frames hidden, in IPython and pytest);
+    for an exercise stub, its NotImplementedError raised from the stub's own line."""
+    @functools.wraps(check)
+    def run_check(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 (read by IPython and pytest)
+        try:
+            return check(*args, **kwargs)
+        except AssertionError as err:
+            raise AssertionError(str(err)) from None
+        except NotImplementedError as err:
+            raise err.with_traceback(_from_your_code(err.__traceback__) or err.__traceback__) from None
+    return run_check
+
+
 def _call(layer, inp, name, generic, method="forward"):
     before = inp.clone()
     try:
@@ -252,7 +295,7 @@ def _call(layer, inp, name, generic, method="forward"):
     except NotImplementedError:
         raise  # an exercise stub: its own message says what to write
     except Exception as err:
-        raise AssertionError(f"{name}: {method} raised {type(err).__name__}: {err}\n  Things to check: {generic}") from None
+        raise AssertionError(f"{name}: {method} raised {type(err).__name__}: {err}{_your_line(err)}\n  Things to check: {generic}") from None
     if not isinstance(out, torch.Tensor):
         raise AssertionError(f"{name}: {method} must return a Tensor, got {type(out).__name__}")
     if not torch.equal(before, inp):
@@ -353,6 +396,7 @@ def _cfgs(cfg):
 
 # --------------------------------------------------------------------------- the checks
 
+@learner_facing
 def check_layernorm(cls, cfg: Config | None = None) -> None:
     name, generic = "LayerNorm", "mean and biased variance over the last dim; eps inside the sqrt; then * w + b"
 
@@ -367,6 +411,7 @@ def check_layernorm(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "ln_final."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_embed(cls, cfg: Config | None = None) -> None:
     name, generic = "Embed", "return W_E[tokens]: one row of W_E [d_vocab, d_model] per token"
 
@@ -377,6 +422,7 @@ def check_embed(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "embed."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_pos_embed(cls, cfg: Config | None = None) -> None:
     name = "PosEmbed"
     generic = ("return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, never by token id "
@@ -395,6 +441,7 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "pos_embed."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_attention(cls, cfg: Config | None = None) -> None:
     name = "Attention"
     generic = ("q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf (torch.triu(..., diagonal=1)); "
@@ -428,6 +475,7 @@ def check_attention(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "blocks.0.attn."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_mlp(cls, cfg: Config | None = None) -> None:
     name, generic = "MLP", "x W_in + b_in, then gelu_new (F.gelu(x, approximate='tanh')), then W_out + b_out"
 
@@ -440,6 +488,7 @@ def check_mlp(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "blocks.0.mlp."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_block(cls, cfg: Config | None = None) -> None:
     name = "TransformerBlock"
     generic = ("pre-LN with two residual connections: resid_mid = resid_pre + attn(ln1(resid_pre)); "
@@ -457,6 +506,7 @@ def check_block(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "blocks.0."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_unembed(cls, cfg: Config | None = None) -> None:
     name, generic = "Unembed", "x W_U + b_U, with W_U [d_model, d_vocab]"
 
@@ -469,6 +519,7 @@ def check_unembed(cls, cfg: Config | None = None) -> None:
     _run(name, _layer_factory(cls, name, "unembed."), case, generic, _cfgs(cfg))
 
 
+@learner_facing
 def check_transformer(cls, cfg: Config | None = None) -> None:
     name = "DemoTransformer"
     generic = ("embed(tokens) + pos_embed(tokens); every block in order; ln_final; unembed. "
@@ -504,9 +555,10 @@ def _call_fn(fn, args, label):
     except NotImplementedError:
         raise  # an exercise stub: its own message says what to write
     except Exception as err:
-        raise AssertionError(f"{label} raised {type(err).__name__}: {err}") from None
+        raise AssertionError(f"{label} raised {type(err).__name__}: {err}{_your_line(err)}") from None
 
 
+@learner_facing
 def check_merge_word(fn) -> None:
     """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without changing `word`."""
     cases = [  # word, pair, new_id, expected, what the case tests
@@ -534,6 +586,7 @@ _MERGE_TEXT = ("the cat sat on the mat. the cat ate the rat, then the bat sat by
                + "<|endoftext|>" + "naïve café déjà vu 🤖🤖 1234 123 12 aaaa aaa aa\n\tindented    spaces    here\n" * 2)
 
 
+@learner_facing
 def check_train_merges(fn, n_merges: int = 80) -> None:
     """`fn(text, n_merges)` must learn the same merges, in the same order, as the reference trainer."""
     from utils.bpe import train_merges as reference
@@ -567,6 +620,7 @@ _TOKENIZER_TEXTS = [
 ]
 
 
+@learner_facing
 def check_bpe_tokenizer(cls) -> None:
     """`cls(vocab, merges)` loaded with GPT-2's vocabulary and merges must encode and decode exactly as GPT-2 does."""
     from utils.bpe import BPETokenizer as Reference
@@ -617,6 +671,7 @@ def _lr_variants(step, args):
     }
 
 
+@learner_facing
 def check_lr_at(fn) -> None:
     """`fn(step, args)` must give linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio at args.max_steps."""
     from utils.training import TrainingArgs, lr_at as reference
@@ -650,6 +705,7 @@ def _tiny_model(seed=0):
     return DemoTransformer(replace(CHECK_CFG, n_layers=1, d_vocab=50, n_ctx=8))
 
 
+@learner_facing
 def check_make_optimizer(fn) -> None:
     """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings (W_...) only, every parameter once."""
     from utils.training import TrainingArgs
@@ -720,6 +776,7 @@ def _steps_with(step_fn, variant=None, clip=0.5):
     return torch.cat([p.detach().flatten() for p in model.parameters()]), returned, losses
 
 
+@learner_facing
 def check_optimizer_step(fn) -> None:
     """`fn(model, optimizer, loss, grad_clip)` must backpropagate (adding to gradients already there), clip the gradient norm, step,
     clear the gradients, and return the loss detached."""
@@ -753,6 +810,7 @@ def check_optimizer_step(fn) -> None:
           "gradients" + note)
 
 
+@learner_facing
 def check_next_token_accuracy(fn) -> None:
     """`fn(logits, tokens)` must give the fraction of positions whose argmax logit is the NEXT token."""
     from utils.training import next_token_accuracy as reference

@@ -24,6 +24,7 @@ import ast
 import copy
 import hashlib
 import json
+import linecache
 import re
 import sys
 import textwrap
@@ -243,7 +244,9 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     module.__file__ = str(path)
     sys.modules[name] = module  # dataclasses look their module up here
     code = module_code(sources)
-    exec(compile(code, f"<{path.name}: exercise cells>", "exec"), module.__dict__)
+    filename = f"<{path.name}: exercise cells>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)  # so tracebacks and checks can quote its lines
+    exec(compile(code, filename, "exec"), module.__dict__)
     return module
 
 
