@@ -57,7 +57,7 @@ class AttnBroken(Attention):
     mistake = None
 
     def attention_pattern(self, x):
-        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q
+        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + (0 if self.mistake == "attn_no_b_Q" else self.b_Q)
         k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
         scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k")
         scores = scores / {"attn_scale_d_head": self.cfg.d_head, "attn_no_scale": 1}.get(self.mistake, math.sqrt(self.cfg.d_head))
@@ -71,7 +71,7 @@ class AttnBroken(Attention):
         return scores.softmax(-2 if self.mistake == "attn_softmax_wrong_axis" else -1)
 
     def forward(self, x):
-        v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + self.b_V
+        v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + (0 if self.mistake == "attn_no_b_V" else self.b_V)
         z = einops.einsum(self.attention_pattern(x), v, "b h q k, b k h e -> b q h e")
         out = einops.einsum(z, self.W_O, "b q h e, h e d -> b q d")
         return out if self.mistake == "attn_no_b_O" else out + self.b_O
@@ -310,7 +310,13 @@ class PerTokenDecodeBPE(bpe.BPETokenizer):  # decodes each token's bytes on its 
         return "".join(bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8", errors="replace") for i in ids)
 
 
-@pytest.mark.parametrize("cls, message", [(FirstPairBPE, "LOWEST rank"), (PerTokenDecodeBPE, "decode\\(encode")])
+class StrictDecodeBPE(bpe.BPETokenizer):  # decodes each token strictly: a split character raises UnicodeDecodeError
+    def decode(self, ids):
+        return "".join(bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8") for i in ids)
+
+
+@pytest.mark.parametrize("cls, message", [(FirstPairBPE, "LOWEST rank"), (PerTokenDecodeBPE, "decode\\(encode"),
+                                          (StrictDecodeBPE, "(?s)raised UnicodeDecodeError.*Likely cause: each token's bytes are decoded")])
 def test_bpe_tokenizer_check_catches(cls, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_bpe_tokenizer(cls)
@@ -574,3 +580,61 @@ def test_a_stub_is_raised_from_its_own_line_without_torchs_frames():
     frames = traceback.extract_tb(info.value.__traceback__)
     assert frames[-1].name == "forward" and frames[-1].filename == __file__
     assert not any("torch" in f.filename or f.filename == checks.__file__ and f.name != "run_check" for f in frames)
+
+
+def naive_train_merges(text, n_merges):
+    """Recounts every pair before each merge (slow but right), then takes the first most frequent pair it meets: ties by dict order."""
+    from collections import Counter
+
+    from utils.bpe import END_OF_TEXT, bytes_to_unicode, merge_word, pretokenize
+
+    tokens = list(bytes_to_unicode().values())
+    byte_id = {b: i for i, b in enumerate(bytes_to_unicode())}
+    words = Counter(w for chunk in text.split(END_OF_TEXT) for w in pretokenize(chunk))
+    ids = {w: [byte_id[b] for b in w.encode("utf-8")] for w in words}
+    merges = []
+    for k in range(n_merges):
+        counts = Counter()
+        for w, n in words.items():
+            for pair in zip(ids[w], ids[w][1:]):
+                counts[pair] += n
+        pair = max(counts, key=counts.get)
+        merges.append(pair)
+        tokens.append(tokens[pair[0]] + tokens[pair[1]])
+        ids = {w: merge_word(i, pair, 256 + k) for w, i in ids.items()}
+    return tokens, merges
+
+
+def test_train_merges_check_names_a_tie():
+    with pytest.raises(AssertionError, match=r"(?s)Likely cause: a tie\. Both pairs occur \d+ times"):
+        checks.check_train_merges(naive_train_merges)
+
+
+def step_clip_value(model, optimizer, loss, grad_clip):
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def step_clip_at_one(model, optimizer, loss, grad_clip):
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+@pytest.mark.parametrize("fn, message", [(step_clip_value, "clip_grad_value_ clips each gradient entry"),
+                                         (step_clip_at_one, "clipped to 1.0, not to grad_clip")])
+def test_optimizer_step_check_names_clipping_mistakes(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_optimizer_step(fn)
+
+
+def test_a_few_wrong_entries_are_counted_not_rounded_to_zero():
+    got = torch.zeros(2, 50, 64)
+    got[0, 3, 7] = 1.0
+    with pytest.raises(AssertionError, match=r"1 of 6,400 \(under 0.1%\) of entries differ"):
+        checks._compare("Layer", got, torch.zeros(2, 50, 64), ("batch", "posn", "d_model"), {}, "generic")

@@ -46,6 +46,8 @@ MISTAKES = {
     "attn_no_scale": "Attention: scores are not scaled. Divide q·k by sqrt(d_head).",
     "attn_softmax_wrong_axis": "Attention: softmax runs over the query axis. It must run over keys (the last dim), so each query's weights sum to 1.",
     "attn_no_b_O": "Attention: the output bias b_O is missing.",
+    "attn_no_b_Q": "Attention: the query bias b_Q is missing: q = x W_Q + b_Q.",
+    "attn_no_b_V": "Attention: the value bias b_V is missing: v = x W_V + b_V.",
     "mlp_exact_gelu": "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: F.gelu(x, approximate='tanh').",
     "mlp_no_b_in": "MLP: the input bias b_in is missing.",
     "block_post_ln": "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: resid + attn(ln1(resid)).",
@@ -80,14 +82,14 @@ def _layernorm(x, w, b, eps, mistake=None):
 
 def _attention(x, sd, cfg, mistake=None, fill=float("-inf")):
     pattern = _attention_pattern(x, sd, cfg, mistake, fill)
-    v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + sd["b_V"]
+    v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + (0 if mistake == "attn_no_b_V" else sd["b_V"])
     z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
     out = torch.einsum("bqhe,hem->bqm", z, sd["W_O"])
     return out if mistake == "attn_no_b_O" else out + sd["b_O"]
 
 
 def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf")):
-    q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + sd["b_Q"]
+    q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + (0 if mistake == "attn_no_b_Q" else sd["b_Q"])
     k = torch.einsum("bpd,hde->bphe", x, sd["W_K"]) + sd["b_K"]
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
     scale = {"attn_scale_d_head": cfg.d_head, "attn_no_scale": 1.0}.get(mistake, math.sqrt(cfg.d_head))
@@ -193,6 +195,13 @@ def _hf_module_output(hf, module, x):
 
 # --------------------------------------------------------------------------- comparing and reporting
 
+def _share(part: int, whole: int) -> str:
+    """'3 of 1,280 (0.2%)', never a rounded '0.0%' for a few wrong entries."""
+    percent = 100 * part / whole
+    shown = f"{percent:.1f}%" if percent >= 0.1 or part == 0 else "under 0.1%"
+    return f"{part:,} of {whole:,} ({shown})"
+
+
 def _describe_mismatch(name, got, expected, dims):
     diff = (got - expected).abs()
     diff = torch.where(torch.isnan(diff), torch.full_like(diff, float("inf")), diff)
@@ -202,7 +211,7 @@ def _describe_mismatch(name, got, expected, dims):
     where = lambda idx: ", ".join(f"{d}={i}" for d, i in zip(dims, idx))
     lines = [f"{name}: output differs from GPT-2's (float32 tolerance atol={ATOL}, rtol={RTOL}).",
              f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); first mismatch at ({where(first)}); "
-             f"{bad.float().mean().item():.1%} of entries differ"]
+             f"{_share(int(bad.sum()), bad.numel())} of entries differ"]
     if torch.isnan(got).any():
         nan_at = tuple(int(i) for i in torch.isnan(got).nonzero()[0])
         lines.append(f"  your output has NaN, first at ({where(nan_at)})")
@@ -549,13 +558,15 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
 
 # --------------------------------------------------------------------------- tokenizer checks (notebook 01)
 
-def _call_fn(fn, args, label):
+def _call_fn(fn, args, label, hints: dict | None = None):
+    """Call the learner's function; an exception becomes one AssertionError with their line and, for known ones, a hint."""
     try:
         return fn(*args)
     except NotImplementedError:
         raise  # an exercise stub: its own message says what to write
     except Exception as err:
-        raise AssertionError(f"{label} raised {type(err).__name__}: {err}{_your_line(err)}") from None
+        hint = next((f"\n  Likely cause: {why}" for kind, why in (hints or {}).items() if isinstance(err, kind)), "")
+        raise AssertionError(f"{label} raised {type(err).__name__}: {err}{_your_line(err)}{hint}") from None
 
 
 @learner_facing
@@ -599,19 +610,51 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     merges = [tuple(pair) for pair in merges]
     for k, (got, want) in enumerate(zip(merges, expected)):
         if got != want:
+            counts = _pair_counts_after(expected[:k])
+            tie = counts.get(got, 0) == counts.get(want, 0) > 0
             raise AssertionError(
                 f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, expected {expected_tokens[want[0]]!r} + "
-                f"{expected_tokens[want[1]]!r} (the first {k} merges match).\n"
-                "  Things to check: each affected word's count is subtracted from every pair of the old word and added to every pair of "
-                "the new word; words_with records the new pairs; every changed pair that still occurs is pushed back on the heap.")
+                f"{expected_tokens[want[1]]!r} ({_matching(k)}).\n"
+                + (f"  Likely cause: a tie. Both pairs occur {counts[want]} times at this point; ties go to the smallest ids "
+                   f"({want} before {got}), which the heap of (-count, pair) gives for free, and dict order does not."
+                   if tie else
+                   f"  At this point the expected pair occurs {counts.get(want, 0)} times and yours {counts.get(got, 0)}. Things to check: "
+                   "each affected word's count is subtracted from every pair of the old word and added to every pair of the new word; "
+                   "words_with records the new pairs; every changed pair that still occurs is pushed back on the heap."))
     if len(merges) != len(expected):
-        raise AssertionError(f"train_merges learned {len(merges)} merges, expected {len(expected)} (the first {min(len(merges), len(expected))} "
-                             "match). Stopping early usually means changed pairs were not pushed back on the heap.")
+        raise AssertionError(f"train_merges learned {len(merges)} merges, expected {len(expected)} ({_matching(min(len(merges), len(expected)))}). "
+                             "Stopping early usually means changed pairs were not pushed back on the heap.")
     if len(tokens) != 256 + len(merges) or any(tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)):
         raise AssertionError("train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
                              "tokens[a] + tokens[b] for merge (a, b), appended in order.")
     print(f"train_merges passed: the same {len(merges)} merges, in the same order, as the reference trainer")
 
+
+def _matching(k: int) -> str:
+    return "none match before it" if k == 0 else "the first merge matches" if k == 1 else f"the first {k} merges match"
+
+
+def _pair_counts_after(merges) -> dict:
+    """How often each pair of token ids occurs in the check's text once `merges` have been applied (the reference's way)."""
+    from collections import Counter
+
+    from utils.bpe import END_OF_TEXT, bytes_to_unicode, merge_word, pretokenize
+
+    byte_id = {byte: i for i, byte in enumerate(bytes_to_unicode())}
+    words = Counter(word for chunk in _MERGE_TEXT.split(END_OF_TEXT) for word in pretokenize(chunk))
+    counts = Counter()
+    for word, n in words.items():
+        ids = [byte_id[b] for b in word.encode("utf-8")]
+        for k, pair in enumerate(merges):
+            ids = merge_word(ids, pair, 256 + k)
+        for pair in zip(ids, ids[1:]):
+            counts[pair] += n
+    return counts
+
+
+_DECODE_HINTS = {UnicodeDecodeError: "each token's bytes are decoded as UTF-8 on their own, but one character can span two tokens "
+                                    "(an emoji is 4 bytes). Join the bytes of all the tokens, then decode once, with errors='replace' "
+                                    "as GPT-2 does."}
 
 _TOKENIZER_TEXTS = [
     "Hello world!", "  leading and   multiple   spaces  ", "tabs\tand\nnew\n\n\nlines\r\n", "I'm sure they'd've said it's John's",
@@ -638,12 +681,12 @@ def check_bpe_tokenizer(cls) -> None:
                 f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n"
                 "  Things to check (_bpe): each round merges the adjacent pair with the LOWEST rank in merge_ranks (not the first "
                 "mergeable pair, nor the most frequent), replaces all its occurrences left to right, and repeats until no pair is a merge.")
-        decoded = _call_fn(tokenizer.decode, (expected,), f"decode(encode({text!r}))")
+        decoded = _call_fn(tokenizer.decode, (expected,), f"decode(encode({text!r}))", _DECODE_HINTS)
         if decoded != text:
             raise AssertionError(f"decode(encode({text!r})) gave {decoded!r}. Map each character of each token back to its byte with "
                                  "byte_decoder, join all the bytes, then decode UTF-8 once (a character may span two tokens).")
     robot = reference.encode("🤖")
-    half = _call_fn(tokenizer.decode, (robot[:1],), "decode(half of an emoji's tokens)")
+    half = _call_fn(tokenizer.decode, (robot[:1],), "decode(half of an emoji's tokens)", _DECODE_HINTS)
     if half != reference.decode(robot[:1]):
         raise AssertionError(f"decoding half of an emoji's bytes gave {half!r}, expected {reference.decode(robot[:1])!r}: "
                              "decode the joined bytes with errors='replace', as GPT-2 does.")
@@ -767,7 +810,11 @@ def _steps_with(step_fn, variant=None, clip=0.5):
             if variant == "zero_first":
                 optimizer.zero_grad()
             loss.backward()
-            if variant != "no_clip":
+            if variant == "clip_value":
+                torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            elif variant == "clip_at_1":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            elif variant != "no_clip":
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             if variant != "no_zero_grad":
@@ -798,12 +845,16 @@ def check_optimizer_step(fn) -> None:
                             "optimizer.zero_grad(set_to_none=True) after optimizer.step()",
             "no_clip": "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
                        "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step",
+            "clip_value": "clip_grad_value_ clips each gradient entry separately; clip the total norm of all gradients together, "
+                          "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip), which keeps the gradient's direction",
+            "clip_at_1": "the norm is clipped to 1.0, not to grad_clip (the check uses grad_clip = 0.5): pass grad_clip",
         }
         cause = next((why for variant, why in causes.items() if torch.allclose(got, _steps_with(None, variant)[0], rtol=1e-4, atol=1e-6)), None)
         raise AssertionError("optimizer_step: after two steps the weights differ from the reference (largest difference "
                              f"{(got - expected).abs().max().item():.3g}).\n"
                              + (f"  Likely cause: {cause}." if cause else
-                                "  Order: loss.backward(), clip_grad_norm_(model.parameters(), grad_clip), optimizer.step(), optimizer.zero_grad()."))
+                                "  Things to check, in this order: loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) "
+                                "with the grad_clip given; optimizer.step(), once; optimizer.zero_grad()."))
     note = ("\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait for the GPU every step; "
             "return loss.detach() instead.)") if isinstance(value, float) else ""
     print("optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no "
