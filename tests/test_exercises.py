@@ -191,3 +191,30 @@ def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals()
         (error,) = [out for out in nb.cells[index].outputs if out.output_type == "error"]
         text = ansi.sub("", "\n".join(error.traceback))
         assert expected in text and "torch/nn/modules" not in text and len(text.splitlines()) <= 20, text
+
+
+def test_make_check_explains_a_syntax_error_a_helper_outside_export_and_a_lost_export_line(tmp_path):
+    """Each gets one clear line that names the cell, instead of a collection error, a bare NameError or a silently missing test."""
+    filled = exercises.fill_in_solutions(_load(ROOT / "exercises" / "02_clean_implementation.ipynb"))
+    cells = filled["cells"]
+    index = {name: next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and f"\n{name}(" in exercises.cell_source(c)
+                        and exercises.cell_source(c).startswith("#| export"))
+             for name in ("class MLP", "class Unembed", "class LayerNorm")}
+    broken = json.loads(json.dumps(filled))
+    broken["cells"][index["class MLP"]]["source"] = exercises.cell_source(cells[index["class MLP"]]).replace("return ", "return (", 1)
+    lost = json.loads(json.dumps(filled))
+    lost["cells"][index["class Unembed"]]["source"] = exercises.cell_source(cells[index["class Unembed"]]).replace("#| export\n", "", 1)
+    helper = json.loads(json.dumps(filled))
+    src = exercises.cell_source(cells[index["class LayerNorm"]])
+    # my_scale() would be defined in a cell without '#| export', which make check does not run
+    helper["cells"][index["class LayerNorm"]]["source"] = src.replace("class LayerNorm", "SCALE = my_scale()\n\n\nclass LayerNorm", 1)
+    outputs = {}
+    for name, nb in (("syntax", broken), ("lost", lost), ("helper", helper)):
+        path = tmp_path / f"{name}.ipynb"
+        path.write_text(json.dumps(nb))
+        result = subprocess.run(["make", "-s", "check", f"NOTEBOOK={path}"], cwd=ROOT, capture_output=True, text=True)
+        outputs[name] = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in outputs[name] and "ERROR collecting" not in outputs[name], outputs[name]
+    assert re.search(r"code cell \d+ has a SyntaxError on its line \d+: '\(' was never closed", outputs["syntax"])
+    assert re.search(r"Unembed is defined in code cell \d+, which has no '#\| export' line", outputs["lost"])
+    assert "NameError: name 'my_scale' is not defined" in outputs["helper"] and "mark that cell '#| export' too" in outputs["helper"]

@@ -25,11 +25,16 @@ def _cases():
         if not notebook.exists():
             raise FileNotFoundError(f"NOTEBOOK={notebook}: no such file; e.g. NOTEBOOK=exercises/02_clean_implementation.ipynb")
         nb = json.loads(notebook.read_text(encoding="utf-8"))
+        problems = exercises.cell_problems(nb, set(CHECKS))
+        for where, problem in problems.items():  # one failing test each, with one clear line, instead of a collection error
+            yield pytest.param(notebook, where, problem, id=f"{notebook.stem}::{where}")
+        if any(where.startswith("code cell") for where in problems):
+            continue  # the notebook's code cannot run until its syntax error is fixed
         names = [name for name in exercises.defined_names(nb) if name in CHECKS]
-        if os.environ.get("NOTEBOOK") and not names:
+        if os.environ.get("NOTEBOOK") and not names and not problems:
             raise ValueError(f"{notebook} defines none of {sorted(CHECKS)}: there is nothing to check")
         for name in names:
-            yield pytest.param(notebook, name, id=f"{notebook.stem}::{name}")
+            yield pytest.param(notebook, name, None, id=f"{notebook.stem}::{name}")
 
 
 _loaded = {}
@@ -43,12 +48,18 @@ def _module(notebook):
             _loaded[notebook] = err
     if isinstance(_loaded[notebook], Exception):
         err = _loaded[notebook]
-        pytest.fail(f"running the exercise cells of {notebook.name} failed: {type(err).__name__}: {err}", pytrace=False)
+        hint = ""
+        if isinstance(err, NameError) and err.name:
+            hint = (f"\n  make check runs only the cells marked '#| export'. If {err.name} is defined in another cell, mark that cell "
+                    f"'#| export' too (as its first line), or define {err.name} inside an exercise cell.")
+        pytest.fail(f"running the exercise cells of {notebook.name} failed: {type(err).__name__}: {err}{hint}", pytrace=False)
     return _loaded[notebook]
 
 
-@pytest.mark.parametrize("notebook, name", list(_cases()))
-def test_notebook_code_passes_its_check(notebook, name):
+@pytest.mark.parametrize("notebook, name, problem", list(_cases()))
+def test_notebook_code_passes_its_check(notebook, name, problem):
+    if problem:
+        pytest.fail(f"{notebook.name}: {problem}", pytrace=False)
     module = _module(notebook)
     problem = None
     try:

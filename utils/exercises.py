@@ -219,6 +219,34 @@ def fill_in_solutions(nb: dict) -> dict:
     return nb
 
 
+def code_cells(nb: dict):
+    """(number, exported, source) for each code cell: number counts code cells from 1, as a learner counts them down the notebook."""
+    cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+    for number, cell in enumerate(cells, 1):
+        directives, body = split_directives(cell_source(cell))
+        yield number, EXPORT_MARK in directives, "\n".join(body)
+
+
+def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
+    """What would keep `make check` from testing a notebook's exercises, by name: syntax errors in exercise cells, and checked
+    classes or functions defined in a cell that lost its `#| export` line."""
+    problems = {}
+    for number, exported, source in code_cells(nb):
+        try:
+            tree = ast.parse(strip_markers(source))
+        except SyntaxError as err:
+            if exported:
+                problems[f"code cell {number}"] = (f"code cell {number} has a SyntaxError on its line {err.lineno}: {err.msg}"
+                                                   + (f": {err.text.strip()}" if err.text else ""))
+            continue
+        if not exported:
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in checked:
+                    problems[node.name] = (f"{node.name} is defined in code cell {number}, which has no '{EXPORT_MARK}' line, so make check "
+                                           f"cannot see it: put '{EXPORT_MARK}' back as that cell's first line")
+    return problems
+
+
 def defined_names(nb: dict) -> list[str]:
     names = []
     for source in exported_sources(nb["cells"]):
