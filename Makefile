@@ -10,7 +10,7 @@ OFFLINE_CPU_TORCH ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=300
 
-.PHONY: lab test setup export exercises check strip bench clean
+.PHONY: lab test setup export exercises diagrams check strip bench clean
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # the repository root: notebooks/ and exercises/; containers often run as root
@@ -46,6 +46,10 @@ export: $(STAMP)
 # Write exercises/NN_*.ipynb from the solution notebooks (a test fails when they are out of date; a learner's edits are kept).
 exercises: $(STAMP)
 	$(PY) -m utils.exercises
+
+# Draw notebook 02's diagrams (utils/diagrams.py) into its markdown cells (a test fails when they are out of date).
+diagrams: $(STAMP)
+	$(PY) -m utils.diagrams
 
 # The checks as pytest tests against the code in one notebook: make check NOTEBOOK=exercises/02_clean_implementation.ipynb
 check: $(STAMP)

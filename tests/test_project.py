@@ -1,5 +1,6 @@
 """Repository rules: notebooks stored without outputs, generated modules up to date, one dependency list."""
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -84,3 +85,21 @@ def test_figures_survive_the_html_export(tmp_path, monkeypatch):
     figures = sum("application/vnd.plotly.v1+json" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert figures >= 1 and html.count('class="plotly-graph-div"') == figures
+
+
+def test_diagrams_are_drawn_into_notebook_02():
+    from utils import diagrams
+
+    assert diagrams.stale() == [], "run `make diagrams`"
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "exercises"])
+def test_diagrams_render_in_the_html_export(folder):
+    """Attachments travel inside the notebook, so JupyterLab, Colab, GitHub and the HTML export all show them."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(ROOT / folder / "02_clean_implementation.ipynb", as_version=4)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    images = re.findall(r"src=[\"']data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) == 3 and all(base64.b64decode(data).startswith(b"<svg") for data in images)

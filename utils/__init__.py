@@ -12,4 +12,5 @@ Modules (one guess each):
     gpu        - what the GPU can do: precision, micro-batch, torch.compile, peak FLOPs for MFU
     export     - writes the generated modules from marked notebook cells
     exercises  - writes the exercise notebooks from the solution notebooks
+    diagrams   - draws notebook 02's diagrams (residual stream, attention head, MLP) into its markdown cells
 """
