@@ -27,7 +27,7 @@ import torch
 
 from utils.configs import CONFIGS
 from utils.fused import FusedTransformer
-from utils.gpu import GiB, peak_flops, training_memory
+from utils.gpu import GiB, padded_vocab_size, peak_flops, training_memory
 from utils.model import Config, DemoTransformer, next_token_loss
 from utils.resources import new_gpt2
 from utils.training import Trainer, TrainingArgs, model_flops_per_token
@@ -86,7 +86,7 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
     torch.manual_seed(0)
     cfg = replace(cfg, n_ctx=seq)
     if device == "cuda":  # as in the gpu config: 50257 -> 50304, matmul shapes that are multiples of 64 run faster
-        cfg = replace(cfg, d_vocab=-(-cfg.d_vocab // 64) * 64)
+        cfg = replace(cfg, d_vocab=padded_vocab_size(cfg.d_vocab))
     dtype_name = "bfloat16" if bf16 else None
     dtype = torch.bfloat16 if bf16 else None
     tokens = torch.randint(0, cfg.d_vocab, (batch, seq), device=device)

@@ -1,5 +1,6 @@
 """Exercise notebooks: generated from the solutions, stop at the first stub, run to the end once the solutions are pasted in."""
 
+import ast
 import json
 import os
 import re
@@ -28,7 +29,7 @@ def _stub_hints(nb):
         if "exercise" in cell["metadata"].get("tags", []):
             hints.extend(line.strip()[len("raise NotImplementedError("):-1] for line in exercises.cell_source(cell).splitlines()
                          if line.strip().startswith("raise NotImplementedError("))
-    return [eval(h) for h in hints]  # the stubs hold repr()s of plain strings
+    return [ast.literal_eval(h) for h in hints]  # the stubs hold repr()s of plain strings
 
 
 def test_every_solution_notebook_has_an_exercise_version():

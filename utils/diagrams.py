@@ -14,8 +14,9 @@ import sys
 from html import escape
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "02_clean_implementation.ipynb"
+from utils.export import NOTEBOOKS
+
+NOTEBOOK = NOTEBOOKS / "02_clean_implementation.ipynb"
 W, H = 310, 50  # a box
 COLOURS = {"tensor": "#eef4fb", "op": "#fff6e5", "param": "#f1f8ee", "sum": "#fbeeee"}
 

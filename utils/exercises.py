@@ -32,11 +32,9 @@ import time
 import types
 from pathlib import Path
 
-from utils.export import (EXPORT_MARK, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, exported_sources, module_code, run_generator,
+from utils.export import (EXPORT_MARK, NOTEBOOKS, ROOT, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, exported_sources, module_code, run_generator,
                           split_directives, strip_markers)
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 EXERCISES = ROOT / "exercises"
 EXERCISE_MARK = "#| exercise"
 HINT_MARK = "#| hint:"

@@ -22,8 +22,11 @@ class Float:
         return params[0]
 
 
-class Int(Float):
-    """Shape annotation for integer tensors (token ids): `Int[Tensor, "batch posn"]`."""
+class Int:
+    """Shape annotation for integer tensors (token ids): `Int[Tensor, "batch posn"]`. Documentation only, like Float."""
+
+    def __class_getitem__(cls, params):
+        return params[0]
 
 
 @dataclass

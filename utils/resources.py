@@ -14,8 +14,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.bpe import END_OF_TEXT  # defined once, with the tokenizer
+
 GPT2_VOCAB_SIZE = 50257
-END_OF_TEXT = "<|endoftext|>"
 END_OF_TEXT_ID = 50256
 PROBE_TIMEOUT_S = 3.0
 
