@@ -4,6 +4,8 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
+# --- notebooks/01_tokenisation.ipynb, code cell 8
+
 import heapq
 import operator
 import time
@@ -36,6 +38,7 @@ def pretokenize(text: str) -> list[str]:
     return _SPLITTER.findall(text)
 
 
+# --- notebooks/01_tokenisation.ipynb, code cell 10
 def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every occurrence of `pair` in `word`, left to right, by `new_id` (so [1, 1, 1] with pair (1, 1) gives [new_id, 1])."""
     merged, i = [], 0
@@ -49,6 +52,7 @@ def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]
     return merged
 
 
+# --- notebooks/01_tokenisation.ipynb, code cell 12
 def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, int]]]:
     """Learn up to `n_merges` BPE merges from `text`.
 
@@ -100,6 +104,7 @@ def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, i
     return tokens, merges
 
 
+# --- notebooks/01_tokenisation.ipynb, code cell 14
 class BPETokenizer:
     """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids; `merges` are
     pairs of token strings in the order they were learned."""

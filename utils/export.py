@@ -4,6 +4,10 @@ A notebook names its module once, in a code cell line `#| default_exp model`, an
 in it with a leading `#| export` line; `#| export fused` sends a cell to utils/fused.py instead (a second module from
 the same notebook). `python -m utils.export` (or `make export`) writes utils/<module>.py;
 `python -m utils.export --check` fails if any module differs from what its notebook would generate.
+
+Export cells also run in the notebook, where a learner may have pasted their own classes. So an export cell imports other
+generated modules as modules (`import utils.model`, then `utils.model.LayerNorm`), never names from them
+(`from utils.model import LayerNorm` would replace the learner's LayerNorm in the notebook's namespace).
 """
 
 from __future__ import annotations
@@ -47,14 +51,17 @@ def export_target(directives: list[str]) -> str | None:
     return None
 
 
-def exported_sources(cells: list[dict], module: str = "") -> list[str]:
-    """The code of the cells marked `#| export` (or `#| export <module>`), without their directives and exercise markers."""
+def exported_sources(cells: list[dict], module: str = "", origin: str | None = None) -> list[str]:
+    """The code of the cells marked `#| export` (or `#| export <module>`), without their directives and exercise markers.
+    With `origin` (the notebook's path), each chunk starts with a comment naming its code cell, so a traceback in a generated
+    module leads to the cell to edit (code cells counted from 1, as they appear down the notebook)."""
     chunks = []
-    for cell in cells:
-        if cell.get("cell_type") == "code":
-            directives, body = split_directives(cell_source(cell))
-            if export_target(directives) == module:
-                chunks.append(strip_markers("\n".join(body)).strip("\n"))
+    code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
+    for number, cell in enumerate(code_cells, 1):
+        directives, body = split_directives(cell_source(cell))
+        if export_target(directives) == module:
+            code = strip_markers("\n".join(body)).strip("\n")
+            chunks.append(f"# --- {origin}, code cell {number}\n{code}" if origin else code)
     return chunks
 
 
@@ -87,7 +94,7 @@ def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
               f'Edit the notebook\'s `{EXPORT_MARK}` cells instead, then run `make export`."""\n')
     modules = []
     for module, target in [(default, ""), *((name, name) for name in extra)]:
-        chunks = exported_sources(cells, target)
+        chunks = exported_sources(cells, target, origin=rel.as_posix())
         if not chunks:
             raise ValueError(f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells")
         modules.append((module, header + "\n" + module_code(chunks) + "\n"))

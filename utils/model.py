@@ -4,6 +4,8 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 2
+
 import math
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ class Int:
         return params[0]
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 4
 @dataclass
 class Config:
     d_model: int = 768
@@ -48,6 +51,7 @@ class Config:
                 raise ValueError(f"Config.{name} must be a positive int, got {value!r}")
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 6
 class LayerNorm(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -62,6 +66,7 @@ class LayerNorm(nn.Module):
         return normalized * self.w + self.b
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 8
 class Embed(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -85,6 +90,7 @@ class PosEmbed(nn.Module):
         return einops.repeat(self.W_pos[:seq_len], "posn d_model -> batch posn d_model", batch=batch)
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 10
 class Attention(nn.Module):
     IGNORE: Float[Tensor, ""]
 
@@ -123,6 +129,7 @@ class Attention(nn.Module):
         return einops.einsum(z, self.W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model") + self.b_O
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 13
 def gelu_new(x: Tensor) -> Tensor:
     """GPT-2's GELU: the tanh approximation."""
     return F.gelu(x, approximate="tanh")
@@ -145,6 +152,7 @@ class MLP(nn.Module):
         return einops.einsum(post, self.W_out, "batch posn d_mlp, d_mlp d_model -> batch posn d_model") + self.b_out
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 15
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -160,6 +168,7 @@ class TransformerBlock(nn.Module):
         return resid_post
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 17
 class Unembed(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -172,6 +181,7 @@ class Unembed(nn.Module):
         return einops.einsum(normalized_resid_final, self.W_U, "batch posn d_model, d_model d_vocab -> batch posn d_vocab") + self.b_U
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 19
 def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> None:
     """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx.
     check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
@@ -219,6 +229,7 @@ def next_token_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Ten
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 22
 def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
     """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter names and layouts."""
     sd = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
@@ -263,6 +274,7 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     return model
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 25
 @torch.no_grad()
 def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, generator: torch.Generator | None = None) -> Int[Tensor, "batch new_posn"]:
@@ -284,6 +296,7 @@ def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens
     return tokens
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 27
 def get_attention_patterns(model: DemoTransformer, tokens: Int[Tensor, "batch posn"]) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
     """Every layer's attention pattern, captured with forward hooks (works whichever attention path the model uses)."""
     patterns = []

@@ -4,6 +4,8 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
+# --- notebooks/03_training.ipynb, code cell 5
+
 import collections
 import math
 import os
@@ -70,6 +72,7 @@ def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step
                       pin_memory=pin_memory)
 
 
+# --- notebooks/03_training.ipynb, code cell 7
 def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int) -> dict[str, float]:
     """Validation cross-entropy of three models with no learning beyond counting (add-one smoothing):
     uniform (knows nothing), unigram (token frequencies) and bigram (one token of context)."""
@@ -88,6 +91,7 @@ def baselines(train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int
     return {"uniform": math.log(d_vocab), "unigram": -unigram[val_next].log().mean().item(), "bigram": -bigram.log().mean().item()}
 
 
+# --- notebooks/03_training.ipynb, code cell 9
 @dataclass
 class TrainingArgs:
     batch_size: int = 16
@@ -136,6 +140,7 @@ class TrainingArgs:
         self.betas = tuple(self.betas)
 
 
+# --- notebooks/03_training.ipynb, code cell 10
 def lr_at(step: int, args: TrainingArgs) -> float:
     """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat after it).
     Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
@@ -145,6 +150,7 @@ def lr_at(step: int, args: TrainingArgs) -> float:
     return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+# --- notebooks/03_training.ipynb, code cell 12
 def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
     """AdamW with weight decay on the weight matrices and embeddings (W_...) but not on biases (b_...) or LayerNorm's w and b."""
     trained = [(name.split(".")[-1], p) for name, p in model.named_parameters() if p.requires_grad]
@@ -154,6 +160,7 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=args.fused_adamw or None)
 
 
+# --- notebooks/03_training.ipynb, code cell 14
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> torch.Tensor:
     """One update: backpropagate `loss` (adding to gradients already there), clip the gradients' total norm to `grad_clip`, step,
     then clear the gradients for the next step. Returns the loss detached from the graph (no .item(): that would wait for the GPU)."""
@@ -164,11 +171,13 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     return loss.detach()
 
 
+# --- notebooks/03_training.ipynb, code cell 16
 def next_token_accuracy(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> float:
     """Fraction of positions where the highest logit is the token that comes next (the last position has no next token)."""
     return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
 
 
+# --- notebooks/03_training.ipynb, code cell 18
 def model_flops_per_token(cfg: utils.model.Config) -> float:
     """nanoGPT's estimate: 6N (forward + backward through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
     # N counts the weights that take part in matmuls: the blocks and W_U (W_E and W_pos are lookups, not matmuls)
