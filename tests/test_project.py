@@ -103,3 +103,11 @@ def test_diagrams_render_in_the_html_export(folder):
     html, _ = HTMLExporter().from_notebook_node(nb)
     images = re.findall(r"src=[\"']data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)
     assert len(images) == 3 and all(base64.b64decode(data).startswith(b"<svg") for data in images)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_default_exp_sits_in_the_first_export_cell(notebook):
+    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    with_exp = [i for i, c in enumerate(cells) if "#| default_exp" in c]
+    first_export = next(i for i, c in enumerate(cells) if "#| export" in c.split("\n", 2)[:2] or c.startswith("#| export"))
+    assert with_exp == [first_export], f"{notebook.name}: put '#| default_exp' in the first '#| export' cell"
