@@ -15,9 +15,10 @@ NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeou
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # the repository root: notebooks/ and exercises/; containers often run as root
 
+# Tests write checkpoints only to a temporary folder (never to checkpoints/, which holds a learner's runs)
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests
-	TUTORIAL_CONFIG=ci $(PY) -m pytest $(NBVAL) notebooks/
+	tmp=$$(mktemp -d) && TUTORIAL_CONFIG=ci TUTORIAL_CHECKPOINTS=$$tmp $(PY) -m pytest $(NBVAL) notebooks/; status=$$?; rm -rf $$tmp; exit $$status
 
 setup: $(STAMP)
 

@@ -156,7 +156,11 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
                                      "outputs": [], "source": code})
     client = nbclient.NotebookClient(nbformat.reads(json.dumps(nb), as_version=4), timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT / "exercises")}})
+    before = {f: f.stat().st_mtime for f in (ROOT / "checkpoints").rglob("*")}
     client.execute()  # raises CellExecutionError if any cell fails, the final loss assert and the checkpoint reload included
+    after = {f: f.stat().st_mtime for f in (ROOT / "checkpoints").rglob("*")}
+    assert after == before, "the test wrote into the learner's checkpoints/ folder"
+    assert any(Path(os.environ["TUTORIAL_CHECKPOINTS"]).rglob("step_*.pt")), "checkpoints go to TUTORIAL_CHECKPOINTS"
     printed = "".join(out.get("text", "") for cell in client.nb.cells for out in cell.get("outputs", []))
     assert "training your DemoTransformer, as you wrote it" in printed  # not the reference's fused twin
 

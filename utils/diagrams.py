@@ -7,14 +7,13 @@ does: JupyterLab, Colab, GitHub and the HTML export. Change a drawing here, then
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import sys
 from html import escape
 from pathlib import Path
 
-from utils.export import NOTEBOOKS
+from utils.export import NOTEBOOKS, run_generator
 
 NOTEBOOK = NOTEBOOKS / "02_clean_implementation.ipynb"
 W, H = 310, 50  # a box
@@ -160,16 +159,8 @@ def write(notebook: Path = NOTEBOOK) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the notebook's diagrams differ from what this file draws")
-    if parser.parse_args(argv).check:
-        names = stale()
-        for name in names:
-            print(f"out of date: {name} in {NOTEBOOK.name}; run `make diagrams`")
-        return 1 if names else 0
-    for name in write() or ["everything is up to date"]:
-        print(name if name == "everything is up to date" else f"wrote {name} into {NOTEBOOK.name}")
-    return 0
+    return run_generator(argv, __doc__.splitlines()[0], lambda: [f"{name} in {NOTEBOOK.name}" for name in stale()],
+                         lambda: [f"wrote {name} into {NOTEBOOK.name}" for name in write()], "diagrams")
 
 
 if __name__ == "__main__":
