@@ -1,7 +1,7 @@
 """Which tokenizer gives the lower loss for the same CPU time: GPT-2's (50,257 tokens) or our small BPE from notebook 01?
 
 For each run config and tokenizer, time a few training steps, size max_steps so that training fills the same time budget
-(warmup and cosine decay fitted to it), train, and report validation loss per character: the only unit in which
+(capped, as in notebook 03, at max_epochs passes, with warmup and cosine decay fitted to it), train, and report validation loss per character: the only unit in which
 different tokenizers compare. Notebook 03 uses the winner for `ci` and `cpu` (utils/configs.py, `tokenizer`).
     python bench/bench_tokenizer_choice.py                        # ci config, 30 s per tokenizer
     python bench/bench_tokenizer_choice.py --configs cpu --budget 180
@@ -25,7 +25,7 @@ from utils.configs import CONFIGS
 from utils.fused import FusedTransformer
 from utils.model import Config
 from utils.resources import load_corpus, load_tokenizer
-from utils.training import Trainer, TrainingArgs, pack, tokenize_documents
+from utils.training import Trainer, TrainingArgs, pack, run_length, tokenize_documents
 
 
 def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) -> dict:
@@ -50,10 +50,10 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
         for _ in range(5):
             probe.training_step(batch)
         step_s = (time.perf_counter() - start) / 5
-        steps = max(20, int(budget_s / step_s))
+        # the time budget sets the steps; then notebook 03's rule: at most max_epochs passes, warmup at most half the run
+        steps, warmup = run_length(len(train_seq), base.batch_size, max(20, int(budget_s / step_s)), base.warmup_steps, run_cfg.max_epochs)
         never = steps + 1
-        args = replace(base, max_steps=steps, warmup_steps=min(base.warmup_steps, steps // 10), eval_every=steps,
-                       sample_every=never, checkpoint_every=never)
+        args = replace(base, max_steps=steps, warmup_steps=warmup, eval_every=steps, sample_every=never, checkpoint_every=never)
         torch.manual_seed(0)
         trainer = Trainer(FusedTransformer(cfg), args, train_seq, val_seq)
         start = time.perf_counter()

@@ -1,14 +1,20 @@
-"""utils/training.py: packing, baselines, schedule, seeded and resumable training, interrupt and NaN handling."""
+"""utils/training.py: packing, baselines, schedule, seeded and resumable training, interrupt and NaN handling, checkpoints that lose
+nothing, and clear errors at every entry point."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from utils.fused import FusedTransformer
 from utils.model import Config, DemoTransformer
-from utils.training import (Trainer, TrainingArgs, TrainingDiverged, baselines, load_checkpoint_model, lr_at, make_optimizer,
-                            pack, tokenize_documents)
+import utils.training
+from utils.training import (Trainer, TrainingArgs, TrainingDiverged, baselines, batch_rows, load_checkpoint_model, lr_at,
+                            make_optimizer, pack, read_checkpoint, run_length, tokenize_documents)
 
 CFG = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1)
 
@@ -76,26 +82,27 @@ def test_resume_continues_with_identical_losses(tmp_path):
     full = _trainer(tmp_path / "full").train()
     part = _trainer(tmp_path / "part")
     part.train(max_steps=10)
-    resumed = Trainer.resume(tmp_path / "part" / "step_000010.pt", *_data()[:2])
+    resumed = Trainer.resume(part.last_checkpoint, *_data()[:2])
+    assert part.last_checkpoint.name == "step_000010.pt" and resumed.run_dir == part.run_dir  # the same run, going on
     assert type(resumed.model) is FusedTransformer  # the class that was trained, recorded in the checkpoint
     history = resumed.train()
     assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
 
 
-def test_keyboard_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
+def test_ctrl_c_finishes_the_step_and_saves_a_checkpoint(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path)
     original = trainer.training_step
 
-    def interrupt_at_step_7(tokens):
-        if trainer.step == 7:
-            raise KeyboardInterrupt
+    def interrupt_in_step_7(tokens):
+        if trainer.step == 6:  # the 7th step
+            signal.raise_signal(signal.SIGINT)
         return original(tokens)
 
-    monkeypatch.setattr(trainer, "training_step", interrupt_at_step_7)
+    monkeypatch.setattr(trainer, "training_step", interrupt_in_step_7)
     history = trainer.train()
-    assert len(history.train_loss) == 7 and (tmp_path / "interrupted.pt").exists()
-    model, meta = load_checkpoint_model(tmp_path / "interrupted.pt")
-    assert meta["step"] == 7
+    assert len(history.train_loss) == 7 and trainer.last_checkpoint == trainer.run_dir / "step_000007.pt"
+    model, meta = load_checkpoint_model(trainer.last_checkpoint)
+    assert meta["step"] == 7 and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -104,16 +111,19 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     good = trainer.last_checkpoint
     with torch.no_grad():
         trainer.model.blocks[0].mlp.W_in.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 11.*step_000010.pt.*lower learning rate"):
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 11.*back at its last good checkpoint.*step_000010.pt.*lr="):
         trainer.train()
     model, meta = load_checkpoint_model(good)
     assert meta["step"] == 10 and all(torch.isfinite(p).all() for p in model.parameters())
+    # the trainer went back to it: finite weights in memory, at step 10, ready to go on
+    assert trainer.step == 10 and len(trainer.history.train_loss) == 10
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def test_bad_arguments_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         TrainingArgs(batch_size=0)
-    with pytest.raises(ValueError, match="lr > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got -1"):
         TrainingArgs(lr=-1)
     train, val, _ = _data()
     with pytest.raises(ValueError, match="n_ctx = 16 columns"):
@@ -164,8 +174,8 @@ def test_checkpoints_from_before_the_fused_twin_still_load(tmp_path):
     trainer = _trainer(tmp_path, max_steps=1)
     state = trainer.state()
     state["model_cfg"]["attn_impl"] = "fast"  # what older checkpoints stored
-    state["args"]["autocast_bf16"] = False
-    del state["args"]["autocast"], state["scaler"]
+    state["args"]["autocast_bf16"], state["args"]["wandb_project"] = False, None
+    del state["args"]["autocast"], state["scaler"], state["frozen"], state["resumed_from"], state["model_class"]
     torch.save(state, tmp_path / "old.pt")
     model, _ = load_checkpoint_model(tmp_path / "old.pt")
     assert Trainer.resume(tmp_path / "old.pt", *_data()[:2]).args.autocast is None
@@ -187,13 +197,13 @@ def test_bad_gpu_arguments_and_data_are_rejected():
     with pytest.raises(ValueError, match="micro_batch_size must be None or a positive int that divides batch_size = 16"):
         TrainingArgs(batch_size=16, micro_batch_size=5)
     train, val, _ = _data()
-    with pytest.raises(ValueError, match=r"token ids from 0 to 64, outside \[0, d_vocab = 64\)"):
+    with pytest.raises(ValueError, match=r"train_sequences holds token ids from 0 to 64, outside \[0, d_vocab = 64\)"):
         Trainer(FusedTransformer(CFG), TrainingArgs(), torch.cat([train, torch.full((1, 16), 64)]), val)
 
 
 @pytest.mark.parametrize("eval_every, match", [
-    (1000, "weights hold inf or NaN at step 4.*last good checkpoint is .*step_000002.pt"),  # caught when saving
-    (2, "validation loss became nan at step 4.*last good checkpoint is .*step_000002.pt"),  # caught by the evaluation before it
+    (1000, "weights hold inf or NaN at step 4.*back at its last good checkpoint, .*step_000002.pt"),  # caught when saving
+    (2, "validation loss became nan at step 4.*back at its last good checkpoint, .*step_000002.pt"),  # caught by the evaluation before it
 ])
 def test_non_finite_weights_are_never_saved(tmp_path, eval_every, match):
     trainer = _trainer(tmp_path, max_steps=6, eval_every=eval_every, checkpoint_every=2)
@@ -201,8 +211,8 @@ def test_non_finite_weights_are_never_saved(tmp_path, eval_every, match):
     trainer.model.blocks[0].mlp.W_in.register_hook(lambda g: torch.full_like(g, float("inf")) if trainer.step == 3 else g)
     with pytest.raises(TrainingDiverged, match=match):
         trainer.train()
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["step_000002.pt"]
-    model, _ = load_checkpoint_model(tmp_path / "step_000002.pt")
+    assert sorted(p.name for p in trainer.run_dir.glob("*.pt")) == ["step_000002.pt"]
+    model, _ = load_checkpoint_model(trainer.run_dir / "step_000002.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -234,3 +244,318 @@ def test_training_args_reject_bad_values_clearly(kwargs, error, match):
 
 def test_device_may_be_a_torch_device():
     assert TrainingArgs(device=torch.device("cpu")).device == "cpu"
+
+
+# ---------------------------------------------------------------- a step is one unit: stopped anywhere, resumed exactly
+def _sigint():
+    signal.raise_signal(signal.SIGINT)  # what Ctrl-C and Jupyter's stop button send
+
+
+def _interrupt_at(point: str, trainer, monkeypatch, step: int = 7):
+    """Send SIGINT once, at `point` of the step that makes trainer.step == `step` (or of its evaluation / save)."""
+    fired = []
+
+    def once(condition=True):
+        if condition and not fired:
+            fired.append(point)
+            _sigint()
+
+    if point == "lr":
+        original_lr_at = utils.training.lr_at
+        monkeypatch.setattr(utils.training, "lr_at", lambda s, a: (once(s == step - 1), original_lr_at(s, a))[1])
+    elif point == "batch":
+        original_batch = trainer.batch
+        monkeypatch.setattr(trainer, "batch", lambda s: (once(s == step - 1), original_batch(s))[1])
+    elif point == "forward":
+        trainer.model.register_forward_pre_hook(lambda m, inp: once(trainer.step == step - 1 and m.training))
+    elif point == "backward":
+        trainer.model.blocks[0].mlp.W_in.register_hook(lambda g: (once(trainer.step == step - 1), g)[1])
+    elif point == "before optimizer.step":
+        trainer.optimizer.register_step_pre_hook(lambda *a: once(trainer.step == step - 1))
+    elif point == "after optimizer.step":  # the update is done, the step count not yet increased
+        trainer.optimizer.register_step_post_hook(lambda *a: once(trainer.step == step - 1))
+    elif point == "evaluate":
+        original_accuracy = utils.training.next_token_accuracy
+        monkeypatch.setattr(utils.training, "next_token_accuracy", lambda l, t: (once(trainer.step == step), original_accuracy(l, t))[1])
+    elif point == "save":
+        original_write = utils.training.write_checkpoint
+        monkeypatch.setattr(utils.training, "write_checkpoint", lambda st, p: (once(st["step"] == step), original_write(st, p))[1])
+    return fired
+
+
+POINTS = ["lr", "batch", "forward", "backward", "before optimizer.step", "after optimizer.step", "evaluate", "save"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return _trainer(tmp_path_factory.mktemp("full"), eval_every=5).train()
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_stopping_anywhere_in_a_step_resumes_exactly(tmp_path, monkeypatch, uninterrupted, point):
+    step = 10 if point in ("evaluate", "save") else 7  # step 10 evaluates and saves
+    trainer = _trainer(tmp_path / "stopped", eval_every=5)
+    fired = _interrupt_at(point, trainer, monkeypatch, step)
+    history = trainer.train()
+    assert fired == [point] and trainer.step == step, f"stopped at {trainer.step}"
+    # the step happened whole: its loss, its evaluation (if due) and a checkpoint of it
+    assert history.train_loss == uninterrupted.train_loss[:step]
+    assert history.val_loss == uninterrupted.val_loss[:step // 5]
+    assert trainer.last_checkpoint.name == f"step_{step:06d}.pt" and read_checkpoint(trainer.last_checkpoint)["step"] == step
+    monkeypatch.undo()
+    resumed = Trainer.resume(trainer.last_checkpoint, *_data()[:2]).train()
+    assert resumed.train_loss == uninterrupted.train_loss and resumed.val_loss == uninterrupted.val_loss
+    continued = trainer.train()  # or simply go on in the same session
+    assert continued.train_loss == uninterrupted.train_loss and continued.val_loss == uninterrupted.val_loss
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path)
+    trainer.train(max_steps=10)
+    original = trainer.training_step
+
+    def two_presses(tokens):
+        if trainer.step == 12:
+            _sigint()
+            _sigint()
+        return original(tokens)
+
+    monkeypatch.setattr(trainer, "training_step", two_presses)
+    with pytest.raises(KeyboardInterrupt, match="Stopped at once without saving.*middle of step 13.*Trainer.resume.*step_000010.pt"):
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(RuntimeError, match="cannot go on.*half-updated"):
+        trainer.train()
+
+
+# ---------------------------------------------------------------- divergence: never save, go back to the last good checkpoint
+@pytest.mark.parametrize("lr", [1e2, 1e3, 1e6])
+def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr):
+    trainer = _trainer(tmp_path, lr=lr, warmup_steps=0, checkpoint_every=1, eval_every=1, grad_clip=1e9)
+    with pytest.raises(TrainingDiverged) as error:
+        trainer.train()
+    saved = sorted(trainer.run_dir.glob("*.pt")) if trainer.run_dir else []
+    for path in saved:
+        state = read_checkpoint(path)
+        assert all(torch.isfinite(t).all() for t in state["model"].values()), path.name
+        assert all(math.isfinite(v) for v in state["history"]["val_loss"] + state["history"]["train_loss"]), path.name
+    if saved:
+        assert f"back at its last good checkpoint, {saved[-1]}" in str(error.value)
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the model in memory is the good one again
+        resumed = Trainer.resume(saved[-1], *_data()[:2], lr=1e-3)  # what the message says to do
+        resumed.train(max_steps=3)
+        assert all(math.isfinite(v) for v in resumed.history.train_loss)
+    else:
+        assert "No checkpoint was saved yet" in str(error.value)
+        with pytest.raises(RuntimeError, match="cannot go on: its weights are no longer finite"):
+            trainer.train()
+
+
+# ---------------------------------------------------------------- one folder per run
+def test_runs_never_overwrite_each_others_checkpoints(tmp_path):
+    first = _trainer(tmp_path)
+    first.train()
+    files = {p: p.read_bytes() for p in first.run_dir.glob("*.pt")}
+    assert sorted(p.name for p in files) == ["step_000010.pt", "step_000020.pt"]
+    branched = Trainer.resume(first.run_dir / "step_000010.pt", *_data()[:2], lr=1e-2)  # the issue's case
+    branched.train()
+    earlier = Trainer.resume(first.run_dir / "step_000010.pt", *_data()[:2])  # no change, but the run went on past step 10
+    earlier.train()
+    second = _trainer(tmp_path, max_steps=2, checkpoint_every=1)
+    second.train()
+    assert {p: p.read_bytes() for p in first.run_dir.glob("*.pt")} == files
+    folders = {t.run_dir for t in (first, branched, earlier, second)}
+    assert len(folders) == 4 and all(f.parent == tmp_path for f in folders)
+    assert read_checkpoint(branched.last_checkpoint)["resumed_from"] == str(first.run_dir / "step_000010.pt")
+
+
+# ---------------------------------------------------------------- a full disk, and saves cut short
+def _write_then_fail_like_a_full_disk(state, f):
+    with open(f, "wb") as out:
+        out.write(b"\0" * 100_000)  # what a partial write leaves behind
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 160 kB tmpfs, smaller than one checkpoint: a real full disk (needs root and mount; skipped where not allowed)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)])
+
+
+def test_a_full_disk_says_so_leaves_no_partial_file_and_loses_nothing(full_disk, monkeypatch):
+    trainer = _trainer(full_disk)
+    with pytest.raises(OSError, match=f"no space left in {full_disk}.*nothing was lost"):
+        trainer.train()
+    assert list(full_disk.glob("**/*.tmp")) == [] and trainer.step == 10  # the step that could not be saved is still in memory
+    trainer.args.checkpoint_dir, trainer.run_dir = str(full_disk.parent / "roomy"), None
+    assert read_checkpoint(trainer.save_checkpoint())["step"] == 10  # free some space (here: another disk) and save again
+
+
+def test_a_full_disk_during_the_ctrl_c_save_keeps_the_stop_and_the_state(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, checkpoint_every=1000)
+    original = trainer.training_step
+    monkeypatch.setattr(trainer, "training_step", lambda t: (_sigint() if trainer.step == 4 else None, original(t))[1])
+    monkeypatch.setattr(utils.training.torch, "save", _write_then_fail_like_a_full_disk)
+    monkeypatch.setattr(utils.training.shutil, "disk_usage", lambda d: type("usage", (), {"free": 0})())
+    with pytest.raises(OSError, match="no space left in"):
+        trainer.train()
+    assert trainer.step == 5 and len(trainer.history.train_loss) == 5 and not list(tmp_path.glob("**/*.tmp"))
+    monkeypatch.undo()
+    assert read_checkpoint(trainer.save_checkpoint())["step"] == 5
+
+
+def test_partial_files_of_killed_saves_are_removed_at_the_next_start(tmp_path, capsys):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    run = tmp_path / "run_20260101-000000"
+    run.mkdir()
+    orphans = [run / f"step_000013.pt.{gone}.tmp", run / "step_000014.tmp", tmp_path / f"step_000001.pt.{gone}.tmp"]
+    in_progress = run / f"step_000015.pt.{os.getpid()}.tmp"  # a save of a live process
+    for path in orphans + [in_progress]:
+        path.write_bytes(b"\0" * 1000)
+    _trainer(tmp_path)
+    assert [p.exists() for p in orphans] == [False] * 3 and in_progress.exists()
+    assert "removed 3 partial checkpoint file(s)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- resume with frozen parameters, and other entry points
+def test_a_run_with_frozen_parameters_resumes(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=4, checkpoint_every=2)
+    trainer.model.embed.W_E.requires_grad_(False)
+    trainer.optimizer = make_optimizer(trainer.model, trainer.args)
+    trainer.train(max_steps=2)
+    resumed = Trainer.resume(trainer.last_checkpoint, *_data()[:2])
+    assert not resumed.model.embed.W_E.requires_grad
+    assert resumed.train().train_loss == trainer.train().train_loss
+
+
+def _sequences(n_ctx=16):
+    return pack(_data()[2], n_ctx)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(lr="3e-4"), TypeError, "lr must be a finite number > 0, got '3e-4'"),
+    (dict(lr=None), TypeError, "lr must be a finite number > 0, got None"),
+    (dict(lr=float("inf")), ValueError, "lr must be a finite number > 0, got inf"),
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number > 0, got nan"),
+    (dict(betas=0.9), TypeError, r"betas must be a pair \(beta1, beta2\) such as \(0.9, 0.95\), got 0.9"),
+    (dict(betas=(0.9, 1.5)), ValueError, r"betas must be a pair of numbers in \[0, 1\), got 1.5"),
+    (dict(device="gpu"), ValueError, "got 'gpu' \\(for an NVIDIA GPU, 'cuda'\\)"),
+    (dict(checkpoint_dir=None), TypeError, "checkpoint_dir must be a folder path, got None"),
+    (dict(seed=1.5), TypeError, "seed must be an int, got 1.5"),
+    (dict(weight_decay=-0.1), ValueError, "weight_decay must be a finite number >= 0, got -0.1"),
+    (dict(weight_decay=float("nan")), ValueError, "weight_decay must be a finite number >= 0, got nan"),
+    (dict(sample_tokens=-5), ValueError, "sample_tokens must be an int >= 1, got -5"),
+    (dict(sample_prompt=""), ValueError, "sample_prompt must be a non-empty string"),
+    (dict(batch_size=True), TypeError, "batch_size must be an int, got True"),
+    (dict(max_steps=100.0), TypeError, "max_steps must be an int, got 100.0"),
+])
+def test_training_args_name_the_bad_value(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TrainingArgs(**kwargs)
+
+
+def test_training_args_accept_numpy_integers_and_paths(tmp_path):
+    np = pytest.importorskip("numpy")
+    args = TrainingArgs(batch_size=np.int64(8), seed=np.int32(3), lr=np.float32(1e-3), checkpoint_dir=tmp_path)
+    assert (type(args.batch_size), type(args.seed), type(args.lr), args.checkpoint_dir) == (int, int, float, str(tmp_path))
+
+
+@pytest.mark.parametrize("stream, n_ctx, error, match", [
+    (torch.arange(100), 0, ValueError, "n_ctx must be a positive int, got 0"),
+    (torch.arange(100).view(10, 10), 5, ValueError, r"stream must be 1-D .* got shape \(10, 10\)"),
+    (list(range(100)), 5, TypeError, r"stream must be a 1-D tensor of token ids, got a list; use torch.tensor\(ids\)"),
+])
+def test_pack_names_the_bad_input(stream, n_ctx, error, match):
+    with pytest.raises(error, match=match):
+        pack(stream, n_ctx)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda train, val: (train[0], val), ValueError, r"train_sequences must be a 2-D integer tensor .* got shape \(16,\)"),
+    (lambda train, val: (train.tolist(), val), TypeError, "train_sequences must be a 2-D tensor of token ids .* got a list"),
+    (lambda train, val: (train, val[:0]), ValueError, r"val_sequences is empty \(0 sequences\)"),
+    (lambda train, val: (train.float(), val), ValueError, "dtype torch.float32"),
+    (lambda train, val: (train[:4], val), ValueError, "batch_size is 8, more than the 4 training sequences"),
+])
+def test_trainer_names_bad_data(make, error, match, tmp_path):
+    train, val, _ = _data()
+    with pytest.raises(error, match=match):
+        Trainer(FusedTransformer(CFG), TrainingArgs(batch_size=8, checkpoint_dir=str(tmp_path)), *make(train, val))
+
+
+def test_trainer_rejects_what_cannot_train(tmp_path):
+    args = TrainingArgs(batch_size=8, checkpoint_dir=str(tmp_path))
+    one = Config(**{**CFG.__dict__, "n_ctx": 1})
+    with pytest.raises(ValueError, match="n_ctx is 1: a one-token sequence has no next token"):
+        Trainer(FusedTransformer(one), args, _sequences(1), _sequences(1))
+    frozen = FusedTransformer(CFG).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameter"):
+        Trainer(frozen, args, *_data()[:2])
+    with pytest.raises(ValueError, match="sample_prompt ' ' encodes to no tokens"):
+        Trainer(FusedTransformer(CFG), TrainingArgs(sample_prompt=" "), *_data()[:2], encode=lambda s: [], decode=str)
+
+
+def _not_checkpoints(tmp_path):
+    trainer = _trainer(tmp_path / "good", max_steps=1)
+    good = trainer.state()
+    newer = {**good, "args": {**good["args"], "label_smoothing": 0.1}}
+    files = {
+        "empty": b"",
+        "random bytes": os.urandom(5000),
+        "a text file": b"step,loss\n1,4.2\n",
+    }
+    for name, data in files.items():
+        (tmp_path / f"{name}.pt").write_bytes(data)
+    torch.save(good, tmp_path / "whole.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])
+    torch.save(torch.zeros(3), tmp_path / "a plain tensor.pt")
+    torch.save(good["model"], tmp_path / "a state dict.pt")
+    torch.save({"transformer.h.0.attn.c_attn.weight": torch.zeros(2, 6)}, tmp_path / "a Hugging Face state dict.pt")
+    torch.save(newer, tmp_path / "newer.pt")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "a pickled module.pt")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, match", [
+    ("empty", "not a checkpoint of this project"), ("random bytes", "not a checkpoint of this project"),
+    ("a text file", "not a checkpoint of this project"), ("truncated", "not a checkpoint of this project"),
+    ("a plain tensor", "not a checkpoint of this project .*: it holds a Tensor"),
+    ("a state dict", "not a checkpoint of this project .*: it lacks .*load it with model.load_state_dict"),
+    ("a Hugging Face state dict", "not a checkpoint of this project .*: it lacks .*Hugging Face GPT-2 state dict.*load_gpt2_weights"),
+    ("a pickled module", "not a checkpoint of this project.*refuses to run"),
+    ("newer", r"written by a newer version of this project \(it has \['label_smoothing'\]\)"),
+])
+def test_files_that_are_not_checkpoints_get_a_clear_error(tmp_path, name, match):
+    folder = _not_checkpoints(tmp_path)
+    path = folder / f"{name}.pt"
+    for load in (read_checkpoint, load_checkpoint_model, lambda p: Trainer.resume(p, *_data()[:2])):
+        with pytest.raises(ValueError, match=match) as error:
+            load(path)
+        assert str(path) in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+def test_batches_depend_only_on_step_and_seed():
+    rows = [batch_rows(step, 100, 8, seed=0) for step in range(24)]  # 12 batches per epoch, 4 rows left out each epoch
+    assert len(set(torch.cat(rows[:12]).tolist())) == 96 and rows[12].tolist() != rows[0].tolist()
+    assert batch_rows(17, 100, 8, seed=0).tolist() == rows[17].tolist() and batch_rows(17, 100, 8, seed=1).tolist() != rows[17].tolist()
+
+
+def test_run_length_caps_epochs_and_warmup():
+    assert run_length(n_sequences=800, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2) == (200, 100)
+    assert run_length(n_sequences=80, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2) == (20, 10)
+    assert run_length(n_sequences=80, batch_size=8, max_steps=1500, warmup_steps=100) == (1500, 100)
+
+
+def test_profiling_leaves_the_model_as_it_was_and_prints_no_profiler_noise(tmp_path, capfd):
+    from utils.profiling import profile_training_steps
+    trainer = _trainer(tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    table = profile_training_steps(trainer, _data()[0][:8], steps=2)
+    assert "Self CPU" in table
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert "USDT" not in capfd.readouterr().err

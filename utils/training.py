@@ -7,16 +7,23 @@ from __future__ import annotations
 # --- notebooks/03_training.ipynb, code cell 5
 
 import collections
+import contextlib
+import errno
+import functools
 import math
+import numbers
 import os
 import re
+import shutil
+import signal
+import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
 import utils.gpu
@@ -34,42 +41,30 @@ def tokenize_documents(docs: list[str], encode, eot_id: int) -> torch.Tensor:
 
 
 def pack(stream: torch.Tensor, n_ctx: int) -> torch.Tensor:
-    """Cut a token stream into [n_sequences, n_ctx] rows (the remainder is dropped)."""
+    """Cut a 1-D token stream into [n_sequences, n_ctx] rows (the remainder is dropped)."""
+    if not isinstance(stream, torch.Tensor):
+        raise TypeError(f"pack: stream must be a 1-D tensor of token ids, got a {type(stream).__name__}; use torch.tensor(ids)")
+    if stream.ndim != 1:
+        raise ValueError(f"pack: stream must be 1-D (one long stream of token ids), got shape {tuple(stream.shape)}; "
+                         f"use stream.flatten() if its rows belong together")
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, numbers.Integral) or n_ctx < 1:
+        raise ValueError(f"pack: n_ctx must be a positive int, got {n_ctx!r}")
     n = len(stream) // n_ctx
     if n == 0:
         raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of n_ctx = {n_ctx}")
-    return stream[: n * n_ctx].view(n, n_ctx)
+    return stream[: n * n_ctx].view(n, int(n_ctx))
 
 
-class StepBatchSampler(Sampler):
-    """Infinite, seeded batches: batch k is the same whichever step training (re)starts from, so a resumed run sees the same data."""
-
-    def __init__(self, n_rows: int, batch_size: int, seed: int, start_step: int = 0):
-        if batch_size > n_rows:
-            raise ValueError(f"batch_size {batch_size} is larger than the {n_rows} training sequences")
-        self.n_rows, self.batch_size, self.seed, self.start_step = n_rows, batch_size, seed, start_step
-        self.per_epoch = n_rows // batch_size
-        self._epoch, self._order = None, None
-
-    def batch(self, step: int) -> list[int]:
-        epoch, k = divmod(step, self.per_epoch)
-        if epoch != self._epoch:  # one shuffle per epoch, not per step (a large corpus has millions of rows)
-            self._epoch = epoch
-            self._order = torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        return self._order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            yield self.batch(step)
-            step += 1
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n_rows: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def train_loader(sequences: torch.Tensor, batch_size: int, seed: int, start_step: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Batches in a fixed order. pin_memory (for a GPU) puts each batch in page-locked memory, so that .to("cuda", non_blocking=True)
-    really copies in the background."""
-    return DataLoader(TensorDataset(sequences), batch_sampler=StepBatchSampler(len(sequences), batch_size, seed, start_step),
-                      pin_memory=pin_memory)
+def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The rows of the batch for `step`: each epoch is a seeded shuffle of all rows, cut into batches. It depends only on the step
+    and the seed, so a run resumed at step 500 sees the batches an uninterrupted run would have seen from step 500 on."""
+    epoch, k = divmod(step, n_rows // batch_size)
+    return _epoch_order(n_rows, seed, epoch)[k * batch_size:(k + 1) * batch_size]
 
 
 # --- notebooks/03_training.ipynb, code cell 7
@@ -99,7 +94,7 @@ class TrainingArgs:
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100
-    weight_decay: float = 0.1  # matrices only
+    weight_decay: float = 0.1  # weight matrices and embeddings only
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     eval_every: int = 100
@@ -108,36 +103,73 @@ class TrainingArgs:
     sample_tokens: int = 40
     sample_prompt: str = "Once upon a time"
     checkpoint_every: int = 500
-    checkpoint_dir: str = "checkpoints"
+    checkpoint_dir: str = "checkpoints"  # each run writes into its own folder inside it
     seed: int = 0
     device: str = "cpu"
     autocast: str | None = None  # "bfloat16" or "float16" (GPU only, float16 with a gradient scaler); None: float32
     micro_batch_size: int | None = None  # split each batch into micro-batches of this size, accumulating gradients; None: whole
     fused_adamw: bool = True  # AdamW's update for all parameters in one kernel (GPU, and CPU since PyTorch 2.4)
     compile: bool = False  # torch.compile the loss (model and cross-entropy together)
-    wandb_project: str | None = None  # optional Weights & Biases logging; off by default
 
     def __post_init__(self):
-        for name in ("batch_size", "max_steps", "eval_every", "eval_batches", "sample_every", "checkpoint_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"TrainingArgs.{name} must be a positive int, got {getattr(self, name)!r}")
-        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0 and self.grad_clip > 0):
-            raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0 and grad_clip > 0")
+        for name in ("batch_size", "max_steps", "eval_every", "eval_batches", "sample_every", "sample_tokens", "checkpoint_every"):
+            setattr(self, name, _whole_number(name, getattr(self, name), minimum=1))
+        self.warmup_steps = _whole_number("warmup_steps", self.warmup_steps, minimum=0)
+        self.seed = _whole_number("seed", self.seed, minimum=0)
+        self.lr = _real_number("lr", self.lr, "a finite number > 0", lambda x: x > 0)
+        self.min_lr_ratio = _real_number("min_lr_ratio", self.min_lr_ratio, "between 0 and 1", lambda x: 0 <= x <= 1)
+        self.weight_decay = _real_number("weight_decay", self.weight_decay, "a finite number >= 0", lambda x: x >= 0)
+        self.grad_clip = _real_number("grad_clip", self.grad_clip, "a finite number > 0", lambda x: x > 0)
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
+            raise TypeError(f"TrainingArgs.betas must be a pair (beta1, beta2) such as (0.9, 0.95), got {self.betas!r}")
+        self.betas = tuple(_real_number("betas", b, "a pair of numbers in [0, 1)", lambda x: 0 <= x < 1) for b in self.betas)
+        if not isinstance(self.sample_prompt, str) or not self.sample_prompt:
+            raise ValueError(f"TrainingArgs.sample_prompt must be a non-empty string (sampling continues a prompt), "
+                             f"got {self.sample_prompt!r}")
+        if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir):
+            raise TypeError(f"TrainingArgs.checkpoint_dir must be a folder path, got {self.checkpoint_dir!r}")
+        self.checkpoint_dir = str(self.checkpoint_dir)
+        for name in ("fused_adamw", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainingArgs.{name} must be True or False, got {getattr(self, name)!r}")
+        self.device = str(self.device)  # torch.device("cuda") works too
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise ValueError(f"TrainingArgs.device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
+                             + (" (for an NVIDIA GPU, 'cuda')" if self.device.lower() == "gpu" else ""))
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ValueError(f"TrainingArgs.autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
         if self.autocast and not self.device.startswith("cuda"):
             raise ValueError(f"TrainingArgs.autocast={self.autocast!r} needs a CUDA device (device is {self.device!r}); use None on a CPU")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"TrainingArgs.device is {self.device!r}, but PyTorch sees no CUDA GPU here; use device='cpu' "
+                             f"(in Colab: Runtime > Change runtime type > GPU)")
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("TrainingArgs.device is 'mps', but this machine has no Apple GPU that PyTorch can use; use device='cpu'")
         micro = self.micro_batch_size
-        if micro is not None and (isinstance(micro, bool) or not isinstance(micro, int) or micro <= 0 or self.batch_size % micro):
+        if micro is not None and (isinstance(micro, bool) or not isinstance(micro, numbers.Integral) or micro <= 0 or self.batch_size % micro):
             raise ValueError(f"TrainingArgs.micro_batch_size must be None or a positive int that divides batch_size = {self.batch_size}, "
                              f"got {micro!r}")
-        self.device = str(self.device)  # torch.device("cuda") works too
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
-            raise ValueError(f"TrainingArgs.device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
-        for name in ("fused_adamw", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"TrainingArgs.{name} must be True or False, got {getattr(self, name)!r}")
-        self.betas = tuple(self.betas)
+        self.micro_batch_size = None if micro is None else int(micro)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def _whole_number(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers are Integral; True is not a size
+        raise TypeError(f"TrainingArgs.{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"TrainingArgs.{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _real_number(name: str, value, allowed: str, ok) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"TrainingArgs.{name} must be {allowed}, got {value!r}")
+    if not (math.isfinite(value) and ok(value)):
+        raise ValueError(f"TrainingArgs.{name} must be {allowed}, got {value!r}")
+    return float(value)
 
 
 # --- notebooks/03_training.ipynb, code cell 10
@@ -198,33 +230,6 @@ def scaled_optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     return loss.detach()
 
 
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-@dataclass
-class History:
-    train_tokens: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_tokens: list[int] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-
-
-def model_config(saved: dict) -> utils.model.Config:
-    """The model Config stored in a checkpoint (older checkpoints also stored `attn_impl`, which is no longer a setting)."""
-    return utils.model.Config(**{k: v for k, v in saved.items() if k != "attn_impl"})
-
-
-def training_args(saved: dict, **overrides) -> TrainingArgs:
-    """The TrainingArgs stored in a checkpoint (older checkpoints stored autocast_bf16=True/False)."""
-    saved = dict(saved)
-    if "autocast_bf16" in saved:
-        saved["autocast"] = "bfloat16" if saved.pop("autocast_bf16") else None
-    return TrainingArgs(**{**saved, **overrides})
-
-
 class LossReader:
     """Reads each step's loss one step late. `.item()` on a GPU tensor waits for *everything* queued on the GPU; here the loss is
     copied to the CPU in the background as soon as its step is queued, and read after the next step is queued, so the GPU always
@@ -238,7 +243,7 @@ class LossReader:
         previous = self.pop()
         event = None
         if loss.is_cuda:
-            loss = loss.to("cpu", non_blocking=True)  # into page-locked memory, copied when the GPU gets there
+            loss = loss.to("cpu", non_blocking=True)  # a GPU-to-CPU copy with non_blocking lands in page-locked memory by itself
             event = torch.cuda.Event()
             event.record()
         self.pending = (step, loss, event)
@@ -255,39 +260,219 @@ class LossReader:
         return step, float(loss)
 
 
+# --- notebooks/03_training.ipynb, code cell 19
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class History:
+    train_tokens: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_tokens: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+
+CHECKPOINT_KEYS = {"model", "optimizer", "step", "history", "args", "model_cfg", "tokenizer"}  # what every checkpoint holds
+OPTIONAL_CHECKPOINT_KEYS = {"scaler", "model_class", "frozen", "resumed_from"}
+OLD_ARGS = {"autocast_bf16", "wandb_project"}  # TrainingArgs fields of earlier versions, still read
+OLD_MODEL_CFG = {"attn_impl"}
+
+
+def model_config(saved: dict) -> utils.model.Config:
+    """The model Config stored in a checkpoint."""
+    return utils.model.Config(**{k: v for k, v in saved.items() if k not in OLD_MODEL_CFG})
+
+
+def training_args(saved: dict, **overrides) -> TrainingArgs:
+    """The TrainingArgs stored in a checkpoint (older checkpoints stored autocast_bf16=True/False)."""
+    saved = {k: v for k, v in saved.items() if k != "wandb_project"}
+    if "autocast_bf16" in saved:
+        saved["autocast"] = "bfloat16" if saved.pop("autocast_bf16") else None
+    return TrainingArgs(**{**saved, **overrides})
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by Trainer, loaded with weights_only=True (a file cannot run code); anything else: a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        nearby = sorted(str(p) for p in path.parent.glob("**/*.pt")) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"no checkpoint at {path}; checkpoints there: {nearby or 'none'}")
+    not_ours = f"{path} is not a checkpoint of this project (the step_*.pt files a Trainer writes)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, random bytes, a text file, or objects weights_only refuses to load
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if "weights_only" in str(error):
+            first_line = "it holds Python objects that a weights-only load refuses to run"
+        raise ValueError(f"{not_ours}: torch.load could not read it ({first_line[:200]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{not_ours}: it holds a {type(state).__name__}, not a checkpoint's dict")
+    missing = CHECKPOINT_KEYS - state.keys()
+    if missing:
+        hugging_face = any(str(k).startswith(("transformer.", "h.0.", "wte.")) for k in state)
+        hint = ("a Hugging Face GPT-2 state dict? utils.model.load_gpt2_weights loads those" if hugging_face else
+                "a bare state dict? load it with model.load_state_dict")
+        raise ValueError(f"{not_ours}: it lacks {sorted(missing)} ({hint})")
+    known_args = {f.name for f in fields(TrainingArgs)} | OLD_ARGS
+    known_cfg = {f.name for f in fields(utils.model.Config)} | OLD_MODEL_CFG
+    unknown = sorted((state.keys() - CHECKPOINT_KEYS - OPTIONAL_CHECKPOINT_KEYS) | (state["args"].keys() - known_args)
+                     | (state["model_cfg"].keys() - known_cfg))
+    if unknown:
+        raise ValueError(f"{path} was written by a newer version of this project (it has {unknown}); update your copy of the "
+                         f"repository (git pull) to load it")
+    return state
+
+
+def model_from_checkpoint(state: dict, model_class=None, device: str = "cpu") -> utils.model.DemoTransformer:
+    """The model a checkpoint holds, rebuilt as `model_class` (default: the fused twin if that is what was trained, else
+    utils.model.DemoTransformer; your own class takes the same state dict too)."""
+    if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
+        from utils.fused import FusedTransformer as model_class  # generated from this notebook's "Making it fast" cells
+    model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
+    model.load_state_dict(state["model"], strict=True)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in state.get("frozen", ()))
+    return model.to(device)
+
+
+def load_checkpoint_model(path: str | Path, device: str | None = None, model_class=None) -> tuple[utils.model.DemoTransformer, dict]:
+    """The trained model (in eval mode) and the checkpoint's metadata. `device`: where to put the model; by default the device it
+    was trained on, or the CPU if that one is not available here. `model_class`: as for model_from_checkpoint."""
+    state = read_checkpoint(path)
+    if device is None:
+        device = state["args"].get("device", "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+    model = model_from_checkpoint(state, model_class, device)
+    return model.eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}
+
+
+def write_checkpoint(state: dict, path: Path) -> None:
+    """Write `state` to `path` whole or not at all: into a temporary file named after this process, then renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException as error:  # a full disk, Ctrl-C, anything: never leave a partial file behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, Exception) and _no_space_left(error, path.parent):
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(errno.ENOSPC, f"no space left in {path.parent} for {path.name} ({free / 2**20:.0f} MB free); "
+                                        f"nothing was lost: free some space (older runs' folders, say) and save again") from None
+        raise
+
+
+def _no_space_left(error: Exception, directory: Path) -> bool:
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error):
+        return True
+    # torch.save reports a full disk as "[enforce fail at inline_container.cc] ... unexpected pos"
+    return "enforce fail" in str(error) and shutil.disk_usage(directory).free < 64 * 2**20
+
+
+def remove_partial_checkpoints(directory: str | Path) -> list[Path]:
+    """Delete temporary files that an interrupted save left in `directory` or its run folders (those of processes that are gone)."""
+    removed = []
+    for tmp in [*Path(directory).glob("step_*.tmp"), *Path(directory).glob("*/step_*.tmp")]:
+        pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""  # step_000010.pt.<pid>.tmp
+        if pid.isdigit() and _process_exists(int(pid)):
+            continue  # a save in progress, in this process or another
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- notebooks/03_training.ipynb, code cell 20
+class StopRequests:
+    """While training, the first SIGINT (Ctrl-C, Jupyter's stop button) only sets `requested`; the loop stops after the current
+    step. A second one raises KeyboardInterrupt at once. Outside the main thread (where signals cannot be caught) it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _on_sigint(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt("stopped at once, in the middle of a step")
+        self.requested = True
+        print("\nStopping after this step, and saving a checkpoint (press again to stop at once, without saving)", file=sys.stderr)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            if self._previous is None:  # installed from C: restore Python's default afterwards
+                self._previous = signal.default_int_handler
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool):
+    """TF32 for float32 matmuls (about 8x faster on Ampere and later GPUs, 10 mantissa bits) while training, as before afterwards."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+# --- notebooks/03_training.ipynb, code cell 21
 class Trainer:
     """Trains a DemoTransformer (or a FusedTransformer, or your own model) on packed sequences.
-    `train()` can be interrupted (Ctrl-C / the stop button) and called again."""
+    `train()` can be stopped (Ctrl-C / the stop button) and called again; `Trainer.resume(checkpoint, ...)` continues a run."""
 
     def __init__(self, model: utils.model.DemoTransformer, args: TrainingArgs, train_sequences: torch.Tensor, val_sequences: torch.Tensor,
-                 encode=None, decode=None, tokenizer_name: str = "", baselines: dict | None = None):
+                 encode=None, decode=None, tokenizer_name: str = ""):
         model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: train (and save) the module inside it
-        if train_sequences.shape[1] != model.cfg.n_ctx or val_sequences.shape[1] != model.cfg.n_ctx:
-            raise ValueError(f"sequences must have n_ctx = {model.cfg.n_ctx} columns; got {train_sequences.shape[1]} and {val_sequences.shape[1]}")
-        for split, sequences in (("training", train_sequences), ("validation", val_sequences)):
-            if sequences.numel() and not (0 <= int(sequences.min()) and int(sequences.max()) < model.cfg.d_vocab):
-                raise ValueError(f"the {split} sequences hold token ids from {int(sequences.min())} to {int(sequences.max())}, "
-                                 f"outside [0, d_vocab = {model.cfg.d_vocab}): was the data tokenised with another tokenizer?")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"TrainingArgs.device is {args.device!r}, but PyTorch sees no CUDA GPU here; use device='cpu' "
-                             f"(in Colab: Runtime > Change runtime type > GPU)")
+        if not isinstance(args, TrainingArgs):
+            raise TypeError(f"args must be a TrainingArgs, got a {type(args).__name__}")
+        if model.cfg.n_ctx < 2:
+            raise ValueError(f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to predict; "
+                             f"training needs n_ctx >= 2")
+        check_sequences("train_sequences", train_sequences, model.cfg)
+        check_sequences("val_sequences", val_sequences, model.cfg)
+        if args.batch_size > len(train_sequences):
+            raise ValueError(f"TrainingArgs.batch_size is {args.batch_size}, more than the {len(train_sequences)} training sequences")
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError("the model has no trainable parameter (all have requires_grad=False)")
+        if encode is not None and not len(encode(args.sample_prompt)):
+            raise ValueError(f"TrainingArgs.sample_prompt {args.sample_prompt!r} encodes to no tokens; give a prompt with some text")
         self.args = args
         self.model = model.to(args.device)
         self.train_sequences, self.val_sequences = train_sequences, val_sequences
         self.encode, self.decode, self.tokenizer_name = encode, decode, tokenizer_name
-        self.baselines = baselines or {}
         self.optimizer = make_optimizer(self.model, args)
         self.scaler = torch.amp.GradScaler("cuda", enabled=args.autocast == "float16")
         self.step = 0
         self.history = History()
+        self.run_dir: Path | None = None  # this run's folder in args.checkpoint_dir, made at the first save
+        self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
-        if args.device.startswith("cuda"):
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        self.broken: str | None = None  # why the model in memory cannot be trained on, if it cannot
+        removed = remove_partial_checkpoints(args.checkpoint_dir)
+        if removed:
+            print(f"removed {len(removed)} partial checkpoint file(s) that an interrupted save left in {args.checkpoint_dir}")
         # torch.compile the whole loss, not just the model: the cross-entropy then fuses with the unembedding's output, and the
         # float32 copy of the logits is never written to memory. Evaluation and sampling run the model as it is (eager).
         self.loss_on = torch.compile(self.loss_eager) if args.compile else self.loss_eager
-        self._wandb = None
 
     # ---------------------------------------------------------------- one step
     def autocast(self):
@@ -318,6 +503,11 @@ class Trainer:
             returned = optimizer_step(self.model, self.optimizer, loss, self.args.grad_clip)
         return total + torch.as_tensor(returned, device=batch.device)  # a float works too, at the price of a wait
 
+    def batch(self, step: int) -> torch.Tensor:
+        """The batch for `step`, on the training device (in page-locked memory first on a GPU, so the copy runs in the background)."""
+        rows = self.train_sequences[batch_rows(step, len(self.train_sequences), self.args.batch_size, self.args.seed)]
+        return rows.pin_memory().to(self.args.device, non_blocking=True) if self.args.on_gpu else rows.to(self.args.device)
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and next-token accuracy over the first eval_batches batches of the validation set."""
@@ -336,7 +526,7 @@ class Trainer:
     def sample(self, temperature: float = 0.8) -> str:
         if self.encode is None or self.decode is None:
             return ""
-        prompt = torch.tensor([self.encode(self.args.sample_prompt)], device=self.args.device)
+        prompt = torch.tensor([list(self.encode(self.args.sample_prompt))], dtype=torch.long, device=self.args.device)
         self.model.eval()
         out = generate(self.model, prompt, self.args.sample_tokens, temperature=temperature, top_k=50,
                        generator=torch.Generator(device=self.args.device).manual_seed(self.args.seed))
@@ -345,85 +535,93 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def train(self, max_steps: int | None = None) -> History:
-        """Train until args.max_steps (or `max_steps` more steps). Ctrl-C saves a checkpoint and returns."""
+        """Train until args.max_steps (or `max_steps` more steps). Ctrl-C finishes the current step, saves a checkpoint and returns."""
+        if self.broken:
+            raise RuntimeError(f"this trainer cannot go on: {self.broken}")
         args = self.args
         end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
-        on_gpu = args.device.startswith("cuda")
-        loader = iter(train_loader(self.train_sequences, args.batch_size, args.seed, start_step=self.step, pin_memory=on_gpu))
         tokens_per_step = args.batch_size * self.model.cfg.n_ctx
         flops_per_step = model_flops_per_token(self.model.cfg) * tokens_per_step
-        peak = utils.gpu.peak_flops(torch.cuda.get_device_name(), args.autocast) if on_gpu and args.autocast else None
+        peak = utils.gpu.peak_flops(torch.cuda.get_device_name(), args.autocast) if args.on_gpu and args.autocast else None
         reader = LossReader()
-        self._start_wandb()
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)  # an interrupted step may have left gradients behind
+        self.optimizer.zero_grad(set_to_none=True)
         bar = tqdm(total=end, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
         postfix = {}
         reads = collections.deque(maxlen=20)  # (time, step) of recent loss reads: speed over several steps, not one
 
         def record(step: int, loss: float) -> None:
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss} at step {step}; stopped without saving over the last good checkpoint "
-                    f"({self.last_checkpoint or 'none saved yet'}). Try a lower learning rate (now {args.lr}) or a smaller grad_clip.")
+                raise TrainingDiverged(f"loss became {loss} at step {step}")
             self.history.train_tokens.append(step * tokens_per_step)
             self.history.train_loss.append(loss)
             reads.append((time.perf_counter(), step))
             postfix["loss"] = f"{loss:.3f}"
-            values = {"train/loss": loss, "lr": lr_at(step - 1, args)}
             if len(reads) > 1:
                 seconds = (reads[-1][0] - reads[0][0]) / (reads[-1][1] - reads[0][1])
                 postfix["tok/s"] = f"{tokens_per_step / seconds:,.0f}"
-                values["tokens_per_s"] = tokens_per_step / seconds
                 if peak:
                     postfix["MFU"] = f"{flops_per_step / seconds / peak:.0%}"
             bar.set_postfix(postfix, refresh=False)
             bar.update()
-            self._log(values)
 
         try:
-            while self.step < end:
-                (batch,) = next(loader)
-                loss = self.training_step(batch.to(args.device, non_blocking=True))
-                self.step += 1
-                previous = reader.push(self.step, loss)
-                if previous:
-                    record(*previous)
-                evaluating = self.step % args.eval_every == 0 or self.step == end
-                sampling = self.encode and (self.step % args.sample_every == 0 or self.step == end)
-                saving = self.step % args.checkpoint_every == 0 or self.step == end
-                if evaluating or sampling or saving:
-                    record(*reader.pop())  # this step's loss first: never evaluate or save after a diverged step
-                if evaluating:
-                    val_loss, accuracy = self.evaluate()
-                    if not math.isfinite(val_loss):
-                        raise TrainingDiverged(
-                            f"validation loss became {val_loss} at step {self.step}; stopped without saving. The last good checkpoint is "
-                            f"{self.last_checkpoint or 'none: none was saved yet'}; resume from it with a lower learning rate.")
-                    self.history.val_tokens.append(self.step * tokens_per_step)
-                    self.history.val_loss.append(val_loss)
-                    self.history.val_accuracy.append(accuracy)
-                    bar.write(f"step {self.step}: train loss {self.history.train_loss[-1]:.3f}, validation loss {val_loss:.3f}, "
-                              f"accuracy {accuracy:.1%}")
-                    self._log({"val/loss": val_loss, "val/accuracy": accuracy})
-                if sampling:
-                    text = self.sample()
-                    self.history.samples.append(text)
-                    bar.write(f"sample at step {self.step}: {text!r}")
-                if saving:
-                    self.save_checkpoint()
-                if evaluating or sampling or saving:
-                    reads.clear()  # their time is not training time
+            with StopRequests() as stop, tf32_matmuls(args.on_gpu):
+                while self.step < end and not stop.requested:
+                    loss = self.training_step(self.batch(self.step))
+                    self.step += 1
+                    previous = reader.push(self.step, loss)
+                    if previous:
+                        record(*previous)
+                    evaluating = self.step % args.eval_every == 0 or self.step == end
+                    sampling = self.encode and (self.step % args.sample_every == 0 or self.step == end)
+                    saving = self.step % args.checkpoint_every == 0 or self.step == end or stop.requested
+                    if evaluating or sampling or saving:
+                        record(*reader.pop())  # this step's loss first: never evaluate or save after a diverged step
+                        reads.clear()  # evaluating, sampling and saving are not training time
+                    if evaluating:
+                        self._evaluate_and_record(bar)
+                    if sampling:
+                        self.history.samples.append(self.sample())
+                        bar.write(f"sample at step {self.step}: {self.history.samples[-1]!r}")
+                    if saving:
+                        self.save_checkpoint()
+                if stop.requested:
+                    bar.write(f"Stopped at step {self.step}: saved {self.last_checkpoint}. Call trainer.train() to continue, "
+                              f"or Trainer.resume('{self.last_checkpoint}', ...) in a new session.")
+        except TrainingDiverged as error:
+            raise TrainingDiverged(f"{error}. {self._go_back_to_last_checkpoint()}") from None
         except KeyboardInterrupt:
-            pending = reader.pop()
-            if pending:
-                record(*pending)
-            path = self.save_checkpoint(name="interrupted.pt")
-            bar.write(f"Interrupted at step {self.step}: saved {path}. Call trainer.train() to continue, "
-                      f"or Trainer.resume('{path}', ...) in a new session.")
+            self.broken = (f"it was stopped at once, in the middle of step {self.step + 1}, so the model in memory may be half-updated. "
+                           f"Resume from the last checkpoint: Trainer.resume('{self.last_checkpoint}', train_sequences, val_sequences, ...)"
+                           if self.last_checkpoint else
+                           f"it was stopped at once, in the middle of step {self.step + 1}, before any checkpoint; build a new Trainer")
+            raise KeyboardInterrupt(f"Stopped at once without saving; {self.broken}") from None
         finally:
             bar.close()
         return self.history
+
+    def _evaluate_and_record(self, bar) -> None:
+        val_loss, accuracy = self.evaluate()
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(f"validation loss became {val_loss} at step {self.step}")
+        self.history.val_tokens.append(self.step * self.args.batch_size * self.model.cfg.n_ctx)
+        self.history.val_loss.append(val_loss)
+        self.history.val_accuracy.append(accuracy)
+        bar.write(f"step {self.step}: train loss {self.history.train_loss[-1]:.3f}, validation loss {val_loss:.3f}, "
+                  f"accuracy {accuracy:.1%}")
+
+    def _go_back_to_last_checkpoint(self) -> str:
+        """After a divergence: put the last good checkpoint back in memory, and say how to go on."""
+        lower = f"{self.args.lr / 10:g}"
+        if self.last_checkpoint is None:
+            self.broken = "its weights are no longer finite and no checkpoint was saved yet"
+            return (f"No checkpoint was saved yet, so there is nothing good to go back to: build a new model and Trainer with a lower "
+                    f"learning rate (now {self.args.lr:g}; try lr={lower}) or a smaller grad_clip.")
+        self._load_state(read_checkpoint(self.last_checkpoint))
+        return (f"Nothing non-finite was saved: the trainer is back at its last good checkpoint, {self.last_checkpoint} (step "
+                f"{self.step}). Training on with the same settings would diverge again; continue with a lower learning rate: "
+                f"Trainer.resume('{self.last_checkpoint}', train_sequences, val_sequences, encode, decode, lr={lower})")
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
@@ -436,75 +634,94 @@ class Trainer:
             "args": asdict(self.args),
             "model_cfg": asdict(self.model.cfg),
             "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "frozen": [name for name, p in self.model.named_parameters() if not p.requires_grad],
             "tokenizer": self.tokenizer_name,
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
         }
 
-    def save_checkpoint(self, name: str | None = None) -> Path:
-        """Write atomically (temporary file, then rename), so an interrupted save never destroys the previous checkpoint.
-        Weights that hold inf or NaN are never saved: the last checkpoint stays the last good one."""
+    def _load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])  # moves the optimizer's state to the parameters' device
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+        self.history = History(**state["history"])
+        self.broken = None
+
+    def save_checkpoint(self) -> Path:
+        """Save this step's checkpoint in this run's folder. Weights that hold inf or NaN are never saved."""
         if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
-            raise TrainingDiverged(
-                f"the weights hold inf or NaN at step {self.step} (a step with non-finite gradients); not saving them. The last good "
-                f"checkpoint is {self.last_checkpoint or 'none: none was saved yet'}; resume from it with a lower learning rate, "
-                f"Trainer.resume(path, ..., lr=...).")
-        directory = Path(self.args.checkpoint_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / (name or f"step_{self.step:06d}.pt")
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+            raise TrainingDiverged(f"the weights hold inf or NaN at step {self.step} (a step with non-finite gradients); not saving them")
+        if self.run_dir is None:
+            self.run_dir = new_run_dir(self.args.checkpoint_dir)
+            tqdm.write(f"this run's checkpoints go to {self.run_dir}")
+        path = self.run_dir / f"step_{self.step:06d}.pt"
+        write_checkpoint(self.state(), path)
         self.last_checkpoint = path
         return path
 
     @classmethod
-    def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, baselines=None,
-               model_class=None, **overrides) -> "Trainer":
-        """Rebuild model, optimizer, step and history from a checkpoint (loaded with weights_only=True). `model_class`: the class to
-        rebuild (default: the fused twin if that is what was trained, else utils.model.DemoTransformer); `overrides`: TrainingArgs to
-        change, such as device or lr."""
+    def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, model_class=None,
+               **overrides) -> "Trainer":
+        """Rebuild model, optimizer, step and history from a checkpoint. `model_class`: as for model_from_checkpoint; `overrides`:
+        TrainingArgs to change, such as device or lr. A resumed run goes on in the checkpoint's folder if it is that run's latest
+        checkpoint and no setting changes; otherwise in a new folder, so that no file of the original run is overwritten."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path}; checkpoints so far: {sorted(map(str, path.parent.glob('*.pt')))}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         saved_device = state["args"].get("device", "cpu")
         if "device" not in overrides and saved_device.startswith("cuda") and not torch.cuda.is_available():
             overrides = {"device": "cpu", "autocast": None, "micro_batch_size": None, "compile": False, **overrides}
             print(f"{path.name} was trained on {saved_device}; there is no CUDA GPU here, so it resumes on the CPU in float32")
         args = training_args(state["args"], **overrides)
-        if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
-            from utils.fused import FusedTransformer as model_class  # generated from this notebook's "Making it fast" cells
-        model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
-        model.load_state_dict(state["model"], strict=True)
-        trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"], baselines)
-        trainer.optimizer.load_state_dict(state["optimizer"])  # moves the optimizer's state to the parameters' device
-        if "scaler" in state:
-            trainer.scaler.load_state_dict(state["scaler"])
-        trainer.step = state["step"]
-        trainer.history = History(**state["history"])
-        trainer.last_checkpoint = path
+        changed = sorted(k for k, v in overrides.items() if state["args"].get(k) != v)
+        model = model_from_checkpoint(state, model_class)
+        trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"])
+        trainer._load_state(state)
+        trainer.last_checkpoint = trainer.resumed_from = path
+        later = [p for p in path.parent.glob("step_*.pt") if p.name > path.name]
+        if not changed and not later:
+            trainer.run_dir = path.parent  # the same run, going on
+        else:
+            why = f"changed: {', '.join(changed)}" if changed else f"{path.parent.name} holds later checkpoints of the original run"
+            print(f"resuming {path.name} at step {trainer.step} as a new run ({why}): its checkpoints go to a new folder in "
+                  f"{args.checkpoint_dir}")
         return trainer
 
-    # ---------------------------------------------------------------- optional experiment tracking
-    def _start_wandb(self):
-        if self.args.wandb_project and self._wandb is None:
-            import wandb  # optional: pip install wandb
 
-            self._wandb = wandb.init(project=self.args.wandb_project, config={**asdict(self.args), **asdict(self.model.cfg)})
+def check_sequences(name: str, sequences, cfg: utils.model.Config) -> None:
+    """Token sequences as pack() returns them: a 2-D integer tensor [n_sequences, n_ctx] of ids below d_vocab."""
+    if not isinstance(sequences, torch.Tensor):
+        raise TypeError(f"{name} must be a 2-D tensor of token ids [n_sequences, n_ctx], as pack() returns; got a "
+                        f"{type(sequences).__name__}")
+    if sequences.ndim != 2 or sequences.dtype in (torch.bool, torch.uint8) or sequences.is_floating_point() or sequences.is_complex():
+        raise ValueError(f"{name} must be a 2-D integer tensor [n_sequences, n_ctx], as pack(stream, n_ctx) returns; got shape "
+                         f"{tuple(sequences.shape)}, dtype {sequences.dtype}")
+    if len(sequences) == 0:
+        raise ValueError(f"{name} is empty (0 sequences); it needs at least one sequence of n_ctx = {cfg.n_ctx} tokens")
+    if sequences.shape[1] != cfg.n_ctx:
+        raise ValueError(f"{name} must have n_ctx = {cfg.n_ctx} columns; got {sequences.shape[1]}")
+    low, high = int(sequences.min()), int(sequences.max())
+    if low < 0 or high >= cfg.d_vocab:
+        raise ValueError(f"{name} holds token ids from {low} to {high}, outside [0, d_vocab = {cfg.d_vocab}): was the data "
+                         f"tokenised with another tokenizer?")
 
-    def _log(self, values: dict):
-        if self._wandb is not None:
-            self._wandb.log(values, step=self.step)
+
+def new_run_dir(checkpoint_dir: str | Path) -> Path:
+    """A new folder for one run's checkpoints, named after the time it was made (never one that exists)."""
+    base = Path(checkpoint_dir) / time.strftime("run_%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not make a new run folder in {checkpoint_dir}")
 
 
-def load_checkpoint_model(path: str | Path, device: str | None = None, model_class=None) -> tuple[utils.model.DemoTransformer, dict]:
-    """The trained model (in eval mode) and the checkpoint's metadata. `device`: where to put the model; by default the device it
-    was trained on, or the CPU if that one is not available here. `model_class`: the class to rebuild (default
-    utils.model.DemoTransformer; FusedTransformer and your own class take the same state dict)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if device is None:
-        device = state["args"].get("device", "cpu")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            device = "cpu"
-    model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
-    model.load_state_dict(state["model"], strict=True)
-    return model.to(device).eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}
+# --- notebooks/03_training.ipynb, code cell 24
+def run_length(n_sequences: int, batch_size: int, max_steps: int, warmup_steps: int, max_epochs: float | None = None) -> tuple[int, int]:
+    """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences (more passes over a small corpus
+    memorise it), and a warmup of at most half the run, so that a short run still reaches its peak learning rate."""
+    steps = max_steps if max_epochs is None else min(max_steps, max(1, round(max_epochs * (n_sequences // batch_size))))
+    return steps, min(warmup_steps, steps // 2)

@@ -1,0 +1,47 @@
+"""Profiling training steps without changing the trained model (notebook 03, "Where does the time go?")."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+@contextlib.contextmanager
+def c_stderr_silenced():
+    """Silence what C++ code writes to file descriptor 2 (PyTorch's profiler prints `USDT: ... profiler_start/stop` lines there,
+    which Jupyter shows in the notebook). Python's own errors are not affected inside Jupyter, whose sys.stderr is not fd 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def profile_training_steps(trainer, batch: torch.Tensor, steps: int = 3, row_limit: int = 8) -> str:
+    """The profiler's table (sorted by time spent in each operation itself) for `steps` calls of trainer.training_step(batch).
+    The steps really update the model, so the model, optimizer and scaler are copied first and put back afterwards."""
+    saved = copy.deepcopy((trainer.model.state_dict(), trainer.optimizer.state_dict(), trainer.scaler.state_dict()))
+    batch = batch.to(trainer.args.device)
+    on_gpu = trainer.args.device.startswith("cuda")
+    try:
+        with c_stderr_silenced(), profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])) as prof:
+            for _ in range(steps):
+                trainer.training_step(batch)
+            if on_gpu:
+                torch.cuda.synchronize()
+    finally:
+        trainer.model.load_state_dict(saved[0])
+        trainer.optimizer.load_state_dict(saved[1])
+        trainer.scaler.load_state_dict(saved[2])
+        trainer.optimizer.zero_grad(set_to_none=True)
+    return prof.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total", row_limit=row_limit,
+                                     max_name_column_width=40)
