@@ -81,41 +81,108 @@ def test_attention_patterns_are_causal_distributions(hf_and_ours):
     assert torch.all(patterns[0].triu(diagonal=1) == 0)
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (torch.tensor([[0, 100]]), ValueError, r"token ids must be in \[0, 100\)"),
-    (torch.tensor([[-1, 3]]), ValueError, "token ids must be in"),
-    (torch.zeros(1, 17, dtype=torch.long), ValueError, "exceeds n_ctx = 16"),
-    (torch.tensor([[1.0, 2.0]]), TypeError, "integer token ids"),
-    (torch.tensor([1, 2]), ValueError, r"shape \[batch, posn\].*unsqueeze"),
-    (torch.zeros(1, 2, 3, dtype=torch.long), ValueError, r"shape \[batch, posn\]"),
-    (torch.zeros(1, 0, dtype=torch.long), ValueError, r"shape \(1, 0\): give at least one sequence of at least one token"),
-    (torch.zeros(0, 3, dtype=torch.long), ValueError, r"shape \(0, 3\)"),
-    (torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, r"integer token ids \(torch.long\), got dtype torch.uint8; use tokens.long\(\)"),
-    (torch.tensor([[True, False]]), TypeError, "got dtype torch.bool"),
-    ([[1, 2]], TypeError, "must be a torch.Tensor"),
-])
-def test_bad_tokens_get_clear_errors(hf_and_ours, bad, error, match):
+def _run_generate(**kwargs):
+    args = dict(tokens=torch.tensor([[1, 2, 3]]), max_new_tokens=2, temperature=1.0, top_k=10) | kwargs
+    return generate(DemoTransformer(CFG), args.pop("tokens"), **args)
+
+
+def _load(hf_shape, ours=CFG):
+    """Load a random Hugging Face GPT-2 of CFG's shape with `hf_shape` changes into a DemoTransformer of `ours`."""
+    return load_gpt2_weights(DemoTransformer(ours), new_gpt2(Config(**{**CFG.__dict__, **hf_shape})))
+
+
+def _tokens_row(name, bad, error, *needles):
+    return [pytest.param(lambda m, bad=bad: m(bad), kind, error, needles, id=f"{kind}-tokens-{name}") for kind in ("ours", "fused")]
+
+
+BAD_INPUT = [
+    # tokens, through DemoTransformer.forward and its fused twin (both call validate_tokens)
+    *_tokens_row("id-too-big", torch.tensor([[0, 100]]), ValueError, "tokens must be ids in [0, 100)", "0 to 100"),
+    *_tokens_row("negative-id", torch.tensor([[-1, 3]]), ValueError, "tokens must be ids in", "-1 to 3"),
+    *_tokens_row("too-long", torch.zeros(1, 17, dtype=torch.long), ValueError, "tokens has 17 positions", "n_ctx = 16"),
+    *_tokens_row("float", torch.tensor([[1.0, 2.0]]), TypeError, "tokens", "torch.float32", "torch.int64", "torch.int32"),
+    *_tokens_row("uint8", torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, "tokens", "torch.uint8", "torch.int64", "torch.int32", "tokens.long()"),
+    *_tokens_row("int16", torch.tensor([[1, 2]], dtype=torch.int16), TypeError, "tokens", "torch.int16", "torch.int64", "torch.int32"),
+    *_tokens_row("bool", torch.tensor([[True, False]]), TypeError, "tokens", "torch.bool", "torch.int64"),
+    *_tokens_row("1-D", torch.tensor([1, 2]), ValueError, "tokens", "[batch, posn]", "(2,)", "tokens[None]"),
+    *_tokens_row("3-D", torch.zeros(1, 2, 3, dtype=torch.long), ValueError, "tokens", "[batch, posn]", "(1, 2, 3)"),
+    *_tokens_row("no-positions", torch.zeros(1, 0, dtype=torch.long), ValueError, "tokens", "(1, 0)", "at least one token"),
+    *_tokens_row("empty-batch", torch.zeros(0, 3, dtype=torch.long), ValueError, "tokens", "(0, 3)", "at least one sequence"),
+    *_tokens_row("meta", torch.zeros(1, 3, dtype=torch.long, device="meta"), ValueError, "tokens", "meta", "cpu"),
+    *_tokens_row("list", [[1, 2]], TypeError, "tokens", "list", "torch.tensor"),
+    # Config: sizes are ints >= 1 (bools refused), layer_norm_eps and init_range finite numbers > 0
+    pytest.param(lambda: Config(d_model=0), None, ValueError, ("Config.d_model", "0"), id="config-d_model-zero"),
+    pytest.param(lambda: Config(n_heads=2.5), None, TypeError, ("Config.n_heads", "2.5"), id="config-n_heads-float"),
+    pytest.param(lambda: Config(d_model=True), None, TypeError, ("Config.d_model", "True", "bool"), id="config-d_model-bool"),
+    pytest.param(lambda: Config(n_layers="2"), None, TypeError, ("Config.n_layers", "'2'"), id="config-n_layers-str"),
+    pytest.param(lambda: Config(layer_norm_eps=0), None, ValueError, ("Config.layer_norm_eps", "0", "> 0"), id="config-eps-zero"),
+    pytest.param(lambda: Config(layer_norm_eps=-1e-5), None, ValueError, ("Config.layer_norm_eps", "-1e-05"), id="config-eps-negative"),
+    pytest.param(lambda: Config(layer_norm_eps=float("nan")), None, ValueError, ("Config.layer_norm_eps", "nan"), id="config-eps-nan"),
+    pytest.param(lambda: Config(layer_norm_eps=None), None, TypeError, ("Config.layer_norm_eps", "None"), id="config-eps-none"),
+    pytest.param(lambda: Config(init_range=0), None, ValueError, ("Config.init_range", "0", "> 0"), id="config-init_range-zero"),
+    pytest.param(lambda: Config(init_range=-0.02), None, ValueError, ("Config.init_range", "-0.02"), id="config-init_range-negative"),
+    pytest.param(lambda: Config(init_range="0.02"), None, TypeError, ("Config.init_range", "'0.02'"), id="config-init_range-str"),
+    pytest.param(lambda: Config(init_range=True), None, TypeError, ("Config.init_range", "True"), id="config-init_range-bool"),
+    # load_gpt2_weights: the configs must agree, even where the parameter shapes happen to match
+    pytest.param(lambda: _load(dict(n_layers=3)), None, ValueError, ("n_layers", "model has 2", "hf_model has 3", "config_from_hf"), id="load-3-layers-into-2"),
+    pytest.param(lambda: _load(dict(n_layers=1)), None, ValueError, ("n_layers", "model has 2", "hf_model has 1"), id="load-1-layer-into-2"),
+    pytest.param(lambda: _load(dict(d_model=64, n_heads=8, d_head=8), ours=Config(**{**CFG.__dict__, "d_model": 64, "n_heads": 4, "d_head": 16})),
+                 None, ValueError, ("n_heads", "model has 4", "hf_model has 8", "d_head", "model has 16", "hf_model has 8"), id="load-8x8-heads-into-4x16"),
+    pytest.param(lambda: _load(dict(d_vocab=120, n_ctx=20, d_mlp=128, layer_norm_eps=1e-6)), None, ValueError,
+                 ("d_vocab", "hf_model has 120", "n_ctx", "hf_model has 20", "d_mlp", "hf_model has 128", "layer_norm_eps", "1e-06"), id="load-other-sizes"),
+    pytest.param(lambda: load_gpt2_weights(DemoTransformer(CFG), None), None, TypeError, ("hf_model", "None", "GPT2LMHeadModel"), id="load-hf-none"),
+    pytest.param(lambda: load_gpt2_weights(DemoTransformer(CFG), new_gpt2(CFG).state_dict()), None, TypeError,
+                 ("hf_model", "dict", "convert_hf_state_dict"), id="load-hf-state-dict"),
+    pytest.param(lambda: load_gpt2_weights(None, new_gpt2(CFG)), None, TypeError, ("model", "None", "DemoTransformer"), id="load-model-none"),
+    # generate
+    pytest.param(lambda: _run_generate(temperature=-1), None, ValueError, ("temperature", "-1", ">= 0"), id="generate-temperature-negative"),
+    pytest.param(lambda: _run_generate(temperature=float("nan")), None, ValueError, ("temperature", "nan"), id="generate-temperature-nan"),
+    pytest.param(lambda: _run_generate(temperature=None), None, TypeError, ("temperature", "None"), id="generate-temperature-none"),
+    pytest.param(lambda: _run_generate(temperature="0.8"), None, TypeError, ("temperature", "'0.8'"), id="generate-temperature-str"),
+    pytest.param(lambda: _run_generate(top_k=0), None, ValueError, ("top_k", "0", "positive int"), id="generate-top_k-zero"),
+    pytest.param(lambda: _run_generate(top_k=2.5), None, TypeError, ("top_k", "2.5"), id="generate-top_k-float"),
+    pytest.param(lambda: _run_generate(max_new_tokens=-1), None, ValueError, ("max_new_tokens", "-1", ">= 0"), id="generate-max_new_tokens-negative"),
+    pytest.param(lambda: _run_generate(max_new_tokens=2.0), None, TypeError, ("max_new_tokens", "2.0"), id="generate-max_new_tokens-float"),
+    pytest.param(lambda: _run_generate(tokens=torch.tensor([1, 2, 3])), None, ValueError, ("tokens", "(3,)", "tokens[None]"), id="generate-1-D-prompt"),
+    pytest.param(lambda: _run_generate(tokens=[[1, 2, 3]]), None, TypeError, ("tokens", "list", "torch.tensor"), id="generate-list-prompt"),
+]
+
+
+@pytest.mark.parametrize("call, model, error, needles", BAD_INPUT)
+def test_bad_input_gets_a_clear_error_naming_the_argument_and_value(hf_and_ours, call, model, error, needles):
+    if model is None:
+        call_it = call
+    else:
+        ours = hf_and_ours[1]
+        target = ours if model == "ours" else FusedTransformer(ours.cfg)
+        call_it = lambda: call(target)  # noqa: E731
+    with pytest.raises(error) as info:
+        call_it()
+    missing = [needle for needle in needles if needle not in str(info.value)]
+    assert not missing, f"{type(info.value).__name__}: {info.value}\n lacks {missing}"
+
+
+def test_config_accepts_numpy_sizes_as_ints_and_numpy_floats():
+    np = pytest.importorskip("numpy")
+    cfg = Config(d_model=np.int64(32), n_heads=np.int32(4), d_head=8, layer_norm_eps=np.float32(1e-5), init_range=np.float64(0.02))
+    assert type(cfg.d_model) is int and type(cfg.n_heads) is int and cfg.d_model == 32
+    assert type(cfg.layer_norm_eps) is float and type(cfg.init_range) is float
+
+
+def test_int32_tokens_work_through_the_model_and_the_loss(hf_and_ours):
     _, ours = hf_and_ours
-    fused = FusedTransformer(ours.cfg)
-    for model in (ours, fused):  # on a CPU the fused model checks ids too
-        with pytest.raises(error, match=match):
-            model(bad)
+    tokens = torch.randint(0, 100, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(next_token_loss(ours(tokens.int()), tokens.int()), next_token_loss(ours(tokens), tokens))
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(d_model=0), "d_model"), (dict(n_heads=2.5), "n_heads")])
-def test_bad_config(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        Config(**kwargs)
-
-
-def test_generate_sampling_is_seeded_and_rejects_negative_temperature(hf_and_ours):
+def test_generate_sampling_is_seeded(hf_and_ours):
     _, ours = hf_and_ours
     prompt = torch.tensor([[1, 2, 3]])
     a = generate(ours, prompt, 5, temperature=1.0, top_k=10, generator=torch.Generator().manual_seed(0))
     b = generate(ours, prompt, 5, temperature=1.0, top_k=10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == (1, 8)
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
-        generate(ours, prompt, 1, temperature=-1)
+    assert torch.equal(generate(ours, prompt, 0), prompt)
 
 
 def test_attention_heatmap_fits_the_output_area_and_labels_every_token():

@@ -7,6 +7,7 @@ from __future__ import annotations
 # --- notebooks/02_clean_implementation.ipynb, code cell 2
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import einops
@@ -32,6 +33,26 @@ class Int:
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 4
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """`value` as a Python int, or a clear error. Refuses bools (True is an int in Python) and floats; accepts numpy integers."""
+    allowed = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value, minimum: float = 0, allow_minimum: bool = False, hint: str = "") -> float:
+    """`value` as a Python float, or a clear error unless it is a finite real number > minimum (>= with allow_minimum)."""
+    allowed = f"a finite number {'>=' if allow_minimum else '>'} {minimum}{hint}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and (value >= minimum if allow_minimum else value > minimum)):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
 @dataclass
 class Config:
     d_model: int = 768
@@ -46,9 +67,9 @@ class Config:
 
     def __post_init__(self):
         for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Config.{name} must be a positive int, got {value!r}")
+            setattr(self, name, check_int(f"Config.{name}", getattr(self, name)))
+        for name in ("layer_norm_eps", "init_range"):
+            setattr(self, name, check_number(f"Config.{name}", getattr(self, name)))
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 6
@@ -187,20 +208,23 @@ def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> N
     check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
     if not isinstance(tokens, Tensor):
         raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])")
-    if tokens.dtype not in (torch.long, torch.int):
-        raise TypeError(f"tokens must be integer token ids (torch.long), got dtype {tokens.dtype}; use tokens.long()")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be token ids of dtype torch.int64 (long) or torch.int32, got dtype {tokens.dtype}; use tokens.long()")
+    if tokens.device.type == "meta":
+        raise ValueError("tokens are on the meta device, which holds shapes but no values; token ids must be real: "
+                         "make them on 'cpu' or 'cuda', e.g. torch.tensor([[50256, 40, 716]])")
     if tokens.ndim != 2:
-        hint = "; for a single sequence use tokens.unsqueeze(0)" if tokens.ndim == 1 else ""
+        hint = "; for a single sequence add a batch dimension: tokens[None]" if tokens.ndim == 1 else ""
         raise ValueError(f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise ValueError(f"tokens has shape {tuple(tokens.shape)}: give at least one sequence of at least one token")
     if tokens.shape[1] > cfg.n_ctx:
-        raise ValueError(f"sequence length {tokens.shape[1]} exceeds n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx} tokens: tokens[:, -{cfg.n_ctx}:]")
+        raise ValueError(f"tokens has {tokens.shape[1]} positions, more than n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx}: tokens[:, -{cfg.n_ctx}:]")
     if not check_values or torch.compiler.is_compiling():
         return  # reading values back would break the compiled graph; eager calls still check them
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= cfg.d_vocab:
-        raise ValueError(f"token ids must be in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}")
+        raise ValueError(f"tokens must be ids in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}")
 
 
 class DemoTransformer(nn.Module):
@@ -225,7 +249,7 @@ def next_token_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Ten
     """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1].
     The last position has no next token: its target is -100, which cross_entropy ignores. That is the same mean as slicing
     logits[:, :-1], without copying the (large) sliced logits."""
-    targets = F.pad(tokens[:, 1:], (0, 1), value=-100)
+    targets = F.pad(tokens[:, 1:].long(), (0, 1), value=-100)  # the model also takes int32 ids; cross_entropy wants int64
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
@@ -269,18 +293,46 @@ def config_from_hf(hf_config, **overrides) -> Config:
 
 
 def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
-    """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set)."""
+    """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set).
+    The configs must agree: some mismatches (more layers, other head splits) would otherwise load without an error."""
+    if not isinstance(model, nn.Module) or not hasattr(model, "cfg"):
+        raise TypeError(f"model must be a DemoTransformer, e.g. DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}")
+    if not isinstance(hf_model, nn.Module) or not hasattr(getattr(hf_model, "config", None), "n_layer"):
+        hint = "; for a state dict use convert_hf_state_dict" if isinstance(hf_model, dict) else ""
+        raise TypeError(f"hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), got {type(hf_model).__name__}{hint}")
+    activation = getattr(hf_model.config, "activation_function", "gelu_new")
+    if activation not in ("gelu_new", "gelu_pytorch_tanh"):  # both are the tanh approximation that our MLP uses
+        raise ValueError(f"hf_model uses activation_function={activation!r}; our MLP computes gelu_new (the tanh approximation) only")
+    theirs = config_from_hf(hf_model.config)
+    differences = [f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(theirs, name)!r}"
+                   for name in ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx", "layer_norm_eps")
+                   if getattr(model.cfg, name) != getattr(theirs, name)]
+    if differences:
+        raise ValueError(f"model and hf_model have different configs ({'; '.join(differences)}); "
+                         "build the model from hf_model's config: DemoTransformer(config_from_hf(hf_model.config))")
     model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
     return model
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 25
+def validate_generate_args(tokens: Tensor, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+    """Clear errors for generate's arguments. The prompt's dtype and ids are checked by the model when it reads them."""
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens (the prompt) must be a torch.Tensor [batch, posn], got {type(tokens).__name__}; e.g. torch.tensor([ids])")
+    if tokens.ndim != 2:
+        hint = "; for a single prompt add a batch dimension: tokens[None]" if tokens.ndim == 1 else ""
+        raise ValueError(f"tokens (the prompt) must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
+    check_int("max_new_tokens", max_new_tokens, minimum=0)
+    check_number("temperature", temperature, minimum=0, allow_minimum=True, hint=" (0 = greedy)")
+    if top_k is not None:
+        check_int("top_k", top_k)
+
+
 @torch.no_grad()
 def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, generator: torch.Generator | None = None) -> Int[Tensor, "batch new_posn"]:
     """Append `max_new_tokens` tokens: greedy when temperature == 0, else sampled from softmax(logits / temperature)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    validate_generate_args(tokens, max_new_tokens, temperature, top_k)
     n_ctx = model.cfg.n_ctx
     for _ in range(max_new_tokens):
         logits = model(tokens[:, -n_ctx:])[:, -1]
