@@ -3,7 +3,7 @@
     make check NOTEBOOK=exercises/02_clean_implementation.ipynb
 
 runs the notebook's definition cells (its `#| export` cells, where the exercises are) in a fresh module, then one test per
-class or function that has a check in utils/checks.py (CHECKS). A learner working in an editor sees which exercises pass.
+class or function that has a check in utils/checks/ (CHECKS). A learner working in an editor sees which exercises pass.
 Without NOTEBOOK (as in `make test`), it runs against the solution notebooks, which must pass every check.
 """
 

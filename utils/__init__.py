@@ -5,7 +5,7 @@ Modules (one guess each):
     resources  - tokenizer, reference GPT-2 and corpus, online with offline fallbacks
     bpe        - byte-level BPE (generated from notebooks/01_tokenisation.ipynb)
     model      - the clean GPT-2 (generated from notebooks/02_clean_implementation.ipynb)
-    checks     - layer-by-layer checks against Hugging Face's GPT-2
+    checks     - checks of the learner's code, one module per notebook (checks/tokenisation, checks/model, checks/training)
     plotting   - plotly charts (attention patterns, loss curves)
     training   - data packing, baselines, the trainer, checkpoints (generated from notebooks/03_training.ipynb)
     fused      - fused twins of model's layers, same parameters, for fast training (generated from notebook 03)

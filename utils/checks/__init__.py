@@ -1,0 +1,30 @@
+"""Checks for the code a learner writes, which say precisely what is wrong: `from utils import checks; checks.check_layernorm(LayerNorm)`.
+
+One module per notebook, and one for what they share:
+    tokenisation  notebook 01: check_merge_word, check_train_merges, check_bpe_tokenizer
+    model         notebook 02: check_layernorm ... check_transformer, against Hugging Face's GPT-2 with the same random weights
+    training      notebook 03: check_lr_at, check_make_optimizer, check_optimizer_step, check_next_token_accuracy
+    core          learner_facing (what the learner sees when a check fails), call_learner (the one way the checks call the
+                  learner's code), Mistake and known_mistake (the one way to describe a known mistake and its advice)
+
+Each module declares its known mistakes at its top; MISTAKES holds them all. CHECKS maps each checked name to its check
+(`make check NOTEBOOK=...` runs the checks whose names a notebook defines). An exercise stub's NotImplementedError passes
+through every check unchanged, so the learner sees its hint.
+"""
+
+from utils.checks.core import MISTAKES, Mistake, call_learner, known_mistake, learner_facing
+from utils.checks.model import (check_attention, check_block, check_embed, check_layernorm, check_mlp, check_pos_embed,
+                                check_transformer, check_unembed)
+from utils.checks.tokenisation import check_bpe_tokenizer, check_merge_word, check_train_merges
+from utils.checks.training import check_lr_at, check_make_optimizer, check_next_token_accuracy, check_optimizer_step
+
+# name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the notebook defines
+CHECKS = {
+    "merge_word": check_merge_word, "train_merges": check_train_merges, "BPETokenizer": check_bpe_tokenizer,
+    "LayerNorm": check_layernorm, "Embed": check_embed, "PosEmbed": check_pos_embed, "Attention": check_attention, "MLP": check_mlp,
+    "TransformerBlock": check_block, "Unembed": check_unembed, "DemoTransformer": check_transformer,
+    "lr_at": check_lr_at, "make_optimizer": check_make_optimizer, "optimizer_step": check_optimizer_step,
+    "next_token_accuracy": check_next_token_accuracy,
+}
+
+__all__ = ["CHECKS", "MISTAKES", "Mistake", "call_learner", "known_mistake", "learner_facing", *(f.__name__ for f in CHECKS.values())]
