@@ -65,19 +65,78 @@ def test_stub_marker_errors_are_clear():
     assert hints == ["return twice x"]
 
 
-def test_make_exercises_keeps_a_learners_edits(tmp_path, monkeypatch):
-    monkeypatch.setattr(exercises, "EXERCISES", tmp_path)
-    assert any("wrote" in m for m in exercises.write_exercises())
+def test_make_exercises_keeps_a_learners_edits(tmp_path):
+    assert any("wrote" in m for m in exercises.write_exercises(tmp_path))
     path = tmp_path / "02_clean_implementation.ipynb"
     nb = _load(path)
     nb["cells"][5]["source"] = "my own work"
     path.write_text(json.dumps(nb))
     (tmp_path / "01_tokenisation.ipynb").write_text((tmp_path / "01_tokenisation.ipynb").read_text().replace("Exercise", "Exercize", 1))
-    messages = exercises.write_exercises()
+    messages = exercises.write_exercises(tmp_path)
     backups = sorted((tmp_path / "backup").glob("*.ipynb"))
     assert len(backups) == 2 and any("kept your edited" in m for m in messages)
     assert any("my own work" in b.read_text() for b in backups)
-    assert exercises.write_exercises() == []  # now pristine: nothing to do
+    assert exercises.write_exercises(tmp_path) == []  # now pristine: nothing to do
+    assert exercises.stale_exercises(tmp_path) == []
+
+
+def _run_a_cell(nb):
+    """What a learner's notebook looks like after running its first code cell and saving: outputs, a count, kernel metadata."""
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["my run, 37 minutes of training\n"]}]
+    cell["execution_count"] = 1
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+@pytest.mark.parametrize("change", ["outputs", "metadata", "formatting"])
+def test_make_exercises_backs_up_a_notebook_whose_outputs_or_metadata_differ(tmp_path, change):
+    """The learner's code is the same but their outputs (a long training run), metadata or file differ: kept all the same."""
+    exercises.write_exercises(tmp_path)
+    path = tmp_path / "03_training.ipynb"
+    nb = _load(path)
+    if change == "outputs":
+        nb = _run_a_cell(nb)
+    elif change == "metadata":
+        nb["metadata"]["my_notes"] = "tried lr=3e-4 first"
+    path.write_text(json.dumps(nb, indent=2 if change == "formatting" else 1))
+    before = path.read_bytes()
+    assert not exercises.learner_edited(path)  # same sources as generated: the old check let this through
+    (tmp_path / "02_clean_implementation.ipynb").unlink()  # and one notebook to write from scratch: no backup needed
+    messages = exercises.write_exercises(tmp_path)
+    (backup,) = (tmp_path / "backup").glob("03_training.*.ipynb")
+    assert backup.read_bytes() == before
+    assert f"kept a copy of the previous {path} as {backup}" in messages and f"wrote {path}" in messages
+    assert len(list((tmp_path / "backup").iterdir())) == 1 and exercises.stale_exercises(tmp_path) == []
+
+
+def test_backups_made_at_the_same_moment_never_overwrite_each_other(tmp_path, monkeypatch):
+    monkeypatch.setattr(exercises, "_backup_stamp", lambda: "20250101-120000-000000")  # a clock that does not move
+    exercises.write_exercises(tmp_path)
+    path = tmp_path / "02_clean_implementation.ipynb"
+    versions = []
+    for attempt in range(3):
+        nb = _load(path)
+        nb["cells"][5]["source"] = f"my work, attempt {attempt}"
+        path.write_text(json.dumps(nb))
+        versions.append(path.read_bytes())
+        messages = exercises.write_exercises(tmp_path)
+        assert any(m.startswith(f"kept your edited {path} as ") for m in messages), messages
+    backups = {b.name: b.read_bytes() for b in (tmp_path / "backup").iterdir()}
+    assert backups == {"02_clean_implementation.20250101-120000-000000.ipynb": versions[0],
+                       "02_clean_implementation.20250101-120000-000000-1.ipynb": versions[1],
+                       "02_clean_implementation.20250101-120000-000000-2.ipynb": versions[2]}
+
+
+def test_a_notebook_that_is_no_longer_valid_json_is_backed_up_too(tmp_path):
+    exercises.write_exercises(tmp_path)
+    path = tmp_path / "01_tokenisation.ipynb"
+    path.write_text(path.read_text()[:5000])  # an editor that crashed mid-save
+    damaged = path.read_bytes()
+    messages = exercises.write_exercises(tmp_path)
+    (backup,) = (tmp_path / "backup").iterdir()
+    assert backup.read_bytes() == damaged
+    assert f"kept your edited {path} as {backup}" in messages
 
 
 def _run_until_error(nb_dict):

@@ -15,20 +15,25 @@ and marks each piece of code the learner writes with comment lines:
 `raise NotImplementedError("<one-line hint>")` (signatures, docstrings and shape annotations stay), a card above the cell
 states difficulty, importance and time, and folded hint and solution cells follow it. Prose, checks and unmarked code are
 copied unchanged. `--check` fails if the committed exercises differ from what the notebooks generate.
-A learner's edited exercise notebook is never overwritten: it is moved to exercises/backup/ first.
+A learner's exercise notebook is never replaced without a backup: one that differs in any way from the version about to be
+written (code, outputs, metadata) is first copied to exercises/backup/<name>.<date-time with microseconds>.ipynb, a name no
+earlier backup has, and the command prints where.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import datetime
 import hashlib
+import itertools
 import json
 import linecache
+import os
 import re
+import shutil
 import sys
 import textwrap
-import time
 import types
 from pathlib import Path
 
@@ -162,11 +167,13 @@ def to_json(nb: dict) -> str:
     return nbformat.writes(nbformat.from_dict(nb), version=4) + "\n"
 
 
-def _generated():
+def _generated(target: Path | None = None):
+    """(path, text, differs) for each exercise notebook, in `target` (default exercises/)."""
+    target = Path(target) if target is not None else EXERCISES
     for solution in sorted(NOTEBOOKS.glob("*.ipynb")):
         nb = exercise_notebook(solution)
         if nb is not None:
-            path = EXERCISES / solution.name
+            path = target / solution.name
             text = to_json(nb)
             yield path, text, not path.exists() or path.read_text(encoding="utf-8") != text
 
@@ -175,29 +182,65 @@ def _shown(path: Path) -> str:
     return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
-def stale_exercises() -> list[str]:
-    return [_shown(path) for path, _, differs in _generated() if differs]
+def stale_exercises(target: Path | None = None) -> list[str]:
+    return [_shown(path) for path, _, differs in _generated(target) if differs]
 
 
 def learner_edited(path: Path) -> bool:
     """True if the notebook's cells differ from what `make exercises` last wrote there (outputs do not count)."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    recorded = nb.get("metadata", {}).get("exercises", {}).get("sources_sha256")
-    return recorded != sources_hash(nb["cells"])
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        recorded = nb.get("metadata", {}).get("exercises", {}).get("sources_sha256")
+        return recorded != sources_hash(nb["cells"])
+    except (ValueError, KeyError, TypeError, AttributeError):  # not a notebook any more: certainly the learner's
+        return True
 
 
-def write_exercises() -> list[str]:
+def _backup_stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")  # microseconds; a counter below settles any tie
+
+
+def back_up(path: Path) -> Path:
+    """Copy `path` to backup/<stem>.<time>.ipynb beside it, under a name no other backup has (the copy is created
+    exclusively, never over another file), and return the copy's path. The original is left in place."""
+    folder = path.parent / "backup"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp, content = _backup_stamp(), path.read_bytes()
+    for count in itertools.count():
+        backup = folder / f"{path.stem}.{stamp}{f'-{count}' if count else ''}{path.suffix}"
+        try:
+            with open(backup, "xb") as file:
+                file.write(content)
+        except FileExistsError:
+            continue
+        shutil.copystat(path, backup)  # keeps the learner's modification time
+        return backup
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it, so that `path` is never left half-written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_exercises(target: Path | None = None) -> list[str]:
+    """Write the exercise notebooks into `target` (default exercises/). A notebook there that differs in any way from the one
+    about to be written (a learner's code, outputs, metadata) is copied to `target`/backup/ first; the messages say where."""
     messages = []
-    for path, text, differs in _generated():
+    for path, text, differs in _generated(target):
         if not differs:
             continue
-        if path.exists() and learner_edited(path):
-            backup = EXERCISES / "backup" / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
-            backup.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(backup)
-            messages.append(f"kept your edited {_shown(path)} as {_shown(backup)}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if path.exists():
+            edited = learner_edited(path)
+            backup = back_up(path)
+            messages.append(f"kept your edited {_shown(path)} as {_shown(backup)}" if edited else
+                            f"kept a copy of the previous {_shown(path)} as {_shown(backup)}")
+        _replace(path, text)
         messages.append(f"wrote {_shown(path)}")
     return messages
 
