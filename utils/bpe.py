@@ -10,6 +10,7 @@ import heapq
 import operator
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 
 import regex
 
@@ -36,6 +37,15 @@ def bytes_to_unicode() -> dict[int, str]:
 def pretokenize(text: str) -> list[str]:
     """Split text the way GPT-2 does before any merging."""
     return _SPLITTER.findall(text)
+
+
+def _is_int(value) -> bool:
+    """An integer, including numpy's and 0-d tensors; not a bool (True would quietly count as 1) nor a float."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
 
 
 # --- notebooks/01_tokenisation.ipynb, code cell 10
@@ -110,6 +120,17 @@ class BPETokenizer:
     pairs of token strings in the order they were learned."""
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens: tuple[str, ...] = (END_OF_TEXT,)):
+        if not isinstance(vocab, Mapping):
+            raise TypeError(f"BPETokenizer: vocab must be a dict from token string to id, got {type(vocab).__name__}")
+        if not isinstance(special_tokens, (tuple, list)) or not all(isinstance(tok, str) for tok in special_tokens):
+            raise TypeError(f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}")
+        missing = [tok for tok in (*bytes_to_unicode().values(), *special_tokens) if tok not in vocab]
+        if missing:
+            raise ValueError(f"BPETokenizer: vocab lacks {missing[:3]}{' and more' if len(missing) > 3 else ''}; it must hold the 256 byte "
+                             f"tokens and every special token in special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())")
+        for k, pair in enumerate(merges):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(p, str) for p in pair) and pair[0] + pair[1] in vocab):
+                raise ValueError(f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings whose join is in vocab")
         self.vocab = dict(vocab)
         self.id_to_token = {i: tok for tok, i in self.vocab.items()}
         self.merge_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
@@ -130,9 +151,12 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
         """Train on `text` until the vocabulary (256 bytes + merges + <|endoftext|>) has `vocab_size` tokens."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not isinstance(vocab_size, int) or vocab_size < 257:
-            raise ValueError(f"vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size!r}")
+            raise TypeError(f"BPETokenizer.train: text must be a str, got {type(text).__name__}")
+        if not _is_int(vocab_size):  # numpy integers are fine; True, 300.0 and "300" are not
+            raise TypeError(f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} ({type(vocab_size).__name__})")
+        vocab_size = operator.index(vocab_size)
+        if vocab_size < 257:
+            raise ValueError(f"BPETokenizer.train: vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size}")
         start = time.perf_counter()
         tokens, merges = train_merges(text, vocab_size - 257)
         seconds = time.perf_counter() - start
@@ -152,24 +176,29 @@ class BPETokenizer:
         return cls(*gpt2_vocab_and_merges())
 
     def _bpe(self, piece: str) -> list[int]:
-        """Merge the byte characters of one pre-token, lowest-rank pair first, as GPT-2 does."""
+        """Merge the byte characters of one pre-token, lowest-rank pair first (leftmost first among equals), as GPT-2 does."""
         if piece in self._cache:
             return self._cache[piece]
         word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
-        while len(word) > 1:
-            ranked = [(self.merge_ranks.get(pair, float("inf")), pair) for pair in zip(word, word[1:])]
-            rank, pair = min(ranked)
-            if rank == float("inf"):
-                break
-            merged, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-                    merged.append(pair[0] + pair[1])
-                    i += 2
-                else:
-                    merged.append(word[i])
-                    i += 1
-            word = merged
+        ranks, n = self.merge_ranks, len(word)
+        symbols = word[:]  # symbols[i]: the token that starts at byte i ("" once joined to its left neighbour)
+        nxt = list(range(1, n + 1))  # nxt[i]: where the next token starts (n: none)
+        prv = list(range(-1, n - 1))  # prv[i]: where the previous token starts (-1: none)
+        heap = [(ranks[pair], i) for i, pair in enumerate(zip(word, word[1:])) if pair in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i]
+            if not symbols[i] or j == n or ranks.get((symbols[i], symbols[j])) != rank:
+                continue  # a stale entry: the pair at i has changed since it was pushed
+            symbols[i], symbols[j] = symbols[i] + symbols[j], ""
+            nxt[i] = nxt[j]
+            if nxt[i] < n:
+                prv[nxt[i]] = i
+            for left in (prv[i], i):  # the joined token's new pairs, with its left and its right neighbour
+                if left >= 0 and nxt[left] < n and (symbols[left], symbols[nxt[left]]) in ranks:
+                    heapq.heappush(heap, (ranks[symbols[left], symbols[nxt[left]]], left))
+        word = [token for token in symbols if token]
         ids = [self.vocab[tok] for tok in word]
         if len(self._cache) < 100_000:
             self._cache[piece] = ids
@@ -194,18 +223,21 @@ class BPETokenizer:
         return ids
 
     def decode(self, ids) -> str:
-        """Token ids (a list of ints, or a 1-D tensor) back to text; invalid UTF-8 becomes '\ufffd', as in GPT-2."""
+        """Token ids (a list of ints, or a 1-D tensor or array) back to text; invalid UTF-8 becomes '\ufffd', as in GPT-2."""
+        shape = getattr(ids, "shape", None)
+        if shape is not None and len(shape) != 1:
+            raise ValueError(f"decode: ids must be one sequence of token ids (1-D), got a {type(ids).__name__} of shape {tuple(shape)}; "
+                             "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]")
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
-            raise TypeError(f"decode expects a sequence of ints, got {type(ids).__name__}")
+            raise TypeError(f"decode expects a sequence of ints (a list or a 1-D tensor), got {type(ids).__name__}")
         data = bytearray()
-        for i in ids:
-            try:
-                i = operator.index(i)
-            except TypeError:
-                raise TypeError(f"token ids must be ints, got {i!r} ({type(i).__name__})") from None
+        for position, i in enumerate(ids):
+            if not _is_int(i):
+                raise TypeError(f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})")
+            i = operator.index(i)
             if i not in self.id_to_token:
-                raise ValueError(f"token id {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}")
+                raise ValueError(f"decode: ids[{position}] = {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}")
             data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
         return data.decode("utf-8", errors="replace")
