@@ -83,10 +83,11 @@ def test_resume_continues_with_identical_losses(tmp_path):
     part = _trainer(tmp_path / "part")
     part.train(max_steps=10)
     resumed = Trainer.resume(part.last_checkpoint, *_data()[:2])
-    assert part.last_checkpoint.name == "step_000010.pt" and resumed.run_dir == part.run_dir  # the same run, going on
+    assert part.last_checkpoint.name == "step_000010.pt"
     assert type(resumed.model) is FusedTransformer  # the class that was trained, recorded in the checkpoint
     history = resumed.train()
     assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
+    assert resumed.run_dir.parent == part.run_dir.parent and resumed.run_dir != part.run_dir  # a resumed run gets its own folder
 
 
 def test_ctrl_c_finishes_the_step_and_saves_a_checkpoint(tmp_path, monkeypatch):
@@ -291,9 +292,9 @@ def uninterrupted(tmp_path_factory):
     return _trainer(tmp_path_factory.mktemp("full"), eval_every=5).train()
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_stopping_anywhere_in_a_step_resumes_exactly(tmp_path, monkeypatch, uninterrupted, point):
-    step = 10 if point in ("evaluate", "save") else 7  # step 10 evaluates and saves
+@pytest.mark.parametrize("point, step", [(point, 7) for point in POINTS if point not in ("evaluate", "save")]
+                         + [("evaluate", 5), ("evaluate", 10), ("save", 10)])  # step 5 evaluates only; step 10 evaluates and saves
+def test_stopping_anywhere_in_a_step_resumes_exactly(tmp_path, monkeypatch, uninterrupted, point, step):
     trainer = _trainer(tmp_path / "stopped", eval_every=5)
     fired = _interrupt_at(point, trainer, monkeypatch, step)
     history = trainer.train()
@@ -307,6 +308,15 @@ def test_stopping_anywhere_in_a_step_resumes_exactly(tmp_path, monkeypatch, unin
     assert resumed.train_loss == uninterrupted.train_loss and resumed.val_loss == uninterrupted.val_loss
     continued = trainer.train()  # or simply go on in the same session
     assert continued.train_loss == uninterrupted.train_loss and continued.val_loss == uninterrupted.val_loss
+
+
+def test_a_stop_during_a_sample_saves_that_step(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, sample_every=3, checkpoint_every=1000)
+    trainer.encode, trainer.decode = (lambda s: [1, 2, 3]), (lambda ids: str(ids))
+    original = trainer.sample
+    monkeypatch.setattr(trainer, "sample", lambda: (_sigint() if trainer.step == 6 else None, original())[1])
+    trainer.train()
+    assert trainer.step == 6 and trainer.last_checkpoint.name == "step_000006.pt" and len(trainer.history.samples) == 2
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_path, monkeypatch):
@@ -329,16 +339,18 @@ def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_pat
 
 
 # ---------------------------------------------------------------- divergence: never save, go back to the last good checkpoint
-@pytest.mark.parametrize("lr", [1e2, 1e3, 1e6])
-def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr):
-    trainer = _trainer(tmp_path, lr=lr, warmup_steps=0, checkpoint_every=1, eval_every=1, grad_clip=1e9)
+@pytest.mark.parametrize("lr, warmup_steps, saved_any", [(1e2, 0, False), (1e3, 0, False), (1e6, 0, False), (1.0, 10, True),
+                                                      (3.0, 10, True)])
+def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr, warmup_steps, saved_any):
+    trainer = _trainer(tmp_path, lr=lr, warmup_steps=warmup_steps, checkpoint_every=1, eval_every=1, grad_clip=1e9)
     with pytest.raises(TrainingDiverged) as error:
         trainer.train()
     saved = sorted(trainer.run_dir.glob("*.pt")) if trainer.run_dir else []
     for path in saved:
         state = read_checkpoint(path)
         assert all(torch.isfinite(t).all() for t in state["model"].values()), path.name
-        assert all(math.isfinite(v) for v in state["history"]["val_loss"] + state["history"]["train_loss"]), path.name
+        assert all(v < 2 * math.log(64) for v in state["history"]["val_loss"] + state["history"]["train_loss"]), path.name
+    assert bool(saved) == saved_any
     if saved:
         assert f"back at its last good checkpoint, {saved[-1]}" in str(error.value)
         assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the model in memory is the good one again
@@ -346,12 +358,38 @@ def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr):
         resumed.train(max_steps=3)
         assert all(math.isfinite(v) for v in resumed.history.train_loss)
     else:
-        assert "No checkpoint was saved yet" in str(error.value)
-        with pytest.raises(RuntimeError, match="cannot go on: its weights are no longer finite"):
+        assert "No checkpoint was saved before the weights blew up" in str(error.value)
+        with pytest.raises(RuntimeError, match="cannot go on: its weights blew up and no checkpoint was saved before that"):
             trainer.train()
 
 
+def test_a_loss_far_worse_than_uniform_counts_as_divergence_and_the_checkpoint_saved_at_the_blow_up_is_skipped(tmp_path):
+    trainer = _trainer(tmp_path, checkpoint_every=2, eval_every=1000)
+    trainer.train(max_steps=6)
+    with torch.no_grad():  # weights blown up but finite, as after a huge update: the loss is large, not NaN
+        trainer.model.unembed.W_U.mul_(1e4)
+    trainer.save_checkpoint()  # the save at step 6 cannot tell: its weights are finite
+    blown = trainer.last_checkpoint
+    with pytest.raises(TrainingDiverged, match=r"training loss became .* at step 7 \(a uniform guess scores 4.16\).*"
+                                               r"back at its last good checkpoint, .*step_000004.pt \(step 4\). step_000006.pt already "
+                                               r"held the blown-up weights: do not resume from it"):
+        trainer.train()
+    assert trainer.step == 4 and blown.exists()  # nothing is deleted; the message says not to resume from it
+
+
 # ---------------------------------------------------------------- one folder per run
+def test_two_runs_resumed_from_one_checkpoint_never_overwrite_each_other(tmp_path):
+    original = _trainer(tmp_path, max_steps=6, checkpoint_every=3)
+    original.train(max_steps=3)
+    first = Trainer.resume(original.last_checkpoint, *_data()[:2])
+    second = Trainer.resume(original.last_checkpoint, *_data(seed=1)[:2])  # other data: other weights at step 6
+    first.train(), second.train(), original.train()
+    paths = [t.last_checkpoint for t in (first, second, original)]
+    assert len(set(paths)) == 3 and all(p.name == "step_000006.pt" for p in paths)
+    weights = [read_checkpoint(p)["model"]["blocks.0.mlp.W_in"] for p in paths]
+    assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])  # each file holds its own run
+
+
 def test_runs_never_overwrite_each_others_checkpoints(tmp_path):
     first = _trainer(tmp_path)
     first.train()
@@ -537,6 +575,24 @@ def test_files_that_are_not_checkpoints_get_a_clear_error(tmp_path, name, match)
         with pytest.raises(ValueError, match=match) as error:
             load(path)
         assert str(path) in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+def test_checkpoint_paths_that_are_not_files_get_a_clear_error(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=2, checkpoint_every=1)
+    trainer.train()
+    with pytest.raises(TypeError, match="the checkpoint must be a file path .* got None"):
+        load_checkpoint_model(None)
+    with pytest.raises(IsADirectoryError, match=f"{trainer.run_dir} is a folder; give a checkpoint file in it, such as .*step_000002.pt"):
+        load_checkpoint_model(trainer.run_dir)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*step_000009.pt; checkpoints in .*: \[.*step_000001.pt', .*step_000002.pt'\]"):
+        Trainer.resume(trainer.run_dir / "step_000009.pt", *_data()[:2])
+    state = trainer.state()
+    torch.save({**state, "args": list(state["args"])}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="not a checkpoint of this project .*parts are not what a Trainer saves"):
+        read_checkpoint(tmp_path / "odd.pt")
+    torch.save({**state, "model_cfg": {**state["model_cfg"], "d_mlp": 32}}, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match="weights do not fit its own model config"):
+        load_checkpoint_model(tmp_path / "edited.pt")
 
 
 def test_batches_depend_only_on_step_and_seed():

@@ -262,7 +262,16 @@ class LossReader:
 
 # --- notebooks/03_training.ipynb, code cell 19
 class TrainingDiverged(RuntimeError):
-    pass
+    """Training went wrong at step `bad_from`: the weights of that step (and later) are not to be trusted."""
+
+    def __init__(self, message: str, bad_from: int):
+        super().__init__(message)
+        self.bad_from = bad_from
+
+
+def diverged(loss: float, d_vocab: int) -> bool:
+    """A loss that is not finite, or more than twice a uniform guess's ln(d_vocab): the weights have blown up."""
+    return not math.isfinite(loss) or loss > 2 * math.log(d_vocab)
 
 
 @dataclass
@@ -296,21 +305,30 @@ def training_args(saved: dict, **overrides) -> TrainingArgs:
 
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by Trainer, loaded with weights_only=True (a file cannot run code); anything else: a clear error."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the checkpoint must be a file path (such as trainer.last_checkpoint), got {path!r}")
     path = Path(path)
+    if path.is_dir():
+        inside = checkpoints_in(path)
+        raise IsADirectoryError(f"{path} is a folder; give a checkpoint file in it" + (f", such as {inside[-1]}" if inside else
+                                                                                   " (it holds no step_*.pt files)"))
     if not path.is_file():
-        nearby = sorted(str(p) for p in path.parent.glob("**/*.pt")) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"no checkpoint at {path}; checkpoints there: {nearby or 'none'}")
+        nearby = checkpoints_in(path.parent) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"no checkpoint at {path}; checkpoints in {path.parent}: "
+                                f"{[str(p) for p in nearby[-5:]] or 'none'}")
     not_ours = f"{path} is not a checkpoint of this project (the step_*.pt files a Trainer writes)"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, random bytes, a text file, or objects weights_only refuses to load
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:150]}"
         if "weights_only" in str(error):
-            first_line = "it holds Python objects that a weights-only load refuses to run"
-        raise ValueError(f"{not_ours}: torch.load could not read it ({first_line[:200]})") from None
+            reason = "it holds Python objects that a weights-only load refuses to run"
+        raise ValueError(f"{not_ours}: torch.load could not read it ({reason})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{not_ours}: it holds a {type(state).__name__}, not a checkpoint's dict")
     missing = CHECKPOINT_KEYS - state.keys()
+    if not missing and not all(isinstance(state[k], dict) for k in ("model", "optimizer", "history", "args", "model_cfg")):
+        raise ValueError(f"{not_ours}: its parts are not what a Trainer saves (model, optimizer, history, args and model_cfg are dicts)")
     if missing:
         hugging_face = any(str(k).startswith(("transformer.", "h.0.", "wte.")) for k in state)
         hint = ("a Hugging Face GPT-2 state dict? utils.model.load_gpt2_weights loads those" if hugging_face else
@@ -326,13 +344,23 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def checkpoints_in(directory: str | Path) -> list[Path]:
+    """The checkpoints in a folder: its own step_*.pt files, or those of its run folders; oldest run first, by step within a run."""
+    directory = Path(directory)
+    return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
+
+
 def model_from_checkpoint(state: dict, model_class=None, device: str = "cpu") -> utils.model.DemoTransformer:
     """The model a checkpoint holds, rebuilt as `model_class` (default: the fused twin if that is what was trained, else
     utils.model.DemoTransformer; your own class takes the same state dict too)."""
     if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
         from utils.fused import FusedTransformer as model_class  # generated from this notebook's "Making it fast" cells
     model = (model_class or utils.model.DemoTransformer)(model_config(state["model_cfg"]))
-    model.load_state_dict(state["model"], strict=True)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as error:  # missing, unexpected or reshaped weights
+        raise ValueError(f"the checkpoint's weights do not fit its own model config ({str(error).splitlines()[1].strip()}...): "
+                         f"the file was changed after it was saved") from None
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name not in state.get("frozen", ()))
     return model.to(device)
@@ -466,6 +494,7 @@ class Trainer:
         self.run_dir: Path | None = None  # this run's folder in args.checkpoint_dir, made at the first save
         self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
+        self.saved: list[tuple[int, Path]] = []  # (step, path) of each checkpoint this trainer saved or resumed from
         self.broken: str | None = None  # why the model in memory cannot be trained on, if it cannot
         removed = remove_partial_checkpoints(args.checkpoint_dir)
         if removed:
@@ -551,8 +580,9 @@ class Trainer:
         reads = collections.deque(maxlen=20)  # (time, step) of recent loss reads: speed over several steps, not one
 
         def record(step: int, loss: float) -> None:
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at step {step}")
+            if diverged(loss, self.model.cfg.d_vocab):  # the loss of step `step` measures the weights before its update
+                raise TrainingDiverged(f"the training loss became {loss:.4g} at step {step} (a uniform guess scores "
+                                       f"{math.log(self.model.cfg.d_vocab):.2f})", bad_from=step - 1)
             self.history.train_tokens.append(step * tokens_per_step)
             self.history.train_loss.append(loss)
             reads.append((time.perf_counter(), step))
@@ -565,6 +595,7 @@ class Trainer:
             bar.set_postfix(postfix, refresh=False)
             bar.update()
 
+        phase = f"step {self.step + 1}"  # what a second Ctrl-C would cut short
         try:
             with StopRequests() as stop, tf32_matmuls(args.on_gpu):
                 while self.step < end and not stop.requested:
@@ -575,27 +606,31 @@ class Trainer:
                         record(*previous)
                     evaluating = self.step % args.eval_every == 0 or self.step == end
                     sampling = self.encode and (self.step % args.sample_every == 0 or self.step == end)
-                    saving = self.step % args.checkpoint_every == 0 or self.step == end or stop.requested
-                    if evaluating or sampling or saving:
+                    saving = self.step % args.checkpoint_every == 0 or self.step == end
+                    if evaluating or sampling or saving or stop.requested:
                         record(*reader.pop())  # this step's loss first: never evaluate or save after a diverged step
                         reads.clear()  # evaluating, sampling and saving are not training time
                     if evaluating:
+                        phase = f"the evaluation at step {self.step}"
                         self._evaluate_and_record(bar)
                     if sampling:
+                        phase = f"the sample at step {self.step}"
                         self.history.samples.append(self.sample())
                         bar.write(f"sample at step {self.step}: {self.history.samples[-1]!r}")
-                    if saving:
+                    if saving or stop.requested:  # a stop asked for during the evaluation or the sample saves too
+                        phase = f"the save at step {self.step}"
                         self.save_checkpoint()
+                    phase = f"step {self.step + 1}"
                 if stop.requested:
                     bar.write(f"Stopped at step {self.step}: saved {self.last_checkpoint}. Call trainer.train() to continue, "
                               f"or Trainer.resume('{self.last_checkpoint}', ...) in a new session.")
         except TrainingDiverged as error:
-            raise TrainingDiverged(f"{error}. {self._go_back_to_last_checkpoint()}") from None
+            raise TrainingDiverged(f"{error}. {self._go_back_to_last_good_checkpoint(error.bad_from)}", error.bad_from) from None
         except KeyboardInterrupt:
-            self.broken = (f"it was stopped at once, in the middle of step {self.step + 1}, so the model in memory may be half-updated. "
+            self.broken = (f"it was stopped at once, in the middle of {phase}, so what it holds may be half-updated. "
                            f"Resume from the last checkpoint: Trainer.resume('{self.last_checkpoint}', train_sequences, val_sequences, ...)"
                            if self.last_checkpoint else
-                           f"it was stopped at once, in the middle of step {self.step + 1}, before any checkpoint; build a new Trainer")
+                           f"it was stopped at once, in the middle of {phase}, before any checkpoint; build a new Trainer")
             raise KeyboardInterrupt(f"Stopped at once without saving; {self.broken}") from None
         finally:
             bar.close()
@@ -603,25 +638,42 @@ class Trainer:
 
     def _evaluate_and_record(self, bar) -> None:
         val_loss, accuracy = self.evaluate()
-        if not math.isfinite(val_loss):
-            raise TrainingDiverged(f"validation loss became {val_loss} at step {self.step}")
+        if diverged(val_loss, self.model.cfg.d_vocab):
+            raise TrainingDiverged(f"the validation loss became {val_loss:.4g} at step {self.step} (a uniform guess scores "
+                                   f"{math.log(self.model.cfg.d_vocab):.2f})", bad_from=self.step)
         self.history.val_tokens.append(self.step * self.args.batch_size * self.model.cfg.n_ctx)
         self.history.val_loss.append(val_loss)
         self.history.val_accuracy.append(accuracy)
         bar.write(f"step {self.step}: train loss {self.history.train_loss[-1]:.3f}, validation loss {val_loss:.3f}, "
                   f"accuracy {accuracy:.1%}")
 
-    def _go_back_to_last_checkpoint(self) -> str:
-        """After a divergence: put the last good checkpoint back in memory, and say how to go on."""
+    def _go_back_to_last_good_checkpoint(self, bad_from: int) -> str:
+        """After a divergence: put the last checkpoint saved before step `bad_from` back in memory, and say how to go on."""
         lower = f"{self.args.lr / 10:g}"
-        if self.last_checkpoint is None:
-            self.broken = "its weights are no longer finite and no checkpoint was saved yet"
-            return (f"No checkpoint was saved yet, so there is nothing good to go back to: build a new model and Trainer with a lower "
-                    f"learning rate (now {self.args.lr:g}; try lr={lower}) or a smaller grad_clip.")
-        self._load_state(read_checkpoint(self.last_checkpoint))
-        return (f"Nothing non-finite was saved: the trainer is back at its last good checkpoint, {self.last_checkpoint} (step "
-                f"{self.step}). Training on with the same settings would diverge again; continue with a lower learning rate: "
-                f"Trainer.resume('{self.last_checkpoint}', train_sequences, val_sequences, encode, decode, lr={lower})")
+        suspect = []
+        for step, path in reversed(self.saved):
+            if step > bad_from or not path.exists() or path.name in suspect:
+                continue
+            self._load_state(read_checkpoint(path))
+            if step == bad_from and self._diverges_on_its_batch():  # saved just before its loss showed the blow-up
+                suspect.append(path.name)
+                continue
+            break
+        else:
+            self.broken = "its weights blew up and no checkpoint was saved before that"
+            note = f" ({', '.join(suspect)} already held the blown-up weights)" if suspect else ""
+            return (f"No checkpoint was saved before the weights blew up{note}, so there is nothing good to go back to: build a new "
+                    f"model and Trainer with a lower learning rate (now {self.args.lr:g}; try lr={lower}) or a smaller grad_clip.")
+        note = f" {', '.join(suspect)} already held the blown-up weights: do not resume from it." if suspect else ""
+        self.last_checkpoint = path
+        return (f"The trainer is back at its last good checkpoint, {path} (step {step}).{note} Training on with the same settings "
+                f"would diverge again; continue with a lower learning rate: "
+                f"Trainer.resume('{path}', train_sequences, val_sequences, encode, decode, lr={lower})")
+
+    @torch.no_grad()
+    def _diverges_on_its_batch(self) -> bool:
+        """Whether the weights in memory give a blown-up loss on the batch of the step they are at (what the next step would see)."""
+        return diverged(self.loss_eager(self.batch(self.step)).item(), self.model.cfg.d_vocab)
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
@@ -651,21 +703,23 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Save this step's checkpoint in this run's folder. Weights that hold inf or NaN are never saved."""
         if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
-            raise TrainingDiverged(f"the weights hold inf or NaN at step {self.step} (a step with non-finite gradients); not saving them")
+            raise TrainingDiverged(f"the weights hold inf or NaN at step {self.step} (a step with non-finite gradients); not saving them",
+                                   bad_from=self.step)
         if self.run_dir is None:
             self.run_dir = new_run_dir(self.args.checkpoint_dir)
             tqdm.write(f"this run's checkpoints go to {self.run_dir}")
         path = self.run_dir / f"step_{self.step:06d}.pt"
         write_checkpoint(self.state(), path)
         self.last_checkpoint = path
+        self.saved.append((self.step, path))
         return path
 
     @classmethod
     def resume(cls, path: str | Path, train_sequences, val_sequences, encode=None, decode=None, model_class=None,
                **overrides) -> "Trainer":
         """Rebuild model, optimizer, step and history from a checkpoint. `model_class`: as for model_from_checkpoint; `overrides`:
-        TrainingArgs to change, such as device or lr. A resumed run goes on in the checkpoint's folder if it is that run's latest
-        checkpoint and no setting changes; otherwise in a new folder, so that no file of the original run is overwritten."""
+        TrainingArgs to change, such as device or lr. The resumed run saves into a new folder (its checkpoints record which one
+        it came from), so that it never overwrites a file of the original run or of another run resumed from the same file."""
         path = Path(path)
         state = read_checkpoint(path)
         saved_device = state["args"].get("device", "cpu")
@@ -678,13 +732,9 @@ class Trainer:
         trainer = cls(model, args, train_sequences, val_sequences, encode, decode, state["tokenizer"])
         trainer._load_state(state)
         trainer.last_checkpoint = trainer.resumed_from = path
-        later = [p for p in path.parent.glob("step_*.pt") if p.name > path.name]
-        if not changed and not later:
-            trainer.run_dir = path.parent  # the same run, going on
-        else:
-            why = f"changed: {', '.join(changed)}" if changed else f"{path.parent.name} holds later checkpoints of the original run"
-            print(f"resuming {path.name} at step {trainer.step} as a new run ({why}): its checkpoints go to a new folder in "
-                  f"{args.checkpoint_dir}")
+        trainer.saved.append((trainer.step, path))
+        print(f"resuming {path} at step {trainer.step}" + (f" (changed: {', '.join(changed)})" if changed else "")
+              + f"; its checkpoints go to a new folder in {args.checkpoint_dir}")
         return trainer
 
 
