@@ -15,7 +15,7 @@ import pytest
 
 from utils import exercises
 
-ROOT = Path(__file__).resolve().parent.parent
+from utils.export import ROOT  # one definition of the repository root
 EXERCISE_NOTEBOOKS = sorted((ROOT / "exercises").glob("*.ipynb"))
 
 

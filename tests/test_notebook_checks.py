@@ -16,7 +16,7 @@ import pytest
 from utils import exercises
 from utils.checks import CHECKS
 
-ROOT = Path(__file__).resolve().parent.parent
+from utils.export import ROOT  # one definition of the repository root
 NOTEBOOKS = [Path(os.environ["NOTEBOOK"])] if os.environ.get("NOTEBOOK") else sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from utils import export
 
-ROOT = Path(__file__).resolve().parent.parent
+from utils.export import ROOT  # one definition of the repository root
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 ALL_NOTEBOOKS = NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb"))
 
