@@ -4,6 +4,7 @@ One module per notebook, and one for what they share:
     tokenisation  notebook 01: check_merge_word, check_train_merges, check_bpe_tokenizer
     model         notebook 02: check_layernorm ... check_transformer, against Hugging Face's GPT-2 with the same random weights
     training      notebook 03: check_lr_at, check_make_optimizer, check_optimizer_step, check_next_token_accuracy
+    kv_cache      notebook 04: check_kv_cache, the cached forward against the uncached model
     core          learner_facing (what the learner sees when a check fails), call_learner (the one way the checks call the
                   learner's code), Mistake and known_mistake (the one way to describe a known mistake and its advice)
 
@@ -26,5 +27,10 @@ CHECKS = {
     "lr_at": check_lr_at, "make_optimizer": check_make_optimizer, "optimizer_step": check_optimizer_step,
     "next_token_accuracy": check_next_token_accuracy,
 }
+
+# notebook 04: the KV cache
+from utils.checks.kv_cache import check_kv_cache  # noqa: E402
+
+CHECKS["forward_with_cache"] = check_kv_cache
 
 __all__ = ["CHECKS", "MISTAKES", "Mistake", "call_learner", "known_mistake", "learner_facing", *(f.__name__ for f in CHECKS.values())]
