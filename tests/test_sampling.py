@@ -477,8 +477,9 @@ def test_zero_new_tokens_returns_the_prompt():
 
 def test_latest_checkpoint_is_the_one_written_last(tmp_path):
     assert latest_checkpoint(tmp_path) is None and latest_checkpoint(tmp_path / "missing") is None
-    files = [tmp_path / "run_20250101-120000" / "step_000200.pt", tmp_path / "run_20250101-120000" / "step_000100.pt",
-             tmp_path / "run_20240101-090000" / "step_000900.pt"]
+    # an older run, resumed in its own folder, wrote last: the latest is not the one with the largest name
+    files = [tmp_path / "run_20240101-090000" / "step_000900.pt", tmp_path / "run_20250101-120000" / "step_000200.pt",
+             tmp_path / "run_20250101-120000" / "step_000100.pt", tmp_path / "run_20240101-090000" / "step_000800.pt"]
     for age, path in enumerate(reversed(files)):  # the first file listed is written last
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"")

@@ -303,7 +303,7 @@ def validate_beam_search_args(model, tokens, num_beams, max_new_tokens, length_p
 # --- notebooks/04_sampling.ipynb, code cell 29
 @torch.no_grad()
 def beam_search(model: nn.Module, tokens: Int[Tensor, "1 posn"], num_beams: int, max_new_tokens: int, *, length_penalty: float = 1.0,
-                no_repeat_ngram_size: int = 0, stop_token: int | None = None) -> list[tuple[Int[Tensor, "new_posn"], float]]:
+                no_repeat_ngram_size: int = 0, stop_token: int | None = None) -> list[tuple[Int[Tensor, "posn"], float]]:
     """The finished beams, best first: (prompt and new tokens, sum of the new tokens' log-probabilities / their number **
     length_penalty). Hugging Face's beam search with early_stopping=True."""
     validate_beam_search_args(model, tokens, num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, stop_token)
