@@ -116,6 +116,7 @@ def accepts_cache(model: nn.Module) -> bool:
     return "cache" in inspect.signature(model.forward).parameters
 
 
+# --- notebooks/04_sampling.ipynb, code cell 20
 def next_logits(model: nn.Module, tokens: Int[Tensor, "batch posn"], cache: KVCache | None = None) -> Float[Tensor, "batch d_vocab"]:
     """The logits for the token after `tokens` (all the tokens so far), from the last n_ctx of them: the model has no position
     beyond. With a cache, only the positions it does not hold yet run through the model (next section)."""
@@ -145,6 +146,7 @@ def sample_next_token(logits: Float[Tensor, "batch d_vocab"], tokens: Int[Tensor
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
 
 
+# --- notebooks/04_sampling.ipynb, code cell 21
 @torch.no_grad()
 def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, frequency_penalty: float = 0.0, stop_token: int | None = None,
@@ -167,7 +169,7 @@ def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens
     return tokens
 
 
-# --- notebooks/04_sampling.ipynb, code cell 22
+# --- notebooks/04_sampling.ipynb, code cell 24
 class KVCache:
     """Every layer's keys and values for the positions the model has already run, each [batch, posn, n_heads, d_head].
     `length`: the number of positions held. `start`: where they begin in the whole token sequence (0 until generation runs past
@@ -238,7 +240,7 @@ class KVCache:
                 f"starting at token {self.start})")
 
 
-# --- notebooks/04_sampling.ipynb, code cell 23
+# --- notebooks/04_sampling.ipynb, code cell 25
 def attention_with_cache(attn: utils.model.Attention, x: Float[Tensor, "batch new_posn d_model"], cache: KVCache,
                          layer: int) -> Float[Tensor, "batch new_posn d_model"]:
     """Attention for the new positions only: their queries attend to every key so far, the cached ones and their own."""
@@ -267,7 +269,7 @@ def forward_with_cache(model: utils.model.DemoTransformer, tokens: Int[Tensor, "
     return model.unembed(model.ln_final(residual))
 
 
-# --- notebooks/04_sampling.ipynb, code cell 28
+# --- notebooks/04_sampling.ipynb, code cell 30
 def ban_repeated_ngrams(tokens: Int[Tensor, "batch posn"], log_probs: Float[Tensor, "batch d_vocab"], n: int) -> Float[Tensor, "batch d_vocab"]:
     """log_probs with -inf for each token that would complete an n-gram already in its row of tokens (no_repeat_ngram_size=n)."""
     posn = tokens.shape[1]
@@ -300,7 +302,7 @@ def validate_beam_search_args(model, tokens, num_beams, max_new_tokens, length_p
                         f"DemoTransformer.forward has `cache=None`)")
 
 
-# --- notebooks/04_sampling.ipynb, code cell 29
+# --- notebooks/04_sampling.ipynb, code cell 31
 @torch.no_grad()
 def beam_search(model: nn.Module, tokens: Int[Tensor, "1 posn"], num_beams: int, max_new_tokens: int, *, length_penalty: float = 1.0,
                 no_repeat_ngram_size: int = 0, stop_token: int | None = None) -> list[tuple[Int[Tensor, "posn"], float]]:
