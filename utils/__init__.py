@@ -9,6 +9,7 @@ Modules (one guess each):
     plotting   - plotly charts (attention patterns, loss curves)
     training   - data packing, baselines, the trainer, checkpoints (generated from notebooks/03_training.ipynb)
     fused      - fused twins of model's layers, same parameters, for fast training (generated from notebook 03)
+    sampling   - generate (greedy, temperature, top-k, top-p, frequency penalty), the KV cache, beam search (generated from notebook 04)
     gpu        - what the GPU can do: precision, micro-batch, torch.compile, peak FLOPs for MFU
     export     - writes the generated modules from marked notebook cells
     exercises  - writes the exercise notebooks from the solution notebooks

@@ -237,8 +237,12 @@ class DemoTransformer(nn.Module):
         self.ln_final = LayerNorm(cfg)
         self.unembed = Unembed(cfg)
 
-    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
+    def forward(self, tokens: Int[Tensor, "batch posn"], cache=None) -> Float[Tensor, "batch posn d_vocab"]:
         validate_tokens(tokens, self.cfg)
+        if cache is not None:  # notebook 04's KV cache: run only the new positions (without one, this line changes nothing)
+            import utils.sampling
+
+            return utils.sampling.forward_with_cache(self, tokens, cache)
         residual = self.embed(tokens) + self.pos_embed(tokens)
         for block in self.blocks:
             residual = block(residual)
@@ -314,41 +318,7 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     return model
 
 
-# --- notebooks/02_clean_implementation.ipynb, code cell 25
-def validate_generate_args(tokens: Tensor, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
-    """Clear errors for generate's arguments. The prompt's dtype and ids are checked by the model when it reads them."""
-    if not isinstance(tokens, Tensor):
-        raise TypeError(f"tokens (the prompt) must be a torch.Tensor [batch, posn], got {type(tokens).__name__}; e.g. torch.tensor([ids])")
-    if tokens.ndim != 2:
-        hint = "; for a single prompt add a batch dimension: tokens[None]" if tokens.ndim == 1 else ""
-        raise ValueError(f"tokens (the prompt) must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
-    check_int("max_new_tokens", max_new_tokens, minimum=0)
-    check_number("temperature", temperature, minimum=0, allow_minimum=True, hint=" (0 = greedy)")
-    if top_k is not None:
-        check_int("top_k", top_k)
-
-
-@torch.no_grad()
-def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, temperature: float = 0.0,
-             top_k: int | None = None, generator: torch.Generator | None = None) -> Int[Tensor, "batch new_posn"]:
-    """Append `max_new_tokens` tokens: greedy when temperature == 0, else sampled from softmax(logits / temperature)."""
-    validate_generate_args(tokens, max_new_tokens, temperature, top_k)
-    n_ctx = model.cfg.n_ctx
-    for _ in range(max_new_tokens):
-        logits = model(tokens[:, -n_ctx:])[:, -1]
-        if temperature == 0:
-            next_token = logits.argmax(dim=-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            next_token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
-        tokens = torch.cat([tokens, next_token], dim=1)
-    return tokens
-
-
-# --- notebooks/02_clean_implementation.ipynb, code cell 27
+# --- notebooks/02_clean_implementation.ipynb, code cell 26
 def get_attention_patterns(model: DemoTransformer, tokens: Int[Tensor, "batch posn"]) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
     """Every layer's attention pattern, captured with forward hooks (works whichever attention path the model uses)."""
     patterns = []

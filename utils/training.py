@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 import utils.gpu
 import utils.model  # checkpoints are rebuilt as utils.model.DemoTransformer (a notebook may define its own model)
-from utils.model import Float, Int, generate, next_token_loss
+import utils.sampling  # generate (notebook 04), for the samples taken while training
+from utils.model import Float, Int, next_token_loss
 
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> torch.Tensor:
@@ -378,6 +379,12 @@ def load_checkpoint_model(path: str | Path, device: str | None = None, model_cla
     return model.eval(), {k: state[k] for k in ("step", "args", "model_cfg", "tokenizer", "history")}
 
 
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The checkpoint written last in `checkpoint_dir` (its run_*/step_*.pt files), or None if there is none."""
+    paths = list(Path(checkpoint_dir).glob("run_*/step_*.pt"))
+    return max(paths, key=lambda p: (p.stat().st_mtime, p.parent.name, p.name)) if paths else None
+
+
 def write_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` whole or not at all: into a temporary file named after this process, then renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -557,8 +564,8 @@ class Trainer:
             return ""
         prompt = torch.tensor([list(self.encode(self.args.sample_prompt))], dtype=torch.long, device=self.args.device)
         self.model.eval()
-        out = generate(self.model, prompt, self.args.sample_tokens, temperature=temperature, top_k=50,
-                       generator=torch.Generator(device=self.args.device).manual_seed(self.args.seed))
+        out = utils.sampling.generate(self.model, prompt, self.args.sample_tokens, temperature=temperature, top_k=50,
+                                      seed=self.args.seed, use_cache=utils.sampling.accepts_cache(self.model))
         self.model.train()
         return self.decode(out[0].tolist())
 
