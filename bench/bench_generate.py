@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,6 +26,8 @@ from utils.fused import FusedTransformer
 from utils.model import Config, DemoTransformer, load_gpt2_weights
 from utils.resources import new_gpt2
 from utils.sampling import generate
+
+from timing import interleaved_times  # bench/timing.py
 
 SHAPES = {  # (config, new tokens per run): both stay within n_ctx, where the cache pays off
     "cpu": (Config(**CONFIGS["cpu"].model, d_vocab=CONFIGS["cpu"].bpe_vocab_size), 100),
@@ -58,14 +59,7 @@ def bench_shape(name: str, cfg: Config, new_tokens: int, rounds: int, device: st
         if not torch.equal(out, reference):
             raise SystemExit(f"{label} generated other tokens than Hugging Face: {out.tolist()} vs {reference.tolist()}")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = {label: [] for label in runs}
-    for _ in range(rounds):
-        for label, run in runs.items():  # interleaved, so that drift in the machine's load affects every contestant alike
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times[label].append(time.perf_counter() - start)
+    times = interleaved_times(runs, rounds, sync)
     medians = {label: statistics.median(t) for label, t in times.items()}
     hf_time = medians["Hugging Face generate (its cache)"]
     print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab} n_ctx={cfg.n_ctx}; prompt {PROMPT_LENGTH} "

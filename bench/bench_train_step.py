@@ -32,6 +32,8 @@ from utils.model import Config, DemoTransformer, next_token_loss
 from utils.resources import new_gpt2
 from utils.training import Trainer, TrainingArgs, model_flops_per_token
 
+from timing import interleaved_times  # bench/timing.py
+
 SHAPES = {
     "ci": (Config(**CONFIGS["ci"].model, d_vocab=CONFIGS["ci"].bpe_vocab_size), 16, 64),
     "cpu": (Config(**CONFIGS["cpu"].model, d_vocab=CONFIGS["cpu"].bpe_vocab_size), 32, 128),
@@ -101,7 +103,7 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
     if explicit:
         steps[f"ours: trainer step, explicit{' (compiled)' if compile_ else ''}"] = ours_step(DemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times, peak_memory = {k: [] for k in steps}, {}
+    peak_memory = {}
     for label, step in steps.items():  # warm-up (compiles), and each one's peak memory on its own
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -113,13 +115,7 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
         if device == "cuda":
             peak_memory[label] = torch.cuda.max_memory_allocated() / GiB
         print(f"  warm-up {label}: {warmup:.1f} s", flush=True)
-    for _ in range(rounds):
-        for label, step in steps.items():  # interleaved, so drift affects every model alike
-            sync()
-            start = time.perf_counter()
-            step()
-            sync()
-            times[label].append(time.perf_counter() - start)
+    times = interleaved_times(steps, rounds, sync)
     medians = {k: statistics.median(v) for k, v in times.items()}
     fastest_peer = min(medians[k] for k in peers)
     print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, {device}"
