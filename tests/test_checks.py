@@ -683,8 +683,10 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
 
 
 def test_every_mistake_has_a_broken_variant():
-    # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py, the KV cache's in tests/test_sampling.py
-    elsewhere = {"apply_temperature", "apply_frequency_penalty", "apply_top_k", "apply_top_p", "beam_search", "forward_with_cache"}
+    # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py, the KV cache's in tests/test_sampling.py,
+    # notebook 05's in tests/test_checks_circuits.py
+    elsewhere = {"apply_temperature", "apply_frequency_penalty", "apply_top_k", "apply_top_p", "beam_search", "forward_with_cache",
+                 "direct_logit_attribution", "induction_score", "ablate_heads"}
     assert set(BROKEN) == {name for name, m in MISTAKES.items() if m.part not in elsewhere}
 
 

@@ -64,12 +64,15 @@ class Config:
     d_mlp: int = 3072
     n_heads: int = 12
     n_layers: int = 12
+    attn_only: bool = False  # blocks of attention alone, without ln2 and the MLP (notebook 05's induction-head model)
 
     def __post_init__(self):
         for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
             setattr(self, name, check_int(f"Config.{name}", getattr(self, name)))
         for name in ("layer_norm_eps", "init_range"):
             setattr(self, name, check_number(f"Config.{name}", getattr(self, name)))
+        if not isinstance(self.attn_only, bool):
+            raise TypeError(f"Config.attn_only must be True or False, got {self.attn_only!r}")
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 6
@@ -180,11 +183,14 @@ class TransformerBlock(nn.Module):
         self.cfg = cfg
         self.ln1 = LayerNorm(cfg)
         self.attn = Attention(cfg)
-        self.ln2 = LayerNorm(cfg)
-        self.mlp = MLP(cfg)
+        if not cfg.attn_only:  # notebook 05 trains a model of attention alone
+            self.ln2 = LayerNorm(cfg)
+            self.mlp = MLP(cfg)
 
     def forward(self, resid_pre: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
         resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
+        if self.cfg.attn_only:
+            return resid_mid
         resid_post = resid_mid + self.mlp(self.ln2(resid_mid))
         return resid_post
 
@@ -309,7 +315,7 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
         raise ValueError(f"hf_model uses activation_function={activation!r}; our MLP computes gelu_new (the tanh approximation) only")
     theirs = config_from_hf(hf_model.config)
     differences = [f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(theirs, name)!r}"
-                   for name in ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx", "layer_norm_eps")
+                   for name in ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx", "layer_norm_eps", "attn_only")
                    if getattr(model.cfg, name) != getattr(theirs, name)]
     if differences:
         raise ValueError(f"model and hf_model have different configs ({'; '.join(differences)}); "

@@ -333,6 +333,8 @@ def gpt2_config_for(cfg=None, **overrides):
 
     if cfg is None:
         return GPT2Config(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, **overrides)
+    if cfg.attn_only:
+        raise ValueError("Hugging Face's GPT-2 has an MLP in every block; there is no GPT-2 for cfg.attn_only=True")
     if cfg.n_heads * cfg.d_head != cfg.d_model:
         raise ValueError(f"Hugging Face's GPT-2 needs n_heads * d_head == d_model; got {cfg.n_heads} * {cfg.d_head} != {cfg.d_model}")
     return GPT2Config(vocab_size=cfg.d_vocab, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layers,
@@ -459,3 +461,80 @@ def load_corpus(max_chars: int | None = None, source: str | None = None, timeout
         docs, name = _stdlib_documents(), "Python help topics"
     train, val = split_documents(docs, max_chars)
     return Corpus(name, train, val)
+
+
+# --------------------------------------------------------------------------- the model trained in notebook 03
+
+@dataclass
+class TrainedModel:
+    """Notebook 03's model for this config, with the tokenizer it was trained with (what notebooks 04 and 05 load)."""
+    model: object  # a DemoTransformer, or the model_class asked for
+    meta: dict  # the checkpoint: step, history, args, tokenizer name...
+    checkpoint: Path
+    corpus: Corpus
+    encode: object  # str -> list of ids
+    decode_ids: object  # list of ids -> str
+    eot_id: int
+    n_tokens: int  # ids the tokenizer can decode (d_vocab may be padded beyond them on a GPU)
+    sample_prompt: str  # notebook 03's sample prompt (the start of the first validation document)
+
+    def decode(self, ids) -> str:
+        return self.decode_ids([int(i) for i in ids if i < self.n_tokens])  # drops padding ids, which a sampler could (rarely) pick
+
+
+def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) -> TrainedModel:
+    """The latest checkpoint in `checkpoint_dir` if notebook 03 trained it for this config, corpus and tokenizer; otherwise a
+    short run of notebook 03's trainer (seconds under `ci`, under two minutes under `cpu`), saved there for next time.
+    The tokenizer is rebuilt as notebook 03 builds it (our BPE, trained on the same text, comes out identical)."""
+    import torch
+
+    import utils.gpu
+    import utils.model
+    import utils.training
+    from utils.bpe import BPETokenizer
+    from utils.fused import FusedTransformer
+
+    model_class = model_class or utils.model.DemoTransformer
+    checkpoint_dir = Path(checkpoint_dir)
+    corpus = load_corpus(max_chars=run_cfg.corpus_chars)
+    if run_cfg.tokenizer == "gpt2":
+        gpt2 = load_tokenizer()
+        encode, decode_ids, eot_id, n_tokens = gpt2.encode, gpt2.decode, gpt2.eos_token_id, len(gpt2)
+    else:
+        bpe = BPETokenizer.train(corpus.train_text, run_cfg.bpe_vocab_size)
+        encode, decode_ids, eot_id, n_tokens = bpe.encode, bpe.decode, bpe.eot_id, len(bpe)
+    d_vocab = utils.gpu.padded_vocab_size(n_tokens) if run_cfg.device == "cuda" else n_tokens  # as notebook 03 pads it
+    cfg = utils.model.Config(**run_cfg.model, d_vocab=d_vocab)
+    sample_prompt = corpus.val[0][:20]  # notebook 03's sample prompt: a checkpoint that sampled from it was trained on this corpus
+    model, why = None, f"no checkpoint in {checkpoint_dir}"
+    latest = utils.training.latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        try:
+            model, meta = utils.training.load_checkpoint_model(latest, device=run_cfg.device, model_class=model_class)
+        except (OSError, ValueError) as err:
+            why = f"{latest} could not be read ({err})"
+        else:
+            different = [name for name, ok in (("config", model.cfg == cfg), ("tokenizer", meta["tokenizer"] == run_cfg.tokenizer),
+                                               ("corpus", meta["args"]["sample_prompt"] == sample_prompt)) if not ok]
+            if different:
+                model, why = None, f"{latest} was trained with another {' and '.join(different)}"
+    if model is None:
+        print(f"{why}: training a model for a short run (notebook 03's trainer)")
+        pack = utils.training.pack
+        train_sequences = pack(utils.training.tokenize_documents(corpus.train, encode, eot_id), cfg.n_ctx)
+        val_sequences = pack(utils.training.tokenize_documents(corpus.val, encode, eot_id), cfg.n_ctx)
+        short_run = {"ci": 60, "cpu": 150, "gpu": 500}[run_cfg.name]  # steps; notebook 03 trains longer
+        steps, warmup = utils.training.run_length(len(train_sequences), run_cfg.train["batch_size"], short_run,
+                                                  run_cfg.train["warmup_steps"], run_cfg.max_epochs)
+        settings = utils.gpu.settings_for_this_machine(run_cfg, cfg, steps, utils.training.model_flops_per_token(cfg))
+        args = utils.training.TrainingArgs(**{**run_cfg.train, "max_steps": steps, "warmup_steps": warmup, "eval_every": steps,
+                                              "sample_every": steps}, **settings.training_args(), sample_prompt=sample_prompt,
+                                           checkpoint_dir=str(checkpoint_dir))
+        torch.manual_seed(args.seed)
+        decode = lambda ids: decode_ids([int(i) for i in ids if i < n_tokens])  # noqa: E731
+        trainer = utils.training.Trainer(FusedTransformer(cfg), args, train_sequences, val_sequences, encode, decode,
+                                         tokenizer_name=run_cfg.tokenizer)
+        trainer.train()
+        latest = trainer.last_checkpoint
+        model, meta = utils.training.load_checkpoint_model(latest, device=run_cfg.device, model_class=model_class)
+    return TrainedModel(model, meta, latest, corpus, encode, decode_ids, eot_id, n_tokens, sample_prompt)

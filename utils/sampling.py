@@ -19,13 +19,13 @@ import utils.model  # as a module: running this cell never replaces a DemoTransf
 from utils.model import Float, Int
 
 
-# --- notebooks/04_sampling.ipynb, code cell 8
+# --- notebooks/04_sampling.ipynb, code cell 7
 def apply_temperature(logits: Float[Tensor, "batch d_vocab"], temperature: float) -> Float[Tensor, "batch d_vocab"]:
     """Logits for sampling at `temperature` > 0: the distribution to sample from is softmax(logits / temperature)."""
     return logits / temperature
 
 
-# --- notebooks/04_sampling.ipynb, code cell 11
+# --- notebooks/04_sampling.ipynb, code cell 10
 def apply_frequency_penalty(logits: Float[Tensor, "batch d_vocab"], tokens: Int[Tensor, "batch posn"],
                             penalty: float) -> Float[Tensor, "batch d_vocab"]:
     """Lower each token's logit by `penalty` times the number of times it occurs in its row of `tokens` (prompt and generated)."""
@@ -33,7 +33,7 @@ def apply_frequency_penalty(logits: Float[Tensor, "batch d_vocab"], tokens: Int[
     return logits - penalty * counts
 
 
-# --- notebooks/04_sampling.ipynb, code cell 14
+# --- notebooks/04_sampling.ipynb, code cell 13
 def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor, "batch d_vocab"]:
     """The k largest logits of each row, unchanged; every other logit -inf. k >= 1; k >= d_vocab keeps them all."""
     if k >= logits.shape[-1]:
@@ -42,7 +42,7 @@ def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor,
     return torch.full_like(logits, float("-inf")).scatter(-1, top.indices, top.values)
 
 
-# --- notebooks/04_sampling.ipynb, code cell 16
+# --- notebooks/04_sampling.ipynb, code cell 15
 def apply_top_p(logits: Float[Tensor, "batch d_vocab"], p: float) -> Float[Tensor, "batch d_vocab"]:
     """The nucleus of each row: its most probable tokens, until their total probability reaches p (0 < p <= 1); the rest -inf."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)
@@ -53,7 +53,7 @@ def apply_top_p(logits: Float[Tensor, "batch d_vocab"], p: float) -> Float[Tenso
     return logits.masked_fill(drop, float("-inf"))
 
 
-# --- notebooks/04_sampling.ipynb, code cell 19
+# --- notebooks/04_sampling.ipynb, code cell 18
 def check_token_id(name: str, value, d_vocab: int) -> int:
     """`value` as an int token id in [0, d_vocab), or a clear error."""
     value = utils.model.check_int(name, value, minimum=0)
@@ -116,7 +116,7 @@ def accepts_cache(model: nn.Module) -> bool:
     return "cache" in inspect.signature(model.forward).parameters
 
 
-# --- notebooks/04_sampling.ipynb, code cell 20
+# --- notebooks/04_sampling.ipynb, code cell 19
 def next_logits(model: nn.Module, tokens: Int[Tensor, "batch posn"], cache: KVCache | None = None) -> Float[Tensor, "batch d_vocab"]:
     """The logits for the token after `tokens` (all the tokens so far), from the last n_ctx of them: the model has no position
     beyond. With a cache, only the positions it does not hold yet run through the model (next section)."""
@@ -146,7 +146,7 @@ def sample_next_token(logits: Float[Tensor, "batch d_vocab"], tokens: Int[Tensor
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
 
 
-# --- notebooks/04_sampling.ipynb, code cell 21
+# --- notebooks/04_sampling.ipynb, code cell 20
 @torch.no_grad()
 def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, frequency_penalty: float = 0.0, stop_token: int | None = None,
@@ -169,7 +169,7 @@ def generate(model: nn.Module, tokens: Int[Tensor, "batch posn"], max_new_tokens
     return tokens
 
 
-# --- notebooks/04_sampling.ipynb, code cell 24
+# --- notebooks/04_sampling.ipynb, code cell 23
 class KVCache:
     """Every layer's keys and values for the positions the model has already run, each [batch, posn, n_heads, d_head].
     `length`: the number of positions held. `start`: where they begin in the whole token sequence (0 until generation runs past
@@ -240,7 +240,7 @@ class KVCache:
                 f"starting at token {self.start})")
 
 
-# --- notebooks/04_sampling.ipynb, code cell 25
+# --- notebooks/04_sampling.ipynb, code cell 24
 def attention_with_cache(attn: utils.model.Attention, x: Float[Tensor, "batch new_posn d_model"], cache: KVCache,
                          layer: int) -> Float[Tensor, "batch new_posn d_model"]:
     """Attention for the new positions only: their queries attend to every key so far, the cached ones and their own."""
@@ -265,11 +265,12 @@ def forward_with_cache(model: utils.model.DemoTransformer, tokens: Int[Tensor, "
     residual = model.embed(tokens) + model.pos_embed.W_pos[past : past + tokens.shape[1]]  # positions broadcast over the batch
     for layer, block in enumerate(model.blocks):
         residual = residual + attention_with_cache(block.attn, block.ln1(residual), cache, layer)
-        residual = residual + block.mlp(block.ln2(residual))
+        if not model.cfg.attn_only:  # notebook 05's attention-only models have no MLP
+            residual = residual + block.mlp(block.ln2(residual))
     return model.unembed(model.ln_final(residual))
 
 
-# --- notebooks/04_sampling.ipynb, code cell 30
+# --- notebooks/04_sampling.ipynb, code cell 29
 def ban_repeated_ngrams(tokens: Int[Tensor, "batch posn"], log_probs: Float[Tensor, "batch d_vocab"], n: int) -> Float[Tensor, "batch d_vocab"]:
     """log_probs with -inf for each token that would complete an n-gram already in its row of tokens (no_repeat_ngram_size=n)."""
     posn = tokens.shape[1]
@@ -302,7 +303,7 @@ def validate_beam_search_args(model, tokens, num_beams, max_new_tokens, length_p
                         f"DemoTransformer.forward has `cache=None`)")
 
 
-# --- notebooks/04_sampling.ipynb, code cell 31
+# --- notebooks/04_sampling.ipynb, code cell 30
 @torch.no_grad()
 def beam_search(model: nn.Module, tokens: Int[Tensor, "1 posn"], num_beams: int, max_new_tokens: int, *, length_penalty: float = 1.0,
                 no_repeat_ngram_size: int = 0, stop_token: int | None = None) -> list[tuple[Int[Tensor, "posn"], float]]:

@@ -214,7 +214,8 @@ def next_token_accuracy(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int
 def model_flops_per_token(cfg: utils.model.Config) -> float:
     """nanoGPT's estimate: 6N (forward + backward through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
     # N counts the weights that take part in matmuls: the blocks and W_U (W_E and W_pos are lookups, not matmuls)
-    n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp) + cfg.d_vocab * cfg.d_model
+    d_mlp = 0 if cfg.attn_only else cfg.d_mlp
+    n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * d_mlp) + cfg.d_vocab * cfg.d_model
     return 6 * n_params + 12 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx
 
 

@@ -6,6 +6,7 @@ One module per notebook, and one for what they share:
     training      notebook 03: check_lr_at, check_make_optimizer, check_optimizer_step, check_next_token_accuracy
     sampling      notebook 04: check_temperature, check_frequency_penalty, check_top_k, check_top_p, check_beam_search
     kv_cache      notebook 04: check_kv_cache, the cached forward against the uncached model
+    circuits      notebook 05: check_direct_logit_attribution, check_induction_score, check_ablate_heads
     core          learner_facing (what the learner sees when a check fails), call_learner (the one way the checks call the
                   learner's code), Mistake and known_mistake (the one way to describe a known mistake and its advice)
 
@@ -14,6 +15,7 @@ Each module declares its known mistakes at its top; MISTAKES holds them all. CHE
 through every check unchanged, so the learner sees its hint.
 """
 
+from utils.checks.circuits import check_ablate_heads, check_direct_logit_attribution, check_induction_score
 from utils.checks.core import MISTAKES, Mistake, call_learner, known_mistake, learner_facing
 from utils.checks.kv_cache import check_kv_cache
 from utils.checks.model import (check_attention, check_block, check_embed, check_layernorm, check_mlp, check_pos_embed,
@@ -32,6 +34,8 @@ CHECKS = {
     "next_token_accuracy": check_next_token_accuracy,
     "apply_temperature": check_temperature, "apply_frequency_penalty": check_frequency_penalty, "apply_top_k": check_top_k,
     "apply_top_p": check_top_p, "beam_search": check_beam_search, "forward_with_cache": check_kv_cache,
+    "direct_logit_attribution": check_direct_logit_attribution, "induction_score": check_induction_score,
+    "ablate_heads": check_ablate_heads,
 }
 
 __all__ = ["CHECKS", "MISTAKES", "Mistake", "call_learner", "known_mistake", "learner_facing", *(f.__name__ for f in CHECKS.values())]

@@ -1,0 +1,285 @@
+"""utils.hooks (notebook 05): hook points with TransformerLens's names and shapes, run_with_cache, run_with_hooks, the fused and
+explicit paths; and utils.circuits' helpers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.circuits import (head_outputs, per_position_loss, previous_token_score, repeated_tokens, repeating_sequences,
+                            residual_components)
+from utils.fused import FusedTransformer
+from utils.hooks import ActivationCache, HookedDemoTransformer, HookPoint, act_name
+from utils.model import Config, DemoTransformer, next_token_loss
+from utils.sampling import generate
+
+BATCH, POSN = 2, 7
+# TransformerLens's hook names per block (HookedTransformer, 3.9.0), in the order a forward pass reaches them
+BLOCK_HOOKS = ["hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+               "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "ln2.hook_scale",
+               "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"]
+ATTN_ONLY_BLOCK_HOOKS = [n for n in BLOCK_HOOKS if not n.startswith(("ln2.", "mlp.", "hook_mlp_out", "hook_resid_mid"))]
+
+
+def small_model(attn_only=False, seed=0) -> DemoTransformer:
+    """Random weights larger than at initialisation (and LayerNorm weights around 1), so that every part matters."""
+    cfg = Config(d_model=32, d_vocab=40, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=2, attn_only=attn_only)
+    torch.manual_seed(seed)
+    model = DemoTransformer(cfg)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(torch.randn(param.shape) * 0.3 + (1.0 if name.endswith(".w") else 0.0))
+    return model.eval()
+
+
+def tokens_for(model, batch=BATCH, posn=POSN, seed=1):
+    return torch.randint(0, model.cfg.d_vocab, (batch, posn), generator=torch.Generator().manual_seed(seed))
+
+
+def expected_shapes(cfg, batch, posn):
+    d, h, k = cfg.d_model, cfg.n_heads, cfg.d_head
+    per_block = {"hook_resid_pre": (batch, posn, d), "ln1.hook_scale": (batch, posn, 1), "ln1.hook_normalized": (batch, posn, d),
+                 "attn.hook_q": (batch, posn, h, k), "attn.hook_k": (batch, posn, h, k), "attn.hook_v": (batch, posn, h, k),
+                 "attn.hook_attn_scores": (batch, h, posn, posn), "attn.hook_pattern": (batch, h, posn, posn),
+                 "attn.hook_z": (batch, posn, h, k), "hook_attn_out": (batch, posn, d), "hook_resid_mid": (batch, posn, d),
+                 "ln2.hook_scale": (batch, posn, 1), "ln2.hook_normalized": (batch, posn, d), "mlp.hook_pre": (batch, posn, cfg.d_mlp),
+                 "mlp.hook_post": (batch, posn, cfg.d_mlp), "hook_mlp_out": (batch, posn, d), "hook_resid_post": (batch, posn, d)}
+    names = ATTN_ONLY_BLOCK_HOOKS if cfg.attn_only else BLOCK_HOOKS
+    shapes = {"hook_embed": (batch, posn, d), "hook_pos_embed": (batch, posn, d)}
+    for layer in range(cfg.n_layers):
+        shapes |= {f"blocks.{layer}.{name}": per_block[name] for name in names}
+    return shapes | {"ln_final.hook_scale": (batch, posn, 1), "ln_final.hook_normalized": (batch, posn, d),
+                     "unembed.hook_in": (batch, posn, d), "unembed.hook_out": (batch, posn, cfg.d_vocab)}
+
+
+@pytest.mark.parametrize("attn_only", [False, True])
+def test_hook_names_shapes_and_order_are_transformer_lens(attn_only):
+    model = HookedDemoTransformer.from_model(small_model(attn_only))
+    expected = expected_shapes(model.cfg, BATCH, POSN)
+    assert list(model.hook_points()) == list(expected)  # every name, in forward order
+    _, cache = model.run_with_cache(tokens_for(model))
+    assert {name: tuple(a.shape) for name, a in cache.items()} == expected
+    assert list(cache.keys()) == list(expected)
+
+
+@pytest.mark.parametrize("attn_only", [False, True])
+def test_logits_match_the_explicit_model_with_and_without_hooks(attn_only):
+    explicit = small_model(attn_only)
+    model = HookedDemoTransformer.from_model(explicit)
+    tokens = tokens_for(model)
+    expected = explicit(tokens)
+    torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
+    logits, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    # the activations are notebook 02's: its pattern, and the stream it computes
+    block = explicit.blocks[1]
+    torch.testing.assert_close(cache["pattern", 1], block.attn.attention_pattern(block.ln1(cache["resid_pre", 1])), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(cache["resid_post", 0], explicit.blocks[0](cache["resid_pre", 0]), atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_match_the_explicit_model():
+    explicit = small_model()
+    model = HookedDemoTransformer.from_model(explicit).train()
+    tokens = tokens_for(model)
+    next_token_loss(explicit(tokens), tokens).backward()
+    next_token_loss(model(tokens), tokens).backward()
+    for (name, p), q in zip(explicit.named_parameters(), model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_fused_path_is_used_unless_the_pattern_or_scale_is_watched(monkeypatch):
+    model = HookedDemoTransformer.from_model(small_model())
+    tokens = tokens_for(model)
+    calls = {"sdpa": 0, "layer_norm": 0}
+    sdpa, layer_norm = F.scaled_dot_product_attention, F.layer_norm
+
+    def counting_sdpa(*args, **kwargs):
+        calls["sdpa"] += 1
+        return sdpa(*args, **kwargs)
+
+    def counting_layer_norm(*args, **kwargs):
+        calls["layer_norm"] += 1
+        return layer_norm(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting_sdpa)
+    monkeypatch.setattr(F, "layer_norm", counting_layer_norm)
+    model(tokens)
+    assert calls == {"sdpa": 2, "layer_norm": 5}  # 2 attention layers; 2 LayerNorms per block and ln_final
+    model.run_with_cache(tokens, names_filter=lambda name: name.endswith(("hook_z", "hook_q", "hook_resid_post", "mlp.hook_post")))
+    assert calls == {"sdpa": 4, "layer_norm": 10}  # reading q, z, the stream and the MLP keeps the fused kernels
+    model.run_with_cache(tokens, names_filter=[("pattern", 1), "ln_final.hook_scale"])
+    assert calls == {"sdpa": 5, "layer_norm": 14}  # layer 1's attention and ln_final go explicit, the rest stays fused
+
+
+def test_a_hook_may_replace_an_activation_and_is_removed_afterwards():
+    explicit = small_model()
+    model = HookedDemoTransformer.from_model(explicit)
+    tokens = tokens_for(model)
+    seen = []
+
+    def zero_pos_embed(activation, hook):
+        seen.append(hook.name)
+        return torch.zeros_like(activation)
+
+    ablated = model.run_with_hooks(tokens, fwd_hooks=[("hook_pos_embed", zero_pos_embed)])
+    assert seen == ["hook_pos_embed"]
+    with torch.no_grad():
+        explicit.pos_embed.W_pos.zero_()
+    torch.testing.assert_close(ablated, explicit(tokens), atol=1e-5, rtol=1e-5)
+    assert not any(point.active for point in model.hook_points().values())
+    torch.testing.assert_close(model(tokens), HookedDemoTransformer.from_model(small_model())(tokens))
+
+
+def test_hooks_are_removed_when_a_hook_raises():
+    model = HookedDemoTransformer.from_model(small_model())
+
+    def broken(activation, hook):
+        raise RuntimeError("my hook failed")
+
+    with pytest.raises(RuntimeError, match="my hook failed"):
+        model.run_with_hooks(tokens_for(model), [("blocks.0.hook_resid_pre", lambda a, hook: None), (("z", 1), broken)])
+    assert not any(point.hooks for point in model.hook_points().values())
+
+
+def test_a_hook_that_returns_something_wrong_gets_a_clear_error():
+    model = HookedDemoTransformer.from_model(small_model())
+    tokens = tokens_for(model)
+    with pytest.raises(ValueError, match=r"returned shape \(2, 4, 7\); a replacement must have the activation's shape \(2, 4, 7, 7\)"):
+        model.run_with_hooks(tokens, [(("pattern", 0), lambda p, hook: p[:, :, 0])])
+    with pytest.raises(TypeError, match=r"returned a float; a hook returns None"):
+        model.run_with_hooks(tokens, [("hook_embed", lambda e, hook: 0.0)])
+    assert not any(point.hooks for point in model.hook_points().values())
+
+
+@pytest.mark.parametrize("names, message", [
+    ("blocks.0.attn.hook_patern", r"not a hook point of this model; did you mean 'blocks.0.attn.hook_pattern'"),
+    (("pattern", 2), r"layer must be an int from -2 to 1 \(this model has 2 blocks\)"),
+    ("resid_post", r"'resid_post' is in every block: give the layer too"),
+    ("scale_ln1", r"not a hook name"),
+    (("scale", 0), r"needs layer_type 'ln1' or 'ln2'"),
+    (("nonsense", 0), r"'nonsense' is not a hook name; short names are"),
+    (42, r"names must be None, a hook name"),
+    (lambda name: False, r"matches no hook point"),
+])
+def test_bad_names_get_clear_errors(names, message):
+    model = HookedDemoTransformer.from_model(small_model())
+    with pytest.raises((KeyError, ValueError, TypeError), match=message):
+        model.run_with_hooks(tokens_for(model), [(names, lambda a, hook: None)])
+    assert not any(point.hooks for point in model.hook_points().values())
+
+
+def test_mlp_names_on_an_attention_only_model_say_why():
+    model = HookedDemoTransformer.from_model(small_model(attn_only=True))
+    with pytest.raises(ValueError, match="attention-only"):
+        model.run_with_cache(tokens_for(model), names_filter=["blocks.0.hook_mlp_out"])
+
+
+@pytest.mark.parametrize("fwd_hooks, message", [
+    ("hook_embed", r"fwd_hooks must be a list of \(name, hook_fn\) pairs"),
+    ([("hook_embed",)], r"each entry of fwd_hooks must be a \(name, hook_fn\) pair"),
+    ([("hook_embed", "not a function")], r"each entry of fwd_hooks must be a \(name, hook_fn\) pair"),
+])
+def test_bad_fwd_hooks_get_clear_errors(fwd_hooks, message):
+    model = HookedDemoTransformer.from_model(small_model())
+    with pytest.raises(TypeError, match=message):
+        model.run_with_hooks(tokens_for(model), fwd_hooks)
+
+
+def test_the_cache_takes_transformer_lens_short_names():
+    model = HookedDemoTransformer.from_model(small_model())
+    _, cache = model.run_with_cache(tokens_for(model))
+    assert cache["pattern", 0] is cache["blocks.0.attn.hook_pattern"]
+    assert cache["attn", 1] is cache["blocks.1.attn.hook_pattern"]  # TransformerLens's alias
+    assert cache["resid_post", -1] is cache["blocks.1.hook_resid_post"]
+    assert cache["scale"] is cache["ln_final.hook_scale"] and cache["normalized"] is cache["ln_final.hook_normalized"]
+    assert cache["scale", 1, "ln2"] is cache["blocks.1.ln2.hook_scale"]
+    assert cache["embed"] is cache["hook_embed"] and cache["pre", 0] is cache["blocks.0.mlp.hook_pre"]
+    assert ("z", 1) in cache and ("z", 5) not in cache and "nonsense" not in cache
+    assert act_name("q", 3) == "blocks.3.attn.hook_q" and act_name("mlp_out", 0) == "blocks.0.hook_mlp_out"
+    assert len(cache) == len(model.hook_points()) and "ActivationCache with" in repr(cache)
+
+
+def test_names_filter_records_only_what_it_selects():
+    model = HookedDemoTransformer.from_model(small_model())
+    tokens = tokens_for(model)
+    assert list(model.run_with_cache(tokens, names_filter="hook_embed")[1].keys()) == ["hook_embed"]
+    assert list(model.run_with_cache(tokens, names_filter=[("q", 1), "blocks.0.hook_resid_post"])[1].keys()) == [
+        "blocks.0.hook_resid_post", "blocks.1.attn.hook_q"]  # recorded in forward order
+    only_patterns = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))[1]
+    assert list(only_patterns.keys()) == ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
+    with pytest.raises(KeyError, match="was not recorded: the names_filter"):
+        only_patterns["z", 0]
+
+
+def test_cached_activations_are_detached():
+    model = HookedDemoTransformer.from_model(small_model()).train()
+    logits, cache = model.run_with_cache(tokens_for(model))
+    assert logits.requires_grad and not any(a.requires_grad for a in cache.values())
+
+
+def test_an_unwatched_hook_point_is_the_identity_and_pytorch_hooks_work_too():
+    point = HookPoint()
+    x = torch.randn(3)
+    assert point(x) is x and not point.active
+    handle = point.register_forward_hook(lambda module, inputs, output: output * 2)
+    assert point.active
+    torch.testing.assert_close(point(x), x * 2)
+    handle.remove()
+    assert point(x) is x
+
+
+def test_from_model_copies_weights_device_and_mode_and_refuses_other_things():
+    explicit = small_model().train()
+    model = HookedDemoTransformer.from_model(explicit)
+    assert model.training and all(torch.equal(a, b) for a, b in zip(explicit.state_dict().values(), model.state_dict().values()))
+    assert HookedDemoTransformer.from_model(FusedTransformer(explicit.cfg)).cfg == explicit.cfg
+    with pytest.raises(TypeError, match="model must be a DemoTransformer"):
+        HookedDemoTransformer.from_model(explicit.state_dict())
+
+
+def test_generation_with_a_kv_cache_is_unchanged():
+    explicit = small_model()
+    model = HookedDemoTransformer.from_model(explicit)
+    prompt = tokens_for(model, batch=1, posn=3)
+    expected = generate(explicit, prompt, 10, temperature=0, use_cache=False)
+    assert torch.equal(generate(model, prompt, 10, temperature=0, use_cache=True), expected)
+    assert torch.equal(generate(model, prompt, 10, temperature=0, use_cache=False), expected)
+
+
+@pytest.mark.parametrize("attn_only", [False, True])
+def test_the_residual_stream_is_the_sum_of_its_components(attn_only):
+    model = HookedDemoTransformer.from_model(small_model(attn_only))
+    _, cache = model.run_with_cache(tokens_for(model))
+    labels, components = residual_components(cache)
+    assert labels == ["embed", "pos_embed"] + [f"{part} {layer}" for layer in range(2) for part in (("attn",) if attn_only else ("attn", "mlp"))]
+    torch.testing.assert_close(components.sum(0), cache["resid_post", -1], atol=1e-5, rtol=1e-5)
+    for layer in range(2):
+        heads = head_outputs(cache, layer)  # [batch, posn, n_heads, d_model]
+        torch.testing.assert_close(heads.sum(2) + model.blocks[layer].attn.b_O, cache["attn_out", layer], atol=1e-5, rtol=1e-5)
+
+
+def test_repeating_sequences_repeat_with_their_period():
+    rows = repeating_sequences(50, 30, 20, 3, 7, seed=0)
+    assert rows.shape == (50, 30) and (rows[:, 0] == 19).all() and (rows[:, 1:] < 19).all()
+    for row in rows[:, 1:]:
+        periods = [p for p in range(3, 8) if torch.equal(row[p:], row[:-p])]
+        assert periods, row
+    assert torch.equal(rows, repeating_sequences(50, 30, 20, 3, 7, seed=0))
+
+
+def test_repeated_tokens_and_scores():
+    tokens = repeated_tokens(3, 5, 20, seed=0)
+    assert tokens.shape == (3, 11) and (tokens[:, 0] == 19).all() and torch.equal(tokens[:, 1:6], tokens[:, 6:])
+    pattern = torch.eye(11).roll(-1, dims=1).tril()[None, None].repeat(2, 3, 1, 1)  # every query on the previous key
+    pattern[:, :, 0, 0] = 1
+    torch.testing.assert_close(previous_token_score(pattern), torch.ones(3))
+
+
+def test_per_position_loss_is_cross_entropy_per_position():
+    logits, tokens = torch.randn(2, 6, 10), torch.randint(0, 10, (2, 6))
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, 10), tokens[:, 1:].reshape(-1), reduction="none").view(2, 5)
+    torch.testing.assert_close(per_position_loss(logits, tokens), expected)
+    torch.testing.assert_close(per_position_loss(logits, tokens).mean(), next_token_loss(logits, tokens))
+
+
+def test_activation_cache_needs_a_model_with_a_config():
+    assert isinstance(ActivationCache({}, HookedDemoTransformer(small_model().cfg)), ActivationCache)

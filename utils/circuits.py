@@ -1,0 +1,101 @@
+"""GENERATED from notebooks/05_looking_inside.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
+
+from __future__ import annotations
+
+# --- notebooks/05_looking_inside.ipynb, code cell 11
+"""Notebook 05's analysis: the residual stream's components, direct logit attribution, induction and previous-token scores,
+ablation, and the repeated-token data that induction heads form on. Generated from notebooks/05_looking_inside.ipynb."""
+
+
+import einops
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+import utils.hooks  # as modules: running this cell never replaces a function you pasted into this notebook
+import utils.model
+from utils.model import Float, Int
+
+
+def residual_components(cache: utils.hooks.ActivationCache) -> tuple[list[str], Float[Tensor, "component batch posn d_model"]]:
+    """Everything written into the residual stream, in order: embeddings, then each layer's attention and MLP outputs.
+    Their sum is the stream leaving the last block (cache["resid_post", -1])."""
+    cfg = cache.model.cfg
+    labels, parts = ["embed", "pos_embed"], [cache["embed"], cache["pos_embed"]]
+    for layer in range(cfg.n_layers):
+        labels.append(f"attn {layer}")
+        parts.append(cache["attn_out", layer])
+        if not cfg.attn_only:
+            labels.append(f"mlp {layer}")
+            parts.append(cache["mlp_out", layer])
+    return labels, torch.stack(parts)
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 15
+def direct_logit_attribution(vectors: Float[Tensor, "... d_model"], scale: Float[Tensor, "1"], model: nn.Module,
+                             token: int) -> Float[Tensor, "..."]:
+    """What each vector written into the final residual stream adds to the logit of `token`, through the final LayerNorm (centred,
+    divided by `scale`, times ln_final.w) and the unembedding. `scale`: ln_final's scale at that position, cache["scale"][b, posn]."""
+    centred = vectors - vectors.mean(dim=-1, keepdim=True)
+    return (centred / scale * model.ln_final.w) @ model.unembed.W_U[:, token]
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 17
+def head_outputs(cache: utils.hooks.ActivationCache, layer: int) -> Float[Tensor, "batch posn n_heads d_model"]:
+    """What each head of `layer` writes into the residual stream: its z through its own slice of W_O (without b_O, which all
+    the heads of the layer share). Summed over heads, plus b_O, it is cache["attn_out", layer]."""
+    W_O = cache.model.blocks[layer].attn.W_O  # [n_heads, d_head, d_model]
+    return einops.einsum(cache["z", layer], W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn n_heads d_model")
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 19
+def repeating_sequences(n: int, n_ctx: int, d_vocab: int, min_period: int, max_period: int, seed: int) -> Int[Tensor, "n n_ctx"]:
+    """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that repeat with a period drawn per
+    row from [min_period, max_period]: induction heads form on these."""
+    generator = torch.Generator().manual_seed(seed)
+    periods = torch.randint(min_period, max_period + 1, (n, 1), generator=generator)
+    pattern = torch.randint(0, d_vocab - 1, (n, max_period), generator=generator)
+    body = pattern.gather(1, torch.arange(n_ctx - 1) % periods)  # position i holds pattern[i mod period]
+    return torch.cat([torch.full((n, 1), d_vocab - 1), body], dim=1)
+
+
+def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int = 0) -> Int[Tensor, "batch 1+2*seq_len"]:
+    """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of induction."""
+    generator = torch.Generator().manual_seed(seed)
+    half = torch.randint(0, d_vocab - 1, (batch, seq_len), generator=generator)
+    return torch.cat([torch.full((batch, 1), d_vocab - 1), half, half], dim=1)
+
+
+def per_position_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn-1"]:
+    """The loss of predicting each next token: -log p(tokens[:, i + 1]) from logits[:, i]."""
+    return -logits[:, :-1].log_softmax(dim=-1).gather(-1, tokens[:, 1:, None].long())[..., 0]
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 22
+def induction_score(pattern: Float[Tensor, "batch n_heads query_posn key_posn"], seq_len: int) -> Float[Tensor, "n_heads"]:
+    """Each head's mean attention from each query of the repeat to the key right after that token's earlier copy, for tokens
+    BOS, r, r with r of length seq_len (2 * seq_len + 1 positions)."""
+    stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)  # [batch, n_heads, queries seq_len - 1 .. 2 * seq_len]
+    return stripe[..., 2:].mean(dim=(0, 2))
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 24
+def previous_token_score(pattern: Float[Tensor, "batch n_heads query_posn key_posn"]) -> Float[Tensor, "n_heads"]:
+    """Each head's mean attention from each position to the one before it."""
+    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 27
+def ablate_heads(model: utils.hooks.HookedDemoTransformer, tokens: Int[Tensor, "batch posn"],
+                 heads: list[tuple[int, int]]) -> Float[Tensor, "batch posn d_vocab"]:
+    """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set to 0 at every position."""
+    def zero_heads(z: Float[Tensor, "batch posn n_heads d_head"], hook: utils.hooks.HookPoint) -> Tensor:
+        layer = int(hook.name.split(".")[1])  # hook.name is e.g. "blocks.1.attn.hook_z"
+        z = z.clone()  # a new tensor rather than changing the one the forward pass made
+        z[:, :, [head for where, head in heads if where == layer]] = 0.0
+        return z
+
+    layers = sorted({layer for layer, _ in heads})
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_heads) for layer in layers])
