@@ -7,6 +7,7 @@ loss inside the model, separate contiguous inputs and targets, fused AdamW on a 
 median step time; each line's ratio is the fastest peer's time over its own (above 1: faster than every peer).
 
     python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py             # CPU, float32: ci, cpu, GPT-2-small shapes
+    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py --hooked    # also notebook 05's hooked model, nothing attached
     python bench/bench_train_step.py --peer PATH --device cuda --compile --shapes gpt2 --batch 16 --seq 1024 --explicit
 """
 
@@ -27,6 +28,7 @@ import torch
 
 from utils.configs import CONFIGS
 from utils.fused import FusedTransformer
+from utils.hooks import HookedDemoTransformer
 from utils.gpu import GiB, padded_vocab_size, peak_flops, training_memory
 from utils.model import Config, DemoTransformer, next_token_loss
 from utils.resources import new_gpt2
@@ -84,7 +86,7 @@ def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint
     return lambda: trainer.training_step(tokens)
 
 
-def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True):
+def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True, hooked=False):
     torch.manual_seed(0)
     cfg = replace(cfg, n_ctx=seq)
     if device == "cuda":  # as in the gpu config: 50257 -> 50304, matmul shapes that are multiples of 64 run faster
@@ -100,6 +102,8 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
     if not peers:
         raise SystemExit("no peer to compare with: give --peer PATH or leave out --skip-hf")
     steps[f"ours: trainer step, fused{' (compiled)' if compile_ else ''}"] = ours_step(FusedTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
+    if hooked:  # notebook 05's model, with nothing attached to its hook points: should cost what the fused twin costs
+        steps[f"ours: trainer step, hooked{' (compiled)' if compile_ else ''}"] = ours_step(HookedDemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
     if explicit:
         steps[f"ours: trainer step, explicit{' (compiled)' if compile_ else ''}"] = ours_step(DemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -129,6 +133,9 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
         if label in peak_memory:
             line += f"   peak {peak_memory[label]:.1f} GiB"
         print(line, flush=True)
+    if hooked:
+        fused, with_hooks = (next(t for k, t in medians.items() if k.startswith(f"ours: trainer step, {kind}")) for kind in ("fused", "hooked"))
+        print(f"  hook points, nothing attached: hooked / fused step time = {with_hooks / fused:.3f}")
     if device == "cuda":
         print(f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: {training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB")
     return medians
@@ -142,6 +149,7 @@ def main():
     parser.add_argument("--compile", action="store_true", help="torch.compile ours (the whole loss) and nanoGPT, as each trains")
     parser.add_argument("--peer", help="path to nanoGPT's model.py (for example ../shared/peers/nanogpt_model.py)")
     parser.add_argument("--explicit", action="store_true", help="also time the explicit model (notebook 02's classes)")
+    parser.add_argument("--hooked", action="store_true", help="also time notebook 05's HookedDemoTransformer with no hook attached")
     parser.add_argument("--skip-hf", action="store_true", help="leave Hugging Face's model out (saves memory at large batches)")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq", type=int, default=None)
@@ -156,7 +164,7 @@ def main():
     for name in args.shapes:
         cfg, batch, seq = SHAPES[name]
         bench_shape(name, cfg, args.batch or batch, args.seq or seq, args.device, args.bf16, args.rounds, args.compile, peer, args.explicit,
-                    hf=not args.skip_hf)
+                    hf=not args.skip_hf, hooked=args.hooked)
 
 
 if __name__ == "__main__":
