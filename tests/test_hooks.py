@@ -74,6 +74,10 @@ def test_logits_match_the_explicit_model_with_and_without_hooks(attn_only):
     block = explicit.blocks[1]
     torch.testing.assert_close(cache["pattern", 1], block.attn.attention_pattern(block.ln1(cache["resid_pre", 1])), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(cache["resid_post", 0], explicit.blocks[0](cache["resid_pre", 0]), atol=1e-5, rtol=1e-5)
+    # LayerNorm's hooks, as TransformerLens places them: the scale, and the normalised stream before w and b
+    ln, x = explicit.blocks[0].ln1, cache["resid_pre", 0]
+    torch.testing.assert_close(cache["scale", 0, "ln1"], (x.var(-1, keepdim=True, unbiased=False) + model.cfg.layer_norm_eps).sqrt())
+    torch.testing.assert_close(cache["normalized", 0, "ln1"] * ln.w + ln.b, ln(x), atol=1e-5, rtol=1e-5)
 
 
 def test_gradients_match_the_explicit_model():
@@ -108,6 +112,8 @@ def test_the_fused_path_is_used_unless_the_pattern_or_scale_is_watched(monkeypat
     assert calls == {"sdpa": 4, "layer_norm": 10}  # reading q, z, the stream and the MLP keeps the fused kernels
     model.run_with_cache(tokens, names_filter=[("pattern", 1), "ln_final.hook_scale"])
     assert calls == {"sdpa": 5, "layer_norm": 14}  # layer 1's attention and ln_final go explicit, the rest stays fused
+    model.run_with_cache(tokens, names_filter=[("attn_scores", 0), ("normalized", 1, "ln2")])
+    assert calls == {"sdpa": 6, "layer_norm": 18}
 
 
 def test_a_hook_may_replace_an_activation_and_is_removed_afterwards():

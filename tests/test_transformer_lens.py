@@ -67,6 +67,21 @@ def test_to_hooked_transformer_gives_the_same_logits(attn_only):
 
 
 @pytest.mark.parametrize("attn_only", [False, True])
+def test_our_hook_points_are_transformer_lens_hook_points(attn_only):
+    """The same names, in the same order, with the same shapes and the same activations (notebook 05's HookedDemoTransformer)."""
+    from utils.hooks import HookedDemoTransformer
+
+    ours_model = HookedDemoTransformer.from_model(small_model(attn_only))
+    theirs_model = to_hooked_transformer(ours_model)
+    with torch.no_grad():
+        _, ours = ours_model.run_with_cache(tokens())
+        _, theirs = theirs_model.run_with_cache(tokens())
+    assert list(ours.keys()) == list(theirs.keys())
+    for name in ours.keys():
+        torch.testing.assert_close(ours[name], theirs[name], **TOLERANCE, msg=name)
+
+
+@pytest.mark.parametrize("attn_only", [False, True])
 def test_from_hooked_transformer_gives_the_same_logits(attn_only):
     hooked = to_hooked_transformer(small_model(attn_only))
     with torch.no_grad():  # TransformerLens's weights changed, so the round trip cannot pass by returning the original model

@@ -50,7 +50,9 @@ class HookPoint(nn.Module):
 
     def __call__(self, activation: Tensor) -> Tensor:
         # nothing attached: return the activation as it is, without nn.Module's call machinery (which costs microseconds)
-        return super().__call__(activation) if self.active else activation
+        if self.hooks or self._forward_hooks or self._forward_pre_hooks:
+            return super().__call__(activation)
+        return activation
 
     def _checked_replacement(self, hook: HookFn, activation: Tensor, result) -> Tensor:
         name = getattr(hook, "__name__", repr(hook))
@@ -71,14 +73,14 @@ class HookedLayerNorm(utils.fused.FusedLayerNorm):
     def __init__(self, cfg: utils.model.Config):
         super().__init__(cfg)
         self.hook_scale = HookPoint()  # [batch, posn, 1]
-        self.hook_normalized = HookPoint()  # [batch, posn, d_model]
+        self.hook_normalized = HookPoint()  # [batch, posn, d_model], before w and b
 
     def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        if not self.hook_scale.active:  # PyTorch's fused layer norm, which never shows its scale
-            return self.hook_normalized(super().forward(residual))
+        if not (self.hook_scale.active or self.hook_normalized.active):  # PyTorch's fused layer norm: neither is ever in memory
+            return super().forward(residual)
         centred = residual - residual.mean(dim=-1, keepdim=True)
         scale = self.hook_scale((centred.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt())
-        return self.hook_normalized(centred / scale * self.w + self.b)
+        return self.hook_normalized(centred / scale) * self.w + self.b
 
 
 class HookedAttention(utils.fused.FusedAttention):
