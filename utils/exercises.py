@@ -37,7 +37,7 @@ import textwrap
 import types
 from pathlib import Path
 
-from utils.export import (EXPORT_MARK, NOTEBOOKS, ROOT, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, exported_sources, module_code, run_generator,
+from utils.export import (EXPORT_MARK, NOTEBOOKS, ROOT, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, export_target, exported_sources, module_code, run_generator,
                           split_directives, strip_markers)
 
 EXERCISES = ROOT / "exercises"
@@ -265,7 +265,7 @@ def code_cells(nb: dict):
     cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
     for number, cell in enumerate(cells, 1):
         directives, body = split_directives(cell_source(cell))
-        yield number, EXPORT_MARK in directives, "\n".join(body)
+        yield number, export_target(directives) is not None, "\n".join(body)
 
 
 def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
@@ -290,7 +290,7 @@ def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
 
 def defined_names(nb: dict) -> list[str]:
     names = []
-    for source in exported_sources(nb["cells"]):
+    for source in exported_sources(nb["cells"], module=None):  # every exported cell, whichever module it goes to
         for node in ast.parse(source).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 names.append(node.name)
@@ -303,7 +303,7 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     if not path.exists():
         raise FileNotFoundError(f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb")
     nb = json.loads(path.read_text(encoding="utf-8"))
-    sources = exported_sources(nb["cells"])
+    sources = exported_sources(nb["cells"], module=None)
     if not sources:
         raise ValueError(f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks.")
     if str(ROOT) not in sys.path:

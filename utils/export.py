@@ -51,15 +51,17 @@ def export_target(directives: list[str]) -> str | None:
     return None
 
 
-def exported_sources(cells: list[dict], module: str = "", origin: str | None = None) -> list[str]:
-    """The code of the cells marked `#| export` (or `#| export <module>`), without their directives and exercise markers.
+def exported_sources(cells: list[dict], module: str | None = "", origin: str | None = None) -> list[str]:
+    """The code of the cells marked `#| export` (module "", the default) or `#| export <module>`, or of every exported cell
+    (module None), without their directives and exercise markers.
     With `origin` (the notebook's path), each chunk starts with a comment naming its code cell, so a traceback in a generated
     module leads to the cell to edit (code cells counted from 1, as they appear down the notebook)."""
     chunks = []
     code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
     for number, cell in enumerate(code_cells, 1):
         directives, body = split_directives(cell_source(cell))
-        if export_target(directives) == module:
+        target = export_target(directives)
+        if target is not None and module in (None, target):
             code = strip_markers("\n".join(body)).strip("\n")
             chunks.append(f"# --- {origin}, code cell {number}\n{code}" if origin else code)
     return chunks
