@@ -34,10 +34,11 @@ def residual_components(cache: utils.hooks.ActivationCache) -> tuple[list[str], 
 
 
 # --- notebooks/05_looking_inside.ipynb, code cell 15
-def direct_logit_attribution(vectors: Float[Tensor, "... d_model"], scale: Float[Tensor, "1"], model: nn.Module,
+def direct_logit_attribution(vectors: Float[Tensor, "... d_model"], scale: Float[Tensor, ""], model: nn.Module,
                              token: int) -> Float[Tensor, "..."]:
     """What each vector written into the final residual stream adds to the logit of `token`, through the final LayerNorm (centred,
-    divided by `scale`, times ln_final.w) and the unembedding. `scale`: ln_final's scale at that position, cache["scale"][b, posn]."""
+    divided by `scale`, times ln_final.w) and the unembedding. `scale`: ln_final's scale at that position, a number (0-d tensor):
+    cache["scale"][b, posn, 0]."""
     centred = vectors - vectors.mean(dim=-1, keepdim=True)
     return (centred / scale * model.ln_final.w) @ model.unembed.W_U[:, token]
 
@@ -73,7 +74,7 @@ def per_position_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[T
     return -logits[:, :-1].log_softmax(dim=-1).gather(-1, tokens[:, 1:, None].long())[..., 0]
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 22
+# --- notebooks/05_looking_inside.ipynb, code cell 23
 def induction_score(pattern: Float[Tensor, "batch n_heads query_posn key_posn"], seq_len: int) -> Float[Tensor, "n_heads"]:
     """Each head's mean attention from each query of the repeat to the key right after that token's earlier copy, for tokens
     BOS, r, r with r of length seq_len (2 * seq_len + 1 positions)."""
@@ -81,13 +82,13 @@ def induction_score(pattern: Float[Tensor, "batch n_heads query_posn key_posn"],
     return stripe[..., 2:].mean(dim=(0, 2))
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 24
+# --- notebooks/05_looking_inside.ipynb, code cell 25
 def previous_token_score(pattern: Float[Tensor, "batch n_heads query_posn key_posn"]) -> Float[Tensor, "n_heads"]:
     """Each head's mean attention from each position to the one before it."""
     return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 27
+# --- notebooks/05_looking_inside.ipynb, code cell 28
 def ablate_heads(model: utils.hooks.HookedDemoTransformer, tokens: Int[Tensor, "batch posn"],
                  heads: list[tuple[int, int]]) -> Float[Tensor, "batch posn d_vocab"]:
     """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set to 0 at every position."""

@@ -357,7 +357,7 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
             hook_point.hooks.clear()
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 31
+# --- notebooks/05_looking_inside.ipynb, code cell 32
 TRANSFORMER_LENS_INSTALL = 'pip install "transformer-lens==3.9.0"'  # 3.9.0: the last release with HookedTransformer (4.x removed it)
 
 
