@@ -100,10 +100,12 @@ def call_learner(fn: Callable, *args, what: str, things_to_check: str | None = N
         raise AssertionError("\n".join(lines)) from None
 
 
-# Frames in these places are not the learner's: the checks themselves, installed packages (torch...) and the standard library.
-# Compared as real paths: a virtual environment reached through a symbolic link names its files by the link in tracebacks.
+# Frames in these places are not the learner's: the project's library (utils/: the checks, and the generated modules that the
+# learner's code calls, such as model.run_with_hooks), installed packages (torch...) and the standard library. The learner's code
+# runs from notebook cells (or, under make check, from code compiled out of them). Compared as real paths: a virtual environment
+# reached through a symbolic link names its files by the link in tracebacks.
 _NOT_YOURS = tuple(os.path.realpath(p) + os.sep for p in
-                   (Path(__file__).parent, Path(torch.__file__).parent.parent, sysconfig.get_paths()["stdlib"]))
+                   (Path(__file__).parent.parent, Path(torch.__file__).parent.parent, sysconfig.get_paths()["stdlib"]))
 
 
 @functools.lru_cache(maxsize=4096)
