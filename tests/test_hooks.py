@@ -1,6 +1,7 @@
 """utils.hooks (notebook 05): hook points with TransformerLens's names and shapes, run_with_cache, run_with_hooks, the fused and
 explicit paths; and utils.circuits' helpers."""
 
+import einops
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,7 @@ from utils.circuits import (head_outputs, per_position_loss, previous_token_scor
                             residual_components)
 from utils.fused import FusedTransformer
 from utils.hooks import ActivationCache, HookedDemoTransformer, HookPoint, act_name
-from utils.model import Config, DemoTransformer, next_token_loss
+from utils.model import Config, DemoTransformer, gelu_new, next_token_loss
 from utils.sampling import generate
 
 BATCH, POSN = 2, 7
@@ -20,9 +21,9 @@ BLOCK_HOOKS = ["hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.
 ATTN_ONLY_BLOCK_HOOKS = [n for n in BLOCK_HOOKS if not n.startswith(("ln2.", "mlp.", "hook_mlp_out", "hook_resid_mid"))]
 
 
-def small_model(attn_only=False, seed=0) -> DemoTransformer:
+def small_model(attn_only=False, seed=0, eps=1e-5) -> DemoTransformer:
     """Random weights larger than at initialisation (and LayerNorm weights around 1), so that every part matters."""
-    cfg = Config(d_model=32, d_vocab=40, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=2, attn_only=attn_only)
+    cfg = Config(d_model=32, d_vocab=40, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=2, attn_only=attn_only, layer_norm_eps=eps)
     torch.manual_seed(seed)
     model = DemoTransformer(cfg)
     with torch.no_grad():
@@ -163,7 +164,8 @@ def test_a_hook_that_returns_something_wrong_gets_a_clear_error():
 def test_bad_names_get_clear_errors(names, message):
     model = HookedDemoTransformer.from_model(small_model())
     with pytest.raises((KeyError, ValueError, TypeError), match=message):
-        model.run_with_hooks(tokens_for(model), [(names, lambda a, hook: None)])
+        # a valid pair first: it must not stay attached when the next one is refused
+        model.run_with_hooks(tokens_for(model), [("hook_embed", lambda a, hook: None), (names, lambda a, hook: None)])
     assert not any(point.hooks for point in model.hook_points().values())
 
 
@@ -194,6 +196,7 @@ def test_the_cache_takes_transformer_lens_short_names():
     assert cache["scale", 1, "ln2"] is cache["blocks.1.ln2.hook_scale"]
     assert cache["embed"] is cache["hook_embed"] and cache["pre", 0] is cache["blocks.0.mlp.hook_pre"]
     assert ("z", 1) in cache and ("z", 5) not in cache and "nonsense" not in cache
+    assert ("z", True) not in cache and ("z", 1.0) not in cache  # a bool or a float is not a layer (True would be layer 1)
     assert act_name("q", 3) == "blocks.3.attn.hook_q" and act_name("mlp_out", 0) == "blocks.0.hook_mlp_out"
     assert len(cache) == len(model.hook_points()) and "ActivationCache with" in repr(cache)
 
@@ -232,6 +235,7 @@ def test_from_model_copies_weights_device_and_mode_and_refuses_other_things():
     model = HookedDemoTransformer.from_model(explicit)
     assert model.training and all(torch.equal(a, b) for a, b in zip(explicit.state_dict().values(), model.state_dict().values()))
     assert HookedDemoTransformer.from_model(FusedTransformer(explicit.cfg)).cfg == explicit.cfg
+    assert not HookedDemoTransformer.from_model(small_model()).training  # an eval-mode model stays in eval mode
     with pytest.raises(TypeError, match="model must be a DemoTransformer"):
         HookedDemoTransformer.from_model(explicit.state_dict())
 
@@ -260,9 +264,12 @@ def test_the_residual_stream_is_the_sum_of_its_components(attn_only):
 def test_repeating_sequences_repeat_with_their_period():
     rows = repeating_sequences(50, 30, 20, 3, 7, seed=0)
     assert rows.shape == (50, 30) and (rows[:, 0] == 19).all() and (rows[:, 1:] < 19).all()
+    shortest = set()
     for row in rows[:, 1:]:
         periods = [p for p in range(3, 8) if torch.equal(row[p:], row[:-p])]
         assert periods, row
+        shortest.add(periods[0])
+    assert shortest == {3, 4, 5, 6, 7}  # the period is drawn per row, from the whole range
     assert torch.equal(rows, repeating_sequences(50, 30, 20, 3, 7, seed=0))
 
 
@@ -283,3 +290,94 @@ def test_per_position_loss_is_cross_entropy_per_position():
 
 def test_activation_cache_needs_a_model_with_a_config():
     assert isinstance(ActivationCache({}, HookedDemoTransformer(small_model().cfg)), ActivationCache)
+
+
+def test_each_activation_is_what_its_name_says():
+    """Each hook point records what TransformerLens's does, computed here from notebook 02's model: a hook placed after the
+    wrong operation (the scale before its sqrt, the scores before the mask or the scaling, pre after the GELU) is caught.
+    A large layer_norm_eps, so that a scale without it differs."""
+    explicit = small_model(eps=0.1)
+    model = HookedDemoTransformer.from_model(explicit)
+    tokens = tokens_for(model)
+    logits, cache = model.run_with_cache(tokens)
+    close = dict(atol=1e-5, rtol=1e-5)
+
+    def layer_norm_scale(x):
+        return (x.var(dim=-1, keepdim=True, unbiased=False) + 0.1).sqrt()
+
+    torch.testing.assert_close(cache["embed"], explicit.embed(tokens))
+    torch.testing.assert_close(cache["pos_embed"], explicit.pos_embed(tokens))
+    for layer, block in enumerate(explicit.blocks):
+        resid_pre, resid_mid = cache["resid_pre", layer], cache["resid_mid", layer]
+        for which, ln, x in (("ln1", block.ln1, resid_pre), ("ln2", block.ln2, resid_mid)):
+            torch.testing.assert_close(cache["scale", layer, which], layer_norm_scale(x), **close)
+            torch.testing.assert_close(cache["normalized", layer, which], ln(x), **close)
+        x, attn = cache["normalized", layer, "ln1"], block.attn
+        for name, W, b in (("q", attn.W_Q, attn.b_Q), ("k", attn.W_K, attn.b_K), ("v", attn.W_V, attn.b_V)):
+            expected = einops.einsum(x, W, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + b
+            torch.testing.assert_close(cache[name, layer], expected, **close)
+        scores = einops.einsum(cache["q", layer], cache["k", layer], "batch q n_heads d_head, batch k n_heads d_head -> batch n_heads q k")
+        torch.testing.assert_close(cache["attn_scores", layer], attn.apply_causal_mask(scores / 8 ** 0.5), **close)  # d_head 8
+        torch.testing.assert_close(cache["pattern", layer], cache["attn_scores", layer].softmax(-1), **close)
+        z = einops.einsum(cache["pattern", layer], cache["v", layer], "batch n_heads q k, batch k n_heads d_head -> batch q n_heads d_head")
+        torch.testing.assert_close(cache["z", layer], z, **close)
+        torch.testing.assert_close(cache["attn_out", layer], attn(cache["normalized", layer, "ln1"]), **close)
+        torch.testing.assert_close(resid_mid, resid_pre + cache["attn_out", layer], **close)
+        pre = cache["normalized", layer, "ln2"] @ block.mlp.W_in + block.mlp.b_in
+        torch.testing.assert_close(cache["pre", layer], pre, **close)
+        torch.testing.assert_close(cache["post", layer], gelu_new(pre), **close)
+        torch.testing.assert_close(cache["mlp_out", layer], block.mlp(cache["normalized", layer, "ln2"]), **close)
+        torch.testing.assert_close(cache["resid_post", layer], resid_mid + cache["mlp_out", layer], **close)
+    torch.testing.assert_close(cache["scale"], layer_norm_scale(cache["resid_post", -1]), **close)
+    torch.testing.assert_close(cache["normalized"], explicit.ln_final(cache["resid_post", -1]), **close)
+    torch.testing.assert_close(cache["unembed.hook_in"], cache["normalized"])
+    torch.testing.assert_close(cache["unembed.hook_out"], logits)
+
+
+def test_nested_hooks_remove_only_their_own():
+    """A with-block's hooks stay attached while run_with_hooks and run_with_cache inside it add and remove theirs, at the same
+    hook point too; and they go when the block ends."""
+    model = HookedDemoTransformer.from_model(small_model())
+    tokens = tokens_for(model)
+    outer = []
+
+    def count(activation, hook):
+        outer.append(hook.name)
+
+    with model.hooks([("hook_embed", count)]):
+        model.run_with_hooks(tokens, [("hook_embed", lambda a, hook: None), (("z", 0), lambda a, hook: None)])
+        model.run_with_cache(tokens, names_filter="hook_embed")
+        assert model.hook_points()["hook_embed"].hooks == [count]
+        model(tokens)
+    assert outer == ["hook_embed"] * 3 and not any(point.hooks for point in model.hook_points().values())
+
+
+def test_reset_hooks_removes_every_hook():
+    model = HookedDemoTransformer.from_model(small_model())
+    model.hook_points()["blocks.1.attn.hook_z"].hooks.append(lambda z, hook: z * 0)  # attached by hand: no with-block removes it
+    model.hook_points()["hook_embed"].hooks.append(lambda e, hook: None)
+    model.reset_hooks()
+    assert not any(point.active for point in model.hook_points().values())
+    torch.testing.assert_close(model(tokens_for(model)), HookedDemoTransformer.from_model(small_model())(tokens_for(model)))
+
+
+def test_one_pair_without_a_list_is_accepted():
+    model = HookedDemoTransformer.from_model(small_model())
+    seen = []
+    model.run_with_hooks(tokens_for(model), ("hook_embed", lambda a, hook: seen.append(hook.name)))
+    assert seen == ["hook_embed"]
+
+
+@pytest.mark.parametrize("tokens, error, message", [
+    (torch.zeros(2, 5), TypeError, r"tokens must be token ids of dtype torch.int64"),
+    (torch.zeros(5, dtype=torch.long), ValueError, r"tokens must have shape \[batch, posn\].*tokens\[None\]"),
+    (torch.zeros(1, 17, dtype=torch.long), ValueError, r"17 positions, more than n_ctx = 16"),
+    (torch.full((1, 3), 40), ValueError, r"ids in \[0, 40\)"),
+    ([[1, 2, 3]], TypeError, r"tokens must be a torch.Tensor"),
+])
+def test_bad_tokens_get_clear_errors_and_leave_no_hooks(tokens, error, message):
+    model = HookedDemoTransformer.from_model(small_model())
+    for run in (lambda: model(tokens), lambda: model.run_with_cache(tokens), lambda: model.run_with_hooks(tokens, [("hook_embed", lambda a, hook: None)])):
+        with pytest.raises(error, match=message):
+            run()
+    assert not any(point.hooks for point in model.hook_points().values())
