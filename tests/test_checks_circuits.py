@@ -324,3 +324,36 @@ def test_the_induction_patterns_make_every_mistake_visible():
     for mistake in C.mistakes_in("induction_score"):
         for wrong in (lambda out: out if isinstance(out, list) else [out])(C._induction(pattern, 6, mistake=mistake)):
             assert not torch.allclose(wrong, right, atol=1e-3), mistake.name
+
+
+class InductionScore:  # a class where a function is expected
+    def __init__(self, pattern, seq_len):
+        self.score = pattern
+
+
+@pytest.mark.parametrize("check, fn, message", [
+    (checks.check_induction_score, InductionScore, r"check_induction_score takes your function induction_score\(pattern, "
+                                                   r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); got the class InductionScore"),
+    (checks.check_induction_score, None, r"got None"),
+    (checks.check_induction_score, torch.zeros(6), r"got a Tensor \(the result of calling it\?\)"),
+    (checks.check_ablate_heads, "ablate_heads", r"check_ablate_heads takes your function ablate_heads\(model, tokens, heads\) itself"),
+    (checks.check_induction_score, lambda pattern: pattern, r"calls your function as induction_score\(pattern, seq_len\), with 2 "
+                                                             r"arguments; <lambda>\(pattern\) does not take them"),
+    (checks.check_direct_logit_attribution, lambda v, s, m: v, r"direct_logit_attribution\(vectors, scale, model, token\), with 4 arguments"),
+], ids=lambda x: "")
+def test_checks_given_something_other_than_the_function_say_what_they_take(check, fn, message):
+    with pytest.raises(TypeError, match=message):
+        check(fn)
+
+
+def test_checks_accept_functions_with_extra_defaults_and_callable_objects(capsys):
+    def induction_with_default(pattern, seq_len, offset=1):
+        return induction(pattern, seq_len)
+
+    class Ablate:
+        def __call__(self, model, tokens, heads):
+            return ablate(model, tokens, heads)
+
+    checks.check_induction_score(induction_with_default)
+    checks.check_ablate_heads(Ablate())
+    assert capsys.readouterr().out.count("correct") == 2
