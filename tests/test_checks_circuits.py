@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from utils import checks
+from utils import checks, circuits
 from utils.checks import MISTAKES
 
 CIRCUITS_PARTS = {"direct_logit_attribution", "induction_score", "ablate_heads"}
@@ -59,6 +59,11 @@ def dla_embedding(vectors, scale, model, token):
 
 def dla_every_token(vectors, scale, model, token):
     return ((vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w) @ model.unembed.W_U
+
+
+def dla_sum_over_dim_2(vectors, scale, model, token):  # right for a [layer, head, d_model] grid only
+    normalized = (vectors - vectors.mean(-1, keepdim=True)) / scale
+    return (normalized * model.ln_final.w * model.unembed.W_U[:, token]).sum(dim=2)
 
 
 def dla_in_place(vectors, scale, model, token):
@@ -200,6 +205,16 @@ def ablate_copy_not_returned(model, tokens, heads):
     return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)])
 
 
+def ablate_one_head_per_layer(model, tokens, heads):  # a dict {layer: head} keeps only the last head of each layer
+    by_layer = {layer: head for layer, head in heads}
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, by_layer[int(hook.name.split(".")[1])]] = 0
+        return z
+    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in by_layer])
+
+
 def ablate_leaving_hooks(model, tokens, heads):
     for layer, head in heads:
         model.hook_points()[f"blocks.{layer}.attn.hook_z"].hooks.append(
@@ -270,15 +285,27 @@ def test_correct_alternatives_pass(check, fn, capsys):
 @pytest.mark.parametrize("check, fn, message", [
     (checks.check_direct_logit_attribution, dla_every_token, r"take the token's column, W_U\[:, token\]"),
     (checks.check_direct_logit_attribution, dla_in_place, r"changed the vectors it was given"),
+    (checks.check_direct_logit_attribution, dla_sum_over_dim_2, r"raised IndexError"),  # the single vector finds it
     (checks.check_direct_logit_attribution, lambda v, s, m, t: None, r"must return a tensor, got NoneType \(no return\?\)"),
     (checks.check_induction_score, induction_per_sequence, r"Average over the batch too"),
     (checks.check_induction_score, induction_fixed_length, r"wrong scores with seq_len="),
     (checks.check_ablate_heads, ablate_leaving_hooks, r"left hooks attached afterwards"),
+    (checks.check_ablate_heads, ablate_one_head_per_layer, r"with heads=\[\(1, 0\), \(1, 3\)\]: the logits differ"),
     (checks.check_ablate_heads, lambda model, tokens, heads: None, r"must return the logits.*\(no return\?\)"),
 ])
 def test_other_failures_say_what_is_wrong(check, fn, message):
     with pytest.raises(AssertionError, match=message):
         check(fn)
+
+
+@pytest.mark.parametrize("check, fn", [
+    (checks.check_direct_logit_attribution, circuits.direct_logit_attribution), (checks.check_induction_score, circuits.induction_score),
+    (checks.check_ablate_heads, circuits.ablate_heads),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_the_library_functions_pass_their_checks(check, fn, capsys):
+    """utils.circuits' own versions (which the notebook's later cells and other code import) are right too."""
+    check(fn)
+    assert "correct" in capsys.readouterr().out
 
 
 def test_a_stub_reaches_the_learner_unwrapped():
@@ -297,3 +324,36 @@ def test_the_induction_patterns_make_every_mistake_visible():
     for mistake in C.mistakes_in("induction_score"):
         for wrong in (lambda out: out if isinstance(out, list) else [out])(C._induction(pattern, 6, mistake=mistake)):
             assert not torch.allclose(wrong, right, atol=1e-3), mistake.name
+
+
+class InductionScore:  # a class where a function is expected
+    def __init__(self, pattern, seq_len):
+        self.score = pattern
+
+
+@pytest.mark.parametrize("check, fn, message", [
+    (checks.check_induction_score, InductionScore, r"check_induction_score takes your function induction_score\(pattern, "
+                                                   r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); got the class InductionScore"),
+    (checks.check_induction_score, None, r"got None"),
+    (checks.check_induction_score, torch.zeros(6), r"got a Tensor \(the result of calling it\?\)"),
+    (checks.check_ablate_heads, "ablate_heads", r"check_ablate_heads takes your function ablate_heads\(model, tokens, heads\) itself"),
+    (checks.check_induction_score, lambda pattern: pattern, r"calls your function as induction_score\(pattern, seq_len\), with 2 "
+                                                             r"arguments; <lambda>\(pattern\) does not take them"),
+    (checks.check_direct_logit_attribution, lambda v, s, m: v, r"direct_logit_attribution\(vectors, scale, model, token\), with 4 arguments"),
+], ids=lambda x: "")
+def test_checks_given_something_other_than_the_function_say_what_they_take(check, fn, message):
+    with pytest.raises(TypeError, match=message):
+        check(fn)
+
+
+def test_checks_accept_functions_with_extra_defaults_and_callable_objects(capsys):
+    def induction_with_default(pattern, seq_len, offset=1):
+        return induction(pattern, seq_len)
+
+    class Ablate:
+        def __call__(self, model, tokens, heads):
+            return ablate(model, tokens, heads)
+
+    checks.check_induction_score(induction_with_default)
+    checks.check_ablate_heads(Ablate())
+    assert capsys.readouterr().out.count("correct") == 2

@@ -7,7 +7,9 @@ from __future__ import annotations
 # --- notebooks/05_looking_inside.ipynb, code cell 2
 
 import difflib
+import inspect
 import math
+import operator
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ class HookPoint(nn.Module):
         super().__init__()
         self.name = ""  # its full name in the model, e.g. "blocks.0.attn.hook_pattern" (set by HookedDemoTransformer)
         self.hooks: list[HookFn] = []
+        self._running = False  # True while this point's hooks run: reaching it again then means a hook ran the model
 
     @property
     def active(self) -> bool:
@@ -42,10 +45,18 @@ class HookPoint(nn.Module):
         return bool(self.hooks or self._forward_hooks or self._forward_pre_hooks)
 
     def forward(self, activation: Tensor) -> Tensor:
-        for hook in self.hooks:
-            result = hook(activation, hook=self)
-            if result is not None:
-                activation = self._checked_replacement(hook, activation, result)
+        if self._running:  # a hook ran the model, whose forward pass reached this point and that hook again: without end
+            raise RuntimeError(f"a hook on {self.name!r} ran the model (model(...), run_with_hooks or run_with_cache inside a hook "
+                               f"function), whose forward pass reached {self.name!r} and that hook again, without end; run the "
+                               f"model before or after the hooked run, not inside a hook")
+        self._running = True
+        try:
+            for hook in self.hooks:
+                result = hook(activation, hook=self)
+                if result is not None:
+                    activation = self._checked_replacement(hook, activation, result)
+        finally:
+            self._running = False
         return activation
 
     def __call__(self, activation: Tensor) -> Tensor:
@@ -62,10 +73,31 @@ class HookPoint(nn.Module):
         if result.shape != activation.shape:
             raise ValueError(f"the hook {name} on {self.name!r} returned shape {tuple(result.shape)}; a replacement must have "
                              f"the activation's shape {tuple(activation.shape)}")
+        if result.dtype != activation.dtype or result.device != activation.device:  # else a deep error later, or silent rounding
+            raise TypeError(f"the hook {name} on {self.name!r} returned a {result.dtype} tensor on {result.device}; a replacement "
+                            f"must have the activation's dtype and device, {activation.dtype} on {activation.device}: "
+                            f"return result.to(activation)")
         return result
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, {len(self.hooks)} hook(s)"
+
+
+def check_hook_fn(fn) -> None:
+    """A TypeError unless fn can be called as fn(activation, hook=hook_point), which is how every hook point calls it."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if isinstance(fn, type):
+        raise TypeError(f"a hook function is a function fn(activation, hook), got the class {name}: pass a function")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some built-in callables have none: the call itself will say
+        return
+    try:
+        signature.bind(None, hook=None)
+    except TypeError:
+        example = "lambda activation, hook: ..." if name == "<lambda>" else f"def {name}(activation, hook)"
+        raise TypeError(f"the hook function {name}{signature} cannot be called as fn(activation, hook=hook_point), which is how hook "
+                        f"points call it: give it two parameters, the second named hook, e.g. {example}") from None
 
 
 # --- notebooks/05_looking_inside.ipynb, code cell 4
@@ -161,14 +193,22 @@ def act_name(name: str, layer: int | None = None, layer_type: str | None = None)
     """The full hook name for TransformerLens's short form: act_name("pattern", 0) == "blocks.0.attn.hook_pattern".
     A negative layer is not resolved here (the cache does that, knowing n_layers)."""
     if not isinstance(name, str):
-        raise TypeError(f"a hook name is a str such as 'pattern' or 'blocks.0.attn.hook_pattern', got {name!r}")
+        hint = "; for a short name with its layer give a tuple, e.g. ('pattern', 0)" if isinstance(name, list) else ""
+        raise TypeError(f"a hook name is a str such as 'pattern' or 'blocks.0.attn.hook_pattern', got {name!r}{hint}")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+        raise KeyError(f"layer must be an int from 0 (act_name does not resolve a negative layer; cache[name, -1] does), got {layer!r}")
     if layer is None and layer_type is None and ("." in name or name.startswith("hook_")):
         return name  # already a full name
     name = ALIASES.get(name, name)
     if name in ("embed", "pos_embed"):
+        if layer is not None or layer_type is not None:
+            raise KeyError(f"{name!r} is not in a block: give it without a layer, e.g. cache[{name!r}]")
         return f"hook_{name}"
     if name in LN_NAMES:
         if layer is None:
+            if layer_type is not None:  # else ln_final's, silently
+                raise KeyError(f"layer_type {layer_type!r} needs a layer too, e.g. cache[{name!r}, 0, {layer_type!r}]; without both "
+                               f"{name!r} is ln_final's")
             return f"ln_final.hook_{name}"
         if layer_type not in ("ln1", "ln2"):
             raise ValueError(f"{name!r} with a layer needs layer_type 'ln1' or 'ln2' (which LayerNorm of the block), e.g. "
@@ -181,6 +221,9 @@ def act_name(name: str, layer: int | None = None, layer_type: str | None = None)
                        f"pos_embed), or give a full name such as 'blocks.0.attn.hook_pattern'")
     if layer is None:
         raise KeyError(f"{name!r} is in every block: give the layer too, e.g. cache[{name!r}, 0]")
+    if layer_type not in (None, where.rstrip(".") or None):
+        raise KeyError(f"layer_type is for scale and normalized ('ln1' or 'ln2'); {name!r} has none, got {layer_type!r}: "
+                       f"cache[{name!r}, {layer}]")
     return f"blocks.{layer}.{where}hook_{name}"
 
 
@@ -188,21 +231,30 @@ class ActivationCache:
     """The activations recorded by run_with_cache, by full hook name; also indexable by TransformerLens's short names."""
 
     def __init__(self, activations: dict[str, Tensor], model: nn.Module):
+        if not isinstance(activations, dict):
+            raise TypeError(f"activations must be a dict of tensors by hook name, got {type(activations).__name__}")
+        if not (hasattr(model, "hook_points") and isinstance(getattr(model, "cfg", None), utils.model.Config)):
+            raise TypeError(f"model must be the HookedDemoTransformer the activations come from, got {type(model).__name__}")
         self.activations = activations
         self.model = model
 
     def full_name(self, key) -> str:
         """The full hook name for a key: a full name, a short name ("scale") or a tuple ("pattern", 0) / ("scale", 0, "ln1")."""
-        name, *rest = key if isinstance(key, tuple) else (key,)
-        if len(rest) > 2:
-            raise KeyError(f"a cache key is a name, (name, layer) or (name, layer, layer_type), got {key!r}")
+        parts = key if isinstance(key, tuple) else (key,)
+        if not 1 <= len(parts) <= 3:
+            raise KeyError(f"a cache key is a name, (name, layer) or (name, layer, layer_type), e.g. cache['pattern', 0]; got {key!r}")
+        name, *rest = parts
         layer = rest[0] if rest else None
         if layer is not None:
             n_layers = self.model.cfg.n_layers
-            if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
+            try:  # an int, a numpy int or a 0-d integer tensor; not a bool (True would be layer 1), a float or a str
+                index = None if isinstance(layer, bool) else operator.index(layer)
+            except TypeError:
+                index = None
+            if index is None or not -n_layers <= index < n_layers:
                 raise KeyError(f"layer must be an int from {-n_layers} to {n_layers - 1} (this model has {n_layers} blocks), "
                                f"got {layer!r} in {key!r}")
-            layer %= n_layers
+            layer = index % n_layers
         return act_name(name, layer, rest[1] if len(rest) > 1 else None)
 
     def __getitem__(self, key) -> Tensor:
@@ -216,7 +268,7 @@ class ActivationCache:
     def __contains__(self, key) -> bool:
         try:
             return self.full_name(key) in self.activations
-        except KeyError:
+        except (KeyError, ValueError, TypeError):  # not a key this cache could hold
             return False
 
     def keys(self):
@@ -256,6 +308,10 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
     DemoTransformer, so `HookedDemoTransformer.from_model(model)` or load_state_dict takes any of your models' weights."""
 
     def __init__(self, cfg: utils.model.Config):
+        if not isinstance(cfg, utils.model.Config):
+            got = f"the class {cfg.__name__} (call it: Config(...))" if isinstance(cfg, type) else type(cfg).__name__
+            hint = "; for a model you have, use HookedDemoTransformer.from_model(model)" if isinstance(cfg, nn.Module) else ""
+            raise TypeError(f"cfg must be a utils.model.Config, e.g. HookedDemoTransformer(Config(n_layers=2)), got {got}{hint}")
         nn.Module.__init__(self)  # built in DemoTransformer's order: the same seed gives the same weights
         self.cfg = cfg
         self.embed, self.hook_embed = utils.model.Embed(cfg), HookPoint()  # hook points in the order a forward pass reaches them
@@ -269,11 +325,13 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
 
     @classmethod
     def from_model(cls, model: nn.Module) -> "HookedDemoTransformer":
-        """A hooked copy of `model` (a DemoTransformer, FusedTransformer or your own class with their state dict), on its device."""
+        """A hooked copy of `model` (a DemoTransformer, FusedTransformer or your own class with their state dict), on its device,
+        in its dtype and its train/eval mode."""
         model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: the module inside it
         if not isinstance(model, nn.Module) or not isinstance(getattr(model, "cfg", None), utils.model.Config):
             raise TypeError(f"model must be a DemoTransformer (or another model with a Config as .cfg), got {type(model).__name__}")
-        hooked = cls(model.cfg).to(next(model.parameters()).device)
+        weight = next(model.parameters())
+        hooked = cls(model.cfg).to(device=weight.device, dtype=weight.dtype)  # a float64 or bfloat16 model stays so
         hooked.load_state_dict(model.state_dict())
         return hooked.train(model.training)
 
@@ -286,7 +344,9 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
             return super().forward(tokens, cache)
         utils.model.validate_tokens(tokens, self.cfg, check_values=not getattr(tokens, "is_cuda", False))
         embed = self.hook_embed(F.embedding(tokens, self.embed.W_E))
-        pos_embed = self.hook_pos_embed(self.pos_embed.W_pos[: tokens.shape[1]].expand_as(embed))  # a view: no copy per batch row
+        pos_embed = self.pos_embed.W_pos[: tokens.shape[1]].expand_as(embed)  # a view of W_pos: no copy per batch row
+        if self.hook_pos_embed.active:  # but a copy for hooks: one that changed the view in place would change W_pos itself
+            pos_embed = self.hook_pos_embed(pos_embed.clone())
         residual = embed + pos_embed
         for block in self.blocks:
             residual = block(residual)
@@ -304,6 +364,10 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
             names = [names]
         if not isinstance(names, Iterable):
             raise TypeError(f"names must be None, a hook name, a list of hook names or a function name -> bool, got {names!r}")
+        names = list(names)
+        if any(isinstance(name, str) for name in names) and any(isinstance(name, int) for name in names):  # ["pattern", 0]
+            raise TypeError(f"names {names!r} mix names and numbers: for a short name with its layer give a tuple, e.g. "
+                            f"('pattern', 0) or [('pattern', 0), ('pattern', 1)]")
         resolver = ActivationCache({}, self)
         full = [resolver.full_name(name) for name in names]
         for name in full:
@@ -324,6 +388,7 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
             for pair in fwd_hooks:
                 if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and callable(pair[1])):
                     raise TypeError(f"each entry of fwd_hooks must be a (name, hook_fn) pair with hook_fn(activation, hook), got {pair!r}")
+                check_hook_fn(pair[1])
                 names = self.matching_names(pair[0])
                 if not names:
                     raise ValueError(f"the filter {pair[0]!r} matches no hook point of this model")
@@ -348,6 +413,9 @@ class HookedDemoTransformer(utils.fused.FusedTransformer):
             activations[hook.name] = activation.detach()
 
         names = self.matching_names(names_filter)
+        if not names:  # e.g. a filter function without `return`: an empty cache would only fail later, further from the cause
+            raise ValueError(f"names_filter={names_filter!r} selects no hook point of this model, so nothing would be recorded; "
+                             f"model.hook_points() lists them")
         logits = self.run_with_hooks(tokens, [(name, record) for name in names])
         return logits, ActivationCache(activations, self)
 

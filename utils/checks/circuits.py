@@ -14,6 +14,7 @@ What the checks accept:
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -79,6 +80,24 @@ ABL_NO_EFFECT = known_mistake("abl_no_effect", "ablate_heads",
 RTOL, ATOL = 1e-4, 1e-5
 
 
+def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
+    """A TypeError unless fn is a function (not a class, not a result) that takes these parameters, by position."""
+    call = f"{name}({', '.join(parameters)})"
+    if isinstance(fn, type) or not callable(fn):
+        got = (f"the class {fn.__name__}" if isinstance(fn, type) else "None" if fn is None else f"a {type(fn).__name__}"
+               + (" (the result of calling it?)" if isinstance(fn, torch.Tensor) else ""))
+        raise TypeError(f"check_{name} takes your function {call} itself, e.g. checks.check_{name}({name}); got {got}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some built-in callables have none: the call itself will say
+        return
+    try:
+        signature.bind(*parameters)
+    except TypeError:
+        raise TypeError(f"check_{name} calls your function as {call}, with {len(parameters)} arguments; "
+                        f"{getattr(fn, '__name__', name)}{signature} does not take them") from None
+
+
 # --------------------------------------------------------------------------- direct logit attribution
 
 def _dla_model(seed: int = 0):
@@ -114,6 +133,7 @@ def _same(got, expected) -> bool:
 
 @learner_facing
 def check_direct_logit_attribution(fn) -> None:
+    _learner_function(fn, "direct_logit_attribution", ("vectors", "scale", "model", "token"))
     what = "direct_logit_attribution(vectors, scale, model, token)"
     things = "centre each vector, divide by scale, multiply by ln_final.w, then dot with W_U[:, token]; no biases."
     model = _dla_model()
@@ -178,6 +198,7 @@ def _induction(pattern, seq_len, mistake=None):
 
 @learner_facing
 def check_induction_score(fn) -> None:
+    _learner_function(fn, "induction_score", ("pattern", "seq_len"))
     what = "induction_score(pattern, seq_len)"
     things = ("pattern[:, :, q, q - seq_len + 1] for the queries of the repeat, q from seq_len + 1 to 2 * seq_len: "
               "pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:], averaged over batch and queries.")
@@ -255,6 +276,7 @@ def _ablate(model, tokens, heads, mistake=None):
 
 @learner_facing
 def check_ablate_heads(fn) -> None:
+    _learner_function(fn, "ablate_heads", ("model", "tokens", "heads"))
     what = "ablate_heads(model, tokens, heads)"
     things = ("a hook on f\"blocks.{layer}.attn.hook_z\" for each layer in heads, setting z[:, :, head] = 0 for that layer's "
               "heads and returning z; model.run_with_hooks(tokens, fwd_hooks=[...]).")
