@@ -53,6 +53,38 @@ def dla_with_biases(vectors, scale, model, token):
     return normalized @ model.unembed.W_U[:, token] + model.unembed.b_U[token]
 
 
+def dla_layer_norm_each(vectors, scale, model, token):  # the LayerNorm module on each vector: its own scale, and ln_final.b
+    return model.ln_final(vectors) @ model.unembed.W_U[:, token]
+
+
+def dla_divide_last(vectors, scale, model, token):  # the scale applied after the dot product: the same numbers
+    centred = vectors - vectors.mean(-1, keepdim=True)
+    return (centred * model.ln_final.w) @ model.unembed.W_U[:, token] / scale
+
+
+def induction_duplicate_whole(pattern, seq_len):  # the duplicate-token diagonal, every query on it
+    return pattern.diagonal(offset=-seq_len, dim1=-2, dim2=-1).mean(dim=(0, 2))
+
+
+def induction_previous_token(pattern, seq_len):
+    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
+
+
+def induction_default_dims(pattern, seq_len):
+    return pattern.diagonal(-(seq_len - 1))[..., 2:].mean(0)
+
+
+def induction_hard_coded(pattern, seq_len):  # positions from the notebook's seq_len of 24: nothing left to average
+    return pattern[:, :, 25:49, 2:26].diagonal(dim1=-2, dim2=-1).mean(dim=(0, 2))
+
+
+def ablate_by_zeroing_weights(model, tokens, heads):
+    with torch.no_grad():
+        for layer, head in heads:
+            model.blocks[layer].attn.W_O[head] = 0
+    return model(tokens)
+
+
 def dla_embedding(vectors, scale, model, token):
     return ((vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w) @ model.embed.W_E[token]
 
@@ -229,6 +261,7 @@ BROKEN_CIRCUITS = {
     "dla_no_ln_weight": (checks.check_direct_logit_attribution, dla_no_ln_weight),
     "dla_with_biases": (checks.check_direct_logit_attribution, dla_with_biases),
     "dla_embedding": (checks.check_direct_logit_attribution, dla_embedding),
+    "dla_ln_per_vector": (checks.check_direct_logit_attribution, dla_layer_norm_each),
     "ind_duplicate_diagonal": (checks.check_induction_score, induction_duplicate),
     "ind_wrong_diagonal": (checks.check_induction_score, induction_offset_too_small),
     "ind_upper_diagonal": (checks.check_induction_score, induction_upper),
@@ -272,7 +305,7 @@ def test_the_wrong_offset_is_named():
 
 @pytest.mark.parametrize("check, fn", [
     (checks.check_direct_logit_attribution, dla), (checks.check_direct_logit_attribution, dla_einsum),
-    (checks.check_direct_logit_attribution, dla_folded),
+    (checks.check_direct_logit_attribution, dla_folded), (checks.check_direct_logit_attribution, dla_divide_last),
     (checks.check_induction_score, induction), (checks.check_induction_score, induction_by_index),
     (checks.check_ablate_heads, ablate), (checks.check_ablate_heads, ablate_pattern),
     (checks.check_ablate_heads, ablate_one_hook_per_pair), (checks.check_ablate_heads, ablate_with_context_manager),
@@ -292,6 +325,11 @@ def test_correct_alternatives_pass(check, fn, capsys):
     (checks.check_ablate_heads, ablate_leaving_hooks, r"left hooks attached afterwards"),
     (checks.check_ablate_heads, ablate_one_head_per_layer, r"with heads=\[\(1, 0\), \(1, 3\)\]: the logits differ"),
     (checks.check_ablate_heads, lambda model, tokens, heads: None, r"must return the logits.*\(no return\?\)"),
+    (checks.check_ablate_heads, ablate_by_zeroing_weights, r"changed the model itself \(its weights\)"),
+    (checks.check_induction_score, induction_default_dims, r"by default \.diagonal\(\) takes the first two"),
+    (checks.check_induction_score, induction_hard_coded, r"the scores are nan with seq_len=6: the mean of an empty selection"),
+    (checks.check_induction_score, induction_duplicate_whole, re.escape(MISTAKES["ind_duplicate_diagonal"].advice[:60])),
+    (checks.check_induction_score, induction_previous_token, r"\(-1 here\)"),
 ])
 def test_other_failures_say_what_is_wrong(check, fn, message):
     with pytest.raises(AssertionError, match=message):

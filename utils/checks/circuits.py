@@ -38,6 +38,10 @@ DLA_NO_LN_WEIGHT = known_mistake("dla_no_ln_weight", "direct_logit_attribution",
 DLA_WITH_BIASES = known_mistake("dla_with_biases", "direct_logit_attribution",
     "ln_final.b and b_U are added to every vector's attribution. They are added once to the logit, not once per component: "
     "leave them out here (the notebook adds them as their own term).")
+DLA_LN_PER_VECTOR = known_mistake("dla_ln_per_vector", "direct_logit_attribution",
+    "each vector goes through the final LayerNorm on its own (model.ln_final(vectors), or F.layer_norm), which divides it by ITS "
+    "OWN scale (and adds ln_final.b). The LayerNorm's scale comes from the whole residual stream, the sum of all the vectors: use "
+    "the `scale` given, the same for every vector: (vectors - vectors.mean(-1, keepdim=True)) / scale * ln_final.w.")
 DLA_EMBEDDING = known_mistake("dla_embedding", "direct_logit_attribution",
     "the dot product is with the token's embedding (W_E[token]), not its unembedding column. The logit is read by W_U: "
     "model.unembed.W_U[:, token].")
@@ -120,6 +124,9 @@ def _dla(vectors, scale, model, token, mistake=None):
     scaled = centred * scale if mistake is DLA_SCALE_MULTIPLIED else centred if mistake is DLA_NO_SCALE else centred / scale
     weighted = scaled if mistake is DLA_NO_LN_WEIGHT else scaled * model.ln_final.w
     column = model.embed.W_E[token] if mistake is DLA_EMBEDDING else model.unembed.W_U[:, token]
+    if mistake is DLA_LN_PER_VECTOR:
+        own = torch.nn.functional.layer_norm(vectors, vectors.shape[-1:], eps=model.cfg.layer_norm_eps)
+        return [model.ln_final(vectors) @ column, (own * model.ln_final.w) @ column, own @ column]
     out = weighted @ column
     if mistake is DLA_WITH_BIASES:
         out = out + model.ln_final.b @ model.unembed.W_U[:, token] + model.unembed.b_U[token]
@@ -138,8 +145,8 @@ def check_direct_logit_attribution(fn) -> None:
     things = "centre each vector, divide by scale, multiply by ln_final.w, then dot with W_U[:, token]; no biases."
     model = _dla_model()
     generator = torch.Generator().manual_seed(1)
-    cases = [(torch.randn(3, 4, 16, generator=generator) + 0.7, torch.tensor([1.7]), 5),  # a [layer, head] grid of vectors
-             (torch.randn(16, generator=generator) - 0.4, torch.tensor([0.6]), 9)]  # one vector: a 0-d result
+    cases = [(torch.randn(3, 4, 16, generator=generator) + 0.7, torch.tensor(1.7), 5),  # a [layer, head] grid of vectors
+             (torch.randn(16, generator=generator) - 0.4, torch.tensor(0.6), 9)]  # one vector: a 0-d result
     with torch.no_grad():
         for vectors, scale, token in cases:
             saved = vectors.clone()
@@ -177,12 +184,19 @@ def _patterns(seq_len: int, n_heads: int = 6, batch: int = 2, seed: int = 0):
     return scores.masked_fill(k > q, float("-inf")).softmax(-1)
 
 
+def WRONG_OFFSETS(seq_len: int) -> tuple[int, ...]:
+    """Diagonals below the main one that learners read by mistake: one too close, one too far, the previous token's."""
+    return (seq_len - 2, seq_len + 1, 1)
+
+
 def _induction(pattern, seq_len, mistake=None):
     """The mean of pattern[:, :, q, q - seq_len + 1] over the batch and q in [seq_len + 1, 2 * seq_len]; or with a mistake."""
-    if mistake is IND_DUPLICATE_DIAGONAL:
-        return pattern.diagonal(offset=-seq_len, dim1=-2, dim2=-1)[..., 1:].mean(dim=(0, 2))
+    if mistake is IND_DUPLICATE_DIAGONAL:  # whichever queries are kept
+        duplicate = pattern.diagonal(offset=-seq_len, dim1=-2, dim2=-1)
+        return [duplicate[..., start:].mean(dim=(0, 2)) for start in (0, 1, 2)]
     if mistake is IND_WRONG_DIAGONAL:
-        return [pattern.diagonal(offset=-o, dim1=-2, dim2=-1).mean(dim=(0, 2)) for o in (seq_len - 2, seq_len + 1)]
+        return [pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2))
+                for o in WRONG_OFFSETS(seq_len) for start in (0, 1, 2)]
     if mistake is IND_UPPER_DIAGONAL:
         return [pattern.diagonal(offset=seq_len - 1, dim1=-2, dim2=-1).mean(dim=(0, 2)),
                 pattern.transpose(-1, -2).diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:].mean(dim=(0, 2))]
@@ -213,15 +227,20 @@ def check_induction_score(fn) -> None:
             fail(f"{what} must return a tensor [n_heads], got {type(got).__name__}" + (" (no return?)" if got is None else ""))
         if got.shape != expected.shape:
             hint = (" Average over the batch too (dim 0)." if tuple(got.shape) == (pattern.shape[0], pattern.shape[1]) else
-                    " Average over the batch and the queries, not over the heads." if got.ndim == 0 or got.shape[-1] != pattern.shape[1] else "")
+                    " Average over the batch and the queries, not over the heads; and take the diagonal over the last two "
+                    "dimensions (query and key): pattern.diagonal(offset, dim1=-2, dim2=-1), since by default .diagonal() takes "
+                    "the first two (batch and heads)." if got.ndim == 0 or got.shape[-1] != pattern.shape[1] else "")
             fail(f"{what} returned shape {tuple(got.shape)} for a pattern of shape {tuple(pattern.shape)}; expected "
                  f"({pattern.shape[1]},): one score per head.{hint}")
         if not _same(got, expected):
             offsets = {}
             mistake = recognise(got, mistakes_in("induction_score"), lambda m: _induction(pattern, seq_len, mistake=m), _same)
             if mistake is IND_WRONG_DIAGONAL:
-                offsets["offset"] = next(f"-{o}" for o in (seq_len - 2, seq_len + 1) if _same(
-                    got, pattern.diagonal(offset=-o, dim1=-2, dim2=-1).mean(dim=(0, 2))))
+                offsets["offset"] = next(f"-{o}" for o in WRONG_OFFSETS(seq_len) for start in (0, 1, 2) if _same(
+                    got, pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2))))
+            if mistake is None and torch.isnan(got).any():
+                fail([f"{what}: the scores are nan with seq_len={seq_len}: the mean of an empty selection. Are the positions "
+                      f"computed from seq_len (not from a number written in), within the {pattern.shape[-1]} positions?"])
             fail([f"{what}: wrong scores with seq_len={seq_len} (heads built to favour offsets -(seq_len - 1), -seq_len, -1, "
                   f"-(seq_len + 1), 0)", f"  got      {[round(x, 4) for x in got.tolist()]}",
                   f"  expected {[round(x, 4) for x in expected.tolist()]}"], mistake, things, **offsets)
@@ -292,6 +311,10 @@ def check_ablate_heads(fn) -> None:
                 fail(f"{what} left hooks attached afterwards, on {left[:3]}: every later forward pass of the model would still be "
                      f"ablated. Use model.run_with_hooks (or `with model.hooks(...)`), which removes them when it ends, "
                      f"also if something fails.")
+            if not torch.equal(model(tokens), plain):
+                fail(f"{what} changed the model itself (its weights): after the call, the model's own logits differ from before. "
+                     f"Ablate with a hook, for one forward pass (model.run_with_hooks), so that the model is unchanged afterwards: "
+                     f"zeroing W_O under torch.no_grad() ablates the head for every later cell too.")
             if not isinstance(got, torch.Tensor) or got.shape != plain.shape:
                 shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
                 fail(f"{what} must return the logits, shape {tuple(plain.shape)} [batch, posn, d_vocab], got {shape}"
