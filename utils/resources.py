@@ -10,6 +10,7 @@ such failure the hub is not tried again in this process (is_online(refresh=True)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -465,6 +466,12 @@ def load_corpus(max_chars: int | None = None, source: str | None = None, timeout
 
 # --------------------------------------------------------------------------- the model trained in notebook 03
 
+def decode_known_ids(decode_ids, n_tokens: int, ids) -> str:
+    """decode_ids(ids) without the ids the tokenizer cannot decode: padding ids (d_vocab is padded beyond the tokenizer on a GPU),
+    which a sampler could (rarely) pick."""
+    return decode_ids([int(i) for i in ids if i < n_tokens])
+
+
 @dataclass
 class TrainedModel:
     """Notebook 03's model for this config, with the tokenizer it was trained with (what notebooks 04 and 05 load)."""
@@ -479,7 +486,7 @@ class TrainedModel:
     sample_prompt: str  # notebook 03's sample prompt (the start of the first validation document)
 
     def decode(self, ids) -> str:
-        return self.decode_ids([int(i) for i in ids if i < self.n_tokens])  # drops padding ids, which a sampler could (rarely) pick
+        return decode_known_ids(self.decode_ids, self.n_tokens, ids)
 
 
 def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) -> TrainedModel:
@@ -531,7 +538,7 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
                                               "sample_every": steps}, **settings.training_args(), sample_prompt=sample_prompt,
                                            checkpoint_dir=str(checkpoint_dir))
         torch.manual_seed(args.seed)
-        decode = lambda ids: decode_ids([int(i) for i in ids if i < n_tokens])  # noqa: E731
+        decode = functools.partial(decode_known_ids, decode_ids, n_tokens)
         trainer = utils.training.Trainer(FusedTransformer(cfg), args, train_sequences, val_sequences, encode, decode,
                                          tokenizer_name=run_cfg.tokenizer)
         trainer.train()
