@@ -42,24 +42,31 @@ def bench_shape(name: str, cfg: Config, posn: int, rounds: int) -> None:
     with torch.no_grad():
         if (hooked(tokens) - fused(tokens)).abs().max() > 1e-4:
             raise SystemExit("the hooked model's logits differ from the fused twin's")
-        runs = {"fused twin (no hook points)": lambda: fused(tokens),
-                "hooked, nothing attached": lambda: hooked(tokens),
-                "hooked, run_with_cache (q, z, resid)": lambda: hooked.run_with_cache(
-                    tokens, names_filter=lambda n: n.endswith(("hook_q", "hook_z", "hook_resid_post"))),
-                "hooked, run_with_cache (everything)": lambda: hooked.run_with_cache(tokens)}
+        runs = {
+            "fused twin (no hook points)": lambda: fused(tokens),
+            "hooked, nothing attached": lambda: hooked(tokens),
+            "hooked, run_with_cache (q, z, resid)": lambda: hooked.run_with_cache(
+                tokens, names_filter=lambda n: n.endswith(("hook_q", "hook_z", "hook_resid_post"))
+            ),
+            "hooked, run_with_cache (everything)": lambda: hooked.run_with_cache(tokens),
+        }
         for run in runs.values():  # warm-up
             run()
         times = interleaved_times(runs, rounds)
     medians = {label: statistics.median(t) for label, t in times.items()}
     base = medians["fused twin (no hook points)"]
-    print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, 1 x {posn} tokens, forward without gradients, "
-          f"{torch.get_num_threads()} CPU threads, median of {rounds}, {len(hooked.hook_points())} hook points")
+    print(
+        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, 1 x {posn} tokens, forward without gradients, "
+        f"{torch.get_num_threads()} CPU threads, median of {rounds}, {len(hooked.hook_points())} hook points"
+    )
     for label, t in medians.items():
         print(f"  {label:<38} {t * 1e3:8.3f} ms   fused / this = {base / t:.3f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--posn", type=int, default=32, help="tokens in the one sequence")
     parser.add_argument("--rounds", type=int, default=100)

@@ -52,6 +52,7 @@ def load_peer(path: str):
 
 def peer_step(model, optimizer, dtype, loss_fn):
     """A peer's training step as it is usually written: autocast forward, backward, clip at 1.0, AdamW, clear the gradients."""
+
     def step():
         with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
             loss = loss_fn()
@@ -60,6 +61,7 @@ def peer_step(model, optimizer, dtype, loss_fn):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss
+
     return step
 
 
@@ -70,9 +72,20 @@ def hf_step(cfg, device, dtype, tokens):
 
 
 def nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq):
-    model = peer.GPT(peer.GPTConfig(block_size=seq, vocab_size=cfg.d_vocab, n_layer=cfg.n_layers, n_head=cfg.n_heads,
-                                    n_embd=cfg.d_model, dropout=0.0, bias=True)).to(device)
-    optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-4, betas=(0.9, 0.95), device_type=device)
+    model = peer.GPT(
+        peer.GPTConfig(
+            block_size=seq,
+            vocab_size=cfg.d_vocab,
+            n_layer=cfg.n_layers,
+            n_head=cfg.n_heads,
+            n_embd=cfg.d_model,
+            dropout=0.0,
+            bias=True,
+        )
+    ).to(device)
+    optimizer = model.configure_optimizers(
+        weight_decay=0.1, learning_rate=1e-4, betas=(0.9, 0.95), device_type=device
+    )
     forward = torch.compile(model) if compile_ else model
     data = torch.randint(0, cfg.d_vocab, (batch, seq + 1), device=device)
     x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
@@ -80,32 +93,51 @@ def nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq):
 
 
 def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint_dir):
-    args = TrainingArgs(batch_size=len(tokens), device=device, autocast=dtype_name, compile=compile_,
-                        checkpoint_dir=checkpoint_dir)
+    args = TrainingArgs(
+        batch_size=len(tokens),
+        device=device,
+        autocast=dtype_name,
+        compile=compile_,
+        checkpoint_dir=checkpoint_dir,
+    )
     trainer = Trainer(model_class(cfg), args, tokens.cpu(), tokens.cpu())
     return lambda: trainer.training_step(tokens)
 
 
-def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True, hooked=False):
+def bench_shape(
+    name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True, hooked=False
+):
     torch.manual_seed(0)
     cfg = replace(cfg, n_ctx=seq)
-    if device == "cuda":  # as in the gpu config: 50257 -> 50304, matmul shapes that are multiples of 64 run faster
+    if (
+        device == "cuda"
+    ):  # as in the gpu config: 50257 -> 50304, matmul shapes that are multiples of 64 run faster
         cfg = replace(cfg, d_vocab=padded_vocab_size(cfg.d_vocab))
     dtype_name = "bfloat16" if bf16 else None
     dtype = torch.bfloat16 if bf16 else None
     tokens = torch.randint(0, cfg.d_vocab, (batch, seq), device=device)
-    checkpoint_dir = tempfile.mkdtemp(prefix="bench_")  # the trainer never saves here (no train() call); no learner folder touched
+    checkpoint_dir = tempfile.mkdtemp(
+        prefix="bench_"
+    )  # the trainer never saves here (no train() call); no learner folder touched
     steps = {"HF GPT2LMHeadModel (eager)": hf_step(cfg, device, dtype, tokens)} if hf else {}
     if peer:
-        steps[f"nanoGPT{' (compiled)' if compile_ else ''}"] = nanogpt_step(peer, cfg, device, dtype, compile_, batch, seq)
+        steps[f"nanoGPT{' (compiled)' if compile_ else ''}"] = nanogpt_step(
+            peer, cfg, device, dtype, compile_, batch, seq
+        )
     peers = list(steps)
     if not peers:
         raise SystemExit("no peer to compare with: give --peer PATH or leave out --skip-hf")
-    steps[f"ours: trainer step, fused{' (compiled)' if compile_ else ''}"] = ours_step(FusedTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
+    steps[f"ours: trainer step, fused{' (compiled)' if compile_ else ''}"] = ours_step(
+        FusedTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir
+    )
     if hooked:  # notebook 05's model, with nothing attached to its hook points: should cost what the fused twin costs
-        steps[f"ours: trainer step, hooked{' (compiled)' if compile_ else ''}"] = ours_step(HookedDemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
+        steps[f"ours: trainer step, hooked{' (compiled)' if compile_ else ''}"] = ours_step(
+            HookedDemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir
+        )
     if explicit:
-        steps[f"ours: trainer step, explicit{' (compiled)' if compile_ else ''}"] = ours_step(DemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir)
+        steps[f"ours: trainer step, explicit{' (compiled)' if compile_ else ''}"] = ours_step(
+            DemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir
+        )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peak_memory = {}
     for label, step in steps.items():  # warm-up (compiles), and each one's peak memory on its own
@@ -122,9 +154,13 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
     times = interleaved_times(steps, rounds, sync)
     medians = {k: statistics.median(v) for k, v in times.items()}
     fastest_peer = min(medians[k] for k in peers)
-    print(f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, {device}"
-          f"{' bf16 autocast' if bf16 else ' float32'}, {torch.get_num_threads()} CPU threads, median of {rounds}")
-    peak = peak_flops(torch.cuda.get_device_name(), "bfloat16") if device == "cuda" and bf16 else None
+    print(
+        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, {device}"
+        f"{' bf16 autocast' if bf16 else ' float32'}, {torch.get_num_threads()} CPU threads, median of {rounds}"
+    )
+    peak = (
+        peak_flops(torch.cuda.get_device_name(), "bfloat16") if device == "cuda" and bf16 else None
+    )
     flops = model_flops_per_token(cfg) * batch * seq
     for label, t in medians.items():
         line = f"  {label:<38} {t * 1e3:9.2f} ms/step {batch * seq / t:>11,.0f} tok/s   fastest peer / this = {fastest_peer / t:.2f}"
@@ -134,10 +170,17 @@ def bench_shape(name, cfg, batch, seq, device, bf16, rounds, compile_, peer, exp
             line += f"   peak {peak_memory[label]:.1f} GiB"
         print(line, flush=True)
     if hooked:
-        fused, with_hooks = (next(t for k, t in medians.items() if k.startswith(f"ours: trainer step, {kind}")) for kind in ("fused", "hooked"))
-        print(f"  hook points, nothing attached: hooked / fused step time = {with_hooks / fused:.3f}")
+        fused, with_hooks = (
+            next(t for k, t in medians.items() if k.startswith(f"ours: trainer step, {kind}"))
+            for kind in ("fused", "hooked")
+        )
+        print(
+            f"  hook points, nothing attached: hooked / fused step time = {with_hooks / fused:.3f}"
+        )
     if device == "cuda":
-        print(f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: {training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB")
+        print(
+            f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: {training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB"
+        )
     return medians
 
 
@@ -146,11 +189,29 @@ def main():
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile ours (the whole loss) and nanoGPT, as each trains")
-    parser.add_argument("--peer", help="path to nanoGPT's model.py (for example ../shared/peers/nanogpt_model.py)")
-    parser.add_argument("--explicit", action="store_true", help="also time the explicit model (notebook 02's classes)")
-    parser.add_argument("--hooked", action="store_true", help="also time notebook 05's HookedDemoTransformer with no hook attached")
-    parser.add_argument("--skip-hf", action="store_true", help="leave Hugging Face's model out (saves memory at large batches)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile ours (the whole loss) and nanoGPT, as each trains",
+    )
+    parser.add_argument(
+        "--peer", help="path to nanoGPT's model.py (for example ../shared/peers/nanogpt_model.py)"
+    )
+    parser.add_argument(
+        "--explicit",
+        action="store_true",
+        help="also time the explicit model (notebook 02's classes)",
+    )
+    parser.add_argument(
+        "--hooked",
+        action="store_true",
+        help="also time notebook 05's HookedDemoTransformer with no hook attached",
+    )
+    parser.add_argument(
+        "--skip-hf",
+        action="store_true",
+        help="leave Hugging Face's model out (saves memory at large batches)",
+    )
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=7)
@@ -159,12 +220,27 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     peer = load_peer(args.peer) if args.peer else None
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-          + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else "") + (f", peer {args.peer}" if peer else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else "")
+        + (f", peer {args.peer}" if peer else "")
+    )
     for name in args.shapes:
         cfg, batch, seq = SHAPES[name]
-        bench_shape(name, cfg, args.batch or batch, args.seq or seq, args.device, args.bf16, args.rounds, args.compile, peer, args.explicit,
-                    hf=not args.skip_hf, hooked=args.hooked)
+        bench_shape(
+            name,
+            cfg,
+            args.batch or batch,
+            args.seq or seq,
+            args.device,
+            args.bf16,
+            args.rounds,
+            args.compile,
+            peer,
+            args.explicit,
+            hf=not args.skip_hf,
+            hooked=args.hooked,
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,12 @@ def run_steps(cfg, settings, batch_size, steps):
     torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     data = torch.randint(0, cfg.d_vocab, (batch_size * 2, cfg.n_ctx))
-    args = TrainingArgs(batch_size=batch_size, max_steps=steps, checkpoint_dir=tempfile.mkdtemp(), **settings.training_args())
+    args = TrainingArgs(
+        batch_size=batch_size,
+        max_steps=steps,
+        checkpoint_dir=tempfile.mkdtemp(),
+        **settings.training_args(),
+    )
     trainer = Trainer(FusedTransformer(cfg), args, data, data)
     batch = data[:batch_size].to("cuda")
     losses = []
@@ -49,7 +54,12 @@ def run_steps(cfg, settings, batch_size, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], default=None)
-    parser.add_argument("--memory-gb", type=float, default=None, help="cap this process's GPU memory (GB, 1e9 bytes)")
+    parser.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        help="cap this process's GPU memory (GB, 1e9 bytes)",
+    )
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     if args.memory_gb:
@@ -57,20 +67,33 @@ def main():
         torch.cuda.set_per_process_memory_fraction(args.memory_gb * 1e9 / total)
     cfg = Config(d_vocab=50304)
     gpu = describe_gpu()
-    settings = choose_settings(gpu, cfg, batch_size=16, max_steps=64, flops_per_token=model_flops_per_token(cfg), dtype=args.dtype)
+    settings = choose_settings(
+        gpu,
+        cfg,
+        batch_size=16,
+        max_steps=64,
+        flops_per_token=model_flops_per_token(cfg),
+        dtype=args.dtype,
+    )
     print(settings.describe())
     losses, peak, seconds = run_steps(cfg, settings, 16, args.steps)
     estimate = training_memory(cfg, settings.micro_batch_size, settings.autocast) / GiB
-    print(f"chosen: {settings.accumulation} x {settings.micro_batch_size} sequences, {settings.autocast}: losses {[round(x, 3) for x in losses]}, "
-          f"{seconds * 1e3:.0f} ms/step, peak {peak:.1f} GiB (estimate {estimate:.1f} GiB, free {gpu.free_memory / GiB:.1f} GiB)")
+    print(
+        f"chosen: {settings.accumulation} x {settings.micro_batch_size} sequences, {settings.autocast}: losses {[round(x, 3) for x in losses]}, "
+        f"{seconds * 1e3:.0f} ms/step, peak {peak:.1f} GiB (estimate {estimate:.1f} GiB, free {gpu.free_memory / GiB:.1f} GiB)"
+    )
     assert all(map(lambda x: x == x and x < 20, losses)), "losses must be finite"
     if settings.micro_batch_size < 16:
         whole = replace(settings, micro_batch_size=16, accumulation=1)
         try:
             _, peak16, _ = run_steps(cfg, whole, 16, 1)
-            print(f"the whole batch of 16 in one micro-batch also ran: peak {peak16:.1f} GiB (the estimate was cautious)")
+            print(
+                f"the whole batch of 16 in one micro-batch also ran: peak {peak16:.1f} GiB (the estimate was cautious)"
+            )
         except torch.OutOfMemoryError:
-            print("the whole batch of 16 in one micro-batch ran out of memory: accumulating was needed")
+            print(
+                "the whole batch of 16 in one micro-batch ran out of memory: accumulating was needed"
+            )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,12 @@ def strip_magics(source: str, number: int) -> str:
 
 
 def run_cell(source: str, namespace: dict, filename: str) -> None:
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # cell lines in tracebacks
+    linecache.cache[filename] = (
+        len(source),
+        None,
+        source.splitlines(True),
+        filename,
+    )  # cell lines in tracebacks
     tree = ast.parse(source, filename)
     last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     exec(compile(tree, filename, "exec"), namespace)
@@ -71,19 +76,27 @@ def run_cell(source: str, namespace: dict, filename: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
-    parser.add_argument("--out", type=Path, help="folder for the figures' HTML files (default: none saved)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for the figures' HTML files (default: none saved)"
+    )
     args = parser.parse_args()
     notebook = args.notebook.resolve()
     if args.out is not None:
         state["out"] = args.out.resolve()
         state["out"].mkdir(parents=True, exist_ok=True)
-    cells = [c["source"] for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    cells = [
+        c["source"]
+        for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    ]
 
     sys.stdout.reconfigure(line_buffering=True)  # stream each line, even into a pipe or a log file
     BaseFigure.show = show
     builtins.display = display
     os.chdir(notebook.parent)
-    sys.path[0] = str(notebook.parent)  # as in Jupyter: the notebook's folder, not bench/, is importable
+    sys.path[0] = str(
+        notebook.parent
+    )  # as in Jupyter: the notebook's folder, not bench/, is importable
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     for number, source in enumerate(cells, 1):
         source = "".join(source) if isinstance(source, list) else source
@@ -94,11 +107,15 @@ def main() -> None:
         except Exception as exc:
             sys.stdout.flush()
             tb = exc.__traceback__
-            while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<cell "):  # drop our frames
+            while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(
+                "<cell "
+            ):  # drop our frames
                 tb = tb.tb_next
             head = "\n".join("    " + line for line in source.splitlines()[:5])
-            print(f"\nFAILED in cell {number} of {len(cells)} ({notebook.name}), which begins:\n{head}\n",
-                  file=sys.stderr)
+            print(
+                f"\nFAILED in cell {number} of {len(cells)} ({notebook.name}), which begins:\n{head}\n",
+                file=sys.stderr,
+            )
             traceback.print_exception(type(exc), exc, tb)
             sys.exit(1)
     print(f"--- done: {len(cells)} cells of {notebook.name} ---")

@@ -7,7 +7,9 @@ import time
 from typing import Callable
 
 
-def interleaved_times(calls: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+def interleaved_times(
+    calls: dict[str, Callable[[], object]], rounds: int, sync: Callable[[], None] = lambda: None
+) -> dict[str, list[float]]:
     """Seconds of each call in each round, by label. `sync` waits for queued GPU work (torch.cuda.synchronize) around each call."""
     times: dict[str, list[float]] = {label: [] for label in calls}
     for _ in range(rounds):

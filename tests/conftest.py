@@ -7,14 +7,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network; the online path is tested by the notebooks
+os.environ.setdefault(
+    "HF_HUB_OFFLINE", "1"
+)  # tests never touch the network; the online path is tested by the notebooks
 
 # Tests write only to a temporary folder: notebooks they run (their kernels inherit this) save checkpoints there, never in the
 # learner's checkpoints/, and hypothesis keeps its files there too
 _scratch = tempfile.mkdtemp(prefix="tutorial_tests_")
 atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
 os.environ["TUTORIAL_CHECKPOINTS"] = os.path.join(_scratch, "checkpoints")
-os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_scratch, "hypothesis"))  # no .hypothesis/ in the repository
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_scratch, "hypothesis")
+)  # no .hypothesis/ in the repository
 
 from hypothesis import settings  # noqa: E402 (after its storage folder is set)
 

@@ -14,13 +14,33 @@ from utils.bpe import BPETokenizer, bytes_to_unicode, pretokenize
 from utils.resources import gpt2_vocab_and_merges, load_corpus, load_tokenizer
 
 VARIED = [
-    "", " ", "\n", "Hello world!", "  leading and   multiple   spaces  ", "trailing space ", "\t\ttabs\tand\nnew\n\n\nlines\r\n",
-    "I'm sure they'd've said it's John's; we'll see. Y'ALL'RE", "don't DON'T Don't", "emoji 🤖🚀👩‍👩‍👧 and flags 🇬🇧",
-    "accents: café naïve façade Ångström", "中文字符和日本語のテキスト한국어", "Ελληνικά и русский", "עברית عربي",
-    "def f(x):\n    return x**2  # square\n\nclass A:\n\tpass\n", "1234567890 + 3.14159 = ? 1,000,000 1e-5 0x1F",
-    "<|endoftext|>between<|endoftext|>docs", "<|endoftext|>", "<|endoftext", "a<|endoftext|>b <|endoftext|> c",
-    "URLs: https://example.com/a?b=c&d=e#f", "!!!???...---___***", "\u200b zero width \u00a0 nbsp \u3000 ideographic space",
-    "   \n   \n", "x" * 300, " ".join(["supercalifragilisticexpialidocious"] * 5), "\x00\x01\x7f control bytes",
+    "",
+    " ",
+    "\n",
+    "Hello world!",
+    "  leading and   multiple   spaces  ",
+    "trailing space ",
+    "\t\ttabs\tand\nnew\n\n\nlines\r\n",
+    "I'm sure they'd've said it's John's; we'll see. Y'ALL'RE",
+    "don't DON'T Don't",
+    "emoji 🤖🚀👩‍👩‍👧 and flags 🇬🇧",
+    "accents: café naïve façade Ångström",
+    "中文字符和日本語のテキスト한국어",
+    "Ελληνικά и русский",
+    "עברית عربي",
+    "def f(x):\n    return x**2  # square\n\nclass A:\n\tpass\n",
+    "1234567890 + 3.14159 = ? 1,000,000 1e-5 0x1F",
+    "<|endoftext|>between<|endoftext|>docs",
+    "<|endoftext|>",
+    "<|endoftext",
+    "a<|endoftext|>b <|endoftext|> c",
+    "URLs: https://example.com/a?b=c&d=e#f",
+    "!!!???...---___***",
+    "\u200b zero width \u00a0 nbsp \u3000 ideographic space",
+    "   \n   \n",
+    "x" * 300,
+    " ".join(["supercalifragilisticexpialidocious"] * 5),
+    "\x00\x01\x7f control bytes",
 ]
 
 
@@ -35,7 +55,9 @@ def hf_tokenizer():
 
 
 def test_gpt2_vocabulary(gpt2_bpe):
-    assert len(gpt2_bpe) == 50257 and gpt2_bpe.eot_id == 50256 and len(gpt2_bpe.merge_ranks) == 50000
+    assert (
+        len(gpt2_bpe) == 50257 and gpt2_bpe.eot_id == 50256 and len(gpt2_bpe.merge_ranks) == 50000
+    )
 
 
 @pytest.mark.parametrize("text", VARIED)
@@ -106,7 +128,9 @@ def test_trained_tokenizer_round_trips_any_text(text):
 
 def _trained_small():
     if "small" not in _cache:
-        _cache["small"] = BPETokenizer.train("the cat sat on the mat. the dog sat on the log. " * 20, 300)
+        _cache["small"] = BPETokenizer.train(
+            "the cat sat on the mat. the dog sat on the log. " * 20, 300
+        )
     return _cache["small"]
 
 
@@ -117,12 +141,18 @@ def test_first_merge_is_the_most_frequent_pair():
 
 def test_merges_never_cross_pretokens():
     bpe = BPETokenizer.train("a.b " * 200, 300)
-    assert all("." not in tok or tok.strip(".") == "" for tok in bpe.vocab if tok != "<|endoftext|>")
+    assert all(
+        "." not in tok or tok.strip(".") == "" for tok in bpe.vocab if tok != "<|endoftext|>"
+    )
 
 
 def test_bytes_to_unicode_is_a_bijection():
     mapping = bytes_to_unicode()
-    assert sorted(mapping) == list(range(256)) and len(set(mapping.values())) == 256 and mapping[32] == "Ġ"
+    assert (
+        sorted(mapping) == list(range(256))
+        and len(set(mapping.values())) == 256
+        and mapping[32] == "Ġ"
+    )
 
 
 def test_pretokenize_splits_like_gpt2():
@@ -144,7 +174,9 @@ def _random_words(seed: int) -> list[str]:
         lambda n: "".join(rng.choices("!@#$%^&*()-_=+[]{};:,.<>/?|~`\\\"'", k=n)),
         lambda n: "".join(rng.choices(unicode_chars, k=n)),
         lambda n: "".join(rng.choices(" \t\n\r", k=n)),
-        lambda n: "".join(rng.choices("aaab", k=n)),  # long runs: overlapping pairs, merged left to right
+        lambda n: "".join(
+            rng.choices("aaab", k=n)
+        ),  # long runs: overlapping pairs, merged left to right
         lambda n: "".join(rng.choices(string.printable + unicode_chars, k=n)),
     ]
     return [kind(rng.choice([1, 2, 3, 10, 100, 1000, 3000])) for _ in range(6) for kind in kinds]
@@ -154,7 +186,9 @@ def _random_words(seed: int) -> list[str]:
 def test_long_random_words_match_hugging_face(seed, gpt2_bpe, hf_tokenizer):
     for text in _random_words(seed):
         assert gpt2_bpe.encode(text) == hf_tokenizer.encode(text), text[:80]
-    word = "".join(random.Random(seed).choices(string.ascii_letters, k=20_000))  # took 20 s with the quadratic loop
+    word = "".join(
+        random.Random(seed).choices(string.ascii_letters, k=20_000)
+    )  # took 20 s with the quadratic loop
     assert gpt2_bpe.encode(word) == hf_tokenizer.encode(word)
 
 
@@ -182,18 +216,23 @@ def test_merging_agrees_with_the_direct_rule_on_a_dense_trained_vocabulary(text)
     """A small alphabet trained to many merges: long chains of merges and overlapping pairs in every word."""
     bpe = _trained_dense()
     for piece in pretokenize(text):
-        expected = _merge_directly([bpe.byte_encoder[b] for b in piece.encode("utf-8")], bpe.merge_ranks)
+        expected = _merge_directly(
+            [bpe.byte_encoder[b] for b in piece.encode("utf-8")], bpe.merge_ranks
+        )
         assert bpe._bpe(piece) == [bpe.vocab[tok] for tok in expected]
 
 
 def _trained_dense():
     if "dense" not in _cache:
-        _cache["dense"] = BPETokenizer.train("".join(random.Random(1).choices("abct .é", k=20_000)), 600)
+        _cache["dense"] = BPETokenizer.train(
+            "".join(random.Random(1).choices("abct .é", k=20_000)), 600
+        )
     return _cache["dense"]
 
 
 class CountingRanks(dict):
     """merge_ranks that counts its lookups: the merge loop's work, without a clock."""
+
     lookups = 0
 
     def __getitem__(self, key):
@@ -221,7 +260,12 @@ def _lookups_to_encode(tokenizer: BPETokenizer, text: str) -> int:
 
 class QuadraticBPE(BPETokenizer):  # the round-by-round loop: rescans the whole word for every merge
     def _bpe(self, piece):
-        return [self.vocab[tok] for tok in _merge_directly([self.byte_encoder[b] for b in piece.encode("utf-8")], self.merge_ranks)]
+        return [
+            self.vocab[tok]
+            for tok in _merge_directly(
+                [self.byte_encoder[b] for b in piece.encode("utf-8")], self.merge_ranks
+            )
+        ]
 
 
 @pytest.mark.parametrize("n_chars", [2_000, 8_000, 32_000])
@@ -246,17 +290,61 @@ def _small_vocab_and_merges(drop: str | None = None):
 
 
 BAD_CALLS = [  # id, call (given the GPT-2 tokenizer), error, what the message must say
-    ("decode-bools", lambda t: t.decode([True, False]), TypeError, r"token ids must be ints, got ids\[0\] = True \(bool\)"),
-    ("decode-numpy-bool", lambda t: t.decode([np.True_]), TypeError, r"token ids must be ints, got ids\[0\] = .*True"),
-    ("decode-bool-tensor", lambda t: t.decode(torch.tensor([True, False])), TypeError, r"ids\[0\] = True \(bool\)"),
-    ("decode-2d-tensor", lambda t: t.decode(torch.zeros(2, 3, dtype=torch.long)), ValueError,
-     r"decode: ids must be one sequence of token ids \(1-D\), got a Tensor of shape \(2, 3\).*each row"),
-    ("decode-2d-array", lambda t: t.decode(np.zeros((2, 3), dtype=np.int64)), ValueError, r"ndarray of shape \(2, 3\)"),
+    (
+        "decode-bools",
+        lambda t: t.decode([True, False]),
+        TypeError,
+        r"token ids must be ints, got ids\[0\] = True \(bool\)",
+    ),
+    (
+        "decode-numpy-bool",
+        lambda t: t.decode([np.True_]),
+        TypeError,
+        r"token ids must be ints, got ids\[0\] = .*True",
+    ),
+    (
+        "decode-bool-tensor",
+        lambda t: t.decode(torch.tensor([True, False])),
+        TypeError,
+        r"ids\[0\] = True \(bool\)",
+    ),
+    (
+        "decode-2d-tensor",
+        lambda t: t.decode(torch.zeros(2, 3, dtype=torch.long)),
+        ValueError,
+        r"decode: ids must be one sequence of token ids \(1-D\), got a Tensor of shape \(2, 3\).*each row",
+    ),
+    (
+        "decode-2d-array",
+        lambda t: t.decode(np.zeros((2, 3), dtype=np.int64)),
+        ValueError,
+        r"ndarray of shape \(2, 3\)",
+    ),
     ("decode-0d-tensor", lambda t: t.decode(torch.tensor(5)), ValueError, r"Tensor of shape \(\)"),
-    ("decode-nested-list", lambda t: t.decode([[15496, 995]]), TypeError, r"ids\[0\] = \[15496, 995\] \(list\)"),
-    ("decode-too-big", lambda t: t.decode([15496, 50257]), ValueError, r"ids\[1\] = 50257 is outside the vocabulary: ids run from 0 to 50256"),
-    ("decode-negative", lambda t: t.decode([-1]), ValueError, r"ids\[0\] = -1 is outside the vocabulary"),
-    ("decode-float", lambda t: t.decode([1.5]), TypeError, r"token ids must be ints, got ids\[0\] = 1.5 \(float\)"),
+    (
+        "decode-nested-list",
+        lambda t: t.decode([[15496, 995]]),
+        TypeError,
+        r"ids\[0\] = \[15496, 995\] \(list\)",
+    ),
+    (
+        "decode-too-big",
+        lambda t: t.decode([15496, 50257]),
+        ValueError,
+        r"ids\[1\] = 50257 is outside the vocabulary: ids run from 0 to 50256",
+    ),
+    (
+        "decode-negative",
+        lambda t: t.decode([-1]),
+        ValueError,
+        r"ids\[0\] = -1 is outside the vocabulary",
+    ),
+    (
+        "decode-float",
+        lambda t: t.decode([1.5]),
+        TypeError,
+        r"token ids must be ints, got ids\[0\] = 1.5 \(float\)",
+    ),
     ("decode-str", lambda t: t.decode("hello"), TypeError, "sequence of ints"),
     ("decode-int", lambda t: t.decode(7), TypeError, "sequence of ints"),
     ("encode-bytes", lambda t: t.encode(b"bytes"), TypeError, "encode expects a str, got bytes"),
@@ -264,26 +352,90 @@ BAD_CALLS = [  # id, call (given the GPT-2 tokenizer), error, what the message m
     ("encode-none", lambda t: t.encode(None), TypeError, "encode expects a str, got NoneType"),
     ("encode-list", lambda t: t.encode(["a"]), TypeError, "encode expects a str, got list"),
     ("encode-lone-surrogate", lambda t: t.encode("a\ud800b"), ValueError, "not valid Unicode"),
-    ("init-no-endoftext", lambda t: BPETokenizer(*_small_vocab_and_merges(drop="<|endoftext|>")), ValueError,
-     r"vocab lacks \['<\|endoftext\|>'\].*special token"),
-    ("init-no-byte", lambda t: BPETokenizer(*_small_vocab_and_merges(drop="Ġ")), ValueError, r"vocab lacks \['Ġ'\].*256 byte tokens"),
-    ("init-vocab-list", lambda t: BPETokenizer(["a", "b"], []), TypeError, "vocab must be a dict from token string to id, got list"),
-    ("init-merge-triple", lambda t: BPETokenizer(_small_vocab_and_merges()[0], [("t", "h", "e")]), ValueError,
-     r"merges\[0\] = \('t', 'h', 'e'\) must be a pair of token strings"),
-    ("init-merge-unknown", lambda t: BPETokenizer(_small_vocab_and_merges()[0], [("q", "z")]), ValueError, "whose join is in vocab"),
-    ("train-text-bytes", lambda t: BPETokenizer.train(b"some text", 300), TypeError, "BPETokenizer.train: text must be a str, got bytes"),
-    ("train-text-none", lambda t: BPETokenizer.train(None, 300), TypeError, "text must be a str, got NoneType"),
-    ("train-size-bool", lambda t: BPETokenizer.train("some text", True), TypeError, r"vocab_size must be an int, got True \(bool\)"),
-    ("train-size-float", lambda t: BPETokenizer.train("some text", 300.0), TypeError, r"vocab_size must be an int, got 300.0 \(float\)"),
-    ("train-size-numpy-float", lambda t: BPETokenizer.train("some text", np.float64(300)), TypeError, r"vocab_size must be an int"),
-    ("train-size-str", lambda t: BPETokenizer.train("some text", "512"), TypeError, r"vocab_size must be an int, got '512' \(str\)"),
-    ("train-size-256", lambda t: BPETokenizer.train("some text", 256), ValueError,
-     r"vocab_size must be an int >= 257 \(256 bytes \+ <\|endoftext\|>\), got 256"),
-    ("train-size-numpy-10", lambda t: BPETokenizer.train("some text", np.int64(10)), ValueError, r">= 257 .*got 10"),
+    (
+        "init-no-endoftext",
+        lambda t: BPETokenizer(*_small_vocab_and_merges(drop="<|endoftext|>")),
+        ValueError,
+        r"vocab lacks \['<\|endoftext\|>'\].*special token",
+    ),
+    (
+        "init-no-byte",
+        lambda t: BPETokenizer(*_small_vocab_and_merges(drop="Ġ")),
+        ValueError,
+        r"vocab lacks \['Ġ'\].*256 byte tokens",
+    ),
+    (
+        "init-vocab-list",
+        lambda t: BPETokenizer(["a", "b"], []),
+        TypeError,
+        "vocab must be a dict from token string to id, got list",
+    ),
+    (
+        "init-merge-triple",
+        lambda t: BPETokenizer(_small_vocab_and_merges()[0], [("t", "h", "e")]),
+        ValueError,
+        r"merges\[0\] = \('t', 'h', 'e'\) must be a pair of token strings",
+    ),
+    (
+        "init-merge-unknown",
+        lambda t: BPETokenizer(_small_vocab_and_merges()[0], [("q", "z")]),
+        ValueError,
+        "whose join is in vocab",
+    ),
+    (
+        "train-text-bytes",
+        lambda t: BPETokenizer.train(b"some text", 300),
+        TypeError,
+        "BPETokenizer.train: text must be a str, got bytes",
+    ),
+    (
+        "train-text-none",
+        lambda t: BPETokenizer.train(None, 300),
+        TypeError,
+        "text must be a str, got NoneType",
+    ),
+    (
+        "train-size-bool",
+        lambda t: BPETokenizer.train("some text", True),
+        TypeError,
+        r"vocab_size must be an int, got True \(bool\)",
+    ),
+    (
+        "train-size-float",
+        lambda t: BPETokenizer.train("some text", 300.0),
+        TypeError,
+        r"vocab_size must be an int, got 300.0 \(float\)",
+    ),
+    (
+        "train-size-numpy-float",
+        lambda t: BPETokenizer.train("some text", np.float64(300)),
+        TypeError,
+        r"vocab_size must be an int",
+    ),
+    (
+        "train-size-str",
+        lambda t: BPETokenizer.train("some text", "512"),
+        TypeError,
+        r"vocab_size must be an int, got '512' \(str\)",
+    ),
+    (
+        "train-size-256",
+        lambda t: BPETokenizer.train("some text", 256),
+        ValueError,
+        r"vocab_size must be an int >= 257 \(256 bytes \+ <\|endoftext\|>\), got 256",
+    ),
+    (
+        "train-size-numpy-10",
+        lambda t: BPETokenizer.train("some text", np.int64(10)),
+        ValueError,
+        r">= 257 .*got 10",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, error, match", [pytest.param(*row[1:], id=row[0]) for row in BAD_CALLS])
+@pytest.mark.parametrize(
+    "call, error, match", [pytest.param(*row[1:], id=row[0]) for row in BAD_CALLS]
+)
 def test_bad_input_gets_a_clear_error(call, error, match, gpt2_bpe):
     with pytest.raises(error, match=match):
         call(gpt2_bpe)
@@ -292,16 +444,34 @@ def test_bad_input_gets_a_clear_error(call, error, match, gpt2_bpe):
 GOOD_CALLS = [  # id, call (given the GPT-2 tokenizer), expected result
     ("decode-list", lambda t: t.decode([15496, 995]), "Hello world"),
     ("decode-tensor", lambda t: t.decode(torch.tensor([15496, 995])), "Hello world"),
-    ("decode-int32-tensor", lambda t: t.decode(torch.tensor([15496, 995], dtype=torch.int32)), "Hello world"),
+    (
+        "decode-int32-tensor",
+        lambda t: t.decode(torch.tensor([15496, 995], dtype=torch.int32)),
+        "Hello world",
+    ),
     ("decode-numpy-array", lambda t: t.decode(np.array([15496, 995])), "Hello world"),
     ("decode-numpy-ints", lambda t: t.decode([np.int64(15496), np.int32(995)]), "Hello world"),
     ("decode-tuple", lambda t: t.decode((15496, 995)), "Hello world"),
     ("decode-empty", lambda t: t.decode([]), ""),
-    ("train-numpy-size", lambda t: len(BPETokenizer.train("the cat sat on the mat. the dog sat on the log. " * 20, np.int64(270))), 270),
-    ("train-numpy-int32-size", lambda t: len(BPETokenizer.train("the cat sat on the mat. " * 20, np.int32(258))), 258),
+    (
+        "train-numpy-size",
+        lambda t: len(
+            BPETokenizer.train(
+                "the cat sat on the mat. the dog sat on the log. " * 20, np.int64(270)
+            )
+        ),
+        270,
+    ),
+    (
+        "train-numpy-int32-size",
+        lambda t: len(BPETokenizer.train("the cat sat on the mat. " * 20, np.int32(258))),
+        258,
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, expected", [pytest.param(*row[1:], id=row[0]) for row in GOOD_CALLS])
+@pytest.mark.parametrize(
+    "call, expected", [pytest.param(*row[1:], id=row[0]) for row in GOOD_CALLS]
+)
 def test_accepted_input(call, expected, gpt2_bpe):
     assert call(gpt2_bpe) == expected

@@ -16,14 +16,38 @@ from utils import checks
 from utils.checks import MISTAKES
 from utils.checks import core as checks_core
 from utils.checks import model as model_checks
-from utils.model import MLP, Attention, Config, DemoTransformer, Embed, LayerNorm, PosEmbed, TransformerBlock, Unembed
+from utils.model import (
+    MLP,
+    Attention,
+    Config,
+    DemoTransformer,
+    Embed,
+    LayerNorm,
+    PosEmbed,
+    TransformerBlock,
+    Unembed,
+)
 
 CORRECT = [
-    (checks.check_layernorm, LayerNorm), (checks.check_embed, Embed), (checks.check_pos_embed, PosEmbed),
-    (checks.check_attention, Attention), (checks.check_mlp, MLP), (checks.check_block, TransformerBlock),
-    (checks.check_unembed, Unembed), (checks.check_transformer, DemoTransformer),
+    (checks.check_layernorm, LayerNorm),
+    (checks.check_embed, Embed),
+    (checks.check_pos_embed, PosEmbed),
+    (checks.check_attention, Attention),
+    (checks.check_mlp, MLP),
+    (checks.check_block, TransformerBlock),
+    (checks.check_unembed, Unembed),
+    (checks.check_transformer, DemoTransformer),
 ]
-OTHER_CFG = Config(d_model=48, d_vocab=300, n_ctx=20, d_head=8, d_mlp=96, n_heads=6, n_layers=3, layer_norm_eps=1e-6)
+OTHER_CFG = Config(
+    d_model=48,
+    d_vocab=300,
+    n_ctx=20,
+    d_head=8,
+    d_mlp=96,
+    n_heads=6,
+    n_layers=3,
+    layer_norm_eps=1e-6,
+)
 
 
 @pytest.mark.parametrize("cfg", [None, OTHER_CFG], ids=["check-config", "other-config"])
@@ -34,6 +58,7 @@ def test_reference_passes(check, cls, cfg, capsys):
 
 
 # ---------------------------------------------------------------- learner-style broken layers
+
 
 class LNBroken(LayerNorm):
     mistake = None
@@ -55,18 +80,26 @@ class LNBroken(LayerNorm):
 class LNInPlace(LayerNorm):
     def forward(self, x):
         x -= x.mean(-1, keepdim=True)
-        return x / (x.var(-1, keepdim=True, unbiased=False) + self.cfg.layer_norm_eps).sqrt() * self.w + self.b
+        return (
+            x / (x.var(-1, keepdim=True, unbiased=False) + self.cfg.layer_norm_eps).sqrt() * self.w
+            + self.b
+        )
 
 
 class AttnBroken(Attention):
     """A learner's explicit attention (used for both attention paths), with one mistake."""
+
     mistake = None
 
     def attention_pattern(self, x):
-        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + (0 if self.mistake == "attn_no_b_Q" else self.b_Q)
+        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + (
+            0 if self.mistake == "attn_no_b_Q" else self.b_Q
+        )
         k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
         scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k")
-        scores = scores / {"attn_scale_d_head": self.cfg.d_head, "attn_no_scale": 1}.get(self.mistake, math.sqrt(self.cfg.d_head))
+        scores = scores / {"attn_scale_d_head": self.cfg.d_head, "attn_no_scale": 1}.get(
+            self.mistake, math.sqrt(self.cfg.d_head)
+        )
         n = x.shape[1]
         diagonal = {"attn_mask_diagonal": 0, "attn_mask_shows_next": 2}.get(self.mistake, 1)
         mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=diagonal)
@@ -77,7 +110,9 @@ class AttnBroken(Attention):
         return scores.softmax(-2 if self.mistake == "attn_softmax_wrong_axis" else -1)
 
     def forward(self, x):
-        v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + (0 if self.mistake == "attn_no_b_V" else self.b_V)
+        v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + (
+            0 if self.mistake == "attn_no_b_V" else self.b_V
+        )
         z = einops.einsum(self.attention_pattern(x), v, "b h q k, b k h e -> b q h e")
         out = einops.einsum(z, self.W_O, "b q h e, h e d -> b q d")
         return out if self.mistake == "attn_no_b_O" else out + self.b_O
@@ -88,7 +123,11 @@ class MLPBroken(MLP):
 
     def forward(self, x):
         pre = x @ self.W_in + (0 if self.mistake == "mlp_no_b_in" else self.b_in)
-        post = torch.nn.GELU()(pre) if self.mistake == "mlp_exact_gelu" else F.gelu(pre, approximate="tanh")
+        post = (
+            torch.nn.GELU()(pre)
+            if self.mistake == "mlp_exact_gelu"
+            else F.gelu(pre, approximate="tanh")
+        )
         return post @ self.W_out + self.b_out
 
 
@@ -110,7 +149,7 @@ class PosBroken(PosEmbed):
         if self.mistake == "pos_from_tokens":
             return self.W_pos[tokens]
         n = tokens.shape[1]
-        return self.W_pos[1:n + 1].expand(tokens.shape[0], -1, -1)  # pos_offset_by_one
+        return self.W_pos[1 : n + 1].expand(tokens.shape[0], -1, -1)  # pos_offset_by_one
 
 
 class UnembedBroken(Unembed):
@@ -139,16 +178,35 @@ def _transformer_with(**parts):
             for block in self.blocks:
                 x = block(x)
             return self.unembed(x)
+
     return Broken
 
 
 BROKEN = {
-    **{m: (checks.check_layernorm, _with(LNBroken, m)) for m in ["ln_eps_outside_sqrt", "ln_unbiased_var", "ln_no_mean", "ln_wrong_dim"]},
-    **{m: (checks.check_attention, _with(AttnBroken, m)) for m in [
-        "attn_no_mask", "attn_mask_diagonal", "attn_mask_shows_next", "attn_mask_after_softmax", "attn_scale_d_head", "attn_no_scale",
-        "attn_softmax_wrong_axis", "attn_no_b_O", "attn_no_b_Q", "attn_no_b_V"]},
+    **{
+        m: (checks.check_layernorm, _with(LNBroken, m))
+        for m in ["ln_eps_outside_sqrt", "ln_unbiased_var", "ln_no_mean", "ln_wrong_dim"]
+    },
+    **{
+        m: (checks.check_attention, _with(AttnBroken, m))
+        for m in [
+            "attn_no_mask",
+            "attn_mask_diagonal",
+            "attn_mask_shows_next",
+            "attn_mask_after_softmax",
+            "attn_scale_d_head",
+            "attn_no_scale",
+            "attn_softmax_wrong_axis",
+            "attn_no_b_O",
+            "attn_no_b_Q",
+            "attn_no_b_V",
+        ]
+    },
     **{m: (checks.check_mlp, _with(MLPBroken, m)) for m in ["mlp_exact_gelu", "mlp_no_b_in"]},
-    **{m: (checks.check_block, _with(BlockBroken, m)) for m in ["block_post_ln", "block_no_attn_residual", "block_no_mlp_residual"]},
+    **{
+        m: (checks.check_block, _with(BlockBroken, m))
+        for m in ["block_post_ln", "block_no_attn_residual", "block_no_mlp_residual"]
+    },
     "pos_from_tokens": (checks.check_pos_embed, _with(PosBroken, "pos_from_tokens")),
     "pos_offset_by_one": (checks.check_pos_embed, _with(PosBroken, "pos_offset_by_one")),
     "unembed_no_b_U": (checks.check_unembed, UnembedBroken),
@@ -156,11 +214,14 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize("mistake, part", [
-    ("pos_from_tokens", dict(pos_embed=_with(PosBroken, "pos_from_tokens"))),
-    ("pos_offset_by_one", dict(pos_embed=_with(PosBroken, "pos_offset_by_one"))),
-    ("unembed_no_b_U", dict(unembed=UnembedBroken)),
-])
+@pytest.mark.parametrize(
+    "mistake, part",
+    [
+        ("pos_from_tokens", dict(pos_embed=_with(PosBroken, "pos_from_tokens"))),
+        ("pos_offset_by_one", dict(pos_embed=_with(PosBroken, "pos_offset_by_one"))),
+        ("unembed_no_b_U", dict(unembed=UnembedBroken)),
+    ],
+)
 def test_whole_model_check_names_a_broken_part(mistake, part):
     with pytest.raises(AssertionError) as err:
         checks.check_transformer(_transformer_with(**part))
@@ -171,7 +232,9 @@ def test_whole_model_check_catches_a_broken_block():
     class Broken(DemoTransformer):
         def __init__(self, cfg):
             super().__init__(cfg)
-            self.blocks = torch.nn.ModuleList([_with(BlockBroken, "block_post_ln")(cfg) for _ in range(cfg.n_layers)])
+            self.blocks = torch.nn.ModuleList(
+                [_with(BlockBroken, "block_post_ln")(cfg) for _ in range(cfg.n_layers)]
+            )
 
     with pytest.raises(AssertionError, match="post-LayerNorm"):
         checks.check_transformer(Broken)
@@ -181,7 +244,9 @@ def test_report_says_where_and_how_big():
     with pytest.raises(AssertionError) as err:
         checks.check_attention(_with(AttnBroken, "attn_mask_shows_next"))
     message = str(err.value)
-    assert "max |error|" in message and "first mismatch at (batch=" in message and "posn=" in message
+    assert (
+        "max |error|" in message and "first mismatch at (batch=" in message and "posn=" in message
+    )
 
 
 def test_in_place_modification_is_caught():
@@ -222,6 +287,7 @@ def _transformer_block_without_mask():
         def __init__(self, cfg):
             super().__init__(cfg)
             self.attn = _with(AttnBroken, "attn_no_mask")(cfg)
+
     return Block
 
 
@@ -257,13 +323,19 @@ def merge_in_place(word, pair, new_id):
     i = 0
     while i < len(word) - 1:
         if (word[i], word[i + 1]) == pair:
-            word[i:i + 2] = [new_id]
+            word[i : i + 2] = [new_id]
         i += 1
     return word
 
 
-@pytest.mark.parametrize("fn, message", [(merge_no_skip, "overlapping"), (merge_in_place, "changed its input"),
-                                         (lambda w, p, n: tuple(w), "returned")])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (merge_no_skip, "overlapping"),
+        (merge_in_place, "changed its input"),
+        (lambda w, p, n: tuple(w), "returned"),
+    ],
+)
 def test_merge_word_check_catches(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_merge_word(fn)
@@ -277,17 +349,30 @@ def _broken_train_merges(old, new):
     return namespace["train_merges"]
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("pair_counts[old] -= count", "pass", "merge \\d+ is"),  # old pairs keep their counts
-    ("words_with[new].add(w)", "pass", "raised KeyError|merge \\d+ is"),  # new pairs never find their words
-    ("heapq.heappush(heap, (-pair_counts[p], p))", "pass", "learned \\d+ merges|merge \\d+ is"),  # changed pairs never return
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("pair_counts[old] -= count", "pass", "merge \\d+ is"),  # old pairs keep their counts
+        (
+            "words_with[new].add(w)",
+            "pass",
+            "raised KeyError|merge \\d+ is",
+        ),  # new pairs never find their words
+        (
+            "heapq.heappush(heap, (-pair_counts[p], p))",
+            "pass",
+            "learned \\d+ merges|merge \\d+ is",
+        ),  # changed pairs never return
+    ],
+)
 def test_train_merges_check_catches(old, new, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_train_merges(_broken_train_merges(old, new))
 
 
-class FirstPairBPE(bpe.BPETokenizer):  # merges the leftmost mergeable pair instead of the lowest-ranked one
+class FirstPairBPE(
+    bpe.BPETokenizer
+):  # merges the leftmost mergeable pair instead of the lowest-ranked one
     def _bpe(self, piece):
         word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
         merged_any = True
@@ -295,24 +380,44 @@ class FirstPairBPE(bpe.BPETokenizer):  # merges the leftmost mergeable pair inst
             merged_any = False
             for i in range(len(word) - 1):
                 if (word[i], word[i + 1]) in self.merge_ranks:
-                    word[i:i + 2] = [word[i] + word[i + 1]]
+                    word[i : i + 2] = [word[i] + word[i + 1]]
                     merged_any = True
                     break
         return [self.vocab[token] for token in word]
 
 
-class PerTokenDecodeBPE(bpe.BPETokenizer):  # decodes each token's bytes on its own: breaks characters split across tokens
+class PerTokenDecodeBPE(
+    bpe.BPETokenizer
+):  # decodes each token's bytes on its own: breaks characters split across tokens
     def decode(self, ids):
-        return "".join(bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8", errors="replace") for i in ids)
+        return "".join(
+            bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode(
+                "utf-8", errors="replace"
+            )
+            for i in ids
+        )
 
 
-class StrictDecodeBPE(bpe.BPETokenizer):  # decodes each token strictly: a split character raises UnicodeDecodeError
+class StrictDecodeBPE(
+    bpe.BPETokenizer
+):  # decodes each token strictly: a split character raises UnicodeDecodeError
     def decode(self, ids):
-        return "".join(bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8") for i in ids)
+        return "".join(
+            bytes(self.byte_decoder[c] for c in self.id_to_token[i]).decode("utf-8") for i in ids
+        )
 
 
-@pytest.mark.parametrize("cls, message", [(FirstPairBPE, "LOWEST rank"), (PerTokenDecodeBPE, "(?s)decode\\(encode.*Likely cause: each token's bytes are decoded"),
-                                          (StrictDecodeBPE, "(?s)raised UnicodeDecodeError.*Likely cause: each token's bytes are decoded")])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (FirstPairBPE, "LOWEST rank"),
+        (PerTokenDecodeBPE, "(?s)decode\\(encode.*Likely cause: each token's bytes are decoded"),
+        (
+            StrictDecodeBPE,
+            "(?s)raised UnicodeDecodeError.*Likely cause: each token's bytes are decoded",
+        ),
+    ],
+)
 def test_bpe_tokenizer_check_catches(cls, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_bpe_tokenizer(cls)
@@ -320,8 +425,13 @@ def test_bpe_tokenizer_check_catches(cls, message):
 
 # ---------------------------------------------------------------- training checks (notebook 03)
 
+
 def lr_warmup_from_zero(step, args):
-    return args.lr * step / args.warmup_steps if step < args.warmup_steps else training.lr_at(step, args)
+    return (
+        args.lr * step / args.warmup_steps
+        if step < args.warmup_steps
+        else training.lr_at(step, args)
+    )
 
 
 def lr_decay_to_zero(step, args):
@@ -335,28 +445,47 @@ def lr_unclamped(step, args):
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = (step - args.warmup_steps) / (args.max_steps - args.warmup_steps)
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
-@pytest.mark.parametrize("fn, message", [(lr_warmup_from_zero, "warmup starts at 0"), (lr_decay_to_zero, "ends at 0"),
-                                         (lr_unclamped, "comes back up"), (lambda step, args: args.lr, "Things to check")])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lr_warmup_from_zero, "warmup starts at 0"),
+        (lr_decay_to_zero, "ends at 0"),
+        (lr_unclamped, "comes back up"),
+        (lambda step, args: args.lr, "Things to check"),
+    ],
+)
 def test_lr_check_catches_and_names(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_lr_at(fn)
 
 
-def lr_as_float32_tensor(step, args):  # right, computed in float32 torch and returned as a 0-d tensor
+def lr_as_float32_tensor(
+    step, args
+):  # right, computed in float32 torch and returned as a 0-d tensor
     if step < args.warmup_steps:
         return torch.tensor(args.lr * (step + 1) / args.warmup_steps)
-    progress = torch.tensor(min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + torch.cos(torch.pi * progress)))
+    progress = torch.tensor(
+        min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
+    )
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + torch.cos(torch.pi * progress))
+    )
 
 
-def lr_without_guard(step, args):  # right, except when there is no decay phase (max_steps == warmup_steps)
+def lr_without_guard(
+    step, args
+):  # right, except when there is no decay phase (max_steps == warmup_steps)
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = min(1.0, (step - args.warmup_steps) / (args.max_steps - args.warmup_steps))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 def test_lr_check_accepts_a_0d_float32_tensor():
@@ -368,7 +497,9 @@ def test_lr_check_needs_the_divide_by_zero_guard():
         checks.check_lr_at(lr_without_guard)
 
 
-class PosBroadcast(PosEmbed):  # right: [posn, d_model], broadcast over the batch when added to the token embeddings
+class PosBroadcast(
+    PosEmbed
+):  # right: [posn, d_model], broadcast over the batch when added to the token embeddings
     def forward(self, tokens):
         return self.W_pos[: tokens.shape[1]]
 
@@ -378,29 +509,54 @@ def test_pos_embed_check_accepts_broadcasting():
 
 
 def optimizer_decay_everything(model, args):
-    return torch.optim.AdamW(model.parameters(), lr=args.lr, betas=args.betas, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(
+        model.parameters(), lr=args.lr, betas=args.betas, weight_decay=args.weight_decay
+    )
 
 
 def optimizer_decay_only(model, args):
-    return torch.optim.AdamW([p for p in model.parameters() if p.ndim >= 2], lr=args.lr, betas=args.betas, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.ndim >= 2],
+        lr=args.lr,
+        betas=args.betas,
+        weight_decay=args.weight_decay,
+    )
 
 
 def optimizer_default_lr(model, args):
-    groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": args.weight_decay},
-              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {
+            "params": [p for p in model.parameters() if p.ndim >= 2],
+            "weight_decay": args.weight_decay,
+        },
+        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups)
 
 
 def optimizer_by_ndim(model, args):  # the nanoGPT shortcut: decays the 2-D biases b_Q, b_K, b_V
-    groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": args.weight_decay},
-              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {
+            "params": [p for p in model.parameters() if p.ndim >= 2],
+            "weight_decay": args.weight_decay,
+        },
+        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
 
 
 def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, by name
     named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if ".b_" not in n and not n.endswith((".w", ".b"))], "weight_decay": args.weight_decay},
-              {"params": [p for n, p in named if ".b_" in n or n.endswith((".w", ".b"))], "weight_decay": 0.0}]
+    groups = [
+        {
+            "params": [p for n, p in named if ".b_" not in n and not n.endswith((".w", ".b"))],
+            "weight_decay": args.weight_decay,
+        },
+        {
+            "params": [p for n, p in named if ".b_" in n or n.endswith((".w", ".b"))],
+            "weight_decay": 0.0,
+        },
+    ]
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
 
 
@@ -409,11 +565,16 @@ def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     assert "decay on the 9 weight matrices and embeddings (W_...) only" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("fn, message", [
-    (optimizer_decay_everything, r"ln1.w \(not a weight matrix\) has weight_decay"), (optimizer_decay_only, "not being trained"),
-    (optimizer_by_ndim, "Likely cause: the 'decay tensors with ndim >= 2' rule"),
-    (optimizer_default_lr, "use args.lr"), (lambda model, args: torch.optim.SGD(model.parameters(), lr=args.lr), "AdamW"),
-])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (optimizer_decay_everything, r"ln1.w \(not a weight matrix\) has weight_decay"),
+        (optimizer_decay_only, "not being trained"),
+        (optimizer_by_ndim, "Likely cause: the 'decay tensors with ndim >= 2' rule"),
+        (optimizer_default_lr, "use args.lr"),
+        (lambda model, args: torch.optim.SGD(model.parameters(), lr=args.lr), "AdamW"),
+    ],
+)
 def test_optimizer_check_catches(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_make_optimizer(fn)
@@ -426,7 +587,9 @@ def step_no_zero_grad(model, optimizer, loss, grad_clip):
     return loss.detach()
 
 
-def step_zero_first(model, optimizer, loss, grad_clip):  # the classic order: right without accumulation, wrong with it
+def step_zero_first(
+    model, optimizer, loss, grad_clip
+):  # the classic order: right without accumulation, wrong with it
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -463,7 +626,9 @@ def step_returns_item(model, optimizer, loss, grad_clip):  # accepted: right, on
     return loss.item()
 
 
-def step_clips_one_group(model, optimizer, loss, grad_clip):  # make_optimizer's second group escapes the clipping
+def step_clips_one_group(
+    model, optimizer, loss, grad_clip
+):  # make_optimizer's second group escapes the clipping
     loss.backward()
     torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
     optimizer.step()
@@ -471,10 +636,18 @@ def step_clips_one_group(model, optimizer, loss, grad_clip):  # make_optimizer's
     return loss.detach()
 
 
-@pytest.mark.parametrize("fn, message", [(step_no_zero_grad, "never cleared"), (step_zero_first, "earlier micro-batches"),
-                                         (step_no_clip, "not clipped"), (step_clip_after, "not clipped before"),
-                                         (step_returns_attached, "loss.detach"), (step_returns_nothing, "returned None"),
-                                         (step_clips_one_group, "differ from the reference")])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (step_no_zero_grad, "never cleared"),
+        (step_zero_first, "earlier micro-batches"),
+        (step_no_clip, "not clipped"),
+        (step_clip_after, "not clipped before"),
+        (step_returns_attached, "loss.detach"),
+        (step_returns_nothing, "returned None"),
+        (step_clips_one_group, "differ from the reference"),
+    ],
+)
 def test_optimizer_step_check_catches_and_names(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_optimizer_step(fn)
@@ -486,12 +659,26 @@ def test_optimizer_step_check_accepts_a_float_and_says_why_a_tensor_is_better(ca
     assert out.startswith("optimizer_step passed") and "return loss.detach() instead" in out
 
 
-@pytest.mark.parametrize("fn, message", [
-    (lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(), "no shift"),
-    (lambda logits, tokens: float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum()), "a count"),
-    (lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean(), "Python float"),
-    (lambda logits, tokens: (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item(), "Things to check: compare logits"),
-])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(), "no shift"),
+        (
+            lambda logits, tokens: float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum()),
+            "a count",
+        ),
+        (
+            lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean(),
+            "Python float",
+        ),
+        (
+            lambda logits, tokens: (
+                (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item()
+            ),
+            "Things to check: compare logits",
+        ),
+    ],
+)
 def test_accuracy_check_catches(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_next_token_accuracy(fn)
@@ -505,7 +692,9 @@ def test_exercise_stubs_reach_the_learner_unwrapped():
     with pytest.raises(NotImplementedError, match="normalise over d_model"):
         checks.check_layernorm(Stub)
     with pytest.raises(NotImplementedError, match="write it"):
-        checks.check_lr_at(lambda step, args: (_ for _ in ()).throw(NotImplementedError("write it")))
+        checks.check_lr_at(
+            lambda step, args: (_ for _ in ()).throw(NotImplementedError("write it"))
+        )
 
 
 def test_every_check_is_registered_for_make_check():
@@ -515,11 +704,16 @@ def test_every_check_is_registered_for_make_check():
 
 # ---------------------------------------------------------------- every method of the attention exercise
 
-class AttnScoresAsPattern(Attention):  # attention_pattern forgets the softmax; forward applies it: the output is right
+
+class AttnScoresAsPattern(
+    Attention
+):  # attention_pattern forgets the softmax; forward applies it: the output is right
     def attention_pattern(self, x):
         q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q
         k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
-        return self.apply_causal_mask(einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head))
+        return self.apply_causal_mask(
+            einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head)
+        )
 
     def forward(self, x):
         v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + self.b_V
@@ -533,16 +727,23 @@ def _mask_with(fill=None, diagonal=1, lower=False):
         ones = torch.ones(n, n, dtype=torch.bool)
         hide = torch.tril(ones, diagonal=-1) if lower else torch.triu(ones, diagonal=diagonal)
         return scores.masked_fill(hide, self.IGNORE if fill is None else fill)
+
     return type("AttnMask", (Attention,), {"apply_causal_mask": apply_causal_mask})
 
 
-@pytest.mark.parametrize("cls, message", [
-    (AttnScoresAsPattern, "(?s)attention_pattern: its rows do not sum to 1.*returns the masked scores, not probabilities"),
-    (_mask_with(fill=0.0), "(?s)filled with 0.*not causal"),
-    (_mask_with(diagonal=0), "also hides the diagonal"),
-    (_mask_with(diagonal=2), "off by one and lets each position see the next token"),
-    (_mask_with(lower=True), "past positions"),
-])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (
+            AttnScoresAsPattern,
+            "(?s)attention_pattern: its rows do not sum to 1.*returns the masked scores, not probabilities",
+        ),
+        (_mask_with(fill=0.0), "(?s)filled with 0.*not causal"),
+        (_mask_with(diagonal=0), "also hides the diagonal"),
+        (_mask_with(diagonal=2), "off by one and lets each position see the next token"),
+        (_mask_with(lower=True), "past positions"),
+    ],
+)
 def test_attention_check_tests_each_method(cls, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_attention(cls)
@@ -553,6 +754,7 @@ def test_attention_check_accepts_arenas_large_negative_fill():
 
 
 # ---------------------------------------------------------------- what the learner sees when their code raises
+
 
 class LayerNormShapeBug(LayerNorm):
     def forward(self, residual):
@@ -566,7 +768,10 @@ class LayerNormStub(LayerNorm):
 
 
 def test_an_error_in_the_learners_code_names_their_line():
-    with pytest.raises(AssertionError, match=r"In your code: forward, line \d+: return \(residual - mean\) \* self.w \+ self.b"):
+    with pytest.raises(
+        AssertionError,
+        match=r"In your code: forward, line \d+: return \(residual - mean\) \* self.w \+ self.b",
+    ):
         checks.check_layernorm(LayerNormShapeBug)
 
 
@@ -576,7 +781,12 @@ def test_a_stub_is_raised_from_its_own_line_without_torchs_frames():
     frames = traceback.extract_tb(info.value.__traceback__)
     assert frames[-1].name == "forward" and frames[-1].filename == __file__
     package = Path(checks.__file__).resolve().parent
-    assert not any("torch" in f.filename or Path(f.filename).resolve().parent == package and f.name != "run_check" for f in frames)
+    assert not any(
+        "torch" in f.filename
+        or Path(f.filename).resolve().parent == package
+        and f.name != "run_check"
+        for f in frames
+    )
 
 
 def naive_train_merges(text, n_merges):
@@ -603,7 +813,9 @@ def naive_train_merges(text, n_merges):
 
 
 def test_train_merges_check_names_a_tie():
-    with pytest.raises(AssertionError, match=r"(?s)Likely cause: a tie\. Both pairs occur \d+ times"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)Likely cause: a tie\. Both pairs occur \d+ times"
+    ):
         checks.check_train_merges(naive_train_merges)
 
 
@@ -623,8 +835,13 @@ def step_clip_at_one(model, optimizer, loss, grad_clip):
     return loss.detach()
 
 
-@pytest.mark.parametrize("fn, message", [(step_clip_value, "clip_grad_value_ clips each gradient entry"),
-                                         (step_clip_at_one, "clipped to 1.0, not to grad_clip")])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (step_clip_value, "clip_grad_value_ clips each gradient entry"),
+        (step_clip_at_one, "clipped to 1.0, not to grad_clip"),
+    ],
+)
 def test_optimizer_step_check_names_clipping_mistakes(fn, message):
     with pytest.raises(AssertionError, match=message):
         checks.check_optimizer_step(fn)
@@ -639,9 +856,12 @@ def test_a_few_wrong_entries_are_counted_not_rounded_to_zero():
 
 # ---------------------------------------------------------------- every known mistake, in every notebook, is caught and named
 
+
 def lr_no_warmup(step, args):
     progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 def lr_linear_decay(step, args):
@@ -655,7 +875,9 @@ def lr_progress_from_zero(step, args):
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = min(1.0, step / args.max_steps)
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
@@ -677,16 +899,31 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "step_no_clip": (checks.check_optimizer_step, step_no_clip),
     "step_clip_value": (checks.check_optimizer_step, step_clip_value),
     "step_clip_at_1": (checks.check_optimizer_step, step_clip_at_one),
-    "accuracy_no_shift": (checks.check_next_token_accuracy, lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item()),
-    "accuracy_count": (checks.check_next_token_accuracy, lambda logits, tokens: float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum())),
+    "accuracy_no_shift": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(),
+    ),
+    "accuracy_count": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: float((logits[:, :-1].argmax(-1) == tokens[:, 1:]).sum()),
+    ),
 }
 
 
 def test_every_mistake_has_a_broken_variant():
     # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py, the KV cache's in tests/test_sampling.py,
     # notebook 05's in tests/test_checks_circuits.py
-    elsewhere = {"apply_temperature", "apply_frequency_penalty", "apply_top_k", "apply_top_p", "beam_search", "forward_with_cache",
-                 "direct_logit_attribution", "induction_score", "ablate_heads"}
+    elsewhere = {
+        "apply_temperature",
+        "apply_frequency_penalty",
+        "apply_top_k",
+        "apply_top_p",
+        "beam_search",
+        "forward_with_cache",
+        "direct_logit_attribution",
+        "induction_score",
+        "ablate_heads",
+    }
     assert set(BROKEN) == {name for name, m in MISTAKES.items() if m.part not in elsewhere}
 
 
@@ -708,11 +945,14 @@ def test_every_mistake_belongs_to_a_checked_exercise_and_is_declared_once():
 
 # ---------------------------------------------------------------- labels follow the dimension names; odd configs; symlinks
 
+
 def test_a_pattern_mismatch_lists_query_positions_by_their_name():
     with pytest.raises(AssertionError) as err:
         checks.check_attention(_with(AttnBroken, "attn_no_scale"))
     message = str(err.value)
-    assert "(batch=0, n_heads=" in message and re.search(r"\n  query positions with errors: \[\d", message), message
+    assert "(batch=0, n_heads=" in message and re.search(
+        r"\n  query positions with errors: \[\d", message
+    ), message
 
 
 def test_a_mask_of_the_wrong_shape_is_labelled_with_its_dimensions():
@@ -720,7 +960,10 @@ def test_a_mask_of_the_wrong_shape_is_labelled_with_its_dimensions():
         def apply_causal_mask(self, scores):
             return super().apply_causal_mask(scores)[:, 0]
 
-    with pytest.raises(AssertionError, match=r"expected the scores' shape \(2, 4, 5, 5\) \(batch, n_heads, query_posn, key_posn\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"expected the scores' shape \(2, 4, 5, 5\) \(batch, n_heads, query_posn, key_posn\)",
+    ):
         checks.check_attention(MaskOneHead)
 
 

@@ -17,27 +17,36 @@ CIRCUITS_PARTS = {"direct_logit_attribution", "induction_score", "ablate_heads"}
 
 # ---------------------------------------------------------------- direct logit attribution
 
+
 def dla(vectors, scale, model, token):
     centred = vectors - vectors.mean(-1, keepdim=True)
     return (centred / scale * model.ln_final.w) @ model.unembed.W_U[:, token]
 
 
-def dla_einsum(vectors, scale, model, token):  # another way to write it: multiply and sum over d_model
+def dla_einsum(
+    vectors, scale, model, token
+):  # another way to write it: multiply and sum over d_model
     normalized = (vectors - vectors.mean(dim=-1, keepdim=True)) / scale
     return (normalized * model.ln_final.w * model.unembed.W_U[:, token]).sum(-1)
 
 
-def dla_folded(vectors, scale, model, token):  # TransformerLens's way: fold ln_final.w into W_U first
+def dla_folded(
+    vectors, scale, model, token
+):  # TransformerLens's way: fold ln_final.w into W_U first
     folded = model.ln_final.w[:, None] * model.unembed.W_U
     return ((vectors - vectors.mean(-1, keepdim=True)) / scale) @ folded[:, token]
 
 
 def dla_no_scale(vectors, scale, model, token):
-    return ((vectors - vectors.mean(-1, keepdim=True)) * model.ln_final.w) @ model.unembed.W_U[:, token]
+    return ((vectors - vectors.mean(-1, keepdim=True)) * model.ln_final.w) @ model.unembed.W_U[
+        :, token
+    ]
 
 
 def dla_times_scale(vectors, scale, model, token):
-    return ((vectors - vectors.mean(-1, keepdim=True)) * scale * model.ln_final.w) @ model.unembed.W_U[:, token]
+    return (
+        (vectors - vectors.mean(-1, keepdim=True)) * scale * model.ln_final.w
+    ) @ model.unembed.W_U[:, token]
 
 
 def dla_no_centring(vectors, scale, model, token):
@@ -49,15 +58,21 @@ def dla_no_ln_weight(vectors, scale, model, token):
 
 
 def dla_with_biases(vectors, scale, model, token):
-    normalized = (vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w + model.ln_final.b
+    normalized = (
+        vectors - vectors.mean(-1, keepdim=True)
+    ) / scale * model.ln_final.w + model.ln_final.b
     return normalized @ model.unembed.W_U[:, token] + model.unembed.b_U[token]
 
 
-def dla_layer_norm_each(vectors, scale, model, token):  # the LayerNorm module on each vector: its own scale, and ln_final.b
+def dla_layer_norm_each(
+    vectors, scale, model, token
+):  # the LayerNorm module on each vector: its own scale, and ln_final.b
     return model.ln_final(vectors) @ model.unembed.W_U[:, token]
 
 
-def dla_divide_last(vectors, scale, model, token):  # the scale applied after the dot product: the same numbers
+def dla_divide_last(
+    vectors, scale, model, token
+):  # the scale applied after the dot product: the same numbers
     centred = vectors - vectors.mean(-1, keepdim=True)
     return (centred * model.ln_final.w) @ model.unembed.W_U[:, token] / scale
 
@@ -74,7 +89,9 @@ def induction_default_dims(pattern, seq_len):
     return pattern.diagonal(-(seq_len - 1))[..., 2:].mean(0)
 
 
-def induction_hard_coded(pattern, seq_len):  # positions from the notebook's seq_len of 24: nothing left to average
+def induction_hard_coded(
+    pattern, seq_len
+):  # positions from the notebook's seq_len of 24: nothing left to average
     return pattern[:, :, 25:49, 2:26].diagonal(dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
@@ -86,14 +103,20 @@ def ablate_by_zeroing_weights(model, tokens, heads):
 
 
 def dla_embedding(vectors, scale, model, token):
-    return ((vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w) @ model.embed.W_E[token]
+    return (
+        (vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w
+    ) @ model.embed.W_E[token]
 
 
 def dla_every_token(vectors, scale, model, token):
-    return ((vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w) @ model.unembed.W_U
+    return (
+        (vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w
+    ) @ model.unembed.W_U
 
 
-def dla_sum_over_dim_2(vectors, scale, model, token):  # right for a [layer, head, d_model] grid only
+def dla_sum_over_dim_2(
+    vectors, scale, model, token
+):  # right for a [layer, head, d_model] grid only
     normalized = (vectors - vectors.mean(-1, keepdim=True)) / scale
     return (normalized * model.ln_final.w * model.unembed.W_U[:, token]).sum(dim=2)
 
@@ -104,6 +127,7 @@ def dla_in_place(vectors, scale, model, token):
 
 
 # ---------------------------------------------------------------- induction score
+
 
 def induction(pattern, seq_len):
     stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)
@@ -132,7 +156,9 @@ def induction_whole_diagonal(pattern, seq_len):  # ARENA's shortcut: every query
     return pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
-def induction_forgot_bos(pattern, seq_len):  # queries seq_len .. 2 * seq_len - 1, as if there were no BOS
+def induction_forgot_bos(
+    pattern, seq_len
+):  # queries seq_len .. 2 * seq_len - 1, as if there were no BOS
     queries = torch.arange(seq_len, 2 * seq_len)
     return pattern[:, :, queries, queries - seq_len + 1].mean(dim=(0, 2))
 
@@ -151,6 +177,7 @@ def induction_fixed_length(pattern, seq_len):  # a number from the notebook writ
 
 # ---------------------------------------------------------------- ablation
 
+
 def _names(heads):
     return sorted({layer for layer, _ in heads})
 
@@ -161,29 +188,46 @@ def ablate(model, tokens, heads):
         z = z.clone()
         z[:, :, [h for l, h in heads if l == layer]] = 0
         return z
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)]
+    )
 
 
-def ablate_pattern(model, tokens, heads):  # zeroing the pattern is the same ablation: z = pattern @ v
+def ablate_pattern(
+    model, tokens, heads
+):  # zeroing the pattern is the same ablation: z = pattern @ v
     def hook(pattern, hook):
         for layer, head in heads:
             if hook.name == f"blocks.{layer}.attn.hook_pattern":
                 pattern[:, head] = 0
+
     return model.run_with_hooks(tokens, [(("pattern", layer), hook) for layer in _names(heads)])
 
 
-def ablate_one_hook_per_pair(model, tokens, heads):  # several hooks on one hook point, each returning None after an in-place change
+def ablate_one_hook_per_pair(
+    model, tokens, heads
+):  # several hooks on one hook point, each returning None after an in-place change
     from functools import partial
 
     def hook(z, hook, head):
         z[:, :, head] = 0.0
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", partial(hook, head=head)) for layer, head in heads])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_z", partial(hook, head=head)) for layer, head in heads]
+    )
 
 
 def ablate_with_context_manager(model, tokens, heads):
     def hook(z, hook):
         layer = int(hook.name.split(".")[1])
-        return z * torch.tensor([0.0 if (layer, h) in heads else 1.0 for h in range(z.shape[2])])[:, None]
+        return (
+            z
+            * torch.tensor([0.0 if (layer, h) in heads else 1.0 for h in range(z.shape[2])])[
+                :, None
+            ]
+        )
+
     with model.hooks([(lambda name: name.endswith("hook_z"), hook)]):
         return model(tokens)
 
@@ -194,7 +238,10 @@ def ablate_wrong_axis(model, tokens, heads):
         z = z.clone()
         z[:, [h for l, h in heads if l == layer]] = 0
         return z
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)]
+    )
 
 
 def ablate_scores(model, tokens, heads):
@@ -203,11 +250,17 @@ def ablate_scores(model, tokens, heads):
         scores = scores.clone()
         scores[:, [h for l, h in heads if l == layer]] = 0
         return scores
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_attn_scores", hook) for layer in _names(heads)])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_attn_scores", hook) for layer in _names(heads)]
+    )
 
 
 def ablate_attn_out(model, tokens, heads):
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.hook_attn_out", lambda out, hook: out * 0) for layer in _names(heads)])
+    return model.run_with_hooks(
+        tokens,
+        [(f"blocks.{layer}.hook_attn_out", lambda out, hook: out * 0) for layer in _names(heads)],
+    )
 
 
 def ablate_every_layer(model, tokens, heads):
@@ -215,16 +268,19 @@ def ablate_every_layer(model, tokens, heads):
         z = z.clone()
         z[:, :, [h for _, h in heads]] = 0
         return z
+
     return model.run_with_hooks(tokens, [(lambda name: name.endswith("attn.hook_z"), hook)])
 
 
 def ablate_late_binding(model, tokens, heads):
     fwd_hooks = []
     for layer, head in heads:
+
         def hook(z, hook):
             z = z.clone()
             z[:, :, head] = 0  # `head` is looked up when the hook runs: the last pair's
             return z
+
         fwd_hooks.append((f"blocks.{layer}.attn.hook_z", hook))
     return model.run_with_hooks(tokens, fwd_hooks)
 
@@ -234,23 +290,32 @@ def ablate_copy_not_returned(model, tokens, heads):
         layer = int(hook.name.split(".")[1])
         z = z.clone()
         z[:, :, [h for l, h in heads if l == layer]] = 0
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)]
+    )
 
 
-def ablate_one_head_per_layer(model, tokens, heads):  # a dict {layer: head} keeps only the last head of each layer
+def ablate_one_head_per_layer(
+    model, tokens, heads
+):  # a dict {layer: head} keeps only the last head of each layer
     by_layer = {layer: head for layer, head in heads}
 
     def hook(z, hook):
         z = z.clone()
         z[:, :, by_layer[int(hook.name.split(".")[1])]] = 0
         return z
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in by_layer])
+
+    return model.run_with_hooks(
+        tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in by_layer]
+    )
 
 
 def ablate_leaving_hooks(model, tokens, heads):
     for layer, head in heads:
         model.hook_points()[f"blocks.{layer}.attn.hook_z"].hooks.append(
-            lambda z, hook, head=head: z.index_fill(2, torch.tensor([head]), 0.0))
+            lambda z, hook, head=head: z.index_fill(2, torch.tensor([head]), 0.0)
+        )
     return model(tokens)
 
 
@@ -283,9 +348,14 @@ def _advice(mistake):
 
 
 def test_every_circuits_mistake_has_a_broken_variant():
-    assert set(BROKEN_CIRCUITS) == {name for name, m in MISTAKES.items() if m.part in CIRCUITS_PARTS}
+    assert set(BROKEN_CIRCUITS) == {
+        name for name, m in MISTAKES.items() if m.part in CIRCUITS_PARTS
+    }
     assert {checks.CHECKS[p].__name__ for p in CIRCUITS_PARTS} == {
-        "check_direct_logit_attribution", "check_induction_score", "check_ablate_heads"}
+        "check_direct_logit_attribution",
+        "check_induction_score",
+        "check_ablate_heads",
+    }
 
 
 @pytest.mark.parametrize("mistake", sorted(BROKEN_CIRCUITS))
@@ -303,43 +373,96 @@ def test_the_wrong_offset_is_named():
         checks.check_induction_score(induction_offset_too_small)
 
 
-@pytest.mark.parametrize("check, fn", [
-    (checks.check_direct_logit_attribution, dla), (checks.check_direct_logit_attribution, dla_einsum),
-    (checks.check_direct_logit_attribution, dla_folded), (checks.check_direct_logit_attribution, dla_divide_last),
-    (checks.check_induction_score, induction), (checks.check_induction_score, induction_by_index),
-    (checks.check_ablate_heads, ablate), (checks.check_ablate_heads, ablate_pattern),
-    (checks.check_ablate_heads, ablate_one_hook_per_pair), (checks.check_ablate_heads, ablate_with_context_manager),
-], ids=lambda x: getattr(x, "__name__", ""))
+@pytest.mark.parametrize(
+    "check, fn",
+    [
+        (checks.check_direct_logit_attribution, dla),
+        (checks.check_direct_logit_attribution, dla_einsum),
+        (checks.check_direct_logit_attribution, dla_folded),
+        (checks.check_direct_logit_attribution, dla_divide_last),
+        (checks.check_induction_score, induction),
+        (checks.check_induction_score, induction_by_index),
+        (checks.check_ablate_heads, ablate),
+        (checks.check_ablate_heads, ablate_pattern),
+        (checks.check_ablate_heads, ablate_one_hook_per_pair),
+        (checks.check_ablate_heads, ablate_with_context_manager),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
 def test_correct_alternatives_pass(check, fn, capsys):
     check(fn)
     assert "correct" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("check, fn, message", [
-    (checks.check_direct_logit_attribution, dla_every_token, r"take the token's column, W_U\[:, token\]"),
-    (checks.check_direct_logit_attribution, dla_in_place, r"changed the vectors it was given"),
-    (checks.check_direct_logit_attribution, dla_sum_over_dim_2, r"raised IndexError"),  # the single vector finds it
-    (checks.check_direct_logit_attribution, lambda v, s, m, t: None, r"must return a tensor, got NoneType \(no return\?\)"),
-    (checks.check_induction_score, induction_per_sequence, r"Average over the batch too"),
-    (checks.check_induction_score, induction_fixed_length, r"wrong scores with seq_len="),
-    (checks.check_ablate_heads, ablate_leaving_hooks, r"left hooks attached afterwards"),
-    (checks.check_ablate_heads, ablate_one_head_per_layer, r"with heads=\[\(1, 0\), \(1, 3\)\]: the logits differ"),
-    (checks.check_ablate_heads, lambda model, tokens, heads: None, r"must return the logits.*\(no return\?\)"),
-    (checks.check_ablate_heads, ablate_by_zeroing_weights, r"changed the model itself \(its weights\)"),
-    (checks.check_induction_score, induction_default_dims, r"by default \.diagonal\(\) takes the first two"),
-    (checks.check_induction_score, induction_hard_coded, r"the scores are nan with seq_len=6: the mean of an empty selection"),
-    (checks.check_induction_score, induction_duplicate_whole, re.escape(MISTAKES["ind_duplicate_diagonal"].advice[:60])),
-    (checks.check_induction_score, induction_previous_token, r"\(-1 here\)"),
-])
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (
+            checks.check_direct_logit_attribution,
+            dla_every_token,
+            r"take the token's column, W_U\[:, token\]",
+        ),
+        (checks.check_direct_logit_attribution, dla_in_place, r"changed the vectors it was given"),
+        (
+            checks.check_direct_logit_attribution,
+            dla_sum_over_dim_2,
+            r"raised IndexError",
+        ),  # the single vector finds it
+        (
+            checks.check_direct_logit_attribution,
+            lambda v, s, m, t: None,
+            r"must return a tensor, got NoneType \(no return\?\)",
+        ),
+        (checks.check_induction_score, induction_per_sequence, r"Average over the batch too"),
+        (checks.check_induction_score, induction_fixed_length, r"wrong scores with seq_len="),
+        (checks.check_ablate_heads, ablate_leaving_hooks, r"left hooks attached afterwards"),
+        (
+            checks.check_ablate_heads,
+            ablate_one_head_per_layer,
+            r"with heads=\[\(1, 0\), \(1, 3\)\]: the logits differ",
+        ),
+        (
+            checks.check_ablate_heads,
+            lambda model, tokens, heads: None,
+            r"must return the logits.*\(no return\?\)",
+        ),
+        (
+            checks.check_ablate_heads,
+            ablate_by_zeroing_weights,
+            r"changed the model itself \(its weights\)",
+        ),
+        (
+            checks.check_induction_score,
+            induction_default_dims,
+            r"by default \.diagonal\(\) takes the first two",
+        ),
+        (
+            checks.check_induction_score,
+            induction_hard_coded,
+            r"the scores are nan with seq_len=6: the mean of an empty selection",
+        ),
+        (
+            checks.check_induction_score,
+            induction_duplicate_whole,
+            re.escape(MISTAKES["ind_duplicate_diagonal"].advice[:60]),
+        ),
+        (checks.check_induction_score, induction_previous_token, r"\(-1 here\)"),
+    ],
+)
 def test_other_failures_say_what_is_wrong(check, fn, message):
     with pytest.raises(AssertionError, match=message):
         check(fn)
 
 
-@pytest.mark.parametrize("check, fn", [
-    (checks.check_direct_logit_attribution, circuits.direct_logit_attribution), (checks.check_induction_score, circuits.induction_score),
-    (checks.check_ablate_heads, circuits.ablate_heads),
-], ids=lambda x: getattr(x, "__name__", ""))
+@pytest.mark.parametrize(
+    "check, fn",
+    [
+        (checks.check_direct_logit_attribution, circuits.direct_logit_attribution),
+        (checks.check_induction_score, circuits.induction_score),
+        (checks.check_ablate_heads, circuits.ablate_heads),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
 def test_the_library_functions_pass_their_checks(check, fn, capsys):
     """utils.circuits' own versions (which the notebook's later cells and other code import) are right too."""
     check(fn)
@@ -349,6 +472,7 @@ def test_the_library_functions_pass_their_checks(check, fn, capsys):
 def test_a_stub_reaches_the_learner_unwrapped():
     def stub(pattern, seq_len):
         raise NotImplementedError("take the diagonal")
+
     with pytest.raises(NotImplementedError, match="take the diagonal"):
         checks.check_induction_score(stub)
 
@@ -356,11 +480,14 @@ def test_a_stub_reaches_the_learner_unwrapped():
 def test_the_induction_patterns_make_every_mistake_visible():
     """The check's patterns favour different diagonals per head, so that each mistake's scores differ from the right ones."""
     from utils.checks import circuits as C
+
     pattern = C._patterns(6)
     right = C._induction(pattern, 6)
     assert right[0] > 0.5 and right[1:].max() < 0.2  # head 0 is the induction head
     for mistake in C.mistakes_in("induction_score"):
-        for wrong in (lambda out: out if isinstance(out, list) else [out])(C._induction(pattern, 6, mistake=mistake)):
+        for wrong in (lambda out: out if isinstance(out, list) else [out])(
+            C._induction(pattern, 6, mistake=mistake)
+        ):
             assert not torch.allclose(wrong, right, atol=1e-3), mistake.name
 
 
@@ -369,16 +496,40 @@ class InductionScore:  # a class where a function is expected
         self.score = pattern
 
 
-@pytest.mark.parametrize("check, fn, message", [
-    (checks.check_induction_score, InductionScore, r"check_induction_score takes your function induction_score\(pattern, "
-                                                   r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); got the class InductionScore"),
-    (checks.check_induction_score, None, r"got None"),
-    (checks.check_induction_score, torch.zeros(6), r"got a Tensor \(the result of calling it\?\)"),
-    (checks.check_ablate_heads, "ablate_heads", r"check_ablate_heads takes your function ablate_heads\(model, tokens, heads\) itself"),
-    (checks.check_induction_score, lambda pattern: pattern, r"calls your function as induction_score\(pattern, seq_len\), with 2 "
-                                                             r"arguments; <lambda>\(pattern\) does not take them"),
-    (checks.check_direct_logit_attribution, lambda v, s, m: v, r"direct_logit_attribution\(vectors, scale, model, token\), with 4 arguments"),
-], ids=lambda x: "")
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (
+            checks.check_induction_score,
+            InductionScore,
+            r"check_induction_score takes your function induction_score\(pattern, "
+            r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); got the class InductionScore",
+        ),
+        (checks.check_induction_score, None, r"got None"),
+        (
+            checks.check_induction_score,
+            torch.zeros(6),
+            r"got a Tensor \(the result of calling it\?\)",
+        ),
+        (
+            checks.check_ablate_heads,
+            "ablate_heads",
+            r"check_ablate_heads takes your function ablate_heads\(model, tokens, heads\) itself",
+        ),
+        (
+            checks.check_induction_score,
+            lambda pattern: pattern,
+            r"calls your function as induction_score\(pattern, seq_len\), with 2 "
+            r"arguments; <lambda>\(pattern\) does not take them",
+        ),
+        (
+            checks.check_direct_logit_attribution,
+            lambda v, s, m: v,
+            r"direct_logit_attribution\(vectors, scale, model, token\), with 4 arguments",
+        ),
+    ],
+    ids=lambda x: "",
+)
 def test_checks_given_something_other_than_the_function_say_what_they_take(check, fn, message):
     with pytest.raises(TypeError, match=message):
         check(fn)

@@ -15,11 +15,18 @@ from utils import checks
 from utils.checks import MISTAKES
 from utils.checks import sampling as S
 
-SAMPLING_PARTS = {"apply_temperature", "apply_frequency_penalty", "apply_top_k", "apply_top_p", "beam_search"}
+SAMPLING_PARTS = {
+    "apply_temperature",
+    "apply_frequency_penalty",
+    "apply_top_k",
+    "apply_top_p",
+    "beam_search",
+}
 NEG_INF = float("-inf")
 
 
 # ---------------------------------------------------------------- temperature
+
 
 def temperature_divide(logits, temperature):
     return logits / temperature
@@ -29,7 +36,9 @@ def temperature_reciprocal(logits, temperature):
     return torch.mul(logits, 1 / temperature)
 
 
-def temperature_log_softmax(logits, temperature):  # log-probabilities are logits too: softmax ignores the shift
+def temperature_log_softmax(
+    logits, temperature
+):  # log-probabilities are logits too: softmax ignores the shift
     return logits.log_softmax(-1) / temperature
 
 
@@ -59,6 +68,7 @@ def temperature_in_place(logits, temperature):
 
 # ---------------------------------------------------------------- frequency penalty
 
+
 def counts_bincount(tokens, d_vocab):
     return torch.stack([torch.bincount(row, minlength=d_vocab) for row in tokens])
 
@@ -68,7 +78,9 @@ def penalty_bincount(logits, tokens, penalty):
 
 
 def penalty_scatter_add(logits, tokens, penalty):
-    counts = torch.zeros_like(logits).scatter_add_(-1, tokens, torch.ones_like(tokens, dtype=logits.dtype))
+    counts = torch.zeros_like(logits).scatter_add_(
+        -1, tokens, torch.ones_like(tokens, dtype=logits.dtype)
+    )
     return logits - penalty * counts
 
 
@@ -92,7 +104,9 @@ def penalty_presence(logits, tokens, penalty):
     return logits - penalty * (counts_bincount(tokens, logits.shape[-1]) > 0).float()
 
 
-def penalty_prompt_columns(logits, tokens, penalty):  # counts the first columns only, as if they were the whole text
+def penalty_prompt_columns(
+    logits, tokens, penalty
+):  # counts the first columns only, as if they were the whole text
     return logits - penalty * counts_bincount(tokens[:, :4], logits.shape[-1])
 
 
@@ -113,7 +127,9 @@ def penalty_in_place(logits, tokens, penalty):
     return logits
 
 
-def penalty_reverses_tokens(logits, tokens, penalty):  # the counts are right, but the caller's tokens are reversed
+def penalty_reverses_tokens(
+    logits, tokens, penalty
+):  # the counts are right, but the caller's tokens are reversed
     tokens[:] = tokens.flip(-1).clone()
     return penalty_bincount(logits, tokens, penalty)
 
@@ -123,6 +139,7 @@ def penalty_no_minlength(logits, tokens, penalty):
 
 
 # ---------------------------------------------------------------- top-k
+
 
 def top_k_masked_fill(logits, k):
     kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
@@ -178,11 +195,14 @@ def top_k_crashes_past_d_vocab(logits, k):
 
 # ---------------------------------------------------------------- top-p
 
+
 def _sorted_probs(logits):
     return logits.softmax(-1).sort(-1, descending=True)
 
 
-def top_p_shifted_cumsum(logits, p):  # Hugging Face's old way: remove past p, shift right, always keep the first
+def top_p_shifted_cumsum(
+    logits, p
+):  # Hugging Face's old way: remove past p, shift right, always keep the first
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
@@ -190,7 +210,9 @@ def top_p_shifted_cumsum(logits, p):  # Hugging Face's old way: remove past p, s
     return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
-def top_p_searchsorted(logits, p):  # ARENA's way: how many tokens it takes to reach p, then keep that many
+def top_p_searchsorted(
+    logits, p
+):  # ARENA's way: how many tokens it takes to reach p, then keep that many
     probs, indices = _sorted_probs(logits)
     n_keep = torch.searchsorted(probs.cumsum(-1), torch.full((logits.shape[0], 1), p)) + 1
     keep = torch.arange(logits.shape[-1]) < n_keep
@@ -198,7 +220,9 @@ def top_p_searchsorted(logits, p):  # ARENA's way: how many tokens it takes to r
     return torch.where(keep_unsorted, logits, torch.finfo(logits.dtype).min)
 
 
-def top_p_ascending(logits, p):  # Hugging Face's TopPLogitsWarper: ascending order, remove the mass below 1 - p
+def top_p_ascending(
+    logits, p
+):  # Hugging Face's TopPLogitsWarper: ascending order, remove the mass below 1 - p
     probs, indices = logits.softmax(-1).sort(-1)
     remove = probs.cumsum(-1) <= 1 - p
     remove[..., -1] = False
@@ -253,18 +277,34 @@ def top_p_in_place(logits, p):
 
 # ---------------------------------------------------------------- beam search, as a learner writes it
 
-def make_beam_search(no_length_norm=False, after_stop=False, length_with_prompt=False, stop_not_counted=False,
-                     tensor_scores=False, only_best=False):
+
+def make_beam_search(
+    no_length_norm=False,
+    after_stop=False,
+    length_with_prompt=False,
+    stop_not_counted=False,
+    tensor_scores=False,
+    only_best=False,
+):
     """A learner's beam search (beams as one tensor; Hugging Face's rules), with the mistakes asked for."""
 
     def banned(seq, n):
         if n == 0 or len(seq) + 1 < n:
             return []
-        grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
-        return [g[-1] for g in grams if list(g[:-1]) == seq[len(seq) - n + 1:]]
+        grams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+        return [g[-1] for g in grams if list(g[:-1]) == seq[len(seq) - n + 1 :]]
 
     @torch.no_grad()
-    def beam_search(model, tokens, num_beams, max_new_tokens, *, length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None):
+    def beam_search(
+        model,
+        tokens,
+        num_beams,
+        max_new_tokens,
+        *,
+        length_penalty=1.0,
+        no_repeat_ngram_size=0,
+        stop_token=None,
+    ):
         stop = None if after_stop else stop_token
         beams, scores = tokens.clone(), torch.zeros(1)
         finished = []
@@ -281,8 +321,16 @@ def make_beam_search(no_length_norm=False, after_stop=False, length_with_prompt=
                 seq = torch.cat([beams[beam], token[None]])
                 if token == stop or step + 1 == max_new_tokens:
                     if rank < num_beams:
-                        length = len(seq) if length_with_prompt else step + 1 - int(stop_not_counted and token == stop)
-                        score = top_totals[rank] if no_length_norm else top_totals[rank] / length ** length_penalty
+                        length = (
+                            len(seq)
+                            if length_with_prompt
+                            else step + 1 - int(stop_not_counted and token == stop)
+                        )
+                        score = (
+                            top_totals[rank]
+                            if no_length_norm
+                            else top_totals[rank] / length**length_penalty
+                        )
                         finished.append((seq, score if tensor_scores else score.item()))
                 elif len(keep_beams) < num_beams:
                     keep_beams.append(seq)
@@ -319,7 +367,10 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topp_unsorted": (checks.check_top_p, top_p_mask_not_unsorted),
     "beam_no_length_norm": (checks.check_beam_search, make_beam_search(no_length_norm=True)),
     "beam_after_stop": (checks.check_beam_search, make_beam_search(after_stop=True)),
-    "beam_length_with_prompt": (checks.check_beam_search, make_beam_search(length_with_prompt=True)),
+    "beam_length_with_prompt": (
+        checks.check_beam_search,
+        make_beam_search(length_with_prompt=True),
+    ),
     "beam_stop_not_counted": (checks.check_beam_search, make_beam_search(stop_not_counted=True)),
 }
 
@@ -339,9 +390,18 @@ def _advice(mistake):
 
 
 def test_every_sampling_mistake_has_a_broken_variant():
-    assert set(BROKEN_SAMPLING) == {name for name, m in MISTAKES.items() if m.part in SAMPLING_PARTS}
-    assert SAMPLING_PARTS <= set(checks.CHECKS) and {checks.CHECKS[p].__name__ for p in SAMPLING_PARTS} == {
-        "check_temperature", "check_frequency_penalty", "check_top_k", "check_top_p", "check_beam_search"}
+    assert set(BROKEN_SAMPLING) == {
+        name for name, m in MISTAKES.items() if m.part in SAMPLING_PARTS
+    }
+    assert SAMPLING_PARTS <= set(checks.CHECKS) and {
+        checks.CHECKS[p].__name__ for p in SAMPLING_PARTS
+    } == {
+        "check_temperature",
+        "check_frequency_penalty",
+        "check_top_k",
+        "check_top_p",
+        "check_beam_search",
+    }
 
 
 @pytest.mark.parametrize("mistake", sorted(BROKEN_SAMPLING))
@@ -354,7 +414,9 @@ def test_check_catches_mistake_and_names_it(mistake):
     assert not others, f"also names {others}: {err.value}"
 
 
-@pytest.mark.parametrize("mistake, check, broken", OTHER_WAYS, ids=[f"{m}-{b.__name__}" for m, _, b in OTHER_WAYS])
+@pytest.mark.parametrize(
+    "mistake, check, broken", OTHER_WAYS, ids=[f"{m}-{b.__name__}" for m, _, b in OTHER_WAYS]
+)
 def test_other_ways_of_making_a_mistake_are_named(mistake, check, broken):
     with pytest.raises(AssertionError) as err:
         check(broken)
@@ -364,28 +426,56 @@ def test_other_ways_of_making_a_mistake_are_named(mistake, check, broken):
 # ---------------------------------------------------------------- correct alternatives pass
 
 CORRECT = [
-    (checks.check_temperature, temperature_divide), (checks.check_temperature, temperature_reciprocal),
-    (checks.check_temperature, temperature_log_softmax), (checks.check_temperature, temperature_on_a_copy),
-    (checks.check_frequency_penalty, penalty_bincount), (checks.check_frequency_penalty, penalty_scatter_add),
-    (checks.check_frequency_penalty, penalty_one_hot), (checks.check_frequency_penalty, penalty_loop_on_a_copy),
-    (checks.check_top_k, top_k_masked_fill), (checks.check_top_k, top_k_scatter), (checks.check_top_k, top_k_finfo_min),
+    (checks.check_temperature, temperature_divide),
+    (checks.check_temperature, temperature_reciprocal),
+    (checks.check_temperature, temperature_log_softmax),
+    (checks.check_temperature, temperature_on_a_copy),
+    (checks.check_frequency_penalty, penalty_bincount),
+    (checks.check_frequency_penalty, penalty_scatter_add),
+    (checks.check_frequency_penalty, penalty_one_hot),
+    (checks.check_frequency_penalty, penalty_loop_on_a_copy),
+    (checks.check_top_k, top_k_masked_fill),
+    (checks.check_top_k, top_k_scatter),
+    (checks.check_top_k, top_k_finfo_min),
     (checks.check_top_k, top_k_in_place_on_a_copy),
-    (checks.check_top_p, top_p_shifted_cumsum), (checks.check_top_p, top_p_searchsorted), (checks.check_top_p, top_p_ascending),
+    (checks.check_top_p, top_p_shifted_cumsum),
+    (checks.check_top_p, top_p_searchsorted),
+    (checks.check_top_p, top_p_ascending),
     (checks.check_top_p, top_p_mass_before),
-    (checks.check_beam_search, make_beam_search()), (checks.check_beam_search, make_beam_search(tensor_scores=True)),
+    (checks.check_beam_search, make_beam_search()),
+    (checks.check_beam_search, make_beam_search(tensor_scores=True)),
     (checks.check_beam_search, make_beam_search(only_best=True)),
 ]
 
 
-@pytest.mark.parametrize("check, fn", CORRECT, ids=[f"{c.__name__}-{f.__name__}-{i}" for i, (c, f) in enumerate(CORRECT)])
+@pytest.mark.parametrize(
+    "check, fn", CORRECT, ids=[f"{c.__name__}-{f.__name__}-{i}" for i, (c, f) in enumerate(CORRECT)]
+)
 def test_correct_alternatives_pass(check, fn, capsys):
     check(fn)
     assert "passed" in capsys.readouterr().out
 
 
 def test_the_checks_reference_beam_search_passes(capsys):
-    def reference(model, tokens, num_beams, max_new_tokens, *, length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None):
-        return S._beam_search(model, tokens, num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, stop_token)
+    def reference(
+        model,
+        tokens,
+        num_beams,
+        max_new_tokens,
+        *,
+        length_penalty=1.0,
+        no_repeat_ngram_size=0,
+        stop_token=None,
+    ):
+        return S._beam_search(
+            model,
+            tokens,
+            num_beams,
+            max_new_tokens,
+            length_penalty,
+            no_repeat_ngram_size,
+            stop_token,
+        )
 
     checks.check_beam_search(reference)
     assert "beam_search passed" in capsys.readouterr().out
@@ -393,23 +483,38 @@ def test_the_checks_reference_beam_search_passes(capsys):
 
 # ---------------------------------------------------------------- what else the checks refuse, and say
 
-@pytest.mark.parametrize("check, fn, name", [
-    (checks.check_temperature, temperature_in_place, "logits"), (checks.check_frequency_penalty, penalty_in_place, "logits"),
-    (checks.check_top_k, top_k_in_place, "logits"), (checks.check_top_p, top_p_in_place, "logits"),
-    (checks.check_frequency_penalty, penalty_reverses_tokens, "tokens"),
-])
+
+@pytest.mark.parametrize(
+    "check, fn, name",
+    [
+        (checks.check_temperature, temperature_in_place, "logits"),
+        (checks.check_frequency_penalty, penalty_in_place, "logits"),
+        (checks.check_top_k, top_k_in_place, "logits"),
+        (checks.check_top_p, top_p_in_place, "logits"),
+        (checks.check_frequency_penalty, penalty_reverses_tokens, "tokens"),
+    ],
+)
 def test_changing_the_callers_tensors_is_refused_with_the_reason(check, fn, name):
-    with pytest.raises(AssertionError, match=rf"changed the {name} it was given.*calling it twice on the same logits"):
+    with pytest.raises(
+        AssertionError,
+        match=rf"changed the {name} it was given.*calling it twice on the same logits",
+    ):
         check(fn)
 
 
 def test_a_penalty_without_minlength_says_what_to_check():
-    with pytest.raises(AssertionError, match=r"(?s)raised RuntimeError.*In your code: penalty_no_minlength.*minlength=d_vocab"):
+    with pytest.raises(
+        AssertionError,
+        match=r"(?s)raised RuntimeError.*In your code: penalty_no_minlength.*minlength=d_vocab",
+    ):
         checks.check_frequency_penalty(penalty_no_minlength)
 
 
 def test_top_k_past_d_vocab_must_keep_everything():
-    with pytest.raises(AssertionError, match=r"(?s)apply_top_k\(logits, k=50\) raised RuntimeError.*min\(k, logits.shape\[-1\]\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"(?s)apply_top_k\(logits, k=50\) raised RuntimeError.*min\(k, logits.shape\[-1\]\)",
+    ):
         checks.check_top_k(top_k_crashes_past_d_vocab)
 
 
@@ -419,12 +524,17 @@ def test_a_zero_fill_that_removes_nothing_is_named_even_when_k_keeps_all():
 
 
 def test_returning_nothing_says_so():
-    with pytest.raises(AssertionError, match=r"got NoneType \(did the function end without a return\?\)"):
+    with pytest.raises(
+        AssertionError, match=r"got NoneType \(did the function end without a return\?\)"
+    ):
         checks.check_temperature(lambda logits, temperature: None)
 
 
 def test_a_wrong_row_is_shown():
-    with pytest.raises(AssertionError, match=r"(?s)Rows that differ: \[0, 1\]; row 0:\n    expected \[.*\]\n    got      \["):
+    with pytest.raises(
+        AssertionError,
+        match=r"(?s)Rows that differ: \[0, 1\]; row 0:\n    expected \[.*\]\n    got      \[",
+    ):
         checks.check_frequency_penalty(penalty_added)
 
 
@@ -443,7 +553,10 @@ def test_unsorted_beams_are_refused():
 
 def test_beams_must_start_with_the_prompt():
     def new_tokens_only(model, tokens, num_beams, max_new_tokens, **kwargs):
-        return [(seq[tokens.shape[1]:], score) for seq, score in make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)]
+        return [
+            (seq[tokens.shape[1] :], score)
+            for seq, score in make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)
+        ]
 
     with pytest.raises(AssertionError, match="must start with the prompt"):
         checks.check_beam_search(new_tokens_only)
@@ -459,6 +572,7 @@ def test_beam_search_check_leaves_the_learners_random_state_alone():
 
 # ---------------------------------------------------------------- the beam search reference is Hugging Face's
 
+
 def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
     """Each case: our reference gives Hugging Face's beams and scores; together the cases stop beams early, change the
     winner by normalising, and ban n-grams; each mistake changes the best beam or its score in some case."""
@@ -470,13 +584,23 @@ def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
         ours = S._beam_search(model, tokens, num_beams, max_new, lp, ngram, stop)
         theirs = S._hf_beam_search(hf, tokens, num_beams, max_new, lp, ngram, stop)
         assert [s.tolist() for s, _ in ours] == [s.tolist() for s, _ in theirs]
-        assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs))
+        assert all(
+            math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
+        )
         assert ours[0][1] - ours[1][1] > 1e-3  # no near-tie for the best beam
         stopped_early |= len(ours[0][0]) - len(prompt) < max_new
-        banned |= ngram > 0 and ours[0][0].tolist() != S._beam_search(model, tokens, num_beams, max_new, lp, 0, stop)[0][0].tolist()
+        banned |= (
+            ngram > 0
+            and ours[0][0].tolist()
+            != S._beam_search(model, tokens, num_beams, max_new, lp, 0, stop)[0][0].tolist()
+        )
         for mistake in S.mistakes_in("beam_search"):
-            seq, score = S._beam_search(model, tokens, num_beams, max_new, lp, ngram, stop, mistake)[0]
-            if seq.tolist() != ours[0][0].tolist() or not math.isclose(score, ours[0][1], rel_tol=1e-4):
+            seq, score = S._beam_search(
+                model, tokens, num_beams, max_new, lp, ngram, stop, mistake
+            )[0]
+            if seq.tolist() != ours[0][0].tolist() or not math.isclose(
+                score, ours[0][1], rel_tol=1e-4
+            ):
                 shown.add(mistake.name)
     assert stopped_early and banned
     assert shown == {m.name for m in S.mistakes_in("beam_search")}
@@ -488,9 +612,25 @@ def test_the_reference_agrees_with_hugging_face_on_other_weights_and_settings(se
     generator = torch.Generator().manual_seed(seed)
     for trial in range(6):
         prompt = torch.randint(0, S.BEAM_CFG.d_vocab, (1, 1 + trial % 4), generator=generator)
-        settings = dict(num_beams=2 + trial % 3, max_new_tokens=5 + trial, length_penalty=(0.5, 1.0, 2.0)[trial % 3],
-                        no_repeat_ngram_size=(0, 2, 3)[trial % 3], stop_token=(None, 20, 28)[(trial + seed) % 3])
-        args = [settings[k] for k in ("num_beams", "max_new_tokens", "length_penalty", "no_repeat_ngram_size", "stop_token")]
+        settings = dict(
+            num_beams=2 + trial % 3,
+            max_new_tokens=5 + trial,
+            length_penalty=(0.5, 1.0, 2.0)[trial % 3],
+            no_repeat_ngram_size=(0, 2, 3)[trial % 3],
+            stop_token=(None, 20, 28)[(trial + seed) % 3],
+        )
+        args = [
+            settings[k]
+            for k in (
+                "num_beams",
+                "max_new_tokens",
+                "length_penalty",
+                "no_repeat_ngram_size",
+                "stop_token",
+            )
+        ]
         ours, theirs = S._beam_search(model, prompt, *args), S._hf_beam_search(hf, prompt, *args)
         assert [s.tolist() for s, _ in ours] == [s.tolist() for s, _ in theirs], settings
-        assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)), settings
+        assert all(
+            math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
+        ), settings

@@ -6,7 +6,9 @@ from utils.gpu import GPU, GiB, choose_settings, peak_flops, training_memory
 from utils.model import Config
 from utils.training import model_flops_per_token
 
-GPT2_SMALL = Config(d_vocab=50304)  # GPT-2 small with the vocabulary padded to a multiple of 64, as the gpu config trains it
+GPT2_SMALL = Config(
+    d_vocab=50304
+)  # GPT-2 small with the vocabulary padded to a multiple of 64, as the gpu config trains it
 FLOPS = model_flops_per_token(GPT2_SMALL)
 
 # name as torch.cuda.get_device_name() gives it, capability, total memory; free = total less the CUDA context
@@ -35,12 +37,23 @@ EXPECTED = {
 @pytest.mark.parametrize("device", DEVICES)
 def test_gpu_config_choices(device):
     dtype, micro, peak = EXPECTED[device]
-    settings = choose_settings(DEVICES[device], GPT2_SMALL, batch_size=16, max_steps=2000, flops_per_token=FLOPS)
-    assert (settings.autocast, settings.micro_batch_size, settings.accumulation, settings.peak_flops) == (dtype, micro, 16 // micro, peak)
+    settings = choose_settings(
+        DEVICES[device], GPT2_SMALL, batch_size=16, max_steps=2000, flops_per_token=FLOPS
+    )
+    assert (
+        settings.autocast,
+        settings.micro_batch_size,
+        settings.accumulation,
+        settings.peak_flops,
+    ) == (dtype, micro, 16 // micro, peak)
     assert training_memory(GPT2_SMALL, micro, dtype) <= DEVICES[device].free_memory
     assert settings.training_args()["device"] == "cuda"
     text = settings.describe()
-    assert DEVICES[device].name in text and dtype in text and ("gradient scaler" in text) == (dtype == "float16")
+    assert (
+        DEVICES[device].name in text
+        and dtype in text
+        and ("gradient scaler" in text) == (dtype == "float16")
+    )
     assert ("no MFU figure" in text) == (peak is None)
 
 
@@ -49,15 +62,32 @@ def test_a_t4_gets_float16_because_bf16_would_be_emulated():
     assert "no bf16 tensor cores" in text and "2 micro-batch(es) of 8" in text
 
 
-@pytest.mark.parametrize("name, dtype, expected", [
-    ("NVIDIA A10", "bfloat16", 125e12), ("NVIDIA A100-SXM4-40GB", "bfloat16", 312e12), ("NVIDIA A100 80GB PCIe", "bfloat16", 312e12),
-    ("NVIDIA A10G", "bfloat16", None),  # a different chip (AWS): not the A10's figure
-    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12), ("NVIDIA H100 PCIe", "bfloat16", 756e12), ("NVIDIA H100 NVL", "bfloat16", 835e12),
-    ("NVIDIA H200", "bfloat16", 989e12), ("Tesla T4", "float16", 65e12), ("Tesla T4", "bfloat16", None),
-    ("NVIDIA L4", "bfloat16", 121e12), ("NVIDIA L40S", "bfloat16", 362e12), ("NVIDIA GeForce RTX 4090", "bfloat16", None),
-    ("Tesla V100-SXM2-16GB", "float16", 125e12), ("Tesla V100-PCIE-32GB", "float16", 112e12), ("Tesla V100-SXM2-16GB", "bfloat16", None),
-    ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", "bfloat16", None),  # a slice of the chip: its peak is not the chip's
-])
+@pytest.mark.parametrize(
+    "name, dtype, expected",
+    [
+        ("NVIDIA A10", "bfloat16", 125e12),
+        ("NVIDIA A100-SXM4-40GB", "bfloat16", 312e12),
+        ("NVIDIA A100 80GB PCIe", "bfloat16", 312e12),
+        ("NVIDIA A10G", "bfloat16", None),  # a different chip (AWS): not the A10's figure
+        ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
+        ("NVIDIA H100 PCIe", "bfloat16", 756e12),
+        ("NVIDIA H100 NVL", "bfloat16", 835e12),
+        ("NVIDIA H200", "bfloat16", 989e12),
+        ("Tesla T4", "float16", 65e12),
+        ("Tesla T4", "bfloat16", None),
+        ("NVIDIA L4", "bfloat16", 121e12),
+        ("NVIDIA L40S", "bfloat16", 362e12),
+        ("NVIDIA GeForce RTX 4090", "bfloat16", None),
+        ("Tesla V100-SXM2-16GB", "float16", 125e12),
+        ("Tesla V100-PCIE-32GB", "float16", 112e12),
+        ("Tesla V100-SXM2-16GB", "bfloat16", None),
+        (
+            "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+            "bfloat16",
+            None,
+        ),  # a slice of the chip: its peak is not the chip's
+    ],
+)
 def test_peak_flops_match_the_right_gpu_and_precision(name, dtype, expected):
     assert peak_flops(name, dtype) == expected
 
@@ -68,30 +98,51 @@ def test_compile_only_where_it_pays():
     long = choose_settings(h100, GPT2_SMALL, 16, 5000, FLOPS)
     assert not short.compile and long.compile
     assert "torch.compile: off" in short.describe() and "first step waits" in long.describe()
-    assert choose_settings(DEVICES["T4"], GPT2_SMALL, 16, 200, FLOPS).compile  # a slow GPU repays compiling sooner
+    assert choose_settings(
+        DEVICES["T4"], GPT2_SMALL, 16, 200, FLOPS
+    ).compile  # a slow GPU repays compiling sooner
     assert not choose_settings(DEVICES["unknown"], GPT2_SMALL, 16, 500, FLOPS).compile
     assert choose_settings(h100, GPT2_SMALL, 16, 64, FLOPS, compile=True).compile
 
 
 def test_forcing_float16_and_a_small_memory_cap():
-    capped = GPU("NVIDIA H100 80GB HBM3", (9, 0), int(79.2 * GiB), int(15 * GiB))  # set_per_process_memory_fraction(15 GB)
+    capped = GPU(
+        "NVIDIA H100 80GB HBM3", (9, 0), int(79.2 * GiB), int(15 * GiB)
+    )  # set_per_process_memory_fraction(15 GB)
     settings = choose_settings(capped, GPT2_SMALL, 16, 64, FLOPS, dtype="float16")
-    assert settings.autocast == "float16" and settings.micro_batch_size == 8 and "asked for" in settings.describe()
+    assert (
+        settings.autocast == "float16"
+        and settings.micro_batch_size == 8
+        and "asked for" in settings.describe()
+    )
 
 
 def test_too_little_memory_says_so():
     tiny = GPU("Tesla T4", (7, 5), int(15 * GiB), int(2 * GiB))
-    with pytest.raises(RuntimeError, match="even one sequence of 1024 tokens needs about .* GiB, more than the 2.0 GiB free"):
+    with pytest.raises(
+        RuntimeError,
+        match="even one sequence of 1024 tokens needs about .* GiB, more than the 2.0 GiB free",
+    ):
         choose_settings(tiny, GPT2_SMALL, 16, 64, FLOPS)
     with pytest.raises(ValueError, match="dtype must be 'bfloat16' or 'float16'"):
         choose_settings(DEVICES["T4"], GPT2_SMALL, 16, 64, FLOPS, dtype="float32")
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         choose_settings(DEVICES["T4"], GPT2_SMALL, 0, 64, FLOPS)
-    with pytest.raises(ValueError, match="dtype must be None \\(float32\\), 'bfloat16' or 'float16', got 'bf16'"):
+    with pytest.raises(
+        ValueError, match="dtype must be None \\(float32\\), 'bfloat16' or 'float16', got 'bf16'"
+    ):
         training_memory(GPT2_SMALL, 8, "bf16")
 
 
 def test_cpu_settings():
-    settings = choose_settings(None, Config(d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=64, d_vocab=512), 16, 400, 1e6)
-    assert settings.training_args() == dict(device="cpu", autocast=None, micro_batch_size=16, compile=False)
+    settings = choose_settings(
+        None,
+        Config(d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=64, d_vocab=512),
+        16,
+        400,
+        1e6,
+    )
+    assert settings.training_args() == dict(
+        device="cpu", autocast=None, micro_batch_size=16, compile=False
+    )
     assert settings.peak_flops is None and "float32" in settings.describe()

@@ -10,6 +10,7 @@ import pytest
 from utils import export
 
 from utils.export import ROOT  # one definition of the repository root
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 ALL_NOTEBOOKS = NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb"))
 
@@ -21,7 +22,11 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)
 def test_notebook_is_stored_without_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
-    with_outputs = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    with_outputs = [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+    ]
     assert not with_outputs, f"{notebook.name}: cells {with_outputs} have outputs; run `make strip`"
 
 
@@ -47,14 +52,20 @@ def test_export_detects_drift(tmp_path, monkeypatch):
 
 
 def _requirements(lines):
-    return sorted(re.sub(r"\s+", "", line) for line in lines if line.strip() and not line.strip().startswith("#"))
+    return sorted(
+        re.sub(r"\s+", "", line)
+        for line in lines
+        if line.strip() and not line.strip().startswith("#")
+    )
 
 
 def test_requirements_and_environment_list_the_same_packages():
     reqs = _requirements((ROOT / "requirements.txt").read_text().splitlines())
     env_text = (ROOT / "environment.yml").read_text()
     pip_section = env_text.split("- pip:", 1)[1]
-    env = _requirements(line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- "))
+    env = _requirements(
+        line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- ")
+    )
     assert reqs == env
 
 
@@ -81,8 +92,17 @@ def test_figures_survive_the_html_export(tmp_path, monkeypatch):
     monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(ROOT / "notebooks" / "01_tokenisation.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    figures = sum("application/vnd.plotly.v1+json" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+    nbclient.NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
+    figures = sum(
+        "application/vnd.plotly.v1+json" in out.get("data", {})
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+    )
     html, _ = HTMLExporter().from_notebook_node(nb)
     assert figures >= 1 and html.count('class="plotly-graph-div"') == figures
 
@@ -107,7 +127,17 @@ def test_diagrams_render_in_the_html_export(folder):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_default_exp_sits_in_the_first_export_cell(notebook):
-    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [
+        "".join(c["source"])
+        for c in json.loads(notebook.read_text())["cells"]
+        if c["cell_type"] == "code"
+    ]
     with_exp = [i for i, c in enumerate(cells) if "#| default_exp" in c]
-    first_export = next(i for i, c in enumerate(cells) if "#| export" in c.split("\n", 2)[:2] or c.startswith("#| export"))
-    assert with_exp == [first_export], f"{notebook.name}: put '#| default_exp' in the first '#| export' cell"
+    first_export = next(
+        i
+        for i, c in enumerate(cells)
+        if "#| export" in c.split("\n", 2)[:2] or c.startswith("#| export")
+    )
+    assert with_exp == [first_export], (
+        f"{notebook.name}: put '#| default_exp' in the first '#| export' cell"
+    )

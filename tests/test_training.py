@@ -13,8 +13,20 @@ import torch
 from utils.fused import FusedTransformer
 from utils.model import Config, DemoTransformer
 import utils.training
-from utils.training import (Trainer, TrainingArgs, TrainingDiverged, baselines, batch_rows, load_checkpoint_model, lr_at,
-                            make_optimizer, pack, read_checkpoint, run_length, tokenize_documents)
+from utils.training import (
+    Trainer,
+    TrainingArgs,
+    TrainingDiverged,
+    baselines,
+    batch_rows,
+    load_checkpoint_model,
+    lr_at,
+    make_optimizer,
+    pack,
+    read_checkpoint,
+    run_length,
+    tokenize_documents,
+)
 
 CFG = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1)
 
@@ -31,8 +43,22 @@ def _data(seed=0):
 def _trainer(tmp_path, model_class=FusedTransformer, **overrides):
     torch.manual_seed(0)
     train, val, _ = _data()
-    args = TrainingArgs(**{**dict(batch_size=8, max_steps=20, lr=3e-3, warmup_steps=5, eval_every=10, eval_batches=2, sample_every=1000,
-                                  checkpoint_every=10, checkpoint_dir=str(tmp_path)), **overrides})
+    args = TrainingArgs(
+        **{
+            **dict(
+                batch_size=8,
+                max_steps=20,
+                lr=3e-3,
+                warmup_steps=5,
+                eval_every=10,
+                eval_batches=2,
+                sample_every=1000,
+                checkpoint_every=10,
+                checkpoint_dir=str(tmp_path),
+            ),
+            **overrides,
+        }
+    )
     return Trainer(model_class(CFG), args, train, val)
 
 
@@ -51,7 +77,9 @@ def test_baselines_order_on_learnable_data():
     _, _, stream = _data()
     b = baselines(stream[:6400], stream[6400:], 64)
     assert b["uniform"] == pytest.approx(math.log(64))
-    assert b["bigram"] < b["unigram"] < b["uniform"] + 0.01  # near-uniform data: the unigram is no better than uniform
+    assert (
+        b["bigram"] < b["unigram"] < b["uniform"] + 0.01
+    )  # near-uniform data: the unigram is no better than uniform
     assert b["bigram"] < 2.0  # next = previous + 1 most of the time (unigram and uniform: ~4.16)
 
 
@@ -66,8 +94,28 @@ def test_weight_decay_only_on_weight_matrices():
     opt = make_optimizer(model, TrainingArgs(weight_decay=0.1))
     decayed, not_decayed = opt.param_groups
     name = {id(p): n.split(".")[-1] for n, p in model.named_parameters()}
-    assert {name[id(p)] for p in decayed["params"]} == {"W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U"}
-    assert {name[id(p)] for p in not_decayed["params"]} == {"b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U", "w", "b"}
+    assert {name[id(p)] for p in decayed["params"]} == {
+        "W_E",
+        "W_pos",
+        "W_Q",
+        "W_K",
+        "W_V",
+        "W_O",
+        "W_in",
+        "W_out",
+        "W_U",
+    }
+    assert {name[id(p)] for p in not_decayed["params"]} == {
+        "b_Q",
+        "b_K",
+        "b_V",
+        "b_O",
+        "b_in",
+        "b_out",
+        "b_U",
+        "w",
+        "b",
+    }
     assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0
 
 
@@ -84,10 +132,14 @@ def test_resume_continues_with_identical_losses(tmp_path):
     part.train(max_steps=10)
     resumed = Trainer.resume(part.last_checkpoint, *_data()[:2])
     assert part.last_checkpoint.name == "step_000010.pt"
-    assert type(resumed.model) is FusedTransformer  # the class that was trained, recorded in the checkpoint
+    assert (
+        type(resumed.model) is FusedTransformer
+    )  # the class that was trained, recorded in the checkpoint
     history = resumed.train()
     assert history.train_loss == full.train_loss and history.val_loss == full.val_loss
-    assert resumed.run_dir.parent == part.run_dir.parent and resumed.run_dir != part.run_dir  # a resumed run gets its own folder
+    assert (
+        resumed.run_dir.parent == part.run_dir.parent and resumed.run_dir != part.run_dir
+    )  # a resumed run gets its own folder
 
 
 def test_ctrl_c_finishes_the_step_and_saves_a_checkpoint(tmp_path, monkeypatch):
@@ -101,9 +153,14 @@ def test_ctrl_c_finishes_the_step_and_saves_a_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer, "training_step", interrupt_in_step_7)
     history = trainer.train()
-    assert len(history.train_loss) == 7 and trainer.last_checkpoint == trainer.run_dir / "step_000007.pt"
+    assert (
+        len(history.train_loss) == 7
+        and trainer.last_checkpoint == trainer.run_dir / "step_000007.pt"
+    )
     model, meta = load_checkpoint_model(trainer.last_checkpoint)
-    assert meta["step"] == 7 and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert (
+        meta["step"] == 7 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )  # the handler is put back
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -112,7 +169,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     good = trainer.last_checkpoint
     with torch.no_grad():
         trainer.model.blocks[0].mlp.W_in.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 11.*back at its last good checkpoint.*step_000010.pt.*lr="):
+    with pytest.raises(
+        TrainingDiverged,
+        match="loss became nan at step 11.*back at its last good checkpoint.*step_000010.pt.*lr=",
+    ):
         trainer.train()
     model, meta = load_checkpoint_model(good)
     assert meta["step"] == 10 and all(torch.isfinite(p).all() for p in model.parameters())
@@ -135,7 +195,9 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 def test_micro_batches_accumulate_to_the_whole_batch(tmp_path):
     whole = _trainer(tmp_path / "whole", max_steps=6)
-    split = _trainer(tmp_path / "split", max_steps=6, micro_batch_size=2)  # 4 micro-batches per step
+    split = _trainer(
+        tmp_path / "split", max_steps=6, micro_batch_size=2
+    )  # 4 micro-batches per step
     a, b = whole.train(), split.train()
     assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
     for p, q in zip(whole.model.parameters(), split.model.parameters()):
@@ -151,7 +213,9 @@ def test_explicit_and_fused_models_train_alike(tmp_path):
 def test_checkpoint_reloads_onto_the_trainers_device_and_class(tmp_path):
     trainer = _trainer(tmp_path, max_steps=2)
     trainer.train()
-    model, meta = load_checkpoint_model(trainer.last_checkpoint, device=trainer.args.device, model_class=FusedTransformer)
+    model, meta = load_checkpoint_model(
+        trainer.last_checkpoint, device=trainer.args.device, model_class=FusedTransformer
+    )
     assert type(model) is FusedTransformer and meta["step"] == 2
     assert {p.device for p in model.parameters()} == {torch.device(trainer.args.device)}
     tokens = _data()[1][:2]
@@ -176,7 +240,13 @@ def test_checkpoints_from_before_the_fused_twin_still_load(tmp_path):
     state = trainer.state()
     state["model_cfg"]["attn_impl"] = "fast"  # what older checkpoints stored
     state["args"]["autocast_bf16"], state["args"]["wandb_project"] = False, None
-    del state["args"]["autocast"], state["scaler"], state["frozen"], state["resumed_from"], state["model_class"]
+    del (
+        state["args"]["autocast"],
+        state["scaler"],
+        state["frozen"],
+        state["resumed_from"],
+        state["model_class"],
+    )
     torch.save(state, tmp_path / "old.pt")
     model, _ = load_checkpoint_model(tmp_path / "old.pt")
     assert Trainer.resume(tmp_path / "old.pt", *_data()[:2]).args.autocast is None
@@ -185,7 +255,9 @@ def test_checkpoints_from_before_the_fused_twin_still_load(tmp_path):
 def test_a_compiled_model_is_trained_and_saved_as_the_module_inside(tmp_path):
     torch.manual_seed(0)
     train, val, _ = _data()
-    trainer = Trainer(torch.compile(FusedTransformer(CFG)), TrainingArgs(checkpoint_dir=str(tmp_path)), train, val)
+    trainer = Trainer(
+        torch.compile(FusedTransformer(CFG)), TrainingArgs(checkpoint_dir=str(tmp_path)), train, val
+    )
     assert type(trainer.model) is FusedTransformer
     assert not any(key.startswith("_orig_mod") for key in trainer.state()["model"])
 
@@ -195,21 +267,40 @@ def test_bad_gpu_arguments_and_data_are_rejected():
         TrainingArgs(autocast="bfloat16")
     with pytest.raises(ValueError, match="autocast must be None, 'bfloat16' or 'float16'"):
         TrainingArgs(device="cuda", autocast="fp8")
-    with pytest.raises(ValueError, match="micro_batch_size must be None or a positive int that divides batch_size = 16"):
+    with pytest.raises(
+        ValueError,
+        match="micro_batch_size must be None or a positive int that divides batch_size = 16",
+    ):
         TrainingArgs(batch_size=16, micro_batch_size=5)
     train, val, _ = _data()
-    with pytest.raises(ValueError, match=r"train_sequences holds token ids from 0 to 64, outside \[0, d_vocab = 64\)"):
-        Trainer(FusedTransformer(CFG), TrainingArgs(), torch.cat([train, torch.full((1, 16), 64)]), val)
+    with pytest.raises(
+        ValueError,
+        match=r"train_sequences holds token ids from 0 to 64, outside \[0, d_vocab = 64\)",
+    ):
+        Trainer(
+            FusedTransformer(CFG), TrainingArgs(), torch.cat([train, torch.full((1, 16), 64)]), val
+        )
 
 
-@pytest.mark.parametrize("eval_every, match", [
-    (1000, "weights hold inf or NaN at step 4.*back at its last good checkpoint, .*step_000002.pt"),  # caught when saving
-    (2, "validation loss became nan at step 4.*back at its last good checkpoint, .*step_000002.pt"),  # caught by the evaluation before it
-])
+@pytest.mark.parametrize(
+    "eval_every, match",
+    [
+        (
+            1000,
+            "weights hold inf or NaN at step 4.*back at its last good checkpoint, .*step_000002.pt",
+        ),  # caught when saving
+        (
+            2,
+            "validation loss became nan at step 4.*back at its last good checkpoint, .*step_000002.pt",
+        ),  # caught by the evaluation before it
+    ],
+)
 def test_non_finite_weights_are_never_saved(tmp_path, eval_every, match):
     trainer = _trainer(tmp_path, max_steps=6, eval_every=eval_every, checkpoint_every=2)
     # the 4th step gets infinite gradients while its loss is still finite: clipping turns them into NaN, and so the weights
-    trainer.model.blocks[0].mlp.W_in.register_hook(lambda g: torch.full_like(g, float("inf")) if trainer.step == 3 else g)
+    trainer.model.blocks[0].mlp.W_in.register_hook(
+        lambda g: torch.full_like(g, float("inf")) if trainer.step == 3 else g
+    )
     with pytest.raises(TrainingDiverged, match=match):
         trainer.train()
     assert sorted(p.name for p in trainer.run_dir.glob("*.pt")) == ["step_000002.pt"]
@@ -225,19 +316,34 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu_by_itself(tmp_path, monkeypatch, ca
     torch.save(state, tmp_path / "from_gpu.pt")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     resumed = Trainer.resume(tmp_path / "from_gpu.pt", *_data()[:2])
-    assert (resumed.args.device, resumed.args.autocast, resumed.args.compile) == ("cpu", None, False)
+    assert (resumed.args.device, resumed.args.autocast, resumed.args.compile) == (
+        "cpu",
+        None,
+        False,
+    )
     assert "no CUDA GPU here, so it resumes on the CPU" in capsys.readouterr().out
     with pytest.raises(ValueError, match="PyTorch sees no CUDA GPU here; use device='cpu'"):
         Trainer(FusedTransformer(CFG), TrainingArgs(device="cuda"), *_data()[:2])
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(device="gpu"), ValueError, "device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"),
-    (dict(compile="no"), TypeError, "compile must be True or False, got 'no'"),
-    (dict(fused_adamw=1), TypeError, "fused_adamw must be True or False"),
-    (dict(batch_size=16, micro_batch_size=8.0), ValueError, "positive int that divides batch_size = 16, got 8.0"),
-    (dict(batch_size=16, micro_batch_size=True), ValueError, "got True"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            dict(device="gpu"),
+            ValueError,
+            "device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'",
+        ),
+        (dict(compile="no"), TypeError, "compile must be True or False, got 'no'"),
+        (dict(fused_adamw=1), TypeError, "fused_adamw must be True or False"),
+        (
+            dict(batch_size=16, micro_batch_size=8.0),
+            ValueError,
+            "positive int that divides batch_size = 16, got 8.0",
+        ),
+        (dict(batch_size=16, micro_batch_size=True), ValueError, "got True"),
+    ],
+)
 def test_training_args_reject_bad_values_clearly(kwargs, error, match):
     with pytest.raises(error, match=match):
         TrainingArgs(**kwargs)
@@ -263,28 +369,51 @@ def _interrupt_at(point: str, trainer, monkeypatch, step: int = 7):
 
     if point == "lr":
         original_lr_at = utils.training.lr_at
-        monkeypatch.setattr(utils.training, "lr_at", lambda s, a: (once(s == step - 1), original_lr_at(s, a))[1])
+        monkeypatch.setattr(
+            utils.training, "lr_at", lambda s, a: (once(s == step - 1), original_lr_at(s, a))[1]
+        )
     elif point == "batch":
         original_batch = trainer.batch
         monkeypatch.setattr(trainer, "batch", lambda s: (once(s == step - 1), original_batch(s))[1])
     elif point == "forward":
-        trainer.model.register_forward_pre_hook(lambda m, inp: once(trainer.step == step - 1 and m.training))
+        trainer.model.register_forward_pre_hook(
+            lambda m, inp: once(trainer.step == step - 1 and m.training)
+        )
     elif point == "backward":
-        trainer.model.blocks[0].mlp.W_in.register_hook(lambda g: (once(trainer.step == step - 1), g)[1])
+        trainer.model.blocks[0].mlp.W_in.register_hook(
+            lambda g: (once(trainer.step == step - 1), g)[1]
+        )
     elif point == "before optimizer.step":
         trainer.optimizer.register_step_pre_hook(lambda *a: once(trainer.step == step - 1))
     elif point == "after optimizer.step":  # the update is done, the step count not yet increased
         trainer.optimizer.register_step_post_hook(lambda *a: once(trainer.step == step - 1))
     elif point == "evaluate":
         original_accuracy = utils.training.next_token_accuracy
-        monkeypatch.setattr(utils.training, "next_token_accuracy", lambda l, t: (once(trainer.step == step), original_accuracy(l, t))[1])
+        monkeypatch.setattr(
+            utils.training,
+            "next_token_accuracy",
+            lambda l, t: (once(trainer.step == step), original_accuracy(l, t))[1],
+        )
     elif point == "save":
         original_write = utils.training.write_checkpoint
-        monkeypatch.setattr(utils.training, "write_checkpoint", lambda st, p: (once(st["step"] == step), original_write(st, p))[1])
+        monkeypatch.setattr(
+            utils.training,
+            "write_checkpoint",
+            lambda st, p: (once(st["step"] == step), original_write(st, p))[1],
+        )
     return fired
 
 
-POINTS = ["lr", "batch", "forward", "backward", "before optimizer.step", "after optimizer.step", "evaluate", "save"]
+POINTS = [
+    "lr",
+    "batch",
+    "forward",
+    "backward",
+    "before optimizer.step",
+    "after optimizer.step",
+    "evaluate",
+    "save",
+]
 
 
 @pytest.fixture(scope="module")
@@ -292,31 +421,51 @@ def uninterrupted(tmp_path_factory):
     return _trainer(tmp_path_factory.mktemp("full"), eval_every=5).train()
 
 
-@pytest.mark.parametrize("point, step", [(point, 7) for point in POINTS if point not in ("evaluate", "save")]
-                         + [("evaluate", 5), ("evaluate", 10), ("save", 10)])  # step 5 evaluates only; step 10 evaluates and saves
-def test_stopping_anywhere_in_a_step_resumes_exactly(tmp_path, monkeypatch, uninterrupted, point, step):
+@pytest.mark.parametrize(
+    "point, step",
+    [(point, 7) for point in POINTS if point not in ("evaluate", "save")]
+    + [("evaluate", 5), ("evaluate", 10), ("save", 10)],
+)  # step 5 evaluates only; step 10 evaluates and saves
+def test_stopping_anywhere_in_a_step_resumes_exactly(
+    tmp_path, monkeypatch, uninterrupted, point, step
+):
     trainer = _trainer(tmp_path / "stopped", eval_every=5)
     fired = _interrupt_at(point, trainer, monkeypatch, step)
     history = trainer.train()
     assert fired == [point] and trainer.step == step, f"stopped at {trainer.step}"
     # the step happened whole: its loss, its evaluation (if due) and a checkpoint of it
     assert history.train_loss == uninterrupted.train_loss[:step]
-    assert history.val_loss == uninterrupted.val_loss[:step // 5]
-    assert trainer.last_checkpoint.name == f"step_{step:06d}.pt" and read_checkpoint(trainer.last_checkpoint)["step"] == step
+    assert history.val_loss == uninterrupted.val_loss[: step // 5]
+    assert (
+        trainer.last_checkpoint.name == f"step_{step:06d}.pt"
+        and read_checkpoint(trainer.last_checkpoint)["step"] == step
+    )
     monkeypatch.undo()
     resumed = Trainer.resume(trainer.last_checkpoint, *_data()[:2]).train()
-    assert resumed.train_loss == uninterrupted.train_loss and resumed.val_loss == uninterrupted.val_loss
+    assert (
+        resumed.train_loss == uninterrupted.train_loss
+        and resumed.val_loss == uninterrupted.val_loss
+    )
     continued = trainer.train()  # or simply go on in the same session
-    assert continued.train_loss == uninterrupted.train_loss and continued.val_loss == uninterrupted.val_loss
+    assert (
+        continued.train_loss == uninterrupted.train_loss
+        and continued.val_loss == uninterrupted.val_loss
+    )
 
 
 def test_a_stop_during_a_sample_saves_that_step(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, sample_every=3, checkpoint_every=1000)
     trainer.encode, trainer.decode = (lambda s: [1, 2, 3]), (lambda ids: str(ids))
     original = trainer.sample
-    monkeypatch.setattr(trainer, "sample", lambda: (_sigint() if trainer.step == 6 else None, original())[1])
+    monkeypatch.setattr(
+        trainer, "sample", lambda: (_sigint() if trainer.step == 6 else None, original())[1]
+    )
     trainer.train()
-    assert trainer.step == 6 and trainer.last_checkpoint.name == "step_000006.pt" and len(trainer.history.samples) == 2
+    assert (
+        trainer.step == 6
+        and trainer.last_checkpoint.name == "step_000006.pt"
+        and len(trainer.history.samples) == 2
+    )
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_path, monkeypatch):
@@ -331,7 +480,10 @@ def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_pat
         return original(tokens)
 
     monkeypatch.setattr(trainer, "training_step", two_presses)
-    with pytest.raises(KeyboardInterrupt, match="Stopped at once without saving.*middle of step 13.*Trainer.resume.*step_000010.pt"):
+    with pytest.raises(
+        KeyboardInterrupt,
+        match="Stopped at once without saving.*middle of step 13.*Trainer.resume.*step_000010.pt",
+    ):
         trainer.train()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(RuntimeError, match="cannot go on.*half-updated"):
@@ -339,42 +491,63 @@ def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_pat
 
 
 # ---------------------------------------------------------------- divergence: never save, go back to the last good checkpoint
-@pytest.mark.parametrize("lr, warmup_steps, saved_any", [(1e2, 0, False), (1e3, 0, False), (1e6, 0, False), (1.0, 10, True),
-                                                      (3.0, 10, True)])
+@pytest.mark.parametrize(
+    "lr, warmup_steps, saved_any",
+    [(1e2, 0, False), (1e3, 0, False), (1e6, 0, False), (1.0, 10, True), (3.0, 10, True)],
+)
 def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr, warmup_steps, saved_any):
-    trainer = _trainer(tmp_path, lr=lr, warmup_steps=warmup_steps, checkpoint_every=1, eval_every=1, grad_clip=1e9)
+    trainer = _trainer(
+        tmp_path, lr=lr, warmup_steps=warmup_steps, checkpoint_every=1, eval_every=1, grad_clip=1e9
+    )
     with pytest.raises(TrainingDiverged) as error:
         trainer.train()
     saved = sorted(trainer.run_dir.glob("*.pt")) if trainer.run_dir else []
     for path in saved:
         state = read_checkpoint(path)
         assert all(torch.isfinite(t).all() for t in state["model"].values()), path.name
-        assert all(v < 2 * math.log(64) for v in state["history"]["val_loss"] + state["history"]["train_loss"]), path.name
+        assert all(
+            v < 2 * math.log(64)
+            for v in state["history"]["val_loss"] + state["history"]["train_loss"]
+        ), path.name
     assert bool(saved) == saved_any
     if saved:
         assert f"back at its last good checkpoint, {saved[-1]}" in str(error.value)
-        assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # the model in memory is the good one again
+        assert all(
+            torch.isfinite(p).all() for p in trainer.model.parameters()
+        )  # the model in memory is the good one again
         resumed = Trainer.resume(saved[-1], *_data()[:2], lr=1e-3)  # what the message says to do
         resumed.train(max_steps=3)
         assert all(math.isfinite(v) for v in resumed.history.train_loss)
     else:
         assert "No checkpoint was saved before the weights blew up" in str(error.value)
-        with pytest.raises(RuntimeError, match="cannot go on: its weights blew up and no checkpoint was saved before that"):
+        with pytest.raises(
+            RuntimeError,
+            match="cannot go on: its weights blew up and no checkpoint was saved before that",
+        ):
             trainer.train()
 
 
-def test_a_loss_far_worse_than_uniform_counts_as_divergence_and_the_checkpoint_saved_at_the_blow_up_is_skipped(tmp_path):
+def test_a_loss_far_worse_than_uniform_counts_as_divergence_and_the_checkpoint_saved_at_the_blow_up_is_skipped(
+    tmp_path,
+):
     trainer = _trainer(tmp_path, checkpoint_every=2, eval_every=1000)
     trainer.train(max_steps=6)
-    with torch.no_grad():  # weights blown up but finite, as after a huge update: the loss is large, not NaN
+    with (
+        torch.no_grad()
+    ):  # weights blown up but finite, as after a huge update: the loss is large, not NaN
         trainer.model.unembed.W_U.mul_(1e4)
     trainer.save_checkpoint()  # the save at step 6 cannot tell: its weights are finite
     blown = trainer.last_checkpoint
-    with pytest.raises(TrainingDiverged, match=r"training loss became .* at step 7 \(a uniform guess scores 4.16\).*"
-                                               r"back at its last good checkpoint, .*step_000004.pt \(step 4\). step_000006.pt already "
-                                               r"held the blown-up weights: do not resume from it"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"training loss became .* at step 7 \(a uniform guess scores 4.16\).*"
+        r"back at its last good checkpoint, .*step_000004.pt \(step 4\). step_000006.pt already "
+        r"held the blown-up weights: do not resume from it",
+    ):
         trainer.train()
-    assert trainer.step == 4 and blown.exists()  # nothing is deleted; the message says not to resume from it
+    assert (
+        trainer.step == 4 and blown.exists()
+    )  # nothing is deleted; the message says not to resume from it
 
 
 # ---------------------------------------------------------------- one folder per run
@@ -382,12 +555,16 @@ def test_two_runs_resumed_from_one_checkpoint_never_overwrite_each_other(tmp_pat
     original = _trainer(tmp_path, max_steps=6, checkpoint_every=3)
     original.train(max_steps=3)
     first = Trainer.resume(original.last_checkpoint, *_data()[:2])
-    second = Trainer.resume(original.last_checkpoint, *_data(seed=1)[:2])  # other data: other weights at step 6
+    second = Trainer.resume(
+        original.last_checkpoint, *_data(seed=1)[:2]
+    )  # other data: other weights at step 6
     first.train(), second.train(), original.train()
     paths = [t.last_checkpoint for t in (first, second, original)]
     assert len(set(paths)) == 3 and all(p.name == "step_000006.pt" for p in paths)
     weights = [read_checkpoint(p)["model"]["blocks.0.mlp.W_in"] for p in paths]
-    assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])  # each file holds its own run
+    assert not torch.equal(weights[0], weights[1]) and torch.equal(
+        weights[0], weights[2]
+    )  # each file holds its own run
 
 
 def test_runs_never_overwrite_each_others_checkpoints(tmp_path):
@@ -395,16 +572,22 @@ def test_runs_never_overwrite_each_others_checkpoints(tmp_path):
     first.train()
     files = {p: p.read_bytes() for p in first.run_dir.glob("*.pt")}
     assert sorted(p.name for p in files) == ["step_000010.pt", "step_000020.pt"]
-    branched = Trainer.resume(first.run_dir / "step_000010.pt", *_data()[:2], lr=1e-2)  # the issue's case
+    branched = Trainer.resume(
+        first.run_dir / "step_000010.pt", *_data()[:2], lr=1e-2
+    )  # the issue's case
     branched.train()
-    earlier = Trainer.resume(first.run_dir / "step_000010.pt", *_data()[:2])  # no change, but the run went on past step 10
+    earlier = Trainer.resume(
+        first.run_dir / "step_000010.pt", *_data()[:2]
+    )  # no change, but the run went on past step 10
     earlier.train()
     second = _trainer(tmp_path, max_steps=2, checkpoint_every=1)
     second.train()
     assert {p: p.read_bytes() for p in first.run_dir.glob("*.pt")} == files
     folders = {t.run_dir for t in (first, branched, earlier, second)}
     assert len(folders) == 4 and all(f.parent == tmp_path for f in folders)
-    assert read_checkpoint(branched.last_checkpoint)["resumed_from"] == str(first.run_dir / "step_000010.pt")
+    assert read_checkpoint(branched.last_checkpoint)["resumed_from"] == str(
+        first.run_dir / "step_000010.pt"
+    )
 
 
 # ---------------------------------------------------------------- a full disk, and saves cut short
@@ -419,7 +602,9 @@ def full_disk(tmp_path):
     """A folder on a 160 kB tmpfs, smaller than one checkpoint: a real full disk (needs root and mount; skipped where not allowed)."""
     folder = tmp_path / "small_disk"
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     yield folder
     subprocess.run(["umount", str(folder)])
@@ -429,29 +614,49 @@ def test_a_full_disk_says_so_leaves_no_partial_file_and_loses_nothing(full_disk,
     trainer = _trainer(full_disk)
     with pytest.raises(OSError, match=f"no space left in {full_disk}.*nothing was lost"):
         trainer.train()
-    assert list(full_disk.glob("**/*.tmp")) == [] and trainer.step == 10  # the step that could not be saved is still in memory
+    assert (
+        list(full_disk.glob("**/*.tmp")) == [] and trainer.step == 10
+    )  # the step that could not be saved is still in memory
     trainer.args.checkpoint_dir, trainer.run_dir = str(full_disk.parent / "roomy"), None
-    assert read_checkpoint(trainer.save_checkpoint())["step"] == 10  # free some space (here: another disk) and save again
+    assert (
+        read_checkpoint(trainer.save_checkpoint())["step"] == 10
+    )  # free some space (here: another disk) and save again
 
 
 def test_a_full_disk_during_the_ctrl_c_save_keeps_the_stop_and_the_state(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, checkpoint_every=1000)
     original = trainer.training_step
-    monkeypatch.setattr(trainer, "training_step", lambda t: (_sigint() if trainer.step == 4 else None, original(t))[1])
+    monkeypatch.setattr(
+        trainer,
+        "training_step",
+        lambda t: (_sigint() if trainer.step == 4 else None, original(t))[1],
+    )
     monkeypatch.setattr(utils.training.torch, "save", _write_then_fail_like_a_full_disk)
-    monkeypatch.setattr(utils.training.shutil, "disk_usage", lambda d: type("usage", (), {"free": 0})())
+    monkeypatch.setattr(
+        utils.training.shutil, "disk_usage", lambda d: type("usage", (), {"free": 0})()
+    )
     with pytest.raises(OSError, match="no space left in"):
         trainer.train()
-    assert trainer.step == 5 and len(trainer.history.train_loss) == 5 and not list(tmp_path.glob("**/*.tmp"))
+    assert (
+        trainer.step == 5
+        and len(trainer.history.train_loss) == 5
+        and not list(tmp_path.glob("**/*.tmp"))
+    )
     monkeypatch.undo()
     assert read_checkpoint(trainer.save_checkpoint())["step"] == 5
 
 
 def test_partial_files_of_killed_saves_are_removed_at_the_next_start(tmp_path, capsys):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     run = tmp_path / "run_20260101-000000"
     run.mkdir()
-    orphans = [run / f"step_000013.pt.{gone}.tmp", run / "step_000014.tmp", tmp_path / f"step_000001.pt.{gone}.tmp"]
+    orphans = [
+        run / f"step_000013.pt.{gone}.tmp",
+        run / "step_000014.tmp",
+        tmp_path / f"step_000001.pt.{gone}.tmp",
+    ]
     in_progress = run / f"step_000015.pt.{os.getpid()}.tmp"  # a save of a live process
     for path in orphans + [in_progress]:
         path.write_bytes(b"\0" * 1000)
@@ -475,23 +680,42 @@ def _sequences(n_ctx=16):
     return pack(_data()[2], n_ctx)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(lr="3e-4"), TypeError, "lr must be a finite number > 0, got '3e-4'"),
-    (dict(lr=None), TypeError, "lr must be a finite number > 0, got None"),
-    (dict(lr=float("inf")), ValueError, "lr must be a finite number > 0, got inf"),
-    (dict(lr=float("nan")), ValueError, "lr must be a finite number > 0, got nan"),
-    (dict(betas=0.9), TypeError, r"betas must be a pair \(beta1, beta2\) such as \(0.9, 0.95\), got 0.9"),
-    (dict(betas=(0.9, 1.5)), ValueError, r"betas must be a pair of numbers in \[0, 1\), got 1.5"),
-    (dict(device="gpu"), ValueError, "got 'gpu' \\(for an NVIDIA GPU, 'cuda'\\)"),
-    (dict(checkpoint_dir=None), TypeError, "checkpoint_dir must be a folder path, got None"),
-    (dict(seed=1.5), TypeError, "seed must be an int, got 1.5"),
-    (dict(weight_decay=-0.1), ValueError, "weight_decay must be a finite number >= 0, got -0.1"),
-    (dict(weight_decay=float("nan")), ValueError, "weight_decay must be a finite number >= 0, got nan"),
-    (dict(sample_tokens=-5), ValueError, "sample_tokens must be an int >= 1, got -5"),
-    (dict(sample_prompt=""), ValueError, "sample_prompt must be a non-empty string"),
-    (dict(batch_size=True), TypeError, "batch_size must be an int, got True"),
-    (dict(max_steps=100.0), TypeError, "max_steps must be an int, got 100.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(lr="3e-4"), TypeError, "lr must be a finite number > 0, got '3e-4'"),
+        (dict(lr=None), TypeError, "lr must be a finite number > 0, got None"),
+        (dict(lr=float("inf")), ValueError, "lr must be a finite number > 0, got inf"),
+        (dict(lr=float("nan")), ValueError, "lr must be a finite number > 0, got nan"),
+        (
+            dict(betas=0.9),
+            TypeError,
+            r"betas must be a pair \(beta1, beta2\) such as \(0.9, 0.95\), got 0.9",
+        ),
+        (
+            dict(betas=(0.9, 1.5)),
+            ValueError,
+            r"betas must be a pair of numbers in \[0, 1\), got 1.5",
+        ),
+        (dict(device="gpu"), ValueError, "got 'gpu' \\(for an NVIDIA GPU, 'cuda'\\)"),
+        (dict(checkpoint_dir=None), TypeError, "checkpoint_dir must be a folder path, got None"),
+        (dict(seed=1.5), TypeError, "seed must be an int, got 1.5"),
+        (
+            dict(weight_decay=-0.1),
+            ValueError,
+            "weight_decay must be a finite number >= 0, got -0.1",
+        ),
+        (
+            dict(weight_decay=float("nan")),
+            ValueError,
+            "weight_decay must be a finite number >= 0, got nan",
+        ),
+        (dict(sample_tokens=-5), ValueError, "sample_tokens must be an int >= 1, got -5"),
+        (dict(sample_prompt=""), ValueError, "sample_prompt must be a non-empty string"),
+        (dict(batch_size=True), TypeError, "batch_size must be an int, got True"),
+        (dict(max_steps=100.0), TypeError, "max_steps must be an int, got 100.0"),
+    ],
+)
 def test_training_args_name_the_bad_value(kwargs, error, match):
     with pytest.raises(error, match=match):
         TrainingArgs(**kwargs)
@@ -499,31 +723,74 @@ def test_training_args_name_the_bad_value(kwargs, error, match):
 
 def test_training_args_accept_numpy_integers_and_paths(tmp_path):
     np = pytest.importorskip("numpy")
-    args = TrainingArgs(batch_size=np.int64(8), seed=np.int32(3), lr=np.float32(1e-3), checkpoint_dir=tmp_path)
-    assert (type(args.batch_size), type(args.seed), type(args.lr), args.checkpoint_dir) == (int, int, float, str(tmp_path))
+    args = TrainingArgs(
+        batch_size=np.int64(8), seed=np.int32(3), lr=np.float32(1e-3), checkpoint_dir=tmp_path
+    )
+    assert (type(args.batch_size), type(args.seed), type(args.lr), args.checkpoint_dir) == (
+        int,
+        int,
+        float,
+        str(tmp_path),
+    )
 
 
-@pytest.mark.parametrize("stream, n_ctx, error, match", [
-    (torch.arange(100), 0, ValueError, "n_ctx must be a positive int, got 0"),
-    (torch.arange(100).view(10, 10), 5, ValueError, r"stream must be 1-D .* got shape \(10, 10\)"),
-    (list(range(100)), 5, TypeError, r"stream must be a 1-D tensor of token ids, got a list; use torch.tensor\(ids\)"),
-])
+@pytest.mark.parametrize(
+    "stream, n_ctx, error, match",
+    [
+        (torch.arange(100), 0, ValueError, "n_ctx must be a positive int, got 0"),
+        (
+            torch.arange(100).view(10, 10),
+            5,
+            ValueError,
+            r"stream must be 1-D .* got shape \(10, 10\)",
+        ),
+        (
+            list(range(100)),
+            5,
+            TypeError,
+            r"stream must be a 1-D tensor of token ids, got a list; use torch.tensor\(ids\)",
+        ),
+    ],
+)
 def test_pack_names_the_bad_input(stream, n_ctx, error, match):
     with pytest.raises(error, match=match):
         pack(stream, n_ctx)
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda train, val: (train[0], val), ValueError, r"train_sequences must be a 2-D integer tensor .* got shape \(16,\)"),
-    (lambda train, val: (train.tolist(), val), TypeError, "train_sequences must be a 2-D tensor of token ids .* got a list"),
-    (lambda train, val: (train, val[:0]), ValueError, r"val_sequences is empty \(0 sequences\)"),
-    (lambda train, val: (train.float(), val), ValueError, "dtype torch.float32"),
-    (lambda train, val: (train[:4], val), ValueError, "batch_size is 8, more than the 4 training sequences"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (
+            lambda train, val: (train[0], val),
+            ValueError,
+            r"train_sequences must be a 2-D integer tensor .* got shape \(16,\)",
+        ),
+        (
+            lambda train, val: (train.tolist(), val),
+            TypeError,
+            "train_sequences must be a 2-D tensor of token ids .* got a list",
+        ),
+        (
+            lambda train, val: (train, val[:0]),
+            ValueError,
+            r"val_sequences is empty \(0 sequences\)",
+        ),
+        (lambda train, val: (train.float(), val), ValueError, "dtype torch.float32"),
+        (
+            lambda train, val: (train[:4], val),
+            ValueError,
+            "batch_size is 8, more than the 4 training sequences",
+        ),
+    ],
+)
 def test_trainer_names_bad_data(make, error, match, tmp_path):
     train, val, _ = _data()
     with pytest.raises(error, match=match):
-        Trainer(FusedTransformer(CFG), TrainingArgs(batch_size=8, checkpoint_dir=str(tmp_path)), *make(train, val))
+        Trainer(
+            FusedTransformer(CFG),
+            TrainingArgs(batch_size=8, checkpoint_dir=str(tmp_path)),
+            *make(train, val),
+        )
 
 
 def test_trainer_rejects_what_cannot_train(tmp_path):
@@ -535,7 +802,13 @@ def test_trainer_rejects_what_cannot_train(tmp_path):
     with pytest.raises(ValueError, match="no trainable parameter"):
         Trainer(frozen, args, *_data()[:2])
     with pytest.raises(ValueError, match="sample_prompt ' ' encodes to no tokens"):
-        Trainer(FusedTransformer(CFG), TrainingArgs(sample_prompt=" "), *_data()[:2], encode=lambda s: [], decode=str)
+        Trainer(
+            FusedTransformer(CFG),
+            TrainingArgs(sample_prompt=" "),
+            *_data()[:2],
+            encode=lambda s: [],
+            decode=str,
+        )
 
 
 def _not_checkpoints(tmp_path):
@@ -553,21 +826,35 @@ def _not_checkpoints(tmp_path):
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])
     torch.save(torch.zeros(3), tmp_path / "a plain tensor.pt")
     torch.save(good["model"], tmp_path / "a state dict.pt")
-    torch.save({"transformer.h.0.attn.c_attn.weight": torch.zeros(2, 6)}, tmp_path / "a Hugging Face state dict.pt")
+    torch.save(
+        {"transformer.h.0.attn.c_attn.weight": torch.zeros(2, 6)},
+        tmp_path / "a Hugging Face state dict.pt",
+    )
     torch.save(newer, tmp_path / "newer.pt")
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "a pickled module.pt")
     return tmp_path
 
 
-@pytest.mark.parametrize("name, match", [
-    ("empty", "not a checkpoint of this project"), ("random bytes", "not a checkpoint of this project"),
-    ("a text file", "not a checkpoint of this project"), ("truncated", "not a checkpoint of this project"),
-    ("a plain tensor", "not a checkpoint of this project .*: it holds a Tensor"),
-    ("a state dict", "not a checkpoint of this project .*: it lacks .*load it with model.load_state_dict"),
-    ("a Hugging Face state dict", "not a checkpoint of this project .*: it lacks .*Hugging Face GPT-2 state dict.*load_gpt2_weights"),
-    ("a pickled module", "not a checkpoint of this project.*refuses to run"),
-    ("newer", r"written by a newer version of this project \(it has \['label_smoothing'\]\)"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("empty", "not a checkpoint of this project"),
+        ("random bytes", "not a checkpoint of this project"),
+        ("a text file", "not a checkpoint of this project"),
+        ("truncated", "not a checkpoint of this project"),
+        ("a plain tensor", "not a checkpoint of this project .*: it holds a Tensor"),
+        (
+            "a state dict",
+            "not a checkpoint of this project .*: it lacks .*load it with model.load_state_dict",
+        ),
+        (
+            "a Hugging Face state dict",
+            "not a checkpoint of this project .*: it lacks .*Hugging Face GPT-2 state dict.*load_gpt2_weights",
+        ),
+        ("a pickled module", "not a checkpoint of this project.*refuses to run"),
+        ("newer", r"written by a newer version of this project \(it has \['label_smoothing'\]\)"),
+    ],
+)
 def test_files_that_are_not_checkpoints_get_a_clear_error(tmp_path, name, match):
     folder = _not_checkpoints(tmp_path)
     path = folder / f"{name}.pt"
@@ -582,13 +869,21 @@ def test_checkpoint_paths_that_are_not_files_get_a_clear_error(tmp_path):
     trainer.train()
     with pytest.raises(TypeError, match="the checkpoint must be a file path .* got None"):
         load_checkpoint_model(None)
-    with pytest.raises(IsADirectoryError, match=f"{trainer.run_dir} is a folder; give a checkpoint file in it, such as .*step_000002.pt"):
+    with pytest.raises(
+        IsADirectoryError,
+        match=f"{trainer.run_dir} is a folder; give a checkpoint file in it, such as .*step_000002.pt",
+    ):
         load_checkpoint_model(trainer.run_dir)
-    with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*step_000009.pt; checkpoints in .*: \[.*step_000001.pt', .*step_000002.pt'\]"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no checkpoint at .*step_000009.pt; checkpoints in .*: \[.*step_000001.pt', .*step_000002.pt'\]",
+    ):
         Trainer.resume(trainer.run_dir / "step_000009.pt", *_data()[:2])
     state = trainer.state()
     torch.save({**state, "args": list(state["args"])}, tmp_path / "odd.pt")
-    with pytest.raises(ValueError, match="not a checkpoint of this project .*parts are not what a Trainer saves"):
+    with pytest.raises(
+        ValueError, match="not a checkpoint of this project .*parts are not what a Trainer saves"
+    ):
         read_checkpoint(tmp_path / "odd.pt")
     torch.save({**state, "model_cfg": {**state["model_cfg"], "d_mlp": 32}}, tmp_path / "edited.pt")
     with pytest.raises(ValueError, match="weights do not fit its own model config"):
@@ -596,19 +891,29 @@ def test_checkpoint_paths_that_are_not_files_get_a_clear_error(tmp_path):
 
 
 def test_batches_depend_only_on_step_and_seed():
-    rows = [batch_rows(step, 100, 8, seed=0) for step in range(24)]  # 12 batches per epoch, 4 rows left out each epoch
+    rows = [
+        batch_rows(step, 100, 8, seed=0) for step in range(24)
+    ]  # 12 batches per epoch, 4 rows left out each epoch
     assert len(set(torch.cat(rows[:12]).tolist())) == 96 and rows[12].tolist() != rows[0].tolist()
-    assert batch_rows(17, 100, 8, seed=0).tolist() == rows[17].tolist() and batch_rows(17, 100, 8, seed=1).tolist() != rows[17].tolist()
+    assert (
+        batch_rows(17, 100, 8, seed=0).tolist() == rows[17].tolist()
+        and batch_rows(17, 100, 8, seed=1).tolist() != rows[17].tolist()
+    )
 
 
 def test_run_length_caps_epochs_and_warmup():
-    assert run_length(n_sequences=800, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2) == (200, 100)
-    assert run_length(n_sequences=80, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2) == (20, 10)
+    assert run_length(
+        n_sequences=800, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2
+    ) == (200, 100)
+    assert run_length(
+        n_sequences=80, batch_size=8, max_steps=1500, warmup_steps=100, max_epochs=2
+    ) == (20, 10)
     assert run_length(n_sequences=80, batch_size=8, max_steps=1500, warmup_steps=100) == (1500, 100)
 
 
 def test_profiling_leaves_the_model_as_it_was_and_prints_no_profiler_noise(tmp_path, capfd):
     from utils.profiling import profile_training_steps
+
     trainer = _trainer(tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     table = profile_training_steps(trainer, _data()[0][:8], steps=2)

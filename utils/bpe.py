@@ -16,14 +16,20 @@ import regex
 
 END_OF_TEXT = "<|endoftext|>"
 # GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers / other, then whitespace.
-GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT2_SPLIT_PATTERN = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
 _SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
 
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's map from each byte (0-255) to a printable character. Printable bytes map to themselves;
     the rest (space, newline, control bytes...) are shifted to characters from 256 upward (space -> 'Ġ')."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = printable[:]
     shift = 0
     for byte in range(256):
@@ -70,7 +76,9 @@ def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, i
     Ties between equally frequent pairs go to the smallest ids, so training is deterministic.
     """
     byte_encoder = bytes_to_unicode()
-    tokens = list(byte_encoder.values())  # id -> token string; ids 0..255 are bytes, in GPT-2's order
+    tokens = list(
+        byte_encoder.values()
+    )  # id -> token string; ids 0..255 are bytes, in GPT-2's order
     byte_id = {byte: i for i, byte in enumerate(byte_encoder)}
 
     word_counts = Counter()
@@ -119,25 +127,51 @@ class BPETokenizer:
     """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids; `merges` are
     pairs of token strings in the order they were learned."""
 
-    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens: tuple[str, ...] = (END_OF_TEXT,)):
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        merges: list[tuple[str, str]],
+        special_tokens: tuple[str, ...] = (END_OF_TEXT,),
+    ):
         if not isinstance(vocab, Mapping):
-            raise TypeError(f"BPETokenizer: vocab must be a dict from token string to id, got {type(vocab).__name__}")
-        if not isinstance(special_tokens, (tuple, list)) or not all(isinstance(tok, str) for tok in special_tokens):
-            raise TypeError(f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}")
-        missing = [tok for tok in (*bytes_to_unicode().values(), *special_tokens) if tok not in vocab]
+            raise TypeError(
+                f"BPETokenizer: vocab must be a dict from token string to id, got {type(vocab).__name__}"
+            )
+        if not isinstance(special_tokens, (tuple, list)) or not all(
+            isinstance(tok, str) for tok in special_tokens
+        ):
+            raise TypeError(
+                f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}"
+            )
+        missing = [
+            tok for tok in (*bytes_to_unicode().values(), *special_tokens) if tok not in vocab
+        ]
         if missing:
-            raise ValueError(f"BPETokenizer: vocab lacks {missing[:3]}{' and more' if len(missing) > 3 else ''}; it must hold the 256 byte "
-                             f"tokens and every special token in special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())")
+            raise ValueError(
+                f"BPETokenizer: vocab lacks {missing[:3]}{' and more' if len(missing) > 3 else ''}; it must hold the 256 byte "
+                f"tokens and every special token in special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())"
+            )
         for k, pair in enumerate(merges):
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(p, str) for p in pair) and pair[0] + pair[1] in vocab):
-                raise ValueError(f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings whose join is in vocab")
+            if not (
+                isinstance(pair, (tuple, list))
+                and len(pair) == 2
+                and all(isinstance(p, str) for p in pair)
+                and pair[0] + pair[1] in vocab
+            ):
+                raise ValueError(
+                    f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings whose join is in vocab"
+                )
         self.vocab = dict(vocab)
         self.id_to_token = {i: tok for tok, i in self.vocab.items()}
         self.merge_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {char: byte for byte, char in self.byte_encoder.items()}
         self.special_tokens = {tok: self.vocab[tok] for tok in special_tokens}
-        self._special_split = regex.compile("(" + "|".join(map(regex.escape, special_tokens)) + ")") if special_tokens else None
+        self._special_split = (
+            regex.compile("(" + "|".join(map(regex.escape, special_tokens)) + ")")
+            if special_tokens
+            else None
+        )
         self._cache: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
@@ -153,10 +187,14 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise TypeError(f"BPETokenizer.train: text must be a str, got {type(text).__name__}")
         if not _is_int(vocab_size):  # numpy integers are fine; True, 300.0 and "300" are not
-            raise TypeError(f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} ({type(vocab_size).__name__})")
+            raise TypeError(
+                f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} ({type(vocab_size).__name__})"
+            )
         vocab_size = operator.index(vocab_size)
         if vocab_size < 257:
-            raise ValueError(f"BPETokenizer.train: vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size}")
+            raise ValueError(
+                f"BPETokenizer.train: vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size}"
+            )
         start = time.perf_counter()
         tokens, merges = train_merges(text, vocab_size - 257)
         seconds = time.perf_counter() - start
@@ -181,7 +219,9 @@ class BPETokenizer:
             return self._cache[piece]
         word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
         ranks, n = self.merge_ranks, len(word)
-        symbols = word[:]  # symbols[i]: the token that starts at byte i ("" once joined to its left neighbour)
+        symbols = word[
+            :
+        ]  # symbols[i]: the token that starts at byte i ("" once joined to its left neighbour)
         nxt = list(range(1, n + 1))  # nxt[i]: where the next token starts (n: none)
         prv = list(range(-1, n - 1))  # prv[i]: where the previous token starts (-1: none)
         heap = [(ranks[pair], i) for i, pair in enumerate(zip(word, word[1:])) if pair in ranks]
@@ -195,7 +235,10 @@ class BPETokenizer:
             nxt[i] = nxt[j]
             if nxt[i] < n:
                 prv[nxt[i]] = i
-            for left in (prv[i], i):  # the joined token's new pairs, with its left and its right neighbour
+            for left in (
+                prv[i],
+                i,
+            ):  # the joined token's new pairs, with its left and its right neighbour
                 if left >= 0 and nxt[left] < n and (symbols[left], symbols[nxt[left]]) in ranks:
                     heapq.heappush(heap, (ranks[symbols[left], symbols[nxt[left]]], left))
         word = [token for token in symbols if token]
@@ -207,11 +250,15 @@ class BPETokenizer:
     def encode(self, text: str) -> list[int]:
         """Text to token ids. `<|endoftext|>` in the text becomes the special token."""
         if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}; decode bytes first (bytes.decode('utf-8'))")
+            raise TypeError(
+                f"encode expects a str, got {type(text).__name__}; decode bytes first (bytes.decode('utf-8'))"
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise ValueError(f"text is not valid Unicode (a lone surrogate at index {err.start}); it cannot be encoded as UTF-8") from None
+            raise ValueError(
+                f"text is not valid Unicode (a lone surrogate at index {err.start}); it cannot be encoded as UTF-8"
+            ) from None
         ids: list[int] = []
         chunks = self._special_split.split(text) if self._special_split else [text]
         for chunk in chunks:
@@ -226,18 +273,26 @@ class BPETokenizer:
         """Token ids (a list of ints, or a 1-D tensor or array) back to text; invalid UTF-8 becomes '\ufffd', as in GPT-2."""
         shape = getattr(ids, "shape", None)
         if shape is not None and len(shape) != 1:
-            raise ValueError(f"decode: ids must be one sequence of token ids (1-D), got a {type(ids).__name__} of shape {tuple(shape)}; "
-                             "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]")
+            raise ValueError(
+                f"decode: ids must be one sequence of token ids (1-D), got a {type(ids).__name__} of shape {tuple(shape)}; "
+                "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]"
+            )
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
-            raise TypeError(f"decode expects a sequence of ints (a list or a 1-D tensor), got {type(ids).__name__}")
+            raise TypeError(
+                f"decode expects a sequence of ints (a list or a 1-D tensor), got {type(ids).__name__}"
+            )
         data = bytearray()
         for position, i in enumerate(ids):
             if not _is_int(i):
-                raise TypeError(f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})")
+                raise TypeError(
+                    f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})"
+                )
             i = operator.index(i)
             if i not in self.id_to_token:
-                raise ValueError(f"decode: ids[{position}] = {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}")
+                raise ValueError(
+                    f"decode: ids[{position}] = {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}"
+                )
             data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
         return data.decode("utf-8", errors="replace")

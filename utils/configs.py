@@ -37,8 +37,17 @@ CONFIGS = {
         bpe_vocab_size=512,
         tokenizer="bpe",
         max_epochs=8,
-        train=dict(batch_size=16, max_steps=400, lr=3e-3, warmup_steps=30, eval_every=100, eval_batches=8,
-                   sample_every=200, sample_tokens=40, checkpoint_every=200),
+        train=dict(
+            batch_size=16,
+            max_steps=400,
+            lr=3e-3,
+            warmup_steps=30,
+            eval_every=100,
+            eval_batches=8,
+            sample_every=200,
+            sample_tokens=40,
+            checkpoint_every=200,
+        ),
     ),
     "cpu": RunConfig(
         name="cpu",
@@ -48,8 +57,17 @@ CONFIGS = {
         bpe_vocab_size=2048,
         tokenizer="bpe",
         max_epochs=8,
-        train=dict(batch_size=32, max_steps=1500, lr=2e-3, warmup_steps=100, eval_every=50, eval_batches=20,
-                   sample_every=100, sample_tokens=60, checkpoint_every=100),
+        train=dict(
+            batch_size=32,
+            max_steps=1500,
+            lr=2e-3,
+            warmup_steps=100,
+            eval_every=50,
+            eval_batches=20,
+            sample_every=100,
+            sample_tokens=60,
+            checkpoint_every=100,
+        ),
     ),
     "gpu": RunConfig(
         name="gpu",
@@ -59,8 +77,17 @@ CONFIGS = {
         bpe_vocab_size=8192,
         tokenizer="gpt2",
         max_epochs=8,
-        train=dict(batch_size=16, max_steps=2000, lr=6e-4, warmup_steps=200, eval_every=250, eval_batches=20,
-                   sample_every=500, sample_tokens=60, checkpoint_every=500),
+        train=dict(
+            batch_size=16,
+            max_steps=2000,
+            lr=6e-4,
+            warmup_steps=200,
+            eval_every=250,
+            eval_batches=20,
+            sample_every=500,
+            sample_tokens=60,
+            checkpoint_every=500,
+        ),
         # device, autocast, micro_batch_size and compile: utils.gpu.choose_settings, for the GPU found
     ),
 }
@@ -93,7 +120,9 @@ def configure_plotly() -> None:
     that loads plotly.js from its CDN, which the HTML export and other viewers show (a few KB per figure, not 3.5 MB of plotly.js)."""
     import plotly.io as pio
 
-    pio.renderers.default = "colab" if "google.colab" in sys.modules else "plotly_mimetype+notebook_connected"
+    pio.renderers.default = (
+        "colab" if "google.colab" in sys.modules else "plotly_mimetype+notebook_connected"
+    )
 
 
 def setup_notebook(seed: int = 0) -> RunConfig:
@@ -104,8 +133,12 @@ def setup_notebook(seed: int = 0) -> RunConfig:
     seed_everything(seed)
     configure_plotly()
     if cfg.name == "gpu" and not torch.cuda.is_available():
-        print(f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the CPU will be slow.")
-    network = "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"
+        print(
+            f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the CPU will be slow."
+        )
+    network = (
+        "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"
+    )
     print(f"config: {cfg.name} ({cfg.description})")
     print(f"device: {cfg.device} | torch {torch.__version__} | network: {network}")
     return cfg

@@ -33,12 +33,23 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 import types
 from pathlib import Path
 
-from utils.export import (EXPORT_MARK, NOTEBOOKS, ROOT, SOLUTION_BEGIN as BEGIN, SOLUTION_END as END, cell_source, export_target, exported_sources, module_code, run_generator,
-                          split_directives, strip_markers)
+from utils.export import (
+    EXPORT_MARK,
+    NOTEBOOKS,
+    ROOT,
+    SOLUTION_BEGIN as BEGIN,
+    SOLUTION_END as END,
+    cell_source,
+    export_target,
+    exported_sources,
+    module_code,
+    run_generator,
+    split_directives,
+    strip_markers,
+)
 
 EXERCISES = ROOT / "exercises"
 EXERCISE_MARK = "#| exercise"
@@ -48,7 +59,34 @@ EXERCISE_FIELDS = re.compile(r"difficulty=(\d)\s+importance=(\d)\s+minutes=([\d-
 
 
 def is_exercise(cell: dict) -> bool:
-    return cell.get("cell_type") == "code" and any(line.startswith(EXERCISE_MARK) for line in split_directives(cell_source(cell))[0])
+    return cell.get("cell_type") == "code" and any(
+        line.startswith(EXERCISE_MARK) for line in split_directives(cell_source(cell))[0]
+    )
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stub_raise(hint: str, indent: str, width: int = 100) -> list[str]:
+    """`raise NotImplementedError(hint)` as ruff formats it: one line if it fits in `width`, else the
+    hint inside the parentheses, cut at spaces into pieces that fit (read in full, no sideways scroll)."""
+    one_line = f"{indent}raise NotImplementedError({_quoted(hint)})"
+    if len(one_line) <= width:
+        return [one_line]
+    inner = indent + " " * 4
+    pieces, piece = [], ""
+    for word in hint.split(" "):
+        if piece and len(inner) + len(_quoted(piece + word)) > width:
+            pieces.append(piece)
+            piece = ""
+        piece += word + " "
+    pieces.append(piece.rstrip(" "))
+    return [
+        f"{indent}raise NotImplementedError(",
+        *(inner + _quoted(p) for p in pieces),
+        f"{indent})",
+    ]
 
 
 def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
@@ -59,13 +97,14 @@ def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
         if stripped.startswith(BEGIN):
             if inside:
                 raise ValueError(f"{where} line {number}: '{BEGIN}' inside another solution block")
-            hint = stripped[len(BEGIN):].strip()
+            hint = stripped[len(BEGIN) :].strip()
             if not hint:
-                raise ValueError(f"{where} line {number}: '{BEGIN}' needs a one-line hint after the colon")
+                raise ValueError(
+                    f"{where} line {number}: '{BEGIN}' needs a one-line hint after the colon"
+                )
             indent = line[: len(line) - len(line.lstrip())]
-            # the hint as comment lines that fit the editor's width (the raise line alone would run past it), then the stub
-            out.extend(textwrap.wrap(hint, width=100, initial_indent=f"{indent}# TODO: ", subsequent_indent=f"{indent}#       "))
-            out.append(f"{indent}raise NotImplementedError({hint!r})")
+            out.append(f"{indent}# TODO: your code in place of this raise")
+            out.extend(stub_raise(hint, indent))
             hints.append(hint)
             inside = True
         elif stripped.startswith(END):
@@ -77,32 +116,47 @@ def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
     if inside:
         raise ValueError(f"{where}: a '{BEGIN}' block is not closed with '{END}'")
     if not hints:
-        raise ValueError(f"{where}: an exercise cell needs at least one '{BEGIN} <hint>' ... '{END}' block")
+        raise ValueError(
+            f"{where}: an exercise cell needs at least one '{BEGIN} <hint>' ... '{END}' block"
+        )
     return "\n".join(out), hints
 
 
 def _stubbed_names(stub: str) -> list[str]:
     """The top-level functions and classes of a stubbed cell that contain a stub."""
-    return [node.name for node in ast.parse(stub).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-            and "raise NotImplementedError(" in (ast.get_source_segment(stub, node) or "")]
+    return [
+        node.name
+        for node in ast.parse(stub).body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        and "raise NotImplementedError(" in (ast.get_source_segment(stub, node) or "")
+    ]
 
 
 def _card(names: list[str], difficulty: int, importance: int, minutes: str) -> str:
     dots = lambda n, mark: mark * n + "⚪" * (5 - n)  # noqa: E731
     title = ", ".join(f"`{name}`" for name in names)
-    return (f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
-            "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it (the check).")
+    return (
+        f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
+        "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it (the check)."
+    )
 
 
 def _exercise_cells(cell: dict, where: str) -> list[dict]:
     directives, body = split_directives(cell_source(cell))
-    fields = next((EXERCISE_FIELDS.search(line) for line in directives if line.startswith(EXERCISE_MARK)), None)
+    fields = next(
+        (EXERCISE_FIELDS.search(line) for line in directives if line.startswith(EXERCISE_MARK)),
+        None,
+    )
     if fields is None:
-        raise ValueError(f"{where}: write the exercise line as '{EXERCISE_MARK} difficulty=N importance=N minutes=M' (N from 1 to 5)")
+        raise ValueError(
+            f"{where}: write the exercise line as '{EXERCISE_MARK} difficulty=N importance=N minutes=M' (N from 1 to 5)"
+        )
     difficulty, importance, minutes = int(fields[1]), int(fields[2]), fields[3]
     if not (1 <= difficulty <= 5 and 1 <= importance <= 5):
         raise ValueError(f"{where}: difficulty and importance run from 1 to 5")
-    hint = " ".join(line[len(HINT_MARK):].strip() for line in directives if line.startswith(HINT_MARK))
+    hint = " ".join(
+        line[len(HINT_MARK) :].strip() for line in directives if line.startswith(HINT_MARK)
+    )
     if not hint:
         raise ValueError(f"{where}: an exercise needs a '{HINT_MARK} ...' line")
     kept = [line for line in directives if not line.startswith((EXERCISE_MARK, HINT_MARK))]
@@ -110,26 +164,44 @@ def _exercise_cells(cell: dict, where: str) -> list[dict]:
     stub, _ = stub_blocks(code, where)
     solution = "\n".join([*kept, strip_markers(code)])
     cell_id = cell.get("id", "cell")
-    card = {"cell_type": "markdown", "id": f"{cell_id}-card", "metadata": {},
-            "source": _card(_stubbed_names(stub), difficulty, importance, minutes)}
-    stub_cell = {"cell_type": "code", "id": cell_id, "metadata": {"tags": ["exercise"]}, "execution_count": None,
-                 "outputs": [], "source": "\n".join([*kept, stub])}
-    folded = {"cell_type": "markdown", "id": f"{cell_id}-solution", "metadata": {},
-              "source": (f"<details><summary>Hint</summary>\n\n{hint}\n\n</details>\n\n"
-                         f"<details><summary>Solution</summary>\n\n```python\n{solution}\n```\n\n</details>")}
+    card = {
+        "cell_type": "markdown",
+        "id": f"{cell_id}-card",
+        "metadata": {},
+        "source": _card(_stubbed_names(stub), difficulty, importance, minutes),
+    }
+    stub_cell = {
+        "cell_type": "code",
+        "id": cell_id,
+        "metadata": {"tags": ["exercise"]},
+        "execution_count": None,
+        "outputs": [],
+        "source": "\n".join([*kept, stub]),
+    }
+    folded = {
+        "cell_type": "markdown",
+        "id": f"{cell_id}-solution",
+        "metadata": {},
+        "source": (
+            f"<details><summary>Hint</summary>\n\n{hint}\n\n</details>\n\n"
+            f"<details><summary>Solution</summary>\n\n```python\n{solution}\n```\n\n</details>"
+        ),
+    }
     return [card, stub_cell, folded]
 
 
 def _banner(solution_path: Path) -> dict:
     rel = solution_path.relative_to(ROOT).as_posix()
     name = solution_path.stem
-    text = (f"**Exercise version.** You write the code: each exercise below raises `NotImplementedError` until you do, and the cell "
-            f"after it checks your work (against GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, then the solution. The complete notebook is "
-            f"[`{rel}`](../{rel}).\n\n"
-            f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs the same checks as pytest "
-            f"against the code in this notebook's `#| export` cells (that line marks them; leave it in).\n\n"
-            f"This file is generated by `make exercises`; it will not overwrite your edits (it moves an edited copy to "
-            f"`exercises/backup/` first), but keeping your work under another name (File ▸ Save Notebook As…) is simplest.")
+    text = (
+        f"**Exercise version.** You write the code: each exercise below raises `NotImplementedError` until you do, and the cell "
+        f"after it checks your work (against GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, then the solution. The complete notebook is "
+        f"[`{rel}`](../{rel}).\n\n"
+        f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs the same checks as pytest "
+        f"against the code in this notebook's `#| export` cells (that line marks them; leave it in).\n\n"
+        f"This file is generated by `make exercises`; it will not overwrite your edits (it moves an edited copy to "
+        f"`exercises/backup/` first), but keeping your work under another name (File ▸ Save Notebook As…) is simplest."
+    )
     return {"cell_type": "markdown", "id": "exercise-banner", "metadata": {}, "source": text}
 
 
@@ -149,8 +221,10 @@ def exercise_notebook(solution_path: Path) -> dict | None:
     first_markdown = next(i for i, cell in enumerate(cells) if cell["cell_type"] == "markdown")
     cells.insert(first_markdown + 1, _banner(Path(solution_path).resolve()))
     nb["cells"] = cells
-    nb["metadata"]["exercises"] = {"generated_from": Path(solution_path).resolve().relative_to(ROOT).as_posix(),
-                                   "sources_sha256": sources_hash(cells)}
+    nb["metadata"]["exercises"] = {
+        "generated_from": Path(solution_path).resolve().relative_to(ROOT).as_posix(),
+        "sources_sha256": sources_hash(cells),
+    }
     return nb
 
 
@@ -192,12 +266,19 @@ def learner_edited(path: Path) -> bool:
         nb = json.loads(path.read_text(encoding="utf-8"))
         recorded = nb.get("metadata", {}).get("exercises", {}).get("sources_sha256")
         return recorded != sources_hash(nb["cells"])
-    except (ValueError, KeyError, TypeError, AttributeError):  # not a notebook any more: certainly the learner's
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ):  # not a notebook any more: certainly the learner's
         return True
 
 
 def _backup_stamp() -> str:
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")  # microseconds; a counter below settles any tie
+    return datetime.datetime.now().strftime(
+        "%Y%m%d-%H%M%S-%f"
+    )  # microseconds; a counter below settles any tie
 
 
 def back_up(path: Path) -> Path:
@@ -238,14 +319,18 @@ def write_exercises(target: Path | None = None) -> list[str]:
         if path.exists():
             edited = learner_edited(path)
             backup = back_up(path)
-            messages.append(f"kept your edited {_shown(path)} as {_shown(backup)}" if edited else
-                            f"kept a copy of the previous {_shown(path)} as {_shown(backup)}")
+            messages.append(
+                f"kept your edited {_shown(path)} as {_shown(backup)}"
+                if edited
+                else f"kept a copy of the previous {_shown(path)} as {_shown(backup)}"
+            )
         _replace(path, text)
         messages.append(f"wrote {_shown(path)}")
     return messages
 
 
 # --------------------------------------------------------------------------- used by tests and `make check`
+
 
 def fill_in_solutions(nb: dict) -> dict:
     """What a learner who copies every folded solution into its exercise cell ends up with."""
@@ -277,20 +362,26 @@ def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
             tree = ast.parse(strip_markers(source))
         except SyntaxError as err:
             if exported:
-                problems[f"code cell {number}"] = (f"code cell {number} has a SyntaxError on its line {err.lineno}: {err.msg}"
-                                                   + (f": {err.text.strip()}" if err.text else ""))
+                problems[f"code cell {number}"] = (
+                    f"code cell {number} has a SyntaxError on its line {err.lineno}: {err.msg}"
+                    + (f": {err.text.strip()}" if err.text else "")
+                )
             continue
         if not exported:
             for node in tree.body:
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in checked:
-                    problems[node.name] = (f"{node.name} is defined in code cell {number}, which has no '{EXPORT_MARK}' line, so make check "
-                                           f"cannot see it: put '{EXPORT_MARK}' back as that cell's first line")
+                    problems[node.name] = (
+                        f"{node.name} is defined in code cell {number}, which has no '{EXPORT_MARK}' line, so make check "
+                        f"cannot see it: put '{EXPORT_MARK}' back as that cell's first line"
+                    )
     return problems
 
 
 def defined_names(nb: dict) -> list[str]:
     names = []
-    for source in exported_sources(nb["cells"], module=None):  # every exported cell, whichever module it goes to
+    for source in exported_sources(
+        nb["cells"], module=None
+    ):  # every exported cell, whichever module it goes to
         for node in ast.parse(source).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 names.append(node.name)
@@ -301,11 +392,15 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     """Run a notebook's definition cells in a fresh module, so that checks can test the classes and functions written there."""
     path = Path(notebook)
     if not path.exists():
-        raise FileNotFoundError(f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb")
+        raise FileNotFoundError(
+            f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb"
+        )
     nb = json.loads(path.read_text(encoding="utf-8"))
     sources = exported_sources(nb["cells"], module=None)
     if not sources:
-        raise ValueError(f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks.")
+        raise ValueError(
+            f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks."
+        )
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     name = module_name or f"learner_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}"
@@ -314,13 +409,20 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     sys.modules[name] = module  # dataclasses look their module up here
     code = module_code(sources)
     filename = f"<{path.name}: exercise cells>"
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)  # so tracebacks and checks can quote its lines
+    linecache.cache[filename] = (
+        len(code),
+        None,
+        code.splitlines(True),
+        filename,
+    )  # so tracebacks and checks can quote its lines
     exec(compile(code, filename, "exec"), module.__dict__)
     return module
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_generator(argv, __doc__.splitlines()[0], stale_exercises, write_exercises, "exercises")
+    return run_generator(
+        argv, __doc__.splitlines()[0], stale_exercises, write_exercises, "exercises"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,18 +42,24 @@ def split_directives(source: str) -> tuple[list[str], list[str]]:
 
 def strip_markers(code: str) -> str:
     """Code without the exercise markers' `# SOLUTION: ...` and `# END SOLUTION` lines."""
-    return "\n".join(line for line in code.splitlines() if not line.strip().startswith((SOLUTION_BEGIN, SOLUTION_END)))
+    return "\n".join(
+        line
+        for line in code.splitlines()
+        if not line.strip().startswith((SOLUTION_BEGIN, SOLUTION_END))
+    )
 
 
 def export_target(directives: list[str]) -> str | None:
     """'' for a plain `#| export` (the notebook's default module), the module's name for `#| export NAME`, None if not exported."""
     for line in directives:
         if line == EXPORT_MARK or line.startswith(EXPORT_MARK + " "):
-            return line[len(EXPORT_MARK):].strip()
+            return line[len(EXPORT_MARK) :].strip()
     return None
 
 
-def exported_sources(cells: list[dict], module: str | None = "", origin: str | None = None) -> list[str]:
+def exported_sources(
+    cells: list[dict], module: str | None = "", origin: str | None = None
+) -> list[str]:
     """The code of the cells marked `#| export` (module "", the default) or `#| export <module>`, or of every exported cell
     (module None), without their directives and exercise markers.
     With `origin` (the notebook's path), each chunk starts with a comment naming its code cell, so a traceback in a generated
@@ -85,22 +93,47 @@ def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
             directives = split_directives(cell_source(cell))[0]
             for line in directives:
                 if line.startswith(MODULE_MARK):
-                    default = line[len(MODULE_MARK):].strip()
+                    default = line[len(MODULE_MARK) :].strip()
             target = export_target(directives)
             if target and target not in extra:
                 extra.append(target)
     if default is None:
         return []
     rel = notebook_path.resolve().relative_to(ROOT)
-    header = (f'"""GENERATED from {rel.as_posix()} by `make export` -- do not edit here.\n\n'
-              f'Edit the notebook\'s `{EXPORT_MARK}` cells instead, then run `make export`."""\n')
+    header = (
+        f'"""GENERATED from {rel.as_posix()} by `make export` -- do not edit here.\n\n'
+        f'Edit the notebook\'s `{EXPORT_MARK}` cells instead, then run `make export`."""\n'
+    )
     modules = []
     for module, target in [(default, ""), *((name, name) for name in extra)]:
         chunks = exported_sources(cells, target, origin=rel.as_posix())
         if not chunks:
-            raise ValueError(f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells")
-        modules.append((module, header + "\n" + module_code(chunks) + "\n"))
+            raise ValueError(
+                f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells"
+            )
+        modules.append((module, ruff_formatted(header + "\n" + module_code(chunks) + "\n")))
     return modules
+
+
+def ruff_formatted(code: str) -> str:
+    """`code` as `ruff format` writes it with the repository's ruff.toml, so that a generated module
+    passes the format check of `make test` as its notebook's cells do."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        raise RuntimeError("`make export` needs ruff (in requirements.txt): pip install ruff")
+    command = [
+        ruff,
+        "format",
+        "--config",
+        str(ROOT / "ruff.toml"),
+        "--stdin-filename",
+        "module.py",
+        "-",
+    ]
+    result = subprocess.run(command, input=code, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(f"ruff could not format the generated module: {result.stderr.strip()}")
+    return result.stdout
 
 
 def module_path(module: str) -> Path:
@@ -112,12 +145,22 @@ def _generated(notebooks: list[Path] | None = None):
     for nb in notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
         for module, text in exported_modules(nb):
             path = module_path(module)
-            yield nb, module, text, path, not path.exists() or path.read_text(encoding="utf-8") != text
+            yield (
+                nb,
+                module,
+                text,
+                path,
+                not path.exists() or path.read_text(encoding="utf-8") != text,
+            )
 
 
 def stale_modules(notebooks: list[Path] | None = None) -> list[str]:
     """Modules whose file differs from what its notebook generates."""
-    return [f"utils/{module}.py (from {nb.name})" for nb, module, _, _, differs in _generated(notebooks) if differs]
+    return [
+        f"utils/{module}.py (from {nb.name})"
+        for nb, module, _, _, differs in _generated(notebooks)
+        if differs
+    ]
 
 
 def export_all(notebooks: list[Path] | None = None) -> list[Path]:
@@ -132,7 +175,11 @@ def export_all(notebooks: list[Path] | None = None) -> list[Path]:
 def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:
     """Command line shared by the generators: write what is out of date, or with --check only report it (exit 1)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--check", action="store_true", help=f"fail if a file differs from what `make {target}` writes")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"fail if a file differs from what `make {target}` writes",
+    )
     if parser.parse_args(argv).check:
         items = stale()
         for item in items:
@@ -144,8 +191,13 @@ def run_generator(argv: list[str] | None, description: str, stale, write, target
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_generator(argv, __doc__.splitlines()[0], stale_modules,
-                         lambda: [f"wrote {path.relative_to(ROOT)}" for path in export_all()], "export")
+    return run_generator(
+        argv,
+        __doc__.splitlines()[0],
+        stale_modules,
+        lambda: [f"wrote {path.relative_to(ROOT)}" for path in export_all()],
+        "export",
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ GiB = 1024**3
 # Patterns are matched against torch.cuda.get_device_name(); order matters (the first match wins), and \b keeps "A10"
 # from matching "A100" or "A10G". A GPU not in this table gets no MFU figure rather than a wrong one.
 PEAK_FLOPS = [
-    (r"\bMIG\b", {}),  # a slice of a GPU (e.g. "... MIG 1g.10gb"): the whole chip's peak would be wrong
+    (
+        r"\bMIG\b",
+        {},
+    ),  # a slice of a GPU (e.g. "... MIG 1g.10gb"): the whole chip's peak would be wrong
     (r"\bH100\b.*\bPCIe\b", {"bfloat16": 756e12, "float16": 756e12}),
     (r"\bH100\b.*\bNVL\b", {"bfloat16": 835e12, "float16": 835e12}),
     (r"\bH100\b", {"bfloat16": 989e12, "float16": 989e12}),  # SXM ("NVIDIA H100 80GB HBM3")
@@ -83,10 +86,15 @@ def training_memory(cfg, micro_batch: int, dtype: str | None) -> int:
     and the logits (16-bit, their float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
     if dtype not in (None, "bfloat16", "float16"):
         raise ValueError(f"dtype must be None (float32), 'bfloat16' or 'float16', got {dtype!r}")
-    n_params = (cfg.d_vocab * cfg.d_model * 2 + cfg.n_ctx * cfg.d_model
-                + cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp))
+    n_params = (
+        cfg.d_vocab * cfg.d_model * 2
+        + cfg.n_ctx * cfg.d_model
+        + cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp)
+    )
     bytes_per_value = 1 if dtype in ("bfloat16", "float16") else 2
-    per_sequence = cfg.n_ctx * (34 * cfg.n_layers * cfg.d_model * bytes_per_value + 12 * cfg.d_vocab)
+    per_sequence = cfg.n_ctx * (
+        34 * cfg.n_layers * cfg.d_model * bytes_per_value + 12 * cfg.d_vocab
+    )
     return int(16 * n_params + MEMORY_SAFETY * micro_batch * per_sequence)
 
 
@@ -102,64 +110,115 @@ class Settings:
 
     def training_args(self) -> dict:
         """Keyword arguments for TrainingArgs."""
-        return dict(device=self.device, autocast=self.autocast, micro_batch_size=self.micro_batch_size, compile=self.compile)
+        return dict(
+            device=self.device,
+            autocast=self.autocast,
+            micro_batch_size=self.micro_batch_size,
+            compile=self.compile,
+        )
 
     def describe(self) -> str:
         return "\n".join(self.reasons)
 
 
-def choose_settings(gpu: GPU | None, cfg, batch_size: int, max_steps: int, flops_per_token: float,
-                    dtype: str | None = None, compile: bool | None = None) -> Settings:
+def choose_settings(
+    gpu: GPU | None,
+    cfg,
+    batch_size: int,
+    max_steps: int,
+    flops_per_token: float,
+    dtype: str | None = None,
+    compile: bool | None = None,
+) -> Settings:
     """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu` (None: the CPU).
     `dtype` and `compile` override the choice."""
     for name, value in (("batch_size", batch_size), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if gpu is None:
-        return Settings("cpu", None, batch_size, 1, bool(compile), None, (
-            f"CPU: float32, batch of {batch_size} in one micro-batch, "
-            + ("torch.compile on (asked for)" if compile else "no torch.compile (on a CPU it compiles for minutes)"),))
-    reasons = [f"GPU: {gpu.name}, compute capability {gpu.capability[0]}.{gpu.capability[1]}, "
-               f"{gpu.free_memory / GiB:.1f} of {gpu.total_memory / GiB:.1f} GiB free"]
+        return Settings(
+            "cpu",
+            None,
+            batch_size,
+            1,
+            bool(compile),
+            None,
+            (
+                f"CPU: float32, batch of {batch_size} in one micro-batch, "
+                + (
+                    "torch.compile on (asked for)"
+                    if compile
+                    else "no torch.compile (on a CPU it compiles for minutes)"
+                ),
+            ),
+        )
+    reasons = [
+        f"GPU: {gpu.name}, compute capability {gpu.capability[0]}.{gpu.capability[1]}, "
+        f"{gpu.free_memory / GiB:.1f} of {gpu.total_memory / GiB:.1f} GiB free"
+    ]
     native = native_autocast_dtype(gpu)
     dtype = dtype or native
     if dtype not in ("bfloat16", "float16"):
         raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
-    reasons.append(f"precision: {dtype} autocast" + (" with a gradient scaler (float16's range is narrow)" if dtype == "float16" else "")
-                   + ("" if dtype == native else f" (asked for; this GPU's native choice is {native})")
-                   + (" -- no bf16 tensor cores before compute capability 8.0" if native == "float16" else ""))
+    reasons.append(
+        f"precision: {dtype} autocast"
+        + (" with a gradient scaler (float16's range is narrow)" if dtype == "float16" else "")
+        + ("" if dtype == native else f" (asked for; this GPU's native choice is {native})")
+        + (" -- no bf16 tensor cores before compute capability 8.0" if native == "float16" else "")
+    )
 
-    fits = [m for m in range(batch_size, 0, -1) if batch_size % m == 0 and training_memory(cfg, m, dtype) <= gpu.free_memory]
+    fits = [
+        m
+        for m in range(batch_size, 0, -1)
+        if batch_size % m == 0 and training_memory(cfg, m, dtype) <= gpu.free_memory
+    ]
     if not fits:
-        raise RuntimeError(f"even one sequence of {cfg.n_ctx} tokens needs about {training_memory(cfg, 1, dtype) / GiB:.1f} GiB, "
-                           f"more than the {gpu.free_memory / GiB:.1f} GiB free on {gpu.name}: use a smaller model or n_ctx")
+        raise RuntimeError(
+            f"even one sequence of {cfg.n_ctx} tokens needs about {training_memory(cfg, 1, dtype) / GiB:.1f} GiB, "
+            f"more than the {gpu.free_memory / GiB:.1f} GiB free on {gpu.name}: use a smaller model or n_ctx"
+        )
     micro = fits[0]
-    reasons.append(f"batch: {batch_size} sequences per optimizer step, as {batch_size // micro} micro-batch(es) of {micro} "
-                   f"(about {training_memory(cfg, micro, dtype) / GiB:.1f} GiB estimated)"
-                   + (", gradients accumulated between them" if micro < batch_size else ""))
+    reasons.append(
+        f"batch: {batch_size} sequences per optimizer step, as {batch_size // micro} micro-batch(es) of {micro} "
+        f"(about {training_memory(cfg, micro, dtype) / GiB:.1f} GiB estimated)"
+        + (", gradients accumulated between them" if micro < batch_size else "")
+    )
 
     peak = peak_flops(gpu.name, dtype)
-    reasons.append(f"peak: {peak / 1e12:.0f} TFLOP/s {dtype} (dense), for MFU" if peak else
-                   f"peak: {gpu.name} is not in utils.gpu.PEAK_FLOPS for {dtype}, so no MFU figure")
+    reasons.append(
+        f"peak: {peak / 1e12:.0f} TFLOP/s {dtype} (dense), for MFU"
+        if peak
+        else f"peak: {gpu.name} is not in utils.gpu.PEAK_FLOPS for {dtype}, so no MFU figure"
+    )
     if compile is None:
         if peak:
             step_seconds = flops_per_token * batch_size * cfg.n_ctx / (peak * EAGER_MFU)
             saved = max_steps * step_seconds * COMPILE_SPEEDUP
             compile = saved > COMPILE_SECONDS
-            reasons.append(f"torch.compile: {'on' if compile else 'off'} -- {max_steps} steps of about {step_seconds * 1e3:.0f} ms would "
-                           f"save about {saved:.0f} s, against about {COMPILE_SECONDS} s of compiling before the first step")
+            reasons.append(
+                f"torch.compile: {'on' if compile else 'off'} -- {max_steps} steps of about {step_seconds * 1e3:.0f} ms would "
+                f"save about {saved:.0f} s, against about {COMPILE_SECONDS} s of compiling before the first step"
+            )
         else:
             compile = max_steps >= 1000
-            reasons.append(f"torch.compile: {'on' if compile else 'off'} -- unknown GPU, so compiled only for runs of 1000+ steps "
-                           f"(this one: {max_steps})")
+            reasons.append(
+                f"torch.compile: {'on' if compile else 'off'} -- unknown GPU, so compiled only for runs of 1000+ steps "
+                f"(this one: {max_steps})"
+            )
     else:
         reasons.append(f"torch.compile: {'on' if compile else 'off'} (asked for)")
     if compile:
-        reasons.append(f"   the first step waits while torch.compile builds the kernels (about {COMPILE_SECONDS} s or less)")
+        reasons.append(
+            f"   the first step waits while torch.compile builds the kernels (about {COMPILE_SECONDS} s or less)"
+        )
     return Settings("cuda", dtype, micro, batch_size // micro, compile, peak, tuple(reasons))
 
 
-def settings_for_this_machine(run_cfg, cfg, max_steps: int, flops_per_token: float, **overrides) -> Settings:
+def settings_for_this_machine(
+    run_cfg, cfg, max_steps: int, flops_per_token: float, **overrides
+) -> Settings:
     """choose_settings for the device the run config selects (run_cfg.device: cuda for the gpu config when there is one)."""
     gpu = describe_gpu() if run_cfg.device == "cuda" else None
-    return choose_settings(gpu, cfg, run_cfg.train["batch_size"], max_steps, flops_per_token, **overrides)
+    return choose_settings(
+        gpu, cfg, run_cfg.train["batch_size"], max_steps, flops_per_token, **overrides
+    )

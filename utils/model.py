@@ -43,7 +43,9 @@ def check_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_number(name: str, value, minimum: float = 0, allow_minimum: bool = False, hint: str = "") -> float:
+def check_number(
+    name: str, value, minimum: float = 0, allow_minimum: bool = False, hint: str = ""
+) -> float:
     """`value` as a Python float, or a clear error unless it is a finite real number > minimum (>= with allow_minimum)."""
     allowed = f"a finite number {'>=' if allow_minimum else '>'} {minimum}{hint}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -83,7 +85,9 @@ class LayerNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(cfg.d_model))
         self.b = nn.Parameter(torch.zeros(cfg.d_model))
 
-    def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+    def forward(
+        self, residual: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch posn d_model"]:
         mean = residual.mean(dim=-1, keepdim=True)
         variance = residual.var(dim=-1, keepdim=True, unbiased=False)
         normalized = (residual - mean) / (variance + self.cfg.layer_norm_eps).sqrt()
@@ -111,7 +115,9 @@ class PosEmbed(nn.Module):
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_model"]:
         batch, seq_len = tokens.shape
-        return einops.repeat(self.W_pos[:seq_len], "posn d_model -> batch posn d_model", batch=batch)
+        return einops.repeat(
+            self.W_pos[:seq_len], "posn d_model -> batch posn d_model", batch=batch
+        )
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 10
@@ -133,24 +139,68 @@ class Attention(nn.Module):
         self.b_O = nn.Parameter(torch.zeros(cfg.d_model))
         self.register_buffer("IGNORE", torch.tensor(float("-inf")), persistent=False)
 
-    def apply_causal_mask(self, scores: Float[Tensor, "batch n_heads query_posn key_posn"]) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
+    def apply_causal_mask(
+        self, scores: Float[Tensor, "batch n_heads query_posn key_posn"]
+    ) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
         """Hide the future: key positions after the query position get -inf, so softmax gives them zero weight."""
         query_len, key_len = scores.shape[-2:]
-        future = torch.triu(torch.ones(query_len, key_len, dtype=torch.bool, device=scores.device), diagonal=1)
+        future = torch.triu(
+            torch.ones(query_len, key_len, dtype=torch.bool, device=scores.device), diagonal=1
+        )
         return scores.masked_fill(future, self.IGNORE)
 
-    def attention_pattern(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
-        q = einops.einsum(x, self.W_Q, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_Q
-        k = einops.einsum(x, self.W_K, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_K
-        scores = einops.einsum(q, k, "batch query_posn n_heads d_head, batch key_posn n_heads d_head -> batch n_heads query_posn key_posn")
+    def attention_pattern(
+        self, x: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
+        q = (
+            einops.einsum(
+                x,
+                self.W_Q,
+                "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head",
+            )
+            + self.b_Q
+        )
+        k = (
+            einops.einsum(
+                x,
+                self.W_K,
+                "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head",
+            )
+            + self.b_K
+        )
+        scores = einops.einsum(
+            q,
+            k,
+            "batch query_posn n_heads d_head, batch key_posn n_heads d_head -> batch n_heads query_posn key_posn",
+        )
         scores = self.apply_causal_mask(scores / math.sqrt(self.cfg.d_head))
         return scores.softmax(dim=-1)
 
-    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+    def forward(
+        self, x: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch posn d_model"]:
         pattern = self.attention_pattern(x)
-        v = einops.einsum(x, self.W_V, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + self.b_V
-        z = einops.einsum(pattern, v, "batch n_heads query_posn key_posn, batch key_posn n_heads d_head -> batch query_posn n_heads d_head")
-        return einops.einsum(z, self.W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model") + self.b_O
+        v = (
+            einops.einsum(
+                x,
+                self.W_V,
+                "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head",
+            )
+            + self.b_V
+        )
+        z = einops.einsum(
+            pattern,
+            v,
+            "batch n_heads query_posn key_posn, batch key_posn n_heads d_head -> batch query_posn n_heads d_head",
+        )
+        return (
+            einops.einsum(
+                z,
+                self.W_O,
+                "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model",
+            )
+            + self.b_O
+        )
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 13
@@ -170,10 +220,18 @@ class MLP(nn.Module):
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
 
-    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        pre = einops.einsum(x, self.W_in, "batch posn d_model, d_model d_mlp -> batch posn d_mlp") + self.b_in
+    def forward(
+        self, x: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch posn d_model"]:
+        pre = (
+            einops.einsum(x, self.W_in, "batch posn d_model, d_model d_mlp -> batch posn d_mlp")
+            + self.b_in
+        )
         post = gelu_new(pre)
-        return einops.einsum(post, self.W_out, "batch posn d_mlp, d_mlp d_model -> batch posn d_model") + self.b_out
+        return (
+            einops.einsum(post, self.W_out, "batch posn d_mlp, d_mlp d_model -> batch posn d_model")
+            + self.b_out
+        )
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 15
@@ -187,7 +245,9 @@ class TransformerBlock(nn.Module):
             self.ln2 = LayerNorm(cfg)
             self.mlp = MLP(cfg)
 
-    def forward(self, resid_pre: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
+    def forward(
+        self, resid_pre: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch posn d_model"]:
         resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
         if self.cfg.attn_only:
             return resid_mid
@@ -204,8 +264,17 @@ class Unembed(nn.Module):
         nn.init.normal_(self.W_U, std=cfg.init_range)
         self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))
 
-    def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
-        return einops.einsum(normalized_resid_final, self.W_U, "batch posn d_model, d_model d_vocab -> batch posn d_vocab") + self.b_U
+    def forward(
+        self, normalized_resid_final: Float[Tensor, "batch posn d_model"]
+    ) -> Float[Tensor, "batch posn d_vocab"]:
+        return (
+            einops.einsum(
+                normalized_resid_final,
+                self.W_U,
+                "batch posn d_model, d_model d_vocab -> batch posn d_vocab",
+            )
+            + self.b_U
+        )
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 19
@@ -213,24 +282,42 @@ def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> N
     """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx.
     check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
     if not isinstance(tokens, Tensor):
-        raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])")
+        raise TypeError(
+            f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])"
+        )
     if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"tokens must be token ids of dtype torch.int64 (long) or torch.int32, got dtype {tokens.dtype}; use tokens.long()")
+        raise TypeError(
+            f"tokens must be token ids of dtype torch.int64 (long) or torch.int32, got dtype {tokens.dtype}; use tokens.long()"
+        )
     if tokens.device.type == "meta":
-        raise ValueError("tokens are on the meta device, which holds shapes but no values; token ids must be real: "
-                         "make them on 'cpu' or 'cuda', e.g. torch.tensor([[50256, 40, 716]])")
+        raise ValueError(
+            "tokens are on the meta device, which holds shapes but no values; token ids must be real: "
+            "make them on 'cpu' or 'cuda', e.g. torch.tensor([[50256, 40, 716]])"
+        )
     if tokens.ndim != 2:
-        hint = "; for a single sequence add a batch dimension: tokens[None]" if tokens.ndim == 1 else ""
-        raise ValueError(f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}")
+        hint = (
+            "; for a single sequence add a batch dimension: tokens[None]"
+            if tokens.ndim == 1
+            else ""
+        )
+        raise ValueError(
+            f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}"
+        )
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"tokens has shape {tuple(tokens.shape)}: give at least one sequence of at least one token")
+        raise ValueError(
+            f"tokens has shape {tuple(tokens.shape)}: give at least one sequence of at least one token"
+        )
     if tokens.shape[1] > cfg.n_ctx:
-        raise ValueError(f"tokens has {tokens.shape[1]} positions, more than n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx}: tokens[:, -{cfg.n_ctx}:]")
+        raise ValueError(
+            f"tokens has {tokens.shape[1]} positions, more than n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx}: tokens[:, -{cfg.n_ctx}:]"
+        )
     if not check_values or torch.compiler.is_compiling():
         return  # reading values back would break the compiled graph; eager calls still check them
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= cfg.d_vocab:
-        raise ValueError(f"tokens must be ids in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}")
+        raise ValueError(
+            f"tokens must be ids in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}"
+        )
 
 
 class DemoTransformer(nn.Module):
@@ -243,9 +330,13 @@ class DemoTransformer(nn.Module):
         self.ln_final = LayerNorm(cfg)
         self.unembed = Unembed(cfg)
 
-    def forward(self, tokens: Int[Tensor, "batch posn"], cache=None) -> Float[Tensor, "batch posn d_vocab"]:
+    def forward(
+        self, tokens: Int[Tensor, "batch posn"], cache=None
+    ) -> Float[Tensor, "batch posn d_vocab"]:
         validate_tokens(tokens, self.cfg)
-        if cache is not None:  # notebook 04's KV cache: run only the new positions (without one, this line changes nothing)
+        if (
+            cache is not None
+        ):  # notebook 04's KV cache: run only the new positions (without one, this line changes nothing)
             import utils.sampling
 
             return utils.sampling.forward_with_cache(self, tokens, cache)
@@ -255,11 +346,15 @@ class DemoTransformer(nn.Module):
         return self.unembed(self.ln_final(residual))
 
 
-def next_token_loss(logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, ""]:
+def next_token_loss(
+    logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
+) -> Float[Tensor, ""]:
     """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1].
     The last position has no next token: its target is -100, which cross_entropy ignores. That is the same mean as slicing
     logits[:, :-1], without copying the (large) sliced logits."""
-    targets = F.pad(tokens[:, 1:].long(), (0, 1), value=-100)  # the model also takes int32 ids; cross_entropy wants int64
+    targets = F.pad(
+        tokens[:, 1:].long(), (0, 1), value=-100
+    )  # the model also takes int32 ids; cross_entropy wants int64
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
@@ -278,12 +373,22 @@ def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict
     }
     for layer in range(cfg.n_layers):
         hf, our = f"h.{layer}.", f"blocks.{layer}."
-        W_Q, W_K, W_V = sd[hf + "attn.c_attn.weight"].chunk(3, dim=1)  # Conv1D weight: [d_model, 3 * d_model]
+        W_Q, W_K, W_V = sd[hf + "attn.c_attn.weight"].chunk(
+            3, dim=1
+        )  # Conv1D weight: [d_model, 3 * d_model]
         b_Q, b_K, b_V = sd[hf + "attn.c_attn.bias"].chunk(3)
         for name, weight, bias in (("Q", W_Q, b_Q), ("K", W_K, b_K), ("V", W_V, b_V)):
-            ours[our + f"attn.W_{name}"] = einops.rearrange(weight, "d_model (n_heads d_head) -> n_heads d_model d_head", **heads)
-            ours[our + f"attn.b_{name}"] = einops.rearrange(bias, "(n_heads d_head) -> n_heads d_head", **heads)
-        ours[our + "attn.W_O"] = einops.rearrange(sd[hf + "attn.c_proj.weight"], "(n_heads d_head) d_model -> n_heads d_head d_model", **heads)
+            ours[our + f"attn.W_{name}"] = einops.rearrange(
+                weight, "d_model (n_heads d_head) -> n_heads d_model d_head", **heads
+            )
+            ours[our + f"attn.b_{name}"] = einops.rearrange(
+                bias, "(n_heads d_head) -> n_heads d_head", **heads
+            )
+        ours[our + "attn.W_O"] = einops.rearrange(
+            sd[hf + "attn.c_proj.weight"],
+            "(n_heads d_head) d_model -> n_heads d_head d_model",
+            **heads,
+        )
         ours[our + "attn.b_O"] = sd[hf + "attn.c_proj.bias"]
         ours[our + "mlp.W_in"] = sd[hf + "mlp.c_fc.weight"]
         ours[our + "mlp.b_in"] = sd[hf + "mlp.c_fc.bias"]
@@ -297,35 +402,71 @@ def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict
 
 def config_from_hf(hf_config, **overrides) -> Config:
     """Our Config for a transformers GPT2Config."""
-    return Config(d_model=hf_config.n_embd, layer_norm_eps=hf_config.layer_norm_epsilon, d_vocab=hf_config.vocab_size,
-                  init_range=hf_config.initializer_range, n_ctx=hf_config.n_positions, d_head=hf_config.n_embd // hf_config.n_head,
-                  d_mlp=hf_config.n_inner or 4 * hf_config.n_embd, n_heads=hf_config.n_head, n_layers=hf_config.n_layer, **overrides)
+    return Config(
+        d_model=hf_config.n_embd,
+        layer_norm_eps=hf_config.layer_norm_epsilon,
+        d_vocab=hf_config.vocab_size,
+        init_range=hf_config.initializer_range,
+        n_ctx=hf_config.n_positions,
+        d_head=hf_config.n_embd // hf_config.n_head,
+        d_mlp=hf_config.n_inner or 4 * hf_config.n_embd,
+        n_heads=hf_config.n_head,
+        n_layers=hf_config.n_layer,
+        **overrides,
+    )
 
 
 def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set).
     The configs must agree: some mismatches (more layers, other head splits) would otherwise load without an error."""
     if not isinstance(model, nn.Module) or not hasattr(model, "cfg"):
-        raise TypeError(f"model must be a DemoTransformer, e.g. DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}")
-    if not isinstance(hf_model, nn.Module) or not hasattr(getattr(hf_model, "config", None), "n_layer"):
+        raise TypeError(
+            f"model must be a DemoTransformer, e.g. DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}"
+        )
+    if not isinstance(hf_model, nn.Module) or not hasattr(
+        getattr(hf_model, "config", None), "n_layer"
+    ):
         hint = "; for a state dict use convert_hf_state_dict" if isinstance(hf_model, dict) else ""
-        raise TypeError(f"hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), got {type(hf_model).__name__}{hint}")
+        raise TypeError(
+            f"hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), got {type(hf_model).__name__}{hint}"
+        )
     activation = getattr(hf_model.config, "activation_function", "gelu_new")
-    if activation not in ("gelu_new", "gelu_pytorch_tanh"):  # both are the tanh approximation that our MLP uses
-        raise ValueError(f"hf_model uses activation_function={activation!r}; our MLP computes gelu_new (the tanh approximation) only")
+    if activation not in (
+        "gelu_new",
+        "gelu_pytorch_tanh",
+    ):  # both are the tanh approximation that our MLP uses
+        raise ValueError(
+            f"hf_model uses activation_function={activation!r}; our MLP computes gelu_new (the tanh approximation) only"
+        )
     theirs = config_from_hf(hf_model.config)
-    differences = [f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(theirs, name)!r}"
-                   for name in ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx", "layer_norm_eps", "attn_only")
-                   if getattr(model.cfg, name) != getattr(theirs, name)]
+    differences = [
+        f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(theirs, name)!r}"
+        for name in (
+            "n_layers",
+            "n_heads",
+            "d_head",
+            "d_model",
+            "d_mlp",
+            "d_vocab",
+            "n_ctx",
+            "layer_norm_eps",
+            "attn_only",
+        )
+        if getattr(model.cfg, name) != getattr(theirs, name)
+    ]
     if differences:
-        raise ValueError(f"model and hf_model have different configs ({'; '.join(differences)}); "
-                         "build the model from hf_model's config: DemoTransformer(config_from_hf(hf_model.config))")
+        raise ValueError(
+            f"model and hf_model have different configs ({'; '.join(differences)}); "
+            "build the model from hf_model's config: DemoTransformer(config_from_hf(hf_model.config))"
+        )
     model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
     return model
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 26
-def get_attention_patterns(model: DemoTransformer, tokens: Int[Tensor, "batch posn"]) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
+def get_attention_patterns(
+    model: DemoTransformer, tokens: Int[Tensor, "batch posn"]
+) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
     """Every layer's attention pattern, captured with forward hooks (works whichever attention path the model uses)."""
     patterns = []
 

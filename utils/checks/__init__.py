@@ -15,27 +15,72 @@ Each module declares its known mistakes at its top; MISTAKES holds them all. CHE
 through every check unchanged, so the learner sees its hint.
 """
 
-from utils.checks.circuits import check_ablate_heads, check_direct_logit_attribution, check_induction_score
+from utils.checks.circuits import (
+    check_ablate_heads,
+    check_direct_logit_attribution,
+    check_induction_score,
+)
 from utils.checks.core import MISTAKES, Mistake, call_learner, known_mistake, learner_facing
 from utils.checks.kv_cache import check_kv_cache
-from utils.checks.model import (check_attention, check_block, check_embed, check_layernorm, check_mlp, check_pos_embed,
-                                check_transformer, check_unembed)
-from utils.checks.sampling import (check_beam_search, check_frequency_penalty, check_temperature, check_top_k,
-                                   check_top_p)
+from utils.checks.model import (
+    check_attention,
+    check_block,
+    check_embed,
+    check_layernorm,
+    check_mlp,
+    check_pos_embed,
+    check_transformer,
+    check_unembed,
+)
+from utils.checks.sampling import (
+    check_beam_search,
+    check_frequency_penalty,
+    check_temperature,
+    check_top_k,
+    check_top_p,
+)
 from utils.checks.tokenisation import check_bpe_tokenizer, check_merge_word, check_train_merges
-from utils.checks.training import check_lr_at, check_make_optimizer, check_next_token_accuracy, check_optimizer_step
+from utils.checks.training import (
+    check_lr_at,
+    check_make_optimizer,
+    check_next_token_accuracy,
+    check_optimizer_step,
+)
 
 # name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the notebook defines
 CHECKS = {
-    "merge_word": check_merge_word, "train_merges": check_train_merges, "BPETokenizer": check_bpe_tokenizer,
-    "LayerNorm": check_layernorm, "Embed": check_embed, "PosEmbed": check_pos_embed, "Attention": check_attention, "MLP": check_mlp,
-    "TransformerBlock": check_block, "Unembed": check_unembed, "DemoTransformer": check_transformer,
-    "lr_at": check_lr_at, "make_optimizer": check_make_optimizer, "optimizer_step": check_optimizer_step,
+    "merge_word": check_merge_word,
+    "train_merges": check_train_merges,
+    "BPETokenizer": check_bpe_tokenizer,
+    "LayerNorm": check_layernorm,
+    "Embed": check_embed,
+    "PosEmbed": check_pos_embed,
+    "Attention": check_attention,
+    "MLP": check_mlp,
+    "TransformerBlock": check_block,
+    "Unembed": check_unembed,
+    "DemoTransformer": check_transformer,
+    "lr_at": check_lr_at,
+    "make_optimizer": check_make_optimizer,
+    "optimizer_step": check_optimizer_step,
     "next_token_accuracy": check_next_token_accuracy,
-    "apply_temperature": check_temperature, "apply_frequency_penalty": check_frequency_penalty, "apply_top_k": check_top_k,
-    "apply_top_p": check_top_p, "beam_search": check_beam_search, "forward_with_cache": check_kv_cache,
-    "direct_logit_attribution": check_direct_logit_attribution, "induction_score": check_induction_score,
+    "apply_temperature": check_temperature,
+    "apply_frequency_penalty": check_frequency_penalty,
+    "apply_top_k": check_top_k,
+    "apply_top_p": check_top_p,
+    "beam_search": check_beam_search,
+    "forward_with_cache": check_kv_cache,
+    "direct_logit_attribution": check_direct_logit_attribution,
+    "induction_score": check_induction_score,
     "ablate_heads": check_ablate_heads,
 }
 
-__all__ = ["CHECKS", "MISTAKES", "Mistake", "call_learner", "known_mistake", "learner_facing", *(f.__name__ for f in CHECKS.values())]
+__all__ = [
+    "CHECKS",
+    "MISTAKES",
+    "Mistake",
+    "call_learner",
+    "known_mistake",
+    "learner_facing",
+    *(f.__name__ for f in CHECKS.values()),
+]

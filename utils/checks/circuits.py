@@ -19,67 +19,131 @@ import math
 
 import torch
 
-from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in, recognise
+from utils.checks.core import (
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    mistakes_in,
+    recognise,
+)
 from utils.model import Config
 
 # --------------------------------------------------------------------------- known mistakes
 
-DLA_NO_SCALE = known_mistake("dla_no_scale", "direct_logit_attribution",
+DLA_NO_SCALE = known_mistake(
+    "dla_no_scale",
+    "direct_logit_attribution",
     "the vectors are not divided by the final LayerNorm's scale. The LayerNorm divides the whole residual stream, and so each "
-    "vector in it, by that scale before the unembedding: (centred / scale) * ln_final.w, then dot W_U[:, token].")
-DLA_SCALE_MULTIPLIED = known_mistake("dla_scale_multiplied", "direct_logit_attribution",
-    "the vectors are multiplied by the scale. LayerNorm divides by it (scale = sqrt(variance + eps)): centred / scale.")
-DLA_NO_CENTRING = known_mistake("dla_no_centring", "direct_logit_attribution",
+    "vector in it, by that scale before the unembedding: (centred / scale) * ln_final.w, then dot W_U[:, token].",
+)
+DLA_SCALE_MULTIPLIED = known_mistake(
+    "dla_scale_multiplied",
+    "direct_logit_attribution",
+    "the vectors are multiplied by the scale. LayerNorm divides by it (scale = sqrt(variance + eps)): centred / scale.",
+)
+DLA_NO_CENTRING = known_mistake(
+    "dla_no_centring",
+    "direct_logit_attribution",
     "the vectors are not centred. LayerNorm subtracts the mean over d_model first, and since that is linear, so does each "
-    "vector's share: vectors - vectors.mean(dim=-1, keepdim=True).")
-DLA_NO_LN_WEIGHT = known_mistake("dla_no_ln_weight", "direct_logit_attribution",
+    "vector's share: vectors - vectors.mean(dim=-1, keepdim=True).",
+)
+DLA_NO_LN_WEIGHT = known_mistake(
+    "dla_no_ln_weight",
+    "direct_logit_attribution",
     "ln_final.w is left out. After dividing by the scale, LayerNorm multiplies by its weight, elementwise: "
-    "(centred / scale) * model.ln_final.w.")
-DLA_WITH_BIASES = known_mistake("dla_with_biases", "direct_logit_attribution",
+    "(centred / scale) * model.ln_final.w.",
+)
+DLA_WITH_BIASES = known_mistake(
+    "dla_with_biases",
+    "direct_logit_attribution",
     "ln_final.b and b_U are added to every vector's attribution. They are added once to the logit, not once per component: "
-    "leave them out here (the notebook adds them as their own term).")
-DLA_LN_PER_VECTOR = known_mistake("dla_ln_per_vector", "direct_logit_attribution",
+    "leave them out here (the notebook adds them as their own term).",
+)
+DLA_LN_PER_VECTOR = known_mistake(
+    "dla_ln_per_vector",
+    "direct_logit_attribution",
     "each vector goes through the final LayerNorm on its own (model.ln_final(vectors), or F.layer_norm), which divides it by ITS "
     "OWN scale (and adds ln_final.b). The LayerNorm's scale comes from the whole residual stream, the sum of all the vectors: use "
-    "the `scale` given, the same for every vector: (vectors - vectors.mean(-1, keepdim=True)) / scale * ln_final.w.")
-DLA_EMBEDDING = known_mistake("dla_embedding", "direct_logit_attribution",
+    "the `scale` given, the same for every vector: (vectors - vectors.mean(-1, keepdim=True)) / scale * ln_final.w.",
+)
+DLA_EMBEDDING = known_mistake(
+    "dla_embedding",
+    "direct_logit_attribution",
     "the dot product is with the token's embedding (W_E[token]), not its unembedding column. The logit is read by W_U: "
-    "model.unembed.W_U[:, token].")
-IND_DUPLICATE_DIAGONAL = known_mistake("ind_duplicate_diagonal", "induction_score",
+    "model.unembed.W_U[:, token].",
+)
+IND_DUPLICATE_DIAGONAL = known_mistake(
+    "ind_duplicate_diagonal",
+    "induction_score",
     "the score reads the diagonal at offset -seq_len: attention to the earlier copy of the SAME token (a duplicate-token head). "
-    "An induction head attends to the token AFTER the earlier copy, one position later: offset -(seq_len - 1).")
-IND_WRONG_DIAGONAL = known_mistake("ind_wrong_diagonal", "induction_score",
+    "An induction head attends to the token AFTER the earlier copy, one position later: offset -(seq_len - 1).",
+)
+IND_WRONG_DIAGONAL = known_mistake(
+    "ind_wrong_diagonal",
+    "induction_score",
     "the score reads a diagonal other than offset -(seq_len - 1) ({offset} here). Query q = seq_len + 1 + j (a token of the "
-    "repeat) should attend to key q - seq_len + 1 = 2 + j, the token after its earlier copy at 1 + j.")
-IND_UPPER_DIAGONAL = known_mistake("ind_upper_diagonal", "induction_score",
+    "repeat) should attend to key q - seq_len + 1 = 2 + j, the token after its earlier copy at 1 + j.",
+)
+IND_UPPER_DIAGONAL = known_mistake(
+    "ind_upper_diagonal",
+    "induction_score",
     "the score reads a diagonal ABOVE the main one, where the causal mask leaves only zeros: the offset must be negative, "
-    "-(seq_len - 1), or query and key are swapped (the pattern is [batch, n_heads, query_posn, key_posn]).")
-IND_ALL_QUERIES = known_mistake("ind_all_queries", "induction_score",
+    "-(seq_len - 1), or query and key are swapped (the pattern is [batch, n_heads, query_posn, key_posn]).",
+)
+IND_ALL_QUERIES = known_mistake(
+    "ind_all_queries",
+    "induction_score",
     "the average runs over the whole diagonal, including queries seq_len - 1 and seq_len, which are in the first copy: their "
-    "tokens have no earlier copy to look back to. Average over the seq_len queries of the repeat only (from seq_len + 1 on).")
-IND_QUERIES_SHIFTED = known_mistake("ind_queries_shifted", "induction_score",
+    "tokens have no earlier copy to look back to. Average over the seq_len queries of the repeat only (from seq_len + 1 on).",
+)
+IND_QUERIES_SHIFTED = known_mistake(
+    "ind_queries_shifted",
+    "induction_score",
     "the queries are off by one: the repeat's queries are positions seq_len + 1 to 2 * seq_len (position 0 is BOS), so on "
-    "pattern.diagonal(offset=-(seq_len - 1)), whose first entry is query seq_len - 1, they are entries 2 onwards.")
-IND_SUM = known_mistake("ind_sum", "induction_score",
-    "the attention is summed, not averaged: a score is a mean, between 0 and 1, so that heads compare across sequence lengths.")
-ABL_WRONG_AXIS = known_mistake("abl_wrong_axis", "ablate_heads",
+    "pattern.diagonal(offset=-(seq_len - 1)), whose first entry is query seq_len - 1, they are entries 2 onwards.",
+)
+IND_SUM = known_mistake(
+    "ind_sum",
+    "induction_score",
+    "the attention is summed, not averaged: a score is a mean, between 0 and 1, so that heads compare across sequence lengths.",
+)
+ABL_WRONG_AXIS = known_mistake(
+    "abl_wrong_axis",
+    "ablate_heads",
     "the zeros go into the position dimension: z is [batch, posn, n_heads, d_head], so z[:, head] is a position. Zero "
-    "z[:, :, head].")
-ABL_SCORES_ZEROED = known_mistake("abl_scores_zeroed", "ablate_heads",
+    "z[:, :, head].",
+)
+ABL_SCORES_ZEROED = known_mistake(
+    "abl_scores_zeroed",
+    "ablate_heads",
     "the head's attention scores are set to 0. After the softmax that is attention spread evenly over every key (future "
-    "ones too, since the scores hook comes after the mask), not no attention. Zero the head's z (hook_z) instead.")
-ABL_WHOLE_LAYER = known_mistake("abl_whole_layer", "ablate_heads",
+    "ones too, since the scores hook comes after the mask), not no attention. Zero the head's z (hook_z) instead.",
+)
+ABL_WHOLE_LAYER = known_mistake(
+    "abl_whole_layer",
+    "ablate_heads",
     "the whole attention layer's output is zeroed (hook_attn_out: every head, and b_O). Zero only the given heads: their "
-    "slice of hook_z, z[:, :, head].")
-ABL_EVERY_LAYER = known_mistake("abl_every_layer", "ablate_heads",
-    "the head is ablated in every layer. Each (layer, head) pair names one head: hook only f\"blocks.{layer}.attn.hook_z\".")
-ABL_LATE_BINDING = known_mistake("abl_late_binding", "ablate_heads",
+    "slice of hook_z, z[:, :, head].",
+)
+ABL_EVERY_LAYER = known_mistake(
+    "abl_every_layer",
+    "ablate_heads",
+    'the head is ablated in every layer. Each (layer, head) pair names one head: hook only f"blocks.{layer}.attn.hook_z".',
+)
+ABL_LATE_BINDING = known_mistake(
+    "abl_late_binding",
+    "ablate_heads",
     "every hook zeroes the head of the LAST (layer, head) pair. A function defined in a loop looks its variables up when it is "
     "called, after the loop has ended (Python's late binding): bind them when it is defined (def hook(z, hook, head=head)), "
-    "use functools.partial, or read the layer from hook.name.")
-ABL_NO_EFFECT = known_mistake("abl_no_effect", "ablate_heads",
+    "use functools.partial, or read the layer from hook.name.",
+)
+ABL_NO_EFFECT = known_mistake(
+    "abl_no_effect",
+    "ablate_heads",
     "nothing was ablated: the logits are the model's own. A hook that changes a copy (z.clone()) must return it; one that "
-    "returns None keeps the activation as it was, unless it changed it in place.")
+    "returns None keeps the activation as it was, unless it changed it in place.",
+)
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -88,9 +152,17 @@ def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
     """A TypeError unless fn is a function (not a class, not a result) that takes these parameters, by position."""
     call = f"{name}({', '.join(parameters)})"
     if isinstance(fn, type) or not callable(fn):
-        got = (f"the class {fn.__name__}" if isinstance(fn, type) else "None" if fn is None else f"a {type(fn).__name__}"
-               + (" (the result of calling it?)" if isinstance(fn, torch.Tensor) else ""))
-        raise TypeError(f"check_{name} takes your function {call} itself, e.g. checks.check_{name}({name}); got {got}")
+        got = (
+            f"the class {fn.__name__}"
+            if isinstance(fn, type)
+            else "None"
+            if fn is None
+            else f"a {type(fn).__name__}"
+            + (" (the result of calling it?)" if isinstance(fn, torch.Tensor) else "")
+        )
+        raise TypeError(
+            f"check_{name} takes your function {call} itself, e.g. checks.check_{name}({name}); got {got}"
+        )
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # some built-in callables have none: the call itself will say
@@ -98,11 +170,14 @@ def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
     try:
         signature.bind(*parameters)
     except TypeError:
-        raise TypeError(f"check_{name} calls your function as {call}, with {len(parameters)} arguments; "
-                        f"{getattr(fn, '__name__', name)}{signature} does not take them") from None
+        raise TypeError(
+            f"check_{name} calls your function as {call}, with {len(parameters)} arguments; "
+            f"{getattr(fn, '__name__', name)}{signature} does not take them"
+        ) from None
 
 
 # --------------------------------------------------------------------------- direct logit attribution
+
 
 def _dla_model(seed: int = 0):
     """A small model whose final LayerNorm and unembedding are far from their initial values (w != 1, b != 0, b_U != 0)."""
@@ -120,12 +195,22 @@ def _dla_model(seed: int = 0):
 
 def _dla(vectors, scale, model, token, mistake=None):
     """(centred / scale * ln_final.w) . W_U[:, token]; or with a known mistake."""
-    centred = vectors if mistake is DLA_NO_CENTRING else vectors - vectors.mean(dim=-1, keepdim=True)
-    scaled = centred * scale if mistake is DLA_SCALE_MULTIPLIED else centred if mistake is DLA_NO_SCALE else centred / scale
+    centred = (
+        vectors if mistake is DLA_NO_CENTRING else vectors - vectors.mean(dim=-1, keepdim=True)
+    )
+    scaled = (
+        centred * scale
+        if mistake is DLA_SCALE_MULTIPLIED
+        else centred
+        if mistake is DLA_NO_SCALE
+        else centred / scale
+    )
     weighted = scaled if mistake is DLA_NO_LN_WEIGHT else scaled * model.ln_final.w
     column = model.embed.W_E[token] if mistake is DLA_EMBEDDING else model.unembed.W_U[:, token]
     if mistake is DLA_LN_PER_VECTOR:
-        own = torch.nn.functional.layer_norm(vectors, vectors.shape[-1:], eps=model.cfg.layer_norm_eps)
+        own = torch.nn.functional.layer_norm(
+            vectors, vectors.shape[-1:], eps=model.cfg.layer_norm_eps
+        )
         return [model.ln_final(vectors) @ column, (own * model.ln_final.w) @ column, own @ column]
     out = weighted @ column
     if mistake is DLA_WITH_BIASES:
@@ -134,8 +219,12 @@ def _dla(vectors, scale, model, token, mistake=None):
 
 
 def _same(got, expected) -> bool:
-    return (isinstance(got, torch.Tensor) and got.shape == expected.shape and got.is_floating_point()
-            and torch.allclose(got.detach().float(), expected.float(), rtol=RTOL, atol=ATOL))
+    return (
+        isinstance(got, torch.Tensor)
+        and got.shape == expected.shape
+        and got.is_floating_point()
+        and torch.allclose(got.detach().float(), expected.float(), rtol=RTOL, atol=ATOL)
+    )
 
 
 @learner_facing
@@ -145,33 +234,62 @@ def check_direct_logit_attribution(fn) -> None:
     things = "centre each vector, divide by scale, multiply by ln_final.w, then dot with W_U[:, token]; no biases."
     model = _dla_model()
     generator = torch.Generator().manual_seed(1)
-    cases = [(torch.randn(3, 4, 16, generator=generator) + 0.7, torch.tensor(1.7), 5),  # a [layer, head] grid of vectors
-             (torch.randn(16, generator=generator) - 0.4, torch.tensor(0.6), 9)]  # one vector: a 0-d result
+    cases = [
+        (
+            torch.randn(3, 4, 16, generator=generator) + 0.7,
+            torch.tensor(1.7),
+            5,
+        ),  # a [layer, head] grid of vectors
+        (torch.randn(16, generator=generator) - 0.4, torch.tensor(0.6), 9),
+    ]  # one vector: a 0-d result
     with torch.no_grad():
         for vectors, scale, token in cases:
             saved = vectors.clone()
             got = call_learner(fn, vectors, scale, model, token, what=what, things_to_check=things)
             if not torch.equal(vectors, saved):
-                fail(f"{what} changed the vectors it was given (an in-place operation such as vectors -= ...). They are the "
-                     "cache's activations: work on a new tensor (vectors - vectors.mean(...)).")
+                fail(
+                    f"{what} changed the vectors it was given (an in-place operation such as vectors -= ...). They are the "
+                    "cache's activations: work on a new tensor (vectors - vectors.mean(...))."
+                )
             expected = _dla(vectors, scale, model, token)
             if not isinstance(got, torch.Tensor):
-                fail(f"{what} must return a tensor, got {type(got).__name__}" + (" (no return?)" if got is None else ""))
+                fail(
+                    f"{what} must return a tensor, got {type(got).__name__}"
+                    + (" (no return?)" if got is None else "")
+                )
             if got.shape != expected.shape:
-                hint = (" One logit for every token: take the token's column, W_U[:, token], not all of W_U."
-                        if got.shape[-1:] == (model.cfg.d_vocab,) else "")
-                fail(f"{what} returned shape {tuple(got.shape)} for vectors of shape {tuple(vectors.shape)}; expected "
-                     f"{tuple(expected.shape)}: one number per vector (the vectors' shape without d_model).{hint}")
+                hint = (
+                    " One logit for every token: take the token's column, W_U[:, token], not all of W_U."
+                    if got.shape[-1:] == (model.cfg.d_vocab,)
+                    else ""
+                )
+                fail(
+                    f"{what} returned shape {tuple(got.shape)} for vectors of shape {tuple(vectors.shape)}; expected "
+                    f"{tuple(expected.shape)}: one number per vector (the vectors' shape without d_model).{hint}"
+                )
             if not _same(got, expected):
-                mistake = recognise(got, mistakes_in("direct_logit_attribution"),
-                                    lambda m: _dla(vectors, scale, model, token, mistake=m), _same)
-                fail([f"{what}: wrong attributions for vectors of shape {tuple(vectors.shape)}, token {token}",
-                      f"  got      {got.flatten()[:4].tolist()}", f"  expected {expected.flatten()[:4].tolist()}"],
-                     mistake, things)
-    print("direct_logit_attribution: correct (a grid of vectors and a single one; centring, scale, ln_final.w, W_U)")
+                mistake = recognise(
+                    got,
+                    mistakes_in("direct_logit_attribution"),
+                    lambda m: _dla(vectors, scale, model, token, mistake=m),
+                    _same,
+                )
+                fail(
+                    [
+                        f"{what}: wrong attributions for vectors of shape {tuple(vectors.shape)}, token {token}",
+                        f"  got      {got.flatten()[:4].tolist()}",
+                        f"  expected {expected.flatten()[:4].tolist()}",
+                    ],
+                    mistake,
+                    things,
+                )
+    print(
+        "direct_logit_attribution: correct (a grid of vectors and a single one; centring, scale, ln_final.w, W_U)"
+    )
 
 
 # --------------------------------------------------------------------------- induction score
+
 
 def _patterns(seq_len: int, n_heads: int = 6, batch: int = 2, seed: int = 0):
     """Causal attention patterns over BOS, r, r whose diagonals all differ: head h favours a different offset."""
@@ -180,7 +298,9 @@ def _patterns(seq_len: int, n_heads: int = 6, batch: int = 2, seed: int = 0):
     scores = torch.randn(batch, n_heads, posn, posn, generator=generator)
     q, k = torch.arange(posn)[:, None], torch.arange(posn)[None, :]
     for head, offset in enumerate((seq_len - 1, seq_len, 1, seq_len + 1, 0)[:n_heads]):
-        scores[:, head] += 3.0 * (q - k == offset)  # an induction head, a duplicate-token head, a previous-token head, ...
+        scores[:, head] += 3.0 * (
+            q - k == offset
+        )  # an induction head, a duplicate-token head, a previous-token head, ...
     return scores.masked_fill(k > q, float("-inf")).softmax(-1)
 
 
@@ -195,12 +315,21 @@ def _induction(pattern, seq_len, mistake=None):
         duplicate = pattern.diagonal(offset=-seq_len, dim1=-2, dim2=-1)
         return [duplicate[..., start:].mean(dim=(0, 2)) for start in (0, 1, 2)]
     if mistake is IND_WRONG_DIAGONAL:
-        return [pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2))
-                for o in WRONG_OFFSETS(seq_len) for start in (0, 1, 2)]
+        return [
+            pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2))
+            for o in WRONG_OFFSETS(seq_len)
+            for start in (0, 1, 2)
+        ]
     if mistake is IND_UPPER_DIAGONAL:
-        return [pattern.diagonal(offset=seq_len - 1, dim1=-2, dim2=-1).mean(dim=(0, 2)),
-                pattern.transpose(-1, -2).diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:].mean(dim=(0, 2))]
-    stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)  # queries seq_len - 1 .. 2 * seq_len
+        return [
+            pattern.diagonal(offset=seq_len - 1, dim1=-2, dim2=-1).mean(dim=(0, 2)),
+            pattern.transpose(-1, -2)
+            .diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:]
+            .mean(dim=(0, 2)),
+        ]
+    stripe = pattern.diagonal(
+        offset=-(seq_len - 1), dim1=-2, dim2=-1
+    )  # queries seq_len - 1 .. 2 * seq_len
     if mistake is IND_ALL_QUERIES:
         return [stripe.mean(dim=(0, 2)), stripe[..., 1:].mean(dim=(0, 2))]
     if mistake is IND_QUERIES_SHIFTED:
@@ -214,40 +343,83 @@ def _induction(pattern, seq_len, mistake=None):
 def check_induction_score(fn) -> None:
     _learner_function(fn, "induction_score", ("pattern", "seq_len"))
     what = "induction_score(pattern, seq_len)"
-    things = ("pattern[:, :, q, q - seq_len + 1] for the queries of the repeat, q from seq_len + 1 to 2 * seq_len: "
-              "pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:], averaged over batch and queries.")
+    things = (
+        "pattern[:, :, q, q - seq_len + 1] for the queries of the repeat, q from seq_len + 1 to 2 * seq_len: "
+        "pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:], averaged over batch and queries."
+    )
     for seq_len in (6, 9):  # two lengths: a number written into the code for one fails the other
         pattern = _patterns(seq_len)
         saved = pattern.clone()
-        got = call_learner(fn, pattern, seq_len, what=f"{what} with seq_len={seq_len}", things_to_check=things)
+        got = call_learner(
+            fn, pattern, seq_len, what=f"{what} with seq_len={seq_len}", things_to_check=things
+        )
         if not torch.equal(pattern, saved):
-            fail(f"{what} changed the pattern it was given: it is the cache's activation; read it, do not write to it.")
+            fail(
+                f"{what} changed the pattern it was given: it is the cache's activation; read it, do not write to it."
+            )
         expected = _induction(pattern, seq_len)
         if not isinstance(got, torch.Tensor):
-            fail(f"{what} must return a tensor [n_heads], got {type(got).__name__}" + (" (no return?)" if got is None else ""))
+            fail(
+                f"{what} must return a tensor [n_heads], got {type(got).__name__}"
+                + (" (no return?)" if got is None else "")
+            )
         if got.shape != expected.shape:
-            hint = (" Average over the batch too (dim 0)." if tuple(got.shape) == (pattern.shape[0], pattern.shape[1]) else
-                    " Average over the batch and the queries, not over the heads; and take the diagonal over the last two "
-                    "dimensions (query and key): pattern.diagonal(offset, dim1=-2, dim2=-1), since by default .diagonal() takes "
-                    "the first two (batch and heads)." if got.ndim == 0 or got.shape[-1] != pattern.shape[1] else "")
-            fail(f"{what} returned shape {tuple(got.shape)} for a pattern of shape {tuple(pattern.shape)}; expected "
-                 f"({pattern.shape[1]},): one score per head.{hint}")
+            hint = (
+                " Average over the batch too (dim 0)."
+                if tuple(got.shape) == (pattern.shape[0], pattern.shape[1])
+                else " Average over the batch and the queries, not over the heads; and take the diagonal over the last two "
+                "dimensions (query and key): pattern.diagonal(offset, dim1=-2, dim2=-1), since by default .diagonal() takes "
+                "the first two (batch and heads)."
+                if got.ndim == 0 or got.shape[-1] != pattern.shape[1]
+                else ""
+            )
+            fail(
+                f"{what} returned shape {tuple(got.shape)} for a pattern of shape {tuple(pattern.shape)}; expected "
+                f"({pattern.shape[1]},): one score per head.{hint}"
+            )
         if not _same(got, expected):
             offsets = {}
-            mistake = recognise(got, mistakes_in("induction_score"), lambda m: _induction(pattern, seq_len, mistake=m), _same)
+            mistake = recognise(
+                got,
+                mistakes_in("induction_score"),
+                lambda m: _induction(pattern, seq_len, mistake=m),
+                _same,
+            )
             if mistake is IND_WRONG_DIAGONAL:
-                offsets["offset"] = next(f"-{o}" for o in WRONG_OFFSETS(seq_len) for start in (0, 1, 2) if _same(
-                    got, pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2))))
+                offsets["offset"] = next(
+                    f"-{o}"
+                    for o in WRONG_OFFSETS(seq_len)
+                    for start in (0, 1, 2)
+                    if _same(
+                        got,
+                        pattern.diagonal(offset=-o, dim1=-2, dim2=-1)[..., start:].mean(dim=(0, 2)),
+                    )
+                )
             if mistake is None and torch.isnan(got).any():
-                fail([f"{what}: the scores are nan with seq_len={seq_len}: the mean of an empty selection. Are the positions "
-                      f"computed from seq_len (not from a number written in), within the {pattern.shape[-1]} positions?"])
-            fail([f"{what}: wrong scores with seq_len={seq_len} (heads built to favour offsets -(seq_len - 1), -seq_len, -1, "
-                  f"-(seq_len + 1), 0)", f"  got      {[round(x, 4) for x in got.tolist()]}",
-                  f"  expected {[round(x, 4) for x in expected.tolist()]}"], mistake, things, **offsets)
-    print("induction_score: correct (two lengths of the repeat; only the induction diagonal, only the repeat's queries)")
+                fail(
+                    [
+                        f"{what}: the scores are nan with seq_len={seq_len}: the mean of an empty selection. Are the positions "
+                        f"computed from seq_len (not from a number written in), within the {pattern.shape[-1]} positions?"
+                    ]
+                )
+            fail(
+                [
+                    f"{what}: wrong scores with seq_len={seq_len} (heads built to favour offsets -(seq_len - 1), -seq_len, -1, "
+                    f"-(seq_len + 1), 0)",
+                    f"  got      {[round(x, 4) for x in got.tolist()]}",
+                    f"  expected {[round(x, 4) for x in expected.tolist()]}",
+                ],
+                mistake,
+                things,
+                **offsets,
+            )
+    print(
+        "induction_score: correct (two lengths of the repeat; only the induction diagonal, only the repeat's queries)"
+    )
 
 
 # --------------------------------------------------------------------------- ablation
+
 
 def _ablation_model(seed: int = 0):
     """A 2-layer model whose heads all matter: random weights, larger than at initialisation."""
@@ -258,7 +430,9 @@ def _ablation_model(seed: int = 0):
     model = HookedDemoTransformer(cfg).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * (0.4 if "attn.W_" in name else 0.2))
+            param.copy_(
+                torch.randn(param.shape, generator=generator) * (0.4 if "attn.W_" in name else 0.2)
+            )
             if name.endswith(".w"):
                 param.add_(1.0)
     return model
@@ -288,40 +462,73 @@ def _ablate(model, tokens, heads, mistake=None):
             activation = activation.clone()
             activation[index(here)] = 0.0
             return activation
+
         return zero
 
-    return model.run_with_hooks(tokens, [((name, layer), hook_for(here)) for layer, here in by_layer.items()])
+    return model.run_with_hooks(
+        tokens, [((name, layer), hook_for(here)) for layer, here in by_layer.items()]
+    )
 
 
 @learner_facing
 def check_ablate_heads(fn) -> None:
     _learner_function(fn, "ablate_heads", ("model", "tokens", "heads"))
     what = "ablate_heads(model, tokens, heads)"
-    things = ("a hook on f\"blocks.{layer}.attn.hook_z\" for each layer in heads, setting z[:, :, head] = 0 for that layer's "
-              "heads and returning z; model.run_with_hooks(tokens, fwd_hooks=[...]).")
+    things = (
+        'a hook on f"blocks.{layer}.attn.hook_z" for each layer in heads, setting z[:, :, head] = 0 for that layer\'s '
+        "heads and returning z; model.run_with_hooks(tokens, fwd_hooks=[...])."
+    )
     model = _ablation_model()
-    tokens = torch.randint(0, model.cfg.d_vocab, (2, 10), generator=torch.Generator().manual_seed(2))
+    tokens = torch.randint(
+        0, model.cfg.d_vocab, (2, 10), generator=torch.Generator().manual_seed(2)
+    )
     with torch.no_grad():
         plain = model(tokens)
         for heads in ([(1, 2)], [(0, 1), (1, 3)], [(1, 0), (1, 3)], [(0, 2), (1, 2), (0, 0)]):
-            got = call_learner(fn, model, tokens, list(heads), what=f"{what} with heads={heads}", things_to_check=things)
+            got = call_learner(
+                fn,
+                model,
+                tokens,
+                list(heads),
+                what=f"{what} with heads={heads}",
+                things_to_check=things,
+            )
             left = [name for name, point in model.hook_points().items() if point.active]
             if left:
                 model.reset_hooks()
-                fail(f"{what} left hooks attached afterwards, on {left[:3]}: every later forward pass of the model would still be "
-                     f"ablated. Use model.run_with_hooks (or `with model.hooks(...)`), which removes them when it ends, "
-                     f"also if something fails.")
+                fail(
+                    f"{what} left hooks attached afterwards, on {left[:3]}: every later forward pass of the model would still be "
+                    f"ablated. Use model.run_with_hooks (or `with model.hooks(...)`), which removes them when it ends, "
+                    f"also if something fails."
+                )
             if not torch.equal(model(tokens), plain):
-                fail(f"{what} changed the model itself (its weights): after the call, the model's own logits differ from before. "
-                     f"Ablate with a hook, for one forward pass (model.run_with_hooks), so that the model is unchanged afterwards: "
-                     f"zeroing W_O under torch.no_grad() ablates the head for every later cell too.")
+                fail(
+                    f"{what} changed the model itself (its weights): after the call, the model's own logits differ from before. "
+                    f"Ablate with a hook, for one forward pass (model.run_with_hooks), so that the model is unchanged afterwards: "
+                    f"zeroing W_O under torch.no_grad() ablates the head for every later cell too."
+                )
             if not isinstance(got, torch.Tensor) or got.shape != plain.shape:
                 shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-                fail(f"{what} must return the logits, shape {tuple(plain.shape)} [batch, posn, d_vocab], got {shape}"
-                     + (" (no return?)" if got is None else ""))
+                fail(
+                    f"{what} must return the logits, shape {tuple(plain.shape)} [batch, posn, d_vocab], got {shape}"
+                    + (" (no return?)" if got is None else "")
+                )
             expected = _ablate(model, tokens, heads)
             if not _same(got, expected):
-                mistake = recognise(got, mistakes_in("ablate_heads"), lambda m: _ablate(model, tokens, heads, mistake=m), _same)
-                fail([f"{what} with heads={heads}: the logits differ from those with exactly these heads' z set to 0 "
-                      f"(largest difference {(got - expected).abs().max().item():.3g})"], mistake, things)
-    print("ablate_heads: correct (one head; heads in two layers; two heads of one layer; and no hooks left attached)")
+                mistake = recognise(
+                    got,
+                    mistakes_in("ablate_heads"),
+                    lambda m: _ablate(model, tokens, heads, mistake=m),
+                    _same,
+                )
+                fail(
+                    [
+                        f"{what} with heads={heads}: the logits differ from those with exactly these heads' z set to 0 "
+                        f"(largest difference {(got - expected).abs().max().item():.3g})"
+                    ],
+                    mistake,
+                    things,
+                )
+    print(
+        "ablate_heads: correct (one head; heads in two layers; two heads of one layer; and no hooks left attached)"
+    )

@@ -1,12 +1,12 @@
 """What every notebook's checks share: one way to call the learner's code, one way to describe a known mistake, one way to fail.
 
-    learner_facing  the decorator on each public check: a failure shows the message alone, without the checks' or torch's frames;
-                    an exercise stub's NotImplementedError is raised from the stub's own line, so the learner sees its hint
-    call_learner    calls the learner's function, class or method; an exception becomes one AssertionError quoting their line
-    Mistake         a known mistake: its name, the exercise it is made in, and the advice shown when it is recognised
-    known_mistake   declares a Mistake once, in the MISTAKES registry (each notebook's checks declare theirs at their top)
-    recognise       the first known mistake whose reproduction (the reference, making that mistake) gives what the learner's gave
-    fail            raises the check's AssertionError: what differs, then the likely cause, or else what to check
+learner_facing  the decorator on each public check: a failure shows the message alone, without the checks' or torch's frames;
+                an exercise stub's NotImplementedError is raised from the stub's own line, so the learner sees its hint
+call_learner    calls the learner's function, class or method; an exception becomes one AssertionError quoting their line
+Mistake         a known mistake: its name, the exercise it is made in, and the advice shown when it is recognised
+known_mistake   declares a Mistake once, in the MISTAKES registry (each notebook's checks declare theirs at their top)
+recognise       the first known mistake whose reproduction (the reference, making that mistake) gives what the learner's gave
+fail            raises the check's AssertionError: what differs, then the likely cause, or else what to check
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 # --------------------------------------------------------------------------- known mistakes
 
+
 @dataclass(frozen=True)
 class Mistake:
     """A mistake learners make, described once: the checks recognise it (by reproducing it, by its effect, or by the exception
@@ -32,16 +33,22 @@ class Mistake:
     name: str  # unique id, e.g. "ln_eps_outside_sqrt"
     part: str  # where it is made: a name in CHECKS ("LayerNorm", "lr_at", ...), or one of its methods ("Attention.forward")
     advice: str  # what is wrong and what to write instead; {fields} in it are filled in from the facts given to likely_cause
-    raises: type[BaseException] | None = None  # the exception this mistake raises, where it raises one
+    raises: type[BaseException] | None = (
+        None  # the exception this mistake raises, where it raises one
+    )
 
     def likely_cause(self, **facts) -> str:
         return "  Likely cause: " + (self.advice.format(**facts) if facts else self.advice)
 
 
-MISTAKES: dict[str, Mistake] = {}  # every known mistake, by name, in the order the notebooks' checks declare them
+MISTAKES: dict[
+    str, Mistake
+] = {}  # every known mistake, by name, in the order the notebooks' checks declare them
 
 
-def known_mistake(name: str, part: str, advice: str, raises: type[BaseException] | None = None) -> Mistake:
+def known_mistake(
+    name: str, part: str, advice: str, raises: type[BaseException] | None = None
+) -> Mistake:
     """Declare a known mistake (once: a second declaration of the same name is a bug in the checks)."""
     if name in MISTAKES:
         raise ValueError(f"the known mistake {name!r} is declared twice")
@@ -55,8 +62,12 @@ def mistakes_in(*parts: str) -> list[Mistake]:
     return [m for m in MISTAKES.values() if m.part in parts or m.part.split(".")[0] in parts]
 
 
-def recognise(got: Any, mistakes: Iterable[Mistake], reproduce: Callable[[Mistake], Any],
-              same: Callable[[Any, Any], bool]) -> Mistake | None:
+def recognise(
+    got: Any,
+    mistakes: Iterable[Mistake],
+    reproduce: Callable[[Mistake], Any],
+    same: Callable[[Any, Any], bool],
+) -> Mistake | None:
     """The first of `mistakes` for which `same(got, reproduce(mistake))`: the learner's result is what that mistake gives.
     `reproduce` runs the reference with the mistake made; it may give None (the mistake gives no result here) or a list (the
     results of several ways of making it). Reproductions run only when asked for, that is once the learner's result is wrong."""
@@ -68,20 +79,34 @@ def recognise(got: Any, mistakes: Iterable[Mistake], reproduce: Callable[[Mistak
     return None
 
 
-def fail(lines: str | list[str], mistake: Mistake | None = None, things_to_check: str | None = None, **facts) -> NoReturn:
+def fail(
+    lines: str | list[str],
+    mistake: Mistake | None = None,
+    things_to_check: str | None = None,
+    **facts,
+) -> NoReturn:
     """Raise the check's AssertionError: `lines` say what is wrong; then the mistake's advice as the likely cause or, when no
     known mistake was recognised, what to check."""
     lines = [lines] if isinstance(lines, str) else list(lines)
     if mistake is not None:
         lines.append(mistake.likely_cause(**facts))
     elif things_to_check:
-        lines.append(f"  None of the known mistakes reproduces your output. Things to check: {things_to_check}")
+        lines.append(
+            f"  None of the known mistakes reproduces your output. Things to check: {things_to_check}"
+        )
     raise AssertionError("\n".join(lines))
 
 
 # --------------------------------------------------------------------------- calling the learner's code
 
-def call_learner(fn: Callable, *args, what: str, things_to_check: str | None = None, known: Iterable[Mistake] = ()):
+
+def call_learner(
+    fn: Callable,
+    *args,
+    what: str,
+    things_to_check: str | None = None,
+    known: Iterable[Mistake] = (),
+):
     """`fn(*args)`, where fn is the learner's function, class or method and `what` names the call in messages.
     An exercise stub's NotImplementedError passes through unchanged (its message says what to write). Any other exception
     becomes one AssertionError: what raised which error, the learner's own line, then the known mistake that raises that error
@@ -91,7 +116,9 @@ def call_learner(fn: Callable, *args, what: str, things_to_check: str | None = N
     except NotImplementedError:
         raise
     except Exception as err:
-        mistake = next((m for m in known if m.raises is not None and isinstance(err, m.raises)), None)
+        mistake = next(
+            (m for m in known if m.raises is not None and isinstance(err, m.raises)), None
+        )
         lines = [f"{what} raised {type(err).__name__}: {err}{_your_line(err)}"]
         if mistake is not None:
             lines.append(mistake.likely_cause())
@@ -104,8 +131,14 @@ def call_learner(fn: Callable, *args, what: str, things_to_check: str | None = N
 # learner's code calls, such as model.run_with_hooks), installed packages (torch...) and the standard library. The learner's code
 # runs from notebook cells (or, under make check, from code compiled out of them). Compared as real paths: a virtual environment
 # reached through a symbolic link names its files by the link in tracebacks.
-_NOT_YOURS = tuple(os.path.realpath(p) + os.sep for p in
-                   (Path(__file__).parent.parent, Path(torch.__file__).parent.parent, sysconfig.get_paths()["stdlib"]))
+_NOT_YOURS = tuple(
+    os.path.realpath(p) + os.sep
+    for p in (
+        Path(__file__).parent.parent,
+        Path(torch.__file__).parent.parent,
+        sysconfig.get_paths()["stdlib"],
+    )
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -119,7 +152,9 @@ def _your_line(err: BaseException) -> str:
     if not frames:
         return ""
     last = frames[-1]
-    return f"\n  In your code: {last.name}, line {last.lineno}" + (f": {last.line.strip()}" if last.line else "")
+    return f"\n  In your code: {last.name}, line {last.lineno}" + (
+        f": {last.line.strip()}" if last.line else ""
+    )
 
 
 def _from_your_code(tb):
@@ -132,6 +167,7 @@ def _from_your_code(tb):
 def learner_facing(check):
     """A check as the learner meets it: on failure, the message alone (the checks' own frames hidden, in IPython and pytest);
     for an exercise stub, its NotImplementedError raised from the stub's own line."""
+
     @functools.wraps(check)
     def run_check(*args, **kwargs):
         __tracebackhide__ = True  # noqa: F841 (read by IPython and pytest)
@@ -140,5 +176,8 @@ def learner_facing(check):
         except AssertionError as err:
             raise AssertionError(str(err)) from None
         except NotImplementedError as err:
-            raise err.with_traceback(_from_your_code(err.__traceback__) or err.__traceback__) from None
+            raise err.with_traceback(
+                _from_your_code(err.__traceback__) or err.__traceback__
+            ) from None
+
     return run_check

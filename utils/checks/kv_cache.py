@@ -14,29 +14,57 @@ from dataclasses import replace
 import einops
 import torch
 
-from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in, recognise
+from utils.checks.core import (
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    mistakes_in,
+    recognise,
+)
 from utils.checks.model import CHECK_CFG
 
 # --------------------------------------------------------------------------- known mistakes
 
-KV_CACHE_NOT_UPDATED = known_mistake("kv_cache_not_updated", "forward_with_cache",
+KV_CACHE_NOT_UPDATED = known_mistake(
+    "kv_cache_not_updated",
+    "forward_with_cache",
     "the new keys and values never reach the cache, so the next step cannot see these positions: in attention_with_cache, "
-    "k, v = cache.update(layer, k, v), and attend over the k and v it returns (every position so far).")
-KV_POSITIONS_NOT_OFFSET = known_mistake("kv_positions_not_offset", "forward_with_cache",
+    "k, v = cache.update(layer, k, v), and attend over the k and v it returns (every position so far).",
+)
+KV_POSITIONS_NOT_OFFSET = known_mistake(
+    "kv_positions_not_offset",
+    "forward_with_cache",
     "the new tokens get the position embeddings of positions 0, 1, ... again; after `past = cache.length` cached positions they "
-    "are at positions past, past + 1, ...: model.pos_embed.W_pos[past:past + new_posn] (read cache.length before any layer runs).")
-KV_MASK_NOT_SHIFTED = known_mistake("kv_mask_not_shifted", "forward_with_cache",
+    "are at positions past, past + 1, ...: model.pos_embed.W_pos[past:past + new_posn] (read cache.length before any layer runs).",
+)
+KV_MASK_NOT_SHIFTED = known_mistake(
+    "kv_mask_not_shifted",
+    "forward_with_cache",
     "the causal mask is not shifted: the scores are [new_posn, past + new_posn], and new query i sits at position past + i, so it "
     "may see keys 0..past + i. torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1) hides the rest; diagonal=1 (notebook "
-    "02's apply_causal_mask, or the first rows of the full-length mask) treats the new queries as positions 0, 1, ...")
-KV_NO_MASK = known_mistake("kv_no_mask", "forward_with_cache",
+    "02's apply_causal_mask, or the first rows of the full-length mask) treats the new queries as positions 0, 1, ...",
+)
+KV_NO_MASK = known_mistake(
+    "kv_no_mask",
+    "forward_with_cache",
     "there is no causal mask in the cached path: a single new token may see every key, but when several new tokens run at once "
-    "(the prompt, say) each must not see the ones after it: mask with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1).")
-KV_MASK_OFF_BY_ONE = known_mistake("kv_mask_off_by_one", "forward_with_cache",
+    "(the prompt, say) each must not see the ones after it: mask with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1).",
+)
+KV_MASK_OFF_BY_ONE = known_mistake(
+    "kv_mask_off_by_one",
+    "forward_with_cache",
     "the shifted mask is off by one: new query i may see keys 0..past + i, its own key included: diagonal=past + 1 "
-    "(diagonal=past hides the query's own key, diagonal=past + 2 shows the next one).")
+    "(diagonal=past hides the query's own key, diagonal=past + 2 shows the next one).",
+)
 
-CHUNKS = (4, 1, 1, 3, 2)  # the prompt, single tokens (as generation runs), then several new tokens after cached ones
+CHUNKS = (
+    4,
+    1,
+    1,
+    3,
+    2,
+)  # the prompt, single tokens (as generation runs), then several new tokens after cached ones
 LOGITS_TOLERANCE = dict(atol=1e-4, rtol=1e-3)
 
 
@@ -48,9 +76,14 @@ def _model(seed: int = 0):
     model = DemoTransformer(replace(CHECK_CFG, n_layers=2, d_vocab=40, n_ctx=16)).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if not name.endswith(("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_pos", "W_U")):
+            if not name.endswith(
+                ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_pos", "W_U")
+            ):
                 parameter.normal_(mean=1.0 if name.endswith(".w") else 0.0, std=0.3)
-        for name in ("W_Q", "W_K"):  # sharper attention patterns than the initial ones: a mask or a key out of place shows
+        for name in (
+            "W_Q",
+            "W_K",
+        ):  # sharper attention patterns than the initial ones: a mask or a key out of place shows
             for block in model.blocks:
                 getattr(block.attn, name).mul_(8)
     return model
@@ -63,18 +96,39 @@ def _reference(model, tokens, cache, mistake=None):
     residual = model.embed(tokens) + model.pos_embed.W_pos[offset : offset + tokens.shape[1]]
     for layer, block in enumerate(model.blocks):
         attn, x = block.attn, block.ln1(residual)
-        q, k, v = (einops.einsum(x, W, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head") + b
-                   for W, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V)))
+        q, k, v = (
+            einops.einsum(
+                x, W, "batch posn d_model, n_heads d_model d_head -> batch posn n_heads d_head"
+            )
+            + b
+            for W, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
+        )
         if mistake is not KV_CACHE_NOT_UPDATED:
             k, v = cache.update(layer, k, v)
         new, total = x.shape[1], k.shape[1]
-        scores = einops.einsum(q, k, "batch q n_heads d_head, batch k n_heads d_head -> batch n_heads q k") / math.sqrt(attn.cfg.d_head)
-        diagonal = {KV_MASK_NOT_SHIFTED: 1, KV_MASK_OFF_BY_ONE: total - new}.get(mistake, total - new + 1)
+        scores = einops.einsum(
+            q, k, "batch q n_heads d_head, batch k n_heads d_head -> batch n_heads q k"
+        ) / math.sqrt(attn.cfg.d_head)
+        diagonal = {KV_MASK_NOT_SHIFTED: 1, KV_MASK_OFF_BY_ONE: total - new}.get(
+            mistake, total - new + 1
+        )
         if mistake is not KV_NO_MASK:
             future = torch.triu(torch.ones(new, total, dtype=torch.bool), diagonal=diagonal)
             scores = scores.masked_fill(future, float("-inf"))
-        z = einops.einsum(scores.softmax(-1), v, "batch n_heads q k, batch k n_heads d_head -> batch q n_heads d_head")
-        residual = residual + einops.einsum(z, attn.W_O, "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model") + attn.b_O
+        z = einops.einsum(
+            scores.softmax(-1),
+            v,
+            "batch n_heads q k, batch k n_heads d_head -> batch q n_heads d_head",
+        )
+        residual = (
+            residual
+            + einops.einsum(
+                z,
+                attn.W_O,
+                "batch posn n_heads d_head, n_heads d_head d_model -> batch posn d_model",
+            )
+            + attn.b_O
+        )
         residual = residual + block.mlp(block.ln2(residual))
     return model.unembed(model.ln_final(residual))
 
@@ -102,42 +156,73 @@ def check_kv_cache(fn) -> None:
     from utils.sampling import KVCache  # noqa: F401 (the check needs the module that the notebook generates)
 
     what = "forward_with_cache(model, tokens, cache)"
-    things_to_check = ("past = cache.length before the layers run; W_pos rows past:past + new_posn; in attention, k, v = "
-                       "cache.update(layer, k, v), then the new queries against all those keys, masked with "
-                       "torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); the MLP and the final LayerNorm as usual.")
+    things_to_check = (
+        "past = cache.length before the layers run; W_pos rows past:past + new_posn; in attention, k, v = "
+        "cache.update(layer, k, v), then the new queries against all those keys, masked with "
+        "torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); the MLP and the final LayerNorm as usual."
+    )
     for seed in (0, 1):
         model = _model(seed)
-        tokens = torch.randint(0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(seed))
+        tokens = torch.randint(
+            0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(seed)
+        )
         with torch.no_grad():
             expected = model(tokens)
             got, lengths = _run(fn, model, tokens, what=what)
         start = 0
         for index, (size, out, length) in enumerate(zip(CHUNKS, got, lengths)):
             end = start + size
-            where = (f"chunk {index + 1} of {len(CHUNKS)} (positions {start} to {end - 1}, after {start} cached positions; "
-                     f"chunks of {', '.join(map(str, CHUNKS))})")
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, size, model.cfg.d_vocab):
+            where = (
+                f"chunk {index + 1} of {len(CHUNKS)} (positions {start} to {end - 1}, after {start} cached positions; "
+                f"chunks of {', '.join(map(str, CHUNKS))})"
+            )
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (
+                2,
+                size,
+                model.cfg.d_vocab,
+            ):
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                fail(f"{what} for {where} returned {shape}; expected logits of shape {(2, size, model.cfg.d_vocab)} "
-                     "[batch, new_posn, d_vocab]: one row of logits per new position only.")
+                fail(
+                    f"{what} for {where} returned {shape}; expected logits of shape {(2, size, model.cfg.d_vocab)} "
+                    "[batch, new_posn, d_vocab]: one row of logits per new position only."
+                )
             if length != end:
-                fail(f"{what}: after {where}, cache.length is {length}, expected {end}.",
-                     KV_CACHE_NOT_UPDATED if length == 0 else None,
-                     "each layer's attention must store the new positions with cache.update(layer, k, v), once per forward.")
+                fail(
+                    f"{what}: after {where}, cache.length is {length}, expected {end}.",
+                    KV_CACHE_NOT_UPDATED if length == 0 else None,
+                    "each layer's attention must store the new positions with cache.update(layer, k, v), once per forward.",
+                )
             want = expected[:, start:end]
             if not torch.allclose(out, want, **LOGITS_TOLERANCE):
                 error = (out - want).abs().nan_to_num(nan=float("inf"))
-                same = lambda a, b: a is not None and a.shape == b.shape and torch.allclose(a, b, equal_nan=True, **LOGITS_TOLERANCE)  # noqa: E731
-                nan = (" Your logits hold NaN: a query whose every key is masked gets a softmax of 0 / 0."
-                       if out.isnan().any() else "")
+                same = lambda a, b: (
+                    a is not None
+                    and a.shape == b.shape
+                    and torch.allclose(a, b, equal_nan=True, **LOGITS_TOLERANCE)
+                )  # noqa: E731
+                nan = (
+                    " Your logits hold NaN: a query whose every key is masked gets a softmax of 0 / 0."
+                    if out.isnan().any()
+                    else ""
+                )
 
                 def reproduce(mistake):
                     with torch.no_grad():
-                        return _run(lambda m, t, c: _reference(m, t, c, mistake), model, tokens, upto=index + 1)[0][-1]
+                        return _run(
+                            lambda m, t, c: _reference(m, t, c, mistake),
+                            model,
+                            tokens,
+                            upto=index + 1,
+                        )[0][-1]
 
-                fail(f"{what}: the logits for {where} differ from the model's without a cache (largest difference "
-                     f"{error.max().item():.3g}, at new position {int(error.amax(dim=(0, 2)).argmax())} of the chunk).{nan}",
-                     recognise(out.detach(), mistakes_in("forward_with_cache"), reproduce, same), things_to_check)
+                fail(
+                    f"{what}: the logits for {where} differ from the model's without a cache (largest difference "
+                    f"{error.max().item():.3g}, at new position {int(error.amax(dim=(0, 2)).argmax())} of the chunk).{nan}",
+                    recognise(out.detach(), mistakes_in("forward_with_cache"), reproduce, same),
+                    things_to_check,
+                )
             start = end
-    print(f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks of {', '.join(map(str, CHUNKS))} give the uncached "
-          f"logits (2 models, batch 2), and the cache holds every position")
+    print(
+        f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks of {', '.join(map(str, CHUNKS))} give the uncached "
+        f"logits (2 models, batch 2), and the cache holds every position"
+    )

@@ -17,77 +17,169 @@ import math
 import torch
 import torch.nn.functional as F
 
-from utils.checks.core import Mistake, call_learner, fail, known_mistake, learner_facing, mistakes_in, recognise
+from utils.checks.core import (
+    Mistake,
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    mistakes_in,
+    recognise,
+)
 from utils.model import Config, convert_hf_state_dict, next_token_loss
 from utils.resources import new_gpt2
 
 ATOL, RTOL = 1e-4, 1e-3  # float32
 SEEDS = (0, 1, 2)
 SHAPES = ((2, 5), (3, 17), (1, 32))  # (batch, posn); 32 = the check config's n_ctx
-CHECK_CFG = Config(d_model=64, d_vocab=1000, n_ctx=32, d_head=16, d_mlp=256, n_heads=4, n_layers=2, layer_norm_eps=1e-5)
+CHECK_CFG = Config(
+    d_model=64,
+    d_vocab=1000,
+    n_ctx=32,
+    d_head=16,
+    d_mlp=256,
+    n_heads=4,
+    n_layers=2,
+    layer_norm_eps=1e-5,
+)
 
 # The dimensions of each tensor compared, named as in the notebook's shape annotations
 RESIDUAL = "batch posn d_model"
 PATTERN = "batch n_heads query_posn key_posn"
 LOGITS = "batch posn d_vocab"
-_POSITIONS = {"posn": "positions", "query_posn": "query positions"}  # dimensions along which errors are listed by position
+_POSITIONS = {
+    "posn": "positions",
+    "query_posn": "query positions",
+}  # dimensions along which errors are listed by position
 
 # --------------------------------------------------------------------------- known mistakes (the part: where it is made)
 
-LN_EPS_OUTSIDE_SQRT = known_mistake("ln_eps_outside_sqrt", "LayerNorm",
-    "LayerNorm: eps is added outside the square root. Use (x - mean) / sqrt(var + eps).")
-LN_UNBIASED_VAR = known_mistake("ln_unbiased_var", "LayerNorm",
-    "LayerNorm: the variance is unbiased (divides by N-1). Use x.var(dim=-1, unbiased=False), i.e. divide by N.")
-LN_NO_MEAN = known_mistake("ln_no_mean", "LayerNorm", "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x.")
-LN_WRONG_DIM = known_mistake("ln_wrong_dim", "LayerNorm",
-    "LayerNorm: normalising over the wrong dimension. Mean and variance run over d_model, the last dim (dim=-1).")
-ATTN_NO_MASK = known_mistake("attn_no_mask", "Attention.apply_causal_mask",
-    "Attention: no causal mask. Scores for key positions after the query must be set to -inf before the softmax.")
-ATTN_MASK_DIAGONAL = known_mistake("attn_mask_diagonal", "Attention.apply_causal_mask",
+LN_EPS_OUTSIDE_SQRT = known_mistake(
+    "ln_eps_outside_sqrt",
+    "LayerNorm",
+    "LayerNorm: eps is added outside the square root. Use (x - mean) / sqrt(var + eps).",
+)
+LN_UNBIASED_VAR = known_mistake(
+    "ln_unbiased_var",
+    "LayerNorm",
+    "LayerNorm: the variance is unbiased (divides by N-1). Use x.var(dim=-1, unbiased=False), i.e. divide by N.",
+)
+LN_NO_MEAN = known_mistake(
+    "ln_no_mean", "LayerNorm", "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x."
+)
+LN_WRONG_DIM = known_mistake(
+    "ln_wrong_dim",
+    "LayerNorm",
+    "LayerNorm: normalising over the wrong dimension. Mean and variance run over d_model, the last dim (dim=-1).",
+)
+ATTN_NO_MASK = known_mistake(
+    "attn_no_mask",
+    "Attention.apply_causal_mask",
+    "Attention: no causal mask. Scores for key positions after the query must be set to -inf before the softmax.",
+)
+ATTN_MASK_DIAGONAL = known_mistake(
+    "attn_mask_diagonal",
+    "Attention.apply_causal_mask",
     "Attention: the causal mask also hides the diagonal, so a position cannot see itself "
-    "(with a -inf fill, position 0 sees nothing and gives NaN). Use torch.triu(..., diagonal=1).")
-ATTN_MASK_SHOWS_NEXT = known_mistake("attn_mask_shows_next", "Attention.apply_causal_mask",
-    "Attention: the mask is off by one and lets each position see the next token. Use torch.triu(..., diagonal=1).")
-ATTN_MASK_AFTER_SOFTMAX = known_mistake("attn_mask_after_softmax", "Attention.attention_pattern",
-    "Attention: the mask is applied after the softmax, so rows no longer sum to 1. Mask the scores, then softmax.")
-ATTN_SCALE_D_HEAD = known_mistake("attn_scale_d_head", "Attention.attention_pattern",
-    "Attention: scores are divided by d_head. Divide by sqrt(d_head).")
-ATTN_NO_SCALE = known_mistake("attn_no_scale", "Attention.attention_pattern",
-    "Attention: scores are not scaled. Divide q·k by sqrt(d_head).")
-ATTN_SOFTMAX_WRONG_AXIS = known_mistake("attn_softmax_wrong_axis", "Attention.attention_pattern",
-    "Attention: softmax runs over the query axis. It must run over keys (the last dim), so each query's weights sum to 1.")
-ATTN_NO_B_O = known_mistake("attn_no_b_O", "Attention.forward", "Attention: the output bias b_O is missing.")
-ATTN_NO_B_Q = known_mistake("attn_no_b_Q", "Attention.attention_pattern", "Attention: the query bias b_Q is missing: q = x W_Q + b_Q.")
-ATTN_NO_B_V = known_mistake("attn_no_b_V", "Attention.forward", "Attention: the value bias b_V is missing: v = x W_V + b_V.")
-ATTN_MASK_FILL_ZERO = known_mistake("attn_mask_fill_zero", "Attention.apply_causal_mask",
+    "(with a -inf fill, position 0 sees nothing and gives NaN). Use torch.triu(..., diagonal=1).",
+)
+ATTN_MASK_SHOWS_NEXT = known_mistake(
+    "attn_mask_shows_next",
+    "Attention.apply_causal_mask",
+    "Attention: the mask is off by one and lets each position see the next token. Use torch.triu(..., diagonal=1).",
+)
+ATTN_MASK_AFTER_SOFTMAX = known_mistake(
+    "attn_mask_after_softmax",
+    "Attention.attention_pattern",
+    "Attention: the mask is applied after the softmax, so rows no longer sum to 1. Mask the scores, then softmax.",
+)
+ATTN_SCALE_D_HEAD = known_mistake(
+    "attn_scale_d_head",
+    "Attention.attention_pattern",
+    "Attention: scores are divided by d_head. Divide by sqrt(d_head).",
+)
+ATTN_NO_SCALE = known_mistake(
+    "attn_no_scale",
+    "Attention.attention_pattern",
+    "Attention: scores are not scaled. Divide q·k by sqrt(d_head).",
+)
+ATTN_SOFTMAX_WRONG_AXIS = known_mistake(
+    "attn_softmax_wrong_axis",
+    "Attention.attention_pattern",
+    "Attention: softmax runs over the query axis. It must run over keys (the last dim), so each query's weights sum to 1.",
+)
+ATTN_NO_B_O = known_mistake(
+    "attn_no_b_O", "Attention.forward", "Attention: the output bias b_O is missing."
+)
+ATTN_NO_B_Q = known_mistake(
+    "attn_no_b_Q",
+    "Attention.attention_pattern",
+    "Attention: the query bias b_Q is missing: q = x W_Q + b_Q.",
+)
+ATTN_NO_B_V = known_mistake(
+    "attn_no_b_V", "Attention.forward", "Attention: the value bias b_V is missing: v = x W_V + b_V."
+)
+ATTN_MASK_FILL_ZERO = known_mistake(
+    "attn_mask_fill_zero",
+    "Attention.apply_causal_mask",
     "Attention: the future is filled with 0, and a score of 0 still gets weight e^0 after the softmax, so the model sees the "
-    "future (it is not causal). Fill with self.IGNORE (-inf).")
-ATTN_MASK_HIDES_PAST = known_mistake("attn_mask_hides_past", "Attention.apply_causal_mask",
+    "future (it is not causal). Fill with self.IGNORE (-inf).",
+)
+ATTN_MASK_HIDES_PAST = known_mistake(
+    "attn_mask_hides_past",
+    "Attention.apply_causal_mask",
     "Attention: past positions (below the diagonal) are hidden: mask the upper triangle, torch.triu(..., diagonal=1), "
-    "not the lower.")
-ATTN_PATTERN_NO_SOFTMAX = known_mistake("attn_pattern_no_softmax", "Attention.attention_pattern",
+    "not the lower.",
+)
+ATTN_PATTERN_NO_SOFTMAX = known_mistake(
+    "attn_pattern_no_softmax",
+    "Attention.attention_pattern",
     "Attention: attention_pattern returns the masked scores, not probabilities. It must end with the softmax over keys "
-    "(dim=-1); forward then uses the pattern it returns.")
-MLP_EXACT_GELU = known_mistake("mlp_exact_gelu", "MLP",
-    "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: F.gelu(x, approximate='tanh').")
+    "(dim=-1); forward then uses the pattern it returns.",
+)
+MLP_EXACT_GELU = known_mistake(
+    "mlp_exact_gelu",
+    "MLP",
+    "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: F.gelu(x, approximate='tanh').",
+)
 MLP_NO_B_IN = known_mistake("mlp_no_b_in", "MLP", "MLP: the input bias b_in is missing.")
-BLOCK_POST_LN = known_mistake("block_post_ln", "TransformerBlock",
-    "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: resid + attn(ln1(resid)).")
-BLOCK_NO_ATTN_RESIDUAL = known_mistake("block_no_attn_residual", "TransformerBlock",
-    "TransformerBlock: the residual connection around attention is missing: resid_mid = resid_pre + attn(ln1(resid_pre)).")
-BLOCK_NO_MLP_RESIDUAL = known_mistake("block_no_mlp_residual", "TransformerBlock",
-    "TransformerBlock: the residual connection around the MLP is missing: resid_post = resid_mid + mlp(ln2(resid_mid)).")
-NO_FINAL_LN = known_mistake("no_final_ln", "DemoTransformer",
-    "DemoTransformer: the final LayerNorm (ln_final) is missing before the unembedding.")
-POS_FROM_TOKENS = known_mistake("pos_from_tokens", "PosEmbed",
-    "PosEmbed: positions are taken from the token ids. Index W_pos with positions 0..posn-1, not with tokens.")
-POS_OFFSET_BY_ONE = known_mistake("pos_offset_by_one", "PosEmbed",
-    "PosEmbed: positions are offset by one. The first position is 0: W_pos[:posn].")
+BLOCK_POST_LN = known_mistake(
+    "block_post_ln",
+    "TransformerBlock",
+    "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: resid + attn(ln1(resid)).",
+)
+BLOCK_NO_ATTN_RESIDUAL = known_mistake(
+    "block_no_attn_residual",
+    "TransformerBlock",
+    "TransformerBlock: the residual connection around attention is missing: resid_mid = resid_pre + attn(ln1(resid_pre)).",
+)
+BLOCK_NO_MLP_RESIDUAL = known_mistake(
+    "block_no_mlp_residual",
+    "TransformerBlock",
+    "TransformerBlock: the residual connection around the MLP is missing: resid_post = resid_mid + mlp(ln2(resid_mid)).",
+)
+NO_FINAL_LN = known_mistake(
+    "no_final_ln",
+    "DemoTransformer",
+    "DemoTransformer: the final LayerNorm (ln_final) is missing before the unembedding.",
+)
+POS_FROM_TOKENS = known_mistake(
+    "pos_from_tokens",
+    "PosEmbed",
+    "PosEmbed: positions are taken from the token ids. Index W_pos with positions 0..posn-1, not with tokens.",
+)
+POS_OFFSET_BY_ONE = known_mistake(
+    "pos_offset_by_one",
+    "PosEmbed",
+    "PosEmbed: positions are offset by one. The first position is 0: W_pos[:posn].",
+)
 UNEMBED_NO_B_U = known_mistake("unembed_no_b_U", "Unembed", "Unembed: the bias b_U is missing.")
 
 # A layer built from the learner's other layers can show their mistakes too
-_BUILT_FROM = {"TransformerBlock": ("LayerNorm", "Attention", "MLP"),
-               "DemoTransformer": ("Embed", "PosEmbed", "TransformerBlock", "LayerNorm", "Unembed")}
+_BUILT_FROM = {
+    "TransformerBlock": ("LayerNorm", "Attention", "MLP"),
+    "DemoTransformer": ("Embed", "PosEmbed", "TransformerBlock", "LayerNorm", "Unembed"),
+}
 
 
 def _parts(part: str) -> list[str]:
@@ -100,6 +192,7 @@ def mistakes_of(part: str) -> list[Mistake]:
 
 
 # --------------------------------------------------------------------------- a functional GPT-2 that can make each mistake
+
 
 def _layernorm(x, w, b, eps, mistake=None):
     dim = -2 if mistake is LN_WRONG_DIM else -1
@@ -118,7 +211,9 @@ def _causal_mask(scores, mistake=None, fill=float("-inf")):
     if mistake is ATTN_MASK_HIDES_PAST:
         hide = torch.tril(ones, diagonal=-1)
     else:
-        hide = torch.triu(ones, diagonal={ATTN_MASK_DIAGONAL: 0, ATTN_MASK_SHOWS_NEXT: 2}.get(mistake, 1))
+        hide = torch.triu(
+            ones, diagonal={ATTN_MASK_DIAGONAL: 0, ATTN_MASK_SHOWS_NEXT: 2}.get(mistake, 1)
+        )
     return scores.masked_fill(hide, 0.0 if mistake is ATTN_MASK_FILL_ZERO else fill)
 
 
@@ -126,7 +221,9 @@ def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf")):
     q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + (0 if mistake is ATTN_NO_B_Q else sd["b_Q"])
     k = torch.einsum("bpd,hde->bphe", x, sd["W_K"]) + sd["b_K"]
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
-    scores = scores / {ATTN_SCALE_D_HEAD: cfg.d_head, ATTN_NO_SCALE: 1.0}.get(mistake, math.sqrt(cfg.d_head))
+    scores = scores / {ATTN_SCALE_D_HEAD: cfg.d_head, ATTN_NO_SCALE: 1.0}.get(
+        mistake, math.sqrt(cfg.d_head)
+    )
     if mistake is ATTN_MASK_AFTER_SOFTMAX:
         return _causal_mask(scores.softmax(-1), fill=0.0)
     scores = _causal_mask(scores, mistake, fill)
@@ -150,7 +247,7 @@ def _mlp(x, sd, mistake=None):
 
 
 def _sub(sd, prefix):
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def _block(x, sd, cfg, mistake=None):
@@ -173,7 +270,7 @@ def _pos_embed(tokens, W_pos, mistake=None):
     offset = 1 if mistake is POS_OFFSET_BY_ONE else 0
     if offset + n > W_pos.shape[0]:
         return None  # this mistake cannot even produce an output here
-    return W_pos[offset:offset + n].expand(batch, n, -1)
+    return W_pos[offset : offset + n].expand(batch, n, -1)
 
 
 def _unembed(x, sd, mistake=None):
@@ -194,6 +291,7 @@ def _transformer(tokens, sd, cfg, mistake=None):
 
 # --------------------------------------------------------------------------- the reference: Hugging Face's GPT-2
 
+
 def _randomised_hf_gpt2(cfg: Config, seed: int):
     """A Hugging Face GPT-2 of cfg's shape with every parameter random and away from its initial value."""
     torch.manual_seed(seed)
@@ -201,7 +299,10 @@ def _randomised_hf_gpt2(cfg: Config, seed: int):
     with torch.no_grad():
         for name, p in hf.named_parameters():
             if p.ndim == 1:
-                p.copy_((1.0 if "ln" in name and name.endswith("weight") else 0.0) + 0.5 * torch.randn_like(p))
+                p.copy_(
+                    (1.0 if "ln" in name and name.endswith("weight") else 0.0)
+                    + 0.5 * torch.randn_like(p)
+                )
             elif "wte" in name or "wpe" in name:
                 p.normal_(0.0, 1.0)
             else:  # Conv1D weights are [in, out]: this keeps activations O(1) and attention patterns sharp
@@ -221,7 +322,10 @@ def _hf_module_output(hf, module, x):
     def save_output(mod, args, output):
         captured["out"] = output[0] if isinstance(output, tuple) else output
 
-    handles = [module.register_forward_pre_hook(swap_input, with_kwargs=True), module.register_forward_hook(save_output)]
+    handles = [
+        module.register_forward_pre_hook(swap_input, with_kwargs=True),
+        module.register_forward_hook(save_output),
+    ]
     try:
         hf.transformer(input_ids=torch.zeros(x.shape[:2], dtype=torch.long))
     finally:
@@ -232,6 +336,7 @@ def _hf_module_output(hf, module, x):
 
 # --------------------------------------------------------------------------- running the learner's layer, comparing, reporting
 
+
 def _build(cls, cfg, name, prefix, sd):
     """The learner's class built with cfg and loaded with the reference weights under `prefix`."""
     layer = call_learner(cls, cfg, what=f"{name}: {cls.__name__}(cfg)")
@@ -241,10 +346,18 @@ def _build(cls, cfg, name, prefix, sd):
     if expected != actual:
         missing = {k: v for k, v in expected.items() if k not in actual}
         unexpected = {k: v for k, v in actual.items() if k not in expected}
-        wrong = {k: f"{actual[k]} should be {v}" for k, v in expected.items() if k in actual and actual[k] != v}
-        fail([f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names and layouts).",
-              f"  expected: {expected}",
-              f"  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; wrong shape: {wrong or 'none'}"])
+        wrong = {
+            k: f"{actual[k]} should be {v}"
+            for k, v in expected.items()
+            if k in actual and actual[k] != v
+        }
+        fail(
+            [
+                f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names and layouts).",
+                f"  expected: {expected}",
+                f"  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; wrong shape: {wrong or 'none'}",
+            ]
+        )
     layer.load_state_dict(state, strict=True)
     return layer.eval()
 
@@ -254,14 +367,18 @@ def _output(layer, inp, name, things_to_check, method="forward"):
     what = f"{name}.{method}"
     fn = layer if method == "forward" else getattr(layer, method, None)
     if fn is None:
-        fail(f"{name} has no method {method}: the exercise asks for one (keep its name and arguments)")
+        fail(
+            f"{name} has no method {method}: the exercise asks for one (keep its name and arguments)"
+        )
     before = inp.clone()
     out = call_learner(fn, inp, what=what, things_to_check=things_to_check)
     if not isinstance(out, torch.Tensor):
         fail(f"{what} must return a Tensor, got {type(out).__name__}")
     if not torch.equal(before, inp):
-        fail(f"{what} modified its input in place (e.g. x -= mean, x.add_() or scores.masked_fill_()). "
-             "Build new tensors instead: the caller's tensor must not change.")
+        fail(
+            f"{what} modified its input in place (e.g. x -= mean, x.add_() or scores.masked_fill_()). "
+            "Build new tensors instead: the caller's tensor must not change."
+        )
     return out
 
 
@@ -278,7 +395,9 @@ def _each_case(name, cls, prefix, case, cfg):
             with torch.no_grad():
                 case(cfg, hf, sd, layer, batch, n, seed)
             n_runs += 1
-    print(f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes) match Hugging Face's GPT-2")
+    print(
+        f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes) match Hugging Face's GPT-2"
+    )
 
 
 def _share(part: int, whole: int) -> str:
@@ -295,21 +414,29 @@ def _describe_mismatch(name, got, expected, dims: list[str]) -> list[str]:
     first = tuple(int(i) for i in bad.nonzero()[0])
     worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
     where = lambda idx: ", ".join(f"{d}={i}" for d, i in zip(dims, idx))  # noqa: E731
-    lines = [f"{name}: output differs from GPT-2's (float32 tolerance atol={ATOL}, rtol={RTOL}).",
-             f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); first mismatch at ({where(first)}); "
-             f"{_share(int(bad.sum()), bad.numel())} of entries differ"]
+    lines = [
+        f"{name}: output differs from GPT-2's (float32 tolerance atol={ATOL}, rtol={RTOL}).",
+        f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); first mismatch at ({where(first)}); "
+        f"{_share(int(bad.sum()), bad.numel())} of entries differ",
+    ]
     if torch.isnan(got).any():
         nan_at = tuple(int(i) for i in torch.isnan(got).nonzero()[0])
         lines.append(f"  your output has NaN, first at ({where(nan_at)})")
-    axis = next((i for i, d in enumerate(dims) if d in _POSITIONS), None)  # listed along the dimension that is named so
+    axis = next(
+        (i for i, d in enumerate(dims) if d in _POSITIONS), None
+    )  # listed along the dimension that is named so
     if axis is not None:
         positions = bad.movedim(axis, 0).flatten(1).any(1).nonzero().flatten().tolist()
-        lines.append(f"  {_POSITIONS[dims[axis]]} with errors: {positions[:10]}{' ...' if len(positions) > 10 else ''}")
+        lines.append(
+            f"  {_POSITIONS[dims[axis]]} with errors: {positions[:10]}{' ...' if len(positions) > 10 else ''}"
+        )
     return lines
 
 
 def _same(got, output) -> bool:
-    return output.shape == got.shape and torch.allclose(got, output, rtol=RTOL, atol=ATOL, equal_nan=True)
+    return output.shape == got.shape and torch.allclose(
+        got, output, rtol=RTOL, atol=ATOL, equal_nan=True
+    )
 
 
 def _recognise(got, mistakes, reproduce):
@@ -321,10 +448,17 @@ def _compare(name, got, expected, dims: str, things_to_check, mistakes=(), repro
     `reproduce(mistake)` turns into `got`."""
     names = dims.split()
     if tuple(got.shape) != tuple(expected.shape):
-        fail(f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(names)}), got {tuple(got.shape)}",
-             _recognise(got, mistakes, reproduce), things_to_check)
+        fail(
+            f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(names)}), got {tuple(got.shape)}",
+            _recognise(got, mistakes, reproduce),
+            things_to_check,
+        )
     if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
-        fail(_describe_mismatch(name, got, expected, names), _recognise(got, mistakes, reproduce), things_to_check)
+        fail(
+            _describe_mismatch(name, got, expected, names),
+            _recognise(got, mistakes, reproduce),
+            things_to_check,
+        )
 
 
 def _check_causal(name, layer, inp, things_to_check, cfg):
@@ -339,8 +473,11 @@ def _check_causal(name, layer, inp, things_to_check, cfg):
     leaked = ~torch.isclose(base[:, :-1], after[:, :-1], rtol=RTOL, atol=ATOL, equal_nan=True)
     if leaked.any():
         positions = leaked.flatten(2).any(-1).any(0).nonzero().flatten().tolist()
-        fail(f"{name}: not causal: changing the last position changed the outputs at earlier positions {positions[:10]}.",
-             ATTN_NO_MASK if positions else None, things_to_check)
+        fail(
+            f"{name}: not causal: changing the last position changed the outputs at earlier positions {positions[:10]}.",
+            ATTN_NO_MASK if positions else None,
+            things_to_check,
+        )
 
 
 def _check_causal_mask(layer, scores):
@@ -350,11 +487,17 @@ def _check_causal_mask(layer, scores):
     masked = _output(layer, scores, "Attention", things_to_check, method="apply_causal_mask")
     n = scores.shape[-1]
     if tuple(masked.shape) != tuple(scores.shape):
-        fail(f"{name}: returned shape {tuple(masked.shape)}, expected the scores' shape {tuple(scores.shape)} "
-             f"({', '.join(PATTERN.split())})", None, things_to_check)
+        fail(
+            f"{name}: returned shape {tuple(masked.shape)}, expected the scores' shape {tuple(scores.shape)} "
+            f"({', '.join(PATTERN.split())})",
+            None,
+            things_to_check,
+        )
     hidden = masked <= -1e4  # -inf, or a large negative number such as ARENA's -1e5
     future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-    if torch.equal(hidden.all(0).all(0), future) and torch.equal(masked[..., ~future], scores[..., ~future]):
+    if torch.equal(hidden.all(0).all(0), future) and torch.equal(
+        masked[..., ~future], scores[..., ~future]
+    ):
         return
     header = f"{name}: the mask is wrong on scores of shape {tuple(scores.shape)} ({', '.join(PATTERN.split())})."
     if not hidden.any():  # recognised by which scores it hides
@@ -366,8 +509,14 @@ def _check_causal_mask(layer, scores):
     elif not hidden[..., range(n - 1), range(1, n)].any():
         mistake = ATTN_MASK_SHOWS_NEXT
     else:
-        fail([header, "  The scores it keeps (key <= query) have changed: only the future positions should be replaced."],
-             None, things_to_check)
+        fail(
+            [
+                header,
+                "  The scores it keeps (key <= query) have changed: only the future positions should be replaced.",
+            ],
+            None,
+            things_to_check,
+        )
     fail(header, mistake)
 
 
@@ -382,15 +531,26 @@ def _float_input(batch, n, cfg, case):
 
 # --------------------------------------------------------------------------- the checks
 
+
 @learner_facing
 def check_layernorm(cls, cfg: Config | None = None) -> None:
-    name, generic = "LayerNorm", "mean and biased variance over the last dim; eps inside the sqrt; then * w + b"
+    name, generic = (
+        "LayerNorm",
+        "mean and biased variance over the last dim; eps inside the sqrt; then * w + b",
+    )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         for kind in range(3):
             x = _float_input(batch, n, cfg, kind)
-            _compare(name, _output(layer, x, name, generic), hf.transformer.ln_f(x), RESIDUAL, generic, mistakes_of(name),
-                     lambda m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m))
+            _compare(
+                name,
+                _output(layer, x, name, generic),
+                hf.transformer.ln_f(x),
+                RESIDUAL,
+                generic,
+                mistakes_of(name),
+                lambda m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m),
+            )
 
     _each_case(name, cls, "ln_final.", case, cfg)
 
@@ -401,7 +561,14 @@ def check_embed(cls, cfg: Config | None = None) -> None:
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         tokens = torch.randint(0, cfg.d_vocab, (batch, n))
-        _compare(name, _output(layer, tokens, name, generic), hf.transformer.wte(tokens), RESIDUAL, generic, mistakes_of(name))
+        _compare(
+            name,
+            _output(layer, tokens, name, generic),
+            hf.transformer.wte(tokens),
+            RESIDUAL,
+            generic,
+            mistakes_of(name),
+        )
 
     _each_case(name, cls, "embed.", case, cfg)
 
@@ -409,17 +576,32 @@ def check_embed(cls, cfg: Config | None = None) -> None:
 @learner_facing
 def check_pos_embed(cls, cfg: Config | None = None) -> None:
     name = "PosEmbed"
-    generic = ("return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, never by token id "
-               "(an IndexError here usually means positions were taken from token ids, or shifted by one)")
+    generic = (
+        "return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, never by token id "
+        "(an IndexError here usually means positions were taken from token ids, or shifted by one)"
+    )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
-        for high in (min(n, cfg.d_vocab), cfg.d_vocab):  # first ids small enough that indexing W_pos by them would not crash
+        for high in (
+            min(n, cfg.d_vocab),
+            cfg.d_vocab,
+        ):  # first ids small enough that indexing W_pos by them would not crash
             tokens = torch.randint(0, high, (batch, n))
             expected = hf.transformer.wpe(torch.arange(n)).expand(batch, n, cfg.d_model)
             got = _output(layer, tokens, name, generic)
             if tuple(got.shape) == tuple(expected.shape[1:]):
-                got = got.expand_as(expected)  # [posn, d_model] is right too: adding it to [batch, posn, d_model] broadcasts
-            _compare(name, got, expected, RESIDUAL, generic, mistakes_of(name), lambda m: _pos_embed(tokens, sd["pos_embed.W_pos"], m))
+                got = got.expand_as(
+                    expected
+                )  # [posn, d_model] is right too: adding it to [batch, posn, d_model] broadcasts
+            _compare(
+                name,
+                got,
+                expected,
+                RESIDUAL,
+                generic,
+                mistakes_of(name),
+                lambda m: _pos_embed(tokens, sd["pos_embed.W_pos"], m),
+            )
 
     _each_case(name, cls, "pos_embed.", case, cfg)
 
@@ -427,28 +609,61 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
 @learner_facing
 def check_attention(cls, cfg: Config | None = None) -> None:
     name = "Attention"
-    generic = ("q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf (torch.triu(..., diagonal=1)); "
-               "softmax over keys; weighted sum of v; project with W_O and add b_O")
+    generic = (
+        "q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf (torch.triu(..., diagonal=1)); "
+        "softmax over keys; weighted sum of v; project with W_O and add b_O"
+    )
     pattern_mistakes = mistakes_in("Attention.apply_causal_mask", "Attention.attention_pattern")
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
         attn_sd = _sub(sd, "blocks.0.attn.")
         # masks filled with -inf or with a large negative number (as ARENA does) differ when a row is fully masked
-        both_fills = lambda fn: lambda m: [fn(x, attn_sd, cfg, m), fn(x, attn_sd, cfg, m, fill=-1e5)]  # noqa: E731
+        both_fills = lambda fn: (
+            lambda m: [fn(x, attn_sd, cfg, m), fn(x, attn_sd, cfg, m, fill=-1e5)]
+        )  # noqa: E731
         # every method the exercise asks for, in the order it is written: the mask, the pattern, then forward
         if n > 1:
-            _check_causal_mask(layer, torch.randn(batch, cfg.n_heads, n, n, generator=torch.Generator().manual_seed(seed)))
+            _check_causal_mask(
+                layer,
+                torch.randn(
+                    batch, cfg.n_heads, n, n, generator=torch.Generator().manual_seed(seed)
+                ),
+            )
         pattern = _output(layer, x, name, generic, method="attention_pattern")
         expected_pattern = _attention_pattern(x, attn_sd, cfg)
-        if (tuple(pattern.shape) == tuple(expected_pattern.shape) and not torch.allclose(pattern, expected_pattern, rtol=RTOL, atol=ATOL)
-                and not torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-3)
-                and _recognise(pattern, pattern_mistakes, both_fills(_attention_pattern)) in (None, ATTN_PATTERN_NO_SOFTMAX)):
-            fail(f"{name}.attention_pattern: its rows do not sum to 1 over the key positions"
-                 + (" and it holds -inf" if torch.isinf(pattern).any() else "") + ".", ATTN_PATTERN_NO_SOFTMAX)
-        _compare(f"{name}.attention_pattern", pattern, expected_pattern, PATTERN, generic, pattern_mistakes, both_fills(_attention_pattern))
+        if (
+            tuple(pattern.shape) == tuple(expected_pattern.shape)
+            and not torch.allclose(pattern, expected_pattern, rtol=RTOL, atol=ATOL)
+            and not torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-3)
+            and _recognise(pattern, pattern_mistakes, both_fills(_attention_pattern))
+            in (None, ATTN_PATTERN_NO_SOFTMAX)
+        ):
+            fail(
+                f"{name}.attention_pattern: its rows do not sum to 1 over the key positions"
+                + (" and it holds -inf" if torch.isinf(pattern).any() else "")
+                + ".",
+                ATTN_PATTERN_NO_SOFTMAX,
+            )
+        _compare(
+            f"{name}.attention_pattern",
+            pattern,
+            expected_pattern,
+            PATTERN,
+            generic,
+            pattern_mistakes,
+            both_fills(_attention_pattern),
+        )
         expected = _hf_module_output(hf, hf.transformer.h[0].attn, x)
-        _compare(name, _output(layer, x, name, generic), expected, RESIDUAL, generic, mistakes_of(name), both_fills(_attention))
+        _compare(
+            name,
+            _output(layer, x, name, generic),
+            expected,
+            RESIDUAL,
+            generic,
+            mistakes_of(name),
+            both_fills(_attention),
+        )
         if n > 1:
             _check_causal(name, layer, x, generic, cfg)
 
@@ -457,12 +672,22 @@ def check_attention(cls, cfg: Config | None = None) -> None:
 
 @learner_facing
 def check_mlp(cls, cfg: Config | None = None) -> None:
-    name, generic = "MLP", "x W_in + b_in, then gelu_new (F.gelu(x, approximate='tanh')), then W_out + b_out"
+    name, generic = (
+        "MLP",
+        "x W_in + b_in, then gelu_new (F.gelu(x, approximate='tanh')), then W_out + b_out",
+    )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
-        _compare(name, _output(layer, x, name, generic), hf.transformer.h[0].mlp(x), RESIDUAL, generic, mistakes_of(name),
-                 lambda m: _mlp(x, _sub(sd, "blocks.0.mlp."), m))
+        _compare(
+            name,
+            _output(layer, x, name, generic),
+            hf.transformer.h[0].mlp(x),
+            RESIDUAL,
+            generic,
+            mistakes_of(name),
+            lambda m: _mlp(x, _sub(sd, "blocks.0.mlp."), m),
+        )
 
     _each_case(name, cls, "blocks.0.mlp.", case, cfg)
 
@@ -470,14 +695,23 @@ def check_mlp(cls, cfg: Config | None = None) -> None:
 @learner_facing
 def check_block(cls, cfg: Config | None = None) -> None:
     name = "TransformerBlock"
-    generic = ("pre-LN with two residual connections: resid_mid = resid_pre + attn(ln1(resid_pre)); "
-               "resid_post = resid_mid + mlp(ln2(resid_mid)). Do LayerNorm, Attention and MLP pass their own checks?")
+    generic = (
+        "pre-LN with two residual connections: resid_mid = resid_pre + attn(ln1(resid_pre)); "
+        "resid_post = resid_mid + mlp(ln2(resid_mid)). Do LayerNorm, Attention and MLP pass their own checks?"
+    )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
         expected = _hf_module_output(hf, hf.transformer.h[0], x)
-        _compare(name, _output(layer, x, name, generic), expected, RESIDUAL, generic, mistakes_of(name),
-                 lambda m: _block(x, _sub(sd, "blocks.0."), cfg, m))
+        _compare(
+            name,
+            _output(layer, x, name, generic),
+            expected,
+            RESIDUAL,
+            generic,
+            mistakes_of(name),
+            lambda m: _block(x, _sub(sd, "blocks.0."), cfg, m),
+        )
         if n > 1:
             _check_causal(name, layer, x, generic, cfg)
 
@@ -491,8 +725,15 @@ def check_unembed(cls, cfg: Config | None = None) -> None:
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
         expected = hf.lm_head(x) + sd["unembed.b_U"]
-        _compare(name, _output(layer, x, name, generic), expected, LOGITS, generic, mistakes_of(name),
-                 lambda m: _unembed(x, _sub(sd, "unembed."), m))
+        _compare(
+            name,
+            _output(layer, x, name, generic),
+            expected,
+            LOGITS,
+            generic,
+            mistakes_of(name),
+            lambda m: _unembed(x, _sub(sd, "unembed."), m),
+        )
 
     _each_case(name, cls, "unembed.", case, cfg)
 
@@ -500,8 +741,10 @@ def check_unembed(cls, cfg: Config | None = None) -> None:
 @learner_facing
 def check_transformer(cls, cfg: Config | None = None) -> None:
     name = "DemoTransformer"
-    generic = ("embed(tokens) + pos_embed(tokens); every block in order; ln_final; unembed. "
-               "Do all the layers pass their own checks?")
+    generic = (
+        "embed(tokens) + pos_embed(tokens); every block in order; ln_final; unembed. "
+        "Do all the layers pass their own checks?"
+    )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         # small ids first: a PosEmbed indexed by token ids then gives wrong values, not a crash
@@ -510,7 +753,15 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
             got = _output(layer, tokens, name, generic)
             hf_out = hf(tokens, labels=tokens)
             expected = hf_out.logits + sd["unembed.b_U"]
-            _compare(name, got, expected, LOGITS, generic, mistakes_of(name), lambda m: _transformer(tokens, sd, cfg, m))
+            _compare(
+                name,
+                got,
+                expected,
+                LOGITS,
+                generic,
+                mistakes_of(name),
+                lambda m: _transformer(tokens, sd, cfg, m),
+            )
         if n > 1:
             _check_causal(name, layer, tokens, generic, cfg)
             # the loss too: with b_U = 0 the model is exactly GPT-2, so Hugging Face's own loss must match
@@ -518,7 +769,11 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
                 layer.unembed.b_U.zero_()
             loss = next_token_loss(_output(layer, tokens, name, generic), tokens)
             if not math.isclose(loss.item(), hf_out.loss.item(), rel_tol=RTOL, abs_tol=ATOL):
-                fail([f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match",
-                      "  (unembed.b_U was set to zero for this comparison: do the logits use b_U other than by adding it once?)"])
+                fail(
+                    [
+                        f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match",
+                        "  (unembed.b_U was set to zero for this comparison: do the logits use b_U other than by adding it once?)",
+                    ]
+                )
 
     _each_case(name, cls, "", case, cfg)

@@ -21,61 +21,119 @@ import math
 
 import torch
 
-from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in, recognise
+from utils.checks.core import (
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    mistakes_in,
+    recognise,
+)
 from utils.model import Config
 
 # --------------------------------------------------------------------------- known mistakes
 
-TEMP_AFTER_SOFTMAX = known_mistake("temp_after_softmax", "apply_temperature",
+TEMP_AFTER_SOFTMAX = known_mistake(
+    "temp_after_softmax",
+    "apply_temperature",
     "the temperature is applied to probabilities, after a softmax. It must divide the logits, before any softmax, and the "
-    "function returns logits: return logits / temperature.")
-TEMP_MULTIPLIED = known_mistake("temp_multiplied", "apply_temperature",
+    "function returns logits: return logits / temperature.",
+)
+TEMP_MULTIPLIED = known_mistake(
+    "temp_multiplied",
+    "apply_temperature",
     "the logits are multiplied by the temperature. Divide: logits / temperature (a low temperature makes the distribution "
-    "sharper, so it must make the logits larger).")
-FREQ_WRONG_SIGN = known_mistake("freq_wrong_sign", "apply_frequency_penalty",
-    "the penalty is added, which makes repeated tokens MORE likely. Subtract it: logits - penalty * counts.")
-FREQ_PRESENCE = known_mistake("freq_presence", "apply_frequency_penalty",
+    "sharper, so it must make the logits larger).",
+)
+FREQ_WRONG_SIGN = known_mistake(
+    "freq_wrong_sign",
+    "apply_frequency_penalty",
+    "the penalty is added, which makes repeated tokens MORE likely. Subtract it: logits - penalty * counts.",
+)
+FREQ_PRESENCE = known_mistake(
+    "freq_presence",
+    "apply_frequency_penalty",
     "the penalty is subtracted once per distinct token (a presence penalty). A frequency penalty grows with the count: "
-    "logits - penalty * counts, where counts[b, v] is how many times token v occurs in tokens[b].")
-FREQ_PART_OF_TOKENS = known_mistake("freq_part_of_tokens", "apply_frequency_penalty",
+    "logits - penalty * counts, where counts[b, v] is how many times token v occurs in tokens[b].",
+)
+FREQ_PART_OF_TOKENS = known_mistake(
+    "freq_part_of_tokens",
+    "apply_frequency_penalty",
     "only part of `tokens` is counted (e.g. the first columns, the prompt, or all but the last). `tokens` holds every token so "
-    "far, the prompt and the generated ones: count over the whole row.")
-FREQ_NOT_PER_ROW = known_mistake("freq_not_per_row", "apply_frequency_penalty",
+    "far, the prompt and the generated ones: count over the whole row.",
+)
+FREQ_NOT_PER_ROW = known_mistake(
+    "freq_not_per_row",
+    "apply_frequency_penalty",
     "the counts are not per row: each sequence in the batch is penalised for its own tokens only. Count tokens[b] for each row "
     "b (e.g. torch.zeros_like(logits).scatter_add_(-1, tokens, torch.ones_like(tokens, dtype=logits.dtype))), not tokens[0] "
-    "or the whole batch flattened.")
-TOPK_OFF_BY_ONE = known_mistake("topk_off_by_one", "apply_top_k",
+    "or the whole batch flattened.",
+)
+TOPK_OFF_BY_ONE = known_mistake(
+    "topk_off_by_one",
+    "apply_top_k",
     "{kept} logits are kept per row, not k = {k}. Keep exactly the k largest: "
-    "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')).")
-TOPK_FILL_ZERO = known_mistake("topk_fill_zero", "apply_top_k",
+    "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')).",
+)
+TOPK_FILL_ZERO = known_mistake(
+    "topk_fill_zero",
+    "apply_top_k",
     "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the softmax. Set them to "
-    "float('-inf').")
-TOPK_WRONG_DIM = known_mistake("topk_wrong_dim", "apply_top_k",
-    "top-k runs over the batch dimension. Logits are [batch, d_vocab]: take the k largest of each row, dim=-1.")
-TOPP_DROPS_CROSSING = known_mistake("topp_drops_crossing", "apply_top_p",
+    "float('-inf').",
+)
+TOPK_WRONG_DIM = known_mistake(
+    "topk_wrong_dim",
+    "apply_top_k",
+    "top-k runs over the batch dimension. Logits are [batch, d_vocab]: take the k largest of each row, dim=-1.",
+)
+TOPP_DROPS_CROSSING = known_mistake(
+    "topp_drops_crossing",
+    "apply_top_p",
     "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p). The nucleus is the smallest "
     "set whose mass REACHES p, so it includes that token: keep a token when the mass BEFORE it is < p, "
-    "(cumsum - sorted_probs) < p.")
-TOPP_KEEPS_NONE = known_mistake("topp_keeps_none", "apply_top_p",
+    "(cumsum - sorted_probs) < p.",
+)
+TOPP_KEEPS_NONE = known_mistake(
+    "topp_keeps_none",
+    "apply_top_p",
     "when the most probable token alone has more than p of the mass, every token is removed (and the softmax of a row of "
     "-inf is NaN). The most probable token is always kept: keep a token when the mass before it is < p, which is 0 < p for "
-    "the first.")
-TOPP_LOGIT_MASS = known_mistake("topp_logit_mass", "apply_top_p",
-    "the cumulative mass is summed over logits, not probabilities. Sort and sum logits.softmax(-1).")
-TOPP_UNSORTED = known_mistake("topp_unsorted", "apply_top_p",
+    "the first.",
+)
+TOPP_LOGIT_MASS = known_mistake(
+    "topp_logit_mass",
+    "apply_top_p",
+    "the cumulative mass is summed over logits, not probabilities. Sort and sum logits.softmax(-1).",
+)
+TOPP_UNSORTED = known_mistake(
+    "topp_unsorted",
+    "apply_top_p",
     "the mask is computed in sorted order but applied to the logits in their original order. Put it back in vocabulary order "
-    "first: mask = sorted_mask.scatter(-1, sorted_indices, sorted_mask), then logits.masked_fill(mask, float('-inf')).")
-BEAM_NO_LENGTH_NORM = known_mistake("beam_no_length_norm", "beam_search",
+    "first: mask = sorted_mask.scatter(-1, sorted_indices, sorted_mask), then logits.masked_fill(mask, float('-inf')).",
+)
+BEAM_NO_LENGTH_NORM = known_mistake(
+    "beam_no_length_norm",
+    "beam_search",
     "the scores are not normalised by length, so longer beams always lose. A finished beam's score is "
-    "sum(log-probs of its new tokens) / (number of new tokens ** length_penalty).")
-BEAM_AFTER_STOP = known_mistake("beam_after_stop", "beam_search",
+    "sum(log-probs of its new tokens) / (number of new tokens ** length_penalty).",
+)
+BEAM_AFTER_STOP = known_mistake(
+    "beam_after_stop",
+    "beam_search",
     "beams keep extending after the stop token. A beam that picks stop_token is finished: move it (stop token included) to "
-    "the finished beams with its score, and continue only the beams that have not stopped.")
-BEAM_LENGTH_WITH_PROMPT = known_mistake("beam_length_with_prompt", "beam_search",
-    "the length in the normalisation counts the prompt. Divide by (number of NEW tokens) ** length_penalty.")
-BEAM_STOP_NOT_COUNTED = known_mistake("beam_stop_not_counted", "beam_search",
+    "the finished beams with its score, and continue only the beams that have not stopped.",
+)
+BEAM_LENGTH_WITH_PROMPT = known_mistake(
+    "beam_length_with_prompt",
+    "beam_search",
+    "the length in the normalisation counts the prompt. Divide by (number of NEW tokens) ** length_penalty.",
+)
+BEAM_STOP_NOT_COUNTED = known_mistake(
+    "beam_stop_not_counted",
+    "beam_search",
     "the stop token is not counted in the length. As in Hugging Face, it is a new token like the others: a beam that "
-    "stops after 3 tokens and the stop token has length 4.")
+    "stops after 3 tokens and the stop token has length 4.",
+)
 
 REMOVED = -1e4  # at or below this a logit counts as removed: e^(-1e4 - max) is exactly 0 in float32
 ATOL, RTOL = 1e-4, 1e-5  # float32
@@ -83,13 +141,19 @@ ATOL, RTOL = 1e-4, 1e-5  # float32
 
 # --------------------------------------------------------------------------- the references, which can make each mistake
 
+
 def _temperature(logits, temperature, mistake=None):
     """logits / temperature; or with a known mistake (several ways of making it)."""
     if mistake is TEMP_AFTER_SOFTMAX:
         probs = logits.softmax(-1)
         sharpened = probs ** (1 / temperature)
-        return [probs / temperature, sharpened, sharpened / sharpened.sum(-1, keepdim=True), (probs / temperature).log(),
-                (logits / temperature).softmax(-1)]
+        return [
+            probs / temperature,
+            sharpened,
+            sharpened / sharpened.sum(-1, keepdim=True),
+            (probs / temperature).log(),
+            (logits / temperature).softmax(-1),
+        ]
     if mistake is TEMP_MULTIPLIED:
         return logits * temperature
     return logits / temperature
@@ -114,7 +178,10 @@ def _frequency_penalty(logits, tokens, penalty, mistake=None):
         parts = [tokens[:, :j] for j in range(1, n)] + [tokens[:, j:] for j in range(1, n)]
         return [logits - penalty * _counts(part, d_vocab) for part in parts]
     if mistake is FREQ_NOT_PER_ROW:
-        return [logits - penalty * counts[:1], logits - penalty * _counts(tokens.reshape(1, -1), d_vocab)]
+        return [
+            logits - penalty * counts[:1],
+            logits - penalty * _counts(tokens.reshape(1, -1), d_vocab),
+        ]
     return logits - penalty * counts
 
 
@@ -136,22 +203,30 @@ def _top_p(logits, p, mistake=None):
     mass = logits if mistake is TOPP_LOGIT_MASS else logits.softmax(-1)
     sorted_mass, order = mass.sort(-1, descending=True)
     cumulative = sorted_mass.cumsum(-1)
-    if mistake is TOPP_LOGIT_MASS:  # learners who sum logits get the crossing token right or wrong, as others do
+    if (
+        mistake is TOPP_LOGIT_MASS
+    ):  # learners who sum logits get the crossing token right or wrong, as others do
         rules = [cumulative - sorted_mass >= p, cumulative > p]
         return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
     if mistake is TOPP_DROPS_CROSSING:
         remove = cumulative > p
-    elif mistake is TOPP_KEEPS_NONE:  # shifted right to keep the crossing token, but the first position never cleared
+    elif (
+        mistake is TOPP_KEEPS_NONE
+    ):  # shifted right to keep the crossing token, but the first position never cleared
         remove = cumulative > p
         remove[..., 1:] = remove[..., :-1].clone()
     else:
         remove = cumulative - sorted_mass >= p  # the mass before this token already reaches p
     if mistake is TOPP_UNSORTED:
-        return [logits.masked_fill(remove, float("-inf")), logits.masked_fill(remove.gather(-1, order), float("-inf"))]
+        return [
+            logits.masked_fill(remove, float("-inf")),
+            logits.masked_fill(remove.gather(-1, order), float("-inf")),
+        ]
     return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
 
 
 # --------------------------------------------------------------------------- comparing logits
+
 
 def _removed(x):
     return x <= REMOVED  # -inf included
@@ -159,7 +234,11 @@ def _removed(x):
 
 def _same_logits(got, expected) -> bool:
     """Equal up to a constant per row (softmax ignores it), with the same logits removed (-inf or <= -1e4)."""
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape) or not got.is_floating_point():
+    if (
+        not isinstance(got, torch.Tensor)
+        or tuple(got.shape) != tuple(expected.shape)
+        or not got.is_floating_point()
+    ):
         return False
     got = got.detach().to(torch.float32)
     if torch.isnan(got).any() or not torch.equal(_removed(got), _removed(expected)):
@@ -181,36 +260,57 @@ def _learner_logits(fn, args, what, things_to_check, inputs):
     got = call_learner(fn, *args, what=what, things_to_check=things_to_check)
     for name, tensor, saved in zip(("logits", "tokens"), inputs, before):
         if not torch.equal(tensor, saved):
-            fail(f"{what} changed the {name} it was given (an in-place operation such as {name} /= ..., {name}[...] = ... or "
-                 f".masked_fill_()). Generation itself would still run, but the caller's tensor changes: calling it twice on "
-                 f"the same logits, to compare settings, applies it twice"
-                 + (", and changing tokens changes the text generated so far" if name == "tokens" else "")
-                 + f". Work on a new tensor: {name} = {name}.clone() first, or use out-of-place operations (x / t, "
-                 "masked_fill without the underscore).")
+            fail(
+                f"{what} changed the {name} it was given (an in-place operation such as {name} /= ..., {name}[...] = ... or "
+                f".masked_fill_()). Generation itself would still run, but the caller's tensor changes: calling it twice on "
+                f"the same logits, to compare settings, applies it twice"
+                + (
+                    ", and changing tokens changes the text generated so far"
+                    if name == "tokens"
+                    else ""
+                )
+                + f". Work on a new tensor: {name} = {name}.clone() first, or use out-of-place operations (x / t, "
+                "masked_fill without the underscore)."
+            )
     if not isinstance(got, torch.Tensor):
-        fail(f"{what} must return a tensor of logits [batch, d_vocab], got {type(got).__name__}" +
-             (" (did the function end without a return?)" if got is None else ""))
+        fail(
+            f"{what} must return a tensor of logits [batch, d_vocab], got {type(got).__name__}"
+            + (" (did the function end without a return?)" if got is None else "")
+        )
     if not got.is_floating_point():
-        fail(f"{what} returned a tensor of dtype {got.dtype}; logits are floats (dtype {inputs[0].dtype})")
+        fail(
+            f"{what} returned a tensor of dtype {got.dtype}; logits are floats (dtype {inputs[0].dtype})"
+        )
     return got
 
 
 def _compare_logits(got, expected, what, mistakes, reproduce, things_to_check, **facts):
     """Fail unless `got` equals `expected` (up to a constant per row), naming the first mistake that reproduces `got`."""
     if tuple(got.shape) != tuple(expected.shape):
-        fail(f"{what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, d_vocab): the same shape as "
-             "the logits", recognise(got, mistakes, reproduce, _same_logits), things_to_check, **facts)
+        fail(
+            f"{what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, d_vocab): the same shape as "
+            "the logits",
+            recognise(got, mistakes, reproduce, _same_logits),
+            things_to_check,
+            **facts,
+        )
     if _same_logits(got, expected):
         return
     got32 = got.detach().to(torch.float32)
     lines = [f"{what}: wrong output."]
     if torch.isnan(got32).any():
         lines.append("  Your output has NaN.")
-    wrong_rows = [b for b in range(expected.shape[0]) if not _same_logits(got32[b:b + 1], expected[b:b + 1])]
+    wrong_rows = [
+        b
+        for b in range(expected.shape[0])
+        if not _same_logits(got32[b : b + 1], expected[b : b + 1])
+    ]
     b = wrong_rows[0] if wrong_rows else 0
-    lines += [f"  Rows that differ: {wrong_rows}; row {b}:",
-              f"    expected {_show(expected[b])}",
-              f"    got      {_show(got32[b])}"]
+    lines += [
+        f"  Rows that differ: {wrong_rows}; row {b}:",
+        f"    expected {_show(expected[b])}",
+        f"    got      {_show(got32[b])}",
+    ]
     fail(lines, recognise(got, mistakes, reproduce, _same_logits), things_to_check, **facts)
 
 
@@ -222,67 +322,122 @@ def _test_logits(seed, batch=4, d_vocab=10, scale=2.0):
 
 # --------------------------------------------------------------------------- the logit checks
 
+
 @learner_facing
 def check_temperature(fn) -> None:
     """`fn(logits, temperature)` must return logits / temperature (temperature > 0), as a new tensor."""
     things = "return logits / temperature: divide the logits (not probabilities), and return logits, not a softmax."
-    cases = [(_test_logits(0), 0.5), (_test_logits(1, batch=2, d_vocab=7), 2.0), (_test_logits(2, batch=3), 0.1),
-             (_test_logits(3, batch=1, d_vocab=5), 1.0)]
+    cases = [
+        (_test_logits(0), 0.5),
+        (_test_logits(1, batch=2, d_vocab=7), 2.0),
+        (_test_logits(2, batch=3), 0.1),
+        (_test_logits(3, batch=1, d_vocab=5), 1.0),
+    ]
     for logits, temperature in cases:
         what = f"apply_temperature(logits, temperature={temperature})"
         got = _learner_logits(fn, (logits, temperature), what, things, [logits])
-        _compare_logits(got, _temperature(logits, temperature), what, mistakes_in("apply_temperature"),
-                        lambda m: _temperature(logits, temperature, m), things)
-    print(f"apply_temperature passed: {len(cases)} cases, temperatures from 0.1 to 2, the caller's logits unchanged")
+        _compare_logits(
+            got,
+            _temperature(logits, temperature),
+            what,
+            mistakes_in("apply_temperature"),
+            lambda m: _temperature(logits, temperature, m),
+            things,
+        )
+    print(
+        f"apply_temperature passed: {len(cases)} cases, temperatures from 0.1 to 2, the caller's logits unchanged"
+    )
 
 
 @learner_facing
 def check_frequency_penalty(fn) -> None:
     """`fn(logits, tokens, penalty)` must return logits - penalty * counts, counts[b, v] = how often v occurs in tokens[b]."""
-    things = ("counts[b, v] = how many times token v occurs in tokens[b], over the whole row (prompt and generated tokens); "
-              "it needs d_vocab entries per row (torch.bincount(row, minlength=d_vocab), or scatter_add_); "
-              "return logits - penalty * counts.")
+    things = (
+        "counts[b, v] = how many times token v occurs in tokens[b], over the whole row (prompt and generated tokens); "
+        "it needs d_vocab entries per row (torch.bincount(row, minlength=d_vocab), or scatter_add_); "
+        "return logits - penalty * counts."
+    )
     cases = [
         # repeats everywhere, one token three times, another twice
         (_test_logits(10, batch=2), torch.tensor([[3, 1, 3, 4, 3, 9], [0, 0, 5, 2, 7, 5]]), 0.7),
         # the first five tokens of each row are distinct: its repeats come only late (in the generated part)
-        (_test_logits(11, batch=3, d_vocab=8), torch.tensor([[0, 1, 2, 3, 4, 2, 2, 6], [7, 6, 5, 4, 3, 3, 7, 7],
-                                                            [1, 3, 5, 7, 0, 0, 0, 0]]), 2.0),
+        (
+            _test_logits(11, batch=3, d_vocab=8),
+            torch.tensor(
+                [[0, 1, 2, 3, 4, 2, 2, 6], [7, 6, 5, 4, 3, 3, 7, 7], [1, 3, 5, 7, 0, 0, 0, 0]]
+            ),
+            2.0,
+        ),
         # one row, one token repeated at the very end
         (_test_logits(12, batch=1, d_vocab=6), torch.tensor([[5, 4, 3, 2, 1, 1]]), 1.5),
-        (_test_logits(13, batch=2, d_vocab=6), torch.tensor([[1, 1], [2, 3]]), 0.0),  # no penalty: nothing changes
+        (
+            _test_logits(13, batch=2, d_vocab=6),
+            torch.tensor([[1, 1], [2, 3]]),
+            0.0,
+        ),  # no penalty: nothing changes
     ]
     for logits, tokens, penalty in cases:
         what = f"apply_frequency_penalty(logits, tokens, penalty={penalty})"
         got = _learner_logits(fn, (logits, tokens, penalty), what, things, [logits, tokens])
-        _compare_logits(got, _frequency_penalty(logits, tokens, penalty), what,
-                        mistakes_in("apply_frequency_penalty"), lambda m: _frequency_penalty(logits, tokens, penalty, m), things)
-    print(f"apply_frequency_penalty passed: {len(cases)} cases, with repeats early and late in the sequence, "
-          "the caller's logits and tokens unchanged")
+        _compare_logits(
+            got,
+            _frequency_penalty(logits, tokens, penalty),
+            what,
+            mistakes_in("apply_frequency_penalty"),
+            lambda m: _frequency_penalty(logits, tokens, penalty, m),
+            things,
+        )
+    print(
+        f"apply_frequency_penalty passed: {len(cases)} cases, with repeats early and late in the sequence, "
+        "the caller's logits and tokens unchanged"
+    )
 
 
 @learner_facing
 def check_top_k(fn) -> None:
     """`fn(logits, k)` must set every logit outside the k largest of its row to -inf (k >= d_vocab keeps all)."""
-    things = ("keep the k largest logits of each row (dim=-1) and set the others to float('-inf'): "
-              "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')); "
-              "for k >= d_vocab, keep every logit (topk needs k <= d_vocab: use min(k, logits.shape[-1])).")
+    things = (
+        "keep the k largest logits of each row (dim=-1) and set the others to float('-inf'): "
+        "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')); "
+        "for k >= d_vocab, keep every logit (topk needs k <= d_vocab: use min(k, logits.shape[-1]))."
+    )
     # batch 5 > k: top-k over the batch dimension runs and gives a different mask
-    cases = [(_test_logits(20, batch=5), 3), (_test_logits(21, batch=2, d_vocab=12), 1), (_test_logits(22, batch=3), 9),
-             (_test_logits(23, batch=2), 10), (_test_logits(24, batch=2, d_vocab=6), 50)]
+    cases = [
+        (_test_logits(20, batch=5), 3),
+        (_test_logits(21, batch=2, d_vocab=12), 1),
+        (_test_logits(22, batch=3), 9),
+        (_test_logits(23, batch=2), 10),
+        (_test_logits(24, batch=2, d_vocab=6), 50),
+    ]
     for logits, k in cases:
         what = f"apply_top_k(logits, k={k})"
         got = _learner_logits(fn, (logits, k), what, things, [logits])
         expected = _top_k(logits, k)
         kept = ""
         if isinstance(got, torch.Tensor) and got.shape == logits.shape:
-            kept = ", ".join(sorted({str(int(n)) for n in (~_removed(got.detach().float())).sum(-1)}))
-            if not _removed(got.detach().float()).any() and (got == 0).any() and k < logits.shape[-1]:
+            kept = ", ".join(
+                sorted({str(int(n)) for n in (~_removed(got.detach().float())).sum(-1)})
+            )
+            if (
+                not _removed(got.detach().float()).any()
+                and (got == 0).any()
+                and k < logits.shape[-1]
+            ):
                 fail(f"{what}: no logit was removed, and some were set to 0.", TOPK_FILL_ZERO)
-        _compare_logits(got, expected, what, mistakes_in("apply_top_k"), lambda m: _top_k(logits, k, m), things,
-                        kept=kept, k=k)
-    print(f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, the caller's logits unchanged"
-          " (removed logits: -inf, or at most -1e4)")
+        _compare_logits(
+            got,
+            expected,
+            what,
+            mistakes_in("apply_top_k"),
+            lambda m: _top_k(logits, k, m),
+            things,
+            kept=kept,
+            k=k,
+        )
+    print(
+        f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, the caller's logits unchanged"
+        " (removed logits: -inf, or at most -1e4)"
+    )
 
 
 def _logits_with_probs(probs):
@@ -293,35 +448,65 @@ def _logits_with_probs(probs):
 def check_top_p(fn) -> None:
     """`fn(logits, p)` must keep the smallest set of most probable tokens whose probability reaches p (the token that crosses
     p included, always at least one) and set the rest to -inf."""
-    things = ("sort the probabilities (logits.softmax(-1)) in descending order; keep a token when the mass BEFORE it is < p "
-              "(so the token that crosses p is kept, and the first always is); set the others to float('-inf'), putting the "
-              "mask back in vocabulary order: sorted_mask.scatter(-1, sorted_indices, sorted_mask).")
-    shuffled = torch.tensor([[3, 0, 4, 1, 2, 6, 5], [6, 2, 5, 0, 3, 1, 4]])  # the vocabulary order is not the sorted order
-    crossing = _logits_with_probs([[0.30, 0.25, 0.20, 0.12, 0.08, 0.03, 0.02]] * 2).gather(-1, shuffled)  # 0.3 .55 .75 .87
+    things = (
+        "sort the probabilities (logits.softmax(-1)) in descending order; keep a token when the mass BEFORE it is < p "
+        "(so the token that crosses p is kept, and the first always is); set the others to float('-inf'), putting the "
+        "mask back in vocabulary order: sorted_mask.scatter(-1, sorted_indices, sorted_mask)."
+    )
+    shuffled = torch.tensor(
+        [[3, 0, 4, 1, 2, 6, 5], [6, 2, 5, 0, 3, 1, 4]]
+    )  # the vocabulary order is not the sorted order
+    crossing = _logits_with_probs([[0.30, 0.25, 0.20, 0.12, 0.08, 0.03, 0.02]] * 2).gather(
+        -1, shuffled
+    )  # 0.3 .55 .75 .87
     one_big = _logits_with_probs([[0.05, 0.70, 0.10, 0.15], [0.20, 0.05, 0.15, 0.60]])
-    cases = [(crossing, 0.6), (crossing, 0.8), (_test_logits(30), 0.5), (_test_logits(31, batch=3, d_vocab=12), 0.9),
-             (one_big, 0.5), (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95)]
+    cases = [
+        (crossing, 0.6),
+        (crossing, 0.8),
+        (_test_logits(30), 0.5),
+        (_test_logits(31, batch=3, d_vocab=12), 0.9),
+        (one_big, 0.5),
+        (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95),
+    ]
     for logits, p in cases:
         what = f"apply_top_p(logits, p={p})"
         got = _learner_logits(fn, (logits, p), what, things, [logits])
         expected = _top_p(logits, p)
         mistakes = mistakes_in("apply_top_p")
-        if isinstance(got, torch.Tensor) and got.shape == logits.shape and not _same_logits(got, expected):
+        if (
+            isinstance(got, torch.Tensor)
+            and got.shape == logits.shape
+            and not _same_logits(got, expected)
+        ):
             nothing_kept = _removed(got.detach().float()).all(-1)
             if nothing_kept.any():
                 rows = nothing_kept.nonzero().flatten().tolist()
                 top = logits.softmax(-1).amax(-1)
-                fail(f"{what}: rows {rows} keep no token at all (the most probable one has probability "
-                     f"{top[rows[0]]:.2f}{' > p' if top[rows[0]] > p else ''}).",
-                     TOPP_KEEPS_NONE if (top[nothing_kept] > p).all() else None, things)
+                fail(
+                    f"{what}: rows {rows} keep no token at all (the most probable one has probability "
+                    f"{top[rows[0]]:.2f}{' > p' if top[rows[0]] > p else ''}).",
+                    TOPP_KEEPS_NONE if (top[nothing_kept] > p).all() else None,
+                    things,
+                )
         _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things)
-    print(f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, and logits out of order"
-          " (removed logits: -inf, or at most -1e4)")
+    print(
+        f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, and logits out of order"
+        " (removed logits: -inf, or at most -1e4)"
+    )
 
 
 # --------------------------------------------------------------------------- beam search
 
-BEAM_CFG = Config(d_model=32, d_vocab=40, n_ctx=32, d_head=8, d_mlp=128, n_heads=4, n_layers=2, layer_norm_eps=1e-5)
+BEAM_CFG = Config(
+    d_model=32,
+    d_vocab=40,
+    n_ctx=32,
+    d_head=8,
+    d_mlp=128,
+    n_heads=4,
+    n_layers=2,
+    layer_norm_eps=1e-5,
+)
 # Random weights this large give next-token distributions peaked but not one-hot (the most probable token has about 0.4):
 # beams disagree, and the stop token ends some of them
 EMBED_STD, WEIGHT_SCALE = 0.2, 0.6
@@ -332,12 +517,18 @@ def _models(seed: int = 0):
     from utils.model import DemoTransformer, load_gpt2_weights
     from utils.resources import new_gpt2
 
-    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the learner's random state is left as it was
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.no_grad(),
+    ):  # the learner's random state is left as it was
         torch.manual_seed(seed)
         hf = new_gpt2(BEAM_CFG, attn_implementation="eager")
         for name, p in hf.named_parameters():
             if p.ndim == 1:
-                p.copy_((1.0 if "ln" in name and name.endswith("weight") else 0.0) + 0.2 * torch.randn_like(p))
+                p.copy_(
+                    (1.0 if "ln" in name and name.endswith("weight") else 0.0)
+                    + 0.2 * torch.randn_like(p)
+                )
             elif "wte" in name or "wpe" in name:
                 p.normal_(0.0, EMBED_STD)
             else:
@@ -349,13 +540,21 @@ def _banned(seq: list[int], n: int) -> set[int]:
     """Tokens that would repeat an n-gram already in seq (prompt included), as Hugging Face's no_repeat_ngram_size."""
     if n <= 0 or len(seq) + 1 < n:
         return set()
-    last = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
-    return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == last}
+    last = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
+    return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == last}
 
 
 @torch.no_grad()
-def _beam_search(model, tokens, num_beams, max_new_tokens, length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None,
-                 mistake=None):
+def _beam_search(
+    model,
+    tokens,
+    num_beams,
+    max_new_tokens,
+    length_penalty=1.0,
+    no_repeat_ngram_size=0,
+    stop_token=None,
+    mistake=None,
+):
     """Beam search as Hugging Face's generate(num_beams, do_sample=False, early_stopping=True) does it; or with a mistake.
 
     Each step takes the 2 * num_beams best continuations of all running beams by total log-prob. A continuation that ends in
@@ -378,11 +577,14 @@ def _beam_search(model, tokens, num_beams, max_new_tokens, length_penalty=1.0, n
             seq = running[beam][0] + [token]
             if token == stop or n_new == max_new_tokens:
                 if rank < num_beams:
-                    length = {BEAM_LENGTH_WITH_PROMPT: len(seq), BEAM_STOP_NOT_COUNTED: n_new - (token == stop)}.get(mistake, n_new)
+                    length = {
+                        BEAM_LENGTH_WITH_PROMPT: len(seq),
+                        BEAM_STOP_NOT_COUNTED: n_new - (token == stop),
+                    }.get(mistake, n_new)
                     if mistake is BEAM_NO_LENGTH_NORM:
                         score = total
                     else:  # a length of 0 (the stop token alone, not counted) gives what a tensor gives: -inf
-                        score = total / length ** length_penalty if length else float("-inf")
+                        score = total / length**length_penalty if length else float("-inf")
                     finished.append((seq, score))
             elif len(next_running) < num_beams:
                 next_running.append((seq, total))
@@ -393,20 +595,40 @@ def _beam_search(model, tokens, num_beams, max_new_tokens, length_penalty=1.0, n
     return [(torch.tensor(seq), score) for seq, score in finished]
 
 
-def _hf_beam_search(hf, tokens, num_beams, max_new_tokens, length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None):
+def _hf_beam_search(
+    hf,
+    tokens,
+    num_beams,
+    max_new_tokens,
+    length_penalty=1.0,
+    no_repeat_ngram_size=0,
+    stop_token=None,
+):
     """Hugging Face's beam search: its finished beams, best first, as [(sequence, score)]."""
-    hf.generation_config.eos_token_id = stop_token  # otherwise the config's eos (the last id) would stop beams
+    hf.generation_config.eos_token_id = (
+        stop_token  # otherwise the config's eos (the last id) would stop beams
+    )
     hf.generation_config.pad_token_id = stop_token if stop_token is not None else 0
-    out = hf.generate(tokens, attention_mask=torch.ones_like(tokens), num_beams=num_beams, do_sample=False,
-                      max_new_tokens=max_new_tokens, length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                      early_stopping=True, eos_token_id=stop_token, num_return_sequences=num_beams,
-                      return_dict_in_generate=True, output_scores=True)
+    out = hf.generate(
+        tokens,
+        attention_mask=torch.ones_like(tokens),
+        num_beams=num_beams,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        length_penalty=length_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        early_stopping=True,
+        eos_token_id=stop_token,
+        num_return_sequences=num_beams,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     beams = []
     for seq, score in zip(out.sequences, out.sequences_scores.tolist()):
         seq = seq.tolist()
-        new = seq[tokens.shape[1]:]
+        new = seq[tokens.shape[1] :]
         if stop_token is not None and stop_token in new:  # cut the padding after the stop token
-            seq = seq[:tokens.shape[1] + new.index(stop_token) + 1]
+            seq = seq[: tokens.shape[1] + new.index(stop_token) + 1]
         beams.append((torch.tensor(seq), score))
     return beams
 
@@ -431,43 +653,79 @@ def _learner_beams(fn, model, case):
     """The learner's beams as [(list of ids, float score)], after checking the form of what beam_search returned."""
     prompt, num_beams, max_new, lp, ngram, stop = case
     tokens = torch.tensor([prompt])
-    what = (f"beam_search(model, tokens={prompt}, num_beams={num_beams}, max_new_tokens={max_new}, length_penalty={lp}, "
-            f"no_repeat_ngram_size={ngram}, stop_token={stop})")
-    things = ("the signature beam_search(model, tokens, num_beams, max_new_tokens, *, length_penalty=1.0, "
-              "no_repeat_ngram_size=0, stop_token=None); model(tokens) takes [n_beams, posn] and gives [n_beams, posn, d_vocab].")
+    what = (
+        f"beam_search(model, tokens={prompt}, num_beams={num_beams}, max_new_tokens={max_new}, length_penalty={lp}, "
+        f"no_repeat_ngram_size={ngram}, stop_token={stop})"
+    )
+    things = (
+        "the signature beam_search(model, tokens, num_beams, max_new_tokens, *, length_penalty=1.0, "
+        "no_repeat_ngram_size=0, stop_token=None); model(tokens) takes [n_beams, posn] and gives [n_beams, posn, d_vocab]."
+    )
     before = tokens.clone()
-    beams = call_learner(lambda: fn(model, tokens, num_beams, max_new, length_penalty=lp, no_repeat_ngram_size=ngram,
-                                    stop_token=stop), what=what, things_to_check=things)
+    beams = call_learner(
+        lambda: fn(
+            model,
+            tokens,
+            num_beams,
+            max_new,
+            length_penalty=lp,
+            no_repeat_ngram_size=ngram,
+            stop_token=stop,
+        ),
+        what=what,
+        things_to_check=things,
+    )
     if not torch.equal(tokens, before):
-        fail(f"{what} changed the prompt tokens it was given; build new tensors (torch.cat) instead.")
+        fail(
+            f"{what} changed the prompt tokens it was given; build new tensors (torch.cat) instead."
+        )
     if not isinstance(beams, (list, tuple)) or not beams:
-        fail(f"{what} must return a non-empty list of (sequence, score) pairs, best first; got {type(beams).__name__}"
-             + (f" of length {len(beams)}" if isinstance(beams, (list, tuple)) else ""))
+        fail(
+            f"{what} must return a non-empty list of (sequence, score) pairs, best first; got {type(beams).__name__}"
+            + (f" of length {len(beams)}" if isinstance(beams, (list, tuple)) else "")
+        )
     out = []
     for i, beam in enumerate(beams):
-        if not (isinstance(beam, (list, tuple)) and len(beam) == 2 and isinstance(beam[0], torch.Tensor)):
-            fail(f"{what}: beam {i} is {type(beam).__name__} {beam!r:.80}; each beam must be a pair (1-D tensor of token ids, "
-                 "score)")
+        if not (
+            isinstance(beam, (list, tuple)) and len(beam) == 2 and isinstance(beam[0], torch.Tensor)
+        ):
+            fail(
+                f"{what}: beam {i} is {type(beam).__name__} {beam!r:.80}; each beam must be a pair (1-D tensor of token ids, "
+                "score)"
+            )
         seq, score = beam[0], _number(beam[1])
         if seq.ndim == 2 and seq.shape[0] == 1:
             seq = seq[0]
         if seq.ndim != 1 or seq.is_floating_point():
-            fail(f"{what}: beam {i}'s sequence has shape {tuple(seq.shape)} and dtype {seq.dtype}; it must be a 1-D tensor "
-                 "of token ids, the prompt followed by the new tokens")
+            fail(
+                f"{what}: beam {i}'s sequence has shape {tuple(seq.shape)} and dtype {seq.dtype}; it must be a 1-D tensor "
+                "of token ids, the prompt followed by the new tokens"
+            )
         if score is None or math.isnan(score):
-            fail(f"{what}: beam {i}'s score is {beam[1]!r}; it must be a number (a float or a 0-d tensor)")
+            fail(
+                f"{what}: beam {i}'s score is {beam[1]!r}; it must be a number (a float or a 0-d tensor)"
+            )
         ids = seq.tolist()
-        if ids[:len(prompt)] != prompt:
-            fail(f"{what}: beam {i} is {ids}; it must start with the prompt {prompt}, followed by the new tokens")
-        new = ids[len(prompt):]
+        if ids[: len(prompt)] != prompt:
+            fail(
+                f"{what}: beam {i} is {ids}; it must start with the prompt {prompt}, followed by the new tokens"
+            )
+        new = ids[len(prompt) :]
         if not 1 <= len(new) <= max_new:
-            fail(f"{what}: beam {i} has {len(new)} new tokens; beam search adds between 1 and max_new_tokens = {max_new}")
+            fail(
+                f"{what}: beam {i} has {len(new)} new tokens; beam search adds between 1 and max_new_tokens = {max_new}"
+            )
         if stop is not None and stop in new[:-1]:
-            fail(f"{what}: beam {i} is {ids}: it goes on after the stop token {stop}.", BEAM_AFTER_STOP)
+            fail(
+                f"{what}: beam {i} is {ids}: it goes on after the stop token {stop}.",
+                BEAM_AFTER_STOP,
+            )
         out.append((ids, score))
     scores = [score for _, score in out]
     if scores != sorted(scores, reverse=True):
-        fail(f"{what}: the beams are not sorted best first; their scores are {[round(s, 4) for s in scores]}")
+        fail(
+            f"{what}: the beams are not sorted best first; their scores are {[round(s, 4) for s in scores]}"
+        )
     return what, out
 
 
@@ -477,10 +735,12 @@ def check_beam_search(fn) -> None:
     finished beams, best first, with the best one and its score as Hugging Face's generate(num_beams=..., early_stopping=True)
     gives them on the same weights."""
     hf, model = _models()
-    things = ("keep the num_beams best beams by total log-prob; take the 2 * num_beams best continuations each step; a "
-              "continuation ending in stop_token (or reaching max_new_tokens), if among the num_beams best, is finished with "
-              "score total / (new tokens ** length_penalty); stop when num_beams beams are finished; ban tokens that repeat "
-              "an n-gram of the whole sequence (prompt included) by setting their log-prob to -inf.")
+    things = (
+        "keep the num_beams best beams by total log-prob; take the 2 * num_beams best continuations each step; a "
+        "continuation ending in stop_token (or reaching max_new_tokens), if among the num_beams best, is finished with "
+        "score total / (new tokens ** length_penalty); stop when num_beams beams are finished; ban tokens that repeat "
+        "an n-gram of the whole sequence (prompt included) by setting their log-prob to -inf."
+    )
     for case in BEAM_CASES:
         prompt, num_beams, max_new, lp, ngram, stop = case
         what, got = _learner_beams(fn, model, case)
@@ -494,11 +754,20 @@ def check_beam_search(fn) -> None:
                 beams = _beam_search(model, tokens, num_beams, max_new, lp, ngram, stop, mistake)
                 return (beams[0][0].tolist(), beams[0][1]) if beams else None
 
-            same = lambda a, b: a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-4, abs_tol=1e-5)  # noqa: E731
+            same = lambda a, b: (
+                a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-4, abs_tol=1e-5)
+            )  # noqa: E731
             differs = "the best beam's score differs" if ids == best else "the best beam differs"
-            fail([f"{what}: {differs} from Hugging Face's generate on the same weights.",
-                  f"  expected {best} with score {best_score:.5f}",
-                  f"  got      {ids} with score {score:.5f}"],
-                 recognise((ids, score), mistakes_in("beam_search"), reproduce, same), things)
-    print(f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, a stop token, "
-          "no_repeat_ngram_size) give Hugging Face's best beam and score")
+            fail(
+                [
+                    f"{what}: {differs} from Hugging Face's generate on the same weights.",
+                    f"  expected {best} with score {best_score:.5f}",
+                    f"  got      {ids} with score {score:.5f}",
+                ],
+                recognise((ids, score), mistakes_in("beam_search"), reproduce, same),
+                things,
+            )
+    print(
+        f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, a stop token, "
+        "no_repeat_ngram_size) give Hugging Face's best beam and score"
+    )

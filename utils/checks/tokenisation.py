@@ -8,23 +8,43 @@ from utils.checks.core import call_learner, fail, known_mistake, learner_facing,
 
 # --------------------------------------------------------------------------- known mistakes
 
-TIE_BY_DICT_ORDER = known_mistake("merges_tie_by_dict_order", "train_merges",
+TIE_BY_DICT_ORDER = known_mistake(
+    "merges_tie_by_dict_order",
+    "train_merges",
     "a tie. Both pairs occur {count} times at this point; ties go to the smallest ids ({want} before {got}), which the heap "
-    "of (-count, pair) gives for free, and dict order does not.")
-DECODE_PER_TOKEN = known_mistake("decode_per_token", "BPETokenizer",
+    "of (-count, pair) gives for free, and dict order does not.",
+)
+DECODE_PER_TOKEN = known_mistake(
+    "decode_per_token",
+    "BPETokenizer",
     "each token's bytes are decoded as UTF-8 on their own, but one character can span two tokens (an emoji is 4 bytes). "
-    "Join the bytes of all the tokens, then decode once, with errors='replace' as GPT-2 does.", raises=UnicodeDecodeError)
+    "Join the bytes of all the tokens, then decode once, with errors='replace' as GPT-2 does.",
+    raises=UnicodeDecodeError,
+)
 
 
 # --------------------------------------------------------------------------- the checks
+
 
 @learner_facing
 def check_merge_word(fn) -> None:
     """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without changing `word`."""
     cases = [  # word, pair, new_id, expected, what the case tests
         ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
-        ([1, 1, 1], (1, 1), 9, [9, 1], "overlapping occurrences: left to right, and each id takes part in one merge only"),
-        ([1, 1, 1, 1], (1, 1), 9, [9, 9], "overlapping occurrences: left to right, and each id takes part in one merge only"),
+        (
+            [1, 1, 1],
+            (1, 1),
+            9,
+            [9, 1],
+            "overlapping occurrences: left to right, and each id takes part in one merge only",
+        ),
+        (
+            [1, 1, 1, 1],
+            (1, 1),
+            9,
+            [9, 9],
+            "overlapping occurrences: left to right, and each id takes part in one merge only",
+        ),
         ([2, 1], (1, 2), 9, [2, 1], "order matters: (2, 1) is not the pair (1, 2)"),
         ([3, 1], (1, 2), 9, [3, 1], "a pair's first id at the end of the word is not a match"),
         ([7], (1, 2), 9, [7], "a word of one id has no pairs"),
@@ -35,15 +55,23 @@ def check_merge_word(fn) -> None:
         label = f"merge_word({original}, {pair}, {new_id})"
         got = call_learner(fn, word, pair, new_id, what=label)
         if word != original:
-            fail(f"{label} changed its input to {word}. Build and return a new list: train_merges still needs the old word.")
+            fail(
+                f"{label} changed its input to {word}. Build and return a new list: train_merges still needs the old word."
+            )
         if not isinstance(got, list) or got != expected:
             fail(f"{label} returned {got!r}, expected {expected} ({what}).")
-    print(f"merge_word passed: {len(cases)} cases, including overlapping pairs and the end of a word")
+    print(
+        f"merge_word passed: {len(cases)} cases, including overlapping pairs and the end of a word"
+    )
 
 
-_MERGE_TEXT = ("the cat sat on the mat. the cat ate the rat, then the bat sat by the hat!\n" * 3
-               + "<|endoftext|>" + "these thin threads throw three thousand thorns; thither and thence.\n" * 2
-               + "<|endoftext|>" + "naïve café déjà vu 🤖🤖 1234 123 12 aaaa aaa aa\n\tindented    spaces    here\n" * 2)
+_MERGE_TEXT = (
+    "the cat sat on the mat. the cat ate the rat, then the bat sat by the hat!\n" * 3
+    + "<|endoftext|>"
+    + "these thin threads throw three thousand thorns; thither and thence.\n" * 2
+    + "<|endoftext|>"
+    + "naïve café déjà vu 🤖🤖 1234 123 12 aaaa aaa aa\n\tindented    spaces    here\n" * 2
+)
 
 
 @learner_facing
@@ -60,24 +88,48 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     for k, (got, want) in enumerate(zip(merges, expected)):
         if got != want:
             counts = _pair_counts_after(expected[:k])
-            header = (f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, expected {expected_tokens[want[0]]!r} + "
-                      f"{expected_tokens[want[1]]!r} ({_matching(k)}).")
-            if counts.get(got, 0) == counts.get(want, 0) > 0:  # recognised by the counts: both pairs were equally frequent
+            header = (
+                f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, expected {expected_tokens[want[0]]!r} + "
+                f"{expected_tokens[want[1]]!r} ({_matching(k)})."
+            )
+            if (
+                counts.get(got, 0) == counts.get(want, 0) > 0
+            ):  # recognised by the counts: both pairs were equally frequent
                 fail(header, TIE_BY_DICT_ORDER, count=counts[want], want=want, got=got)
-            fail([header, f"  At this point the expected pair occurs {counts.get(want, 0)} times and yours {counts.get(got, 0)}."],
-                 None, "each affected word's count is subtracted from every pair of the old word and added to every pair of the "
-                 "new word; words_with records the new pairs; every changed pair that still occurs is pushed back on the heap.")
+            fail(
+                [
+                    header,
+                    f"  At this point the expected pair occurs {counts.get(want, 0)} times and yours {counts.get(got, 0)}.",
+                ],
+                None,
+                "each affected word's count is subtracted from every pair of the old word and added to every pair of the "
+                "new word; words_with records the new pairs; every changed pair that still occurs is pushed back on the heap.",
+            )
     if len(merges) != len(expected):
-        fail(f"train_merges learned {len(merges)} merges, expected {len(expected)} ({_matching(min(len(merges), len(expected)))}). "
-             "Stopping early usually means changed pairs were not pushed back on the heap.")
-    if len(tokens) != 256 + len(merges) or any(tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)):
-        fail("train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
-             "tokens[a] + tokens[b] for merge (a, b), appended in order.")
-    print(f"train_merges passed: the same {len(merges)} merges, in the same order, as the reference trainer")
+        fail(
+            f"train_merges learned {len(merges)} merges, expected {len(expected)} ({_matching(min(len(merges), len(expected)))}). "
+            "Stopping early usually means changed pairs were not pushed back on the heap."
+        )
+    if len(tokens) != 256 + len(merges) or any(
+        tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)
+    ):
+        fail(
+            "train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
+            "tokens[a] + tokens[b] for merge (a, b), appended in order."
+        )
+    print(
+        f"train_merges passed: the same {len(merges)} merges, in the same order, as the reference trainer"
+    )
 
 
 def _matching(k: int) -> str:
-    return "none match before it" if k == 0 else "the first merge matches" if k == 1 else f"the first {k} merges match"
+    return (
+        "none match before it"
+        if k == 0
+        else "the first merge matches"
+        if k == 1
+        else f"the first {k} merges match"
+    )
 
 
 def _pair_counts_after(merges) -> dict:
@@ -97,15 +149,27 @@ def _pair_counts_after(merges) -> dict:
 
 
 _TOKENIZER_TEXTS = [
-    "Hello world!", "  leading and   multiple   spaces  ", "tabs\tand\nnew\n\n\nlines\r\n", "I'm sure they'd've said it's John's",
-    "emoji 🤖🚀 and accents: café naïve", "中文字符和日本語のテキスト", "def f(x):\n    return x**2  # square\n",
-    "1234567890 + 3.14159 = ?", "<|endoftext|>between<|endoftext|>docs", "antidisestablishmentarianism unbelievably",
+    "Hello world!",
+    "  leading and   multiple   spaces  ",
+    "tabs\tand\nnew\n\n\nlines\r\n",
+    "I'm sure they'd've said it's John's",
+    "emoji 🤖🚀 and accents: café naïve",
+    "中文字符和日本語のテキスト",
+    "def f(x):\n    return x**2  # square\n",
+    "1234567890 + 3.14159 = ?",
+    "<|endoftext|>between<|endoftext|>docs",
+    "antidisestablishmentarianism unbelievably",
 ]
 
 
 def _decode_per_token(reference, ids) -> str:
     """What decode gives when it decodes each token's bytes on its own (DECODE_PER_TOKEN), replacing broken characters."""
-    return "".join(bytes(reference.byte_decoder[c] for c in reference.id_to_token[i]).decode("utf-8", errors="replace") for i in ids)
+    return "".join(
+        bytes(reference.byte_decoder[c] for c in reference.id_to_token[i]).decode(
+            "utf-8", errors="replace"
+        )
+        for i in ids
+    )
 
 
 @learner_facing
@@ -122,18 +186,38 @@ def check_bpe_tokenizer(cls) -> None:
         expected = reference.encode(text)
         got = call_learner(tokenizer.encode, text, what=f"encode({text!r})")
         if list(got) != expected:
-            fail(f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n"
-                 "  Things to check (_bpe): each round merges the adjacent pair with the LOWEST rank in merge_ranks (not the first "
-                 "mergeable pair, nor the most frequent), replaces all its occurrences left to right, and repeats until no pair is a merge.")
-        decoded = call_learner(tokenizer.decode, expected, what=f"decode(encode({text!r}))", known=[DECODE_PER_TOKEN])
+            fail(
+                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n"
+                "  Things to check (_bpe): each round merges the adjacent pair with the LOWEST rank in merge_ranks (not the first "
+                "mergeable pair, nor the most frequent), replaces all its occurrences left to right, and repeats until no pair is a merge."
+            )
+        decoded = call_learner(
+            tokenizer.decode, expected, what=f"decode(encode({text!r}))", known=[DECODE_PER_TOKEN]
+        )
         if decoded != text:
-            fail(f"decode(encode({text!r})) gave {decoded!r}, not the text itself.",
-                 recognise(decoded, [DECODE_PER_TOKEN], lambda m: _decode_per_token(reference, expected), lambda a, b: a == b),
-                 "map each character of each token back to its byte with byte_decoder, join all the bytes, then decode UTF-8 "
-                 "once (a character may span two tokens).")
+            fail(
+                f"decode(encode({text!r})) gave {decoded!r}, not the text itself.",
+                recognise(
+                    decoded,
+                    [DECODE_PER_TOKEN],
+                    lambda m: _decode_per_token(reference, expected),
+                    lambda a, b: a == b,
+                ),
+                "map each character of each token back to its byte with byte_decoder, join all the bytes, then decode UTF-8 "
+                "once (a character may span two tokens).",
+            )
     robot = reference.encode("🤖")
-    half = call_learner(tokenizer.decode, robot[:1], what="decode(half of an emoji's tokens)", known=[DECODE_PER_TOKEN])
+    half = call_learner(
+        tokenizer.decode,
+        robot[:1],
+        what="decode(half of an emoji's tokens)",
+        known=[DECODE_PER_TOKEN],
+    )
     if half != reference.decode(robot[:1]):
-        fail(f"decoding half of an emoji's bytes gave {half!r}, expected {reference.decode(robot[:1])!r}: "
-             "decode the joined bytes with errors='replace', as GPT-2 does.")
-    print(f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, and decode(encode(s)) == s for each")
+        fail(
+            f"decoding half of an emoji's bytes gave {half!r}, expected {reference.decode(robot[:1])!r}: "
+            "decode the joined bytes with errors='replace', as GPT-2 does."
+        )
+    print(
+        f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, and decode(encode(s)) == s for each"
+    )

@@ -11,43 +11,90 @@ from dataclasses import replace
 
 import torch
 
-from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in, recognise
+from utils.checks.core import (
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    mistakes_in,
+    recognise,
+)
 from utils.checks.model import CHECK_CFG
 from utils.model import next_token_loss
 
 # --------------------------------------------------------------------------- known mistakes
 
-LR_WARMUP_FROM_ZERO = known_mistake("lr_warmup_from_zero", "lr_at",
-    "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; use (step + 1) / warmup_steps.")
-LR_DECAY_TO_ZERO = known_mistake("lr_decay_to_zero", "lr_at", "the decay ends at 0 instead of lr * min_lr_ratio.")
-LR_NO_WARMUP = known_mistake("lr_no_warmup", "lr_at",
-    "there is no warmup: for step < warmup_steps, use lr * (step + 1) / warmup_steps.")
-LR_LINEAR_DECAY = known_mistake("lr_linear_decay", "lr_at",
-    "the decay is linear, not cosine: lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).")
-LR_PROGRESS_FROM_ZERO = known_mistake("lr_progress_from_zero", "lr_at",
-    "the cosine's progress counts from step 0, not from the end of warmup: (step - warmup_steps) / (max_steps - warmup_steps).")
-LR_UNCLAMPED = known_mistake("lr_unclamped", "lr_at", "after max_steps the cosine comes back up: clamp the progress at 1.")
-DECAY_BY_NDIM = known_mistake("decay_by_ndim", "make_optimizer",
+LR_WARMUP_FROM_ZERO = known_mistake(
+    "lr_warmup_from_zero",
+    "lr_at",
+    "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; use (step + 1) / warmup_steps.",
+)
+LR_DECAY_TO_ZERO = known_mistake(
+    "lr_decay_to_zero", "lr_at", "the decay ends at 0 instead of lr * min_lr_ratio."
+)
+LR_NO_WARMUP = known_mistake(
+    "lr_no_warmup",
+    "lr_at",
+    "there is no warmup: for step < warmup_steps, use lr * (step + 1) / warmup_steps.",
+)
+LR_LINEAR_DECAY = known_mistake(
+    "lr_linear_decay",
+    "lr_at",
+    "the decay is linear, not cosine: lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
+)
+LR_PROGRESS_FROM_ZERO = known_mistake(
+    "lr_progress_from_zero",
+    "lr_at",
+    "the cosine's progress counts from step 0, not from the end of warmup: (step - warmup_steps) / (max_steps - warmup_steps).",
+)
+LR_UNCLAMPED = known_mistake(
+    "lr_unclamped", "lr_at", "after max_steps the cosine comes back up: clamp the progress at 1."
+)
+DECAY_BY_NDIM = known_mistake(
+    "decay_by_ndim",
+    "make_optimizer",
     "the 'decay tensors with ndim >= 2' rule. Here b_Q, b_K and b_V are [n_heads, d_head]: two-dimensional, but biases. "
-    "Decide by the name: name.split('.')[-1].startswith('W_').")
-STEP_ZERO_GRAD_FIRST = known_mistake("step_zero_grad_first", "optimizer_step",
+    "Decide by the name: name.split('.')[-1].startswith('W_').",
+)
+STEP_ZERO_GRAD_FIRST = known_mistake(
+    "step_zero_grad_first",
+    "optimizer_step",
     "the gradients are cleared before loss.backward(), which throws away the earlier micro-batches' gradients (gradient "
-    "accumulation): clear them after optimizer.step() instead.")
-STEP_NO_ZERO_GRAD = known_mistake("step_no_zero_grad", "optimizer_step",
+    "accumulation): clear them after optimizer.step() instead.",
+)
+STEP_NO_ZERO_GRAD = known_mistake(
+    "step_no_zero_grad",
+    "optimizer_step",
     "the gradients are never cleared, so the next step adds this step's gradients again: call "
-    "optimizer.zero_grad(set_to_none=True) after optimizer.step().")
-STEP_NO_CLIP = known_mistake("step_no_clip", "optimizer_step",
+    "optimizer.zero_grad(set_to_none=True) after optimizer.step().",
+)
+STEP_NO_CLIP = known_mistake(
+    "step_no_clip",
+    "optimizer_step",
     "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
-    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step.")
-STEP_CLIP_VALUE = known_mistake("step_clip_value", "optimizer_step",
+    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step.",
+)
+STEP_CLIP_VALUE = known_mistake(
+    "step_clip_value",
+    "optimizer_step",
     "clip_grad_value_ clips each gradient entry separately; clip the total norm of all gradients together, "
-    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip), which keeps the gradient's direction.")
-STEP_CLIP_AT_1 = known_mistake("step_clip_at_1", "optimizer_step",
-    "the norm is clipped to 1.0, not to grad_clip (the check uses grad_clip = 0.5): pass grad_clip.")
-ACCURACY_NO_SHIFT = known_mistake("accuracy_no_shift", "next_token_accuracy",
-    "no shift: logits at position i predict token i + 1, so compare logits[:, :-1].argmax(-1) with tokens[:, 1:].")
-ACCURACY_COUNT = known_mistake("accuracy_count", "next_token_accuracy",
-    "a count, not a fraction: divide by the number of predictions.")
+    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip), which keeps the gradient's direction.",
+)
+STEP_CLIP_AT_1 = known_mistake(
+    "step_clip_at_1",
+    "optimizer_step",
+    "the norm is clipped to 1.0, not to grad_clip (the check uses grad_clip = 0.5): pass grad_clip.",
+)
+ACCURACY_NO_SHIFT = known_mistake(
+    "accuracy_no_shift",
+    "next_token_accuracy",
+    "no shift: logits at position i predict token i + 1, so compare logits[:, :-1].argmax(-1) with tokens[:, 1:].",
+)
+ACCURACY_COUNT = known_mistake(
+    "accuracy_count",
+    "next_token_accuracy",
+    "a count, not a fraction: divide by the number of predictions.",
+)
 
 
 def _number(value):
@@ -59,12 +106,15 @@ def _number(value):
 
 # --------------------------------------------------------------------------- lr_at
 
+
 def _lr(step, args, mistake=None):
     """The schedule: linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio; or with a known mistake."""
     lr, warm, total, low = args.lr, args.warmup_steps, args.max_steps, args.min_lr_ratio
     if step < warm and mistake is not LR_NO_WARMUP:
         return lr * (step if mistake is LR_WARMUP_FROM_ZERO else step + 1) / warm
-    progress = step / total if mistake is LR_PROGRESS_FROM_ZERO else (step - warm) / max(1, total - warm)
+    progress = (
+        step / total if mistake is LR_PROGRESS_FROM_ZERO else (step - warm) / max(1, total - warm)
+    )
     if mistake is not LR_UNCLAMPED:
         progress = min(1.0, progress)
     floor = 0.0 if mistake is LR_DECAY_TO_ZERO else low
@@ -77,25 +127,32 @@ def check_lr_at(fn) -> None:
     """`fn(step, args)` must give linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio at args.max_steps."""
     from utils.training import TrainingArgs, lr_at as reference
 
-    settings = [TrainingArgs(lr=1e-3, warmup_steps=10, max_steps=100, min_lr_ratio=0.1),
-                TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0),
-                TrainingArgs(lr=1e-3, warmup_steps=5, max_steps=5, min_lr_ratio=0.1)]  # no decay phase: max_steps - warmup_steps = 0
+    settings = [
+        TrainingArgs(lr=1e-3, warmup_steps=10, max_steps=100, min_lr_ratio=0.1),
+        TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0),
+        TrainingArgs(lr=1e-3, warmup_steps=5, max_steps=5, min_lr_ratio=0.1),
+    ]  # no decay phase: max_steps - warmup_steps = 0
     # rel_tol 1e-5: a schedule computed in float32 (torch.cos on a float32 tensor) is right to about 4e-6
-    same = lambda got, value: got is not None and math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-12)  # noqa: E731
+    same = lambda got, value: (
+        got is not None and math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-12)
+    )  # noqa: E731
     for args in settings:
         for step in range(args.max_steps + 10):
             got = call_learner(fn, step, args, what=f"lr_at({step}, args)")
             want, value = reference(step, args), _number(got)
             if not same(value, want):
-                fail(f"lr_at({step}, args) = {got if value is None else value!r}, expected {want:.6g} (lr={args.lr}, "
-                     f"warmup_steps={args.warmup_steps}, max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).",
-                     recognise(value, mistakes_in("lr_at"), lambda m: _lr(step, args, m), same),
-                     "warmup lr * (step + 1) / warmup_steps; then progress = (step - warmup_steps) / (max_steps - warmup_steps), "
-                     "clamped to 1; lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).")
+                fail(
+                    f"lr_at({step}, args) = {got if value is None else value!r}, expected {want:.6g} (lr={args.lr}, "
+                    f"warmup_steps={args.warmup_steps}, max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).",
+                    recognise(value, mistakes_in("lr_at"), lambda m: _lr(step, args, m), same),
+                    "warmup lr * (step + 1) / warmup_steps; then progress = (step - warmup_steps) / (max_steps - warmup_steps), "
+                    "clamped to 1; lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
+                )
     print(f"lr_at passed: every step of {len(settings)} schedules, including past max_steps")
 
 
 # --------------------------------------------------------------------------- make_optimizer
+
 
 def _tiny_model(seed=0):
     from utils.model import DemoTransformer
@@ -111,7 +168,10 @@ def _is_weight(name: str) -> bool:
 
 def _decayed(model, mistake=None) -> dict[str, bool]:
     """Which parameters get weight decay: the weight matrices and embeddings; or with a known mistake."""
-    return {name: p.ndim >= 2 if mistake is DECAY_BY_NDIM else _is_weight(name) for name, p in model.named_parameters()}
+    return {
+        name: p.ndim >= 2 if mistake is DECAY_BY_NDIM else _is_weight(name)
+        for name, p in model.named_parameters()
+    }
 
 
 @learner_facing
@@ -130,27 +190,45 @@ def check_make_optimizer(fn) -> None:
         for p in group["params"]:
             name = names.get(id(p), "a tensor that is not one of the model's parameters")
             if id(p) in seen:
-                fail(f"make_optimizer: {name} is in two parameter groups; each parameter must appear once.")
+                fail(
+                    f"make_optimizer: {name} is in two parameter groups; each parameter must appear once."
+                )
             seen[id(p)] = name
             decayed[name] = group["weight_decay"] != 0
             should = args.weight_decay if _is_weight(name) else 0.0
             if group["weight_decay"] != should:
-                wrong.append(f"{name} ({'a weight matrix' if _is_weight(name) else 'not a weight matrix'}) has weight_decay "
-                             f"{group['weight_decay']}, expected {should}")
+                wrong.append(
+                    f"{name} ({'a weight matrix' if _is_weight(name) else 'not a weight matrix'}) has weight_decay "
+                    f"{group['weight_decay']}, expected {should}"
+                )
         if group["lr"] != args.lr or tuple(group["betas"]) != tuple(args.betas):
-            fail(f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; use args.lr and args.betas.")
+            fail(
+                f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; use args.lr and args.betas."
+            )
     missing = [name for name in names.values() if name not in seen.values()]
     if missing:
         fail(f"make_optimizer: these parameters are not being trained: {missing}")
     if wrong:
-        fail(["make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""),
-              "  Decay the weight matrices and embeddings (W_...), not biases (b_...) or LayerNorm's w and b."],
-             recognise(decayed, mistakes_in("make_optimizer"), lambda m: _decayed(model, m), lambda a, b: a == b))
+        fail(
+            [
+                "make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""),
+                "  Decay the weight matrices and embeddings (W_...), not biases (b_...) or LayerNorm's w and b.",
+            ],
+            recognise(
+                decayed,
+                mistakes_in("make_optimizer"),
+                lambda m: _decayed(model, m),
+                lambda a, b: a == b,
+            ),
+        )
     n_weights = sum(_decayed(model).values())
-    print(f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices and embeddings (W_...) only")
+    print(
+        f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices and embeddings (W_...) only"
+    )
 
 
 # --------------------------------------------------------------------------- optimizer_step
+
 
 def _reference_step(model, optimizer, loss, clip, mistake=None):
     """backward, clip the gradient norm, step, clear the gradients; or with a known mistake."""
@@ -160,7 +238,9 @@ def _reference_step(model, optimizer, loss, clip, mistake=None):
     if mistake is STEP_CLIP_VALUE:
         torch.nn.utils.clip_grad_value_(model.parameters(), clip)
     elif mistake is not STEP_NO_CLIP:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0 if mistake is STEP_CLIP_AT_1 else clip)
+        torch.nn.utils.clip_grad_norm_(
+            model.parameters(), 1.0 if mistake is STEP_CLIP_AT_1 else clip
+        )
     optimizer.step()
     if mistake is not STEP_NO_ZERO_GRAD:
         optimizer.zero_grad()
@@ -172,12 +252,22 @@ def _steps_with(step_fn, what=None, clip=0.5):
     second one's loss (SGD shows clipping and lost or leftover gradients; AdamW would hide them). `what` names a learner's
     step_fn in messages. Returns the weights, the values step_fn returned and the second micro-batches' losses."""
     model = _tiny_model()
-    params = list(model.parameters())  # two groups, as make_optimizer makes: clipping must cover every group
-    optimizer = torch.optim.SGD([{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2]}], lr=0.5)
+    params = list(
+        model.parameters()
+    )  # two groups, as make_optimizer makes: clipping must cover every group
+    optimizer = torch.optim.SGD(
+        [
+            {"params": [p for p in params if p.ndim >= 2]},
+            {"params": [p for p in params if p.ndim < 2]},
+        ],
+        lr=0.5,
+    )
     tokens = torch.randint(0, 50, (4, 8), generator=torch.Generator().manual_seed(0))
     returned, losses = [], []
     for scale in (30.0, 10.0):  # scaled so that the gradient norm is well above `clip`
-        (scale * next_token_loss(model(tokens[:2]), tokens[:2])).backward()  # an earlier micro-batch
+        (
+            scale * next_token_loss(model(tokens[:2]), tokens[:2])
+        ).backward()  # an earlier micro-batch
         loss = scale * next_token_loss(model(tokens[2:]), tokens[2:])
         losses.append(loss.item())
         args = (model, optimizer, loss, clip)
@@ -192,28 +282,50 @@ def check_optimizer_step(fn) -> None:
     from utils.training import optimizer_step as reference
 
     expected = _steps_with(reference)[0]
-    got, returned, losses = _steps_with(fn, what="optimizer_step(model, optimizer, loss, grad_clip)")
+    got, returned, losses = _steps_with(
+        fn, what="optimizer_step(model, optimizer, loss, grad_clip)"
+    )
     value = returned[0]
     if isinstance(value, torch.Tensor) and value.requires_grad:
         fail("optimizer_step returned the loss still attached to its graph; return loss.detach()")
-    number = value if isinstance(value, float) else _number(value) if isinstance(value, torch.Tensor) else None
+    number = (
+        value
+        if isinstance(value, float)
+        else _number(value)
+        if isinstance(value, torch.Tensor)
+        else None
+    )
     if number is None or not math.isclose(number, losses[0], rel_tol=1e-5):
-        fail(f"optimizer_step must return the loss it was given, detached (loss.detach()); it returned {value!r}, "
-             f"the loss was {losses[0]:.6g}")
+        fail(
+            f"optimizer_step must return the loss it was given, detached (loss.detach()); it returned {value!r}, "
+            f"the loss was {losses[0]:.6g}"
+        )
     same = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # noqa: E731
     if not same(got, expected):
         reproduce = lambda m: _steps_with(lambda *args: _reference_step(*args, mistake=m))[0]  # noqa: E731
-        fail("optimizer_step: after two steps the weights differ from the reference (largest difference "
-             f"{(got - expected).abs().max().item():.3g}).", recognise(got, mistakes_in("optimizer_step"), reproduce, same),
-             "loss.backward(), then torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) with the grad_clip given, "
-             "then optimizer.step() once, then optimizer.zero_grad().")
-    note = ("\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait for the GPU every step; "
-            "return loss.detach() instead.)") if isinstance(value, float) else ""
-    print("optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no "
-          "gradients" + note)
+        fail(
+            "optimizer_step: after two steps the weights differ from the reference (largest difference "
+            f"{(got - expected).abs().max().item():.3g}).",
+            recognise(got, mistakes_in("optimizer_step"), reproduce, same),
+            "loss.backward(), then torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) with the grad_clip given, "
+            "then optimizer.step() once, then optimizer.zero_grad().",
+        )
+    note = (
+        (
+            "\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait for the GPU every step; "
+            "return loss.detach() instead.)"
+        )
+        if isinstance(value, float)
+        else ""
+    )
+    print(
+        "optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no "
+        "gradients" + note
+    )
 
 
 # --------------------------------------------------------------------------- next_token_accuracy
+
 
 def _accuracy(logits, tokens, mistake=None) -> float:
     """The fraction of positions whose argmax logit is the next token; or with a known mistake."""
@@ -231,12 +343,23 @@ def check_next_token_accuracy(fn) -> None:
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 7, (3, 9), generator=generator)
     logits = torch.randn(3, 9, 7, generator=generator)
-    logits[:, :-1].scatter_add_(-1, tokens[:, 1:, None], torch.where(torch.rand(3, 8, 1, generator=generator) < 0.6, 10.0, 0.0))
+    logits[:, :-1].scatter_add_(
+        -1,
+        tokens[:, 1:, None],
+        torch.where(torch.rand(3, 8, 1, generator=generator) < 0.6, 10.0, 0.0),
+    )
     expected = reference(logits, tokens)
     got = call_learner(fn, logits, tokens, what="next_token_accuracy(logits, tokens)")
     if not isinstance(got, float) or not math.isclose(got, expected, rel_tol=1e-6):
         same = lambda a, b: isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-6)  # noqa: E731
-        fail(f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float between 0 and 1).",
-             recognise(got, mistakes_in("next_token_accuracy"), lambda m: _accuracy(logits, tokens, m), same),
-             "compare logits[:, :-1].argmax(-1) with tokens[:, 1:], and return the fraction that agree as a Python float.")
+        fail(
+            f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float between 0 and 1).",
+            recognise(
+                got,
+                mistakes_in("next_token_accuracy"),
+                lambda m: _accuracy(logits, tokens, m),
+                same,
+            ),
+            "compare logits[:, :-1].argmax(-1) with tokens[:, 1:], and return the fraction that agree as a Python float.",
+        )
     print(f"next_token_accuracy passed: {expected:.1%} on a batch built to have a known accuracy")
