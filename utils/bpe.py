@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 import regex
 
-END_OF_TEXT = "<|endoftext|>"
+from utils.resources import END_OF_TEXT, gpt2_vocab_and_merges  # GPT-2's files, on disk
+
 # GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers / other, then whitespace.
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -209,8 +210,6 @@ class BPETokenizer:
     @classmethod
     def from_gpt2(cls) -> "BPETokenizer":
         """GPT-2's own 50,257-token vocabulary and 50,000 merges."""
-        from utils.resources import gpt2_vocab_and_merges
-
         return cls(*gpt2_vocab_and_merges())
 
     def _bpe(self, piece: str) -> list[int]:

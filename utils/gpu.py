@@ -72,6 +72,16 @@ def native_autocast_dtype(gpu: GPU) -> str:
     return "bfloat16" if gpu.capability >= (8, 0) else "float16"
 
 
+def model_flops_per_token(cfg) -> float:
+    """nanoGPT's estimate of a training step's work per token, for MFU: 6N (forward and backward
+    through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
+    # N counts the weights that take part in matmuls: the blocks and W_U (W_E, W_pos are lookups)
+    d_mlp = 0 if cfg.attn_only else cfg.d_mlp
+    per_layer = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * d_mlp
+    n_params = cfg.n_layers * per_layer + cfg.d_vocab * cfg.d_model
+    return 6 * n_params + 12 * cfg.n_layers * cfg.n_heads * cfg.d_head * cfg.n_ctx
+
+
 def peak_flops(name: str, dtype: str = "bfloat16") -> float | None:
     """The GPU's dense tensor-core peak for `dtype`, or None if the GPU is unknown or has no tensor cores for it."""
     for pattern, peaks in PEAK_FLOPS:
@@ -215,10 +225,13 @@ def choose_settings(
 
 
 def settings_for_this_machine(
-    run_cfg, cfg, max_steps: int, flops_per_token: float, **overrides
+    run_cfg, cfg, max_steps: int, flops_per_token: float | None = None, **overrides
 ) -> Settings:
-    """choose_settings for the device the run config selects (run_cfg.device: cuda for the gpu config when there is one)."""
+    """choose_settings for the device the run config selects (run_cfg.device: cuda for the gpu
+    config when there is one); flops_per_token by default model_flops_per_token(cfg)."""
     gpu = describe_gpu() if run_cfg.device == "cuda" else None
+    if flops_per_token is None:
+        flops_per_token = model_flops_per_token(cfg)
     return choose_settings(
         gpu, cfg, run_cfg.train["batch_size"], max_steps, flops_per_token, **overrides
     )

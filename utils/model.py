@@ -7,7 +7,6 @@ from __future__ import annotations
 # --- notebooks/02_clean_implementation.ipynb, code cell 2
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import einops
@@ -15,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from utils.validation import check_config, require_token_ids  # clear errors for bad input
 
 
 class Float:
@@ -26,35 +27,14 @@ class Float:
 
 
 class Int:
-    """Shape annotation for integer tensors (token ids): `Int[Tensor, "batch posn"]`. Documentation only, like Float."""
+    """Shape annotation for integer tensors (token ids): `Int[Tensor, "batch posn"]`.
+    Documentation only, like Float."""
 
     def __class_getitem__(cls, params):
         return params[0]
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 4
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """`value` as a Python int, or a clear error. Refuses bools (True is an int in Python) and floats; accepts numpy integers."""
-    allowed = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_number(
-    name: str, value, minimum: float = 0, allow_minimum: bool = False, hint: str = ""
-) -> float:
-    """`value` as a Python float, or a clear error unless it is a finite real number > minimum (>= with allow_minimum)."""
-    allowed = f"a finite number {'>=' if allow_minimum else '>'} {minimum}{hint}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and (value >= minimum if allow_minimum else value > minimum)):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return float(value)
-
-
 @dataclass
 class Config:
     d_model: int = 768
@@ -66,15 +46,10 @@ class Config:
     d_mlp: int = 3072
     n_heads: int = 12
     n_layers: int = 12
-    attn_only: bool = False  # blocks of attention alone, without ln2 and the MLP (notebook 05's induction-head model)
+    attn_only: bool = False  # blocks of attention alone, no MLP (notebook 05's induction model)
 
     def __post_init__(self):
-        for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
-            setattr(self, name, check_int(f"Config.{name}", getattr(self, name)))
-        for name in ("layer_norm_eps", "init_range"):
-            setattr(self, name, check_number(f"Config.{name}", getattr(self, name)))
-        if not isinstance(self.attn_only, bool):
-            raise TypeError(f"Config.attn_only must be True or False, got {self.attn_only!r}")
+        check_config(self)  # sizes are positive ints, eps and init_range positive numbers
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 6
@@ -236,14 +211,16 @@ class MLP(nn.Module):
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 15
 class TransformerBlock(nn.Module):
+    LayerNorm, Attention, MLP = LayerNorm, Attention, MLP  # notebook 03's twin swaps in faster ones
+
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.ln1 = LayerNorm(cfg)
-        self.attn = Attention(cfg)
+        self.ln1 = self.LayerNorm(cfg)
+        self.attn = self.Attention(cfg)
         if not cfg.attn_only:  # notebook 05 trains a model of attention alone
-            self.ln2 = LayerNorm(cfg)
-            self.mlp = MLP(cfg)
+            self.ln2 = self.LayerNorm(cfg)
+            self.mlp = self.MLP(cfg)
 
     def forward(
         self, resid_pre: Float[Tensor, "batch posn d_model"]
@@ -278,68 +255,22 @@ class Unembed(nn.Module):
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 19
-def validate_tokens(tokens: Tensor, cfg: Config, check_values: bool = True) -> None:
-    """Raise a clear TypeError/ValueError unless `tokens` is an integer tensor [batch, posn] of ids in [0, d_vocab), posn <= n_ctx.
-    check_values=False skips the id range, which reads values back (on a GPU that makes the CPU wait for it)."""
-    if not isinstance(tokens, Tensor):
-        raise TypeError(
-            f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}; e.g. torch.tensor([[50256, 40, 716]])"
-        )
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(
-            f"tokens must be token ids of dtype torch.int64 (long) or torch.int32, got dtype {tokens.dtype}; use tokens.long()"
-        )
-    if tokens.device.type == "meta":
-        raise ValueError(
-            "tokens are on the meta device, which holds shapes but no values; token ids must be real: "
-            "make them on 'cpu' or 'cuda', e.g. torch.tensor([[50256, 40, 716]])"
-        )
-    if tokens.ndim != 2:
-        hint = (
-            "; for a single sequence add a batch dimension: tokens[None]"
-            if tokens.ndim == 1
-            else ""
-        )
-        raise ValueError(
-            f"tokens must have shape [batch, posn], got shape {tuple(tokens.shape)}{hint}"
-        )
-    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(
-            f"tokens has shape {tuple(tokens.shape)}: give at least one sequence of at least one token"
-        )
-    if tokens.shape[1] > cfg.n_ctx:
-        raise ValueError(
-            f"tokens has {tokens.shape[1]} positions, more than n_ctx = {cfg.n_ctx}; keep the last {cfg.n_ctx}: tokens[:, -{cfg.n_ctx}:]"
-        )
-    if not check_values or torch.compiler.is_compiling():
-        return  # reading values back would break the compiled graph; eager calls still check them
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= cfg.d_vocab:
-        raise ValueError(
-            f"tokens must be ids in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from {low} to {high}"
-        )
-
-
 class DemoTransformer(nn.Module):
+    # the classes of its layers, which notebook 03's faster twin swaps for fused ones
+    Embed, PosEmbed, TransformerBlock = Embed, PosEmbed, TransformerBlock
+    LayerNorm, Unembed = LayerNorm, Unembed
+
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.embed = Embed(cfg)
-        self.pos_embed = PosEmbed(cfg)
-        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
-        self.ln_final = LayerNorm(cfg)
-        self.unembed = Unembed(cfg)
+        self.embed = self.Embed(cfg)
+        self.pos_embed = self.PosEmbed(cfg)
+        self.blocks = nn.ModuleList([self.TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = self.LayerNorm(cfg)
+        self.unembed = self.Unembed(cfg)
 
-    def forward(
-        self, tokens: Int[Tensor, "batch posn"], cache=None
-    ) -> Float[Tensor, "batch posn d_vocab"]:
-        validate_tokens(tokens, self.cfg)
-        if (
-            cache is not None
-        ):  # notebook 04's KV cache: run only the new positions (without one, this line changes nothing)
-            import utils.sampling
-
-            return utils.sampling.forward_with_cache(self, tokens, cache)
+    def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
+        require_token_ids(tokens, self.cfg)  # bad ids, shapes or dtypes: one clear error
         residual = self.embed(tokens) + self.pos_embed(tokens)
         for block in self.blocks:
             residual = block(residual)
@@ -350,11 +281,10 @@ def next_token_loss(
     logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
 ) -> Float[Tensor, ""]:
     """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1].
-    The last position has no next token: its target is -100, which cross_entropy ignores. That is the same mean as slicing
-    logits[:, :-1], without copying the (large) sliced logits."""
-    targets = F.pad(
-        tokens[:, 1:].long(), (0, 1), value=-100
-    )  # the model also takes int32 ids; cross_entropy wants int64
+    The last position has no next token: its target is -100, which cross_entropy ignores. That is
+    the same mean as slicing logits[:, :-1], without copying the (large) sliced logits."""
+    # the model also takes int32 ids; cross_entropy wants int64
+    targets = F.pad(tokens[:, 1:].long(), (0, 1), value=-100)
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 

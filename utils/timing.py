@@ -1,0 +1,23 @@
+"""Timing for the notebooks' speed comparisons: a warm-up run first (the first call pays for
+memory allocation and kernel selection), then repeats, waiting for a GPU to finish each one."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+
+def run_times(fn: Callable[[], object], repeats: int = 5, device: str = "cpu") -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after one warm-up call that is not counted.
+    Other programs on the machine slow some runs down and never speed one up: take the min for
+    the speed of the code, the median for what a run typically takes."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        fn()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times[1:]

@@ -1,0 +1,385 @@
+"""Checks of arguments, shared by every notebook's code: bad input gets one line that names the
+argument, what it was and what is allowed, instead of a deep error from inside PyTorch (or, worse,
+a wrong result without one).
+
+Numbers: `require_int`, `require_number`, `require_bool` (numpy scalars count as Python's; True is
+not a number here, although Python says it is an int). Tokens: `require_token_ids`, for a model's
+input, a prompt and packed training data alike. Configs and arguments: `check_config` (notebook
+02's Config) and `check_training_args` (notebook 03's TrainingArgs).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import weakref
+
+import torch
+from torch import Tensor
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool too
+
+
+def require_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """`value` as a Python int in [minimum, maximum], or a clear error (bools, floats refused)."""
+    if minimum is None:
+        allowed = "an int"
+    elif minimum == 1 and maximum is None:
+        allowed = "a positive int"
+    else:
+        allowed = f"an int >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def require_number(
+    name: str,
+    value,
+    minimum: float | None = 0,
+    allow_minimum: bool = False,
+    maximum: float | None = None,
+    hint: str = "",
+) -> float:
+    """`value` as a Python float: finite, > minimum (>= with allow_minimum) and <= maximum."""
+    allowed = "a finite number"
+    if minimum is not None:
+        allowed += f" {'>=' if allow_minimum else '>'} {minimum:g}"
+    if maximum is not None:
+        allowed += f"{' and' if minimum is not None else ''} <= {maximum:g}"
+    allowed += hint
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    low_ok = minimum is None or (value >= minimum if allow_minimum else value > minimum)
+    if not (math.isfinite(value) and low_ok and (maximum is None or value <= maximum)):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+def require_bool(name: str, value) -> bool:
+    if not _is_bool(value):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def require_token_ids(
+    tokens,
+    cfg,
+    name: str = "tokens",
+    check_values: bool | None = None,
+    exact_posn: bool = False,
+) -> None:
+    """A clear error unless `tokens` is an int64 or int32 tensor [batch, posn] of ids in
+    [0, cfg.d_vocab), with 1 <= posn <= cfg.n_ctx (== n_ctx with exact_posn, for packed data).
+
+    check_values: read the ids back to check their range. By default only on the CPU: on a GPU,
+    reading values makes Python wait for the GPU, on every call."""
+    example = "e.g. torch.tensor([[50256, 40, 716]])"
+    if not isinstance(tokens, Tensor):
+        got = type(tokens).__name__
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {got}; {example}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(
+            f"{name} must be token ids of dtype torch.int64 (long) or torch.int32, "
+            f"got dtype {tokens.dtype}; use {name.split()[0]}.long()"
+        )
+    if tokens.device.type == "meta":
+        raise ValueError(
+            f"{name} are on the meta device, which holds shapes but no values; token ids must be "
+            f"real: make them on 'cpu' or 'cuda', {example}"
+        )
+    if tokens.ndim != 2:
+        hint = f"; for a single sequence add a batch dimension: {name.split()[0]}[None]"
+        raise ValueError(
+            f"{name} must have shape [batch, posn], got shape {tuple(tokens.shape)}"
+            + (hint if tokens.ndim == 1 else "")
+        )
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(
+            f"{name} has shape {tuple(tokens.shape)}: give at least one sequence of at least one "
+            f"token (the <|endoftext|> id, say)"
+        )
+    if exact_posn and tokens.shape[1] != cfg.n_ctx:
+        raise ValueError(
+            f"{name} must have n_ctx = {cfg.n_ctx} columns (as pack(stream, n_ctx) makes them); "
+            f"got {tokens.shape[1]}"
+        )
+    if tokens.shape[1] > cfg.n_ctx:
+        raise ValueError(
+            f"{name} has {tokens.shape[1]} positions, more than n_ctx = {cfg.n_ctx}; keep the "
+            f"last {cfg.n_ctx}: {name.split()[0]}[:, -{cfg.n_ctx}:]"
+        )
+    if check_values is None:
+        check_values = tokens.device.type == "cpu"
+    if not check_values or torch.compiler.is_compiling():
+        return  # reading values back would break a compiled graph; eager calls still check them
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= cfg.d_vocab:
+        raise ValueError(
+            f"{name} must be ids in [0, {cfg.d_vocab}) (d_vocab = {cfg.d_vocab}); got ids from "
+            f"{low} to {high}: was it tokenised with another tokenizer?"
+        )
+
+
+def require_token_id(name: str, value, d_vocab: int) -> int:
+    """`value` as an int token id in [0, d_vocab), or a clear error."""
+    value = require_int(name, value, minimum=0)
+    if value >= d_vocab:
+        raise ValueError(
+            f"{name} must be a token id in [0, {d_vocab}) (d_vocab = {d_vocab}), got {value}"
+        )
+    return value
+
+
+def check_config(cfg) -> None:
+    """Notebook 02's Config: sizes are positive ints, eps and init_range positive numbers."""
+    where = type(cfg).__name__
+    for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
+        setattr(cfg, name, require_int(f"{where}.{name}", getattr(cfg, name)))
+    if cfg.d_vocab * cfg.d_model > 2**34:  # 64 GB of float32 weights: a typo, not a model
+        raise ValueError(
+            f"{where}.d_vocab = {cfg.d_vocab:,} with d_model = {cfg.d_model:,} would need "
+            f"{4 * cfg.d_vocab * cfg.d_model / 2**30:,.0f} GB for W_E alone; GPT-2's d_vocab "
+            f"is 50,257"
+        )
+    for name in ("layer_norm_eps", "init_range"):
+        setattr(cfg, name, require_number(f"{where}.{name}", getattr(cfg, name)))
+    cfg.attn_only = require_bool(f"{where}.attn_only", cfg.attn_only)
+
+
+def require_config(name: str, cfg, config_class) -> None:
+    """A clear error unless `cfg` is an instance of `config_class` (not the class itself, a dict or
+    Hugging Face's GPT2Config)."""
+    if isinstance(cfg, config_class):
+        return
+    if cfg is config_class:
+        got = f"the class {config_class.__name__} itself (call it: {config_class.__name__}(...))"
+    elif type(cfg).__name__ == "GPT2Config":
+        got = "a Hugging Face GPT2Config (convert it: config_from_hf(hf_config))"
+    elif isinstance(cfg, dict):
+        got = f"a dict (unpack it: {config_class.__name__}(**cfg))"
+    else:
+        got = f"{type(cfg).__name__} {cfg!r}"[:120]
+    raise TypeError(f"{name} must be a {config_class.__name__}, got {got}")
+
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+
+
+def check_training_args(args) -> None:
+    """Notebook 03's TrainingArgs: each field's type and range, and a device this machine has."""
+    w = "TrainingArgs"
+    for name in (
+        "batch_size",
+        "max_steps",
+        "eval_every",
+        "eval_batches",
+        "sample_every",
+        "sample_tokens",
+        "checkpoint_every",
+    ):
+        setattr(args, name, require_int(f"{w}.{name}", getattr(args, name)))
+    args.warmup_steps = require_int(f"{w}.warmup_steps", args.warmup_steps, minimum=0)
+    args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**63 - 1)
+    args.lr = require_number(f"{w}.lr", args.lr)
+    args.min_lr_ratio = require_number(
+        f"{w}.min_lr_ratio", args.min_lr_ratio, minimum=0, allow_minimum=True, maximum=1
+    )
+    args.weight_decay = require_number(
+        f"{w}.weight_decay", args.weight_decay, minimum=0, allow_minimum=True
+    )
+    args.grad_clip = require_number(f"{w}.grad_clip", args.grad_clip)
+    betas = args.betas
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(
+            f"{w}.betas must be a pair (beta1, beta2) such as (0.9, 0.95), got {betas!r}"
+        )
+    args.betas = tuple(
+        require_number(f"{w}.betas[{i}]", b, minimum=0, allow_minimum=True, maximum=0.999999)
+        for i, b in enumerate(betas)
+    )
+    if not isinstance(args.sample_prompt, str) or not args.sample_prompt:
+        raise ValueError(
+            f"{w}.sample_prompt must be a non-empty string (sampling continues a prompt), "
+            f"got {args.sample_prompt!r}"
+        )
+    if not isinstance(args.checkpoint_dir, (str, os.PathLike)) or not str(args.checkpoint_dir):
+        raise TypeError(f"{w}.checkpoint_dir must be a folder path, got {args.checkpoint_dir!r}")
+    args.checkpoint_dir = str(args.checkpoint_dir)
+    for name in ("fused_adamw", "compile"):
+        setattr(args, name, require_bool(f"{w}.{name}", getattr(args, name)))
+    args.device = str(args.device)  # torch.device("cuda") works too
+    if not _DEVICE.fullmatch(args.device):
+        hint = " (for an NVIDIA GPU, 'cuda')" if args.device.lower() == "gpu" else ""
+        raise ValueError(
+            f"{w}.device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {args.device!r}{hint}"
+        )
+    if args.autocast not in (None, "bfloat16", "float16"):
+        raise ValueError(
+            f"{w}.autocast must be None, 'bfloat16' or 'float16', got {args.autocast!r}"
+        )
+    if args.autocast and not args.device.startswith("cuda"):
+        raise ValueError(
+            f"{w}.autocast={args.autocast!r} needs a CUDA device (device is {args.device!r}); "
+            f"use None on a CPU"
+        )
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"{w}.device is {args.device!r}, but PyTorch sees no CUDA GPU here; use device='cpu' "
+            f"(in Colab: Runtime > Change runtime type > GPU)"
+        )
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{w}.device is 'mps', but this machine has no Apple GPU that PyTorch can use; "
+            f"use device='cpu'"
+        )
+    micro = args.micro_batch_size
+    if micro is not None:
+        size = f"None or a positive int that divides batch_size = {args.batch_size}"
+        if _is_bool(micro) or not isinstance(micro, numbers.Integral) or micro <= 0:
+            raise ValueError(f"{w}.micro_batch_size must be {size}, got {micro!r}")
+        if args.batch_size % micro:
+            raise ValueError(f"{w}.micro_batch_size must be {size}, got {micro!r}")
+        args.micro_batch_size = int(micro)
+
+
+def require_model(model, what: str = "model") -> None:
+    """A clear error unless `model` is one of our transformers: a module whose .cfg is a Config."""
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(model, torch.nn.Module) or not all(
+        hasattr(cfg, name) for name in ("n_ctx", "d_vocab", "n_layers")
+    ):
+        raise TypeError(
+            f"{what} must be a DemoTransformer (or FusedTransformer, or your own class with a "
+            f"Config as .cfg), got {type(model).__name__}"
+        )
+    if next(model.parameters()).device.type == "meta":
+        raise ValueError(
+            f"{what}'s weights are on the meta device (shapes without values): build it on 'cpu' "
+            f"or 'cuda', or load real weights into it with load_state_dict(..., assign=True)"
+        )
+
+
+def hooks_attached(model) -> list[str]:
+    """The names of the modules of `model` with something attached: notebook 05's hook functions
+    on a hook point, or PyTorch forward hooks. The KV cache's path does not run them."""
+    return [
+        name or type(model).__name__
+        for name, module in model.named_modules()
+        if getattr(module, "hooks", None) or module._forward_hooks or module._forward_pre_hooks
+    ]
+
+
+def check_generate_args(
+    model,
+    tokens,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    frequency_penalty,
+    stop_token,
+    use_cache,
+    seed,
+) -> None:
+    """Notebook 04's generate: clear errors, each naming the argument and what is allowed."""
+    require_model(model)
+    require_token_ids(tokens, model.cfg, name="tokens (the prompt)", check_values=True)
+    require_int("max_new_tokens", max_new_tokens, minimum=0)
+    if temperature != 0 or _is_bool(temperature):
+        require_number(
+            "temperature", temperature, minimum=1e-4, allow_minimum=True, hint=" (or 0: greedy)"
+        )
+    if top_k is not None:
+        require_int("top_k", top_k)
+    if top_p is not None:
+        require_number("top_p", top_p, maximum=1, hint=" (None: keep every token)")
+    require_number(
+        "frequency_penalty",
+        frequency_penalty,
+        minimum=-100,
+        allow_minimum=True,
+        maximum=100,
+        hint=" (0: none)",
+    )
+    if stop_token is not None:
+        require_token_id("stop_token", stop_token, model.cfg.d_vocab)
+    require_bool("use_cache", use_cache)
+    if use_cache and hooks_attached(model):
+        raise ValueError(
+            f"generate with the KV cache does not run hooks, and {hooks_attached(model)[:3]} have "
+            f"some attached: pass use_cache=False to generate with them (ablations, patches), or "
+            f"remove them first (model.reset_hooks())"
+        )
+    if seed is not None:
+        require_int("seed", seed, minimum=0, maximum=2**63 - 1)
+
+
+def check_beam_search_args(
+    model, tokens, num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, stop_token
+) -> None:
+    """Notebook 04's beam_search: clear errors, each naming the argument and what is allowed."""
+    require_model(model)
+    require_token_ids(tokens, model.cfg, name="tokens (the prompt)", check_values=True)
+    if tokens.shape[0] != 1:
+        raise ValueError(
+            f"beam_search continues one prompt: tokens must have shape [1, posn], got "
+            f"{tuple(tokens.shape)}"
+        )
+    require_int("num_beams", num_beams, maximum=model.cfg.d_vocab // 2)
+    require_int("max_new_tokens", max_new_tokens)
+    require_number(
+        "length_penalty",
+        length_penalty,
+        minimum=-100,
+        allow_minimum=True,
+        maximum=100,
+        hint=" (1: divide by the length)",
+    )
+    require_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0)
+    if stop_token is not None:
+        require_token_id("stop_token", stop_token, model.cfg.d_vocab)
+    if hooks_attached(model):
+        raise ValueError(
+            f"beam_search runs the KV cache, which does not run hooks, and "
+            f"{hooks_attached(model)[:3]} have some attached: remove them first "
+            f"(model.reset_hooks())"
+        )
+
+
+def check_cache_use(cache, tokens, model) -> None:
+    """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
+    must hold the keys and values of this very model. The first model to use a cache (after it
+    was made or reset) owns it."""
+    cfg = model.cfg if isinstance(model, torch.nn.Module) else model
+    if cfg != cache.cfg:
+        raise ValueError(
+            f"this cache was made for another model's config ({cache.cfg}); make one with "
+            f"KVCache(model.cfg, batch)"
+        )
+    if isinstance(model, torch.nn.Module):
+        if cache._model is None:
+            cache._model = weakref.ref(model)
+        elif cache._model() is not model:
+            raise ValueError(
+                "this cache holds the keys and values of another model (the same config is not "
+                "enough: other weights, other keys); make one for this model, "
+                "KVCache(model.cfg, batch), or cache.reset() first"
+            )
+    if tokens.shape[0] != cache.batch:
+        raise ValueError(
+            f"tokens has {tokens.shape[0]} rows, but this cache was made for batch = {cache.batch}"
+        )
+    if cache.length + tokens.shape[1] > cfg.n_ctx:
+        raise ValueError(
+            f"the cache holds {cache.length} positions, and {tokens.shape[1]} more would pass "
+            f"n_ctx = {cfg.n_ctx}: start again on the last n_ctx tokens (cache.reset(), then the "
+            f"whole window; next_logits does this)"
+        )
