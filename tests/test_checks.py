@@ -162,7 +162,8 @@ def _with(base, mistake):
 
 
 def _transformer_with(**parts):
-    """A DemoTransformer whose sub-layers are replaced by broken ones, or whose forward skips ln_final."""
+    """A DemoTransformer whose sub-layers are replaced by broken ones, or whose forward skips
+    ln_final."""
     skip_final_ln = parts.pop("skip_final_ln", False)
 
     class Broken(DemoTransformer):
@@ -702,7 +703,7 @@ def test_every_check_is_registered_for_make_check():
     assert {f.__name__ for f in checks.CHECKS.values()} == public
 
 
-# ---------------------------------------------------------------- every method of the attention exercise
+# ----------------------------------------------------------- every method of the attention exercise
 
 
 class AttnScoresAsPattern(
@@ -736,7 +737,8 @@ def _mask_with(fill=None, diagonal=1, lower=False):
     [
         (
             AttnScoresAsPattern,
-            "(?s)attention_pattern: its rows do not sum to 1.*returns the masked scores, not probabilities",
+            "(?s)attention_pattern: its rows do not sum to 1.*returns the masked scores, "
+            "not probabilities",
         ),
         (_mask_with(fill=0.0), "(?s)filled with 0.*not causal"),
         (_mask_with(diagonal=0), "also hides the diagonal"),
@@ -753,7 +755,7 @@ def test_attention_check_accepts_arenas_large_negative_fill():
     checks.check_attention(_mask_with(fill=-1e5))
 
 
-# ---------------------------------------------------------------- what the learner sees when their code raises
+# ----------------------------------------------------- what the learner sees when their code raises
 
 
 class LayerNormShapeBug(LayerNorm):
@@ -790,7 +792,8 @@ def test_a_stub_is_raised_from_its_own_line_without_torchs_frames():
 
 
 def naive_train_merges(text, n_merges):
-    """Recounts every pair before each merge (slow but right), then takes the first most frequent pair it meets: ties by dict order."""
+    """Recounts every pair before each merge (slow but right), then takes the first most frequent
+    pair it meets: ties by dict order."""
     from collections import Counter
 
     from utils.bpe import END_OF_TEXT, bytes_to_unicode, merge_word, pretokenize
@@ -854,7 +857,7 @@ def test_a_few_wrong_entries_are_counted_not_rounded_to_zero():
         model_checks._compare("Layer", got, torch.zeros(2, 50, 64), "batch posn d_model", "generic")
 
 
-# ---------------------------------------------------------------- every known mistake, in every notebook, is caught and named
+# -------------------------------------- every known mistake, in every notebook, is caught and named
 
 
 def lr_no_warmup(step, args):
@@ -911,8 +914,8 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
 
 
 def test_every_mistake_has_a_broken_variant():
-    # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py, the KV cache's in tests/test_sampling.py,
-    # notebook 05's in tests/test_checks_circuits.py
+    # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py,
+    # the KV cache's in tests/test_sampling.py, notebook 05's in tests/test_checks_circuits.py
     elsewhere = {
         "apply_temperature",
         "apply_frequency_penalty",
@@ -943,7 +946,7 @@ def test_every_mistake_belongs_to_a_checked_exercise_and_is_declared_once():
         checks.known_mistake("ln_no_mean", "LayerNorm", "again")
 
 
-# ---------------------------------------------------------------- labels follow the dimension names; odd configs; symlinks
+# ----------------------------------------- labels follow the dimension names; odd configs; symlinks
 
 
 def test_a_pattern_mismatch_lists_query_positions_by_their_name():
@@ -968,13 +971,15 @@ def test_a_mask_of_the_wrong_shape_is_labelled_with_its_dimensions():
 
 
 def test_whole_model_check_works_with_a_vocabulary_smaller_than_the_sequence(capsys):
-    """Token ids, and the causality probe's changed ids, stay below d_vocab (or GPT-2 itself would fail on them)."""
+    """Token ids, and the causality probe's changed ids, stay below d_vocab (or GPT-2 itself would
+    fail on them)."""
     checks.check_transformer(DemoTransformer, replace(OTHER_CFG, d_vocab=3))
     assert "DemoTransformer passed" in capsys.readouterr().out
 
 
 def test_frames_in_a_symlinked_environment_are_not_the_learners(tmp_path):
-    """A virtual environment reached through a link (a shared .venv, conda) names torch's files by the link in tracebacks."""
+    """A virtual environment reached through a link (a shared .venv, conda) names torch's files by
+    the link in tracebacks."""
     link = tmp_path / "venv-link"
     os.symlink(Path(torch.__file__).resolve().parent, link)
     assert not checks_core._is_yours(str(link / "nn" / "modules" / "module.py"))

@@ -1,7 +1,9 @@
-"""Notebook 05's checks: each passes correct alternatives and catches each known mistake, naming it (and no other).
+"""Notebook 05's checks: each passes correct alternatives and catches each known mistake, naming it
+(and no other).
 
-Every broken function below is written as a learner would write it, independently of the checks' reference (which makes the
-mistakes through its `mistake=` argument): a check that passed everything, or named the wrong mistake, fails here.
+Every broken function below is written as a learner would write it, independently of the checks'
+reference (which makes the mistakes through its `mistake=` argument): a check that passed
+everything, or named the wrong mistake, fails here.
 """
 
 import re
@@ -343,7 +345,8 @@ BROKEN_CIRCUITS = {
 
 
 def _advice(mistake):
-    """The mistake's advice as a pattern: its {fields} (facts about this failure) may hold anything."""
+    """The mistake's advice as a pattern: its {fields} (facts about this failure) may hold
+    anything."""
     return re.sub(r"\\\{\w+\\\}", ".+", re.escape(MISTAKES[mistake].likely_cause()))
 
 
@@ -464,7 +467,8 @@ def test_other_failures_say_what_is_wrong(check, fn, message):
     ids=lambda x: getattr(x, "__name__", ""),
 )
 def test_the_library_functions_pass_their_checks(check, fn, capsys):
-    """utils.circuits' own versions (which the notebook's later cells and other code import) are right too."""
+    """utils.circuits' own versions (which the notebook's later cells and other code import) are
+    right too."""
     check(fn)
     assert "correct" in capsys.readouterr().out
 
@@ -478,7 +482,8 @@ def test_a_stub_reaches_the_learner_unwrapped():
 
 
 def test_the_induction_patterns_make_every_mistake_visible():
-    """The check's patterns favour different diagonals per head, so that each mistake's scores differ from the right ones."""
+    """The check's patterns favour different diagonals per head, so that each mistake's scores
+    differ from the right ones."""
     from utils.checks import circuits as C
 
     pattern = C._patterns(6)
@@ -503,7 +508,8 @@ class InductionScore:  # a class where a function is expected
             checks.check_induction_score,
             InductionScore,
             r"check_induction_score takes your function induction_score\(pattern, "
-            r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); got the class InductionScore",
+            r"seq_len\) itself, e.g. checks.check_induction_score\(induction_score\); "
+            r"got the class InductionScore",
         ),
         (checks.check_induction_score, None, r"got None"),
         (

@@ -1,7 +1,8 @@
 """Notebook 04's checks: each passes correct alternatives and catches each known mistake, naming it.
 
-Every broken function below is written as a learner would write it, independently of the checks' reference (which makes
-the mistakes through its `mistake=` argument): a check that passed everything, or named the wrong mistake, fails here.
+Every broken function below is written as a learner would write it, independently of the checks'
+reference (which makes the mistakes through its `mistake=` argument): a check that passed
+everything, or named the wrong mistake, fails here.
 """
 
 import math
@@ -275,7 +276,7 @@ def top_p_in_place(logits, p):
     return logits
 
 
-# ---------------------------------------------------------------- beam search, as a learner writes it
+# -------------------------------------------------------------- beam search, as a learner writes it
 
 
 def make_beam_search(
@@ -286,7 +287,8 @@ def make_beam_search(
     tensor_scores=False,
     only_best=False,
 ):
-    """A learner's beam search (beams as one tensor; Hugging Face's rules), with the mistakes asked for."""
+    """A learner's beam search (beams as one tensor; Hugging Face's rules), with the mistakes asked
+    for."""
 
     def banned(seq, n):
         if n == 0 or len(seq) + 1 < n:
@@ -349,7 +351,7 @@ def beam_search_unsorted(model, tokens, num_beams, max_new_tokens, **kwargs):
     return make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)[::-1]
 
 
-# ---------------------------------------------------------------- every known mistake: caught and named
+# ------------------------------------------------------------ every known mistake: caught and named
 
 BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that makes it)
     "temp_after_softmax": (checks.check_temperature, temperature_probs_divided),
@@ -385,7 +387,8 @@ OTHER_WAYS = [
 
 
 def _advice(mistake):
-    """The mistake's advice as a pattern: its {fields} (facts about this failure) may hold anything."""
+    """The mistake's advice as a pattern: its {fields} (facts about this failure) may hold
+    anything."""
     return re.sub(r"\\\{\w+\\\}", ".+", re.escape(MISTAKES[mistake].likely_cause()))
 
 
@@ -481,7 +484,7 @@ def test_the_checks_reference_beam_search_passes(capsys):
     assert "beam_search passed" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- what else the checks refuse, and say
+# ------------------------------------------------------------- what else the checks refuse, and say
 
 
 @pytest.mark.parametrize(
@@ -570,12 +573,13 @@ def test_beam_search_check_leaves_the_learners_random_state_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-# ---------------------------------------------------------------- the beam search reference is Hugging Face's
+# ------------------------------------------------------ the beam search reference is Hugging Face's
 
 
 def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
-    """Each case: our reference gives Hugging Face's beams and scores; together the cases stop beams early, change the
-    winner by normalising, and ban n-grams; each mistake changes the best beam or its score in some case."""
+    """Each case: our reference gives Hugging Face's beams and scores; together the cases stop beams
+    early, change the winner by normalising, and ban n-grams; each mistake changes the best beam or
+    its score in some case."""
     hf, model = S._models()
     stopped_early = banned = False
     shown = set()

@@ -1,18 +1,25 @@
-"""Checks for the code a learner writes, which say precisely what is wrong: `from utils import checks; checks.check_layernorm(LayerNorm)`.
+"""Checks for the code a learner writes, which say precisely what is wrong: `from utils import
+checks; checks.check_layernorm(LayerNorm)`.
 
 One module per notebook, and one for what they share:
     tokenisation  notebook 01: check_merge_word, check_train_merges, check_bpe_tokenizer
-    model         notebook 02: check_layernorm ... check_transformer, against Hugging Face's GPT-2 with the same random weights
-    training      notebook 03: check_lr_at, check_make_optimizer, check_optimizer_step, check_next_token_accuracy
-    sampling      notebook 04: check_temperature, check_frequency_penalty, check_top_k, check_top_p, check_beam_search
+    model         notebook 02: check_layernorm ... check_transformer, against Hugging Face's GPT-2
+                  with the same random weights
+    training      notebook 03: check_lr_at, check_make_optimizer, check_optimizer_step,
+                  check_next_token_accuracy
+    sampling      notebook 04: check_temperature, check_frequency_penalty, check_top_k, check_top_p,
+                  check_beam_search
     kv_cache      notebook 04: check_kv_cache, the cached forward against the uncached model
-    circuits      notebook 05: check_direct_logit_attribution, check_induction_score, check_ablate_heads
-    core          learner_facing (what the learner sees when a check fails), call_learner (the one way the checks call the
-                  learner's code), Mistake and known_mistake (the one way to describe a known mistake and its advice)
+    circuits      notebook 05: check_direct_logit_attribution, check_induction_score,
+                  check_ablate_heads
+    core          learner_facing (what the learner sees when a check fails), call_learner (the one
+                  way the checks call the learner's code), Mistake and known_mistake (the one way to
+                  describe a known mistake and its advice)
 
-Each module declares its known mistakes at its top; MISTAKES holds them all. CHECKS maps each checked name to its check
-(`make check NOTEBOOK=...` runs the checks whose names a notebook defines). An exercise stub's NotImplementedError passes
-through every check unchanged, so the learner sees its hint.
+Each module declares its known mistakes at its top; MISTAKES holds them all. CHECKS maps each
+checked name to its check (`make check NOTEBOOK=...` runs the checks whose names a notebook
+defines). An exercise stub's NotImplementedError passes through every check unchanged, so the
+learner sees its hint.
 """
 
 from utils.checks.circuits import (
@@ -47,7 +54,8 @@ from utils.checks.training import (
     check_optimizer_step,
 )
 
-# name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the notebook defines
+# name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the
+# notebook defines
 CHECKS = {
     "merge_word": check_merge_word,
     "train_merges": check_train_merges,

@@ -1,12 +1,19 @@
-"""What every notebook's checks share: one way to call the learner's code, one way to describe a known mistake, one way to fail.
+"""What every notebook's checks share: one way to call the learner's code, one way to describe a
+known mistake, one way to fail.
 
-learner_facing  the decorator on each public check: a failure shows the message alone, without the checks' or torch's frames;
-                an exercise stub's NotImplementedError is raised from the stub's own line, so the learner sees its hint
-call_learner    calls the learner's function, class or method; an exception becomes one AssertionError quoting their line
-Mistake         a known mistake: its name, the exercise it is made in, and the advice shown when it is recognised
-known_mistake   declares a Mistake once, in the MISTAKES registry (each notebook's checks declare theirs at their top)
-recognise       the first known mistake whose reproduction (the reference, making that mistake) gives what the learner's gave
-fail            raises the check's AssertionError: what differs, then the likely cause, or else what to check
+learner_facing  the decorator on each public check: a failure shows the message alone, without the
+                checks' or torch's frames; an exercise stub's NotImplementedError is raised from the
+                stub's own line, so the learner sees its hint
+call_learner    calls the learner's function, class or method; an exception becomes one
+                AssertionError quoting their line
+Mistake         a known mistake: its name, the exercise it is made in, and the advice shown when it
+                is recognised
+known_mistake   declares a Mistake once, in the MISTAKES registry (each notebook's checks declare
+                theirs at their top)
+recognise       the first known mistake whose reproduction (the reference, making that mistake)
+                gives what the learner's gave
+fail            raises the check's AssertionError: what differs, then the likely cause, or else what
+                to check
 """
 
 from __future__ import annotations
@@ -27,12 +34,16 @@ import torch
 
 @dataclass(frozen=True)
 class Mistake:
-    """A mistake learners make, described once: the checks recognise it (by reproducing it, by its effect, or by the exception
-    it raises) and then show its advice as the likely cause."""
+    """A mistake learners make, described once: the checks recognise it (by reproducing it, by its
+    effect, or by the exception it raises) and then show its advice as the likely cause."""
 
     name: str  # unique id, e.g. "ln_eps_outside_sqrt"
-    part: str  # where it is made: a name in CHECKS ("LayerNorm", "lr_at", ...), or one of its methods ("Attention.forward")
-    advice: str  # what is wrong and what to write instead; {fields} in it are filled in from the facts given to likely_cause
+    # where it is made: a name in CHECKS ("LayerNorm", "lr_at", ...), or one of its methods
+    # ("Attention.forward")
+    part: str
+    # what is wrong and what to write instead; {fields} in it are filled in from the facts given to
+    # likely_cause
+    advice: str
     raises: type[BaseException] | None = (
         None  # the exception this mistake raises, where it raises one
     )
@@ -49,7 +60,8 @@ MISTAKES: dict[
 def known_mistake(
     name: str, part: str, advice: str, raises: type[BaseException] | None = None
 ) -> Mistake:
-    """Declare a known mistake (once: a second declaration of the same name is a bug in the checks)."""
+    """Declare a known mistake (once: a second declaration of the same name is a bug in the
+    checks)."""
     if name in MISTAKES:
         raise ValueError(f"the known mistake {name!r} is declared twice")
     MISTAKES[name] = Mistake(name, part, advice, raises)
@@ -57,8 +69,8 @@ def known_mistake(
 
 
 def mistakes_in(*parts: str) -> list[Mistake]:
-    """The known mistakes made in these exercises or methods ("Attention" includes "Attention.forward"), in declaration order
-    (the order in which they are tried)."""
+    """The known mistakes made in these exercises or methods ("Attention" includes
+    "Attention.forward"), in declaration order (the order in which they are tried)."""
     return [m for m in MISTAKES.values() if m.part in parts or m.part.split(".")[0] in parts]
 
 
@@ -68,9 +80,10 @@ def recognise(
     reproduce: Callable[[Mistake], Any],
     same: Callable[[Any, Any], bool],
 ) -> Mistake | None:
-    """The first of `mistakes` for which `same(got, reproduce(mistake))`: the learner's result is what that mistake gives.
-    `reproduce` runs the reference with the mistake made; it may give None (the mistake gives no result here) or a list (the
-    results of several ways of making it). Reproductions run only when asked for, that is once the learner's result is wrong."""
+    """The first of `mistakes` for which `same(got, reproduce(mistake))`: the learner's result is
+    what that mistake gives. `reproduce` runs the reference with the mistake made; it may give None
+    (the mistake gives no result here) or a list (the results of several ways of making it).
+    Reproductions run only when asked for, that is once the learner's result is wrong."""
     for mistake in mistakes:
         outputs = reproduce(mistake)
         for output in outputs if isinstance(outputs, list) else [outputs]:
@@ -85,19 +98,20 @@ def fail(
     things_to_check: str | None = None,
     **facts,
 ) -> NoReturn:
-    """Raise the check's AssertionError: `lines` say what is wrong; then the mistake's advice as the likely cause or, when no
-    known mistake was recognised, what to check."""
+    """Raise the check's AssertionError: `lines` say what is wrong; then the mistake's advice as the
+    likely cause or, when no known mistake was recognised, what to check."""
     lines = [lines] if isinstance(lines, str) else list(lines)
     if mistake is not None:
         lines.append(mistake.likely_cause(**facts))
     elif things_to_check:
         lines.append(
-            f"  None of the known mistakes reproduces your output. Things to check: {things_to_check}"
+            "  None of the known mistakes reproduces your output. "
+            f"Things to check: {things_to_check}"
         )
     raise AssertionError("\n".join(lines))
 
 
-# --------------------------------------------------------------------------- calling the learner's code
+# ----------------------------------------------------------------------- calling the learner's code
 
 
 def call_learner(
@@ -107,10 +121,10 @@ def call_learner(
     things_to_check: str | None = None,
     known: Iterable[Mistake] = (),
 ):
-    """`fn(*args)`, where fn is the learner's function, class or method and `what` names the call in messages.
-    An exercise stub's NotImplementedError passes through unchanged (its message says what to write). Any other exception
-    becomes one AssertionError: what raised which error, the learner's own line, then the known mistake that raises that error
-    or what to check."""
+    """`fn(*args)`, where fn is the learner's function, class or method and `what` names the call in
+    messages. An exercise stub's NotImplementedError passes through unchanged (its message says what
+    to write). Any other exception becomes one AssertionError: what raised which error, the
+    learner's own line, then the known mistake that raises that error or what to check."""
     try:
         return fn(*args)
     except NotImplementedError:
@@ -127,10 +141,11 @@ def call_learner(
         raise AssertionError("\n".join(lines)) from None
 
 
-# Frames in these places are not the learner's: the project's library (utils/: the checks, and the generated modules that the
-# learner's code calls, such as model.run_with_hooks), installed packages (torch...) and the standard library. The learner's code
-# runs from notebook cells (or, under make check, from code compiled out of them). Compared as real paths: a virtual environment
-# reached through a symbolic link names its files by the link in tracebacks.
+# Frames in these places are not the learner's: the project's library (utils/: the checks, and the
+# generated modules that the learner's code calls, such as model.run_with_hooks), installed packages
+# (torch...) and the standard library. The learner's code runs from notebook cells (or, under make
+# check, from code compiled out of them). Compared as real paths: a virtual environment reached
+# through a symbolic link names its files by the link in tracebacks.
 _NOT_YOURS = tuple(
     os.path.realpath(p) + os.sep
     for p in (
@@ -147,7 +162,8 @@ def _is_yours(filename: str) -> bool:
 
 
 def _your_line(err: BaseException) -> str:
-    """Where in the learner's own code an exception was raised, as one line for the message ('' if nowhere)."""
+    """Where in the learner's own code an exception was raised, as one line for the message ('' if
+    nowhere)."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_yours(f.filename)]
     if not frames:
         return ""
@@ -158,15 +174,17 @@ def _your_line(err: BaseException) -> str:
 
 
 def _from_your_code(tb):
-    """The traceback from the learner's first frame on, without the checks' and torch's frames before it."""
+    """The traceback from the learner's first frame on, without the checks' and torch's frames
+    before it."""
     while tb is not None and not _is_yours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return tb
 
 
 def learner_facing(check):
-    """A check as the learner meets it: on failure, the message alone (the checks' own frames hidden, in IPython and pytest);
-    for an exercise stub, its NotImplementedError raised from the stub's own line."""
+    """A check as the learner meets it: on failure, the message alone (the checks' own frames
+    hidden, in IPython and pytest); for an exercise stub, its NotImplementedError raised from the
+    stub's own line."""
 
     @functools.wraps(check)
     def run_check(*args, **kwargs):

@@ -1,9 +1,11 @@
-"""Notebook 04's KV-cache check: check_kv_cache(forward_with_cache), against the uncached model of utils/model.py.
+"""Notebook 04's KV-cache check: check_kv_cache(forward_with_cache), against the uncached model of
+utils/model.py.
 
-The learner's forward_with_cache runs a sequence through the model in chunks (the prompt, single tokens, a chunk of several tokens
-after earlier ones), with one KVCache; each chunk's logits must equal the uncached model's logits at those positions. A small
-reference below can make each known mistake (the `mistake=` argument); a failing check names the first one that gives what the
-learner's code gave.
+The learner's forward_with_cache runs a sequence through the model in chunks (the prompt, single
+tokens, a chunk of several tokens after earlier ones), with one KVCache; each chunk's logits must
+equal the uncached model's logits at those positions. A small reference below can make each known
+mistake (the `mistake=` argument); a failing check names the first one that gives what the learner's
+code gave.
 """
 
 from __future__ import annotations
@@ -29,33 +31,39 @@ from utils.checks.model import CHECK_CFG
 KV_CACHE_NOT_UPDATED = known_mistake(
     "kv_cache_not_updated",
     "forward_with_cache",
-    "the new keys and values never reach the cache, so the next step cannot see these positions: in attention_with_cache, "
-    "k, v = cache.update(layer, k, v), and attend over the k and v it returns (every position so far).",
+    "the new keys and values never reach the cache, so the next step cannot see these positions: "
+    "in attention_with_cache, k, v = cache.update(layer, k, v), and attend over the k and v it "
+    "returns (every position so far).",
 )
 KV_POSITIONS_NOT_OFFSET = known_mistake(
     "kv_positions_not_offset",
     "forward_with_cache",
-    "the new tokens get the position embeddings of positions 0, 1, ... again; after `past = cache.length` cached positions they "
-    "are at positions past, past + 1, ...: model.pos_embed.W_pos[past:past + new_posn] (read cache.length before any layer runs).",
+    "the new tokens get the position embeddings of positions 0, 1, ... again; "
+    "after `past = cache.length` cached positions they are at positions past, past + 1, ...: "
+    "model.pos_embed.W_pos[past:past + new_posn] (read cache.length before any layer runs).",
 )
 KV_MASK_NOT_SHIFTED = known_mistake(
     "kv_mask_not_shifted",
     "forward_with_cache",
-    "the causal mask is not shifted: the scores are [new_posn, past + new_posn], and new query i sits at position past + i, so it "
-    "may see keys 0..past + i. torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1) hides the rest; diagonal=1 (notebook "
-    "02's apply_causal_mask, or the first rows of the full-length mask) treats the new queries as positions 0, 1, ...",
+    "the causal mask is not shifted: the scores are [new_posn, past + new_posn], "
+    "and new query i sits at position past + i, so it may see keys 0..past + i. "
+    "torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1) hides the rest; "
+    "diagonal=1 (notebook 02's apply_causal_mask, or the first rows of the full-length mask) "
+    "treats the new queries as positions 0, 1, ...",
 )
 KV_NO_MASK = known_mistake(
     "kv_no_mask",
     "forward_with_cache",
-    "there is no causal mask in the cached path: a single new token may see every key, but when several new tokens run at once "
-    "(the prompt, say) each must not see the ones after it: mask with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1).",
+    "there is no causal mask in the cached path: a single new token may see every key, "
+    "but when several new tokens run at once (the prompt, say) each must not see the ones after "
+    "it: mask with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1).",
 )
 KV_MASK_OFF_BY_ONE = known_mistake(
     "kv_mask_off_by_one",
     "forward_with_cache",
-    "the shifted mask is off by one: new query i may see keys 0..past + i, its own key included: diagonal=past + 1 "
-    "(diagonal=past hides the query's own key, diagonal=past + 2 shows the next one).",
+    "the shifted mask is off by one: new query i may see keys 0..past + i, its own key included: "
+    "diagonal=past + 1 (diagonal=past hides the query's own key, diagonal=past + 2 shows the next "
+    "one).",
 )
 
 CHUNKS = (
@@ -69,7 +77,8 @@ LOGITS_TOLERANCE = dict(atol=1e-4, rtol=1e-3)
 
 
 def _model(seed: int = 0):
-    """A tiny DemoTransformer with every weight random, biases and LayerNorms included, so that every mistake shows."""
+    """A tiny DemoTransformer with every weight random, biases and LayerNorms included, so that
+    every mistake shows."""
     from utils.model import DemoTransformer
 
     torch.manual_seed(seed)
@@ -134,7 +143,8 @@ def _reference(model, tokens, cache, mistake=None):
 
 
 def _run(forward, model, tokens, upto: int | None = None, what: str | None = None):
-    """The outputs of `forward` for each chunk of `tokens`, with one cache, and the cache's length after each."""
+    """The outputs of `forward` for each chunk of `tokens`, with one cache, and the cache's length
+    after each."""
     from utils.sampling import KVCache
 
     cache, outputs, lengths, start = KVCache(model.cfg, tokens.shape[0]), [], [], 0
@@ -151,15 +161,17 @@ def _run(forward, model, tokens, upto: int | None = None, what: str | None = Non
 
 @learner_facing
 def check_kv_cache(fn) -> None:
-    """`fn(model, tokens, cache)` (forward_with_cache) must give the logits of the new positions `tokens` [batch, new_posn], the
-    same as the model without a cache gives at those positions, and leave them in the cache."""
+    """`fn(model, tokens, cache)` (forward_with_cache) must give the logits of the new positions
+    `tokens` [batch, new_posn], the same as the model without a cache gives at those positions, and
+    leave them in the cache."""
     from utils.sampling import KVCache  # noqa: F401 (the check needs the module that the notebook generates)
 
     what = "forward_with_cache(model, tokens, cache)"
     things_to_check = (
-        "past = cache.length before the layers run; W_pos rows past:past + new_posn; in attention, k, v = "
-        "cache.update(layer, k, v), then the new queries against all those keys, masked with "
-        "torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); the MLP and the final LayerNorm as usual."
+        "past = cache.length before the layers run; W_pos rows past:past + new_posn; "
+        "in attention, k, v = cache.update(layer, k, v), then the new queries against all those "
+        "keys, masked with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); "
+        "the MLP and the final LayerNorm as usual."
     )
     for seed in (0, 1):
         model = _model(seed)
@@ -173,8 +185,8 @@ def check_kv_cache(fn) -> None:
         for index, (size, out, length) in enumerate(zip(CHUNKS, got, lengths)):
             end = start + size
             where = (
-                f"chunk {index + 1} of {len(CHUNKS)} (positions {start} to {end - 1}, after {start} cached positions; "
-                f"chunks of {', '.join(map(str, CHUNKS))})"
+                f"chunk {index + 1} of {len(CHUNKS)} (positions {start} to {end - 1}, "
+                f"after {start} cached positions; chunks of {', '.join(map(str, CHUNKS))})"
             )
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (
                 2,
@@ -183,14 +195,16 @@ def check_kv_cache(fn) -> None:
             ):
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 fail(
-                    f"{what} for {where} returned {shape}; expected logits of shape {(2, size, model.cfg.d_vocab)} "
-                    "[batch, new_posn, d_vocab]: one row of logits per new position only."
+                    f"{what} for {where} returned {shape}; "
+                    f"expected logits of shape {(2, size, model.cfg.d_vocab)} [batch, new_posn, "
+                    "d_vocab]: one row of logits per new position only."
                 )
             if length != end:
                 fail(
                     f"{what}: after {where}, cache.length is {length}, expected {end}.",
                     KV_CACHE_NOT_UPDATED if length == 0 else None,
-                    "each layer's attention must store the new positions with cache.update(layer, k, v), once per forward.",
+                    "each layer's attention must store the new positions with cache.update(layer, "
+                    "k, v), once per forward.",
                 )
             want = expected[:, start:end]
             if not torch.allclose(out, want, **LOGITS_TOLERANCE):
@@ -201,7 +215,8 @@ def check_kv_cache(fn) -> None:
                     and torch.allclose(a, b, equal_nan=True, **LOGITS_TOLERANCE)
                 )  # noqa: E731
                 nan = (
-                    " Your logits hold NaN: a query whose every key is masked gets a softmax of 0 / 0."
+                    " Your logits hold NaN: a query whose every key is masked gets a softmax of 0 "
+                    "/ 0."
                     if out.isnan().any()
                     else ""
                 )
@@ -216,13 +231,15 @@ def check_kv_cache(fn) -> None:
                         )[0][-1]
 
                 fail(
-                    f"{what}: the logits for {where} differ from the model's without a cache (largest difference "
-                    f"{error.max().item():.3g}, at new position {int(error.amax(dim=(0, 2)).argmax())} of the chunk).{nan}",
+                    f"{what}: the logits for {where} differ from the model's without a cache "
+                    f"(largest difference {error.max().item():.3g}, "
+                    f"at new position {int(error.amax(dim=(0, 2)).argmax())} of the chunk).{nan}",
                     recognise(out.detach(), mistakes_in("forward_with_cache"), reproduce, same),
                     things_to_check,
                 )
             start = end
     print(
-        f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks of {', '.join(map(str, CHUNKS))} give the uncached "
-        f"logits (2 models, batch 2), and the cache holds every position"
+        f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks "
+        f"of {', '.join(map(str, CHUNKS))} give the uncached logits (2 models, batch 2), "
+        "and the cache holds every position"
     )

@@ -1,13 +1,15 @@
-"""Notebook 02's checks: each layer the learner writes, against Hugging Face's GPT-2 with the same random weights.
+"""Notebook 02's checks: each layer the learner writes, against Hugging Face's GPT-2 with the same
+random weights.
 
-Each check takes the learner's class (not an instance), builds it and the matching Hugging Face module with the same random
-weights (every bias and LayerNorm weight randomised too: GPT-2's zero biases and unit LayerNorm weights would hide mistakes),
-runs several seeds, batch sizes and sequence lengths, and compares with float32 tolerances. On failure it names the layer, the
-shapes, the largest error and where the first mismatch is, and the likely cause: a functional GPT-2 below can make each known
-mistake, and the check reports the first one that reproduces the learner's output.
+Each check takes the learner's class (not an instance), builds it and the matching Hugging Face
+module with the same random weights (every bias and LayerNorm weight randomised too: GPT-2's zero
+biases and unit LayerNorm weights would hide mistakes), runs several seeds, batch sizes and sequence
+lengths, and compares with float32 tolerances. On failure it names the layer, the shapes, the
+largest error and where the first mismatch is, and the likely cause: a functional GPT-2 below can
+make each known mistake, and the check reports the first one that reproduces the learner's output.
 
-In this file, in order: the known mistakes; the functional GPT-2 that makes them; Hugging Face's GPT-2 as the reference;
-running and comparing; the checks.
+In this file, in order: the known mistakes; the functional GPT-2 that makes them; Hugging Face's
+GPT-2 as the reference; running and comparing; the checks.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ _POSITIONS = {
     "query_posn": "query positions",
 }  # dimensions along which errors are listed by position
 
-# --------------------------------------------------------------------------- known mistakes (the part: where it is made)
+# ------------------------------------------------------ known mistakes (the part: where it is made)
 
 LN_EPS_OUTSIDE_SQRT = known_mistake(
     "ln_eps_outside_sqrt",
@@ -62,7 +64,8 @@ LN_EPS_OUTSIDE_SQRT = known_mistake(
 LN_UNBIASED_VAR = known_mistake(
     "ln_unbiased_var",
     "LayerNorm",
-    "LayerNorm: the variance is unbiased (divides by N-1). Use x.var(dim=-1, unbiased=False), i.e. divide by N.",
+    "LayerNorm: the variance is unbiased (divides by N-1). Use x.var(dim=-1, unbiased=False), "
+    "i.e. divide by N.",
 )
 LN_NO_MEAN = known_mistake(
     "ln_no_mean", "LayerNorm", "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x."
@@ -70,12 +73,14 @@ LN_NO_MEAN = known_mistake(
 LN_WRONG_DIM = known_mistake(
     "ln_wrong_dim",
     "LayerNorm",
-    "LayerNorm: normalising over the wrong dimension. Mean and variance run over d_model, the last dim (dim=-1).",
+    "LayerNorm: normalising over the wrong dimension. Mean and variance run over d_model, "
+    "the last dim (dim=-1).",
 )
 ATTN_NO_MASK = known_mistake(
     "attn_no_mask",
     "Attention.apply_causal_mask",
-    "Attention: no causal mask. Scores for key positions after the query must be set to -inf before the softmax.",
+    "Attention: no causal mask. Scores for key positions after the query must be set to -inf "
+    "before the softmax.",
 )
 ATTN_MASK_DIAGONAL = known_mistake(
     "attn_mask_diagonal",
@@ -86,12 +91,14 @@ ATTN_MASK_DIAGONAL = known_mistake(
 ATTN_MASK_SHOWS_NEXT = known_mistake(
     "attn_mask_shows_next",
     "Attention.apply_causal_mask",
-    "Attention: the mask is off by one and lets each position see the next token. Use torch.triu(..., diagonal=1).",
+    "Attention: the mask is off by one and lets each position see the next token. "
+    "Use torch.triu(..., diagonal=1).",
 )
 ATTN_MASK_AFTER_SOFTMAX = known_mistake(
     "attn_mask_after_softmax",
     "Attention.attention_pattern",
-    "Attention: the mask is applied after the softmax, so rows no longer sum to 1. Mask the scores, then softmax.",
+    "Attention: the mask is applied after the softmax, so rows no longer sum to 1. "
+    "Mask the scores, then softmax.",
 )
 ATTN_SCALE_D_HEAD = known_mistake(
     "attn_scale_d_head",
@@ -106,7 +113,8 @@ ATTN_NO_SCALE = known_mistake(
 ATTN_SOFTMAX_WRONG_AXIS = known_mistake(
     "attn_softmax_wrong_axis",
     "Attention.attention_pattern",
-    "Attention: softmax runs over the query axis. It must run over keys (the last dim), so each query's weights sum to 1.",
+    "Attention: softmax runs over the query axis. It must run over keys (the last dim), "
+    "so each query's weights sum to 1.",
 )
 ATTN_NO_B_O = known_mistake(
     "attn_no_b_O", "Attention.forward", "Attention: the output bias b_O is missing."
@@ -122,41 +130,45 @@ ATTN_NO_B_V = known_mistake(
 ATTN_MASK_FILL_ZERO = known_mistake(
     "attn_mask_fill_zero",
     "Attention.apply_causal_mask",
-    "Attention: the future is filled with 0, and a score of 0 still gets weight e^0 after the softmax, so the model sees the "
-    "future (it is not causal). Fill with self.IGNORE (-inf).",
+    "Attention: the future is filled with 0, and a score of 0 still gets weight e^0 after the "
+    "softmax, so the model sees the future (it is not causal). Fill with self.IGNORE (-inf).",
 )
 ATTN_MASK_HIDES_PAST = known_mistake(
     "attn_mask_hides_past",
     "Attention.apply_causal_mask",
-    "Attention: past positions (below the diagonal) are hidden: mask the upper triangle, torch.triu(..., diagonal=1), "
-    "not the lower.",
+    "Attention: past positions (below the diagonal) are hidden: mask the upper triangle, "
+    "torch.triu(..., diagonal=1), not the lower.",
 )
 ATTN_PATTERN_NO_SOFTMAX = known_mistake(
     "attn_pattern_no_softmax",
     "Attention.attention_pattern",
-    "Attention: attention_pattern returns the masked scores, not probabilities. It must end with the softmax over keys "
-    "(dim=-1); forward then uses the pattern it returns.",
+    "Attention: attention_pattern returns the masked scores, not probabilities. "
+    "It must end with the softmax over keys (dim=-1); forward then uses the pattern it returns.",
 )
 MLP_EXACT_GELU = known_mistake(
     "mlp_exact_gelu",
     "MLP",
-    "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: F.gelu(x, approximate='tanh').",
+    "MLP: exact GELU (nn.GELU() or F.gelu(x)). GPT-2 uses gelu_new, the tanh approximation: "
+    "F.gelu(x, approximate='tanh').",
 )
 MLP_NO_B_IN = known_mistake("mlp_no_b_in", "MLP", "MLP: the input bias b_in is missing.")
 BLOCK_POST_LN = known_mistake(
     "block_post_ln",
     "TransformerBlock",
-    "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: resid + attn(ln1(resid)).",
+    "TransformerBlock: post-LayerNorm (normalising after adding). GPT-2 is pre-LN: "
+    "resid + attn(ln1(resid)).",
 )
 BLOCK_NO_ATTN_RESIDUAL = known_mistake(
     "block_no_attn_residual",
     "TransformerBlock",
-    "TransformerBlock: the residual connection around attention is missing: resid_mid = resid_pre + attn(ln1(resid_pre)).",
+    "TransformerBlock: the residual connection around attention is missing: resid_mid = resid_pre "
+    "+ attn(ln1(resid_pre)).",
 )
 BLOCK_NO_MLP_RESIDUAL = known_mistake(
     "block_no_mlp_residual",
     "TransformerBlock",
-    "TransformerBlock: the residual connection around the MLP is missing: resid_post = resid_mid + mlp(ln2(resid_mid)).",
+    "TransformerBlock: the residual connection around the MLP is missing: resid_post = resid_mid "
+    "+ mlp(ln2(resid_mid)).",
 )
 NO_FINAL_LN = known_mistake(
     "no_final_ln",
@@ -166,7 +178,8 @@ NO_FINAL_LN = known_mistake(
 POS_FROM_TOKENS = known_mistake(
     "pos_from_tokens",
     "PosEmbed",
-    "PosEmbed: positions are taken from the token ids. Index W_pos with positions 0..posn-1, not with tokens.",
+    "PosEmbed: positions are taken from the token ids. Index W_pos with positions 0..posn-1, "
+    "not with tokens.",
 )
 POS_OFFSET_BY_ONE = known_mistake(
     "pos_offset_by_one",
@@ -187,11 +200,12 @@ def _parts(part: str) -> list[str]:
 
 
 def mistakes_of(part: str) -> list[Mistake]:
-    """The known mistakes a check of `part` looks for: those made in it or in the layers it is built from."""
+    """The known mistakes a check of `part` looks for: those made in it or in the layers it is built
+    from."""
     return mistakes_in(*_parts(part))
 
 
-# --------------------------------------------------------------------------- a functional GPT-2 that can make each mistake
+# ---------------------------------------------------- a functional GPT-2 that can make each mistake
 
 
 def _layernorm(x, w, b, eps, mistake=None):
@@ -289,11 +303,12 @@ def _transformer(tokens, sd, cfg, mistake=None):
     return _unembed(x, _sub(sd, "unembed."), mistake)
 
 
-# --------------------------------------------------------------------------- the reference: Hugging Face's GPT-2
+# -------------------------------------------------------------- the reference: Hugging Face's GPT-2
 
 
 def _randomised_hf_gpt2(cfg: Config, seed: int):
-    """A Hugging Face GPT-2 of cfg's shape with every parameter random and away from its initial value."""
+    """A Hugging Face GPT-2 of cfg's shape with every parameter random and away from its initial
+    value."""
     torch.manual_seed(seed)
     hf = new_gpt2(cfg, attn_implementation="eager")
     with torch.no_grad():
@@ -305,13 +320,16 @@ def _randomised_hf_gpt2(cfg: Config, seed: int):
                 )
             elif "wte" in name or "wpe" in name:
                 p.normal_(0.0, 1.0)
-            else:  # Conv1D weights are [in, out]: this keeps activations O(1) and attention patterns sharp
+            else:
+                # Conv1D weights are [in, out]: this keeps activations O(1) and attention patterns
+                # sharp
                 p.normal_(0.0, 1.5 / math.sqrt(p.shape[0]))
     return hf
 
 
 def _hf_module_output(hf, module, x):
-    """Run `module` of the Hugging Face model on our input `x`, inside a full forward pass (so it gets GPT-2's causal mask)."""
+    """Run `module` of the Hugging Face model on our input `x`, inside a full forward pass (so it
+    gets GPT-2's causal mask)."""
     captured = {}
 
     def swap_input(mod, args, kwargs):
@@ -334,7 +352,7 @@ def _hf_module_output(hf, module, x):
     return captured["out"]
 
 
-# --------------------------------------------------------------------------- running the learner's layer, comparing, reporting
+# ------------------------------------------------ running the learner's layer, comparing, reporting
 
 
 def _build(cls, cfg, name, prefix, sd):
@@ -353,9 +371,11 @@ def _build(cls, cfg, name, prefix, sd):
         }
         fail(
             [
-                f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names and layouts).",
+                f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names "
+                "and layouts).",
                 f"  expected: {expected}",
-                f"  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; wrong shape: {wrong or 'none'}",
+                f"  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; "
+                f"wrong shape: {wrong or 'none'}",
             ]
         )
     layer.load_state_dict(state, strict=True)
@@ -363,12 +383,14 @@ def _build(cls, cfg, name, prefix, sd):
 
 
 def _output(layer, inp, name, things_to_check, method="forward"):
-    """The learner's layer, or one of its methods, run on `inp`: it must return a Tensor and leave `inp` unchanged."""
+    """The learner's layer, or one of its methods, run on `inp`: it must return a Tensor and leave
+    `inp` unchanged."""
     what = f"{name}.{method}"
     fn = layer if method == "forward" else getattr(layer, method, None)
     if fn is None:
         fail(
-            f"{name} has no method {method}: the exercise asks for one (keep its name and arguments)"
+            f"{name} has no method {method}: the exercise asks for one (keep its name and "
+            "arguments)"
         )
     before = inp.clone()
     out = call_learner(fn, inp, what=what, things_to_check=things_to_check)
@@ -376,14 +398,16 @@ def _output(layer, inp, name, things_to_check, method="forward"):
         fail(f"{what} must return a Tensor, got {type(out).__name__}")
     if not torch.equal(before, inp):
         fail(
-            f"{what} modified its input in place (e.g. x -= mean, x.add_() or scores.masked_fill_()). "
-            "Build new tensors instead: the caller's tensor must not change."
+            f"{what} modified its input in place (e.g. x -= mean, "
+            "x.add_() or scores.masked_fill_()). Build new tensors instead: "
+            "the caller's tensor must not change."
         )
     return out
 
 
 def _each_case(name, cls, prefix, case, cfg):
-    """Run `case` for every seed and shape, each with fresh random weights, then say how many cases passed."""
+    """Run `case` for every seed and shape, each with fresh random weights, then say how many cases
+    passed."""
     cfg, n_runs = cfg or CHECK_CFG, 0
     for seed in SEEDS:
         for batch, n in SHAPES:
@@ -396,7 +420,8 @@ def _each_case(name, cls, prefix, case, cfg):
                 case(cfg, hf, sd, layer, batch, n, seed)
             n_runs += 1
     print(
-        f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes) match Hugging Face's GPT-2"
+        f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes) match Hugging "
+        "Face's GPT-2"
     )
 
 
@@ -416,8 +441,9 @@ def _describe_mismatch(name, got, expected, dims: list[str]) -> list[str]:
     where = lambda idx: ", ".join(f"{d}={i}" for d, i in zip(dims, idx))  # noqa: E731
     lines = [
         f"{name}: output differs from GPT-2's (float32 tolerance atol={ATOL}, rtol={RTOL}).",
-        f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); first mismatch at ({where(first)}); "
-        f"{_share(int(bad.sum()), bad.numel())} of entries differ",
+        f"  max |error| = {diff.max().item():.3g} at ({where(worst)}); "
+        f"first mismatch at ({where(first)}); {_share(int(bad.sum()), bad.numel())} of entries "
+        "differ",
     ]
     if torch.isnan(got).any():
         nan_at = tuple(int(i) for i in torch.isnan(got).nonzero()[0])
@@ -428,7 +454,8 @@ def _describe_mismatch(name, got, expected, dims: list[str]) -> list[str]:
     if axis is not None:
         positions = bad.movedim(axis, 0).flatten(1).any(1).nonzero().flatten().tolist()
         lines.append(
-            f"  {_POSITIONS[dims[axis]]} with errors: {positions[:10]}{' ...' if len(positions) > 10 else ''}"
+            f"  {_POSITIONS[dims[axis]]} with "
+            f"errors: {positions[:10]}{' ...' if len(positions) > 10 else ''}"
         )
     return lines
 
@@ -444,12 +471,13 @@ def _recognise(got, mistakes, reproduce):
 
 
 def _compare(name, got, expected, dims: str, things_to_check, mistakes=(), reproduce=None):
-    """Fail unless `got` matches `expected` (its dimensions named by `dims`), naming the first of `mistakes` that
-    `reproduce(mistake)` turns into `got`."""
+    """Fail unless `got` matches `expected` (its dimensions named by `dims`), naming the first of
+    `mistakes` that `reproduce(mistake)` turns into `got`."""
     names = dims.split()
     if tuple(got.shape) != tuple(expected.shape):
         fail(
-            f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(names)}), got {tuple(got.shape)}",
+            f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(names)}), "
+            f"got {tuple(got.shape)}",
             _recognise(got, mistakes, reproduce),
             things_to_check,
         )
@@ -474,22 +502,27 @@ def _check_causal(name, layer, inp, things_to_check, cfg):
     if leaked.any():
         positions = leaked.flatten(2).any(-1).any(0).nonzero().flatten().tolist()
         fail(
-            f"{name}: not causal: changing the last position changed the outputs at earlier positions {positions[:10]}.",
+            f"{name}: not causal: changing the last position changed the outputs at earlier "
+            f"positions {positions[:10]}.",
             ATTN_NO_MASK if positions else None,
             things_to_check,
         )
 
 
 def _check_causal_mask(layer, scores):
-    """apply_causal_mask must keep scores[..., q, k] for k <= q and set the rest to -inf (or a large negative number)."""
+    """apply_causal_mask must keep scores[..., q, k] for k <= q and set the rest to -inf (or a large
+    negative number)."""
     name = "Attention.apply_causal_mask"
-    things_to_check = "return scores.masked_fill(torch.triu(torch.ones(q, k, dtype=torch.bool), diagonal=1), self.IGNORE)"
+    things_to_check = (
+        "return scores.masked_fill(torch.triu(torch.ones(q, k, dtype=torch.bool), diagonal=1), "
+        "self.IGNORE)"
+    )
     masked = _output(layer, scores, "Attention", things_to_check, method="apply_causal_mask")
     n = scores.shape[-1]
     if tuple(masked.shape) != tuple(scores.shape):
         fail(
-            f"{name}: returned shape {tuple(masked.shape)}, expected the scores' shape {tuple(scores.shape)} "
-            f"({', '.join(PATTERN.split())})",
+            f"{name}: returned shape {tuple(masked.shape)}, expected the scores' "
+            f"shape {tuple(scores.shape)} ({', '.join(PATTERN.split())})",
             None,
             things_to_check,
         )
@@ -499,7 +532,10 @@ def _check_causal_mask(layer, scores):
         masked[..., ~future], scores[..., ~future]
     ):
         return
-    header = f"{name}: the mask is wrong on scores of shape {tuple(scores.shape)} ({', '.join(PATTERN.split())})."
+    header = (
+        f"{name}: the mask is wrong on scores of shape {tuple(scores.shape)} "
+        f"({', '.join(PATTERN.split())})."
+    )
     if not hidden.any():  # recognised by which scores it hides
         mistake = ATTN_MASK_FILL_ZERO if (masked[..., future] == 0).all() else ATTN_NO_MASK
     elif hidden[..., range(n), range(n)].any():
@@ -512,7 +548,8 @@ def _check_causal_mask(layer, scores):
         fail(
             [
                 header,
-                "  The scores it keeps (key <= query) have changed: only the future positions should be replaced.",
+                "  The scores it keeps (key <= query) have changed: only the future positions "
+                "should be replaced.",
             ],
             None,
             things_to_check,
@@ -577,8 +614,9 @@ def check_embed(cls, cfg: Config | None = None) -> None:
 def check_pos_embed(cls, cfg: Config | None = None) -> None:
     name = "PosEmbed"
     generic = (
-        "return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, never by token id "
-        "(an IndexError here usually means positions were taken from token ids, or shifted by one)"
+        "return W_pos[:posn] repeated over the batch: rows indexed by position 0..posn-1, "
+        "never by token id (an IndexError here usually means positions were taken from token ids, "
+        "or shifted by one)"
     )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
@@ -610,19 +648,22 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
 def check_attention(cls, cfg: Config | None = None) -> None:
     name = "Attention"
     generic = (
-        "q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf (torch.triu(..., diagonal=1)); "
-        "softmax over keys; weighted sum of v; project with W_O and add b_O"
+        "q/k/v = x W + b per head; scores q·k / sqrt(d_head); mask future keys with -inf "
+        "(torch.triu(..., diagonal=1)); softmax over keys; weighted sum of v; "
+        "project with W_O and add b_O"
     )
     pattern_mistakes = mistakes_in("Attention.apply_causal_mask", "Attention.attention_pattern")
 
     def case(cfg, hf, sd, layer, batch, n, seed):
         x = torch.randn(batch, n, cfg.d_model)
         attn_sd = _sub(sd, "blocks.0.attn.")
-        # masks filled with -inf or with a large negative number (as ARENA does) differ when a row is fully masked
+        # masks filled with -inf or with a large negative number (as ARENA does) differ when a row
+        # is fully masked
         both_fills = lambda fn: (
             lambda m: [fn(x, attn_sd, cfg, m), fn(x, attn_sd, cfg, m, fill=-1e5)]
         )  # noqa: E731
-        # every method the exercise asks for, in the order it is written: the mask, the pattern, then forward
+        # every method the exercise asks for, in the order it is written: the mask, the pattern,
+        # then forward
         if n > 1:
             _check_causal_mask(
                 layer,
@@ -697,7 +738,8 @@ def check_block(cls, cfg: Config | None = None) -> None:
     name = "TransformerBlock"
     generic = (
         "pre-LN with two residual connections: resid_mid = resid_pre + attn(ln1(resid_pre)); "
-        "resid_post = resid_mid + mlp(ln2(resid_mid)). Do LayerNorm, Attention and MLP pass their own checks?"
+        "resid_post = resid_mid + mlp(ln2(resid_mid)). Do LayerNorm, Attention and MLP pass their "
+        "own checks?"
     )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
@@ -764,15 +806,18 @@ def check_transformer(cls, cfg: Config | None = None) -> None:
             )
         if n > 1:
             _check_causal(name, layer, tokens, generic, cfg)
-            # the loss too: with b_U = 0 the model is exactly GPT-2, so Hugging Face's own loss must match
+            # the loss too: with b_U = 0 the model is exactly GPT-2, so Hugging Face's own loss must
+            # match
             if hasattr(layer, "unembed") and hasattr(layer.unembed, "b_U"):
                 layer.unembed.b_U.zero_()
             loss = next_token_loss(_output(layer, tokens, name, generic), tokens)
             if not math.isclose(loss.item(), hf_out.loss.item(), rel_tol=RTOL, abs_tol=ATOL):
                 fail(
                     [
-                        f"{name}: loss {loss.item():.6f} differs from Hugging Face's {hf_out.loss.item():.6f} although the logits match",
-                        "  (unembed.b_U was set to zero for this comparison: do the logits use b_U other than by adding it once?)",
+                        f"{name}: loss {loss.item():.6f} differs from Hugging "
+                        f"Face's {hf_out.loss.item():.6f} although the logits match",
+                        "  (unembed.b_U was set to zero for this comparison: "
+                        "do the logits use b_U other than by adding it once?)",
                     ]
                 )
 

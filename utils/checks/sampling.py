@@ -1,18 +1,22 @@
-"""Notebook 04's checks: apply_temperature, apply_frequency_penalty, apply_top_k, apply_top_p and beam_search.
+"""Notebook 04's checks: apply_temperature, apply_frequency_penalty, apply_top_k, apply_top_p and
+beam_search.
 
-The four logit functions are checked against small references below, on logits built so that each known mistake gives a
-different answer (no ties, no cumulative mass near p, repeated tokens late in the sequence). beam_search is checked against
-Hugging Face's `generate(num_beams=..., early_stopping=True)` on a tiny GPT-2 with random weights, copied into a
-DemoTransformer. Each reference can make the known mistakes (its `mistake=` argument); a failing check names the first
+The four logit functions are checked against small references below, on logits built so that each
+known mistake gives a different answer (no ties, no cumulative mass near p, repeated tokens late in
+the sequence). beam_search is checked against Hugging Face's `generate(num_beams=...,
+early_stopping=True)` on a tiny GPT-2 with random weights, copied into a DemoTransformer. Each
+reference can make the known mistakes (its `mistake=` argument); a failing check names the first
 mistake that gives what the learner's code gave.
 
 What the checks accept:
-- Logits shifted by a constant per row (logits.log_softmax(-1) / temperature is fine): softmax, and so sampling, ignores it.
-- A removed logit is -inf or any number <= -1e4 (torch.finfo(logits.dtype).min, -1e9, ...): each gets probability exactly 0.
-  0 is not: e^0 still counts. The advice asks for float("-inf").
-- New tensors, or in-place operations on a copy. Changing the caller's logits or tokens is refused: generate itself would
-  still work (it makes fresh logits each step), but the caller's tensor changes under them, so calling the function twice on
-  the same logits (to compare settings, as the notebook does) applies it twice; and changing `tokens` would change the text.
+- Logits shifted by a constant per row (logits.log_softmax(-1) / temperature is fine): softmax, and
+  so sampling, ignores it.
+- A removed logit is -inf or any number <= -1e4 (torch.finfo(logits.dtype).min, -1e9, ...): each
+  gets probability exactly 0. 0 is not: e^0 still counts. The advice asks for float("-inf").
+- New tensors, or in-place operations on a copy. Changing the caller's logits or tokens is refused:
+  generate itself would still work (it makes fresh logits each step), but the caller's tensor
+  changes under them, so calling the function twice on the same logits (to compare settings, as the
+  notebook does) applies it twice; and changing `tokens` would change the text.
 """
 
 from __future__ import annotations
@@ -36,38 +40,41 @@ from utils.model import Config
 TEMP_AFTER_SOFTMAX = known_mistake(
     "temp_after_softmax",
     "apply_temperature",
-    "the temperature is applied to probabilities, after a softmax. It must divide the logits, before any softmax, and the "
-    "function returns logits: return logits / temperature.",
+    "the temperature is applied to probabilities, after a softmax. It must divide the logits, "
+    "before any softmax, and the function returns logits: return logits / temperature.",
 )
 TEMP_MULTIPLIED = known_mistake(
     "temp_multiplied",
     "apply_temperature",
-    "the logits are multiplied by the temperature. Divide: logits / temperature (a low temperature makes the distribution "
-    "sharper, so it must make the logits larger).",
+    "the logits are multiplied by the temperature. Divide: logits / temperature (a low "
+    "temperature makes the distribution sharper, so it must make the logits larger).",
 )
 FREQ_WRONG_SIGN = known_mistake(
     "freq_wrong_sign",
     "apply_frequency_penalty",
-    "the penalty is added, which makes repeated tokens MORE likely. Subtract it: logits - penalty * counts.",
+    "the penalty is added, which makes repeated tokens MORE likely. Subtract it: "
+    "logits - penalty * counts.",
 )
 FREQ_PRESENCE = known_mistake(
     "freq_presence",
     "apply_frequency_penalty",
-    "the penalty is subtracted once per distinct token (a presence penalty). A frequency penalty grows with the count: "
-    "logits - penalty * counts, where counts[b, v] is how many times token v occurs in tokens[b].",
+    "the penalty is subtracted once per distinct token (a presence penalty). "
+    "A frequency penalty grows with the count: logits - penalty * counts, where counts[b, "
+    "v] is how many times token v occurs in tokens[b].",
 )
 FREQ_PART_OF_TOKENS = known_mistake(
     "freq_part_of_tokens",
     "apply_frequency_penalty",
-    "only part of `tokens` is counted (e.g. the first columns, the prompt, or all but the last). `tokens` holds every token so "
-    "far, the prompt and the generated ones: count over the whole row.",
+    "only part of `tokens` is counted (e.g. the first columns, the prompt, or all but the last). "
+    "`tokens` holds every token so far, the prompt and the generated ones: count over the whole "
+    "row.",
 )
 FREQ_NOT_PER_ROW = known_mistake(
     "freq_not_per_row",
     "apply_frequency_penalty",
-    "the counts are not per row: each sequence in the batch is penalised for its own tokens only. Count tokens[b] for each row "
-    "b (e.g. torch.zeros_like(logits).scatter_add_(-1, tokens, torch.ones_like(tokens, dtype=logits.dtype))), not tokens[0] "
-    "or the whole batch flattened.",
+    "the counts are not per row: each sequence in the batch is penalised for its own tokens only. "
+    "Count tokens[b] for each row b (e.g. torch.zeros_like(logits).scatter_add_(-1, tokens, "
+    "torch.ones_like(tokens, dtype=logits.dtype))), not tokens[0] or the whole batch flattened.",
 )
 TOPK_OFF_BY_ONE = known_mistake(
     "topk_off_by_one",
@@ -78,68 +85,74 @@ TOPK_OFF_BY_ONE = known_mistake(
 TOPK_FILL_ZERO = known_mistake(
     "topk_fill_zero",
     "apply_top_k",
-    "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the softmax. Set them to "
-    "float('-inf').",
+    "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the "
+    "softmax. Set them to float('-inf').",
 )
 TOPK_WRONG_DIM = known_mistake(
     "topk_wrong_dim",
     "apply_top_k",
-    "top-k runs over the batch dimension. Logits are [batch, d_vocab]: take the k largest of each row, dim=-1.",
+    "top-k runs over the batch dimension. Logits are [batch, d_vocab]: take the k largest of each "
+    "row, dim=-1.",
 )
 TOPP_DROPS_CROSSING = known_mistake(
     "topp_drops_crossing",
     "apply_top_p",
-    "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p). The nucleus is the smallest "
-    "set whose mass REACHES p, so it includes that token: keep a token when the mass BEFORE it is < p, "
-    "(cumsum - sorted_probs) < p.",
+    "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p). "
+    "The nucleus is the smallest set whose mass REACHES p, so it includes that token: "
+    "keep a token when the mass BEFORE it is < p, (cumsum - sorted_probs) < p.",
 )
 TOPP_KEEPS_NONE = known_mistake(
     "topp_keeps_none",
     "apply_top_p",
-    "when the most probable token alone has more than p of the mass, every token is removed (and the softmax of a row of "
-    "-inf is NaN). The most probable token is always kept: keep a token when the mass before it is < p, which is 0 < p for "
-    "the first.",
+    "when the most probable token alone has more than p of the mass, every token is removed (and "
+    "the softmax of a row of -inf is NaN). The most probable token is always kept: "
+    "keep a token when the mass before it is < p, which is 0 < p for the first.",
 )
 TOPP_LOGIT_MASS = known_mistake(
     "topp_logit_mass",
     "apply_top_p",
-    "the cumulative mass is summed over logits, not probabilities. Sort and sum logits.softmax(-1).",
+    "the cumulative mass is summed over logits, not probabilities. "
+    "Sort and sum logits.softmax(-1).",
 )
 TOPP_UNSORTED = known_mistake(
     "topp_unsorted",
     "apply_top_p",
-    "the mask is computed in sorted order but applied to the logits in their original order. Put it back in vocabulary order "
-    "first: mask = sorted_mask.scatter(-1, sorted_indices, sorted_mask), then logits.masked_fill(mask, float('-inf')).",
+    "the mask is computed in sorted order but applied to the logits in their original order. "
+    "Put it back in vocabulary order first: mask = sorted_mask.scatter(-1, sorted_indices, "
+    "sorted_mask), then logits.masked_fill(mask, float('-inf')).",
 )
 BEAM_NO_LENGTH_NORM = known_mistake(
     "beam_no_length_norm",
     "beam_search",
-    "the scores are not normalised by length, so longer beams always lose. A finished beam's score is "
-    "sum(log-probs of its new tokens) / (number of new tokens ** length_penalty).",
+    "the scores are not normalised by length, so longer beams always lose. "
+    "A finished beam's score is sum(log-probs of its new tokens) / (number of new tokens ** "
+    "length_penalty).",
 )
 BEAM_AFTER_STOP = known_mistake(
     "beam_after_stop",
     "beam_search",
-    "beams keep extending after the stop token. A beam that picks stop_token is finished: move it (stop token included) to "
-    "the finished beams with its score, and continue only the beams that have not stopped.",
+    "beams keep extending after the stop token. A beam that picks stop_token is finished: "
+    "move it (stop token included) to the finished beams with its score, and continue only the "
+    "beams that have not stopped.",
 )
 BEAM_LENGTH_WITH_PROMPT = known_mistake(
     "beam_length_with_prompt",
     "beam_search",
-    "the length in the normalisation counts the prompt. Divide by (number of NEW tokens) ** length_penalty.",
+    "the length in the normalisation counts the prompt. Divide by (number of NEW tokens) ** "
+    "length_penalty.",
 )
 BEAM_STOP_NOT_COUNTED = known_mistake(
     "beam_stop_not_counted",
     "beam_search",
-    "the stop token is not counted in the length. As in Hugging Face, it is a new token like the others: a beam that "
-    "stops after 3 tokens and the stop token has length 4.",
+    "the stop token is not counted in the length. As in Hugging Face, it is a new token like the "
+    "others: a beam that stops after 3 tokens and the stop token has length 4.",
 )
 
 REMOVED = -1e4  # at or below this a logit counts as removed: e^(-1e4 - max) is exactly 0 in float32
 ATOL, RTOL = 1e-4, 1e-5  # float32
 
 
-# --------------------------------------------------------------------------- the references, which can make each mistake
+# ------------------------------------------------------ the references, which can make each mistake
 
 
 def _temperature(logits, temperature, mistake=None):
@@ -198,8 +211,8 @@ def _top_k(logits, k, mistake=None, dim=-1):
 
 
 def _top_p(logits, p, mistake=None):
-    """The nucleus: keep the most probable tokens until their mass reaches p (the token that crosses p included, and always
-    at least one); the rest -inf. Or with a known mistake."""
+    """The nucleus: keep the most probable tokens until their mass reaches p (the token that crosses
+    p included, and always at least one); the rest -inf. Or with a known mistake."""
     mass = logits if mistake is TOPP_LOGIT_MASS else logits.softmax(-1)
     sorted_mass, order = mass.sort(-1, descending=True)
     cumulative = sorted_mass.cumsum(-1)
@@ -233,7 +246,8 @@ def _removed(x):
 
 
 def _same_logits(got, expected) -> bool:
-    """Equal up to a constant per row (softmax ignores it), with the same logits removed (-inf or <= -1e4)."""
+    """Equal up to a constant per row (softmax ignores it), with the same logits removed (-inf or <=
+    -1e4)."""
     if (
         not isinstance(got, torch.Tensor)
         or tuple(got.shape) != tuple(expected.shape)
@@ -255,22 +269,24 @@ def _show(row) -> str:
 
 
 def _learner_logits(fn, args, what, things_to_check, inputs):
-    """Call the learner's function; it must return a float tensor and leave every input tensor unchanged."""
+    """Call the learner's function; it must return a float tensor and leave every input tensor
+    unchanged."""
     before = [t.clone() for t in inputs]
     got = call_learner(fn, *args, what=what, things_to_check=things_to_check)
     for name, tensor, saved in zip(("logits", "tokens"), inputs, before):
         if not torch.equal(tensor, saved):
             fail(
-                f"{what} changed the {name} it was given (an in-place operation such as {name} /= ..., {name}[...] = ... or "
-                f".masked_fill_()). Generation itself would still run, but the caller's tensor changes: calling it twice on "
-                f"the same logits, to compare settings, applies it twice"
+                f"{what} changed the {name} it was given (an in-place operation such as {name} /= "
+                f"..., {name}[...] = ... or .masked_fill_()). Generation itself would still run, "
+                "but the caller's tensor changes: calling it twice on the same logits, "
+                "to compare settings, applies it twice"
                 + (
                     ", and changing tokens changes the text generated so far"
                     if name == "tokens"
                     else ""
                 )
-                + f". Work on a new tensor: {name} = {name}.clone() first, or use out-of-place operations (x / t, "
-                "masked_fill without the underscore)."
+                + f". Work on a new tensor: {name} = {name}.clone() first, "
+                "or use out-of-place operations (x / t, masked_fill without the underscore)."
             )
     if not isinstance(got, torch.Tensor):
         fail(
@@ -279,17 +295,19 @@ def _learner_logits(fn, args, what, things_to_check, inputs):
         )
     if not got.is_floating_point():
         fail(
-            f"{what} returned a tensor of dtype {got.dtype}; logits are floats (dtype {inputs[0].dtype})"
+            f"{what} returned a tensor of dtype {got.dtype}; "
+            f"logits are floats (dtype {inputs[0].dtype})"
         )
     return got
 
 
 def _compare_logits(got, expected, what, mistakes, reproduce, things_to_check, **facts):
-    """Fail unless `got` equals `expected` (up to a constant per row), naming the first mistake that reproduces `got`."""
+    """Fail unless `got` equals `expected` (up to a constant per row), naming the first mistake that
+    reproduces `got`."""
     if tuple(got.shape) != tuple(expected.shape):
         fail(
-            f"{what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, d_vocab): the same shape as "
-            "the logits",
+            f"{what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, "
+            "d_vocab): the same shape as the logits",
             recognise(got, mistakes, reproduce, _same_logits),
             things_to_check,
             **facts,
@@ -325,8 +343,12 @@ def _test_logits(seed, batch=4, d_vocab=10, scale=2.0):
 
 @learner_facing
 def check_temperature(fn) -> None:
-    """`fn(logits, temperature)` must return logits / temperature (temperature > 0), as a new tensor."""
-    things = "return logits / temperature: divide the logits (not probabilities), and return logits, not a softmax."
+    """`fn(logits, temperature)` must return logits / temperature (temperature > 0), as a new
+    tensor."""
+    things = (
+        "return logits / temperature: divide the logits (not probabilities), and return logits, "
+        "not a softmax."
+    )
     cases = [
         (_test_logits(0), 0.5),
         (_test_logits(1, batch=2, d_vocab=7), 2.0),
@@ -345,22 +367,25 @@ def check_temperature(fn) -> None:
             things,
         )
     print(
-        f"apply_temperature passed: {len(cases)} cases, temperatures from 0.1 to 2, the caller's logits unchanged"
+        f"apply_temperature passed: {len(cases)} cases, temperatures from 0.1 to 2, "
+        "the caller's logits unchanged"
     )
 
 
 @learner_facing
 def check_frequency_penalty(fn) -> None:
-    """`fn(logits, tokens, penalty)` must return logits - penalty * counts, counts[b, v] = how often v occurs in tokens[b]."""
+    """`fn(logits, tokens, penalty)` must return logits - penalty * counts, counts[b, v] = how often
+    v occurs in tokens[b]."""
     things = (
-        "counts[b, v] = how many times token v occurs in tokens[b], over the whole row (prompt and generated tokens); "
-        "it needs d_vocab entries per row (torch.bincount(row, minlength=d_vocab), or scatter_add_); "
-        "return logits - penalty * counts."
+        "counts[b, v] = how many times token v occurs in tokens[b], over the whole row (prompt "
+        "and generated tokens); it needs d_vocab entries per row (torch.bincount(row, "
+        "minlength=d_vocab), or scatter_add_); return logits - penalty * counts."
     )
     cases = [
         # repeats everywhere, one token three times, another twice
         (_test_logits(10, batch=2), torch.tensor([[3, 1, 3, 4, 3, 9], [0, 0, 5, 2, 7, 5]]), 0.7),
-        # the first five tokens of each row are distinct: its repeats come only late (in the generated part)
+        # the first five tokens of each row are distinct: its repeats come only late (in the
+        # generated part)
         (
             _test_logits(11, batch=3, d_vocab=8),
             torch.tensor(
@@ -388,18 +413,20 @@ def check_frequency_penalty(fn) -> None:
             things,
         )
     print(
-        f"apply_frequency_penalty passed: {len(cases)} cases, with repeats early and late in the sequence, "
-        "the caller's logits and tokens unchanged"
+        f"apply_frequency_penalty passed: {len(cases)} cases, with repeats early and late in the "
+        "sequence, the caller's logits and tokens unchanged"
     )
 
 
 @learner_facing
 def check_top_k(fn) -> None:
-    """`fn(logits, k)` must set every logit outside the k largest of its row to -inf (k >= d_vocab keeps all)."""
+    """`fn(logits, k)` must set every logit outside the k largest of its row to -inf (k >= d_vocab
+    keeps all)."""
     things = (
         "keep the k largest logits of each row (dim=-1) and set the others to float('-inf'): "
         "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')); "
-        "for k >= d_vocab, keep every logit (topk needs k <= d_vocab: use min(k, logits.shape[-1]))."
+        "for k >= d_vocab, keep every logit (topk needs k <= d_vocab: use min(k, "
+        "logits.shape[-1]))."
     )
     # batch 5 > k: top-k over the batch dimension runs and gives a different mask
     cases = [
@@ -435,8 +462,8 @@ def check_top_k(fn) -> None:
             k=k,
         )
     print(
-        f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, the caller's logits unchanged"
-        " (removed logits: -inf, or at most -1e4)"
+        f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, "
+        "the caller's logits unchanged (removed logits: -inf, or at most -1e4)"
     )
 
 
@@ -446,12 +473,13 @@ def _logits_with_probs(probs):
 
 @learner_facing
 def check_top_p(fn) -> None:
-    """`fn(logits, p)` must keep the smallest set of most probable tokens whose probability reaches p (the token that crosses
-    p included, always at least one) and set the rest to -inf."""
+    """`fn(logits, p)` must keep the smallest set of most probable tokens whose probability reaches
+    p (the token that crosses p included, always at least one) and set the rest to -inf."""
     things = (
-        "sort the probabilities (logits.softmax(-1)) in descending order; keep a token when the mass BEFORE it is < p "
-        "(so the token that crosses p is kept, and the first always is); set the others to float('-inf'), putting the "
-        "mask back in vocabulary order: sorted_mask.scatter(-1, sorted_indices, sorted_mask)."
+        "sort the probabilities (logits.softmax(-1)) in descending order; keep a token when the "
+        "mass BEFORE it is < p (so the token that crosses p is kept, and the first always is); "
+        "set the others to float('-inf'), putting the mask back in vocabulary order: "
+        "sorted_mask.scatter(-1, sorted_indices, sorted_mask)."
     )
     shuffled = torch.tensor(
         [[3, 0, 4, 1, 2, 6, 5], [6, 2, 5, 0, 3, 1, 4]]
@@ -483,15 +511,15 @@ def check_top_p(fn) -> None:
                 rows = nothing_kept.nonzero().flatten().tolist()
                 top = logits.softmax(-1).amax(-1)
                 fail(
-                    f"{what}: rows {rows} keep no token at all (the most probable one has probability "
-                    f"{top[rows[0]]:.2f}{' > p' if top[rows[0]] > p else ''}).",
+                    f"{what}: rows {rows} keep no token at all (the most probable one has "
+                    f"probability {top[rows[0]]:.2f}{' > p' if top[rows[0]] > p else ''}).",
                     TOPP_KEEPS_NONE if (top[nothing_kept] > p).all() else None,
                     things,
                 )
         _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things)
     print(
-        f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, and logits out of order"
-        " (removed logits: -inf, or at most -1e4)"
+        f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
+        "and logits out of order (removed logits: -inf, or at most -1e4)"
     )
 
 
@@ -507,13 +535,14 @@ BEAM_CFG = Config(
     n_layers=2,
     layer_norm_eps=1e-5,
 )
-# Random weights this large give next-token distributions peaked but not one-hot (the most probable token has about 0.4):
-# beams disagree, and the stop token ends some of them
+# Random weights this large give next-token distributions peaked but not one-hot (the most probable
+# token has about 0.4): beams disagree, and the stop token ends some of them
 EMBED_STD, WEIGHT_SCALE = 0.2, 0.6
 
 
 def _models(seed: int = 0):
-    """A tiny Hugging Face GPT-2 with random weights, and a DemoTransformer holding the same weights."""
+    """A tiny Hugging Face GPT-2 with random weights, and a DemoTransformer holding the same
+    weights."""
     from utils.model import DemoTransformer, load_gpt2_weights
     from utils.resources import new_gpt2
 
@@ -537,7 +566,8 @@ def _models(seed: int = 0):
 
 
 def _banned(seq: list[int], n: int) -> set[int]:
-    """Tokens that would repeat an n-gram already in seq (prompt included), as Hugging Face's no_repeat_ngram_size."""
+    """Tokens that would repeat an n-gram already in seq (prompt included), as Hugging Face's
+    no_repeat_ngram_size."""
     if n <= 0 or len(seq) + 1 < n:
         return set()
     last = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
@@ -555,11 +585,13 @@ def _beam_search(
     stop_token=None,
     mistake=None,
 ):
-    """Beam search as Hugging Face's generate(num_beams, do_sample=False, early_stopping=True) does it; or with a mistake.
+    """Beam search as Hugging Face's generate(num_beams, do_sample=False, early_stopping=True) does
+    it; or with a mistake.
 
-    Each step takes the 2 * num_beams best continuations of all running beams by total log-prob. A continuation that ends in
-    the stop token (or reaches max_new_tokens) is finished, if it is among the num_beams best, with score total /
-    (new tokens ** length_penalty); the num_beams best unfinished ones run on. It stops when num_beams beams are finished."""
+    Each step takes the 2 * num_beams best continuations of all running beams by total log-prob. A
+    continuation that ends in the stop token (or reaches max_new_tokens) is finished, if it is among
+    the num_beams best, with score total / (new tokens ** length_penalty); the num_beams best
+    unfinished ones run on. It stops when num_beams beams are finished."""
     stop = None if mistake is BEAM_AFTER_STOP else stop_token
     prompt = tokens[0].tolist()
     running, finished = [(prompt, 0.0)], []
@@ -583,7 +615,9 @@ def _beam_search(
                     }.get(mistake, n_new)
                     if mistake is BEAM_NO_LENGTH_NORM:
                         score = total
-                    else:  # a length of 0 (the stop token alone, not counted) gives what a tensor gives: -inf
+                    else:
+                        # a length of 0 (the stop token alone, not counted) gives what a tensor
+                        # gives: -inf
                         score = total / length**length_penalty if length else float("-inf")
                     finished.append((seq, score))
             elif len(next_running) < num_beams:
@@ -633,8 +667,9 @@ def _hf_beam_search(
     return beams
 
 
-# (prompt, num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, stop_token): chosen so that beams stop early,
-# normalisation changes which beam wins, and the n-gram rule bans tokens (tests/test_checks_sampling.py checks all three)
+# (prompt, num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, stop_token): chosen so
+# that beams stop early, normalisation changes which beam wins, and the n-gram rule bans tokens
+# (tests/test_checks_sampling.py checks all three)
 BEAM_CASES = [
     ([9, 6, 12, 29, 24], 3, 8, 0.5, 3, None),
     ([21, 7, 30], 2, 12, 1.0, 0, 20),
@@ -650,16 +685,18 @@ def _number(value):
 
 
 def _learner_beams(fn, model, case):
-    """The learner's beams as [(list of ids, float score)], after checking the form of what beam_search returned."""
+    """The learner's beams as [(list of ids, float score)], after checking the form of what
+    beam_search returned."""
     prompt, num_beams, max_new, lp, ngram, stop = case
     tokens = torch.tensor([prompt])
     what = (
-        f"beam_search(model, tokens={prompt}, num_beams={num_beams}, max_new_tokens={max_new}, length_penalty={lp}, "
-        f"no_repeat_ngram_size={ngram}, stop_token={stop})"
+        f"beam_search(model, tokens={prompt}, num_beams={num_beams}, max_new_tokens={max_new}, "
+        f"length_penalty={lp}, no_repeat_ngram_size={ngram}, stop_token={stop})"
     )
     things = (
-        "the signature beam_search(model, tokens, num_beams, max_new_tokens, *, length_penalty=1.0, "
-        "no_repeat_ngram_size=0, stop_token=None); model(tokens) takes [n_beams, posn] and gives [n_beams, posn, d_vocab]."
+        "the signature beam_search(model, tokens, num_beams, max_new_tokens, *, "
+        "length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None); "
+        "model(tokens) takes [n_beams, posn] and gives [n_beams, posn, d_vocab]."
     )
     before = tokens.clone()
     beams = call_learner(
@@ -681,7 +718,8 @@ def _learner_beams(fn, model, case):
         )
     if not isinstance(beams, (list, tuple)) or not beams:
         fail(
-            f"{what} must return a non-empty list of (sequence, score) pairs, best first; got {type(beams).__name__}"
+            f"{what} must return a non-empty list of (sequence, score) pairs, best first; "
+            f"got {type(beams).__name__}"
             + (f" of length {len(beams)}" if isinstance(beams, (list, tuple)) else "")
         )
     out = []
@@ -690,30 +728,33 @@ def _learner_beams(fn, model, case):
             isinstance(beam, (list, tuple)) and len(beam) == 2 and isinstance(beam[0], torch.Tensor)
         ):
             fail(
-                f"{what}: beam {i} is {type(beam).__name__} {beam!r:.80}; each beam must be a pair (1-D tensor of token ids, "
-                "score)"
+                f"{what}: beam {i} is {type(beam).__name__} {beam!r:.80}; "
+                "each beam must be a pair (1-D tensor of token ids, score)"
             )
         seq, score = beam[0], _number(beam[1])
         if seq.ndim == 2 and seq.shape[0] == 1:
             seq = seq[0]
         if seq.ndim != 1 or seq.is_floating_point():
             fail(
-                f"{what}: beam {i}'s sequence has shape {tuple(seq.shape)} and dtype {seq.dtype}; it must be a 1-D tensor "
-                "of token ids, the prompt followed by the new tokens"
+                f"{what}: beam {i}'s sequence has shape {tuple(seq.shape)} and dtype {seq.dtype}; "
+                "it must be a 1-D tensor of token ids, the prompt followed by the new tokens"
             )
         if score is None or math.isnan(score):
             fail(
-                f"{what}: beam {i}'s score is {beam[1]!r}; it must be a number (a float or a 0-d tensor)"
+                f"{what}: beam {i}'s score is {beam[1]!r}; it must be a number (a float or a 0-d "
+                "tensor)"
             )
         ids = seq.tolist()
         if ids[: len(prompt)] != prompt:
             fail(
-                f"{what}: beam {i} is {ids}; it must start with the prompt {prompt}, followed by the new tokens"
+                f"{what}: beam {i} is {ids}; it must start with the prompt {prompt}, "
+                "followed by the new tokens"
             )
         new = ids[len(prompt) :]
         if not 1 <= len(new) <= max_new:
             fail(
-                f"{what}: beam {i} has {len(new)} new tokens; beam search adds between 1 and max_new_tokens = {max_new}"
+                f"{what}: beam {i} has {len(new)} new tokens; beam search adds between 1 and "
+                f"max_new_tokens = {max_new}"
             )
         if stop is not None and stop in new[:-1]:
             fail(
@@ -724,22 +765,24 @@ def _learner_beams(fn, model, case):
     scores = [score for _, score in out]
     if scores != sorted(scores, reverse=True):
         fail(
-            f"{what}: the beams are not sorted best first; their scores are {[round(s, 4) for s in scores]}"
+            f"{what}: the beams are not sorted best first; "
+            f"their scores are {[round(s, 4) for s in scores]}"
         )
     return what, out
 
 
 @learner_facing
 def check_beam_search(fn) -> None:
-    """`fn(model, tokens, num_beams, max_new_tokens, *, length_penalty, no_repeat_ngram_size, stop_token)` must return the
-    finished beams, best first, with the best one and its score as Hugging Face's generate(num_beams=..., early_stopping=True)
-    gives them on the same weights."""
+    """`fn(model, tokens, num_beams, max_new_tokens, *, length_penalty, no_repeat_ngram_size,
+    stop_token)` must return the finished beams, best first, with the best one and its score as
+    Hugging Face's generate(num_beams=..., early_stopping=True) gives them on the same weights."""
     hf, model = _models()
     things = (
-        "keep the num_beams best beams by total log-prob; take the 2 * num_beams best continuations each step; a "
-        "continuation ending in stop_token (or reaching max_new_tokens), if among the num_beams best, is finished with "
-        "score total / (new tokens ** length_penalty); stop when num_beams beams are finished; ban tokens that repeat "
-        "an n-gram of the whole sequence (prompt included) by setting their log-prob to -inf."
+        "keep the num_beams best beams by total log-prob; take the 2 * num_beams best "
+        "continuations each step; a continuation ending in stop_token (or reaching "
+        "max_new_tokens), if among the num_beams best, is finished with score total / (new tokens "
+        "** length_penalty); stop when num_beams beams are finished; ban tokens that repeat an "
+        "n-gram of the whole sequence (prompt included) by setting their log-prob to -inf."
     )
     for case in BEAM_CASES:
         prompt, num_beams, max_new, lp, ngram, stop = case
@@ -768,6 +811,6 @@ def check_beam_search(fn) -> None:
                 things,
             )
     print(
-        f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, a stop token, "
-        "no_repeat_ngram_size) give Hugging Face's best beam and score"
+        f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, "
+        "a stop token, no_repeat_ngram_size) give Hugging Face's best beam and score"
     )

@@ -1,4 +1,5 @@
-"""Notebook 01's checks: merge_word, train_merges and the BPETokenizer, against the reference in utils/bpe.py and GPT-2's own ids."""
+"""Notebook 01's checks: merge_word, train_merges and the BPETokenizer, against the reference in
+utils/bpe.py and GPT-2's own ids."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from utils.checks.core import call_learner, fail, known_mistake, learner_facing,
 TIE_BY_DICT_ORDER = known_mistake(
     "merges_tie_by_dict_order",
     "train_merges",
-    "a tie. Both pairs occur {count} times at this point; ties go to the smallest ids ({want} before {got}), which the heap "
-    "of (-count, pair) gives for free, and dict order does not.",
+    "a tie. Both pairs occur {count} times at this point; ties go to the smallest ids ({want} "
+    "before {got}), which the heap of (-count, pair) gives for free, and dict order does not.",
 )
 DECODE_PER_TOKEN = known_mistake(
     "decode_per_token",
     "BPETokenizer",
-    "each token's bytes are decoded as UTF-8 on their own, but one character can span two tokens (an emoji is 4 bytes). "
-    "Join the bytes of all the tokens, then decode once, with errors='replace' as GPT-2 does.",
+    "each token's bytes are decoded as UTF-8 on their own, but one character can span two tokens "
+    "(an emoji is 4 bytes). Join the bytes of all the tokens, then decode once, "
+    "with errors='replace' as GPT-2 does.",
     raises=UnicodeDecodeError,
 )
 
@@ -28,7 +30,8 @@ DECODE_PER_TOKEN = known_mistake(
 
 @learner_facing
 def check_merge_word(fn) -> None:
-    """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without changing `word`."""
+    """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without
+    changing `word`."""
     cases = [  # word, pair, new_id, expected, what the case tests
         ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
         (
@@ -56,7 +59,8 @@ def check_merge_word(fn) -> None:
         got = call_learner(fn, word, pair, new_id, what=label)
         if word != original:
             fail(
-                f"{label} changed its input to {word}. Build and return a new list: train_merges still needs the old word."
+                f"{label} changed its input to {word}. Build and return a new list: "
+                "train_merges still needs the old word."
             )
         if not isinstance(got, list) or got != expected:
             fail(f"{label} returned {got!r}, expected {expected} ({what}).")
@@ -76,7 +80,8 @@ _MERGE_TEXT = (
 
 @learner_facing
 def check_train_merges(fn, n_merges: int = 80) -> None:
-    """`fn(text, n_merges)` must learn the same merges, in the same order, as the reference trainer."""
+    """`fn(text, n_merges)` must learn the same merges, in the same order, as the reference
+    trainer."""
     from utils.bpe import train_merges as reference
 
     expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
@@ -89,8 +94,9 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
         if got != want:
             counts = _pair_counts_after(expected[:k])
             header = (
-                f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, expected {expected_tokens[want[0]]!r} + "
-                f"{expected_tokens[want[1]]!r} ({_matching(k)})."
+                f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, "
+                f"expected {expected_tokens[want[0]]!r} + {expected_tokens[want[1]]!r} "
+                f"({_matching(k)})."
             )
             if (
                 counts.get(got, 0) == counts.get(want, 0) > 0
@@ -99,16 +105,19 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             fail(
                 [
                     header,
-                    f"  At this point the expected pair occurs {counts.get(want, 0)} times and yours {counts.get(got, 0)}.",
+                    f"  At this point the expected pair occurs {counts.get(want, 0)} times and "
+                    f"yours {counts.get(got, 0)}.",
                 ],
                 None,
-                "each affected word's count is subtracted from every pair of the old word and added to every pair of the "
-                "new word; words_with records the new pairs; every changed pair that still occurs is pushed back on the heap.",
+                "each affected word's count is subtracted from every pair of the old word and "
+                "added to every pair of the new word; words_with records the new pairs; "
+                "every changed pair that still occurs is pushed back on the heap.",
             )
     if len(merges) != len(expected):
         fail(
-            f"train_merges learned {len(merges)} merges, expected {len(expected)} ({_matching(min(len(merges), len(expected)))}). "
-            "Stopping early usually means changed pairs were not pushed back on the heap."
+            f"train_merges learned {len(merges)} merges, expected {len(expected)} "
+            f"({_matching(min(len(merges), len(expected)))}). Stopping early usually means "
+            "changed pairs were not pushed back on the heap."
         )
     if len(tokens) != 256 + len(merges) or any(
         tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)
@@ -118,7 +127,8 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             "tokens[a] + tokens[b] for merge (a, b), appended in order."
         )
     print(
-        f"train_merges passed: the same {len(merges)} merges, in the same order, as the reference trainer"
+        f"train_merges passed: the same {len(merges)} merges, in the same order, "
+        "as the reference trainer"
     )
 
 
@@ -133,7 +143,8 @@ def _matching(k: int) -> str:
 
 
 def _pair_counts_after(merges) -> dict:
-    """How often each pair of token ids occurs in the check's text once `merges` have been applied (the reference's way)."""
+    """How often each pair of token ids occurs in the check's text once `merges` have been applied
+    (the reference's way)."""
     from utils.bpe import END_OF_TEXT, bytes_to_unicode, merge_word, pretokenize
 
     byte_id = {byte: i for i, byte in enumerate(bytes_to_unicode())}
@@ -163,7 +174,8 @@ _TOKENIZER_TEXTS = [
 
 
 def _decode_per_token(reference, ids) -> str:
-    """What decode gives when it decodes each token's bytes on its own (DECODE_PER_TOKEN), replacing broken characters."""
+    """What decode gives when it decodes each token's bytes on its own (DECODE_PER_TOKEN), replacing
+    broken characters."""
     return "".join(
         bytes(reference.byte_decoder[c] for c in reference.id_to_token[i]).decode(
             "utf-8", errors="replace"
@@ -174,7 +186,8 @@ def _decode_per_token(reference, ids) -> str:
 
 @learner_facing
 def check_bpe_tokenizer(cls) -> None:
-    """`cls(vocab, merges)` loaded with GPT-2's vocabulary and merges must encode and decode exactly as GPT-2 does."""
+    """`cls(vocab, merges)` loaded with GPT-2's vocabulary and merges must encode and decode exactly
+    as GPT-2 does."""
     from utils.bpe import BPETokenizer as Reference
     from utils.resources import gpt2_vocab_and_merges
 
@@ -187,9 +200,11 @@ def check_bpe_tokenizer(cls) -> None:
         got = call_learner(tokenizer.encode, text, what=f"encode({text!r})")
         if list(got) != expected:
             fail(
-                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n"
-                "  Things to check (_bpe): each round merges the adjacent pair with the LOWEST rank in merge_ranks (not the first "
-                "mergeable pair, nor the most frequent), replaces all its occurrences left to right, and repeats until no pair is a merge."
+                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n  "
+                "Things to check (_bpe): each round merges the adjacent pair with the LOWEST "
+                "rank in merge_ranks (not the first mergeable pair, nor the most frequent), "
+                "replaces all its occurrences left to right, and repeats until no pair is a "
+                "merge."
             )
         decoded = call_learner(
             tokenizer.decode, expected, what=f"decode(encode({text!r}))", known=[DECODE_PER_TOKEN]
@@ -203,8 +218,8 @@ def check_bpe_tokenizer(cls) -> None:
                     lambda m: _decode_per_token(reference, expected),
                     lambda a, b: a == b,
                 ),
-                "map each character of each token back to its byte with byte_decoder, join all the bytes, then decode UTF-8 "
-                "once (a character may span two tokens).",
+                "map each character of each token back to its byte with byte_decoder, "
+                "join all the bytes, then decode UTF-8 once (a character may span two tokens).",
             )
     robot = reference.encode("🤖")
     half = call_learner(
@@ -215,9 +230,11 @@ def check_bpe_tokenizer(cls) -> None:
     )
     if half != reference.decode(robot[:1]):
         fail(
-            f"decoding half of an emoji's bytes gave {half!r}, expected {reference.decode(robot[:1])!r}: "
-            "decode the joined bytes with errors='replace', as GPT-2 does."
+            f"decoding half of an emoji's bytes gave {half!r}, "
+            f"expected {reference.decode(robot[:1])!r}: decode the joined bytes with "
+            "errors='replace', as GPT-2 does."
         )
     print(
-        f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, and decode(encode(s)) == s for each"
+        f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, "
+        "and decode(encode(s)) == s for each"
     )

@@ -1,7 +1,9 @@
-"""Notebook 03's checks: lr_at, make_optimizer, optimizer_step and next_token_accuracy, against the reference in utils/training.py.
+"""Notebook 03's checks: lr_at, make_optimizer, optimizer_step and next_token_accuracy, against the
+reference in utils/training.py.
 
-Each known mistake is reproduced by a small reference below that can make it (the `mistake=` argument), as notebook 02's
-layer checks do with their functional GPT-2; a failing check names the first mistake that gives what the learner's code gave.
+Each known mistake is reproduced by a small reference below that can make it (the `mistake=`
+argument), as notebook 02's layer checks do with their functional GPT-2; a failing check names the
+first mistake that gives what the learner's code gave.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from utils.model import next_token_loss
 LR_WARMUP_FROM_ZERO = known_mistake(
     "lr_warmup_from_zero",
     "lr_at",
-    "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; use (step + 1) / warmup_steps.",
+    "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; "
+    "use (step + 1) / warmup_steps.",
 )
 LR_DECAY_TO_ZERO = known_mistake(
     "lr_decay_to_zero", "lr_at", "the decay ends at 0 instead of lr * min_lr_ratio."
@@ -40,12 +43,14 @@ LR_NO_WARMUP = known_mistake(
 LR_LINEAR_DECAY = known_mistake(
     "lr_linear_decay",
     "lr_at",
-    "the decay is linear, not cosine: lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
+    "the decay is linear, not cosine: lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi "
+    "* progress))).",
 )
 LR_PROGRESS_FROM_ZERO = known_mistake(
     "lr_progress_from_zero",
     "lr_at",
-    "the cosine's progress counts from step 0, not from the end of warmup: (step - warmup_steps) / (max_steps - warmup_steps).",
+    "the cosine's progress counts from step 0, not from the end of warmup: (step - warmup_steps) "
+    "/ (max_steps - warmup_steps).",
 )
 LR_UNCLAMPED = known_mistake(
     "lr_unclamped", "lr_at", "after max_steps the cosine comes back up: clamp the progress at 1."
@@ -53,14 +58,14 @@ LR_UNCLAMPED = known_mistake(
 DECAY_BY_NDIM = known_mistake(
     "decay_by_ndim",
     "make_optimizer",
-    "the 'decay tensors with ndim >= 2' rule. Here b_Q, b_K and b_V are [n_heads, d_head]: two-dimensional, but biases. "
-    "Decide by the name: name.split('.')[-1].startswith('W_').",
+    "the 'decay tensors with ndim >= 2' rule. Here b_Q, b_K and b_V are [n_heads, d_head]: "
+    "two-dimensional, but biases. Decide by the name: name.split('.')[-1].startswith('W_').",
 )
 STEP_ZERO_GRAD_FIRST = known_mistake(
     "step_zero_grad_first",
     "optimizer_step",
-    "the gradients are cleared before loss.backward(), which throws away the earlier micro-batches' gradients (gradient "
-    "accumulation): clear them after optimizer.step() instead.",
+    "the gradients are cleared before loss.backward(), which throws away the earlier "
+    "micro-batches' gradients (gradient accumulation): clear them after optimizer.step() instead.",
 )
 STEP_NO_ZERO_GRAD = known_mistake(
     "step_no_zero_grad",
@@ -71,24 +76,28 @@ STEP_NO_ZERO_GRAD = known_mistake(
 STEP_NO_CLIP = known_mistake(
     "step_no_clip",
     "optimizer_step",
-    "the gradient norm is not clipped before optimizer.step() (clipping after the step changes nothing): "
-    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and step.",
+    "the gradient norm is not clipped before optimizer.step() (clipping after the step changes "
+    "nothing): torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) between backward and "
+    "step.",
 )
 STEP_CLIP_VALUE = known_mistake(
     "step_clip_value",
     "optimizer_step",
-    "clip_grad_value_ clips each gradient entry separately; clip the total norm of all gradients together, "
-    "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip), which keeps the gradient's direction.",
+    "clip_grad_value_ clips each gradient entry separately; clip the total norm of all gradients "
+    "together, torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip), "
+    "which keeps the gradient's direction.",
 )
 STEP_CLIP_AT_1 = known_mistake(
     "step_clip_at_1",
     "optimizer_step",
-    "the norm is clipped to 1.0, not to grad_clip (the check uses grad_clip = 0.5): pass grad_clip.",
+    "the norm is clipped to 1.0, not to grad_clip (the check uses grad_clip = 0.5): "
+    "pass grad_clip.",
 )
 ACCURACY_NO_SHIFT = known_mistake(
     "accuracy_no_shift",
     "next_token_accuracy",
-    "no shift: logits at position i predict token i + 1, so compare logits[:, :-1].argmax(-1) with tokens[:, 1:].",
+    "no shift: logits at position i predict token i + 1, so compare logits[:, "
+    ":-1].argmax(-1) with tokens[:, 1:].",
 )
 ACCURACY_COUNT = known_mistake(
     "accuracy_count",
@@ -98,7 +107,8 @@ ACCURACY_COUNT = known_mistake(
 
 
 def _number(value):
-    """A Python number, or None: a 0-d tensor holds a number too (the trainer converts it with float())."""
+    """A Python number, or None: a 0-d tensor holds a number too (the trainer converts it with
+    float())."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -108,7 +118,8 @@ def _number(value):
 
 
 def _lr(step, args, mistake=None):
-    """The schedule: linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio; or with a known mistake."""
+    """The schedule: linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio; or
+    with a known mistake."""
     lr, warm, total, low = args.lr, args.warmup_steps, args.max_steps, args.min_lr_ratio
     if step < warm and mistake is not LR_NO_WARMUP:
         return lr * (step if mistake is LR_WARMUP_FROM_ZERO else step + 1) / warm
@@ -124,7 +135,8 @@ def _lr(step, args, mistake=None):
 
 @learner_facing
 def check_lr_at(fn) -> None:
-    """`fn(step, args)` must give linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio at args.max_steps."""
+    """`fn(step, args)` must give linear warmup to args.lr, then cosine decay to args.lr *
+    args.min_lr_ratio at args.max_steps."""
     from utils.training import TrainingArgs, lr_at as reference
 
     settings = [
@@ -132,7 +144,8 @@ def check_lr_at(fn) -> None:
         TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0),
         TrainingArgs(lr=1e-3, warmup_steps=5, max_steps=5, min_lr_ratio=0.1),
     ]  # no decay phase: max_steps - warmup_steps = 0
-    # rel_tol 1e-5: a schedule computed in float32 (torch.cos on a float32 tensor) is right to about 4e-6
+    # rel_tol 1e-5: a schedule computed in float32 (torch.cos on a float32 tensor) is right to about
+    # 4e-6
     same = lambda got, value: (
         got is not None and math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-12)
     )  # noqa: E731
@@ -142,11 +155,13 @@ def check_lr_at(fn) -> None:
             want, value = reference(step, args), _number(got)
             if not same(value, want):
                 fail(
-                    f"lr_at({step}, args) = {got if value is None else value!r}, expected {want:.6g} (lr={args.lr}, "
-                    f"warmup_steps={args.warmup_steps}, max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).",
+                    f"lr_at({step}, args) = {got if value is None else value!r}, "
+                    f"expected {want:.6g} (lr={args.lr}, warmup_steps={args.warmup_steps}, "
+                    f"max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).",
                     recognise(value, mistakes_in("lr_at"), lambda m: _lr(step, args, m), same),
-                    "warmup lr * (step + 1) / warmup_steps; then progress = (step - warmup_steps) / (max_steps - warmup_steps), "
-                    "clamped to 1; lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
+                    "warmup lr * (step + 1) / warmup_steps; then progress = (step - warmup_steps) "
+                    "/ (max_steps - warmup_steps), clamped to 1; lr * (min_lr_ratio + (1 - "
+                    "min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
                 )
     print(f"lr_at passed: every step of {len(settings)} schedules, including past max_steps")
 
@@ -162,12 +177,14 @@ def _tiny_model(seed=0):
 
 
 def _is_weight(name: str) -> bool:
-    """Weight matrices and embeddings are named W_... (TransformerLens's names); biases b_..., LayerNorm's w and b are not."""
+    """Weight matrices and embeddings are named W_... (TransformerLens's names); biases b_...,
+    LayerNorm's w and b are not."""
     return name.split(".")[-1].startswith("W_")
 
 
 def _decayed(model, mistake=None) -> dict[str, bool]:
-    """Which parameters get weight decay: the weight matrices and embeddings; or with a known mistake."""
+    """Which parameters get weight decay: the weight matrices and embeddings; or with a known
+    mistake."""
     return {
         name: p.ndim >= 2 if mistake is DECAY_BY_NDIM else _is_weight(name)
         for name, p in model.named_parameters()
@@ -176,7 +193,8 @@ def _decayed(model, mistake=None) -> dict[str, bool]:
 
 @learner_facing
 def check_make_optimizer(fn) -> None:
-    """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings (W_...) only, every parameter once."""
+    """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings
+    (W_...) only, every parameter once."""
     from utils.training import TrainingArgs
 
     model = _tiny_model()
@@ -191,19 +209,21 @@ def check_make_optimizer(fn) -> None:
             name = names.get(id(p), "a tensor that is not one of the model's parameters")
             if id(p) in seen:
                 fail(
-                    f"make_optimizer: {name} is in two parameter groups; each parameter must appear once."
+                    f"make_optimizer: {name} is in two parameter groups; "
+                    "each parameter must appear once."
                 )
             seen[id(p)] = name
             decayed[name] = group["weight_decay"] != 0
             should = args.weight_decay if _is_weight(name) else 0.0
             if group["weight_decay"] != should:
                 wrong.append(
-                    f"{name} ({'a weight matrix' if _is_weight(name) else 'not a weight matrix'}) has weight_decay "
-                    f"{group['weight_decay']}, expected {should}"
+                    f"{name} ({'a weight matrix' if _is_weight(name) else 'not a weight matrix'}) "
+                    f"has weight_decay {group['weight_decay']}, expected {should}"
                 )
         if group["lr"] != args.lr or tuple(group["betas"]) != tuple(args.betas):
             fail(
-                f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; use args.lr and args.betas."
+                f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; "
+                "use args.lr and args.betas."
             )
     missing = [name for name in names.values() if name not in seen.values()]
     if missing:
@@ -212,7 +232,8 @@ def check_make_optimizer(fn) -> None:
         fail(
             [
                 "make_optimizer: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""),
-                "  Decay the weight matrices and embeddings (W_...), not biases (b_...) or LayerNorm's w and b.",
+                "  Decay the weight matrices and embeddings (W_...), not biases (b_...) or "
+                "LayerNorm's w and b.",
             ],
             recognise(
                 decayed,
@@ -223,7 +244,8 @@ def check_make_optimizer(fn) -> None:
         )
     n_weights = sum(_decayed(model).values())
     print(
-        f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices and embeddings (W_...) only"
+        f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices "
+        "and embeddings (W_...) only"
     )
 
 
@@ -248,9 +270,10 @@ def _reference_step(model, optimizer, loss, clip, mistake=None):
 
 
 def _steps_with(step_fn, what=None, clip=0.5):
-    """Two SGD steps, each over two micro-batches: the check runs the first micro-batch's backward, then `step_fn` gets the
-    second one's loss (SGD shows clipping and lost or leftover gradients; AdamW would hide them). `what` names a learner's
-    step_fn in messages. Returns the weights, the values step_fn returned and the second micro-batches' losses."""
+    """Two SGD steps, each over two micro-batches: the check runs the first micro-batch's backward,
+    then `step_fn` gets the second one's loss (SGD shows clipping and lost or leftover gradients;
+    AdamW would hide them). `what` names a learner's step_fn in messages. Returns the weights, the
+    values step_fn returned and the second micro-batches' losses."""
     model = _tiny_model()
     params = list(
         model.parameters()
@@ -277,8 +300,8 @@ def _steps_with(step_fn, what=None, clip=0.5):
 
 @learner_facing
 def check_optimizer_step(fn) -> None:
-    """`fn(model, optimizer, loss, grad_clip)` must backpropagate (adding to gradients already there), clip the gradient norm, step,
-    clear the gradients, and return the loss detached."""
+    """`fn(model, optimizer, loss, grad_clip)` must backpropagate (adding to gradients already
+    there), clip the gradient norm, step, clear the gradients, and return the loss detached."""
     from utils.training import optimizer_step as reference
 
     expected = _steps_with(reference)[0]
@@ -297,30 +320,31 @@ def check_optimizer_step(fn) -> None:
     )
     if number is None or not math.isclose(number, losses[0], rel_tol=1e-5):
         fail(
-            f"optimizer_step must return the loss it was given, detached (loss.detach()); it returned {value!r}, "
-            f"the loss was {losses[0]:.6g}"
+            "optimizer_step must return the loss it was given, detached (loss.detach()); "
+            f"it returned {value!r}, the loss was {losses[0]:.6g}"
         )
     same = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # noqa: E731
     if not same(got, expected):
         reproduce = lambda m: _steps_with(lambda *args: _reference_step(*args, mistake=m))[0]  # noqa: E731
         fail(
-            "optimizer_step: after two steps the weights differ from the reference (largest difference "
-            f"{(got - expected).abs().max().item():.3g}).",
+            "optimizer_step: after two steps the weights differ from the reference (largest "
+            f"difference {(got - expected).abs().max().item():.3g}).",
             recognise(got, mistakes_in("optimizer_step"), reproduce, same),
-            "loss.backward(), then torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) with the grad_clip given, "
-            "then optimizer.step() once, then optimizer.zero_grad().",
+            "loss.backward(), then torch.nn.utils.clip_grad_norm_(model.parameters(), "
+            "grad_clip) with the grad_clip given, then optimizer.step() once, "
+            "then optimizer.zero_grad().",
         )
     note = (
         (
-            "\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait for the GPU every step; "
-            "return loss.detach() instead.)"
+            "\n  (It returns a Python float: that works, but on a GPU .item() makes the CPU wait "
+            "for the GPU every step; return loss.detach() instead.)"
         )
         if isinstance(value, float)
         else ""
     )
     print(
-        "optimizer_step passed: two SGD steps over two micro-batches each, with clipping, give the reference weights and leave no "
-        "gradients" + note
+        "optimizer_step passed: two SGD steps over two micro-batches each, with clipping, "
+        "give the reference weights and leave no gradients" + note
     )
 
 
@@ -337,7 +361,8 @@ def _accuracy(logits, tokens, mistake=None) -> float:
 
 @learner_facing
 def check_next_token_accuracy(fn) -> None:
-    """`fn(logits, tokens)` must give the fraction of positions whose argmax logit is the NEXT token."""
+    """`fn(logits, tokens)` must give the fraction of positions whose argmax logit is the NEXT
+    token."""
     from utils.training import next_token_accuracy as reference
 
     generator = torch.Generator().manual_seed(0)
@@ -353,13 +378,15 @@ def check_next_token_accuracy(fn) -> None:
     if not isinstance(got, float) or not math.isclose(got, expected, rel_tol=1e-6):
         same = lambda a, b: isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-6)  # noqa: E731
         fail(
-            f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float between 0 and 1).",
+            f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float "
+            "between 0 and 1).",
             recognise(
                 got,
                 mistakes_in("next_token_accuracy"),
                 lambda m: _accuracy(logits, tokens, m),
                 same,
             ),
-            "compare logits[:, :-1].argmax(-1) with tokens[:, 1:], and return the fraction that agree as a Python float.",
+            "compare logits[:, :-1].argmax(-1) with tokens[:, 1:], and return the fraction that "
+            "agree as a Python float.",
         )
     print(f"next_token_accuracy passed: {expected:.1%} on a batch built to have a known accuracy")
