@@ -1,12 +1,14 @@
-"""Tokens per second of cached greedy generation: ours (utils.sampling.generate) against Hugging Face's `generate` with its cache.
+"""Tokens per second of cached greedy generation: ours (utils.sampling.generate) against Hugging
+Face's `generate` with its cache.
 
-Same random weights (a GPT2LMHeadModel of the shape, loaded into our models with load_gpt2_weights), same prompt, same process,
-interleaved rounds, median time per run; each run generates the same number of new tokens from the same prompt (the outputs are
-checked to be identical). Ours runs both models: the fused twin (FusedTransformer, what the trainer trains) and notebook 02's
-explicit classes (DemoTransformer, whose cached attention notebook 04 has the learner write). Ratio = HF's time / ours (above 1:
-ours is faster).
+Same random weights (a GPT2LMHeadModel of the shape, loaded into our models with load_gpt2_weights),
+same prompt, same process, interleaved rounds, median time per run; each run generates the same
+number of new tokens from the same prompt (the outputs are checked to be identical). Ours runs both
+models: the fused twin (FusedTransformer, what the trainer trains) and notebook 02's explicit
+classes (DemoTransformer, whose cached attention notebook 04 has the learner write). Ratio = HF's
+time / ours (above 1: ours is faster).
 
-    python bench/bench_generate.py                      # CPU, float32: the `cpu` config's shape and GPT-2 small
+    python bench/bench_generate.py  # CPU, float32: the `cpu` config's shape and GPT-2 small
     python bench/bench_generate.py --shapes cpu --new-tokens 100 --rounds 9
 """
 
@@ -75,27 +77,30 @@ def bench_shape(
         out = run()
         if not torch.equal(out, reference):
             raise SystemExit(
-                f"{label} generated other tokens than Hugging Face: {out.tolist()} vs {reference.tolist()}"
+                f"{label} generated other tokens than Hugging Face: {out.tolist()} vs "
+                f"{reference.tolist()}"
             )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = interleaved_times(runs, rounds, sync)
     medians = {label: statistics.median(t) for label, t in times.items()}
     hf_time = medians["Hugging Face generate (its cache)"]
     print(
-        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab} n_ctx={cfg.n_ctx}; prompt {PROMPT_LENGTH} "
-        f"tokens + {new_tokens} new, greedy, batch 1, {device} float32, {torch.get_num_threads()} threads, median of {rounds}"
+        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab} "
+        f"n_ctx={cfg.n_ctx}; prompt {PROMPT_LENGTH} tokens + {new_tokens} new, greedy, batch 1, "
+        f"{device} float32, {torch.get_num_threads()} threads, median of {rounds}"
     )
     for label, t in medians.items():
         print(
-            f"  {label:<36} {t * 1e3:9.1f} ms/run {new_tokens / t:9.1f} tok/s   HF / this = {hf_time / t:.2f}"
-            f"   (runs from {min(times[label]) * 1e3:.1f} to {max(times[label]) * 1e3:.1f} ms)",
+            f"  {label:<36} {t * 1e3:9.1f} ms/run {new_tokens / t:9.1f} tok/s   HF / this = "
+            f"{hf_time / t:.2f}   (runs from {min(times[label]) * 1e3:.1f} to "
+            f"{max(times[label]) * 1e3:.1f} ms)",
             flush=True,
         )
     return medians
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument(
@@ -117,7 +122,8 @@ def main():
     import transformers
 
     print(
-        f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{torch.get_num_threads()} threads"
     )
     for name in args.shapes:
         cfg, new_tokens = SHAPES[name]

@@ -1,11 +1,13 @@
-"""What notebook 05's hook points cost: a forward pass of HookedDemoTransformer against FusedTransformer (the same weights, the
-same fused kernels, no hook points), with nothing attached, and what recording activations costs.
+"""What notebook 05's hook points cost: a forward pass of HookedDemoTransformer against
+FusedTransformer (the same weights, the same fused kernels, no hook points), with nothing attached,
+and what recording activations costs.
 
-Forward only, without gradients, at small sizes, where the fixed cost per call of the ~20 hook points per block weighs most (the
-training step, where it weighs least, is in bench_train_step.py --hooked). Interleaved rounds, median time. Ratio = the fused
-twin's time / this one's (1: no cost).
+Forward only, without gradients, at small sizes, where the fixed cost per call of the ~20 hook
+points per block weighs most (the training step, where it weighs least, is in bench_train_step.py
+--hooked). Interleaved rounds, median time. Ratio = the fused twin's time / this one's (1: no cost).
 
-    python bench/bench_hooks.py                   # CPU, float32: the ci and cpu shapes and GPT-2 small, one short sequence each
+    # CPU, float32: the ci and cpu shapes and GPT-2 small, one short sequence each
+    python bench/bench_hooks.py
     python bench/bench_hooks.py --rounds 200 --posn 16
 """
 
@@ -56,8 +58,9 @@ def bench_shape(name: str, cfg: Config, posn: int, rounds: int) -> None:
     medians = {label: statistics.median(t) for label, t in times.items()}
     base = medians["fused twin (no hook points)"]
     print(
-        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, 1 x {posn} tokens, forward without gradients, "
-        f"{torch.get_num_threads()} CPU threads, median of {rounds}, {len(hooked.hook_points())} hook points"
+        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, 1 x "
+        f"{posn} tokens, forward without gradients, {torch.get_num_threads()} CPU threads, median "
+        f"of {rounds}, {len(hooked.hook_points())} hook points"
     )
     for label, t in medians.items():
         print(f"  {label:<38} {t * 1e3:8.3f} ms   fused / this = {base / t:.3f}")

@@ -1,8 +1,10 @@
-"""Which tokenizer gives the lower loss for the same CPU time: GPT-2's (50,257 tokens) or our small BPE from notebook 01?
+"""Which tokenizer gives the lower loss for the same CPU time: GPT-2's (50,257 tokens) or our small
+BPE from notebook 01?
 
-For each run config and tokenizer, time a few training steps, size max_steps so that training fills the same time budget
-(capped, as in notebook 03, at max_epochs passes, with warmup and cosine decay fitted to it), train, and report validation loss per character: the only unit in which
-different tokenizers compare. Notebook 03 uses the winner for `ci` and `cpu` (utils/configs.py, `tokenizer`).
+For each run config and tokenizer, time a few training steps, size max_steps so that training fills
+the same time budget (capped, as in notebook 03, at max_epochs passes, with warmup and cosine decay
+fitted to it), train, and report validation loss per character: the only unit in which different
+tokenizers compare. Notebook 03 uses the winner for `ci` and `cpu` (utils/configs.py, `tokenizer`).
     python bench/bench_tokenizer_choice.py                        # ci config, 30 s per tokenizer
     python bench/bench_tokenizer_choice.py --configs cpu --budget 180
 """
@@ -53,7 +55,8 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
         for _ in range(5):
             probe.training_step(batch)
         step_s = (time.perf_counter() - start) / 5
-        # the time budget sets the steps; then notebook 03's rule: at most max_epochs passes, warmup at most half the run
+        # the time budget sets the steps; then notebook 03's rule: at most max_epochs passes, warmup
+        # at most half the run
         steps, warmup = run_length(
             len(train_seq),
             base.batch_size,
@@ -92,7 +95,7 @@ def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--configs", nargs="+", default=["ci"], choices=["ci", "cpu"])
     parser.add_argument(
         "--budget", type=float, default=30.0, help="seconds of training per tokenizer"
@@ -102,25 +105,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gpt2 = load_tokenizer()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.budget:.0f} s of training per run"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.budget:.0f} s of "
+        "training per run"
     )
     print(
-        f"{'config':>6} {'tokenizer':>9} {'d_vocab':>7} {'params':>10} {'ms/step':>8} {'steps':>6} {'seconds':>7} "
-        f"{'chars/tok':>9} {'val nats/tok':>12} {'val nats/char':>13}"
+        f"{'config':>6} {'tokenizer':>9} {'d_vocab':>7} {'params':>10} {'ms/step':>8} "
+        f"{'steps':>6} {'seconds':>7} {'chars/tok':>9} {'val nats/tok':>12} {'val nats/char':>13}"
     )
     for config_name in args.configs:
         corpus = load_corpus(max_chars=CONFIGS[config_name].corpus_chars)
         results = [run(config_name, name, args.budget, corpus, gpt2) for name in ("bpe", "gpt2")]
         for r in results:
             print(
-                f"{r['config']:>6} {r['tokenizer']:>9} {r['d_vocab']:>7,} {r['params']:>10,} {r['step_ms']:>8.1f} {r['steps']:>6} "
-                f"{r['seconds']:>7.1f} {r['chars_per_token']:>9.2f} {r['val_token']:>12.3f} {r['val_char']:>13.3f}"
+                f"{r['config']:>6} {r['tokenizer']:>9} {r['d_vocab']:>7,} {r['params']:>10,} "
+                f"{r['step_ms']:>8.1f} {r['steps']:>6} {r['seconds']:>7.1f} "
+                f"{r['chars_per_token']:>9.2f} {r['val_token']:>12.3f} {r['val_char']:>13.3f}"
             )
         best = min(results, key=lambda r: r["val_char"])
         other = max(results, key=lambda r: r["val_char"])
         print(
-            f"{config_name}: {best['tokenizer']} wins by {other['val_char'] - best['val_char']:.3f} nats/char "
-            f"(configs.py uses {CONFIGS[config_name].tokenizer!r})"
+            f"{config_name}: {best['tokenizer']} wins by "
+            f"{other['val_char'] - best['val_char']:.3f} nats/char (configs.py uses "
+            f"{CONFIGS[config_name].tokenizer!r})"
         )
 
 

@@ -1,14 +1,20 @@
-"""Time one training step (forward, backward, clip, AdamW) of our model against its peers at the same shape, in one process.
+r"""Time one training step (forward, backward, clip, AdamW) of our model against its peers at the
+same shape, in one process.
 
-Ours runs through the trainer's own step (`Trainer.training_step`: FusedTransformer, the loss compiled with the model when
---compile), so the figure is what learners get. Peers: Hugging Face's GPT2LMHeadModel (untied, so the same parameter count,
-eager, as it is usually run), and, with --peer PATH, nanoGPT's model.py trained as nanoGPT trains it (compiled with --compile, the
-loss inside the model, separate contiguous inputs and targets, fused AdamW on a GPU, gradient clipping at 1.0). Interleaved rounds,
-median step time; each line's ratio is the fastest peer's time over its own (above 1: faster than every peer).
+Ours runs through the trainer's own step (`Trainer.training_step`: FusedTransformer, the loss
+compiled with the model when --compile), so the figure is what learners get. Peers: Hugging Face's
+GPT2LMHeadModel (untied, so the same parameter count, eager, as it is usually run), and, with
+--peer PATH, nanoGPT's model.py trained as nanoGPT trains it (compiled with --compile, the loss
+inside the model, separate contiguous inputs and targets, fused AdamW on a GPU, gradient clipping at
+1.0). Interleaved rounds, median step time; each line's ratio is the fastest peer's time over its
+own (above 1: faster than every peer).
 
-    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py             # CPU, float32: ci, cpu, GPT-2-small shapes
-    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py --hooked    # also notebook 05's hooked model, nothing attached
-    python bench/bench_train_step.py --peer PATH --device cuda --compile --shapes gpt2 --batch 16 --seq 1024 --explicit
+    # CPU, float32: ci, cpu, GPT-2-small shapes
+    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py
+    # also notebook 05's hooked model, nothing attached
+    python bench/bench_train_step.py --peer ../shared/peers/nanogpt_model.py --hooked
+    python bench/bench_train_step.py --peer PATH --device cuda --compile --shapes gpt2 \
+        --batch 16 --seq 1024 --explicit
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ def load_peer(path: str):
 
 
 def peer_step(model, optimizer, dtype, loss_fn):
-    """A peer's training step as it is usually written: autocast forward, backward, clip at 1.0, AdamW, clear the gradients."""
+    """A peer's training step as it is usually written: autocast forward, backward, clip at 1.0,
+    AdamW, clear the gradients."""
 
     def step():
         with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
@@ -130,7 +137,9 @@ def bench_shape(
     steps[f"ours: trainer step, fused{' (compiled)' if compile_ else ''}"] = ours_step(
         FusedTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir
     )
-    if hooked:  # notebook 05's model, with nothing attached to its hook points: should cost what the fused twin costs
+    # notebook 05's model, with nothing attached to its hook points:
+    # should cost what the fused twin costs
+    if hooked:
         steps[f"ours: trainer step, hooked{' (compiled)' if compile_ else ''}"] = ours_step(
             HookedDemoTransformer, cfg, device, dtype_name, compile_, tokens, checkpoint_dir
         )
@@ -155,15 +164,19 @@ def bench_shape(
     medians = {k: statistics.median(v) for k, v in times.items()}
     fastest_peer = min(medians[k] for k in peers)
     print(
-        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch {batch} x seq {seq}, {device}"
-        f"{' bf16 autocast' if bf16 else ' float32'}, {torch.get_num_threads()} CPU threads, median of {rounds}"
+        f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch "
+        f"{batch} x seq {seq}, {device}{' bf16 autocast' if bf16 else ' float32'}, "
+        f"{torch.get_num_threads()} CPU threads, median of {rounds}"
     )
     peak = (
         peak_flops(torch.cuda.get_device_name(), "bfloat16") if device == "cuda" and bf16 else None
     )
     flops = model_flops_per_token(cfg) * batch * seq
     for label, t in medians.items():
-        line = f"  {label:<38} {t * 1e3:9.2f} ms/step {batch * seq / t:>11,.0f} tok/s   fastest peer / this = {fastest_peer / t:.2f}"
+        line = (
+            f"  {label:<38} {t * 1e3:9.2f} ms/step {batch * seq / t:>11,.0f} tok/s   fastest peer "
+            f"/ this = {fastest_peer / t:.2f}"
+        )
         if peak:
             line += f"   MFU {flops / t / peak:.1%}"
         if label in peak_memory:
@@ -179,13 +192,14 @@ def bench_shape(
         )
     if device == "cuda":
         print(
-            f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: {training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB"
+            f"  utils.gpu.training_memory estimate for ours at micro-batch {batch}: "
+            f"{training_memory(cfg, batch, dtype_name) / GiB:.1f} GiB"
         )
     return medians
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")

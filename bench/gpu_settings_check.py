@@ -1,8 +1,10 @@
-"""On a real GPU: do the `gpu` config's choices hold? Optionally pretend to be a smaller GPU (a T4: float16, 15 GB).
+"""On a real GPU: do the `gpu` config's choices hold? Optionally pretend to be a smaller GPU (a T4:
+float16, 15 GB).
 
-Caps this process's GPU memory (torch.cuda.set_per_process_memory_fraction), lets utils.gpu.choose_settings pick precision and
-micro-batch for GPT-2 small, runs a few trainer steps with them, and prints the measured peak memory next to the estimate.
-Then it tries the whole batch in one micro-batch, to show whether accumulating was needed.
+Caps this process's GPU memory (torch.cuda.set_per_process_memory_fraction), lets
+utils.gpu.choose_settings pick precision and micro-batch for GPT-2 small, runs a few trainer steps
+with them, and prints the measured peak memory next to the estimate. Then it tries the whole batch
+in one micro-batch, to show whether accumulating was needed.
     python bench/gpu_settings_check.py                           # this GPU as it is
     python bench/gpu_settings_check.py --dtype float16 --memory-gb 15   # a T4 stand-in
 """
@@ -52,7 +54,7 @@ def run_steps(cfg, settings, batch_size, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], default=None)
     parser.add_argument(
         "--memory-gb",
@@ -79,8 +81,10 @@ def main():
     losses, peak, seconds = run_steps(cfg, settings, 16, args.steps)
     estimate = training_memory(cfg, settings.micro_batch_size, settings.autocast) / GiB
     print(
-        f"chosen: {settings.accumulation} x {settings.micro_batch_size} sequences, {settings.autocast}: losses {[round(x, 3) for x in losses]}, "
-        f"{seconds * 1e3:.0f} ms/step, peak {peak:.1f} GiB (estimate {estimate:.1f} GiB, free {gpu.free_memory / GiB:.1f} GiB)"
+        f"chosen: {settings.accumulation} x {settings.micro_batch_size} sequences, "
+        f"{settings.autocast}: losses {[round(x, 3) for x in losses]}, {seconds * 1e3:.0f} "
+        f"ms/step, peak {peak:.1f} GiB (estimate {estimate:.1f} GiB, free "
+        f"{gpu.free_memory / GiB:.1f} GiB)"
     )
     assert all(map(lambda x: x == x and x < 20, losses)), "losses must be finite"
     if settings.micro_batch_size < 16:
@@ -88,11 +92,13 @@ def main():
         try:
             _, peak16, _ = run_steps(cfg, whole, 16, 1)
             print(
-                f"the whole batch of 16 in one micro-batch also ran: peak {peak16:.1f} GiB (the estimate was cautious)"
+                f"the whole batch of 16 in one micro-batch also ran: peak {peak16:.1f} GiB (the "
+                "estimate was cautious)"
             )
         except torch.OutOfMemoryError:
             print(
-                "the whole batch of 16 in one micro-batch ran out of memory: accumulating was needed"
+                "the whole batch of 16 in one micro-batch ran out of memory: accumulating was "
+                "needed"
             )
 
 

@@ -1,13 +1,15 @@
-"""Run a notebook's code cells in order as a plain Python script: no Jupyter, nbconvert or IPython needed.
+"""Run a notebook's code cells in order as a plain Python script: no Jupyter, nbconvert or IPython
+needed.
 
     python bench/run_notebook.py notebooks/03_training.ipynb [--out DIR]
 
-As in Jupyter, the cells share one namespace, run in the notebook's folder, and a cell that ends in an expression
-shows its value (unless the cell ends with `;`). Each cell's output follows a `--- cell N ---` header.
-Plotly's `fig.show()` prints `[figure: <title>]` and, with --out, saves the figure as DIR/cell_NN_fig_K.html
-(plotly.js from its CDN; the first 6 figures only, so that what comes back from a device run stays small).
-`display(...)` is a builtin that prints repr (or shows a figure). IPython magics and shell lines (`%...`, `!...`)
-are skipped with a note. On an exception: the cell number, its first lines and the traceback (on stderr), exit 1.
+As in Jupyter, the cells share one namespace, run in the notebook's folder, and a cell that ends in
+an expression shows its value (unless the cell ends with `;`). Each cell's output follows a
+`--- cell N ---` header. Plotly's `fig.show()` prints `[figure: <title>]` and, with --out, saves the
+figure as DIR/cell_NN_fig_K.html (plotly.js from its CDN; the first 6 figures only, so that what
+comes back from a device run stays small). `display(...)` is a builtin that prints repr (or shows a
+figure). IPython magics and shell lines (`%...`, `!...`) are skipped with a note. On an exception:
+the cell number, its first lines and the traceback (on stderr), exit 1.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ state = {"cell": 0, "fig_in_cell": 0, "saved": 0, "out": None}
 
 
 def show(fig: BaseFigure, *args, **kwargs) -> None:
-    """Replaces BaseFigure.show: one line on stdout, and an HTML file under --out for the first MAX_FIGURES."""
+    """Replaces BaseFigure.show: one line on stdout, and an HTML file under --out for the first
+    MAX_FIGURES."""
     state["fig_in_cell"] += 1
     note = ""
     if state["out"] is not None:
@@ -74,7 +77,7 @@ def run_cell(source: str, namespace: dict, filename: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("notebook", type=Path)
     parser.add_argument(
         "--out", type=Path, help="folder for the figures' HTML files (default: none saved)"
@@ -113,7 +116,8 @@ def main() -> None:
                 tb = tb.tb_next
             head = "\n".join("    " + line for line in source.splitlines()[:5])
             print(
-                f"\nFAILED in cell {number} of {len(cells)} ({notebook.name}), which begins:\n{head}\n",
+                f"\nFAILED in cell {number} of {len(cells)} ({notebook.name}), which begins:\n"
+                f"{head}\n",
                 file=sys.stderr,
             )
             traceback.print_exception(type(exc), exc, tb)

@@ -11,8 +11,8 @@ os.environ.setdefault(
     "HF_HUB_OFFLINE", "1"
 )  # tests never touch the network; the online path is tested by the notebooks
 
-# Tests write only to a temporary folder: notebooks they run (their kernels inherit this) save checkpoints there, never in the
-# learner's checkpoints/, and hypothesis keeps its files there too
+# Tests write only to a temporary folder: notebooks they run (their kernels inherit this) save
+# checkpoints there, never in the learner's checkpoints/, and hypothesis keeps its files there too
 _scratch = tempfile.mkdtemp(prefix="tutorial_tests_")
 atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
 os.environ["TUTORIAL_CHECKPOINTS"] = os.path.join(_scratch, "checkpoints")

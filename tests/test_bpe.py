@@ -1,4 +1,5 @@
-"""utils/bpe.py: GPT-2-exact encoding, lossless round trips, near-linear merging of long words, incremental training, clear errors."""
+"""utils/bpe.py: GPT-2-exact encoding, lossless round trips, near-linear merging of long words,
+incremental training, clear errors."""
 
 import base64
 import random
@@ -159,11 +160,12 @@ def test_pretokenize_splits_like_gpt2():
     assert pretokenize("I'm  here") == ["I", "'m", " ", " here"]
 
 
-# --------------------------------------------------------------------------- long words: ids and the number of steps
+# ---------------------------------------------- long words: ids and the number of steps
 
 
 def _random_words(seed: int) -> list[str]:
-    """Long pre-tokens of every kind: letters, digits, base64, symbols, unicode, whitespace runs, and text mixing them."""
+    """Long pre-tokens of every kind: letters, digits, base64, symbols, unicode, whitespace runs,
+    and text mixing them."""
     rng = random.Random(seed)
     unicode_chars = "éèüßøåñçЖжΩπ中文字日本語한국어🤖🚀👩‍👧\u200b\u00a0"
     kinds = [
@@ -213,7 +215,8 @@ def _merge_directly(word: list[str], ranks: dict) -> list[str]:
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("abct .é")), max_size=300))
 def test_merging_agrees_with_the_direct_rule_on_a_dense_trained_vocabulary(text):
-    """A small alphabet trained to many merges: long chains of merges and overlapping pairs in every word."""
+    """A small alphabet trained to many merges: long chains of merges and overlapping pairs in every
+    word."""
     bpe = _trained_dense()
     for piece in pretokenize(text):
         expected = _merge_directly(
@@ -270,7 +273,8 @@ class QuadraticBPE(BPETokenizer):  # the round-by-round loop: rescans the whole 
 
 @pytest.mark.parametrize("n_chars", [2_000, 8_000, 32_000])
 def test_merging_a_long_word_takes_linear_work(n_chars, gpt2_bpe):
-    """Each merge pushes at most two pairs and each pop checks one, so the rank lookups stay within a few per byte."""
+    """Each merge pushes at most two pairs and each pop checks one, so the rank lookups stay within
+    a few per byte."""
     word = "".join(random.Random(n_chars).choices(string.ascii_letters, k=n_chars))
     assert _lookups_to_encode(gpt2_bpe, word) <= 8 * n_chars
 
@@ -280,7 +284,7 @@ def test_the_lookup_count_catches_a_quadratic_merge_loop():
     assert _lookups_to_encode(QuadraticBPE(*gpt2_vocab_and_merges()), word) > 8 * 2_000
 
 
-# --------------------------------------------------------------------------- bad input: a clear error at the public entry point
+# ---------------------------------------------- bad input: a clear error at the public entry point
 
 
 def _small_vocab_and_merges(drop: str | None = None):
@@ -312,7 +316,8 @@ BAD_CALLS = [  # id, call (given the GPT-2 tokenizer), error, what the message m
         "decode-2d-tensor",
         lambda t: t.decode(torch.zeros(2, 3, dtype=torch.long)),
         ValueError,
-        r"decode: ids must be one sequence of token ids \(1-D\), got a Tensor of shape \(2, 3\).*each row",
+        r"decode: ids must be one sequence of token ids \(1-D\), "
+        r"got a Tensor of shape \(2, 3\).*each row",
     ),
     (
         "decode-2d-array",

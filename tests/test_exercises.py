@@ -1,4 +1,5 @@
-"""Exercise notebooks: generated from the solutions, stop at the first stub, run to the end once the solutions are pasted in."""
+"""Exercise notebooks: generated from the solutions, stop at the first stub, run to the end once the
+solutions are pasted in."""
 
 import ast
 import json
@@ -55,7 +56,8 @@ def test_exercise_notebook_has_cards_hints_and_solutions(notebook):
     assert (
         len(
             re.findall(
-                r"> \*\*Exercise: `\w+`.*\*\* · difficulty [🔴⚪]{5} · importance [🔵⚪]{5} · about [\d-]+ minutes",
+                r"> \*\*Exercise: `\w+`.*\*\* · difficulty [🔴⚪]{5} · importance [🔵⚪]{5} · "
+                r"about [\d-]+ minutes",
                 text,
             )
         )
@@ -79,7 +81,8 @@ def test_stub_marker_errors_are_clear():
     with pytest.raises(ValueError, match="without a"):
         exercises.stub_blocks("y = 2\n# END SOLUTION", "demo")
     stub, hints = exercises.stub_blocks(
-        "def f(x):\n    '''doc'''\n    # SOLUTION: return twice x\n    return 2 * x\n    # END SOLUTION",
+        "def f(x):\n    '''doc'''\n    # SOLUTION: return twice x\n    return 2 * x\n"
+        "    # END SOLUTION",
         "demo",
     )
     assert stub == (
@@ -112,7 +115,8 @@ def test_make_exercises_keeps_a_learners_edits(tmp_path):
 
 
 def _run_a_cell(nb):
-    """What a learner's notebook looks like after running its first code cell and saving: outputs, a count, kernel metadata."""
+    """What a learner's notebook looks like after running its first code cell and saving: outputs, a
+    count, kernel metadata."""
     cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
     cell["outputs"] = [
         {"output_type": "stream", "name": "stdout", "text": ["my run, 37 minutes of training\n"]}
@@ -128,7 +132,8 @@ def _run_a_cell(nb):
 
 @pytest.mark.parametrize("change", ["outputs", "metadata", "formatting"])
 def test_make_exercises_backs_up_a_notebook_whose_outputs_or_metadata_differ(tmp_path, change):
-    """The learner's code is the same but their outputs (a long training run), metadata or file differ: kept all the same."""
+    """The learner's code is the same but their outputs (a long training run), metadata or file
+    differ: kept all the same."""
     exercises.write_exercises(tmp_path)
     path = tmp_path / "03_training.ipynb"
     nb = _load(path)
@@ -262,7 +267,8 @@ def test_exercise_notebook_with_solutions_pasted_in_runs_under_nbval(notebook):
 
 
 def test_make_check_reports_each_exercise_of_a_learners_notebook(tmp_path):
-    """One exercise solved, one with a classic bug, the rest stubs: `make check` passes, diagnoses and flags each."""
+    """One exercise solved, one with a classic bug, the rest stubs: `make check` passes, diagnoses
+    and flags each."""
     nb = _load(ROOT / "exercises" / "02_clean_implementation.ipynb")
     filled = exercises.fill_in_solutions(nb)
     for i, cell in enumerate(nb["cells"]):
@@ -301,7 +307,8 @@ def test_make_check_without_a_notebook_says_how():
 
 
 def test_notebook_03_trains_a_learners_own_model(monkeypatch):
-    """What notebook 03 tells learners to do: paste their notebook 02 code after the imports cell; the rest then uses their model."""
+    """What notebook 03 tells learners to do: paste their notebook 02 code after the imports cell;
+    the rest then uses their model."""
     monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     own = exercises.fill_in_solutions(_load(ROOT / "exercises" / "02_clean_implementation.ipynb"))
@@ -334,7 +341,9 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
         resources={"metadata": {"path": str(ROOT / "exercises")}},
     )
     before = {f: f.stat().st_mtime for f in (ROOT / "checkpoints").rglob("*")}
-    client.execute()  # raises CellExecutionError if any cell fails, the final loss assert and the checkpoint reload included
+    # raises CellExecutionError if any cell fails,
+    # the final loss assert and the checkpoint reload included
+    client.execute()
     after = {f: f.stat().st_mtime for f in (ROOT / "checkpoints").rglob("*")}
     assert after == before, "the test wrote into the learner's checkpoints/ folder"
     assert any(Path(os.environ["TUTORIAL_CHECKPOINTS"]).rglob("step_*.pt")), (
@@ -365,12 +374,16 @@ def test_each_stub_says_what_to_write_within_the_editor_width(notebook):
 
 
 def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals():
-    """In a notebook, a stub's error shows the learner's cell and stub line, and a failed check its message: no torch or checks frames."""
+    """In a notebook, a stub's error shows the learner's cell and stub line, and a failed check its
+    message: no torch or checks frames."""
     cells = [
-        f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom utils import checks\nfrom utils.model import LayerNorm",
-        "class Stub(LayerNorm):\n    def forward(self, residual):\n        raise NotImplementedError('normalise over d_model')",
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom utils import checks\n"
+        "from utils.model import LayerNorm",
+        "class Stub(LayerNorm):\n    def forward(self, residual):\n"
+        "        raise NotImplementedError('normalise over d_model')",
         "checks.check_layernorm(Stub)",
-        "class Wrong(LayerNorm):\n    def forward(self, residual):\n        return (residual - residual.mean(-1)) * self.w",
+        "class Wrong(LayerNorm):\n    def forward(self, residual):\n"
+        "        return (residual - residual.mean(-1)) * self.w",
         "checks.check_layernorm(Wrong)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -390,7 +403,8 @@ def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals()
 def test_make_check_explains_a_syntax_error_a_helper_outside_export_and_a_lost_export_line(
     tmp_path,
 ):
-    """Each gets one clear line that names the cell, instead of a collection error, a bare NameError or a silently missing test."""
+    """Each gets one clear line that names the cell, instead of a collection error, a bare NameError
+    or a silently missing test."""
     filled = exercises.fill_in_solutions(
         _load(ROOT / "exercises" / "02_clean_implementation.ipynb")
     )

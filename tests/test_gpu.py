@@ -1,4 +1,5 @@
-"""utils/gpu.py: the settings the `gpu` config chooses for the GPUs learners have, decided from device descriptions (no GPU needed)."""
+"""utils/gpu.py: the settings the `gpu` config chooses for the GPUs learners have, decided from
+device descriptions (no GPU needed)."""
 
 import pytest
 
@@ -11,7 +12,8 @@ GPT2_SMALL = Config(
 )  # GPT-2 small with the vocabulary padded to a multiple of 64, as the gpu config trains it
 FLOPS = model_flops_per_token(GPT2_SMALL)
 
-# name as torch.cuda.get_device_name() gives it, capability, total memory; free = total less the CUDA context
+# name as torch.cuda.get_device_name() gives it, capability, total memory; free = total less the
+# CUDA context
 DEVICES = {
     "T4": GPU("Tesla T4", (7, 5), int(15.0 * GiB), int(14.6 * GiB)),
     "L4": GPU("NVIDIA L4", (8, 9), int(22.5 * GiB), int(22.0 * GiB)),

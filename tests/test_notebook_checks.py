@@ -2,9 +2,10 @@
 
     make check NOTEBOOK=exercises/02_clean_implementation.ipynb
 
-runs the notebook's definition cells (its `#| export` cells, where the exercises are) in a fresh module, then one test per
-class or function that has a check in utils/checks/ (CHECKS). A learner working in an editor sees which exercises pass.
-Without NOTEBOOK (as in `make test`), it runs against the solution notebooks, which must pass every check.
+runs the notebook's definition cells (its `#| export` cells, where the exercises are) in a fresh
+module, then one test per class or function that has a check in utils/checks/ (CHECKS). A learner
+working in an editor sees which exercises pass. Without NOTEBOOK (as in `make test`), it runs
+against the solution notebooks, which must pass every check.
 """
 
 import json
@@ -29,7 +30,8 @@ def _cases():
     for notebook in NOTEBOOKS:
         if not notebook.exists():
             raise FileNotFoundError(
-                f"NOTEBOOK={notebook}: no such file; e.g. NOTEBOOK=exercises/02_clean_implementation.ipynb"
+                f"NOTEBOOK={notebook}: no such file; e.g. "
+                "NOTEBOOK=exercises/02_clean_implementation.ipynb"
             )
         nb = json.loads(notebook.read_text(encoding="utf-8"))
         problems = exercises.cell_problems(nb, set(CHECKS))
@@ -67,11 +69,13 @@ def _module(notebook):
         hint = ""
         if isinstance(err, NameError) and err.name:
             hint = (
-                f"\n  make check runs only the cells marked '#| export'. If {err.name} is defined in another cell, mark that cell "
-                f"'#| export' too (as its first line), or define {err.name} inside an exercise cell."
+                f"\n  make check runs only the cells marked '#| export'. If {err.name} is defined "
+                "in another cell, mark that cell '#| export' too (as its first line), or define "
+                f"{err.name} inside an exercise cell."
             )
         pytest.fail(
-            f"running the exercise cells of {notebook.name} failed: {type(err).__name__}: {err}{hint}",
+            f"running the exercise cells of {notebook.name} failed: {type(err).__name__}: "
+            f"{err}{hint}",
             pytrace=False,
         )
     return _loaded[notebook]
@@ -86,7 +90,10 @@ def test_notebook_code_passes_its_check(notebook, name, problem):
     try:
         CHECKS[name](getattr(module, name))
     except NotImplementedError as stub:
-        problem = f"{name} raised NotImplementedError({str(stub)!r}): an exercise it uses is not written yet"
+        problem = (
+            f"{name} raised NotImplementedError({str(stub)!r}): an exercise it uses is not "
+            "written yet"
+        )
     except (
         AssertionError
     ) as failure:  # the check's own report says what is wrong; its stack trace would not help

@@ -1,4 +1,5 @@
-"""Repository rules: notebooks stored without outputs, generated modules up to date, one dependency list."""
+"""Repository rules: notebooks stored without outputs, generated modules up to date, one dependency
+list."""
 
 import base64
 import json
@@ -83,8 +84,9 @@ def test_notebooks_only_mention_notebooks_that_exist(notebook):
 
 
 def test_figures_survive_the_html_export(tmp_path, monkeypatch):
-    """Executed notebooks keep an HTML copy of each plotly figure, so nbconvert's HTML export (and viewers other than JupyterLab)
-    show it; JupyterLab's own output type alone would leave the export without figures."""
+    """Executed notebooks keep an HTML copy of each plotly figure, so nbconvert's HTML export (and
+    viewers other than JupyterLab) show it; JupyterLab's own output type alone would leave the
+    export without figures."""
     import nbclient
     import nbformat
     from nbconvert import HTMLExporter
@@ -115,7 +117,8 @@ def test_diagrams_are_drawn_into_notebook_02():
 
 @pytest.mark.parametrize("folder", ["notebooks", "exercises"])
 def test_diagrams_render_in_the_html_export(folder):
-    """Attachments travel inside the notebook, so JupyterLab, Colab, GitHub and the HTML export all show them."""
+    """Attachments travel inside the notebook, so JupyterLab, Colab, GitHub and the HTML export all
+    show them."""
     import nbformat
     from nbconvert import HTMLExporter
 

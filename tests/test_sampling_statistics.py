@@ -1,12 +1,16 @@
-"""Statistical tests of the samplers: each logit function applied, then sampled with torch.multinomial.
+"""Statistical tests of the samplers: each logit function applied, then sampled with
+torch.multinomial.
 
-Run against the checks' own references (utils/checks/sampling.py), and against utils/sampling.py (notebook 04's exported
-code) when it exists. Each expected distribution is computed here, directly, not by the code under test.
+Run against the checks' own references (utils/checks/sampling.py), and against utils/sampling.py
+(notebook 04's exported code) when it exists. Each expected distribution is computed here, directly,
+not by the code under test.
 
-Tolerances (N = 200,000 samples, fixed seeds, so each run gives the same samples): every token's sampled frequency f must be
-within 5 standard deviations of its probability q, |f - q| <= 5 * sqrt(q * (1 - q) / N) (at most 0.0056, for q = 0.5); a
-log-odds estimate must be within 5 standard errors, 5 * sqrt(1 / n_a + 1 / n_b) for counts n_a and n_b. With 5 sigma, a
-correct sampler fails a given comparison with probability under 1e-6; the wrong distributions below are 20 sigma or more off.
+Tolerances (N = 200,000 samples, fixed seeds, so each run gives the same samples): every token's
+sampled frequency f must be within 5 standard deviations of its probability q,
+|f - q| <= 5 * sqrt(q * (1 - q) / N) (at most 0.0056, for q = 0.5); a log-odds estimate must be
+within 5 standard errors, 5 * sqrt(1 / n_a + 1 / n_b) for counts n_a and n_b. With 5 sigma, a
+correct sampler fails a given comparison with probability under 1e-6; the wrong distributions below
+are 20 sigma or more off.
 """
 
 import importlib
@@ -53,7 +57,8 @@ def _sample(logits, seed=0, n=N):
 
 
 def _assert_frequencies(counts, probs):
-    """Every token's frequency within SIGMAS binomial standard deviations of its probability (exactly 0 where q = 0)."""
+    """Every token's frequency within SIGMAS binomial standard deviations of its probability
+    (exactly 0 where q = 0)."""
     n = counts.sum().item()
     freq = counts.double() / n
     probs = probs.double()
@@ -69,7 +74,7 @@ def _logits(seed, d_vocab=10, scale=1.5):
     return scale * torch.randn(1, d_vocab, generator=torch.Generator().manual_seed(seed))
 
 
-# ---------------------------------------------------------------- temperature
+# --------------------------------------------------------- temperature
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
@@ -87,7 +92,7 @@ def test_sampled_frequencies_match_softmax_of_logits_over_temperature(impl, temp
             _assert_frequencies(_sample(logits, seed=1), expected)
 
 
-# ---------------------------------------------------------------- top-k
+# --------------------------------------------------------- top-k
 
 
 @pytest.mark.parametrize("k", [1, 3, 7, 10])
@@ -105,11 +110,12 @@ def test_top_k_never_samples_outside_the_k_largest(impl, k):
     _assert_frequencies(counts, expected / expected.sum())
 
 
-# ---------------------------------------------------------------- top-p
+# --------------------------------------------------------- top-p
 
 
 def _nucleus(probs, p):
-    """The smallest set of most probable tokens whose total probability reaches p (probs: a list, or a dict token -> prob)."""
+    """The smallest set of most probable tokens whose total probability reaches p (probs: a list, or
+    a dict token -> prob)."""
     probs = probs if isinstance(probs, dict) else dict(enumerate(probs))
     kept, mass = set(), 0.0
     for v in sorted(probs, key=lambda v: -probs[v]):
@@ -153,13 +159,14 @@ def test_top_p_samples_exactly_the_nucleus(impl, logits, p, size):
     _assert_frequencies(counts, expected / expected.sum())
 
 
-# ---------------------------------------------------------------- frequency penalty
+# --------------------------------------------------------- frequency penalty
 
 
 @pytest.mark.parametrize("penalty", [0.4, 1.0])
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_frequency_penalty_shifts_log_odds_by_penalty_times_count(impl, penalty):
-    """log(p_v / p_u) drops by penalty * count(v) against any token u not in the text; each row its own counts."""
+    """log(p_v / p_u) drops by penalty * count(v) against any token u not in the text; each row its
+    own counts."""
     logits = torch.cat([_logits(7), _logits(8)])
     tokens = torch.tensor(
         [[3, 3, 7, 1, 3, 9], [2, 2, 2, 2, 5, 8]]
@@ -181,12 +188,13 @@ def test_frequency_penalty_shifts_log_odds_by_penalty_times_count(impl, penalty)
             assert abs(measured - (logits[row, w] - logits[row, u]).item()) <= SIGMAS * se
 
 
-# ---------------------------------------------------------------- all four, in generate's order
+# --------------------------------------------------------- all four, in generate's order
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_penalty_temperature_top_k_top_p_in_order(impl):
-    """generate's order: frequency penalty, temperature, top-k, top-p; the distribution computed here step by step."""
+    """generate's order: frequency penalty, temperature, top-k, top-p; the distribution computed
+    here step by step."""
     logits, tokens = _logits(9, d_vocab=12, scale=1.0), torch.tensor([[4, 4, 0, 11]])
     penalty, temperature, k, p = 0.5, 0.7, 6, 0.8
     out = impl.apply_top_p(
@@ -213,12 +221,13 @@ def test_penalty_temperature_top_k_top_p_in_order(impl):
     _assert_frequencies(counts, expected / expected.sum())
 
 
-# ---------------------------------------------------------------- generate counts the generated tokens too
+# --------------------------------------------------------- generate counts the generated tokens too
 
 
 def test_generate_penalises_generated_tokens_not_only_the_prompt():
-    """With a huge frequency penalty no token may occur twice: counting over the prompt only would let generated tokens
-    repeat (15 draws from 37 tokens almost surely repeat one); counting over the generated part only would let the prompt's."""
+    """With a huge frequency penalty no token may occur twice: counting over the prompt only would
+    let generated tokens repeat (15 draws from 37 tokens almost surely repeat one); counting over
+    the generated part only would let the prompt's."""
     sampling = pytest.importorskip(
         "utils.sampling", reason="utils/sampling.py (notebook 04) not there yet"
     )

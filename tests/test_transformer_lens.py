@@ -1,6 +1,7 @@
 """utils.hooks' converters to and from TransformerLens's HookedTransformer.
 
-TransformerLens is optional (pip install "transformer-lens==3.9.0"): without it this whole file is skipped."""
+TransformerLens is optional (pip install "transformer-lens==3.9.0"): without it this whole file is
+skipped."""
 
 import re
 import sys
@@ -17,7 +18,8 @@ import utils.model  # noqa: E402
 import utils.resources  # noqa: E402
 from utils.hooks import from_hooked_transformer, to_hooked_transformer  # noqa: E402
 
-# 3.9.0 announces that HookedTransformer goes in 4.0 (which is why the version is pinned); the converter silences it, hooked_model() too
+# 3.9.0 announces that HookedTransformer goes in 4.0 (which is why the version is pinned); the
+# converter silences it, hooked_model() too
 pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated:DeprecationWarning")
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 
@@ -25,8 +27,9 @@ TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 def small_model(
     attn_only: bool = False, d_vocab: int = 100, seed: int = 0
 ) -> utils.model.DemoTransformer:
-    """A small model whose every weight, bias and LayerNorm weight is random (not 0 or 1), so that no misplaced one goes unseen.
-    layer_norm_eps is not the default either: a converter that drops it is caught."""
+    """A small model whose every weight, bias and LayerNorm weight is random (not 0 or 1), so that
+    no misplaced one goes unseen. layer_norm_eps is not the default either: a converter that drops
+    it is caught."""
     cfg = utils.model.Config(
         d_model=64,
         d_vocab=d_vocab,
@@ -54,7 +57,8 @@ def tokens(batch: int = 3, posn: int = 32, d_vocab: int = 100) -> torch.Tensor:
 
 
 def hooked_model(**overrides):
-    """A small TransformerLens model of its own config (random weights), for the settings we must refuse."""
+    """A small TransformerLens model of its own config (random weights), for the settings we must
+    refuse."""
     settings = dict(
         d_model=64,
         d_head=16,
@@ -95,7 +99,8 @@ def test_to_hooked_transformer_gives_the_same_logits(attn_only):
 
 @pytest.mark.parametrize("attn_only", [False, True])
 def test_our_hook_points_are_transformer_lens_hook_points(attn_only):
-    """The same names, in the same order, with the same shapes and the same activations (notebook 05's HookedDemoTransformer)."""
+    """The same names, in the same order, with the same shapes and the same activations (notebook
+    05's HookedDemoTransformer)."""
     from utils.hooks import HookedDemoTransformer
 
     ours_model = HookedDemoTransformer.from_model(small_model(attn_only))
@@ -111,7 +116,9 @@ def test_our_hook_points_are_transformer_lens_hook_points(attn_only):
 @pytest.mark.parametrize("attn_only", [False, True])
 def test_from_hooked_transformer_gives_the_same_logits(attn_only):
     hooked = to_hooked_transformer(small_model(attn_only))
-    with torch.no_grad():  # TransformerLens's weights changed, so the round trip cannot pass by returning the original model
+    # TransformerLens's weights changed,
+    # so the round trip cannot pass by returning the original model
+    with torch.no_grad():
         for parameter in hooked.parameters():
             parameter.add_(
                 0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2))
@@ -136,8 +143,8 @@ def test_from_hooked_transformer_builds_the_class_asked_for():
 
 
 def test_greedy_generation_without_a_tokenizer_matches_ours():
-    """TransformerLens 3.9.0's generate needs use_past_kv_cache=False without a tokenizer (with its cache the new tokens get
-    the wrong positions); with it, its greedy tokens are ours."""
+    """TransformerLens 3.9.0's generate needs use_past_kv_cache=False without a tokenizer (with its
+    cache the new tokens get the wrong positions); with it, its greedy tokens are ours."""
     model = small_model()
     hooked = to_hooked_transformer(model)
     prompt = tokens(1, 5)

@@ -1,4 +1,5 @@
-"""Run configs: one environment variable, TUTORIAL_CONFIG, picks `ci`, `cpu` or `gpu` for every notebook."""
+"""Run configs: one environment variable, TUTORIAL_CONFIG, picks `ci`, `cpu` or `gpu` for every
+notebook."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class RunConfig:
     corpus_chars: int | None  # characters of the corpus to use; None = all of it
     bpe_vocab_size: int  # size of the small BPE vocabulary trained in notebook 01
     tokenizer: str  # "bpe" (small trained vocabulary) or "gpt2" (50257 tokens) for notebook 03
-    max_epochs: float  # notebook 03 trains at most this many passes over a small corpus (more would memorise it)
+    # notebook 03 trains at most this many passes over a small corpus (more would memorise it)
+    max_epochs: float
     train: dict = field(default_factory=dict)  # keyword arguments for utils.training.TrainingArgs
 
     @property
@@ -31,7 +33,9 @@ class RunConfig:
 CONFIGS = {
     "ci": RunConfig(
         name="ci",
-        description="tiny and fast: what CI re-executes every notebook with (CPU, under 2 minutes each)",
+        description=(
+            "tiny and fast: what CI re-executes every notebook with (CPU, under 2 minutes each)"
+        ),
         model=dict(d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=64),
         corpus_chars=200_000,
         bpe_vocab_size=512,
@@ -51,7 +55,10 @@ CONFIGS = {
     ),
     "cpu": RunConfig(
         name="cpu",
-        description="a laptop: about 10 minutes of training in notebook 03 (under 2 on the small offline corpus)",
+        description=(
+            "a laptop: about 10 minutes of training in notebook 03 (under 2 on the small offline "
+            "corpus)"
+        ),
         model=dict(d_model=192, n_layers=4, n_heads=6, d_head=32, d_mlp=768, n_ctx=128),
         corpus_chars=None,
         bpe_vocab_size=2048,
@@ -71,7 +78,10 @@ CONFIGS = {
     ),
     "gpu": RunConfig(
         name="gpu",
-        description="a CUDA GPU: a GPT-2-small-shaped model; precision, micro-batch and torch.compile chosen for the GPU found",
+        description=(
+            "a CUDA GPU: a GPT-2-small-shaped model; precision, micro-batch and torch.compile "
+            "chosen for the GPU found"
+        ),
         model=dict(d_model=768, n_layers=12, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024),
         corpus_chars=None,
         bpe_vocab_size=8192,
@@ -88,7 +98,8 @@ CONFIGS = {
             sample_tokens=60,
             checkpoint_every=500,
         ),
-        # device, autocast, micro_batch_size and compile: utils.gpu.choose_settings, for the GPU found
+        # device, autocast, micro_batch_size and compile: utils.gpu.choose_settings, for the GPU
+        # found
     ),
 }
 
@@ -116,8 +127,9 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def configure_plotly() -> None:
-    """Figures that survive outside JupyterLab: Colab's own renderer there; elsewhere JupyterLab's interactive output plus an HTML copy
-    that loads plotly.js from its CDN, which the HTML export and other viewers show (a few KB per figure, not 3.5 MB of plotly.js)."""
+    """Figures that survive outside JupyterLab: Colab's own renderer there; elsewhere JupyterLab's
+    interactive output plus an HTML copy that loads plotly.js from its CDN, which the HTML export
+    and other viewers show (a few KB per figure, not 3.5 MB of plotly.js)."""
     import plotly.io as pio
 
     pio.renderers.default = (
@@ -134,7 +146,8 @@ def setup_notebook(seed: int = 0) -> RunConfig:
     configure_plotly()
     if cfg.name == "gpu" and not torch.cuda.is_available():
         print(
-            f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the CPU will be slow."
+            f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the "
+            "CPU will be slow."
         )
     network = (
         "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"

@@ -1,8 +1,10 @@
-"""Notebook 02's diagrams: the residual stream, one attention head and the MLP, with the tensor shape at every step.
+"""Notebook 02's diagrams: the residual stream, one attention head and the MLP, with the tensor
+shape at every step.
 
-Drawn as plain SVG (no dependency) and embedded as attachments of notebook 02's markdown cells, so they render wherever the notebook
-does: JupyterLab, Colab, GitHub and the HTML export. Change a drawing here, then run `make diagrams` (`python -m utils.diagrams`);
-`--check` fails (and a test with it) when the notebook's copies differ from what this file draws.
+Drawn as plain SVG (no dependency) and embedded as attachments of notebook 02's markdown cells, so
+they render wherever the notebook does: JupyterLab, Colab, GitHub and the HTML export. Change a
+drawing here, then run `make diagrams` (`python -m utils.diagrams`); `--check` fails (and a test
+with it) when the notebook's copies differ from what this file draws.
 """
 
 from __future__ import annotations
@@ -23,28 +25,41 @@ COLOURS = {"tensor": "#eef4fb", "op": "#fff6e5", "param": "#f1f8ee", "sum": "#fb
 def _box(cx: float, y: float, title: str, shape: str, kind: str = "op", w: float = W) -> str:
     x = cx - w / 2
     return (
-        f'<rect x="{x}" y="{y}" width="{w}" height="{H}" rx="7" fill="{COLOURS[kind]}" stroke="#555"/>'
+        f'<rect x="{x}" y="{y}" width="{w}" height="{H}" rx="7" fill="{COLOURS[kind]}" '
+        'stroke="#555"/>'
         f'<text x="{cx}" y="{y + 20}" class="t">{escape(title)}</text>'
         f'<text x="{cx}" y="{y + 39}" class="s">{escape(shape)}</text>'
     )
 
 
 def _arrow(x1: float, y1: float, x2: float, y2: float, label: str = "") -> str:
-    path = f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#555" stroke-width="1.5" marker-end="url(#head)"/>'
+    path = (
+        f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#555" stroke-width="1.5" '
+        'marker-end="url(#head)"/>'
+    )
     if label:
-        path += f'<text x="{(x1 + x2) / 2}" y="{(y1 + y2) / 2 - 6}" class="l" text-anchor="middle">{escape(label)}</text>'
+        path += (
+            f'<text x="{(x1 + x2) / 2}" y="{(y1 + y2) / 2 - 6}" class="l" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
     return path
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'font-family="Helvetica, Arial, sans-serif" role="img" aria-label="{escape(title)}">'
-        '<defs><marker id="head" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
-        '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>'
-        "<style>.t{font-size:14px;text-anchor:middle;fill:#111}.s{font-size:12px;text-anchor:middle;fill:#2f5f8f;"
-        "font-family:Menlo,Consolas,monospace}.l{font-size:12px;fill:#555}.h{font-size:15px;font-weight:bold;fill:#111}</style>"
-        f'<rect width="{width}" height="{height}" fill="white"/><text x="12" y="22" class="h">{escape(title)}</text>'
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" '
+            f'role="img" aria-label="{escape(title)}">'
+            '<defs><marker id="head" markerWidth="8" markerHeight="8" refX="7" refY="4" '
+            'orient="auto">'
+            '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>'
+            "<style>.t{font-size:14px;text-anchor:middle;fill:#111}.s{font-size:12px;"
+            "text-anchor:middle;fill:#2f5f8f;font-family:Menlo,Consolas,monospace}"
+            ".l{font-size:12px;fill:#555}.h{font-size:15px;font-weight:bold;fill:#111}</style>"
+            f'<rect width="{width}" height="{height}" fill="white"/><text x="12" y="22" '
+            f'class="h">{escape(title)}</text>'
+        )
         + "".join(body)
         + "</svg>"
     )
@@ -85,9 +100,10 @@ def residual_stream() -> str:
         )  # ...and writes to it
         y += 2 * gap
     body.append(
-        f'<rect x="{left - W / 2 - 14}" y="{block_top}" width="{right - left + W + 28}" height="{y - block_top - 10}" rx="10" '
-        f'fill="none" stroke="#999" stroke-dasharray="6 4"/>'
-        f'<text x="{right + W / 2 + 14}" y="{y + 6}" class="l" text-anchor="end">one TransformerBlock, repeated n_layers times</text>'
+        f'<rect x="{left - W / 2 - 14}" y="{block_top}" width="{right - left + W + 28}" '
+        f'height="{y - block_top - 10}" rx="10" fill="none" stroke="#999" stroke-dasharray="6 4"/>'
+        f'<text x="{right + W / 2 + 14}" y="{y + 6}" class="l" text-anchor="end">one '
+        "TransformerBlock, repeated n_layers times</text>"
     )
     for i, (title, shape, kind) in enumerate(
         (
@@ -162,9 +178,10 @@ def attention_head() -> str:
         ),
     ]
     body.append(
-        f'<text x="20" y="{y + H + 30}" class="l">One head h. W_Q, W_K and W_V are [n_heads, d_model, d_head], so W_Q[h] is '
-        f'[d_model, d_head];</text><text x="20" y="{y + H + 48}" class="l">W_O is [n_heads, d_head, d_model]. Every head does '
-        f"this in parallel: einsums keep n_heads as one more named dimension.</text>"
+        f'<text x="20" y="{y + H + 30}" class="l">One head h. W_Q, W_K and W_V are [n_heads, '
+        f'd_model, d_head], so W_Q[h] is [d_model, d_head];</text><text x="20" y="{y + H + 48}" '
+        'class="l">W_O is [n_heads, d_head, d_model]. Every head does this in parallel: einsums '
+        "keep n_heads as one more named dimension.</text>"
     )
     return _svg(790, y + H + 64, "One attention head (TransformerLens's layout)", body)
 
@@ -183,8 +200,8 @@ def mlp() -> str:
         body.append(_box(cx, y, title, shape, kind))
         y += gap
     body.append(
-        f'<text x="40" y="{y + 6}" class="l">Each position on its own: widen to d_mlp = 4 x d_model, a nonlinearity, back to '
-        f"d_model.</text>"
+        f'<text x="40" y="{y + 6}" class="l">Each position on its own: widen to d_mlp = 4 x '
+        "d_model, a nonlinearity, back to d_model.</text>"
     )
     return _svg(720, y + 30, "The MLP", body)
 
@@ -197,12 +214,14 @@ DIAGRAMS = {
 
 
 def _attachment(name: str) -> str:
-    """The drawing as a notebook attachment holds it: base64, which JupyterLab, Colab, GitHub and nbconvert all decode."""
+    """The drawing as a notebook attachment holds it: base64, which JupyterLab, Colab, GitHub and
+    nbconvert all decode."""
     return base64.b64encode(DIAGRAMS[name]().encode("utf-8")).decode("ascii")
 
 
 def _cells_with(nb: dict):
-    """(cell, attachment name) for each markdown cell that shows a diagram: a line `![...](attachment:NAME.svg)`."""
+    """(cell, attachment name) for each markdown cell that shows a diagram: a line
+    `![...](attachment:NAME.svg)`."""
     for cell in nb["cells"]:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         for name in DIAGRAMS:
@@ -235,7 +254,7 @@ def write(notebook: Path = NOTEBOOK) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     return run_generator(
         argv,
-        __doc__.splitlines()[0],
+        __doc__.split("\n\n")[0].replace("\n", " "),
         lambda: [f"{name} in {NOTEBOOK.name}" for name in stale()],
         lambda: [f"wrote {name} into {NOTEBOOK.name}" for name in write()],
         "diagrams",

@@ -1,6 +1,7 @@
 """Exercise notebooks, generated from the solution notebooks so the two never drift.
 
-In a solution notebook (notebooks/NN_*.ipynb), an exercise is a code cell that starts with directive lines
+In a solution notebook (notebooks/NN_*.ipynb), an exercise is a code cell that starts with
+directive lines
 
     #| exercise difficulty=2 importance=4 minutes=10-15
     #| hint: a longer hint, shown folded under the exercise
@@ -11,13 +12,15 @@ and marks each piece of code the learner writes with comment lines:
         ...the solution code...
         # END SOLUTION
 
-`python -m utils.exercises` (or `make exercises`) writes exercises/NN_*.ipynb: each marked block becomes
-`raise NotImplementedError("<one-line hint>")` (signatures, docstrings and shape annotations stay), a card above the cell
-states difficulty, importance and time, and folded hint and solution cells follow it. Prose, checks and unmarked code are
-copied unchanged. `--check` fails if the committed exercises differ from what the notebooks generate.
-A learner's exercise notebook is never replaced without a backup: one that differs in any way from the version about to be
-written (code, outputs, metadata) is first copied to exercises/backup/<name>.<date-time with microseconds>.ipynb, a name no
-earlier backup has, and the command prints where.
+`python -m utils.exercises` (or `make exercises`) writes exercises/NN_*.ipynb: each marked block
+becomes `raise NotImplementedError("<one-line hint>")` (signatures, docstrings and shape annotations
+stay), a card above the cell states difficulty, importance and time, and folded hint and solution
+cells follow it. Prose, checks and unmarked code are copied unchanged. `--check` fails if the
+committed exercises differ from what the notebooks generate.
+A learner's exercise notebook is never replaced without a backup: one that differs in any way from
+the version about to be written (code, outputs, metadata) is first copied to
+exercises/backup/<name>.<date-time with microseconds>.ipynb, a name no earlier backup has, and the
+command prints where.
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ def _quoted(text: str) -> str:
 
 
 def stub_raise(hint: str, indent: str, width: int = 100) -> list[str]:
-    """`raise NotImplementedError(hint)` as ruff formats it: one line if it fits in `width`, else the
-    hint inside the parentheses, cut at spaces into pieces that fit (read in full, no sideways scroll)."""
+    """`raise NotImplementedError(hint)` as ruff formats it: one line if it fits in `width`, else
+    the hint inside the parentheses, cut at spaces into pieces that fit (read in full, no sideways
+    scroll)."""
     one_line = f"{indent}raise NotImplementedError({_quoted(hint)})"
     if len(one_line) <= width:
         return [one_line]
@@ -90,7 +94,8 @@ def stub_raise(hint: str, indent: str, width: int = 100) -> list[str]:
 
 
 def stub_blocks(code: str, where: str = "") -> tuple[str, list[str]]:
-    """Replace each marked block by `raise NotImplementedError(hint)` at the block's indentation; returns (stub, hints)."""
+    """Replace each marked block by `raise NotImplementedError(hint)` at the block's indentation;
+    returns (stub, hints)."""
     out, hints, inside = [], [], False
     for number, line in enumerate(code.splitlines(), 1):
         stripped = line.strip()
@@ -136,8 +141,10 @@ def _card(names: list[str], difficulty: int, importance: int, minutes: str) -> s
     dots = lambda n, mark: mark * n + "⚪" * (5 - n)  # noqa: E731
     title = ", ".join(f"`{name}`" for name in names)
     return (
-        f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance {dots(importance, '🔵')} · about {minutes} minutes\n>\n"
-        "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, then run the cell after it (the check)."
+        f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance "
+        f"{dots(importance, '🔵')} · about {minutes} minutes\n>\n"
+        "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, "
+        "then run the cell after it (the check)."
     )
 
 
@@ -149,7 +156,8 @@ def _exercise_cells(cell: dict, where: str) -> list[dict]:
     )
     if fields is None:
         raise ValueError(
-            f"{where}: write the exercise line as '{EXERCISE_MARK} difficulty=N importance=N minutes=M' (N from 1 to 5)"
+            f"{where}: write the exercise line as '{EXERCISE_MARK} difficulty=N importance=N "
+            "minutes=M' (N from 1 to 5)"
         )
     difficulty, importance, minutes = int(fields[1]), int(fields[2]), fields[3]
     if not (1 <= difficulty <= 5 and 1 <= importance <= 5):
@@ -194,13 +202,16 @@ def _banner(solution_path: Path) -> dict:
     rel = solution_path.relative_to(ROOT).as_posix()
     name = solution_path.stem
     text = (
-        f"**Exercise version.** You write the code: each exercise below raises `NotImplementedError` until you do, and the cell "
-        f"after it checks your work (against GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, then the solution. The complete notebook is "
-        f"[`{rel}`](../{rel}).\n\n"
-        f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs the same checks as pytest "
-        f"against the code in this notebook's `#| export` cells (that line marks them; leave it in).\n\n"
-        f"This file is generated by `make exercises`; it will not overwrite your edits (it moves an edited copy to "
-        f"`exercises/backup/` first), but keeping your work under another name (File ▸ Save Notebook As…) is simplest."
+        "**Exercise version.** You write the code: each exercise below raises "
+        "`NotImplementedError` until you do, and the cell after it checks your work (against "
+        "GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, "
+        f"then the solution. The complete notebook is [`{rel}`](../{rel}).\n\n"
+        f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs "
+        "the same checks as pytest against the code in this notebook's `#| export` cells (that "
+        "line marks them; leave it in).\n\n"
+        "This file is generated by `make exercises`; it will not overwrite your edits (it moves "
+        "an edited copy to `exercises/backup/` first), but keeping your work under another name "
+        "(File ▸ Save Notebook As…) is simplest."
     )
     return {"cell_type": "markdown", "id": "exercise-banner", "metadata": {}, "source": text}
 
@@ -229,13 +240,15 @@ def exercise_notebook(solution_path: Path) -> dict | None:
 
 
 def sources_hash(cells: list[dict]) -> str:
-    """Hash of the cells' types and sources (not outputs): tells a pristine generated notebook from one a learner edited."""
+    """Hash of the cells' types and sources (not outputs): tells a pristine generated notebook from
+    one a learner edited."""
     text = json.dumps([[cell["cell_type"], cell_source(cell)] for cell in cells])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def to_json(nb: dict) -> str:
-    """The notebook as Jupyter itself writes it, so that saving it or `make strip` leaves a pristine copy unchanged."""
+    """The notebook as Jupyter itself writes it, so that saving it or `make strip` leaves a pristine
+    copy unchanged."""
     import nbformat
 
     return nbformat.writes(nbformat.from_dict(nb), version=4) + "\n"
@@ -261,7 +274,8 @@ def stale_exercises(target: Path | None = None) -> list[str]:
 
 
 def learner_edited(path: Path) -> bool:
-    """True if the notebook's cells differ from what `make exercises` last wrote there (outputs do not count)."""
+    """True if the notebook's cells differ from what `make exercises` last wrote there (outputs do
+    not count)."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
         recorded = nb.get("metadata", {}).get("exercises", {}).get("sources_sha256")
@@ -282,8 +296,9 @@ def _backup_stamp() -> str:
 
 
 def back_up(path: Path) -> Path:
-    """Copy `path` to backup/<stem>.<time>.ipynb beside it, under a name no other backup has (the copy is created
-    exclusively, never over another file), and return the copy's path. The original is left in place."""
+    """Copy `path` to backup/<stem>.<time>.ipynb beside it, under a name no other backup has (the
+    copy is created exclusively, never over another file), and return the copy's path. The original
+    is left in place."""
     folder = path.parent / "backup"
     folder.mkdir(parents=True, exist_ok=True)
     stamp, content = _backup_stamp(), path.read_bytes()
@@ -299,7 +314,8 @@ def back_up(path: Path) -> Path:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it, so that `path` is never left half-written."""
+    """Write `text` to `path` through a temporary file beside it, so that `path` is never left
+    half-written."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(text, encoding="utf-8")
@@ -309,8 +325,9 @@ def _replace(path: Path, text: str) -> None:
 
 
 def write_exercises(target: Path | None = None) -> list[str]:
-    """Write the exercise notebooks into `target` (default exercises/). A notebook there that differs in any way from the one
-    about to be written (a learner's code, outputs, metadata) is copied to `target`/backup/ first; the messages say where."""
+    """Write the exercise notebooks into `target` (default exercises/). A notebook there that
+    differs in any way from the one about to be written (a learner's code, outputs, metadata) is
+    copied to `target`/backup/ first; the messages say where."""
     messages = []
     for path, text, differs in _generated(target):
         if not differs:
@@ -329,7 +346,7 @@ def write_exercises(target: Path | None = None) -> list[str]:
     return messages
 
 
-# --------------------------------------------------------------------------- used by tests and `make check`
+# ------------------------------------------------------------------- used by tests and `make check`
 
 
 def fill_in_solutions(nb: dict) -> dict:
@@ -346,7 +363,8 @@ def fill_in_solutions(nb: dict) -> dict:
 
 
 def code_cells(nb: dict):
-    """(number, exported, source) for each code cell: number counts code cells from 1, as a learner counts them down the notebook."""
+    """(number, exported, source) for each code cell: number counts code cells from 1, as a learner
+    counts them down the notebook."""
     cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
     for number, cell in enumerate(cells, 1):
         directives, body = split_directives(cell_source(cell))
@@ -354,8 +372,9 @@ def code_cells(nb: dict):
 
 
 def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
-    """What would keep `make check` from testing a notebook's exercises, by name: syntax errors in exercise cells, and checked
-    classes or functions defined in a cell that lost its `#| export` line."""
+    """What would keep `make check` from testing a notebook's exercises, by name: syntax errors in
+    exercise cells, and checked classes or functions defined in a cell that lost its `#| export`
+    line."""
     problems = {}
     for number, exported, source in code_cells(nb):
         try:
@@ -371,8 +390,9 @@ def cell_problems(nb: dict, checked: set[str]) -> dict[str, str]:
             for node in tree.body:
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in checked:
                     problems[node.name] = (
-                        f"{node.name} is defined in code cell {number}, which has no '{EXPORT_MARK}' line, so make check "
-                        f"cannot see it: put '{EXPORT_MARK}' back as that cell's first line"
+                        f"{node.name} is defined in code cell {number}, which has no "
+                        f"'{EXPORT_MARK}' line, so make check cannot see it: put '{EXPORT_MARK}' "
+                        "back as that cell's first line"
                     )
     return problems
 
@@ -389,7 +409,8 @@ def defined_names(nb: dict) -> list[str]:
 
 
 def load_definitions(notebook: str | Path, module_name: str | None = None) -> types.ModuleType:
-    """Run a notebook's definition cells in a fresh module, so that checks can test the classes and functions written there."""
+    """Run a notebook's definition cells in a fresh module, so that checks can test the classes and
+    functions written there."""
     path = Path(notebook)
     if not path.exists():
         raise FileNotFoundError(
@@ -399,7 +420,8 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     sources = exported_sources(nb["cells"], module=None)
     if not sources:
         raise ValueError(
-            f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the series' notebooks."
+            f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the "
+            "series' notebooks."
         )
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

@@ -1,13 +1,16 @@
-"""Generate library modules from marked notebook cells, so the notebook and the module never drift (as nbdev does).
+"""Generate library modules from marked notebook cells, so the notebook and the module never drift
+(as nbdev does).
 
-A notebook names its module once, in a code cell line `#| default_exp model`, and marks each cell that belongs
-in it with a leading `#| export` line; `#| export fused` sends a cell to utils/fused.py instead (a second module from
-the same notebook). `python -m utils.export` (or `make export`) writes utils/<module>.py;
-`python -m utils.export --check` fails if any module differs from what its notebook would generate.
+A notebook names its module once, in a code cell line `#| default_exp model`, and marks each cell
+that belongs in it with a leading `#| export` line; `#| export fused` sends a cell to utils/fused.py
+instead (a second module from the same notebook). `python -m utils.export` (or `make export`) writes
+utils/<module>.py; `python -m utils.export --check` fails if any module differs from what its
+notebook would generate.
 
-Export cells also run in the notebook, where a learner may have pasted their own classes. So an export cell imports other
-generated modules as modules (`import utils.model`, then `utils.model.LayerNorm`), never names from them
-(`from utils.model import LayerNorm` would replace the learner's LayerNorm in the notebook's namespace).
+Export cells also run in the notebook, where a learner may have pasted their own classes. So an
+export cell imports other generated modules as modules (`import utils.model`, then
+`utils.model.LayerNorm`), never names from them (`from utils.model import LayerNorm` would replace
+the learner's LayerNorm in the notebook's namespace).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXPORT_MARK = "#| export"
 MODULE_MARK = "#| default_exp"
-# Exercise markers (utils/exercises.py): the module gets the code between them, without the marker lines.
+# Exercise markers (utils/exercises.py): the module gets the code between them, without the marker
+# lines.
 SOLUTION_BEGIN = "# SOLUTION:"
 SOLUTION_END = "# END SOLUTION"
 
@@ -50,7 +54,8 @@ def strip_markers(code: str) -> str:
 
 
 def export_target(directives: list[str]) -> str | None:
-    """'' for a plain `#| export` (the notebook's default module), the module's name for `#| export NAME`, None if not exported."""
+    """'' for a plain `#| export` (the notebook's default module), the module's name for
+    `#| export NAME`, None if not exported."""
     for line in directives:
         if line == EXPORT_MARK or line.startswith(EXPORT_MARK + " "):
             return line[len(EXPORT_MARK) :].strip()
@@ -60,10 +65,11 @@ def export_target(directives: list[str]) -> str | None:
 def exported_sources(
     cells: list[dict], module: str | None = "", origin: str | None = None
 ) -> list[str]:
-    """The code of the cells marked `#| export` (module "", the default) or `#| export <module>`, or of every exported cell
-    (module None), without their directives and exercise markers.
-    With `origin` (the notebook's path), each chunk starts with a comment naming its code cell, so a traceback in a generated
-    module leads to the cell to edit (code cells counted from 1, as they appear down the notebook)."""
+    """The code of the cells marked `#| export` (module "", the default) or `#| export <module>`, or
+    of every exported cell (module None), without their directives and exercise markers.
+    With `origin` (the notebook's path), each chunk starts with a comment naming its code cell, so a
+    traceback in a generated module leads to the cell to edit (code cells counted from 1, as they
+    appear down the notebook)."""
     chunks = []
     code_cells = [cell for cell in cells if cell.get("cell_type") == "code"]
     for number, cell in enumerate(code_cells, 1):
@@ -76,7 +82,8 @@ def exported_sources(
 
 
 def module_code(chunks: list[str]) -> str:
-    """Cells' code joined into one module; a __future__ import moves to the top, where Python requires it."""
+    """Cells' code joined into one module; a __future__ import moves to the top, where Python
+    requires it."""
     future = "from __future__ import annotations"
     body = "\n\n\n".join(chunks)
     if future in body:
@@ -85,7 +92,8 @@ def module_code(chunks: list[str]) -> str:
 
 
 def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
-    """(module name, module text) for each module a notebook generates: its `#| default_exp` one, and any `#| export NAME`."""
+    """(module name, module text) for each module a notebook generates: its `#| default_exp` one,
+    and any `#| export NAME`."""
     cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
     default, extra = None, []
     for cell in cells:
@@ -173,7 +181,8 @@ def export_all(notebooks: list[Path] | None = None) -> list[Path]:
 
 
 def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:
-    """Command line shared by the generators: write what is out of date, or with --check only report it (exit 1)."""
+    """Command line shared by the generators: write what is out of date, or with --check only report
+    it (exit 1)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--check",
@@ -193,7 +202,7 @@ def run_generator(argv: list[str] | None, description: str, stale, write, target
 def main(argv: list[str] | None = None) -> int:
     return run_generator(
         argv,
-        __doc__.splitlines()[0],
+        __doc__.split("\n\n")[0].replace("\n", " "),
         stale_modules,
         lambda: [f"wrote {path.relative_to(ROOT)}" for path in export_all()],
         "export",

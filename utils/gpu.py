@@ -1,7 +1,8 @@
-"""What the GPU we run on can do, and the training settings that follow: precision, micro-batch, compilation, peak FLOPs.
+"""What the GPU we run on can do, and the training settings that follow: precision, micro-batch,
+compilation, peak FLOPs.
 
-Everything here works from a plain description of the device (`GPU`), so the choices are tested on CPU-only machines for the
-GPUs learners have (Colab's T4, L4 and A100, an H100) without any of them.
+Everything here works from a plain description of the device (`GPU`), so the choices are tested on
+CPU-only machines for the GPUs learners have (Colab's T4, L4 and A100, an H100) without any of them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import torch
 
 GiB = 1024**3
 
-# Dense (not 2:4-sparse) tensor-core peaks from NVIDIA's datasheets, in FLOP/s, per precision that the GPU runs natively.
-# Patterns are matched against torch.cuda.get_device_name(); order matters (the first match wins), and \b keeps "A10"
-# from matching "A100" or "A10G". A GPU not in this table gets no MFU figure rather than a wrong one.
+# Dense (not 2:4-sparse) tensor-core peaks from NVIDIA's datasheets, in FLOP/s, per precision that
+# the GPU runs natively. Patterns are matched against torch.cuda.get_device_name(); order matters
+# (the first match wins), and \b keeps "A10" from matching "A100" or "A10G". A GPU not in this table
+# gets no MFU figure rather than a wrong one.
 PEAK_FLOPS = [
     (
         r"\bMIG\b",
@@ -35,11 +37,16 @@ PEAK_FLOPS = [
     (r"\bV100\b.*\bPCIE\b", {"float16": 112e12}),
 ]
 
-COMPILE_SECONDS = 60  # torch.compile's first step for GPT-2 small: 25-36 s on an H100 host; slower CPUs (Colab) take longer
-COMPILE_SPEEDUP = 0.4  # fraction of an eager step that compiling saved in our H100 measurements (about half), rounded down
+# torch.compile's first step for GPT-2 small: 25-36 s on an H100 host;
+# slower CPUs (Colab) take longer
+COMPILE_SECONDS = 60
+# fraction of an eager step that compiling saved in our H100 measurements (about half),
+# rounded down
+COMPILE_SPEEDUP = 0.4
 EAGER_MFU = 0.2  # what the eager fused model reaches, to estimate a step's time before running one
-# Headroom over the activation estimate (allocator fragmentation, workspaces). Measured on an H100 for GPT-2 small, eager fused
-# model: peak 14.9 GiB at 16 sequences in bf16 and 9.2 GiB at 8 in float16; with 1.15 the estimate is 18.5 and 10.5 GiB.
+# Headroom over the activation estimate (allocator fragmentation, workspaces). Measured on an H100
+# for GPT-2 small, eager fused model: peak 14.9 GiB at 16 sequences in bf16 and 9.2 GiB at 8 in
+# float16; with 1.15 the estimate is 18.5 and 10.5 GiB.
 MEMORY_SAFETY = 1.15
 
 
@@ -52,7 +59,8 @@ class GPU:
 
 
 def describe_gpu(device: int = 0) -> GPU:
-    """The visible CUDA device, with the memory this process may use (a set_per_process_memory_fraction cap counts)."""
+    """The visible CUDA device, with the memory this process may use (a
+    set_per_process_memory_fraction cap counts)."""
     props = torch.cuda.get_device_properties(device)
     free, total = torch.cuda.mem_get_info(device)
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
@@ -63,12 +71,14 @@ def describe_gpu(device: int = 0) -> GPU:
 
 
 def padded_vocab_size(d_vocab: int, multiple: int = 64) -> int:
-    """The vocabulary rounded up to a multiple of 64 (GPT-2's 50257 -> 50304): GPU matmuls run faster on such shapes."""
+    """The vocabulary rounded up to a multiple of 64 (GPT-2's 50257 -> 50304): GPU matmuls run
+    faster on such shapes."""
     return -(-d_vocab // multiple) * multiple
 
 
 def native_autocast_dtype(gpu: GPU) -> str:
-    """bfloat16 on Ampere and newer (compute capability 8.0+); older GPUs (T4, V100) emulate it slowly, so float16 there."""
+    """bfloat16 on Ampere and newer (compute capability 8.0+); older GPUs (T4, V100) emulate it
+    slowly, so float16 there."""
     return "bfloat16" if gpu.capability >= (8, 0) else "float16"
 
 
@@ -83,7 +93,8 @@ def model_flops_per_token(cfg) -> float:
 
 
 def peak_flops(name: str, dtype: str = "bfloat16") -> float | None:
-    """The GPU's dense tensor-core peak for `dtype`, or None if the GPU is unknown or has no tensor cores for it."""
+    """The GPU's dense tensor-core peak for `dtype`, or None if the GPU is unknown or has no tensor
+    cores for it."""
     for pattern, peaks in PEAK_FLOPS:
         if re.search(pattern, name):
             return peaks.get(dtype)
@@ -91,9 +102,10 @@ def peak_flops(name: str, dtype: str = "bfloat16") -> float | None:
 
 
 def training_memory(cfg, micro_batch: int, dtype: str | None) -> int:
-    """Estimated peak bytes of a training step: weights, gradients and AdamW's two moments in float32 (16 bytes per parameter),
-    plus activations: about 34 bytes per layer, position and d_model in 16-bit (Korthikanti et al. 2022, with fused attention),
-    and the logits (16-bit, their float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
+    """Estimated peak bytes of a training step: weights, gradients and AdamW's two moments in
+    float32 (16 bytes per parameter), plus activations: about 34 bytes per layer, position and
+    d_model in 16-bit (Korthikanti et al. 2022, with fused attention), and the logits (16-bit, their
+    float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
     if dtype not in (None, "bfloat16", "float16"):
         raise ValueError(f"dtype must be None (float32), 'bfloat16' or 'float16', got {dtype!r}")
     n_params = (
@@ -140,8 +152,8 @@ def choose_settings(
     dtype: str | None = None,
     compile: bool | None = None,
 ) -> Settings:
-    """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu` (None: the CPU).
-    `dtype` and `compile` override the choice."""
+    """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu`
+    (None: the CPU). `dtype` and `compile` override the choice."""
     for name, value in (("batch_size", batch_size), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -184,13 +196,17 @@ def choose_settings(
     ]
     if not fits:
         raise RuntimeError(
-            f"even one sequence of {cfg.n_ctx} tokens needs about {training_memory(cfg, 1, dtype) / GiB:.1f} GiB, "
-            f"more than the {gpu.free_memory / GiB:.1f} GiB free on {gpu.name}: use a smaller model or n_ctx"
+            f"even one sequence of {cfg.n_ctx} tokens needs about "
+            f"{training_memory(cfg, 1, dtype) / GiB:.1f} GiB, more than the "
+            f"{gpu.free_memory / GiB:.1f} GiB free on {gpu.name}: use a smaller model or n_ctx"
         )
     micro = fits[0]
     reasons.append(
-        f"batch: {batch_size} sequences per optimizer step, as {batch_size // micro} micro-batch(es) of {micro} "
-        f"(about {training_memory(cfg, micro, dtype) / GiB:.1f} GiB estimated)"
+        (
+            f"batch: {batch_size} sequences per optimizer step, as {batch_size // micro} "
+            f"micro-batch(es) of {micro} (about {training_memory(cfg, micro, dtype) / GiB:.1f} GiB "
+            "estimated)"
+        )
         + (", gradients accumulated between them" if micro < batch_size else "")
     )
 
@@ -206,20 +222,22 @@ def choose_settings(
             saved = max_steps * step_seconds * COMPILE_SPEEDUP
             compile = saved > COMPILE_SECONDS
             reasons.append(
-                f"torch.compile: {'on' if compile else 'off'} -- {max_steps} steps of about {step_seconds * 1e3:.0f} ms would "
-                f"save about {saved:.0f} s, against about {COMPILE_SECONDS} s of compiling before the first step"
+                f"torch.compile: {'on' if compile else 'off'} -- {max_steps} steps of about "
+                f"{step_seconds * 1e3:.0f} ms would save about {saved:.0f} s, against about "
+                f"{COMPILE_SECONDS} s of compiling before the first step"
             )
         else:
             compile = max_steps >= 1000
             reasons.append(
-                f"torch.compile: {'on' if compile else 'off'} -- unknown GPU, so compiled only for runs of 1000+ steps "
-                f"(this one: {max_steps})"
+                f"torch.compile: {'on' if compile else 'off'} -- unknown GPU, so compiled only "
+                f"for runs of 1000+ steps (this one: {max_steps})"
             )
     else:
         reasons.append(f"torch.compile: {'on' if compile else 'off'} (asked for)")
     if compile:
         reasons.append(
-            f"   the first step waits while torch.compile builds the kernels (about {COMPILE_SECONDS} s or less)"
+            "   the first step waits while torch.compile builds the kernels (about "
+            f"{COMPILE_SECONDS} s or less)"
         )
     return Settings("cuda", dtype, micro, batch_size // micro, compile, peak, tuple(reasons))
 

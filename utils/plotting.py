@@ -15,10 +15,12 @@ def _unique_labels(labels: list[str]) -> list[str]:
 def plot_attention_patterns(
     pattern: torch.Tensor, labels: list[str], title: str = "Attention patterns", max_heads: int = 12
 ) -> go.Figure:
-    """Heatmaps of one layer's pattern [n_heads, query_posn, key_posn], one panel per head, tokens on the axes."""
+    """Heatmaps of one layer's pattern [n_heads, query_posn, key_posn], one panel per head, tokens
+    on the axes."""
     if pattern.ndim != 3 or pattern.shape[1] != pattern.shape[2]:
         raise ValueError(
-            f"pattern must be [n_heads, query_posn, key_posn] with equal positions, got {tuple(pattern.shape)}"
+            "pattern must be [n_heads, query_posn, key_posn] with equal positions, got "
+            f"{tuple(pattern.shape)}"
         )
     if len(labels) != pattern.shape[-1]:
         raise ValueError(
@@ -52,7 +54,8 @@ def plot_attention_patterns(
 def plot_loss_curve(
     history: dict, baselines: dict[str, float] | None = None, title: str = "Training loss"
 ) -> go.Figure:
-    """Train and validation loss against tokens seen, with horizontal baseline lines (uniform, unigram, bigram...)."""
+    """Train and validation loss against tokens seen, with horizontal baseline lines (uniform,
+    unigram, bigram...)."""
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(x=history["train_tokens"], y=history["train_loss"], name="train", mode="lines")

@@ -1,4 +1,5 @@
-"""Profiling training steps without changing the trained model (notebook 03, "Where does the time go?")."""
+"""Profiling training steps without changing the trained model (notebook 03, "Where does the time
+go?")."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from torch.profiler import ProfilerActivity, profile
 
 @contextlib.contextmanager
 def c_stderr_silenced():
-    """Silence what C++ code writes to file descriptor 2 (PyTorch's profiler prints `USDT: ... profiler_start/stop` lines there,
-    which Jupyter shows in the notebook). Python's own errors are not affected inside Jupyter, whose sys.stderr is not fd 2."""
+    """Silence what C++ code writes to file descriptor 2 (PyTorch's profiler prints
+    `USDT: ... profiler_start/stop` lines there, which Jupyter shows in the notebook). Python's own
+    errors are not affected inside Jupyter, whose sys.stderr is not fd 2."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -27,8 +29,9 @@ def c_stderr_silenced():
 
 
 def profile_training_steps(trainer, batch: torch.Tensor, steps: int = 3, row_limit: int = 8) -> str:
-    """The profiler's table (sorted by time spent in each operation itself) for `steps` calls of trainer.training_step(batch).
-    The steps really update the model, so the model, optimizer and scaler are copied first and put back afterwards."""
+    """The profiler's table (sorted by time spent in each operation itself) for `steps` calls of
+    trainer.training_step(batch). The steps really update the model, so the model, optimizer and
+    scaler are copied first and put back afterwards."""
     saved = copy.deepcopy(
         (trainer.model.state_dict(), trainer.optimizer.state_dict(), trainer.scaler.state_dict())
     )
