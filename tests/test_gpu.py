@@ -5,7 +5,7 @@ import pytest
 
 from utils.gpu import GPU, GiB, choose_settings, peak_flops, training_memory
 from utils.model import Config
-from utils.training import model_flops_per_token
+from utils.gpu import model_flops_per_token
 
 GPT2_SMALL = Config(
     d_vocab=50304

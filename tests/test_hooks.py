@@ -18,7 +18,8 @@ from utils.circuits import (
     residual_components,
 )
 from utils.fused import FusedTransformer
-from utils.hooks import ActivationCache, HookedDemoTransformer, HookPoint, act_name
+from utils.hook_tools import ActivationCache, act_name
+from utils.hooks import HookedDemoTransformer, HookPoint
 from utils.model import Config, DemoTransformer, gelu_new, next_token_loss
 from utils.sampling import generate
 
@@ -613,7 +614,7 @@ def test_a_bad_config_gets_a_clear_error(cfg, message):
     with pytest.raises(TypeError, match=message):
         HookedDemoTransformer(cfg)
     with pytest.raises(
-        TypeError, match=r"for a model you have, use HookedDemoTransformer.from_model\(model\)"
+        TypeError, match=r"a model you have, use HookedDemoTransformer.from_model\(model\)"
     ):
         HookedDemoTransformer(small_model())
 

@@ -15,8 +15,8 @@ from utils.checks import check_kv_cache
 from utils.fused import FusedTransformer
 from utils.model import Config, DemoTransformer, load_gpt2_weights
 from utils.resources import new_gpt2
-from utils.sampling import KVCache, beam_search, generate, next_logits
-from utils.training import latest_checkpoint
+from utils.sampling import KVCache, beam_search, cached_forward, generate, next_logits
+from utils.checkpoints import latest_checkpoint
 
 CFG = Config(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=24, d_vocab=97)
 
@@ -77,7 +77,7 @@ def test_the_fused_and_explicit_cached_paths_agree_chunk_by_chunk():
                 7,
             ):  # several new positions after cached ones: the shifted mask matters
                 torch.testing.assert_close(
-                    model(tokens[:, start : start + size], cache=cache),
+                    cached_forward(model, tokens[:, start : start + size], cache),
                     expected[:, start : start + size],
                     atol=1e-4,
                     rtol=1e-4,
@@ -97,13 +97,15 @@ def test_sampled_generation_is_the_same_with_and_without_the_cache():
 
 
 def test_forward_without_a_cache_is_notebook_02s():
-    """DemoTransformer.forward gained `cache=None`; without a cache it must still run the explicit layers, not the cached path."""
-    model, _ = _models()
+    """Notebook 02's forward knows nothing of notebook 04's cache: no `cache` argument, and
+    utils/model.py does not import utils/sampling.py (no module imports a later notebook's)."""
+    assert "cache" not in inspect.signature(DemoTransformer.forward).parameters
     source = inspect.getsource(DemoTransformer.forward)
-    assert (
-        "cache=None" in source
-        and "residual = self.embed(tokens) + self.pos_embed(tokens)" in source
-    )
+    assert "residual = self.embed(tokens) + self.pos_embed(tokens)" in source
+    import utils.model
+
+    assert "utils.sampling" not in inspect.getsource(utils.model)
+    model, _ = _models()
     tokens = torch.randint(0, CFG.d_vocab, (2, 9))
     called = []
     original = utils.sampling.forward_with_cache
@@ -112,7 +114,7 @@ def test_forward_without_a_cache_is_notebook_02s():
         with torch.no_grad():
             model(tokens)
             assert not called
-            model(tokens, cache=KVCache(CFG, 2))
+            cached_forward(model, tokens, KVCache(CFG, 2))
             assert called
     finally:
         utils.sampling.forward_with_cache = original
@@ -125,14 +127,15 @@ def test_cache_errors_are_clear():
         with pytest.raises(
             ValueError, match="tokens has 3 rows, but this cache was made for batch = 2"
         ):
-            m(torch.zeros(3, 4, dtype=torch.long), cache=cache)
-        m(torch.zeros(2, 20, dtype=torch.long), cache=cache)
+            cached_forward(m, torch.zeros(3, 4, dtype=torch.long), cache)
+        cached_forward(m, torch.zeros(2, 20, dtype=torch.long), cache)
         with pytest.raises(
             ValueError, match="the cache holds 20 positions, and 5 more would pass n_ctx = 24"
         ):
-            m(torch.zeros(2, 5, dtype=torch.long), cache=cache)
+            cached_forward(m, torch.zeros(2, 5, dtype=torch.long), cache)
         with pytest.raises(ValueError, match="another model's config"):
-            m(torch.zeros(2, 1, dtype=torch.long), cache=KVCache(replace(CFG, n_layers=3), 2))
+            other = KVCache(replace(CFG, n_layers=3), 2)
+            cached_forward(m, torch.zeros(2, 1, dtype=torch.long), other)
 
 
 def test_cache_reorder_copies_rows():
@@ -176,15 +179,15 @@ def test_kv_cache_check_passes_the_solution(capsys):
             ("W_pos[past : past + tokens.shape[1]]", "W_pos[: tokens.shape[1]]"),
             "positions 0, 1, ... again",
         ),
-        (("diagonal=past + 1)", "diagonal=1)"), "the causal mask is not shifted"),
+        ((".triu(past + 1)", ".triu(1)"), "the causal mask is not shifted"),
         (
             (
-                "    pattern = (scores / math.sqrt(attn.cfg.d_head)).masked_fill(future, attn.IGNORE).softmax(dim=-1)",
-                "    pattern = (scores / math.sqrt(attn.cfg.d_head)).softmax(dim=-1)",
+                "(scores / math.sqrt(attn.cfg.d_head)).masked_fill(future, attn.IGNORE).softmax(-1)",
+                "(scores / math.sqrt(attn.cfg.d_head)).softmax(-1)",
             ),
             "there is no causal mask in the cached path",
         ),
-        (("diagonal=past + 1)", "diagonal=past)"), "the shifted mask is off by one"),
+        ((".triu(past + 1)", ".triu(past)"), "the shifted mask is off by one"),
         (
             (
                 "    k, v = cache.update(layer, k, v)  # [batch, past + new_posn, n_heads, d_head]\n",
@@ -410,7 +413,13 @@ def test_sampled_frequencies_match_softmax_of_logits_over_temperature(temperatur
 
 def test_temperature_zero_is_greedy():
     assert (
-        generate(FixedLogits(LOGITS), torch.zeros(5, 1, dtype=torch.long), 4, temperature=0)[:, 1:]
+        generate(
+            FixedLogits(LOGITS),
+            torch.zeros(5, 1, dtype=torch.long),
+            4,
+            temperature=0,
+            use_cache=False,
+        )[:, 1:]
         == 0
     ).all()
 
@@ -459,11 +468,12 @@ def test_frequency_penalty_counts_generated_tokens_too():
     """Greedy with penalty 0.6 and logits 2.0, 1.5, 1.0, 0.5, ...: once generated, token 0 (2.0 - 0.6 = 1.4) falls behind token 1
     (1.5), and so on. A penalty counted over the prompt only (token 9 here) would repeat token 0 forever."""
     model = FixedLogits(LOGITS)
-    out = generate(model, torch.tensor([[9]]), 6, temperature=0, frequency_penalty=0.6)[
-        0, 1:
-    ].tolist()
+    out = generate(
+        model, torch.tensor([[9]]), 6, temperature=0, frequency_penalty=0.6, use_cache=False
+    )[0, 1:].tolist()
     assert out == [0, 1, 0, 2, 1, 0]
-    assert generate(model, torch.tensor([[9]]), 6, temperature=0)[0, 1:].tolist() == [0] * 6
+    greedy = generate(model, torch.tensor([[9]]), 6, temperature=0, use_cache=False)
+    assert greedy[0, 1:].tolist() == [0] * 6
 
 
 def test_the_same_seed_gives_the_same_tokens():
@@ -504,7 +514,10 @@ class Scripted(nn.Module):
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_rows_that_stop_are_padded_and_generation_ends_when_all_have(use_cache):
+def test_rows_that_stop_are_padded_and_generation_ends_when_all_have(use_cache, monkeypatch):
+    # the scripted model keeps the cache's count itself
+    monkeypatch.setattr(utils.sampling, "cached_forward", lambda m, t, c: m(t, cache=c))
+    monkeypatch.setattr(utils.sampling, "check_generate_args", lambda *args: None)
     model = Scripted([[4, 9, 5, 5, 5, 5], [3, 3, 3, 9, 6, 6], [1, 2, 3, 4, 5, 6]])
     model.prompt_len = 2
     prompt = torch.tensor([[7, 8]] * 3)
@@ -608,8 +621,8 @@ def test_beam_search_bad_input_names_the_argument_and_what_is_allowed(kwargs, er
     assert all(n in str(info.value) for n in needles), str(info.value)
 
 
-def test_a_model_without_a_cache_argument_gets_a_clear_error_and_works_uncached():
-    class OldModel(nn.Module):  # a DemoTransformer written before notebook 04
+def test_a_model_not_built_like_demotransformer_gets_a_clear_error_and_works_uncached():
+    class OtherModel(nn.Module):  # a model without DemoTransformer's blocks, embed and unembed
         def __init__(self):
             super().__init__()
             self.inner = _model()
@@ -618,10 +631,9 @@ def test_a_model_without_a_cache_argument_gets_a_clear_error_and_works_uncached(
         def forward(self, tokens):
             return self.inner(tokens)
 
-    with pytest.raises(TypeError, match="takes no `cache` argument.*use_cache=False"):
-        generate(OldModel(), PROMPT, 3)
-    assert generate(OldModel(), PROMPT, 3, temperature=0, use_cache=False).shape == (1, 6)
-    assert not utils.sampling.accepts_cache(OldModel()) and utils.sampling.accepts_cache(_model())
+    with pytest.raises(TypeError, match="KV cache runs through.*use_cache=False"):
+        generate(OtherModel(), PROMPT, 3)
+    assert generate(OtherModel(), PROMPT, 3, temperature=0, use_cache=False).shape == (1, 6)
 
 
 def test_zero_new_tokens_returns_the_prompt():
@@ -666,9 +678,8 @@ def test_the_fused_cached_path_sees_weights_change():
         after, generate(fused, prompt, 8, temperature=0, use_cache=False)
     ) and not torch.equal(before, after)
     fused.blocks[0].attn.W_Q.requires_grad_(True)
-    fused(
-        prompt, cache=KVCache(CFG, 1)
-    ).sum().backward()  # with gradients on, the cached path trains W_Q too
+    # with gradients on, the cached path trains W_Q too
+    cached_forward(fused, prompt, KVCache(CFG, 1)).sum().backward()
     assert (
         fused.blocks[0].attn.W_Q.grad is not None and fused.blocks[0].attn.W_Q.grad.abs().sum() > 0
     )

@@ -1,4 +1,4 @@
-"""utils.hooks' converters to and from TransformerLens's HookedTransformer.
+"""utils.transformer_lens_handoff: the converters to and from TransformerLens's HookedTransformer.
 
 TransformerLens is optional (pip install "transformer-lens==3.9.0"): without it this whole file is
 skipped."""
@@ -16,7 +16,7 @@ transformer_lens = pytest.importorskip("transformer_lens")
 import utils.fused  # noqa: E402 (after the skip)
 import utils.model  # noqa: E402
 import utils.resources  # noqa: E402
-from utils.hooks import from_hooked_transformer, to_hooked_transformer  # noqa: E402
+from utils.transformer_lens_handoff import from_hooked_transformer, to_hooked_transformer  # noqa: E402
 
 # 3.9.0 announces that HookedTransformer goes in 4.0 (which is why the version is pinned); the
 # converter silences it, hooked_model() too

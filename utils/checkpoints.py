@@ -146,9 +146,9 @@ def model_from_checkpoint(state: dict, model_class=None, device: str = "cpu"):
     except RuntimeError as error:  # missing, unexpected or reshaped weights
         detail = (str(error).splitlines()[1:] or [str(error)])[0].strip()
         raise ValueError(
-            f"the checkpoint's weights do not fit {model_class.__name__} with its own model "
-            f"config ({detail[:200]}...): the file was changed after it was saved, or the class "
-            f"is not a DemoTransformer"
+            f"the checkpoint's weights do not fit its own model config as a "
+            f"{model_class.__name__} ({detail[:200]}...): the file was changed after it was "
+            f"saved, or the class does not hold a DemoTransformer's weights"
         ) from None
     weights = state["model"].items()
     bad = [name for name, w in weights if w.is_floating_point() and not w.isfinite().all()]

@@ -5,8 +5,8 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 from __future__ import annotations
 
 # --- notebooks/05_looking_inside.ipynb, code cell 11
-"""Notebook 05's analysis: the residual stream's components, direct logit attribution, induction and previous-token scores,
-ablation, and the repeated-token data that induction heads form on. Generated from notebooks/05_looking_inside.ipynb."""
+"""Notebook 05's analysis: the residual stream's components, direct logit attribution, induction
+and previous-token scores, ablation, and the repeated-token data that induction heads form on."""
 
 
 import einops
@@ -14,17 +14,19 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-import utils.hooks  # as modules: running this cell never replaces a function you pasted into this notebook
+import utils.hooks  # as modules: running this cell never replaces a function you pasted here
 import utils.model
 from utils.model import Float, Int
+from utils.validation import require_attribution, require_cache, require_heads, require_int
+from utils.validation import require_pattern
 
 
 def residual_components(
     cache: utils.hooks.ActivationCache,
 ) -> tuple[list[str], Float[Tensor, "component batch posn d_model"]]:
-    """Everything written into the residual stream, in order: embeddings, then each layer's attention and MLP outputs.
-    Their sum is the stream leaving the last block (cache["resid_post", -1])."""
-    validate_cache(cache)
+    """Everything written into the residual stream, in order: embeddings, then each layer's
+    attention and MLP outputs. Their sum is the stream leaving the last block."""
+    require_cache(cache)
     cfg = cache.model.cfg
     labels, parts = ["embed", "pos_embed"], [cache["embed"], cache["pos_embed"]]
     for layer in range(cfg.n_layers):
@@ -36,109 +38,6 @@ def residual_components(
     return labels, torch.stack(parts)
 
 
-# Clear errors for bad input: used by the functions of this notebook, the exercises' included
-def validate_cache(cache, layer: int | None = None) -> None:
-    """A clear TypeError/ValueError unless `cache` is run_with_cache's ActivationCache and `layer` (if given) one of its model's."""
-    if not isinstance(cache, utils.hooks.ActivationCache):
-        raise TypeError(
-            f"cache must be the ActivationCache from `logits, cache = model.run_with_cache(tokens)`, got {type(cache).__name__}"
-        )
-    n_layers = cache.model.cfg.n_layers
-    if layer is not None and (
-        isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers
-    ):
-        raise ValueError(
-            f"layer must be an int from {-n_layers} to {n_layers - 1} (the model has {n_layers} blocks), got {layer!r}"
-        )
-
-
-def validate_pattern(pattern, seq_len: int | None = None) -> None:
-    """A clear TypeError/ValueError unless `pattern` is attention patterns [batch, n_heads, posn, posn] (and, with seq_len, of
-    BOS, r, r: posn = 2 * seq_len + 1)."""
-    if (
-        not isinstance(pattern, Tensor)
-        or pattern.ndim != 4
-        or pattern.shape[-1] != pattern.shape[-2]
-    ):
-        shape = tuple(pattern.shape) if isinstance(pattern, Tensor) else type(pattern).__name__
-        raise ValueError(
-            f"pattern must be attention patterns [batch, n_heads, query_posn, key_posn], such as cache['pattern', 0] "
-            f"(a single sequence's too: pattern[None]), got {shape}"
-        )
-    if seq_len is not None:
-        seq_len = utils.model.check_int("seq_len", seq_len)
-        if pattern.shape[-1] != 2 * seq_len + 1:
-            raise ValueError(
-                f"pattern has {pattern.shape[-1]} positions but seq_len={seq_len} means BOS and the tokens twice: "
-                f"2 * {seq_len} + 1 = {2 * seq_len + 1}; give the length of one copy of the repeated tokens"
-            )
-
-
-def validate_attribution(vectors, scale, model, token) -> None:
-    """A clear TypeError/ValueError unless vectors are [..., d_model], scale one number or one per vector, and token one of the
-    model's token ids."""
-    if not (
-        isinstance(model, nn.Module) and isinstance(getattr(model, "cfg", None), utils.model.Config)
-    ):
-        raise TypeError(
-            f"model must be your model (a HookedDemoTransformer or DemoTransformer), got {type(model).__name__}"
-        )
-    cfg = model.cfg
-    if not isinstance(vectors, Tensor) or vectors.ndim == 0 or vectors.shape[-1] != cfg.d_model:
-        shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else type(vectors).__name__
-        raise ValueError(
-            f"vectors must be residual-stream vectors [..., d_model={cfg.d_model}], got {shape}"
-        )
-    one_per_vector = (*vectors.shape[:-1], 1)
-    if (
-        not isinstance(scale, (Tensor, float, int))
-        or isinstance(scale, Tensor)
-        and (
-            scale.ndim > len(one_per_vector)
-            or any(s not in (1, v) for s, v in zip(reversed(scale.shape), reversed(one_per_vector)))
-        )
-    ):
-        shape = tuple(scale.shape) if isinstance(scale, Tensor) else type(scale).__name__
-        raise ValueError(
-            f"scale must be ln_final's scale where the vectors were read: one number, cache['scale'][b, posn, 0], "
-            f"or one per vector, shape {one_per_vector}; got {shape} for vectors of shape {tuple(vectors.shape)}"
-        )
-    is_id = (
-        isinstance(token, int)
-        and not isinstance(token, bool)
-        or isinstance(token, Tensor)
-        and token.ndim == 0
-        and not (token.is_floating_point() or token.dtype == torch.bool)
-    )
-    if not is_id or not 0 <= int(token) < cfg.d_vocab:
-        raise ValueError(
-            f"token must be one token id, an int in [0, {cfg.d_vocab}) (d_vocab), got {token!r}"
-        )
-
-
-def validate_heads(model, heads) -> None:
-    """A clear TypeError/ValueError unless `model` has hook points and `heads` is a list of (layer, head) pairs of its heads."""
-    if not isinstance(model, utils.hooks.HookedDemoTransformer):
-        raise TypeError(
-            f"model must be a HookedDemoTransformer (it has the hook points), got {type(model).__name__}; for a model "
-            f"you have: HookedDemoTransformer.from_model(model)"
-        )
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    pairs = isinstance(heads, (list, tuple)) and all(
-        isinstance(pair, (tuple, list))
-        and len(pair) == 2
-        and all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
-        for pair in heads
-    )
-    if not pairs or any(
-        not (0 <= layer < n_layers and 0 <= head < n_heads) for layer, head in heads
-    ):
-        raise ValueError(
-            f"heads must be a list of (layer, head) pairs with layer in [0, {n_layers}) and head in [0, {n_heads}), "
-            f"e.g. [(1, 0)] or [(0, 2), (1, 3)]; got {heads!r}"
-        )
-
-
 # --- notebooks/05_looking_inside.ipynb, code cell 15
 def direct_logit_attribution(
     vectors: Float[Tensor, "... d_model"], scale: Float[Tensor, ""], model: nn.Module, token: int
@@ -146,7 +45,7 @@ def direct_logit_attribution(
     """What each vector written into the final residual stream adds to the logit of `token`, through the final LayerNorm (centred,
     divided by `scale`, times ln_final.w) and the unembedding. `scale`: ln_final's scale at that position, a number (0-d tensor):
     cache["scale"][b, posn, 0]."""
-    validate_attribution(
+    require_attribution(
         vectors, scale, model, token
     )  # a clear error for bad input (given: not part of the exercise)
     centred = vectors - vectors.mean(dim=-1, keepdim=True)
@@ -159,7 +58,7 @@ def head_outputs(
 ) -> Float[Tensor, "batch posn n_heads d_model"]:
     """What each head of `layer` writes into the residual stream: its z through its own slice of W_O (without b_O, which all
     the heads of the layer share). Summed over heads, plus b_O, it is cache["attn_out", layer]."""
-    validate_cache(cache, layer)
+    require_cache(cache, layer)
     W_O = cache.model.blocks[layer].attn.W_O  # [n_heads, d_head, d_model]
     return einops.einsum(
         cache["z", layer],
@@ -175,7 +74,7 @@ def repeating_sequences(
     """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that repeat with a period drawn per
     row from [min_period, max_period]: induction heads form on these."""
     n, n_ctx, d_vocab, max_period = (
-        utils.model.check_int(name, value)
+        require_int(name, value)
         for name, value in (
             ("n", n),
             ("n_ctx", n_ctx),
@@ -183,7 +82,7 @@ def repeating_sequences(
             ("max_period", max_period),
         )
     )
-    min_period = utils.model.check_int("min_period", min_period)
+    min_period = require_int("min_period", min_period)
     if d_vocab < 2 or min_period > max_period:
         raise ValueError(
             f"need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, got d_vocab={d_vocab}, "
@@ -203,7 +102,7 @@ def repeated_tokens(
 ) -> Int[Tensor, "batch 1+2*seq_len"]:
     """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of induction."""
     batch, seq_len, d_vocab = (
-        utils.model.check_int(name, value)
+        require_int(name, value)
         for name, value in (("batch", batch), ("seq_len", seq_len), ("d_vocab", d_vocab))
     )
     if d_vocab < 2:
@@ -243,7 +142,7 @@ def induction_score(
 ) -> Float[Tensor, "n_heads"]:
     """Each head's mean attention from each query of the repeat to the key right after that token's earlier copy, for tokens
     BOS, r, r with r of length seq_len (2 * seq_len + 1 positions)."""
-    validate_pattern(
+    require_pattern(
         pattern, seq_len
     )  # a clear error for bad input (given: not part of the exercise)
     stripe = pattern.diagonal(
@@ -257,7 +156,7 @@ def previous_token_score(
     pattern: Float[Tensor, "batch n_heads query_posn key_posn"],
 ) -> Float[Tensor, "n_heads"]:
     """Each head's mean attention from each position to the one before it."""
-    validate_pattern(pattern)
+    require_pattern(pattern)
     return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
@@ -268,7 +167,7 @@ def ablate_heads(
     heads: list[tuple[int, int]],
 ) -> Float[Tensor, "batch posn d_vocab"]:
     """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set to 0 at every position."""
-    validate_heads(model, heads)  # a clear error for bad input (given: not part of the exercise)
+    require_heads(model, heads)  # a clear error for bad input (given: not part of the exercise)
 
     def zero_heads(
         z: Float[Tensor, "batch posn n_heads d_head"], hook: utils.hooks.HookPoint

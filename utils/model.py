@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.validation import check_config, require_token_ids  # clear errors for bad input
+from utils.validation import check_config, require_config, require_token_ids  # clear errors
 
 
 class Float:
@@ -262,6 +262,7 @@ class DemoTransformer(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # not None, a dict or GPT-2's config: one clear error
         self.cfg = cfg
         self.embed = self.Embed(cfg)
         self.pos_embed = self.PosEmbed(cfg)

@@ -508,8 +508,8 @@ class SafeTraining:
             cpu = {"device": "cpu", "autocast": None, "micro_batch_size": None, "compile": False}
             overrides = {**cpu, **overrides}
             print(
-                f"{path.name} was trained on {saved_device}; no CUDA GPU here: it resumes on the "
-                f"CPU, in float32"
+                f"{path.name} was trained on {saved_device}; there is no CUDA GPU here, so it "
+                f"resumes on the CPU in float32"
             )
         if "checkpoint_dir" not in overrides:  # the folder that holds its run folder
             folder = path.resolve().parent

@@ -33,8 +33,15 @@ def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
 def pack(stream: Tensor, n_ctx: int) -> Tensor:
     """Cut a 1-D token stream into [n_sequences, n_ctx] rows (the remainder is dropped)."""
     n_ctx = require_int("pack: n_ctx", n_ctx)
-    if not isinstance(stream, Tensor) or stream.ndim != 1:
-        raise ValueError("pack: stream must be a 1-D tensor of token ids, torch.tensor(ids)")
+    if not isinstance(stream, Tensor):
+        got = type(stream).__name__
+        raise TypeError(
+            f"pack: stream must be a 1-D tensor of token ids, got a {got}; use torch.tensor(ids)"
+        )
+    if stream.ndim != 1:
+        raise ValueError(
+            f"pack: stream must be 1-D (one stream of ids), got shape {tuple(stream.shape)}"
+        )
     n = len(stream) // n_ctx
     if n == 0:
         raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of {n_ctx}")

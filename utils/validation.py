@@ -24,9 +24,13 @@ def _is_bool(value) -> bool:
     return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool too
 
 
-def require_int(name: str, value, minimum: int | None = 1, maximum: int | None = None) -> int:
+def require_int(
+    name: str, value, minimum: int | None = 1, maximum: int | None = None, allowed: str = ""
+) -> int:
     """`value` as a Python int in [minimum, maximum], or a clear error (bools, floats refused)."""
-    if minimum is None:
+    if allowed:
+        pass
+    elif minimum is None:
         allowed = "an int"
     elif minimum == 1 and maximum is None:
         allowed = "a positive int"
@@ -159,15 +163,21 @@ def require_config(name: str, cfg, config_class) -> None:
     Hugging Face's GPT2Config)."""
     if isinstance(cfg, config_class):
         return
+    short = config_class.__name__
     if cfg is config_class:
-        got = f"the class {config_class.__name__} itself (call it: {config_class.__name__}(...))"
+        got = f"the class {short} (call it: {short}(...))"
     elif type(cfg).__name__ == "GPT2Config":
         got = "a Hugging Face GPT2Config (convert it: config_from_hf(hf_config))"
     elif isinstance(cfg, dict):
-        got = f"a dict (unpack it: {config_class.__name__}(**cfg))"
+        got = f"dict (unpack it: {short}(**cfg))"
+    elif isinstance(cfg, torch.nn.Module):
+        got = (
+            f"a model, {type(cfg).__name__}: its config is model.cfg (and for a hooked copy of a "
+            f"model you have, use HookedDemoTransformer.from_model(model))"
+        )
     else:
         got = f"{type(cfg).__name__} {cfg!r}"[:120]
-    raise TypeError(f"{name} must be a {config_class.__name__}, got {got}")
+    raise TypeError(f"{name} must be a {config_class.__module__}.{short}, got {got}")
 
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
@@ -187,7 +197,8 @@ def check_training_args(args) -> None:
     ):
         setattr(args, name, require_int(f"{w}.{name}", getattr(args, name)))
     args.warmup_steps = require_int(f"{w}.warmup_steps", args.warmup_steps, minimum=0)
-    args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**63 - 1)
+    seeds = "an int from 0 to 2**63 - 1"
+    args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**63 - 1, allowed=seeds)
     args.lr = require_number(f"{w}.lr", args.lr)
     args.min_lr_ratio = require_number(
         f"{w}.min_lr_ratio", args.min_lr_ratio, minimum=0, allow_minimum=True, maximum=1
@@ -201,10 +212,13 @@ def check_training_args(args) -> None:
         raise TypeError(
             f"{w}.betas must be a pair (beta1, beta2) such as (0.9, 0.95), got {betas!r}"
         )
-    args.betas = tuple(
-        require_number(f"{w}.betas[{i}]", b, minimum=0, allow_minimum=True, maximum=0.999999)
-        for i, b in enumerate(betas)
-    )
+    pair = "a pair of numbers in [0, 1)"
+    for beta in betas:
+        if _is_bool(beta) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"{w}.betas must be {pair}, got {beta!r}")
+        if not (math.isfinite(beta) and 0 <= beta < 1):
+            raise ValueError(f"{w}.betas must be {pair}, got {beta!r}")
+    args.betas = tuple(float(beta) for beta in betas)
     if not isinstance(args.sample_prompt, str) or not args.sample_prompt:
         raise ValueError(
             f"{w}.sample_prompt must be a non-empty string (sampling continues a prompt), "
@@ -260,10 +274,26 @@ def require_model(model, what: str = "model") -> None:
             f"{what} must be a DemoTransformer (or FusedTransformer, or your own class with a "
             f"Config as .cfg), got {type(model).__name__}"
         )
-    if next(model.parameters()).device.type == "meta":
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.device.type == "meta":
         raise ValueError(
             f"{what}'s weights are on the meta device (shapes without values): build it on 'cpu' "
             f"or 'cuda', or load real weights into it with load_state_dict(..., assign=True)"
+        )
+
+
+def require_cache_structure(model) -> None:
+    """A clear error unless `model` is built as notebook 02's DemoTransformer, the structure that
+    notebook 04's KV cache runs through (embed, pos_embed, blocks of ln1 and attn, ln_final,
+    unembed)."""
+    parts = ("embed", "pos_embed", "blocks", "ln_final", "unembed")
+    missing = [part for part in parts if not hasattr(model, part)]
+    if not missing and not all(hasattr(b, "attn") and hasattr(b, "ln1") for b in model.blocks):
+        missing = ["blocks' attn and ln1"]
+    if missing:
+        raise TypeError(
+            f"{type(model).__name__} has no {', '.join(missing)}, which the KV cache runs through "
+            f"(it is built like notebook 02's DemoTransformer): pass use_cache=False"
         )
 
 
@@ -273,7 +303,9 @@ def hooks_attached(model) -> list[str]:
     return [
         name or type(model).__name__
         for name, module in model.named_modules()
-        if getattr(module, "hooks", None) or module._forward_hooks or module._forward_pre_hooks
+        if (isinstance(getattr(module, "hooks", None), list) and module.hooks)
+        or module._forward_hooks
+        or module._forward_pre_hooks
     ]
 
 
@@ -300,7 +332,11 @@ def check_generate_args(
     if top_k is not None:
         require_int("top_k", top_k)
     if top_p is not None:
-        require_number("top_p", top_p, maximum=1, hint=" (None: keep every token)")
+        mass = "None or a number in (0, 1] (the probability mass to keep)"
+        if _is_bool(top_p) or not isinstance(top_p, numbers.Real):
+            raise TypeError(f"top_p must be {mass}, got {top_p!r} ({type(top_p).__name__})")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be {mass}, got {top_p!r}")
     require_number(
         "frequency_penalty",
         frequency_penalty,
@@ -312,6 +348,8 @@ def check_generate_args(
     if stop_token is not None:
         require_token_id("stop_token", stop_token, model.cfg.d_vocab)
     require_bool("use_cache", use_cache)
+    if use_cache:
+        require_cache_structure(model)
     if use_cache and hooks_attached(model):
         raise ValueError(
             f"generate with the KV cache does not run hooks, and {hooks_attached(model)[:3]} have "
@@ -333,7 +371,8 @@ def check_beam_search_args(
             f"beam_search continues one prompt: tokens must have shape [1, posn], got "
             f"{tuple(tokens.shape)}"
         )
-    require_int("num_beams", num_beams, maximum=model.cfg.d_vocab // 2)
+    most = model.cfg.d_vocab // 2  # each step picks 2 * num_beams different candidates
+    require_int("num_beams", num_beams, maximum=most, allowed=f"a positive int, at most {most}")
     require_int("max_new_tokens", max_new_tokens)
     require_number(
         "length_penalty",
@@ -346,6 +385,7 @@ def check_beam_search_args(
     require_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0)
     if stop_token is not None:
         require_token_id("stop_token", stop_token, model.cfg.d_vocab)
+    require_cache_structure(model)
     if hooks_attached(model):
         raise ValueError(
             f"beam_search runs the KV cache, which does not run hooks, and "
@@ -382,4 +422,105 @@ def check_cache_use(cache, tokens, model) -> None:
             f"the cache holds {cache.length} positions, and {tokens.shape[1]} more would pass "
             f"n_ctx = {cfg.n_ctx}: start again on the last n_ctx tokens (cache.reset(), then the "
             f"whole window; next_logits does this)"
+        )
+
+
+# notebook 05's analysis functions (utils/circuits.py)
+def require_cache(cache, layer: int | None = None) -> None:
+    """A clear TypeError/ValueError unless `cache` is run_with_cache's ActivationCache and `layer` (if given) one of its model's."""
+    if type(cache).__name__ != "ActivationCache" or not hasattr(cache, "activations"):
+        raise TypeError(
+            f"cache must be the ActivationCache from `logits, cache = model.run_with_cache(tokens)`, got {type(cache).__name__}"
+        )
+    n_layers = cache.model.cfg.n_layers
+    if layer is not None and (
+        isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers
+    ):
+        raise ValueError(
+            f"layer must be an int from {-n_layers} to {n_layers - 1} (the model has {n_layers} blocks), got {layer!r}"
+        )
+
+
+def require_pattern(pattern, seq_len: int | None = None) -> None:
+    """A clear TypeError/ValueError unless `pattern` is attention patterns [batch, n_heads, posn, posn] (and, with seq_len, of
+    BOS, r, r: posn = 2 * seq_len + 1)."""
+    if (
+        not isinstance(pattern, Tensor)
+        or pattern.ndim != 4
+        or pattern.shape[-1] != pattern.shape[-2]
+    ):
+        shape = tuple(pattern.shape) if isinstance(pattern, Tensor) else type(pattern).__name__
+        raise ValueError(
+            f"pattern must be attention patterns [batch, n_heads, query_posn, key_posn], such as cache['pattern', 0] "
+            f"(a single sequence's too: pattern[None]), got {shape}"
+        )
+    if seq_len is not None:
+        seq_len = require_int("seq_len", seq_len)
+        if pattern.shape[-1] != 2 * seq_len + 1:
+            raise ValueError(
+                f"pattern has {pattern.shape[-1]} positions but seq_len={seq_len} means BOS and the tokens twice: "
+                f"2 * {seq_len} + 1 = {2 * seq_len + 1}; give the length of one copy of the repeated tokens"
+            )
+
+
+def require_attribution(vectors, scale, model, token) -> None:
+    """A clear TypeError/ValueError unless vectors are [..., d_model], scale one number or one per vector, and token one of the
+    model's token ids."""
+    if not (isinstance(model, torch.nn.Module) and hasattr(getattr(model, "cfg", None), "d_model")):
+        raise TypeError(
+            f"model must be your model (a HookedDemoTransformer or DemoTransformer), got {type(model).__name__}"
+        )
+    cfg = model.cfg
+    if not isinstance(vectors, Tensor) or vectors.ndim == 0 or vectors.shape[-1] != cfg.d_model:
+        shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else type(vectors).__name__
+        raise ValueError(
+            f"vectors must be residual-stream vectors [..., d_model={cfg.d_model}], got {shape}"
+        )
+    one_per_vector = (*vectors.shape[:-1], 1)
+    if (
+        not isinstance(scale, (Tensor, float, int))
+        or isinstance(scale, Tensor)
+        and (
+            scale.ndim > len(one_per_vector)
+            or any(s not in (1, v) for s, v in zip(reversed(scale.shape), reversed(one_per_vector)))
+        )
+    ):
+        shape = tuple(scale.shape) if isinstance(scale, Tensor) else type(scale).__name__
+        raise ValueError(
+            f"scale must be ln_final's scale where the vectors were read: one number, cache['scale'][b, posn, 0], "
+            f"or one per vector, shape {one_per_vector}; got {shape} for vectors of shape {tuple(vectors.shape)}"
+        )
+    is_id = (
+        isinstance(token, int)
+        and not isinstance(token, bool)
+        or isinstance(token, Tensor)
+        and token.ndim == 0
+        and not (token.is_floating_point() or token.dtype == torch.bool)
+    )
+    if not is_id or not 0 <= int(token) < cfg.d_vocab:
+        raise ValueError(
+            f"token must be one token id, an int in [0, {cfg.d_vocab}) (d_vocab), got {token!r}"
+        )
+
+
+def require_heads(model, heads) -> None:
+    """A clear TypeError/ValueError unless `model` has hook points and `heads` is a list of (layer, head) pairs of its heads."""
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "hook_points")):
+        raise TypeError(
+            f"model must be a HookedDemoTransformer (it has the hook points), got {type(model).__name__}; for a model "
+            f"you have: HookedDemoTransformer.from_model(model)"
+        )
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    pairs = isinstance(heads, (list, tuple)) and all(
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+        for pair in heads
+    )
+    if not pairs or any(
+        not (0 <= layer < n_layers and 0 <= head < n_heads) for layer, head in heads
+    ):
+        raise ValueError(
+            f"heads must be a list of (layer, head) pairs with layer in [0, {n_layers}) and head in [0, {n_heads}), "
+            f"e.g. [(1, 0)] or [(0, 2), (1, 3)]; got {heads!r}"
         )
