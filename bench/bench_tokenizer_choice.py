@@ -27,7 +27,8 @@ from utils.configs import CONFIGS
 from utils.fused import FusedTransformer
 from utils.model import Config
 from utils.resources import load_corpus, load_tokenizer
-from utils.training import Trainer, TrainingArgs, pack, run_length, tokenize_documents
+from utils.safe_training import SafeTrainer as Trainer  # notebook 03's trainer, as it trains
+from utils.training import TrainingArgs, pack, run_length, tokenize_documents
 
 
 def run(config_name: str, tokenizer_name: str, budget_s: float, corpus, gpt2) -> dict:

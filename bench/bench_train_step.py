@@ -38,7 +38,9 @@ from utils.hooks import HookedDemoTransformer
 from utils.gpu import GiB, padded_vocab_size, peak_flops, training_memory
 from utils.model import Config, DemoTransformer, next_token_loss
 from utils.resources import new_gpt2
-from utils.training import Trainer, TrainingArgs, model_flops_per_token
+from utils.gpu import model_flops_per_token
+from utils.safe_training import SafeTrainer as Trainer  # notebook 03's trainer, as it trains
+from utils.training import TrainingArgs
 
 from timing import interleaved_times  # bench/timing.py
 

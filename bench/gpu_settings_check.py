@@ -25,7 +25,9 @@ import torch
 from utils.fused import FusedTransformer
 from utils.gpu import GiB, choose_settings, describe_gpu, training_memory
 from utils.model import Config
-from utils.training import Trainer, TrainingArgs, model_flops_per_token
+from utils.gpu import model_flops_per_token
+from utils.safe_training import SafeTrainer as Trainer  # notebook 03's trainer, as it trains
+from utils.training import TrainingArgs
 
 
 def run_steps(cfg, settings, batch_size, steps):

@@ -1,0 +1,246 @@
+"""Cases that once gave a wrong result without a word, or let a file decide too much: each fails
+on the code before its fix."""
+
+import pytest
+import torch
+
+import utils.sampling
+from utils.checkpoints import read_checkpoint
+from utils.fused import FusedTransformer
+from utils.hooks import HookedDemoTransformer
+from utils.model import Config, DemoTransformer, next_token_loss
+from utils.safe_training import SafeTrainer
+from utils.sampling import KVCache, beam_search, cached_forward, generate
+from utils.training import TrainingArgs, pack
+
+CFG = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
+PROMPT = torch.tensor([[1, 2, 3, 4]])
+
+
+def _trained_after_a_first_generation(model_class, optimizer):
+    """Generate once (as notebook 03 samples before training), then change every weight."""
+    torch.manual_seed(0)
+    model = model_class(CFG)
+    generate(model, PROMPT, 4, temperature=0)
+    opt = optimizer(model)
+    for _ in range(20):
+        x = torch.randint(0, 64, (4, 32))
+        next_token_loss(model(x), x).backward()
+        opt.step()
+        opt.zero_grad()
+    return model.eval()
+
+
+@pytest.mark.parametrize("model_class", [FusedTransformer, HookedDemoTransformer, DemoTransformer])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda m: torch.optim.AdamW(m.parameters(), lr=0.05, fused=True),
+        lambda m: torch.optim.AdamW(m.parameters(), lr=0.05, foreach=True),
+        lambda m: torch.optim.SGD(m.parameters(), lr=0.5),
+    ],
+    ids=["fused AdamW", "foreach AdamW", "SGD"],
+)
+def test_cached_generation_after_training_uses_the_trained_weights(model_class, optimizer):
+    model = _trained_after_a_first_generation(model_class, optimizer)
+    cached = generate(model, PROMPT, 8, temperature=0)
+    assert torch.equal(cached, generate(model, PROMPT, 8, temperature=0, use_cache=False))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: [p.data.mul_(-2) for p in m.parameters()],
+        lambda m: m.load_state_dict(FusedTransformer(CFG).state_dict()),
+        lambda m: m.to(torch.float64),
+        lambda m: [p.add_(0.3) for p in m.parameters()],
+    ],
+    ids=[".data", "load_state_dict", ".to(float64)", "no_grad edit"],
+)
+def test_no_copy_of_the_weights_outlives_a_change_of_them(change):
+    torch.manual_seed(1)
+    model = FusedTransformer(CFG).eval()
+    generate(model, PROMPT, 4, temperature=0)
+    with torch.no_grad():
+        change(model)
+    prompt = PROMPT.to(next(model.parameters()).device)
+    cached = generate(model, prompt, 8, temperature=0)
+    assert torch.equal(cached, generate(model, prompt, 8, temperature=0, use_cache=False))
+
+
+def test_generation_through_the_cache_refuses_hooks_it_would_skip():
+    torch.manual_seed(2)
+    model = HookedDemoTransformer(CFG).eval()
+    zero = lambda activation, hook: torch.zeros_like(activation)  # noqa: E731
+    with model.hooks([("blocks.0.attn.hook_z", zero)]):
+        with pytest.raises(ValueError, match="does not run hooks.*use_cache=False"):
+            generate(model, PROMPT, 4, temperature=0)
+        with pytest.raises(ValueError, match="does not run hooks"):
+            beam_search(model, PROMPT, 2, 4)
+        ablated = generate(model, PROMPT, 4, temperature=0, use_cache=False)
+    plain = generate(model, PROMPT, 4, temperature=0)  # hooks gone: the cache is fine again
+    assert plain.shape == ablated.shape
+    handle = model.blocks[0].register_forward_hook(lambda *args: None)  # PyTorch's own hooks too
+    with pytest.raises(ValueError, match="does not run hooks"):
+        generate(model, PROMPT, 4)
+    handle.remove()
+
+
+def test_a_cache_belongs_to_the_model_that_filled_it():
+    torch.manual_seed(3)
+    first, second = FusedTransformer(CFG).eval(), FusedTransformer(CFG).eval()
+    cache = KVCache(CFG, 1)
+    with torch.no_grad():
+        cached_forward(first, PROMPT, cache)
+        with pytest.raises(ValueError, match="keys and values of another model"):
+            cached_forward(second, torch.tensor([[5]]), cache)
+        cache.reset()
+        cached_forward(second, PROMPT, cache)  # after a reset, anyone's
+
+
+def test_the_cache_checks_the_layout_of_keys_and_values():
+    cache = KVCache(CFG, 1)
+    k = torch.zeros(1, 3, CFG.n_heads, CFG.d_head)
+    with pytest.raises(ValueError, match=r"must be \[batch, new_posn, n_heads, d_head\]"):
+        cache.update(0, k.transpose(1, 2), k)  # [batch, n_heads, posn, d_head]: attention's own
+
+
+def _data():
+    stream = torch.arange(4000) % 64
+    return pack(stream[:3200], 16), pack(stream[3200:], 16)
+
+
+def _args(folder, **overrides):
+    base = dict(batch_size=8, max_steps=12, lr=3e-3, warmup_steps=2, eval_every=6, eval_batches=1)
+    return TrainingArgs(**{**base, "checkpoint_every": 6, "checkpoint_dir": str(folder), **overrides})
+
+
+SMALL = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1)
+
+
+class ReversedOrder(FusedTransformer):
+    """The same parameters and names, registered in another order (your own class may)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._modules = dict(reversed(list(self._modules.items())))
+
+
+def test_resume_maps_the_optimizer_state_by_parameter_name(tmp_path):
+    torch.manual_seed(0)
+    whole = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "whole"), *_data())
+    expected = whole.train().train_loss
+    torch.manual_seed(0)
+    part = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "part"), *_data())
+    part.train(6)  # half of the same run
+    resumed = SafeTrainer.resume(part.last_checkpoint, *_data(), model_class=ReversedOrder)
+    assert [n for n, _ in resumed.model.named_parameters()] != [n for n, _ in part.model.named_parameters()]
+    assert resumed.train().train_loss == expected
+
+
+def test_an_optimizer_state_that_does_not_fit_its_weights_is_refused(tmp_path):
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=2), *_data())
+    trainer.train()
+    state = read_checkpoint(trainer.last_checkpoint)
+    moments = state["optimizer"]["state"]
+    first = next(iter(moments))
+    moments[first]["exp_avg"] = torch.zeros(3, 3)
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match="optimizer state for .* has shape \\(3, 3\\)"):
+        SafeTrainer.resume(tmp_path / "edited.pt", *_data())
+
+
+def test_a_resumed_run_writes_where_the_caller_says_never_where_the_file_says(tmp_path):
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "runs", max_steps=2), *_data())
+    trainer.train()
+    state = read_checkpoint(trainer.last_checkpoint)
+    elsewhere = tmp_path / "elsewhere"
+    state["args"]["checkpoint_dir"] = str(elsewhere)  # a file that names another folder
+    planted = trainer.run_dir / "planted.pt"
+    torch.save(state, planted)
+    (elsewhere / "run_x").mkdir(parents=True)
+    (elsewhere / "run_x" / "step_000001.pt.1.tmp").write_bytes(b"someone's")
+    resumed = SafeTrainer.resume(planted, *_data(), max_steps=4)
+    resumed.train()
+    assert resumed.run_dir.parent == tmp_path / "runs"  # next to the run it came from
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["run_x", "step_000001.pt.1.tmp"]
+    chosen = SafeTrainer.resume(planted, *_data(), max_steps=4, checkpoint_dir=str(tmp_path / "mine"))
+    chosen.train()
+    assert chosen.run_dir.parent == tmp_path / "mine"
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=2), *_data())
+    trainer.train()
+    state = read_checkpoint(trainer.last_checkpoint)
+    state["model"]["blocks.0.attn.W_Q"][0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    from utils.checkpoints import load_checkpoint_model
+
+    with pytest.raises(ValueError, match="hold inf or NaN .*blocks.0.attn.W_Q"):
+        load_checkpoint_model(tmp_path / "nan.pt")
+
+
+@pytest.mark.parametrize(
+    "max_steps, error", [(-5, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)]
+)
+def test_train_refuses_a_number_of_steps_that_is_not_one(tmp_path, max_steps, error):
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path), *_data())
+    with pytest.raises(error, match="max_steps must be an int >= 0"):
+        trainer.train(max_steps)
+    assert trainer.step == 0
+
+
+def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "file" / "runs"), *_data())
+
+
+def test_random_bytes_are_not_called_python_objects(tmp_path):
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="torch.load could not read it") as info:
+        read_checkpoint(tmp_path / "random.pt")
+    assert "Python objects" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(temperature=1e-40), "temperature must be a finite number >= 0.0001"),
+        (dict(frequency_penalty=1e300), "frequency_penalty must be a finite number >= -100"),
+        (dict(seed=2**70), r"seed must be an int >= 0 and <= "),
+    ],
+)
+def test_generate_refuses_numbers_that_would_turn_into_nan(kwargs, match):
+    model = FusedTransformer(CFG).eval()
+    with pytest.raises(ValueError, match=match):
+        generate(model, PROMPT, 3, **kwargs)
+
+
+def test_beam_search_refuses_more_beams_than_it_can_fill():
+    model = FusedTransformer(CFG).eval()
+    with pytest.raises(ValueError, match="num_beams must be a positive int, at most 32"):
+        beam_search(model, PROMPT, 40, 3)
+    with pytest.raises(ValueError, match="length_penalty must be a finite number >= -100"):
+        beam_search(model, PROMPT, 2, 3, length_penalty=-1e308)
+
+
+def test_from_model_refuses_a_model_with_weights_it_would_leave_behind():
+    class WithExtra(DemoTransformer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.probe = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="has extra probe.bias, probe.weight"):
+        HookedDemoTransformer.from_model(WithExtra(CFG))
+
+
+def test_the_cached_paths_module_is_the_one_generate_uses():
+    """next_logits goes through cached_forward (no model(tokens, cache=...) left anywhere)."""
+    import inspect
+
+    assert "cached_forward(" in inspect.getsource(utils.sampling.next_logits)
