@@ -1,28 +1,27 @@
-"""Shared helpers for the GPT-2-from-scratch notebooks.
+"""Shared helpers for the GPT-2-from-scratch notebooks, in the order the notebooks teach.
 
-Modules (one guess each):
-    configs    - the ci / cpu / gpu run configs and the notebooks' first-cell setup
-    resources  - tokenizer, reference GPT-2 and corpus, online with offline fallbacks;
-                 notebook 03's trained model (load_trained_model)
-    bpe        - byte-level BPE (generated from notebooks/01_tokenisation.ipynb)
-    model      - the clean GPT-2 (generated from notebooks/02_clean_implementation.ipynb)
-    checks     - checks of the learner's code, one module per notebook (checks/tokenisation,
-                 model, training, sampling, kv_cache, circuits)
-    plotting   - plotly charts (attention patterns, loss curves)
-    training   - data packing, baselines, the trainer, checkpoints
-                 (generated from notebooks/03_training.ipynb)
-    fused      - fused twins of model's layers, same parameters, for fast training
-                 (generated from notebook 03)
-    sampling   - generate (greedy, temperature, top-k, top-p, frequency penalty), the KV cache,
-                 beam search (generated from notebook 04)
-    hooks      - hook points with TransformerLens's names, run_with_cache / run_with_hooks,
-                 the hand-off to TransformerLens (notebook 05)
-    circuits   - residual components, direct logit attribution, induction and previous-token
-                 scores, ablation (generated from notebook 05)
-    profiling  - notebook 03's profile of training steps
-    gpu        - what the GPU can do: precision, micro-batch, torch.compile, peak FLOPs for MFU
-    export     - writes the generated modules from marked notebook cells
-    exercises  - writes the exercise notebooks from the solution notebooks
-    diagrams   - draws notebook 02's diagrams (residual stream, attention head, MLP) into its
-                 markdown cells
+Generated from the notebooks' `#| export` cells (the lesson: edit the notebook, `make export`):
+    bpe        - byte-level BPE (notebook 01)
+    model      - the clean GPT-2, layer by layer (notebook 02)
+    training   - data packing, baselines, the recipe, the Trainer (notebook 03)
+    fused      - fused twins of model's layers: same parameters, faster kernels (notebook 03)
+    sampling   - samplers, generate, the KV cache, beam search (notebook 04)
+    hooks      - hook points, the hooked model, run_with_cache (notebook 05)
+    circuits   - residual components, attribution, induction scores, ablation (notebook 05)
+
+Hand-written (the plumbing: what exists because of machines, people, time or other libraries):
+    validation    - clear errors for bad arguments, used by every notebook's code
+    configs       - the ci / cpu / gpu run configs and the notebooks' first-cell setup
+    resources     - tokenizer, reference GPT-2 and corpus, online, with offline fallbacks
+    gpu           - what the GPU can do: precision, micro-batch, compilation, FLOPs and MFU
+    timing        - timing for the notebooks' speed comparisons
+    plotting      - plotly charts (attention patterns, loss curves)
+    checkpoints   - checkpoint files that lose nothing: run folders, atomic writes, safe loading
+    safe_training - SafeTraining: notebook 03's Trainer for long runs (Ctrl-C, resume, NaN, GPU)
+    runs          - one pipeline for notebook 03's run, reloaded by notebooks 04 and 05
+    profiling     - notebook 03's profile of training steps
+    hook_tools    - the conveniences around notebook 05's hook points (names, cache, guards)
+    transformer_lens_handoff - notebook 05's converters to and from TransformerLens
+    checks        - the checks of the exercises, one module per notebook (checks/...)
+    export, exercises, diagrams - the generators (CONTRIBUTING.md)
 """

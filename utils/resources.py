@@ -641,6 +641,3 @@ def load_corpus(
         docs, name = _stdlib_documents(), "Python help topics"
     train, val = split_documents(docs, max_chars)
     return Corpus(name, train, val)
-
-
-# ----------------------------------------------------------------- the model trained in notebook 03
