@@ -16,7 +16,8 @@ import regex
 
 from utils.resources import END_OF_TEXT, gpt2_vocab_and_merges  # GPT-2's files, on disk
 
-# GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers / other, then whitespace.
+# GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers /
+# other, then whitespace.
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
@@ -24,8 +25,9 @@ _SPLITTER = regex.compile(GPT2_SPLIT_PATTERN)
 
 
 def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's map from each byte (0-255) to a printable character. Printable bytes map to themselves;
-    the rest (space, newline, control bytes...) are shifted to characters from 256 upward (space -> 'Ġ')."""
+    """GPT-2's map from each byte (0-255) to a printable character. Printable bytes map to
+    themselves; the rest (space, newline, control bytes...) are shifted to characters from 256
+    upward (space -> 'Ġ')."""
     printable = [
         *range(ord("!"), ord("~") + 1),
         *range(ord("¡"), ord("¬") + 1),
@@ -47,7 +49,8 @@ def pretokenize(text: str) -> list[str]:
 
 
 def _is_int(value) -> bool:
-    """An integer, including numpy's and 0-d tensors; not a bool (True would quietly count as 1) nor a float."""
+    """An integer, including numpy's and 0-d tensors; not a bool (True would quietly count as 1)
+    nor a float."""
     try:
         operator.index(value)
     except TypeError:
@@ -57,7 +60,8 @@ def _is_int(value) -> bool:
 
 # --- notebooks/01_tokenisation.ipynb, code cell 10
 def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every occurrence of `pair` in `word`, left to right, by `new_id` (so [1, 1, 1] with pair (1, 1) gives [new_id, 1])."""
+    """Replace every occurrence of `pair` in `word`, left to right, by `new_id` (so [1, 1, 1] with
+    pair (1, 1) gives [new_id, 1])."""
     merged, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
@@ -73,7 +77,8 @@ def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]
 def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, int]]]:
     """Learn up to `n_merges` BPE merges from `text`.
 
-    Returns the token strings (256 byte tokens, then one per merge) and the merges as pairs of token ids.
+    Returns the token strings (256 byte tokens, then one per merge) and the merges as pairs of
+    token ids.
     Ties between equally frequent pairs go to the smallest ids, so training is deterministic.
     """
     byte_encoder = bytes_to_unicode()
@@ -125,8 +130,8 @@ def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, i
 
 # --- notebooks/01_tokenisation.ipynb, code cell 14
 class BPETokenizer:
-    """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids; `merges` are
-    pairs of token strings in the order they were learned."""
+    """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids;
+    `merges` are pairs of token strings in the order they were learned."""
 
     def __init__(
         self,
@@ -136,7 +141,8 @@ class BPETokenizer:
     ):
         if not isinstance(vocab, Mapping):
             raise TypeError(
-                f"BPETokenizer: vocab must be a dict from token string to id, got {type(vocab).__name__}"
+                "BPETokenizer: vocab must be a dict from token string to id, "
+                f"got {type(vocab).__name__}"
             )
         if not isinstance(special_tokens, (tuple, list)) or not all(
             isinstance(tok, str) for tok in special_tokens
@@ -149,8 +155,10 @@ class BPETokenizer:
         ]
         if missing:
             raise ValueError(
-                f"BPETokenizer: vocab lacks {missing[:3]}{' and more' if len(missing) > 3 else ''}; it must hold the 256 byte "
-                f"tokens and every special token in special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())"
+                f"BPETokenizer: vocab lacks {missing[:3]}"
+                f"{' and more' if len(missing) > 3 else ''}; "
+                "it must hold the 256 byte tokens and every special token in "
+                f"special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())"
             )
         for k, pair in enumerate(merges):
             if not (
@@ -160,7 +168,8 @@ class BPETokenizer:
                 and pair[0] + pair[1] in vocab
             ):
                 raise ValueError(
-                    f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings whose join is in vocab"
+                    f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings "
+                    "whose join is in vocab"
                 )
         self.vocab = dict(vocab)
         self.id_to_token = {i: tok for tok, i in self.vocab.items()}
@@ -184,17 +193,20 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
-        """Train on `text` until the vocabulary (256 bytes + merges + <|endoftext|>) has `vocab_size` tokens."""
+        """Train on `text` until the vocabulary (256 bytes + merges + <|endoftext|>) has
+        `vocab_size` tokens."""
         if not isinstance(text, str):
             raise TypeError(f"BPETokenizer.train: text must be a str, got {type(text).__name__}")
         if not _is_int(vocab_size):  # numpy integers are fine; True, 300.0 and "300" are not
             raise TypeError(
-                f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} ({type(vocab_size).__name__})"
+                f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} "
+                f"({type(vocab_size).__name__})"
             )
         vocab_size = operator.index(vocab_size)
         if vocab_size < 257:
             raise ValueError(
-                f"BPETokenizer.train: vocab_size must be an int >= 257 (256 bytes + <|endoftext|>), got {vocab_size}"
+                "BPETokenizer.train: vocab_size must be an int >= 257 "
+                f"(256 bytes + <|endoftext|>), got {vocab_size}"
             )
         start = time.perf_counter()
         tokens, merges = train_merges(text, vocab_size - 257)
@@ -213,7 +225,8 @@ class BPETokenizer:
         return cls(*gpt2_vocab_and_merges())
 
     def _bpe(self, piece: str) -> list[int]:
-        """Merge the byte characters of one pre-token, lowest-rank pair first (leftmost first among equals), as GPT-2 does."""
+        """Merge the byte characters of one pre-token, lowest-rank pair first (leftmost first
+        among equals), as GPT-2 does."""
         if piece in self._cache:
             return self._cache[piece]
         word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
@@ -250,13 +263,15 @@ class BPETokenizer:
         """Text to token ids. `<|endoftext|>` in the text becomes the special token."""
         if not isinstance(text, str):
             raise TypeError(
-                f"encode expects a str, got {type(text).__name__}; decode bytes first (bytes.decode('utf-8'))"
+                f"encode expects a str, got {type(text).__name__}; "
+                "decode bytes first (bytes.decode('utf-8'))"
             )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
             raise ValueError(
-                f"text is not valid Unicode (a lone surrogate at index {err.start}); it cannot be encoded as UTF-8"
+                f"text is not valid Unicode (a lone surrogate at index {err.start}); "
+                "it cannot be encoded as UTF-8"
             ) from None
         ids: list[int] = []
         chunks = self._special_split.split(text) if self._special_split else [text]
@@ -269,29 +284,34 @@ class BPETokenizer:
         return ids
 
     def decode(self, ids) -> str:
-        """Token ids (a list of ints, or a 1-D tensor or array) back to text; invalid UTF-8 becomes '\ufffd', as in GPT-2."""
+        """Token ids (a list of ints, or a 1-D tensor or array) back to text; invalid UTF-8
+        becomes '\ufffd', as in GPT-2."""
         shape = getattr(ids, "shape", None)
         if shape is not None and len(shape) != 1:
             raise ValueError(
-                f"decode: ids must be one sequence of token ids (1-D), got a {type(ids).__name__} of shape {tuple(shape)}; "
+                "decode: ids must be one sequence of token ids (1-D), "
+                f"got a {type(ids).__name__} of shape {tuple(shape)}; "
                 "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]"
             )
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
             raise TypeError(
-                f"decode expects a sequence of ints (a list or a 1-D tensor), got {type(ids).__name__}"
+                "decode expects a sequence of ints (a list or a 1-D tensor), "
+                f"got {type(ids).__name__}"
             )
         data = bytearray()
         for position, i in enumerate(ids):
             if not _is_int(i):
                 raise TypeError(
-                    f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})"
+                    f"decode: token ids must be ints, got ids[{position}] = {i!r} "
+                    f"({type(i).__name__})"
                 )
             i = operator.index(i)
             if i not in self.id_to_token:
                 raise ValueError(
-                    f"decode: ids[{position}] = {i} is outside the vocabulary: ids run from 0 to {len(self.vocab) - 1}"
+                    f"decode: ids[{position}] = {i} is outside the vocabulary: "
+                    f"ids run from 0 to {len(self.vocab) - 1}"
                 )
             data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
         return data.decode("utf-8", errors="replace")

@@ -42,8 +42,9 @@ def residual_components(
 def direct_logit_attribution(
     vectors: Float[Tensor, "... d_model"], scale: Float[Tensor, ""], model: nn.Module, token: int
 ) -> Float[Tensor, "..."]:
-    """What each vector written into the final residual stream adds to the logit of `token`, through the final LayerNorm (centred,
-    divided by `scale`, times ln_final.w) and the unembedding. `scale`: ln_final's scale at that position, a number (0-d tensor):
+    """What each vector written into the final residual stream adds to the logit of `token`,
+    through the final LayerNorm (centred, divided by `scale`, times ln_final.w) and the
+    unembedding. `scale`: ln_final's scale at that position, a number (0-d tensor):
     cache["scale"][b, posn, 0]."""
     require_attribution(
         vectors, scale, model, token
@@ -56,8 +57,9 @@ def direct_logit_attribution(
 def head_outputs(
     cache: utils.hooks.ActivationCache, layer: int
 ) -> Float[Tensor, "batch posn n_heads d_model"]:
-    """What each head of `layer` writes into the residual stream: its z through its own slice of W_O (without b_O, which all
-    the heads of the layer share). Summed over heads, plus b_O, it is cache["attn_out", layer]."""
+    """What each head of `layer` writes into the residual stream: its z through its own slice of
+    W_O (without b_O, which all the heads of the layer share). Summed over heads, plus b_O, it is
+    cache["attn_out", layer]."""
     require_cache(cache, layer)
     W_O = cache.model.blocks[layer].attn.W_O  # [n_heads, d_head, d_model]
     return einops.einsum(
@@ -71,8 +73,9 @@ def head_outputs(
 def repeating_sequences(
     n: int, n_ctx: int, d_vocab: int, min_period: int, max_period: int, seed: int
 ) -> Int[Tensor, "n n_ctx"]:
-    """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that repeat with a period drawn per
-    row from [min_period, max_period]: induction heads form on these."""
+    """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that
+    repeat with a period drawn per row from [min_period, max_period]: induction heads form on
+    these."""
     n, n_ctx, d_vocab, max_period = (
         require_int(name, value)
         for name, value in (
@@ -85,8 +88,8 @@ def repeating_sequences(
     min_period = require_int("min_period", min_period)
     if d_vocab < 2 or min_period > max_period:
         raise ValueError(
-            f"need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, got d_vocab={d_vocab}, "
-            f"min_period={min_period}, max_period={max_period}"
+            "need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, "
+            f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
         )
     generator = torch.Generator().manual_seed(seed)
     periods = torch.randint(min_period, max_period + 1, (n, 1), generator=generator)
@@ -100,14 +103,16 @@ def repeating_sequences(
 def repeated_tokens(
     batch: int, seq_len: int, d_vocab: int, seed: int = 0
 ) -> Int[Tensor, "batch 1+2*seq_len"]:
-    """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of induction."""
+    """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of
+    induction."""
     batch, seq_len, d_vocab = (
         require_int(name, value)
         for name, value in (("batch", batch), ("seq_len", seq_len), ("d_vocab", d_vocab))
     )
     if d_vocab < 2:
         raise ValueError(
-            f"d_vocab must be at least 2 (BOS, the last id, and at least one other token), got {d_vocab}"
+            "d_vocab must be at least 2 (BOS, the last id, and at least one other token), "
+            f"got {d_vocab}"
         )
     generator = torch.Generator().manual_seed(seed)
     half = torch.randint(0, d_vocab - 1, (batch, seq_len), generator=generator)
@@ -120,7 +125,8 @@ def per_position_loss(
     """The loss of predicting each next token: -log p(tokens[:, i + 1]) from logits[:, i]."""
     if not (isinstance(logits, Tensor) and logits.ndim == 3 and logits.is_floating_point()):
         raise ValueError(
-            f"logits must be a float tensor [batch, posn, d_vocab] (the model's output; the order is logits, tokens), got "
+            "logits must be a float tensor [batch, posn, d_vocab] "
+            "(the model's output; the order is logits, tokens), got "
             f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
         )
     if not (
@@ -130,7 +136,8 @@ def per_position_loss(
     ):
         raise ValueError(
             f"tokens must be the integer token ids [batch, posn] the logits were computed from, "
-            f"{tuple(logits.shape[:2])} here, got {tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__} "
+            f"{tuple(logits.shape[:2])} here, "
+            f"got {tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__} "
             f"{tuple(tokens.shape) if isinstance(tokens, Tensor) else ''}"
         )
     return -logits[:, :-1].log_softmax(dim=-1).gather(-1, tokens[:, 1:, None].long())[..., 0]
@@ -140,8 +147,9 @@ def per_position_loss(
 def induction_score(
     pattern: Float[Tensor, "batch n_heads query_posn key_posn"], seq_len: int
 ) -> Float[Tensor, "n_heads"]:
-    """Each head's mean attention from each query of the repeat to the key right after that token's earlier copy, for tokens
-    BOS, r, r with r of length seq_len (2 * seq_len + 1 positions)."""
+    """Each head's mean attention from each query of the repeat to the key right after that
+    token's earlier copy, for tokens BOS, r, r with r of length seq_len (2 * seq_len + 1
+    positions)."""
     require_pattern(
         pattern, seq_len
     )  # a clear error for bad input (given: not part of the exercise)
@@ -166,7 +174,8 @@ def ablate_heads(
     tokens: Int[Tensor, "batch posn"],
     heads: list[tuple[int, int]],
 ) -> Float[Tensor, "batch posn d_vocab"]:
-    """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set to 0 at every position."""
+    """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set
+    to 0 at every position."""
     require_heads(model, heads)  # a clear error for bad input (given: not part of the exercise)
 
     def zero_heads(

@@ -47,9 +47,8 @@ class FusedAttention(utils.model.Attention):
         batch, posn, d_model = x.shape
         W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).reshape(d_model, -1)
         b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
-        qkv = torch.addmm(
-            b_QKV, x.reshape(-1, d_model), W_QKV
-        )  # [batch * posn, 3 * heads * d_head]
+        # qkv: [batch * posn, 3 * heads * d_head]
+        qkv = torch.addmm(b_QKV, x.reshape(-1, d_model), W_QKV)
         return qkv.view(batch, posn, 3, self.cfg.n_heads, self.cfg.d_head).unbind(2)
 
     def project_out(self, z: Float[Tensor, "batch posn n_heads d_head"]) -> Tensor:
@@ -81,7 +80,8 @@ class FusedTransformerBlock(utils.model.TransformerBlock):
 
 
 class FusedTransformer(utils.model.DemoTransformer):
-    """DemoTransformer built from fused layers, in the same order: the same seed, the same weights."""
+    """DemoTransformer built from fused layers, in the same order: the same seed, the same
+    weights."""
 
     Embed, PosEmbed, TransformerBlock = FusedEmbed, FusedPosEmbed, FusedTransformerBlock
     LayerNorm, Unembed = FusedLayerNorm, FusedUnembed

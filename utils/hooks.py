@@ -175,7 +175,8 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return self.unembed(self.ln_final(residual))
 
     def run_with_cache(self, tokens: Tensor, names_filter=None) -> tuple[Tensor, ActivationCache]:
-        """The logits, and the activations at the hook points `names_filter` selects (default: all)."""
+        """The logits, and the activations at the hook points `names_filter` selects (default:
+        all)."""
         activations: dict[str, Tensor] = {}
 
         def record(activation: Tensor, hook: HookPoint) -> None:

@@ -19,8 +19,8 @@ from utils.validation import check_config, require_config, require_token_ids  # 
 
 
 class Float:
-    """Shape annotation, as in jaxtyping: `Float[Tensor, "batch posn d_model"]` names the dimensions.
-    Documentation only: nothing is checked at run time."""
+    """Shape annotation, as in jaxtyping: `Float[Tensor, "batch posn d_model"]` names the
+    dimensions. Documentation only: nothing is checked at run time."""
 
     def __class_getitem__(cls, params):
         return params[0]
@@ -117,7 +117,8 @@ class Attention(nn.Module):
     def apply_causal_mask(
         self, scores: Float[Tensor, "batch n_heads query_posn key_posn"]
     ) -> Float[Tensor, "batch n_heads query_posn key_posn"]:
-        """Hide the future: key positions after the query position get -inf, so softmax gives them zero weight."""
+        """Hide the future: key positions after the query position get -inf, so softmax gives them
+        zero weight."""
         query_len, key_len = scores.shape[-2:]
         future = torch.triu(
             torch.ones(query_len, key_len, dtype=torch.bool, device=scores.device), diagonal=1
@@ -146,7 +147,8 @@ class Attention(nn.Module):
         scores = einops.einsum(
             q,
             k,
-            "batch query_posn n_heads d_head, batch key_posn n_heads d_head -> batch n_heads query_posn key_posn",
+            "batch query_posn n_heads d_head, batch key_posn n_heads d_head "
+            "-> batch n_heads query_posn key_posn",
         )
         scores = self.apply_causal_mask(scores / math.sqrt(self.cfg.d_head))
         return scores.softmax(dim=-1)
@@ -166,7 +168,8 @@ class Attention(nn.Module):
         z = einops.einsum(
             pattern,
             v,
-            "batch n_heads query_posn key_posn, batch key_posn n_heads d_head -> batch query_posn n_heads d_head",
+            "batch n_heads query_posn key_posn, batch key_posn n_heads d_head "
+            "-> batch query_posn n_heads d_head",
         )
         return (
             einops.einsum(
@@ -291,7 +294,8 @@ def next_token_loss(
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 22
 def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
-    """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter names and layouts."""
+    """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter
+    names and layouts."""
     sd = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
     heads = dict(n_heads=cfg.n_heads)
     ours = {
@@ -349,17 +353,20 @@ def config_from_hf(hf_config, **overrides) -> Config:
 
 def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set).
-    The configs must agree: some mismatches (more layers, other head splits) would otherwise load without an error."""
+    The configs must agree: some mismatches (more layers, other head splits) would otherwise load
+    without an error."""
     if not isinstance(model, nn.Module) or not hasattr(model, "cfg"):
         raise TypeError(
-            f"model must be a DemoTransformer, e.g. DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}"
+            "model must be a DemoTransformer, e.g. "
+            f"DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}"
         )
     if not isinstance(hf_model, nn.Module) or not hasattr(
         getattr(hf_model, "config", None), "n_layer"
     ):
         hint = "; for a state dict use convert_hf_state_dict" if isinstance(hf_model, dict) else ""
         raise TypeError(
-            f"hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), got {type(hf_model).__name__}{hint}"
+            "hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), "
+            f"got {type(hf_model).__name__}{hint}"
         )
     activation = getattr(hf_model.config, "activation_function", "gelu_new")
     if activation not in (
@@ -367,7 +374,8 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
         "gelu_pytorch_tanh",
     ):  # both are the tanh approximation that our MLP uses
         raise ValueError(
-            f"hf_model uses activation_function={activation!r}; our MLP computes gelu_new (the tanh approximation) only"
+            f"hf_model uses activation_function={activation!r}; "
+            "our MLP computes gelu_new (the tanh approximation) only"
         )
     theirs = config_from_hf(hf_model.config)
     differences = [
@@ -388,7 +396,8 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     if differences:
         raise ValueError(
             f"model and hf_model have different configs ({'; '.join(differences)}); "
-            "build the model from hf_model's config: DemoTransformer(config_from_hf(hf_model.config))"
+            "build the model from hf_model's config: "
+            "DemoTransformer(config_from_hf(hf_model.config))"
         )
     model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
     return model
@@ -398,7 +407,8 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
 def get_attention_patterns(
     model: DemoTransformer, tokens: Int[Tensor, "batch posn"]
 ) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
-    """Every layer's attention pattern, captured with forward hooks (works whichever attention path the model uses)."""
+    """Every layer's attention pattern, captured with forward hooks (works whichever attention path
+    the model uses)."""
     patterns = []
 
     def save_pattern(attn: Attention, inputs: tuple[Tensor], output: Tensor) -> None:

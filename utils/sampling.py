@@ -29,7 +29,8 @@ from utils.validation import (
 def apply_temperature(
     logits: Float[Tensor, "batch d_vocab"], temperature: float
 ) -> Float[Tensor, "batch d_vocab"]:
-    """Logits for sampling at `temperature` > 0: the distribution to sample from is softmax(logits / temperature)."""
+    """Logits for sampling at `temperature` > 0: the distribution to sample from is
+    softmax(logits / temperature)."""
     return logits / temperature
 
 
@@ -37,7 +38,8 @@ def apply_temperature(
 def apply_frequency_penalty(
     logits: Float[Tensor, "batch d_vocab"], tokens: Int[Tensor, "batch posn"], penalty: float
 ) -> Float[Tensor, "batch d_vocab"]:
-    """Lower each token's logit by `penalty` times the number of times it occurs in its row of `tokens` (prompt and generated)."""
+    """Lower each token's logit by `penalty` times the number of times it occurs in its row of
+    `tokens` (prompt and generated)."""
     counts = torch.zeros_like(logits).scatter_add_(
         -1, tokens.long(), torch.ones_like(tokens, dtype=logits.dtype)
     )
@@ -46,7 +48,8 @@ def apply_frequency_penalty(
 
 # --- notebooks/04_sampling.ipynb, code cell 13
 def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor, "batch d_vocab"]:
-    """The k largest logits of each row, unchanged; every other logit -inf. k >= 1; k >= d_vocab keeps them all."""
+    """The k largest logits of each row, unchanged; every other logit -inf. k >= 1; k >= d_vocab
+    keeps them all."""
     if k >= logits.shape[-1]:
         return logits
     top = logits.topk(k, dim=-1)
@@ -55,7 +58,8 @@ def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor,
 
 # --- notebooks/04_sampling.ipynb, code cell 15
 def apply_top_p(logits: Float[Tensor, "batch d_vocab"], p: float) -> Float[Tensor, "batch d_vocab"]:
-    """The nucleus of each row: its most probable tokens, until their total probability reaches p (0 < p <= 1); the rest -inf."""
+    """The nucleus of each row: its most probable tokens, until their total probability reaches p
+    (0 < p <= 1); the rest -inf."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     sorted_probs = sorted_logits.softmax(dim=-1)
     mass_before = (

@@ -66,8 +66,9 @@ def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> Tensor:
 def baselines(
     train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int
 ) -> dict[str, float]:
-    """Validation cross-entropy of three models with no learning beyond counting (add-one smoothing):
-    uniform (knows nothing), unigram (token frequencies) and bigram (one token of context)."""
+    """Validation cross-entropy of three models with no learning beyond counting (add-one
+    smoothing): uniform (knows nothing), unigram (token frequencies) and bigram (one token of
+    context)."""
     unigram_counts = torch.bincount(train_stream, minlength=d_vocab).double() + 1
     unigram = unigram_counts / unigram_counts.sum()
     train_pairs = train_stream[:-1] * d_vocab + train_stream[1:]
@@ -304,8 +305,9 @@ def run_length(
     warmup_steps: int,
     max_epochs: float | None = None,
 ) -> tuple[int, int]:
-    """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences (more passes over a small corpus
-    memorise it), and a warmup of at most half the run, so that a short run still reaches its peak learning rate."""
+    """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences
+    (more passes over a small corpus memorise it), and a warmup of at most half the run, so that a
+    short run still reaches its peak learning rate."""
     steps = (
         max_steps
         if max_epochs is None
