@@ -188,7 +188,7 @@ def ablate(model, tokens, heads):
     def hook(z, hook):
         layer = int(hook.name.split(".")[1])
         z = z.clone()
-        z[:, :, [h for l, h in heads if l == layer]] = 0
+        z[:, :, [h for at, h in heads if at == layer]] = 0
         return z
 
     return model.run_with_hooks(
@@ -238,7 +238,7 @@ def ablate_wrong_axis(model, tokens, heads):
     def hook(z, hook):
         layer = int(hook.name.split(".")[1])
         z = z.clone()
-        z[:, [h for l, h in heads if l == layer]] = 0
+        z[:, [h for at, h in heads if at == layer]] = 0
         return z
 
     return model.run_with_hooks(
@@ -250,7 +250,7 @@ def ablate_scores(model, tokens, heads):
     def hook(scores, hook):
         layer = int(hook.name.split(".")[1])
         scores = scores.clone()
-        scores[:, [h for l, h in heads if l == layer]] = 0
+        scores[:, [h for at, h in heads if at == layer]] = 0
         return scores
 
     return model.run_with_hooks(
@@ -291,7 +291,7 @@ def ablate_copy_not_returned(model, tokens, heads):
     def hook(z, hook):
         layer = int(hook.name.split(".")[1])
         z = z.clone()
-        z[:, :, [h for l, h in heads if l == layer]] = 0
+        z[:, :, [h for at, h in heads if at == layer]] = 0
 
     return model.run_with_hooks(
         tokens, [(f"blocks.{layer}.attn.hook_z", hook) for layer in _names(heads)]

@@ -112,7 +112,9 @@ def _data():
 
 def _args(folder, **overrides):
     base = dict(batch_size=8, max_steps=12, lr=3e-3, warmup_steps=2, eval_every=6, eval_batches=1)
-    return TrainingArgs(**{**base, "checkpoint_every": 6, "checkpoint_dir": str(folder), **overrides})
+    return TrainingArgs(
+        **{**base, "checkpoint_every": 6, "checkpoint_dir": str(folder), **overrides}
+    )
 
 
 SMALL = Config(d_model=32, d_vocab=64, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=1)
@@ -134,7 +136,9 @@ def test_resume_maps_the_optimizer_state_by_parameter_name(tmp_path):
     part = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "part"), *_data())
     part.train(6)  # half of the same run
     resumed = SafeTrainer.resume(part.last_checkpoint, *_data(), model_class=ReversedOrder)
-    assert [n for n, _ in resumed.model.named_parameters()] != [n for n, _ in part.model.named_parameters()]
+    assert [n for n, _ in resumed.model.named_parameters()] != [
+        n for n, _ in part.model.named_parameters()
+    ]
     assert resumed.train().train_loss == expected
 
 
@@ -166,7 +170,9 @@ def test_a_resumed_run_writes_where_the_caller_says_never_where_the_file_says(tm
     resumed.train()
     assert resumed.run_dir.parent == tmp_path / "runs"  # next to the run it came from
     assert sorted(p.name for p in elsewhere.rglob("*")) == ["run_x", "step_000001.pt.1.tmp"]
-    chosen = SafeTrainer.resume(planted, *_data(), max_steps=4, checkpoint_dir=str(tmp_path / "mine"))
+    chosen = SafeTrainer.resume(
+        planted, *_data(), max_steps=4, checkpoint_dir=str(tmp_path / "mine")
+    )
     chosen.train()
     assert chosen.run_dir.parent == tmp_path / "mine"
 

@@ -4,7 +4,6 @@ list."""
 import base64
 import json
 import re
-from pathlib import Path
 
 import pytest
 

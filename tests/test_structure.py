@@ -91,10 +91,15 @@ def test_the_twins_choose_their_layer_classes_instead_of_rebuilding_them():
     cfg = Config(d_model=16, d_vocab=20, n_ctx=8, d_head=4, d_mlp=32, n_heads=4, n_layers=2)
     torch.manual_seed(0)
     explicit = DemoTransformer(cfg)
-    for cls, attention in ((FusedTransformer, FusedAttention), (HookedDemoTransformer, HookedAttention)):
+    for cls, attention in (
+        (FusedTransformer, FusedAttention),
+        (HookedDemoTransformer, HookedAttention),
+    ):
         torch.manual_seed(0)
         twin = cls(cfg)
-        assert isinstance(twin.blocks[1].attn, attention) and isinstance(twin.ln_final, FusedLayerNorm)
+        assert isinstance(twin.blocks[1].attn, attention) and isinstance(
+            twin.ln_final, FusedLayerNorm
+        )
         # built in notebook 02's order: the same seed gives the same weights
         for (name, p), (twin_name, q) in zip(explicit.named_parameters(), twin.named_parameters()):
             assert name == twin_name and torch.equal(p, q)
@@ -111,7 +116,15 @@ class _OnTheGPU(torch.Tensor):
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in ("min", "max", "item", "__int__", "tolist", "any", "all"):
+        if getattr(func, "__name__", "") in (
+            "min",
+            "max",
+            "item",
+            "__int__",
+            "tolist",
+            "any",
+            "all",
+        ):
             _OnTheGPU.reads += 1
         return super().__torch_function__(func, types, args, kwargs or {})
 

@@ -396,7 +396,7 @@ def _interrupt_at(point: str, trainer, monkeypatch, step: int = 7):
         monkeypatch.setattr(
             utils.training,
             "next_token_accuracy",
-            lambda l, t: (once(trainer.step == step), original_accuracy(l, t))[1],
+            lambda logits, t: (once(trainer.step == step), original_accuracy(logits, t))[1],
         )
     elif point == "save":
         original_write = utils.safe_training.write_checkpoint
@@ -533,7 +533,7 @@ def test_a_diverging_run_never_saves_a_bad_checkpoint(tmp_path, lr, warmup_steps
             trainer.train()
 
 
-def test_a_loss_far_worse_than_uniform_counts_as_divergence_and_the_checkpoint_saved_at_the_blow_up_is_skipped(
+def test_a_loss_far_worse_than_uniform_is_divergence_and_the_checkpoint_of_the_blow_up_is_skipped(
     tmp_path,
 ):
     trainer = _trainer(tmp_path, checkpoint_every=2, eval_every=1000)

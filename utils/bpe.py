@@ -7,14 +7,13 @@ from __future__ import annotations
 # --- notebooks/01_tokenisation.ipynb, code cell 8
 
 import heapq
-import operator
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 
 import regex
 
 from utils.resources import END_OF_TEXT, gpt2_vocab_and_merges  # GPT-2's files, on disk
+from utils.validation import check_bpe_parts, require_id_list, require_text, require_vocab_size
 
 # GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers /
 # other, then whitespace.
@@ -46,16 +45,6 @@ def bytes_to_unicode() -> dict[int, str]:
 def pretokenize(text: str) -> list[str]:
     """Split text the way GPT-2 does before any merging."""
     return _SPLITTER.findall(text)
-
-
-def _is_int(value) -> bool:
-    """An integer, including numpy's and 0-d tensors; not a bool (True would quietly count as 1)
-    nor a float."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return not isinstance(value, bool)
 
 
 # --- notebooks/01_tokenisation.ipynb, code cell 10
@@ -133,55 +122,16 @@ class BPETokenizer:
     """Byte-level BPE, GPT-2 style. `vocab` maps token strings (in bytes_to_unicode form) to ids;
     `merges` are pairs of token strings in the order they were learned."""
 
-    def __init__(
-        self,
-        vocab: dict[str, int],
-        merges: list[tuple[str, str]],
-        special_tokens: tuple[str, ...] = (END_OF_TEXT,),
-    ):
-        if not isinstance(vocab, Mapping):
-            raise TypeError(
-                "BPETokenizer: vocab must be a dict from token string to id, "
-                f"got {type(vocab).__name__}"
-            )
-        if not isinstance(special_tokens, (tuple, list)) or not all(
-            isinstance(tok, str) for tok in special_tokens
-        ):
-            raise TypeError(
-                f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}"
-            )
-        missing = [
-            tok for tok in (*bytes_to_unicode().values(), *special_tokens) if tok not in vocab
-        ]
-        if missing:
-            raise ValueError(
-                f"BPETokenizer: vocab lacks {missing[:3]}"
-                f"{' and more' if len(missing) > 3 else ''}; "
-                "it must hold the 256 byte tokens and every special token in "
-                f"special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())"
-            )
-        for k, pair in enumerate(merges):
-            if not (
-                isinstance(pair, (tuple, list))
-                and len(pair) == 2
-                and all(isinstance(p, str) for p in pair)
-                and pair[0] + pair[1] in vocab
-            ):
-                raise ValueError(
-                    f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings "
-                    "whose join is in vocab"
-                )
+    def __init__(self, vocab: dict[str, int], merges: list, special_tokens=(END_OF_TEXT,)):
+        check_bpe_parts(vocab, merges, special_tokens, bytes_to_unicode().values())
         self.vocab = dict(vocab)
         self.id_to_token = {i: tok for tok, i in self.vocab.items()}
         self.merge_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {char: byte for byte, char in self.byte_encoder.items()}
         self.special_tokens = {tok: self.vocab[tok] for tok in special_tokens}
-        self._special_split = (
-            regex.compile("(" + "|".join(map(regex.escape, special_tokens)) + ")")
-            if special_tokens
-            else None
-        )
+        specials = "|".join(map(regex.escape, special_tokens))
+        self._special_split = regex.compile(f"({specials})") if special_tokens else None
         self._cache: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
@@ -195,19 +145,8 @@ class BPETokenizer:
     def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
         """Train on `text` until the vocabulary (256 bytes + merges + <|endoftext|>) has
         `vocab_size` tokens."""
-        if not isinstance(text, str):
-            raise TypeError(f"BPETokenizer.train: text must be a str, got {type(text).__name__}")
-        if not _is_int(vocab_size):  # numpy integers are fine; True, 300.0 and "300" are not
-            raise TypeError(
-                f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} "
-                f"({type(vocab_size).__name__})"
-            )
-        vocab_size = operator.index(vocab_size)
-        if vocab_size < 257:
-            raise ValueError(
-                "BPETokenizer.train: vocab_size must be an int >= 257 "
-                f"(256 bytes + <|endoftext|>), got {vocab_size}"
-            )
+        text = require_text("BPETokenizer.train: text must be", text)
+        vocab_size = require_vocab_size(vocab_size)  # at least 256 bytes and <|endoftext|>
         start = time.perf_counter()
         tokens, merges = train_merges(text, vocab_size - 257)
         seconds = time.perf_counter() - start
@@ -231,9 +170,7 @@ class BPETokenizer:
             return self._cache[piece]
         word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
         ranks, n = self.merge_ranks, len(word)
-        symbols = word[
-            :
-        ]  # symbols[i]: the token that starts at byte i ("" once joined to its left neighbour)
+        symbols = word[:]  # symbols[i]: the token at byte i ("" once joined to its left)
         nxt = list(range(1, n + 1))  # nxt[i]: where the next token starts (n: none)
         prv = list(range(-1, n - 1))  # prv[i]: where the previous token starts (-1: none)
         heap = [(ranks[pair], i) for i, pair in enumerate(zip(word, word[1:])) if pair in ranks]
@@ -247,10 +184,7 @@ class BPETokenizer:
             nxt[i] = nxt[j]
             if nxt[i] < n:
                 prv[nxt[i]] = i
-            for left in (
-                prv[i],
-                i,
-            ):  # the joined token's new pairs, with its left and its right neighbour
+            for left in (prv[i], i):  # the joined token's new pairs, left and right
                 if left >= 0 and nxt[left] < n and (symbols[left], symbols[nxt[left]]) in ranks:
                     heapq.heappush(heap, (ranks[symbols[left], symbols[nxt[left]]], left))
         word = [token for token in symbols if token]
@@ -261,18 +195,7 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Text to token ids. `<|endoftext|>` in the text becomes the special token."""
-        if not isinstance(text, str):
-            raise TypeError(
-                f"encode expects a str, got {type(text).__name__}; "
-                "decode bytes first (bytes.decode('utf-8'))"
-            )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ValueError(
-                f"text is not valid Unicode (a lone surrogate at index {err.start}); "
-                "it cannot be encoded as UTF-8"
-            ) from None
+        text = require_text("encode expects", text)  # not bytes, no lone surrogates
         ids: list[int] = []
         chunks = self._special_split.split(text) if self._special_split else [text]
         for chunk in chunks:
@@ -286,32 +209,7 @@ class BPETokenizer:
     def decode(self, ids) -> str:
         """Token ids (a list of ints, or a 1-D tensor or array) back to text; invalid UTF-8
         becomes '\ufffd', as in GPT-2."""
-        shape = getattr(ids, "shape", None)
-        if shape is not None and len(shape) != 1:
-            raise ValueError(
-                "decode: ids must be one sequence of token ids (1-D), "
-                f"got a {type(ids).__name__} of shape {tuple(shape)}; "
-                "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]"
-            )
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
-            raise TypeError(
-                "decode expects a sequence of ints (a list or a 1-D tensor), "
-                f"got {type(ids).__name__}"
-            )
         data = bytearray()
-        for position, i in enumerate(ids):
-            if not _is_int(i):
-                raise TypeError(
-                    f"decode: token ids must be ints, got ids[{position}] = {i!r} "
-                    f"({type(i).__name__})"
-                )
-            i = operator.index(i)
-            if i not in self.id_to_token:
-                raise ValueError(
-                    f"decode: ids[{position}] = {i} is outside the vocabulary: "
-                    f"ids run from 0 to {len(self.vocab) - 1}"
-                )
+        for i in require_id_list(ids, self.id_to_token):  # ints in the vocabulary, in order
             data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
         return data.decode("utf-8", errors="replace")

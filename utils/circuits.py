@@ -18,7 +18,8 @@ import utils.hooks  # as modules: running this cell never replaces a function yo
 import utils.model
 from utils.model import Float, Int
 from utils.validation import require_attribution, require_cache, require_heads, require_int
-from utils.validation import require_pattern
+from utils.validation import require_logits_and_tokens, require_pattern, require_period_args
+from utils.validation import require_repeat_args
 
 
 def residual_components(
@@ -76,27 +77,13 @@ def repeating_sequences(
     """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that
     repeat with a period drawn per row from [min_period, max_period]: induction heads form on
     these."""
-    n, n_ctx, d_vocab, max_period = (
-        require_int(name, value)
-        for name, value in (
-            ("n", n),
-            ("n_ctx", n_ctx),
-            ("d_vocab", d_vocab),
-            ("max_period", max_period),
-        )
+    n, n_ctx, d_vocab, min_period, max_period = require_period_args(
+        n, n_ctx, d_vocab, min_period, max_period
     )
-    min_period = require_int("min_period", min_period)
-    if d_vocab < 2 or min_period > max_period:
-        raise ValueError(
-            "need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, "
-            f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
-        )
     generator = torch.Generator().manual_seed(seed)
     periods = torch.randint(min_period, max_period + 1, (n, 1), generator=generator)
     pattern = torch.randint(0, d_vocab - 1, (n, max_period), generator=generator)
-    body = pattern.gather(
-        1, torch.arange(n_ctx - 1) % periods
-    )  # position i holds pattern[i mod period]
+    body = pattern.gather(1, torch.arange(n_ctx - 1) % periods)  # i holds pattern[i mod period]
     return torch.cat([torch.full((n, 1), d_vocab - 1), body], dim=1)
 
 
@@ -105,15 +92,7 @@ def repeated_tokens(
 ) -> Int[Tensor, "batch 1+2*seq_len"]:
     """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of
     induction."""
-    batch, seq_len, d_vocab = (
-        require_int(name, value)
-        for name, value in (("batch", batch), ("seq_len", seq_len), ("d_vocab", d_vocab))
-    )
-    if d_vocab < 2:
-        raise ValueError(
-            "d_vocab must be at least 2 (BOS, the last id, and at least one other token), "
-            f"got {d_vocab}"
-        )
+    batch, seq_len, d_vocab = require_repeat_args(batch, seq_len, d_vocab)
     generator = torch.Generator().manual_seed(seed)
     half = torch.randint(0, d_vocab - 1, (batch, seq_len), generator=generator)
     return torch.cat([torch.full((batch, 1), d_vocab - 1), half, half], dim=1)
@@ -123,23 +102,7 @@ def per_position_loss(
     logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
 ) -> Float[Tensor, "batch posn-1"]:
     """The loss of predicting each next token: -log p(tokens[:, i + 1]) from logits[:, i]."""
-    if not (isinstance(logits, Tensor) and logits.ndim == 3 and logits.is_floating_point()):
-        raise ValueError(
-            "logits must be a float tensor [batch, posn, d_vocab] "
-            "(the model's output; the order is logits, tokens), got "
-            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
-        )
-    if not (
-        isinstance(tokens, Tensor)
-        and tokens.shape == logits.shape[:2]
-        and not tokens.is_floating_point()
-    ):
-        raise ValueError(
-            f"tokens must be the integer token ids [batch, posn] the logits were computed from, "
-            f"{tuple(logits.shape[:2])} here, "
-            f"got {tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__} "
-            f"{tuple(tokens.shape) if isinstance(tokens, Tensor) else ''}"
-        )
+    require_logits_and_tokens(logits, tokens)  # in that order, from the same sequences
     return -logits[:, :-1].log_softmax(dim=-1).gather(-1, tokens[:, 1:, None].long())[..., 0]
 
 

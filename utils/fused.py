@@ -4,7 +4,7 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 
 from __future__ import annotations
 
-# --- notebooks/03_training.ipynb, code cell 9
+# --- notebooks/03_training.ipynb, code cell 11
 """Fused twins of notebook 02's layers: the same parameters, so state dicts load into either, but
 PyTorch's fused kernels. The trainer uses FusedTransformer for speed; the explicit classes in
 utils.model stay the ones to read and to look inside."""

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.validation import check_config, require_config, require_token_ids  # clear errors
+from utils.validation import check_config, check_gpt2_compatible, require_config, require_token_ids
 
 
 class Float:
@@ -335,6 +335,7 @@ def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict
     return {name: tensor.detach().clone().contiguous() for name, tensor in ours.items()}
 
 
+# --- notebooks/02_clean_implementation.ipynb, code cell 23
 def config_from_hf(hf_config, **overrides) -> Config:
     """Our Config for a transformers GPT2Config."""
     return Config(
@@ -355,55 +356,12 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set).
     The configs must agree: some mismatches (more layers, other head splits) would otherwise load
     without an error."""
-    if not isinstance(model, nn.Module) or not hasattr(model, "cfg"):
-        raise TypeError(
-            "model must be a DemoTransformer, e.g. "
-            f"DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}"
-        )
-    if not isinstance(hf_model, nn.Module) or not hasattr(
-        getattr(hf_model, "config", None), "n_layer"
-    ):
-        hint = "; for a state dict use convert_hf_state_dict" if isinstance(hf_model, dict) else ""
-        raise TypeError(
-            "hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), "
-            f"got {type(hf_model).__name__}{hint}"
-        )
-    activation = getattr(hf_model.config, "activation_function", "gelu_new")
-    if activation not in (
-        "gelu_new",
-        "gelu_pytorch_tanh",
-    ):  # both are the tanh approximation that our MLP uses
-        raise ValueError(
-            f"hf_model uses activation_function={activation!r}; "
-            "our MLP computes gelu_new (the tanh approximation) only"
-        )
-    theirs = config_from_hf(hf_model.config)
-    differences = [
-        f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(theirs, name)!r}"
-        for name in (
-            "n_layers",
-            "n_heads",
-            "d_head",
-            "d_model",
-            "d_mlp",
-            "d_vocab",
-            "n_ctx",
-            "layer_norm_eps",
-            "attn_only",
-        )
-        if getattr(model.cfg, name) != getattr(theirs, name)
-    ]
-    if differences:
-        raise ValueError(
-            f"model and hf_model have different configs ({'; '.join(differences)}); "
-            "build the model from hf_model's config: "
-            "DemoTransformer(config_from_hf(hf_model.config))"
-        )
+    check_gpt2_compatible(model, hf_model, config_from_hf(hf_model.config))  # a clear error
     model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
     return model
 
 
-# --- notebooks/02_clean_implementation.ipynb, code cell 26
+# --- notebooks/02_clean_implementation.ipynb, code cell 27
 def get_attention_patterns(
     model: DemoTransformer, tokens: Int[Tensor, "batch posn"]
 ) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:

@@ -16,9 +16,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-import utils.model  # as a module: running this cell never replaces a DemoTransformer you pasted
 from utils.model import Float, Int, next_token_loss
-from utils.validation import check_training_args, require_int
+from utils.validation import check_training_args, require_stream
 
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
@@ -32,19 +31,8 @@ def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
 
 def pack(stream: Tensor, n_ctx: int) -> Tensor:
     """Cut a 1-D token stream into [n_sequences, n_ctx] rows (the remainder is dropped)."""
-    n_ctx = require_int("pack: n_ctx", n_ctx)
-    if not isinstance(stream, Tensor):
-        got = type(stream).__name__
-        raise TypeError(
-            f"pack: stream must be a 1-D tensor of token ids, got a {got}; use torch.tensor(ids)"
-        )
-    if stream.ndim != 1:
-        raise ValueError(
-            f"pack: stream must be 1-D (one stream of ids), got shape {tuple(stream.shape)}"
-        )
+    n_ctx = require_stream(stream, n_ctx)  # a 1-D tensor, long enough for one row: a clear error
     n = len(stream) // n_ctx
-    if n == 0:
-        raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of {n_ctx}")
     return stream[: n * n_ctx].view(n, n_ctx)
 
 
@@ -88,7 +76,24 @@ def baselines(
     }
 
 
-# --- notebooks/03_training.ipynb, code cell 11
+# --- notebooks/03_training.ipynb, code cell 9
+def run_length(
+    n_sequences: int,
+    batch_size: int,
+    max_steps: int,
+    warmup_steps: int,
+    max_epochs: float | None = None,
+) -> tuple[int, int]:
+    """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences
+    (more passes over a small corpus memorise it), and a warmup of at most half the run, so that a
+    short run still reaches its peak learning rate."""
+    steps = max_steps
+    if max_epochs is not None:
+        steps = min(max_steps, max(1, round(max_epochs * (n_sequences // batch_size))))
+    return steps, min(warmup_steps, steps // 2)
+
+
+# --- notebooks/03_training.ipynb, code cell 13
 @dataclass
 class TrainingArgs:
     batch_size: int = 16
@@ -121,7 +126,7 @@ class TrainingArgs:
         return self.device.startswith("cuda")
 
 
-# --- notebooks/03_training.ipynb, code cell 12
+# --- notebooks/03_training.ipynb, code cell 14
 def lr_at(step: int, args: TrainingArgs) -> float:
     """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat
     after it). Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
@@ -132,7 +137,7 @@ def lr_at(step: int, args: TrainingArgs) -> float:
     return args.lr * (args.min_lr_ratio + decay)
 
 
-# --- notebooks/03_training.ipynb, code cell 14
+# --- notebooks/03_training.ipynb, code cell 16
 def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
     """AdamW with weight decay on the weight matrices and embeddings (W_...), but not on biases
     (b_...) or LayerNorm's w and b."""
@@ -146,7 +151,7 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=args.fused_adamw or None)
 
 
-# --- notebooks/03_training.ipynb, code cell 16
+# --- notebooks/03_training.ipynb, code cell 18
 def optimizer_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float
 ) -> Tensor:
@@ -160,7 +165,7 @@ def optimizer_step(
     return loss.detach()
 
 
-# --- notebooks/03_training.ipynb, code cell 18
+# --- notebooks/03_training.ipynb, code cell 20
 def next_token_accuracy(
     logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
 ) -> float:
@@ -169,7 +174,7 @@ def next_token_accuracy(
     return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
 
 
-# --- notebooks/03_training.ipynb, code cell 20
+# --- notebooks/03_training.ipynb, code cell 22
 @dataclass
 class History:
     train_tokens: list[int] = field(default_factory=list)
@@ -195,7 +200,7 @@ def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[fl
     return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
 
 
-# --- notebooks/03_training.ipynb, code cell 21
+# --- notebooks/03_training.ipynb, code cell 23
 class Trainer:
     """Trains a model (DemoTransformer, its fused twin, or yours) on packed sequences."""
 
@@ -295,22 +300,3 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state(), path)
         return path
-
-
-# --- notebooks/03_training.ipynb, code cell 23
-def run_length(
-    n_sequences: int,
-    batch_size: int,
-    max_steps: int,
-    warmup_steps: int,
-    max_epochs: float | None = None,
-) -> tuple[int, int]:
-    """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences
-    (more passes over a small corpus memorise it), and a warmup of at most half the run, so that a
-    short run still reaches its peak learning rate."""
-    steps = (
-        max_steps
-        if max_epochs is None
-        else min(max_steps, max(1, round(max_epochs * (n_sequences // batch_size))))
-    )
-    return steps, min(warmup_steps, steps // 2)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 import re
 import weakref
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -132,6 +134,25 @@ def require_token_ids(
         )
 
 
+def require_stream(stream, n_ctx) -> int:
+    """Notebook 03's pack: `stream` a 1-D tensor of token ids with at least `n_ctx` of them;
+    returns n_ctx as an int."""
+    n_ctx = require_int("pack: n_ctx", n_ctx)
+    if not isinstance(stream, Tensor):
+        got = type(stream).__name__
+        raise TypeError(
+            f"pack: stream must be a 1-D tensor of token ids, got a {got}; use torch.tensor(ids)"
+        )
+    if stream.ndim != 1:
+        raise ValueError(
+            f"pack: stream must be 1-D (one stream of ids), got shape {tuple(stream.shape)}; "
+            f"use stream.flatten() if its rows belong together"
+        )
+    if len(stream) < n_ctx:
+        raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of {n_ctx}")
+    return n_ctx
+
+
 def require_token_id(name: str, value, d_vocab: int) -> int:
     """`value` as an int token id in [0, d_vocab), or a clear error."""
     value = require_int(name, value, minimum=0)
@@ -161,8 +182,9 @@ def check_config(cfg) -> None:
 def require_config(name: str, cfg, config_class) -> None:
     """A clear error unless `cfg` is an instance of `config_class` (not the class itself, a dict or
     Hugging Face's GPT2Config)."""
-    if isinstance(cfg, config_class):
-        return
+    fields = ("d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "n_layers")
+    if type(cfg).__name__ == config_class.__name__ and all(hasattr(cfg, f) for f in fields):
+        return  # utils.model.Config, or the same class run again in a notebook's cell
     short = config_class.__name__
     if cfg is config_class:
         got = f"the class {short} (call it: {short}(...))"
@@ -533,4 +555,248 @@ def require_heads(model, heads) -> None:
             f"heads must be a list of (layer, head) pairs with layer in [0, {n_layers}) "
             f"and head in [0, {n_heads}), "
             f"e.g. [(1, 0)] or [(0, 2), (1, 3)]; got {heads!r}"
+        )
+
+
+# notebook 01's BPETokenizer (utils/bpe.py)
+def _is_index(value) -> bool:
+    """An integer, numpy's and 0-d tensors included; not a bool (True would count as 1), nor a
+    float."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not _is_bool(value)
+
+
+def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
+    """BPETokenizer(vocab, merges, special_tokens): a clear error unless vocab maps token strings to
+    distinct int ids, holding every byte token and special token, and merges is a sequence of
+    pairs of token strings whose join is in vocab."""
+    if not isinstance(vocab, Mapping):
+        raise TypeError(
+            "BPETokenizer: vocab must be a dict from token string to id, "
+            f"got {type(vocab).__name__}"
+        )
+    if not all(isinstance(tok, str) and _is_index(i) for tok, i in vocab.items()):
+        raise TypeError("BPETokenizer: vocab must map token strings to int ids")
+    if len(set(vocab.values())) != len(vocab):
+        raise ValueError("BPETokenizer: vocab gives two tokens the same id")
+    if not isinstance(special_tokens, (tuple, list)) or not all(
+        isinstance(tok, str) for tok in special_tokens
+    ):
+        raise TypeError(
+            f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}"
+        )
+    missing = [tok for tok in (*byte_tokens, *special_tokens) if tok not in vocab]
+    if missing:
+        raise ValueError(
+            f"BPETokenizer: vocab lacks {missing[:3]}"
+            f"{' and more' if len(missing) > 3 else ''}; "
+            "it must hold the 256 byte tokens and every special token in "
+            f"special_tokens={tuple(special_tokens)!r} (or pass special_tokens=())"
+        )
+    if isinstance(merges, (str, bytes)) or not isinstance(merges, (list, tuple)):
+        raise TypeError(
+            f"BPETokenizer: merges must be a list of pairs of token strings, got {merges!r:.60}"
+        )
+    for k, pair in enumerate(merges):
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and all(isinstance(p, str) for p in pair)
+            and pair[0] + pair[1] in vocab
+        ):
+            raise ValueError(
+                f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings "
+                "whose join is in vocab"
+            )
+
+
+def require_text(expects: str, text) -> str:
+    """`text` as a str that UTF-8 can encode (no lone surrogates), or a clear error that starts
+    with `expects` ("encode expects", "BPETokenizer.train: text must be")."""
+    if not isinstance(text, str):
+        hint = "; decode bytes first (bytes.decode('utf-8'))" if isinstance(text, bytes) else ""
+        raise TypeError(f"{expects} a str, got {type(text).__name__}{hint}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"text is not valid Unicode (a lone surrogate at index {err.start}); "
+            "it cannot be encoded as UTF-8"
+        ) from None
+    return text
+
+
+def require_vocab_size(vocab_size) -> int:
+    """BPETokenizer.train's vocab_size: an int >= 257 (256 bytes + <|endoftext|>)."""
+    if not _is_index(vocab_size):  # numpy integers are fine; True, 300.0 and "300" are not
+        raise TypeError(
+            f"BPETokenizer.train: vocab_size must be an int, got {vocab_size!r} "
+            f"({type(vocab_size).__name__})"
+        )
+    vocab_size = operator.index(vocab_size)
+    if vocab_size < 257:
+        raise ValueError(
+            "BPETokenizer.train: vocab_size must be an int >= 257 "
+            f"(256 bytes + <|endoftext|>), got {vocab_size}"
+        )
+    return vocab_size
+
+
+def require_id_list(ids, id_to_token: dict) -> list[int]:
+    """BPETokenizer.decode's ids (a list of ints, or a 1-D tensor or array) as a list of ints that
+    are token ids of the vocabulary, or a clear error."""
+    shape = getattr(ids, "shape", None)
+    if shape is not None and len(shape) != 1:
+        raise ValueError(
+            "decode: ids must be one sequence of token ids (1-D), "
+            f"got a {type(ids).__name__} of shape {tuple(shape)}; "
+            "decode each row on its own, e.g. [tokenizer.decode(row) for row in ids]"
+        )
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes, set, frozenset, dict)) or not hasattr(ids, "__iter__"):
+        unordered = (
+            " (a set or a dict has no order)" if isinstance(ids, (set, frozenset, dict)) else ""
+        )
+        raise TypeError(
+            "decode expects a sequence of ints (a list or a 1-D tensor), "
+            f"got {type(ids).__name__}{unordered}"
+        )
+    checked = []
+    for position, i in enumerate(ids):
+        if not _is_index(i):
+            raise TypeError(
+                f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})"
+            )
+        i = operator.index(i)
+        if i not in id_to_token:
+            raise ValueError(
+                f"decode: ids[{position}] = {i} is outside the vocabulary: "
+                f"ids run from 0 to {len(id_to_token) - 1}"
+            )
+        checked.append(i)
+    return checked
+
+
+# notebook 02's load_gpt2_weights (utils/model.py)
+# GPT2Config settings that change GPT-2's arithmetic, with the value our model computes
+_GPT2_ARITHMETIC = {
+    "scale_attn_weights": (True, "our attention divides its scores by sqrt(d_head)"),
+    "scale_attn_by_inverse_layer_idx": (False, "ours does not divide scores by the layer number"),
+    "reorder_and_upcast_attn": (False, "ours computes attention in the model's dtype"),
+    "add_cross_attention": (False, "ours has no cross-attention"),
+    "tie_word_embeddings": (True, "our checkpoints of GPT-2 take W_U from the embedding"),
+}
+_GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # both the tanh approximation our MLP uses
+
+
+def check_gpt2_compatible(model, hf_model, ours) -> None:
+    """load_gpt2_weights: a clear error unless `model` is one of our transformers and `hf_model` a
+    Hugging Face GPT-2 whose config (`ours`: config_from_hf of it) and arithmetic ours reproduce."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "cfg"):
+        raise TypeError(
+            "model must be a DemoTransformer, e.g. "
+            f"DemoTransformer(config_from_hf(hf_model.config)); got {type(model).__name__}"
+        )
+    if not isinstance(hf_model, torch.nn.Module) or not hasattr(
+        getattr(hf_model, "config", None), "n_layer"
+    ):
+        hint = "; for a state dict use convert_hf_state_dict" if isinstance(hf_model, dict) else ""
+        raise TypeError(
+            "hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), "
+            f"got {type(hf_model).__name__}{hint}"
+        )
+    hf_config = hf_model.config
+    activation = getattr(hf_config, "activation_function", "gelu_new")
+    if activation not in _GELU_TANH:
+        raise ValueError(
+            f"hf_model uses activation_function={activation!r}; "
+            "our MLP computes gelu_new (the tanh approximation) only"
+        )
+    for setting, (value, why) in _GPT2_ARITHMETIC.items():
+        if getattr(hf_config, setting, value) != value:
+            raise ValueError(
+                f"hf_model has {setting}={getattr(hf_config, setting)!r}, which our model cannot "
+                f"reproduce ({why}); only GPT-2's own {setting}={value!r} loads"
+            )
+    lm_head = getattr(hf_model, "lm_head", None)
+    if (
+        lm_head is not None
+        and lm_head.weight.data_ptr() != hf_model.transformer.wte.weight.data_ptr()
+    ):
+        if not torch.equal(lm_head.weight, hf_model.transformer.wte.weight):
+            raise ValueError(
+                "hf_model's lm_head is not tied to its embedding (wte): our conversion takes W_U "
+                "from the embedding, as GPT-2 does, and would give other logits"
+            )
+    names = ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx")
+    differences = [
+        f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(ours, name)!r}"
+        for name in (*names, "layer_norm_eps", "attn_only")
+        if getattr(model.cfg, name) != getattr(ours, name)
+    ]
+    if differences:
+        raise ValueError(
+            f"model and hf_model have different configs ({'; '.join(differences)}); "
+            "build the model from hf_model's config: "
+            "DemoTransformer(config_from_hf(hf_model.config))"
+        )
+
+
+# notebook 05's data (utils/circuits.py)
+def require_period_args(n, n_ctx, d_vocab, min_period, max_period) -> tuple[int, ...]:
+    """repeating_sequences: its sizes as ints, d_vocab >= 2 and min_period <= max_period."""
+    n, n_ctx, d_vocab, max_period = (
+        require_int(name, value)
+        for name, value in (
+            ("n", n),
+            ("n_ctx", n_ctx),
+            ("d_vocab", d_vocab),
+            ("max_period", max_period),
+        )
+    )
+    min_period = require_int("min_period", min_period)
+    if d_vocab < 2 or min_period > max_period:
+        raise ValueError(
+            "need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, "
+            f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
+        )
+    return n, n_ctx, d_vocab, min_period, max_period
+
+
+def require_repeat_args(batch, seq_len, d_vocab) -> tuple[int, int, int]:
+    """repeated_tokens: its sizes as ints, d_vocab >= 2 (BOS and one other token)."""
+    batch, seq_len, d_vocab = (
+        require_int(name, value)
+        for name, value in (("batch", batch), ("seq_len", seq_len), ("d_vocab", d_vocab))
+    )
+    if d_vocab < 2:
+        raise ValueError(
+            "d_vocab must be at least 2 (BOS, the last id, and at least one other token), "
+            f"got {d_vocab}"
+        )
+    return batch, seq_len, d_vocab
+
+
+def require_logits_and_tokens(logits, tokens) -> None:
+    """per_position_loss: float logits [batch, posn, d_vocab] and the int tokens they came from."""
+    if not (isinstance(logits, Tensor) and logits.ndim == 3 and logits.is_floating_point()):
+        raise ValueError(
+            "logits must be a float tensor [batch, posn, d_vocab] "
+            "(the model's output; the order is logits, tokens), got "
+            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+        )
+    if not (
+        isinstance(tokens, Tensor)
+        and tokens.shape == logits.shape[:2]
+        and not tokens.is_floating_point()
+    ):
+        raise ValueError(
+            f"tokens must be the integer token ids [batch, posn] the logits were computed from, "
+            f"{tuple(logits.shape[:2])} here, "
+            f"got {tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__} "
+            f"{tuple(tokens.shape) if isinstance(tokens, Tensor) else ''}"
         )
