@@ -17,7 +17,7 @@ from torch import Tensor
 import utils.hooks  # as modules: running this cell never replaces a function you pasted here
 import utils.model
 from utils.model import Float, Int
-from utils.validation import require_attribution, require_cache, require_heads, require_int
+from utils.validation import require_attribution, require_cache, require_heads
 from utils.validation import require_logits_and_tokens, require_pattern, require_period_args
 from utils.validation import require_repeat_args
 
