@@ -250,3 +250,34 @@ def test_the_cached_paths_module_is_the_one_generate_uses():
     import inspect
 
     assert "cached_forward(" in inspect.getsource(utils.sampling.next_logits)
+
+
+@pytest.mark.parametrize(
+    "overrides, setting",
+    [
+        (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx=True"),
+        (dict(scale_attn_weights=False), "scale_attn_weights=False"),
+        (dict(reorder_and_upcast_attn=True), "reorder_and_upcast_attn=True"),
+        (dict(tie_word_embeddings=False), "tie_word_embeddings=False"),
+    ],
+)
+def test_gpt2_variants_our_model_cannot_reproduce_are_refused(overrides, setting):
+    from utils.model import load_gpt2_weights
+    from utils.resources import new_gpt2
+
+    gpt2_cfg = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
+    hf = new_gpt2(gpt2_cfg, **overrides)
+    with pytest.raises(ValueError, match=setting):
+        load_gpt2_weights(DemoTransformer(gpt2_cfg), hf)
+
+
+def test_an_untied_lm_head_is_refused_even_when_the_config_says_tied():
+    from utils.model import load_gpt2_weights
+    from utils.resources import new_gpt2
+
+    gpt2_cfg = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
+    hf = new_gpt2(gpt2_cfg)
+    hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.detach() + 1)  # untied by hand
+    with pytest.raises(ValueError, match="lm_head is not tied to its embedding"):
+        load_gpt2_weights(DemoTransformer(gpt2_cfg), hf)
+    load_gpt2_weights(DemoTransformer(gpt2_cfg), new_gpt2(gpt2_cfg))  # GPT-2 itself loads

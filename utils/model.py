@@ -356,7 +356,7 @@ def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
     """Copy a Hugging Face GPT-2's weights into `model` (strict: every parameter must be set).
     The configs must agree: some mismatches (more layers, other head splits) would otherwise load
     without an error."""
-    check_gpt2_compatible(model, hf_model, config_from_hf(hf_model.config))  # a clear error
+    check_gpt2_compatible(model, hf_model, config_from_hf)  # one clear error for what cannot load
     model.load_state_dict(convert_hf_state_dict(hf_model.state_dict(), model.cfg), strict=True)
     return model
 

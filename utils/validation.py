@@ -693,9 +693,9 @@ _GPT2_ARITHMETIC = {
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # both the tanh approximation our MLP uses
 
 
-def check_gpt2_compatible(model, hf_model, ours) -> None:
+def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
     """load_gpt2_weights: a clear error unless `model` is one of our transformers and `hf_model` a
-    Hugging Face GPT-2 whose config (`ours`: config_from_hf of it) and arithmetic ours reproduce."""
+    Hugging Face GPT-2 whose config (`config_from_hf` converts it) and arithmetic ours reproduce."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "cfg"):
         raise TypeError(
             "model must be a DemoTransformer, e.g. "
@@ -732,6 +732,7 @@ def check_gpt2_compatible(model, hf_model, ours) -> None:
                 "hf_model's lm_head is not tied to its embedding (wte): our conversion takes W_U "
                 "from the embedding, as GPT-2 does, and would give other logits"
             )
+    ours = config_from_hf(hf_config)
     names = ("n_layers", "n_heads", "d_head", "d_model", "d_mlp", "d_vocab", "n_ctx")
     differences = [
         f"{name}: model has {getattr(model.cfg, name)!r}, hf_model has {getattr(ours, name)!r}"
