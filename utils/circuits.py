@@ -47,9 +47,8 @@ def direct_logit_attribution(
     through the final LayerNorm (centred, divided by `scale`, times ln_final.w) and the
     unembedding. `scale`: ln_final's scale at that position, a number (0-d tensor):
     cache["scale"][b, posn, 0]."""
-    require_attribution(
-        vectors, scale, model, token
-    )  # a clear error for bad input (given: not part of the exercise)
+    # bad input: one clear error (utils/validation.py; given, not the exercise)
+    require_attribution(vectors, scale, model, token)
     centred = vectors - vectors.mean(dim=-1, keepdim=True)
     return (centred / scale * model.ln_final.w) @ model.unembed.W_U[:, token]
 
@@ -113,9 +112,8 @@ def induction_score(
     """Each head's mean attention from each query of the repeat to the key right after that
     token's earlier copy, for tokens BOS, r, r with r of length seq_len (2 * seq_len + 1
     positions)."""
-    require_pattern(
-        pattern, seq_len
-    )  # a clear error for bad input (given: not part of the exercise)
+    # bad input: one clear error (utils/validation.py; given, not the exercise)
+    require_pattern(pattern, seq_len)
     stripe = pattern.diagonal(
         offset=-(seq_len - 1), dim1=-2, dim2=-1
     )  # [batch, n_heads, queries seq_len - 1 .. 2 * seq_len]
@@ -139,7 +137,8 @@ def ablate_heads(
 ) -> Float[Tensor, "batch posn d_vocab"]:
     """The logits of `model` on `tokens` with each (layer, head) in `heads` zero-ablated: its z set
     to 0 at every position."""
-    require_heads(model, heads)  # a clear error for bad input (given: not part of the exercise)
+    # bad input: one clear error (utils/validation.py; given, not the exercise)
+    require_heads(model, heads)
 
     def zero_heads(
         z: Float[Tensor, "batch posn n_heads d_head"], hook: utils.hooks.HookPoint

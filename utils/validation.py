@@ -4,8 +4,12 @@ a wrong result without one).
 
 Numbers: `require_int`, `require_number`, `require_bool` (numpy scalars count as Python's; True is
 not a number here, although Python says it is an int). Tokens: `require_token_ids`, for a model's
-input, a prompt and packed training data alike. Configs and arguments: `check_config` (notebook
-02's Config) and `check_training_args` (notebook 03's TrainingArgs).
+input, a prompt and packed training data alike. Then, in the order of the notebooks: notebook 01's
+BPETokenizer (`check_bpe_parts`, `require_text`, `require_id_list`), notebook 02's Config and GPT-2
+weights (`check_config`, `require_config`, `check_gpt2_compatible`), notebook 03's TrainingArgs and
+data (`check_training_args`, `require_stream`), notebook 04's samplers and KV cache
+(`check_generate_args`, `check_beam_search_args`, `check_cache_use`), and notebook 05's analysis
+(`require_cache`, `require_pattern`, `require_attribution`, `require_heads`, ...).
 """
 
 from __future__ import annotations
@@ -376,7 +380,8 @@ def check_generate_args(
         raise ValueError(
             f"generate with the KV cache does not run hooks, and {hooks_attached(model)[:3]} have "
             f"some attached: pass use_cache=False to generate with them (ablations, patches), or "
-            f"remove them first (model.reset_hooks())"
+            f"remove them first (model.reset_hooks() for hook functions, handle.remove() for "
+            f"PyTorch's register_forward_hook)"
         )
     if seed is not None:
         require_int("seed", seed, minimum=0, maximum=2**63 - 1)
