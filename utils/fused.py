@@ -41,14 +41,24 @@ class FusedAttention(utils.model.Attention):
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no pattern in memory
         return self.project_out(z.transpose(1, 2))
 
-    def project_qkv(self, x: Float[Tensor, "batch posn d_model"]) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k and v, each [batch, posn, n_heads, d_head], from one matmul (like GPT-2's c_attn).
-        Plain view and reshape rather than einops: this path is about speed."""
+    def qkv_weights(self) -> tuple[Tensor, Tensor]:
+        """W_Q, W_K and W_V side by side as one [d_model, 3 * n_heads * d_head] matrix, like GPT-2's
+        c_attn (a copy), and their biases."""
+        W_QKV = (
+            torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).reshape(self.cfg.d_model, -1)
+        )
+        return W_QKV, torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
+
+    def project_qkv(
+        self, x: Float[Tensor, "batch posn d_model"], weights=None
+    ) -> tuple[Tensor, ...]:
+        """q, k and v, each [batch, posn, n_heads, d_head], from one matmul (with qkv_weights(), or
+        the ones given). Plain view and reshape rather than einops: this path is about speed."""
         batch, posn, d_model = x.shape
-        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).reshape(d_model, -1)
-        b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
-        # qkv: [batch * posn, 3 * heads * d_head]
-        qkv = torch.addmm(b_QKV, x.reshape(-1, d_model), W_QKV)
+        W_QKV, b_QKV = weights or self.qkv_weights()
+        qkv = torch.addmm(
+            b_QKV, x.reshape(-1, d_model), W_QKV
+        )  # [batch * posn, 3 * heads * d_head]
         return qkv.view(batch, posn, 3, self.cfg.n_heads, self.cfg.d_head).unbind(2)
 
     def project_out(self, z: Float[Tensor, "batch posn n_heads d_head"]) -> Tensor:

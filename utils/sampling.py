@@ -178,6 +178,7 @@ class KVCache:
         self._values: list[Tensor | None] = [None] * cfg.n_layers
         self._lengths = [0] * cfg.n_layers
         self._model = None  # the model whose keys and values it holds (see check)
+        self.derived: dict[int, object] = {}  # per layer, what a model derives from its weights
 
     @property
     def length(self) -> int:
@@ -222,7 +223,7 @@ class KVCache:
     def reset(self, start: int = 0) -> None:
         """Forget every position (the room stays); start again at position `start` of the text."""
         self._lengths = [0] * self.cfg.n_layers
-        self.start, self._model = start, None
+        self.start, self._model, self.derived = start, None, {}
 
     def reorder(self, rows: Int[Tensor, "batch"]) -> None:
         """Row i becomes a copy of row rows[i] (beam search: each beam continues an earlier one)."""
@@ -303,7 +304,11 @@ def fused_attention_with_cache(
 ) -> Float[Tensor, "batch new_posn d_model"]:
     """attention_with_cache for notebook 03's fused twin: its one matmul for q, k and v, and
     PyTorch's fused attention with the shifted mask (a single new position sees every key)."""
-    q, k, v = attn.project_qkv(x)  # from the weights as they are now: nothing derived is kept
+    # W_Q, W_K and W_V side by side, made once per cache: like the keys and values it holds, valid
+    # for the weights it was filled with (with gradients on, made afresh for them to flow)
+    if torch.is_grad_enabled() or layer not in cache.derived:
+        cache.derived[layer] = attn.qkv_weights()
+    q, k, v = attn.project_qkv(x, cache.derived[layer])
     k, v = cache.update(layer, k, v)
     new_posn, past = x.shape[1], k.shape[1] - x.shape[1]
     visible = torch.ones(new_posn, past + new_posn, dtype=torch.bool, device=x.device).tril(past)
