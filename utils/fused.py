@@ -5,9 +5,8 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 from __future__ import annotations
 
 # --- notebooks/03_training.ipynb, code cell 11
-"""Fused twins of notebook 02's layers: the same parameters, so state dicts load into either, but
-PyTorch's fused kernels. The trainer uses FusedTransformer for speed; the explicit classes in
-utils.model stay the ones to read and to look inside."""
+"""Fused twins of notebook 02's layers: the same parameters (state dicts load into either), but
+PyTorch's fused kernels. The explicit classes stay the ones to read and to look inside."""
 
 
 import torch
@@ -34,31 +33,22 @@ class FusedPosEmbed(utils.model.PosEmbed):
 
 
 class FusedAttention(utils.model.Attention):
-    def forward(
-        self, x: Float[Tensor, "batch posn d_model"]
-    ) -> Float[Tensor, "batch posn d_model"]:
+    def forward(self, x: Float[Tensor, "batch posn d_model"]) -> Tensor:
         q, k, v = (t.transpose(1, 2) for t in self.project_qkv(x))  # [batch, n_heads, posn, d_head]
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no pattern in memory
         return self.project_out(z.transpose(1, 2))
 
     def qkv_weights(self) -> tuple[Tensor, Tensor]:
-        """W_Q, W_K and W_V side by side as one [d_model, 3 * n_heads * d_head] matrix, like GPT-2's
-        c_attn (a copy), and their biases."""
-        W_QKV = (
-            torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).reshape(self.cfg.d_model, -1)
-        )
+        """W_Q, W_K, W_V side by side, [d_model, 3 * n_heads * d_head] as GPT-2's c_attn; biases"""
+        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).permute(1, 0, 2).flatten(1)
         return W_QKV, torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
 
-    def project_qkv(
-        self, x: Float[Tensor, "batch posn d_model"], weights=None
-    ) -> tuple[Tensor, ...]:
+    def project_qkv(self, x: Float[Tensor, "batch posn d_model"], weights=None) -> tuple:
         """q, k and v, each [batch, posn, n_heads, d_head], from one matmul (with qkv_weights(), or
         the ones given). Plain view and reshape rather than einops: this path is about speed."""
         batch, posn, d_model = x.shape
         W_QKV, b_QKV = weights or self.qkv_weights()
-        qkv = torch.addmm(
-            b_QKV, x.reshape(-1, d_model), W_QKV
-        )  # [batch * posn, 3 * heads * d_head]
+        qkv = torch.addmm(b_QKV, x.reshape(-1, d_model), W_QKV)  # [batch * posn, 3 * h * d_head]
         return qkv.view(batch, posn, 3, self.cfg.n_heads, self.cfg.d_head).unbind(2)
 
     def project_out(self, z: Float[Tensor, "batch posn n_heads d_head"]) -> Tensor:
