@@ -1,11 +1,12 @@
-"""Exercise notebooks: generated from the solutions, stop at the first stub, run to the end once the
-solutions are pasted in."""
+"""Exercise notebooks: generated from the solutions, stop at the first stub, and hold the solution
+notebook's code once the solutions are pasted in (so nbval's run of notebooks/ runs them too)."""
 
 import ast
+import copy
+import difflib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
+from nbval.plugin import find_metadata_tags
 
 from utils import exercises
 
@@ -229,41 +231,102 @@ def test_exercise_notebook_stops_at_the_first_stub_with_its_hint(notebook, monke
     )
 
 
+def _code(cell, without_exercise_lines=False):
+    """A code cell's code, its leading `#|` directive lines stripped (the generator strips them) and
+    its leading and trailing blank lines left out. `without_exercise_lines`: also without the
+    `#| exercise` and `#| hint:` directives and the `# SOLUTION:` and `# END SOLUTION` marker lines
+    (all comments, which change nothing that runs), as a solution cell is once it is pasted into
+    its exercise cell."""
+    lines = exercises.cell_source(cell).splitlines()
+    n = next((i for i, line in enumerate(lines) if not line.startswith("#|")), len(lines))
+    directives, body = [line.strip() for line in lines[:n]], lines[n:]
+    if without_exercise_lines:
+        directives = [
+            line
+            for line in directives
+            if not line.startswith((exercises.EXERCISE_MARK, exercises.HINT_MARK))
+        ]
+        body = [
+            line for line in body if not line.strip().startswith((exercises.BEGIN, exercises.END))
+        ]
+    return "\n".join(directives + body).strip("\n")
+
+
+def _differences_from_the_solution(exercise_nb, solution_nb):
+    """Where the exercise notebook, with every folded solution pasted into its exercise cell, would
+    run other code than nbval runs for the solution notebook: code cells compared one by one, in
+    order, with the cell tags nbval reads (nbval-skip, raises-exception, ...). Markdown cells (the
+    cards, hints and solutions) do not run. [] means nbval's run of the solution notebook is also a
+    run of the filled exercise notebook: both find the repository root from their folder, a sibling
+    of the other's."""
+    filled = exercises.fill_in_solutions(exercise_nb)
+    ran = [c for c in filled["cells"] if c["cell_type"] == "code"]
+    solution = [c for c in solution_nb["cells"] if c["cell_type"] == "code"]
+    problems = []
+    if len(ran) != len(solution):
+        problems.append(f"{len(ran)} code cells, but the solution notebook has {len(solution)}")
+    for number, (mine, theirs) in enumerate(zip(ran, solution), 1):
+        expected = _code(theirs, without_exercise_lines=True)
+        if _code(mine) != expected:
+            diff = difflib.unified_diff(
+                expected.splitlines(),
+                _code(mine).splitlines(),
+                "solution",
+                "exercise, solutions pasted in",
+                lineterm="",
+                n=1,
+            )
+            problems.append(f"code cell {number} differs:\n" + "\n".join(list(diff)[:30]))
+        tags = [dict(find_metadata_tags(c.get("metadata", {}))) for c in (mine, theirs)]
+        if tags[0] != tags[1]:
+            problems.append(f"code cell {number}: nbval options {tags[0]}, solution {tags[1]}")
+    return problems
+
+
 @pytest.mark.parametrize("notebook", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
-def test_exercise_notebook_with_solutions_pasted_in_runs_under_nbval(notebook):
+def test_exercise_notebook_with_solutions_pasted_in_runs_what_nbval_runs(notebook):
+    """With its solutions pasted in, the exercise notebook is the solution notebook's code, cell by
+    cell: `make test`'s nbval run of notebooks/ runs it, without executing it a second time."""
     filled = exercises.fill_in_solutions(_load(notebook))
     assert "NotImplementedError" not in json.dumps(
         [c["source"] for c in filled["cells"] if c["cell_type"] == "code"]
     )
-    directory = (
-        ROOT / "exercises" / ".filled"
-    )  # inside the repository, so the setup cell finds utils/
-    directory.mkdir(exist_ok=True)
-    path = directory / notebook.name
-    path.write_text(json.dumps(filled), encoding="utf-8")
-    try:
-        env = {**os.environ, "TUTORIAL_CONFIG": "ci", "HF_HUB_OFFLINE": "1"}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--nbval-lax",
-                "--nbval-current-env",
-                "--nbval-cell-timeout=300",
-                str(path),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    problems = _differences_from_the_solution(
+        _load(notebook), _load(ROOT / "notebooks" / notebook.name)
+    )
+    assert not problems, "\n".join(problems) + "\n(run `make exercises`?)"
+
+
+def test_pasted_in_solutions_that_differ_from_the_solution_notebook_are_caught():
+    """The comparison above fails on any change to the code that runs: a folded solution, a copied
+    code cell, a cell too many, or an nbval tag."""
+    solution = _load(ROOT / "notebooks" / "02_clean_implementation.ipynb")
+    generated = exercises.exercise_notebook(ROOT / "notebooks" / "02_clean_implementation.ipynb")
+    assert _differences_from_the_solution(generated, solution) == []
+    folded = next(
+        i
+        for i, c in enumerate(generated["cells"])
+        if "<summary>Solution</summary>" in exercises.cell_source(c)
+    )
+    copied = next(
+        i
+        for i, c in enumerate(generated["cells"])
+        if c["cell_type"] == "code" and "exercise" not in c["metadata"].get("tags", [])
+    )
+    changes = {
+        "a solution": lambda nb: nb["cells"][folded].update(
+            source=exercises.cell_source(nb["cells"][folded]).replace("\n```\n", "\nx = 1\n```\n")
+        ),
+        "a copied cell": lambda nb: nb["cells"][copied].update(
+            source=exercises.cell_source(nb["cells"][copied]) + "\nimport this"
+        ),
+        "a cell too many": lambda nb: nb["cells"].append(dict(nb["cells"][copied], source="pass")),
+        "an nbval tag": lambda nb: nb["cells"][copied]["metadata"].update(tags=["nbval-skip"]),
+    }
+    for change, apply in changes.items():
+        changed = copy.deepcopy(generated)
+        apply(changed)
+        assert _differences_from_the_solution(changed, solution), change
 
 
 def test_make_check_reports_each_exercise_of_a_learners_notebook(tmp_path):
@@ -334,6 +397,17 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
             "source": code,
         },
     )
+    # a shorter run than the notebook's 400 steps (the learner's explicit model is the slow one):
+    # enough to beat the unigram baseline, which the notebook asserts
+    run_length_cell = next(
+        i
+        for i, c in enumerate(nb["cells"])
+        if "max_steps, warmup_steps = run_length(" in exercises.cell_source(c)
+    )
+    shorter = "max_steps, warmup_steps = 120, 30  # the test's shorter run"
+    nb["cells"].insert(
+        run_length_cell + 1, {**nb["cells"][imports + 1], "id": "short", "source": shorter}
+    )
     client = nbclient.NotebookClient(
         nbformat.reads(json.dumps(nb), as_version=4),
         timeout=300,
@@ -400,8 +474,39 @@ def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals()
         ), text
 
 
+def _make_check_in_process(notebook, monkeypatch, capsys):
+    """(exit status, output) of what `make check NOTEBOOK=notebook` runs (pytest -p no:cacheprovider
+    -v tests/test_notebook_checks.py, NOTEBOOK set), but by pytest.main in this process: no second
+    Python, torch and pytest to start. The command line itself is tested by
+    test_make_check_reports_each_exercise_of_a_learners_notebook."""
+    monkeypatch.setenv("NOTEBOOK", str(Path(notebook).resolve()))
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    # tests/conftest.py sets it once per process; should it run again, this run's value comes back
+    monkeypatch.setenv("TUTORIAL_CHECKPOINTS", os.environ["TUTORIAL_CHECKPOINTS"])
+    # test_notebook_checks reads NOTEBOOK when imported: this run imports it afresh
+    monkeypatch.delitem(sys.modules, "test_notebook_checks", raising=False)
+    before = set(sys.modules)
+    capsys.readouterr()
+    try:
+        status = pytest.main(
+            [
+                "-p",
+                "no:cacheprovider",
+                "-v",
+                f"--rootdir={ROOT}",
+                str(ROOT / "tests" / "test_notebook_checks.py"),
+            ]
+        )
+    finally:
+        for name in set(sys.modules) - before:  # this run's test module and the notebook's code
+            if name == "test_notebook_checks" or name.startswith("learner_"):
+                del sys.modules[name]
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
 def test_make_check_explains_a_syntax_error_a_helper_outside_export_and_a_lost_export_line(
-    tmp_path,
+    tmp_path, monkeypatch, capsys
 ):
     """Each gets one clear line that names the cell, instead of a collection error, a bare NameError
     or a silently missing test."""
@@ -437,12 +542,9 @@ def test_make_check_explains_a_syntax_error_a_helper_outside_export_and_a_lost_e
     for name, nb in (("syntax", broken), ("lost", lost), ("helper", helper)):
         path = tmp_path / f"{name}.ipynb"
         path.write_text(json.dumps(nb))
-        result = subprocess.run(
-            ["make", "-s", "check", f"NOTEBOOK={path}"], cwd=ROOT, capture_output=True, text=True
-        )
-        outputs[name] = result.stdout + result.stderr
+        status, outputs[name] = _make_check_in_process(path, monkeypatch, capsys)
         assert (
-            result.returncode != 0
+            status != 0
             and "Traceback" not in outputs[name]
             and "ERROR collecting" not in outputs[name]
         ), outputs[name]
