@@ -17,8 +17,8 @@ lab: $(STAMP)
 
 # Tests write checkpoints only to a temporary folder (never to checkpoints/, which holds a learner's runs)
 test: $(STAMP)
-	$(VENV)/bin/ruff format --check --quiet . || { echo "run: $(VENV)/bin/ruff format ."; exit 1; }
-	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet --no-cache . || { echo "run: $(VENV)/bin/ruff format ."; exit 1; }
+	$(VENV)/bin/ruff check --quiet --no-cache .
 	$(PY) -m pytest -p no:cacheprovider tests
 	tmp=$$(mktemp -d) && TUTORIAL_CONFIG=ci TUTORIAL_CHECKPOINTS=$$tmp $(PY) -m pytest $(NBVAL) notebooks/; status=$$?; rm -rf $$tmp; exit $$status
 
