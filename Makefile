@@ -15,12 +15,15 @@ NBVAL := -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeou
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # the repository root: notebooks/ and exercises/; containers often run as root
 
-# Tests write checkpoints only to a temporary folder (never to checkpoints/, which holds a learner's runs)
+# Tests write only to a temporary folder: checkpoints (never to checkpoints/, which holds a learner's runs), and the
+# kernels' IPython history and Jupyter runtime files (never to ~/.ipython or ~/.local/share/jupyter)
 test: $(STAMP)
 	$(VENV)/bin/ruff format --check --quiet --no-cache . || { echo "run: $(VENV)/bin/ruff format ."; exit 1; }
 	$(VENV)/bin/ruff check --quiet --no-cache .
-	$(PY) -m pytest -p no:cacheprovider tests
-	tmp=$$(mktemp -d) && TUTORIAL_CONFIG=ci TUTORIAL_CHECKPOINTS=$$tmp $(PY) -m pytest $(NBVAL) notebooks/; status=$$?; rm -rf $$tmp; exit $$status
+	tmp=$$(mktemp -d) && export IPYTHONDIR=$$tmp/ipython JUPYTER_RUNTIME_DIR=$$tmp/runtime && \
+	  $(PY) -m pytest -p no:cacheprovider tests && \
+	  TUTORIAL_CONFIG=ci TUTORIAL_CHECKPOINTS=$$tmp/checkpoints $(PY) -m pytest $(NBVAL) notebooks/; \
+	  status=$$?; rm -rf $$tmp; exit $$status
 
 setup: $(STAMP)
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbclient
@@ -97,6 +98,18 @@ def test_stub_marker_errors_are_clear():
     assert max(map(len, long_stub.splitlines())) <= 100  # read in full, without scrolling sideways
     assert ast.parse(long_stub).body[0].body[0].exc.args[0].value == long_hint  # joined: whole
     assert hints == ["return twice x"]
+
+
+def test_make_exercises_removes_what_a_killed_run_left(tmp_path):
+    exercises.write_exercises(tmp_path)
+    gone = tmp_path / ".01_tokenisation.ipynb.4194999.tmp"  # no such process
+    old = tmp_path / f".02_clean_implementation.ipynb.{os.getppid()}.tmp"  # pid reused since
+    writing = tmp_path / f".03_training.ipynb.{os.getpid()}.tmp"  # a write in progress
+    for path in (gone, old, writing):
+        path.write_text("{")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    exercises.write_exercises(tmp_path)
+    assert not gone.exists() and not old.exists() and writing.exists()
 
 
 def test_make_exercises_keeps_a_learners_edits(tmp_path):

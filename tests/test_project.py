@@ -4,6 +4,7 @@ list."""
 import base64
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -51,6 +52,23 @@ def test_export_detects_drift(tmp_path, monkeypatch):
     assert export.stale_modules() == ["utils/model.py (from 02_clean_implementation.ipynb)"]
 
 
+def test_export_backs_up_a_hand_edit_before_writing_over_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "module_path", lambda module: tmp_path / f"{module}.py")
+    export.export_all()
+    path = tmp_path / "model.py"
+    written = path.read_text()
+    path.write_text(export.signed("# what an older notebook generated\n"))
+    assert not any("kept" in message for message in export.export_all())  # no edit, no backup
+    assert path.read_text() == written
+    edited = written.replace("unbiased=False", "unbiased=True")
+    path.write_text(edited)
+    messages = export.export_all()
+    backups = list((tmp_path / "backup").glob("model.*.py"))
+    assert len(backups) == 1 and backups[0].read_text() == edited
+    assert any(f"kept your edit of {path} as {backups[0]}" in m for m in messages)
+    assert path.read_text() == written
+
+
 def _requirements(lines):
     return sorted(
         re.sub(r"\s+", "", line)
@@ -67,6 +85,20 @@ def test_requirements_and_environment_list_the_same_packages():
         line.strip()[2:] for line in pip_section.splitlines() if line.strip().startswith("- ")
     )
     assert reqs == env
+
+
+def test_make_test_keeps_kernel_files_out_of_the_home_folder():
+    """Each kernel nbval or a test starts writes IPython's history (~/.ipython) and a connection
+    file (~/.local/share/jupyter/runtime) unless told where: `make test` points both at its
+    temporary folder."""
+    dry_run = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    commands = dry_run.stdout.replace("\\\n", " ").splitlines()  # continued lines joined
+    pytest_lines = [line for line in commands if "-m pytest" in line]
+    assert pytest_lines and all(
+        line.index("export IPYTHONDIR=$tmp/") < line.index("-m pytest")
+        and "JUPYTER_RUNTIME_DIR=$tmp/" in line
+        for line in pytest_lines
+    ), dry_run.stdout
 
 
 def test_ci_runs_the_readme_test_command():

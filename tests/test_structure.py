@@ -21,6 +21,7 @@ LEVEL = {
     "gpu": 0,
     "plotting": 0,
     "timing": 0,
+    "files": 0,
     "bpe": 1,
     "model": 2,
     "training": 3,

@@ -50,13 +50,13 @@ def _trainer(tmp_path, model_class=FusedTransformer, **overrides):
                 batch_size=8,
                 max_steps=20,
                 lr=3e-3,
-                warmup_steps=5,
                 eval_every=10,
                 eval_batches=2,
                 sample_every=1000,
                 checkpoint_every=10,
                 checkpoint_dir=str(tmp_path),
             ),
+            "warmup_steps": min(5, overrides.get("max_steps", 20)),  # warmup within the run
             **overrides,
         }
     )

@@ -13,7 +13,13 @@ from collections import Counter, defaultdict
 import regex
 
 from utils.resources import END_OF_TEXT, gpt2_vocab_and_merges  # GPT-2's files, on disk
-from utils.validation import check_bpe_parts, require_id_list, require_text, require_vocab_size
+from utils.validation import (
+    check_bpe_parts,
+    require_id_list,
+    require_special_token,
+    require_text,
+    require_vocab_size,
+)
 
 # GPT-2's pre-tokenisation regex: contractions, optionally-space-prefixed letters / numbers /
 # other, then whitespace.
@@ -139,6 +145,7 @@ class BPETokenizer:
 
     @property
     def eot_id(self) -> int:
+        require_special_token(END_OF_TEXT, self.special_tokens)  # one clear error if not there
         return self.special_tokens[END_OF_TEXT]
 
     @classmethod
@@ -213,3 +220,6 @@ class BPETokenizer:
         for i in require_id_list(ids, self.id_to_token):  # ints in the vocabulary, in order
             data.extend(self.byte_decoder[char] for char in self.id_to_token[i])
         return data.decode("utf-8", errors="replace")
+
+
+# written by `make export`; sha256 of the text above: 7ed6c6e212c80de6

@@ -26,6 +26,7 @@ import torch
 import utils.model
 import utils.training
 import utils.validation
+from utils.files import abandoned
 
 CHECKPOINT_KEYS = {"model", "optimizer", "step", "history", "args", "model_cfg"}  # Trainer.state()
 # what SafeTrainer adds; "tokenizer" and "corpus" let notebooks 04 and 05 reload a run as it was
@@ -260,22 +261,7 @@ def remove_partial_checkpoints(directory: str | Path) -> list[Path]:
     (those of processes that are gone, or that a save of this process no longer holds)."""
     removed = []
     for tmp in [*Path(directory).glob("step_*.tmp"), *Path(directory).glob("*/step_*.tmp")]:
-        pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""  # step_000010.pt.<pid>.tmp
-        if pid.isdigit() and _process_exists(int(pid)):
-            if time.time() - tmp.stat().st_mtime < 3600:  # a save in progress, here or elsewhere
-                continue  # (an older file's pid now belongs to another process)
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
+        if abandoned(tmp):  # step_000010.pt.<pid>.tmp
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     return removed
-
-
-def _process_exists(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

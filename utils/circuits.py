@@ -152,3 +152,6 @@ def ablate_heads(
     return model.run_with_hooks(
         tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_heads) for layer in layers]
     )
+
+
+# written by `make export`; sha256 of the text above: 4ae28ac5081de4c2

@@ -53,6 +53,7 @@ from utils.export import (
     split_directives,
     strip_markers,
 )
+from utils.files import abandoned
 
 EXERCISES = ROOT / "exercises"
 EXERCISE_MARK = "#| exercise"
@@ -300,6 +301,11 @@ def back_up(path: Path) -> Path:
     copy is created exclusively, never over another file), and return the copy's path. The original
     is left in place."""
     folder = path.parent / "backup"
+    if folder.exists() and not folder.is_dir():  # nothing is overwritten without a backup
+        raise NotADirectoryError(
+            f"{folder} is a file, where backups of edited notebooks go: rename it, then run "
+            f"`make exercises` again ({path.name} is unchanged)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     stamp, content = _backup_stamp(), path.read_bytes()
     for count in itertools.count():
@@ -330,6 +336,9 @@ def write_exercises(target: Path | None = None) -> list[str]:
     copied to `target`/backup/ first; the messages say where."""
     messages = []
     for path, text, differs in _generated(target):
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # what a killed run left
+            if abandoned(tmp):
+                tmp.unlink(missing_ok=True)
         if not differs:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,13 @@ the learner's LayerNorm in the notebook's namespace).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +122,24 @@ def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
             raise ValueError(
                 f"{notebook_path.name} names module {module!r} but has no '{EXPORT_MARK}' cells"
             )
-        modules.append((module, ruff_formatted(header + "\n" + module_code(chunks) + "\n")))
+        modules.append((module, signed(ruff_formatted(header + "\n" + module_code(chunks) + "\n"))))
     return modules
+
+
+SIGNATURE = "# written by `make export`; sha256 of the text above: "
+
+
+def signed(text: str) -> str:
+    """`text` with a last line that tells a hand edit (which `make export` backs up before it
+    writes over it) from what `make export` wrote (two blank lines before it, as ruff wants)."""
+    return f"{text}\n\n{SIGNATURE}{hashlib.sha256(text.encode()).hexdigest()[:16]}\n"
+
+
+def hand_edited(path: Path) -> bool:
+    """Whether the module at `path` differs from what `make export` last wrote there."""
+    text = path.read_text(encoding="utf-8")
+    body, found, _ = text.rpartition(f"\n\n{SIGNATURE}")
+    return not found or signed(body) != text
 
 
 def ruff_formatted(code: str) -> str:
@@ -171,13 +190,37 @@ def stale_modules(notebooks: list[Path] | None = None) -> list[str]:
     ]
 
 
-def export_all(notebooks: list[Path] | None = None) -> list[Path]:
-    written = []
-    for _, _, text, path, differs in _generated(notebooks):
-        if differs:
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-    return written
+def export_all(notebooks: list[Path] | None = None) -> list[str]:
+    """Write every module that is out of date; a module edited by hand is copied to utils/backup/
+    first. Returns what it did, one message each."""
+    messages = []
+    for nb, _, text, path, differs in _generated(notebooks):
+        if not differs:
+            continue
+        if path.exists() and hand_edited(path):
+            backup = path.parent / "backup" / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.py"
+            backup.parent.mkdir(exist_ok=True)
+            shutil.copy2(path, backup)
+            messages.append(
+                f"kept your edit of {_shown(path)} as {_shown(backup)}: edits belong in "
+                f"{nb.name}'s `{EXPORT_MARK}` cells, which write the module"
+            )
+        _write_atomically(path, text)
+        messages.append(f"wrote {_shown(path)}")
+    return messages
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:
@@ -204,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         __doc__.split("\n\n")[0].replace("\n", " "),
         stale_modules,
-        lambda: [f"wrote {path.relative_to(ROOT)}" for path in export_all()],
+        export_all,
         "export",
     )
 

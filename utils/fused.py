@@ -49,7 +49,8 @@ class FusedAttention(utils.model.Attention):
         batch, posn, d_model = x.shape
         W_QKV, b_QKV = weights or self.qkv_weights()
         qkv = torch.addmm(b_QKV, x.reshape(-1, d_model), W_QKV)  # [batch * posn, 3 * h * d_head]
-        return qkv.view(batch, posn, 3, self.cfg.n_heads, self.cfg.d_head).unbind(2)
+        qkv = qkv.view(batch, posn, 3, self.cfg.n_heads, self.cfg.d_head)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # not unbind: a hook may edit q in place
 
     def project_out(self, z: Float[Tensor, "batch posn n_heads d_head"]) -> Tensor:
         """Every head's z through its W_O, summed over heads, plus b_O: one matmul."""
@@ -85,3 +86,6 @@ class FusedTransformer(utils.model.DemoTransformer):
 
     Embed, PosEmbed, TransformerBlock = FusedEmbed, FusedPosEmbed, FusedTransformerBlock
     LayerNorm, Unembed = FusedLayerNorm, FusedUnembed
+
+
+# written by `make export`; sha256 of the text above: 45af69b9ab9d6562

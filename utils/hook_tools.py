@@ -413,6 +413,13 @@ class HookMethods:
 
     def reset_hooks(self) -> None:
         """Remove every hook attached to a hook point (PyTorch's hooks go with their handles)."""
+        running = [n for n, point in self._hook_points.items() if getattr(point, "_running", False)]
+        if running:  # the rest of this forward pass would run without the hooks it was given
+            raise RuntimeError(
+                f"reset_hooks() was called inside a hook on {running[0]!r}, during a forward pass; "
+                f"call it before or after running the model (model.hooks(...) removes its hooks "
+                f"itself when the run ends)"
+            )
         for point in self._hook_points.values():
             point.hooks.clear()
 

@@ -162,7 +162,8 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         self.name_hook_points()  # each its full name ("blocks.0.attn.hook_q"), in forward order
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
-        require_token_ids(tokens, self.cfg)  # bad ids, shapes or dtypes: one clear error
+        # bad ids, shapes, dtypes, or tokens where the weights are not: one clear error
+        require_token_ids(tokens, self.cfg, device=self.embed.W_E.device)
         embed = self.hook_embed(self.embed(tokens))
         pos_embed = self.pos_embed(tokens).expand_as(embed)  # a view of W_pos, no copy
         if (
@@ -186,3 +187,6 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         require_names_selected(names, names_filter)
         logits = self.run_with_hooks(tokens, [(name, record) for name in names])
         return logits, ActivationCache(activations, self)
+
+
+# written by `make export`; sha256 of the text above: 699a49a2d0ecf4de

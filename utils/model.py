@@ -274,7 +274,8 @@ class DemoTransformer(nn.Module):
         self.unembed = self.Unembed(cfg)
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
-        require_token_ids(tokens, self.cfg)  # bad ids, shapes or dtypes: one clear error
+        # bad ids, shapes, dtypes, or tokens where the weights are not: one clear error
+        require_token_ids(tokens, self.cfg, device=self.embed.W_E.device)
         residual = self.embed(tokens) + self.pos_embed(tokens)
         for block in self.blocks:
             residual = block(residual)
@@ -380,3 +381,6 @@ def get_attention_patterns(
         for handle in handles:
             handle.remove()
     return patterns
+
+
+# written by `make export`; sha256 of the text above: 2de5500ccec46fd9

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import random
 import re
@@ -27,6 +28,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from utils.validation import require_int
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's one special token (the BPE of notebook 01 uses it too)
 
@@ -149,8 +152,8 @@ def download_timeout(timeout: float | None = None) -> float:
             )
         return value
     if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
+        type(timeout).__name__ in ("bool", "bool_")
+        or not isinstance(timeout, numbers.Real)
         or not (math.isfinite(timeout) and timeout > 0)
     ):
         raise ValueError(
@@ -598,7 +601,11 @@ def split_documents(
             total += len(kept[-1])
         docs = kept
     if len(docs) < 2:
-        raise ValueError("need at least two documents to split into train and validation")
+        kept = "" if max_chars is None else f"max_chars={max_chars:,} keeps {len(docs)}; "
+        raise ValueError(
+            f"a train and a validation split need at least two documents: {kept}allow more "
+            f"characters (max_chars=None keeps them all)"
+        )
     n_val = max(1, round(len(docs) * val_fraction))
     return docs[n_val:], docs[:n_val]
 
@@ -615,6 +622,8 @@ def load_corpus(
     """
     if source not in (None, "tinystories", "stdlib"):
         raise ValueError(f"source must be None, 'tinystories' or 'stdlib', got {source!r}")
+    if max_chars is not None:  # a clear error now, not a slicing error after the download
+        max_chars = require_int("max_chars", max_chars, allowed="None (all) or a positive int")
     limit = download_timeout(timeout)  # bad values are reported even offline
     docs, name, why = None, None, None
     # HF_HUB_OFFLINE=1 with source="tinystories" still looks in the local cache (huggingface_hub

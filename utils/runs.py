@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 import utils.checkpoints
+import utils.configs
 import utils.gpu
 import utils.model
 import utils.training
@@ -167,6 +168,13 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
     03's trainer (seconds under `ci`, under two minutes under `cpu`), saved there for next time."""
     from utils.safe_training import SafeTrainer  # the trainer notebook 03 trains with
 
+    if isinstance(run_cfg, str):  # a config's name, such as "ci"
+        run_cfg = utils.configs.get_config(run_cfg)
+    if not isinstance(run_cfg, utils.configs.RunConfig):
+        raise TypeError(
+            f"run_cfg must be a run config, setup_notebook()'s result or a name such as 'ci', "
+            f"got {type(run_cfg).__name__}"
+        )
     if checkpoint_dir is None or isinstance(checkpoint_dir, bytes):
         raise TypeError(f"checkpoint_dir must be a folder path, got {checkpoint_dir!r}")
     checkpoint_dir = Path(checkpoint_dir)

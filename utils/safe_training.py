@@ -44,7 +44,7 @@ from utils.checkpoints import (
     training_args,
     write_checkpoint,
 )
-from utils.validation import require_int, require_token_ids
+from utils.validation import check_training_data, require_int
 
 
 class TrainingDiverged(RuntimeError):
@@ -150,33 +150,6 @@ def scaled_optimizer_step(model, optimizer, loss, grad_clip: float, scaler) -> t
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach()
-
-
-def check_training_data(model, args, train_sequences, val_sequences) -> None:
-    """Clear errors for what a trainer is given, before anything is trained."""
-    if not isinstance(model, torch.nn.Module) or not isinstance(
-        getattr(model, "cfg", None), utils.model.Config
-    ):
-        raise TypeError(
-            f"model must be a DemoTransformer (or FusedTransformer, or your own class with a "
-            f"Config as .cfg), got {type(model).__name__}"
-        )
-    if type(args).__name__ != "TrainingArgs" or not hasattr(args, "checkpoint_every"):
-        raise TypeError(f"args must be a TrainingArgs, got a {type(args).__name__}")
-    if model.cfg.n_ctx < 2:
-        raise ValueError(
-            f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to "
-            f"predict; training needs n_ctx >= 2"
-        )
-    for name, sequences in (("train_sequences", train_sequences), ("val_sequences", val_sequences)):
-        require_token_ids(sequences, model.cfg, name=name, check_values=True, exact_posn=True)
-    if args.batch_size > len(train_sequences):
-        raise ValueError(
-            f"TrainingArgs.batch_size is {args.batch_size}, more than the {len(train_sequences)} "
-            f"training sequences"
-        )
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("the model has no trainable parameter (all have requires_grad=False)")
 
 
 class SafeTraining:

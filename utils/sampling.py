@@ -22,6 +22,7 @@ from utils.validation import (
     check_cache_use,
     check_generate_args,
     require_int,
+    require_rows,
 )
 
 
@@ -144,7 +145,7 @@ def generate(
         use_cache,
         seed,
     )
-    generator = None if seed is None else torch.Generator(device=tokens.device).manual_seed(seed)
+    generator = None if seed is None else torch.Generator(tokens.device).manual_seed(int(seed))
     cache = KVCache(model.cfg, tokens.shape[0]) if use_cache else None
     finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
     for _ in range(max_new_tokens):
@@ -227,6 +228,7 @@ class KVCache:
 
     def reorder(self, rows: Int[Tensor, "batch"]) -> None:
         """Row i becomes a copy of row rows[i] (beam search: each beam continues an earlier one)."""
+        require_rows(rows, self.batch)  # ids of rows in [0, batch): one clear error
         for layer, (keys, values) in enumerate(zip(self._keys, self._values)):
             if keys is not None:
                 n = self._lengths[layer]
@@ -393,3 +395,6 @@ def beam_search(
         beams, scores = sequences[keep], running[keep]
         cache.reorder(beam[keep])
     return finished
+
+
+# written by `make export`; sha256 of the text above: 8c8dfe8d93e6b190

@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from utils.model import Float, Int, next_token_loss
-from utils.validation import check_training_args, require_stream
+from utils.validation import check_training_args, check_training_data, require_stream
 
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
@@ -189,15 +189,16 @@ class History:
 def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[float, float]:
     """Loss and next-token accuracy over the first args.eval_batches batches of `sequences`."""
     model.eval()
-    losses, accuracies = [], []
+    loss, accuracy, rows = 0.0, 0.0, 0  # sums weighted by rows: a short last batch counts less
     size = args.micro_batch_size or args.batch_size  # what fits in memory to train fits here
     for start in range(0, min(len(sequences), args.eval_batches * args.batch_size), size):
         tokens = sequences[start : start + size].to(args.device)
         logits = model(tokens).float()
-        losses.append(next_token_loss(logits, tokens).item())
-        accuracies.append(next_token_accuracy(logits, tokens))
+        loss += next_token_loss(logits, tokens).item() * len(tokens)
+        accuracy += next_token_accuracy(logits, tokens) * len(tokens)
+        rows += len(tokens)
     model.train()
-    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
+    return loss / rows, accuracy / rows
 
 
 # --- notebooks/03_training.ipynb, code cell 23
@@ -205,6 +206,7 @@ class Trainer:
     """Trains a model (DemoTransformer, its fused twin, or yours) on packed sequences."""
 
     def __init__(self, model, args: TrainingArgs, train_sequences, val_sequences, sample=None):
+        check_training_data(model, args, train_sequences, val_sequences)  # one clear error
         self.model, self.args = model.to(args.device), args
         self.train_sequences, self.val_sequences = train_sequences, val_sequences  # from pack()
         self.sample_text: Callable[[torch.nn.Module], str] | None = sample  # model -> its text
@@ -300,3 +302,6 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state(), path)
         return path
+
+
+# written by `make export`; sha256 of the text above: 6cb6a624da79b150

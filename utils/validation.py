@@ -27,7 +27,7 @@ from torch import Tensor
 
 
 def _is_bool(value) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool too
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")  # numpy's too
 
 
 def require_int(
@@ -85,9 +85,11 @@ def require_token_ids(
     name: str = "tokens",
     check_values: bool | None = None,
     exact_posn: bool = False,
+    device: torch.device | None = None,
 ) -> None:
     """A clear error unless `tokens` is an int64 or int32 tensor [batch, posn] of ids in
     [0, cfg.d_vocab), with 1 <= posn <= cfg.n_ctx (== n_ctx with exact_posn, for packed data).
+    `device`: where the model's weights are (a model's forward): tokens must be there too.
 
     check_values: read the ids back to check their range. By default only on the CPU: on a GPU,
     reading values makes Python wait for the GPU, on every call."""
@@ -105,8 +107,20 @@ def require_token_ids(
             f"{name} are on the meta device, which holds shapes but no values; token ids must be "
             f"real: make them on 'cpu' or 'cuda', {example}"
         )
+    if device is not None and device.type == "meta":
+        raise ValueError(
+            "the model's weights are on the meta device (shapes without values): build it on "
+            "'cpu' or 'cuda', or load real weights into it with load_state_dict(..., assign=True)"
+        )
+    if device is not None and tokens.device != device:
+        raise ValueError(
+            f"{name} are on {tokens.device}, the model on {device}: move them there, "
+            f"{name.split()[0]}.to({str(device)!r})"
+        )
     if tokens.ndim != 2:
         hint = f"; for a single sequence add a batch dimension: {name.split()[0]}[None]"
+        if exact_posn:  # training data: a stream of ids is cut into rows, not made one row
+            hint = f"; a stream of ids is cut into rows of n_ctx first: pack(stream, {cfg.n_ctx})"
         raise ValueError(
             f"{name} must have shape [batch, posn], got shape {tuple(tokens.shape)}"
             + (hint if tokens.ndim == 1 else "")
@@ -178,9 +192,39 @@ def check_config(cfg) -> None:
             f"{4 * cfg.d_vocab * cfg.d_model / 2**30:,.0f} GB for W_E alone; GPT-2's d_vocab "
             f"is 50,257"
         )
+    _require_memory_for(cfg, where)
     for name in ("layer_norm_eps", "init_range"):
         setattr(cfg, name, require_number(f"{where}.{name}", getattr(cfg, name)))
     cfg.attn_only = require_bool(f"{where}.attn_only", cfg.attn_only)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return 2**36
+
+
+def _require_memory_for(cfg, where: str) -> None:
+    """A clear error for sizes whose float32 weights would not fit in this machine's memory (a
+    typo, such as an extra 0), instead of the allocator's message from deep inside the model."""
+    per_layer = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp
+    parts = {
+        "d_vocab": cfg.d_vocab * cfg.d_model,
+        "n_ctx": cfg.n_ctx * cfg.d_model,
+        "n_layers, d_mlp, n_heads and d_head": cfg.n_layers * per_layer,
+    }
+    gigabytes = 4 * sum(parts.values()) / 2**30
+    if 4 * sum(parts.values()) > _physical_memory():
+        biggest = max(parts, key=parts.get)
+        sizes = ", ".join(
+            f"{f} = {getattr(cfg, f):,}" for f in re.findall(r"[a-z_]+", biggest) if hasattr(cfg, f)
+        )
+        raise ValueError(
+            f"{where} would need {gigabytes:,.0f} GB of float32 weights, more than this machine's "
+            f"{_physical_memory() / 2**30:,.0f} GB of memory, most of it for {sizes} "
+            f"(d_model = {cfg.d_model:,}); GPT-2 small has 124M parameters, 0.5 GB"
+        )
 
 
 def require_config(name: str, cfg, config_class) -> None:
@@ -223,6 +267,12 @@ def check_training_args(args) -> None:
     ):
         setattr(args, name, require_int(f"{w}.{name}", getattr(args, name)))
     args.warmup_steps = require_int(f"{w}.warmup_steps", args.warmup_steps, minimum=0)
+    if args.warmup_steps > args.max_steps:
+        raise ValueError(
+            f"{w}.warmup_steps is {args.warmup_steps}, more than max_steps = {args.max_steps}: "
+            f"the learning rate would never reach lr; use warmup_steps <= max_steps (a tenth of "
+            f"the run is usual)"
+        )
     seeds = "an int from 0 to 2**63 - 1"
     args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**63 - 1, allowed=seeds)
     args.lr = require_number(f"{w}.lr", args.lr)
@@ -288,6 +338,33 @@ def check_training_args(args) -> None:
         if args.batch_size % micro:
             raise ValueError(f"{w}.micro_batch_size must be {size}, got {micro!r}")
         args.micro_batch_size = int(micro)
+
+
+def check_training_data(model, args, train_sequences, val_sequences) -> None:
+    """Clear errors for what a trainer is given, before anything is trained."""
+    if not isinstance(model, torch.nn.Module) or type(getattr(model, "cfg", None)).__name__ != (
+        "Config"
+    ):
+        raise TypeError(
+            f"model must be a DemoTransformer (or FusedTransformer, or your own class with a "
+            f"Config as .cfg), got {type(model).__name__}"
+        )
+    if type(args).__name__ != "TrainingArgs" or not hasattr(args, "checkpoint_every"):
+        raise TypeError(f"args must be a TrainingArgs, got a {type(args).__name__}")
+    if model.cfg.n_ctx < 2:
+        raise ValueError(
+            f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to "
+            f"predict; training needs n_ctx >= 2"
+        )
+    for name, sequences in (("train_sequences", train_sequences), ("val_sequences", val_sequences)):
+        require_token_ids(sequences, model.cfg, name=name, check_values=True, exact_posn=True)
+    if args.batch_size > len(train_sequences):
+        raise ValueError(
+            f"TrainingArgs.batch_size is {args.batch_size}, more than the {len(train_sequences)} "
+            f"training sequences"
+        )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has no trainable parameter (all have requires_grad=False)")
 
 
 def require_model(model, what: str = "model") -> None:
@@ -421,6 +498,25 @@ def check_beam_search_args(
         )
 
 
+def require_rows(rows, batch: int) -> None:
+    """KVCache.reorder's rows: a 1-D int tensor of `batch` row ids, each in [0, batch) (the range
+    read back only on the CPU, as for token ids)."""
+    allowed = f"a 1-D tensor of {batch} row ids (int64), each in [0, {batch})"
+    if not isinstance(rows, Tensor) or rows.dtype not in (torch.int64, torch.int32):
+        what = f"dtype {rows.dtype}" if isinstance(rows, Tensor) else type(rows).__name__
+        raise TypeError(f"cache.reorder(rows): rows must be {allowed}, got {what}")
+    if tuple(rows.shape) != (batch,):
+        raise ValueError(
+            f"cache.reorder(rows): rows must be {allowed}, got shape {list(rows.shape)}"
+        )
+    if (
+        rows.device.type == "cpu"
+        and len(rows)
+        and not (0 <= int(rows.min()) <= int(rows.max()) < batch)
+    ):
+        raise ValueError(f"cache.reorder(rows): rows must be {allowed}, got {rows.tolist()}")
+
+
 def check_cache_use(cache, tokens, model) -> None:
     """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
     must hold the keys and values of this very model. The first model to use a cache (after it
@@ -509,9 +605,15 @@ def require_attribution(vectors, scale, model, token) -> None:
         raise ValueError(
             f"vectors must be residual-stream vectors [..., d_model={cfg.d_model}], got {shape}"
         )
+    if vectors.device.type == "meta" or isinstance(scale, Tensor) and scale.device.type == "meta":
+        raise ValueError(
+            "vectors and scale are on the meta device (shapes without values): use the ones "
+            "run_with_cache returns for a model with real weights"
+        )
     one_per_vector = (*vectors.shape[:-1], 1)
     if (
-        not isinstance(scale, (Tensor, float, int))
+        not isinstance(scale, (Tensor, numbers.Real))
+        or _is_bool(scale)
         or isinstance(scale, Tensor)
         and (
             scale.ndim > len(one_per_vector)
@@ -524,9 +626,15 @@ def require_attribution(vectors, scale, model, token) -> None:
             f"cache['scale'][b, posn, 0], or one per vector, shape {one_per_vector}; "
             f"got {shape} for vectors of shape {tuple(vectors.shape)}"
         )
+    values = scale if isinstance(scale, Tensor) else torch.tensor(float(scale))
+    if not bool(((values > 0) & values.isfinite()).all()):
+        raise ValueError(
+            "scale must be ln_final's scale, the (positive, finite) size of the residual vector "
+            f"the vectors were read from: cache['scale'][b, posn, 0]; got {scale!r}"[:300]
+        )
     is_id = (
-        isinstance(token, int)
-        and not isinstance(token, bool)
+        isinstance(token, numbers.Integral)
+        and not _is_bool(token)
         or isinstance(token, Tensor)
         and token.ndim == 0
         and not (token.is_floating_point() or token.dtype == torch.bool)
@@ -550,7 +658,7 @@ def require_heads(model, heads) -> None:
     pairs = isinstance(heads, (list, tuple)) and all(
         isinstance(pair, (tuple, list))
         and len(pair) == 2
-        and all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+        and all(isinstance(i, numbers.Integral) and not _is_bool(i) for i in pair)
         for pair in heads
     )
     if not pairs or any(
@@ -616,6 +724,14 @@ def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
                 f"BPETokenizer: merges[{k}] = {pair!r} must be a pair of token strings "
                 "whose join is in vocab"
             )
+
+
+def require_special_token(token: str, special_tokens: dict) -> None:
+    if token not in special_tokens:
+        raise ValueError(
+            f"this tokenizer has no {token} token (it was built with special_tokens="
+            f"{tuple(special_tokens)}); build it with special_tokens=({token!r},) to have one"
+        )
 
 
 def require_text(expects: str, text) -> str:

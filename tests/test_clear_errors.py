@@ -1,0 +1,385 @@
+"""Bad input at an entry point gets one clear error, raised by our code (not from inside PyTorch),
+that names the argument and what is allowed; inputs Python's users write as numpy scalars work.
+Issue 19's list of raw or misleading errors, kept as one parametrised table."""
+
+import os
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from torch import nn
+
+import utils.exercises
+from utils.bpe import BPETokenizer, bytes_to_unicode
+from utils.checkpoints import load_checkpoint_model
+from utils.circuits import ablate_heads, direct_logit_attribution
+from utils.fused import FusedTransformer
+from utils.hooks import HookedDemoTransformer
+from utils.model import Config, DemoTransformer
+from utils.resources import download_timeout, load_corpus
+from utils.runs import load_trained_model
+from utils.safe_training import SafeTrainer
+from utils.sampling import KVCache, cached_forward, generate
+from utils.training import Trainer, TrainingArgs
+
+UTILS = Path(__file__).resolve().parents[1] / "utils"
+CFG = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
+SMALL = dict(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=1, n_ctx=8, d_vocab=16)
+PROMPT = torch.tensor([[1, 2, 3]])
+BYTES = {char: i for i, char in enumerate(bytes_to_unicode().values())}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return DemoTransformer(CFG).eval()
+
+
+@pytest.fixture(scope="module")
+def hooked():
+    torch.manual_seed(0)
+    return HookedDemoTransformer(CFG).eval()
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return torch.randint(0, 64, (16, 32), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, sequences):
+    trainer = SafeTrainer(DemoTransformer(CFG), _args(tmp_path_factory.mktemp("run")), *_data())
+    trainer.train()
+    return trainer.last_checkpoint
+
+
+def _data():
+    rows = torch.randint(0, 64, (16, 32), generator=torch.Generator().manual_seed(0))
+    return rows, rows[:4]
+
+
+def _args(folder, **changes):
+    settings = dict(batch_size=4, max_steps=2, warmup_steps=1, eval_every=2, eval_batches=1)
+    settings.update(sample_every=100, checkpoint_every=2, checkpoint_dir=str(folder))
+    return TrainingArgs(**{**settings, **changes})
+
+
+def _with_step_as_text(checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=False)
+    state["step"] = "2"
+    torch.save(state, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+def _one_cache_two_models():
+    cache = KVCache(CFG, 1)
+    cached_forward(DemoTransformer(CFG).double().eval(), PROMPT, cache)
+    cached_forward(DemoTransformer(CFG).eval(), torch.tensor([[3]]), cache)
+
+
+def _cache_filled(model):
+    cache = KVCache(CFG, 1)
+    cached_forward(model, PROMPT, cache)
+    return cache
+
+
+def _hook_that_resets(hooked):
+    def reset(activation, hook):
+        hooked.reset_hooks()
+
+    hooked.run_with_hooks(PROMPT, [("blocks.0.hook_resid_pre", reset)])
+
+
+# (what the learner did, the error's type, words the message must hold)
+CASES = {
+    "DemoTransformer(None)": (lambda m, h, c, t: DemoTransformer(None), TypeError, "cfg must be"),
+    "DemoTransformer(a dict)": (
+        lambda m, h, c, t: DemoTransformer({"d_model": 32}),
+        TypeError,
+        r"Config\(\*\*cfg\)",
+    ),
+    "DemoTransformer(Config)": (
+        lambda m, h, c, t: DemoTransformer(Config),
+        TypeError,
+        r"the class Config \(call it",
+    ),
+    "FusedTransformer(GPT2Config)": (
+        lambda m, h, c, t: FusedTransformer(transformers.GPT2Config()),
+        TypeError,
+        "config_from_hf",
+    ),
+    "KVCache(Config)": (lambda m, h, c, t: KVCache(Config, 1), TypeError, "cfg must be a Config"),
+    "KVCache(None)": (lambda m, h, c, t: KVCache(None, 1), TypeError, "cfg must be a Config"),
+    "d_vocab of 10**9": (
+        lambda m, h, c, t: Config(d_vocab=10**9, d_model=64, n_heads=2, d_head=32),
+        ValueError,
+        "d_vocab",
+    ),
+    "d_mlp of 10**9": (lambda m, h, c, t: Config(d_mlp=10**9), ValueError, "d_mlp = 1,000,000,000"),
+    "n_ctx of 10**9": (lambda m, h, c, t: Config(n_ctx=10**9), ValueError, "n_ctx = 1,000,000,000"),
+    "tokens on the meta device": (
+        lambda m, h, c, t: m(torch.tensor([[1, 2]], device="meta")),
+        ValueError,
+        "meta device",
+    ),
+    "a model on the meta device": (
+        lambda m, h, c, t: DemoTransformer(CFG).to("meta")(PROMPT),
+        ValueError,
+        "weights are on the meta device",
+    ),
+    "a hooked model on the meta device": (
+        lambda m, h, c, t: HookedDemoTransformer(CFG).to("meta")(PROMPT),
+        ValueError,
+        "weights are on the meta device",
+    ),
+    "generate on the meta device": (
+        lambda m, h, c, t: generate(DemoTransformer(CFG).to("meta"), PROMPT, 2),
+        ValueError,
+        "meta device",
+    ),
+    "attribution of meta vectors": (
+        lambda m, h, c, t: direct_logit_attribution(torch.zeros(3, 32, device="meta"), 1.0, m, 1),
+        ValueError,
+        "meta device",
+    ),
+    "attribution with scale 0": (
+        lambda m, h, c, t: direct_logit_attribution(torch.zeros(3, 32), 0.0, m, 1),
+        ValueError,
+        "positive, finite",
+    ),
+    "attribution with scale NaN": (
+        lambda m, h, c, t: direct_logit_attribution(torch.zeros(3, 32), torch.tensor(np.nan), m, 1),
+        ValueError,
+        "positive, finite",
+    ),
+    "attribution with a negative scale": (
+        lambda m, h, c, t: direct_logit_attribution(torch.zeros(3, 32), -1.0, m, 1),
+        ValueError,
+        "positive, finite",
+    ),
+    "np.bool_ that is not a bool field": (
+        lambda m, h, c, t: Config(**{**SMALL, "n_layers": np.bool_(True)}),
+        TypeError,
+        "n_layers must be a positive int",
+    ),
+    "load_checkpoint_model(device='gpu')": (
+        lambda m, h, c, t: load_checkpoint_model(c, device="gpu"),
+        ValueError,
+        "'cuda'",
+    ),
+    "load_checkpoint_model(device=123)": (
+        lambda m, h, c, t: load_checkpoint_model(c, device=123),
+        ValueError,
+        "device must be",
+    ),
+    "load_checkpoint_model(model_class=str)": (
+        lambda m, h, c, t: load_checkpoint_model(c, model_class=str),
+        TypeError,
+        "model_class must be",
+    ),
+    "load_checkpoint_model(model_class=nn.Linear)": (
+        lambda m, h, c, t: load_checkpoint_model(c, model_class=nn.Linear),
+        TypeError,
+        "cannot be built from a Config",
+    ),
+    "Trainer(None, ...)": (
+        lambda m, h, c, t: Trainer(None, _args(t), *_data()),
+        TypeError,
+        "model must be a DemoTransformer",
+    ),
+    "Trainer given int16 sequences": (
+        lambda m, h, c, t: Trainer(DemoTransformer(CFG), _args(t), _data()[0].short(), _data()[1]),
+        TypeError,
+        "train_sequences must be token ids",
+    ),
+    "SafeTrainer given a 1-D stream": (
+        lambda m, h, c, t: SafeTrainer(
+            DemoTransformer(CFG), _args(t), _data()[0].flatten(), _data()[1]
+        ),
+        ValueError,
+        r"pack\(stream, 32\)",
+    ),
+    "TrainingArgs(seed=2**70)": (lambda m, h, c, t: _args(t, seed=2**70), ValueError, "seed"),
+    "TrainingArgs(max_steps=10, warmup_steps=100)": (
+        lambda m, h, c, t: _args(t, max_steps=10, warmup_steps=100),
+        ValueError,
+        "warmup_steps is 100, more than max_steps = 10",
+    ),
+    "generate(seed=2**70)": (
+        lambda m, h, c, t: generate(m, PROMPT, 2, seed=2**70),
+        ValueError,
+        "seed must be",
+    ),
+    "generate(temperature=1e-40)": (
+        lambda m, h, c, t: generate(m, PROMPT, 2, temperature=1e-40),
+        ValueError,
+        "temperature must be",
+    ),
+    "train(max_steps='2')": (
+        lambda m, h, c, t: SafeTrainer(DemoTransformer(CFG), _args(t), *_data()).train("2"),
+        TypeError,
+        "max_steps must be",
+    ),
+    "SafeTrainer.resume(None)": (
+        lambda m, h, c, t: SafeTrainer.resume(None, *_data()),
+        TypeError,
+        "must be a file path",
+    ),
+    "SafeTrainer.resume(a bytes path)": (
+        lambda m, h, c, t: SafeTrainer.resume(bytes(c), *_data()),
+        TypeError,
+        "must be a file path",
+    ),
+    "load_corpus(max_chars=0)": (
+        lambda m, h, c, t: load_corpus(max_chars=0),
+        ValueError,
+        "max_chars must be",
+    ),
+    "load_corpus(max_chars=-5)": (
+        lambda m, h, c, t: load_corpus(max_chars=-5),
+        ValueError,
+        "max_chars must be",
+    ),
+    "load_corpus(max_chars=1.5)": (
+        lambda m, h, c, t: load_corpus(max_chars=1.5),
+        TypeError,
+        "max_chars must be",
+    ),
+    "load_corpus(max_chars='1000')": (
+        lambda m, h, c, t: load_corpus(max_chars="1000"),
+        TypeError,
+        "max_chars must be",
+    ),
+    "load_corpus(max_chars=10)": (
+        lambda m, h, c, t: load_corpus(max_chars=10, source="stdlib"),
+        ValueError,
+        "max_chars=10 keeps 1",
+    ),
+    "load_trained_model(a dict, ...)": (
+        lambda m, h, c, t: load_trained_model({"name": "ci"}, t),
+        TypeError,
+        "run_cfg must be",
+    ),
+    "load_trained_model(ci, checkpoint_dir=None)": (
+        lambda m, h, c, t: load_trained_model("ci", None),
+        TypeError,
+        "checkpoint_dir must be",
+    ),
+    "cache.reorder out of range": (
+        lambda m, h, c, t: _cache_filled(m).reorder(torch.tensor([5])),
+        ValueError,
+        r"rows must be .* in \[0, 1\), got \[5\]",
+    ),
+    "cache.reorder with float rows": (
+        lambda m, h, c, t: _cache_filled(m).reorder(torch.tensor([0.0])),
+        TypeError,
+        "rows must be",
+    ),
+    "one cache, a float64 model then a float32 one": (
+        lambda m, h, c, t: _one_cache_two_models(),
+        ValueError,
+        "another model",
+    ),
+    "a hook that calls reset_hooks()": (
+        lambda m, h, c, t: _hook_that_resets(h),
+        RuntimeError,
+        r"reset_hooks\(\) was called inside a hook",
+    ),
+    "a checkpoint whose step is a string": (
+        lambda m, h, c, t: load_checkpoint_model(_with_step_as_text(c, t)),
+        ValueError,
+        "step an int",
+    ),
+    "a lone surrogate to BPETokenizer.train": (
+        lambda m, h, c, t: BPETokenizer.train("abc \ud800 def", 260),
+        ValueError,
+        "lone surrogate",
+    ),
+    "special_tokens=() then .eot_id": (
+        lambda m, h, c, t: BPETokenizer(BYTES, [], special_tokens=()).eot_id,
+        ValueError,
+        r"no <\|endoftext\|> token",
+    ),
+    "merges=5": (
+        lambda m, h, c, t: BPETokenizer(BYTES, 5, special_tokens=()),
+        TypeError,
+        "merges",
+    ),
+    "heads with a float": (
+        lambda m, h, c, t: ablate_heads(h, PROMPT, [(0, 1.0)]),
+        ValueError,
+        "heads must be a list of",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_gets_one_clear_error_from_our_code(
+    case, model, hooked, checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    action, error, words = CASES[case]
+    with pytest.raises(error, match=words) as raised:
+        action(model, hooked, checkpoint, tmp_path)
+    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
+    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    assert "\n" not in str(raised.value)  # one line
+
+
+def test_backups_refuse_a_file_where_their_folder_goes(tmp_path, monkeypatch):
+    (tmp_path / "backup").write_text("not a folder")
+    edited = tmp_path / "01_tokenisation.ipynb"
+    edited.write_text('{"cells": []}')
+    with pytest.raises(NotADirectoryError, match="backup is a file"):
+        utils.exercises.write_exercises(tmp_path)
+    assert edited.read_text() == '{"cells": []}'  # nothing the learner had is lost
+
+
+# numpy scalars are numbers too: what Python's ints, floats and bools do, they do
+def test_numpy_scalars_work_where_python_numbers_do(model, hooked, tmp_path):
+    assert DemoTransformer(Config(**{**SMALL, "n_heads": np.int64(2)})).cfg.n_heads == 2
+    assert Config(**SMALL, attn_only=np.bool_(True)).attn_only is True
+    python = generate(model, PROMPT, 3, temperature=0.5, seed=7)
+    numpy = generate(model, PROMPT, np.int64(3), temperature=np.float32(0.5), seed=np.int64(7))
+    assert torch.equal(python, numpy)
+    heads = [(np.int64(0), np.int64(1))]
+    assert torch.equal(ablate_heads(hooked, PROMPT, heads), ablate_heads(hooked, PROMPT, [(0, 1)]))
+    vectors = torch.randn(3, 32)
+    assert torch.equal(
+        direct_logit_attribution(vectors, np.float32(2.0), model, 1),
+        direct_logit_attribution(vectors, 2.0, model, 1),
+    )
+    assert download_timeout(np.float32(1.5)) == 1.5
+    assert _args(tmp_path, seed=np.int64(3)).seed == 3
+
+
+def test_hooks_may_edit_q_k_and_v_in_place_with_gradients_on(hooked):
+    def double_in_place(activation, hook):
+        activation.mul_(2)
+
+    def doubled(activation, hook):
+        return activation * 2
+
+    names = ["blocks.0.attn.hook_q", "blocks.1.attn.hook_v"]
+    in_place = hooked.run_with_hooks(PROMPT, [(n, double_in_place) for n in names])
+    returned = hooked.run_with_hooks(PROMPT, [(n, doubled) for n in names])
+    assert in_place.requires_grad and torch.allclose(in_place, returned)
+    in_place.sum().backward()  # the gradient flows through the edited view
+    assert hooked.blocks[0].attn.W_Q.grad is not None
+    hooked.zero_grad(set_to_none=True)
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")
+def test_a_read_only_checkpoint_folder_is_refused_before_training(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="cannot be written"):
+            SafeTrainer(DemoTransformer(CFG), _args(folder / "runs"), *_data())
+    finally:
+        folder.chmod(0o700)

@@ -1,0 +1,32 @@
+"""Temporary files that an interrupted write left behind: whether one is abandoned, for the
+checkpoints (utils/checkpoints.py) and the exercise notebooks (utils/exercises.py) alike. Its
+name carries the writer's process id: `<name>.<pid>.tmp`."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+STILL_WRITING_S = 3600  # a file this recent, of a process that exists, may be a write in progress
+
+
+def abandoned(tmp: Path) -> bool:
+    """Whether the temporary file `tmp` (`<name>.<pid>.tmp`) belongs to no write in progress: its
+    process is gone, or the file is over an hour old (its pid may now be another process's)."""
+    pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""
+    if not (pid.isdigit() and _process_exists(int(pid))):
+        return True
+    return time.time() - tmp.stat().st_mtime >= STILL_WRITING_S
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
