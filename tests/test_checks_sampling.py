@@ -5,6 +5,7 @@ reference (which makes the mistakes through its `mistake=` argument): a check th
 everything, or named the wrong mistake, fails here.
 """
 
+import inspect
 import math
 import re
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import utils.sampling
 from utils import checks
 from utils.checks import MISTAKES
 from utils.checks import sampling as S
@@ -351,6 +353,49 @@ def beam_search_unsorted(model, tokens, num_beams, max_new_tokens, **kwargs):
     return make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)[::-1]
 
 
+def reference_beam_search_with(*edits):
+    """utils.sampling.beam_search (the notebook's solution, with its KV cache) as a learner would
+    paste it, each (old, new) edit applied: a mistake made in the solution's own form."""
+    source = inspect.getsource(utils.sampling.beam_search)
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    namespace = dict(vars(utils.sampling))
+    exec(compile(source, "<learner's cell>", "exec"), namespace)
+    return namespace["beam_search"]
+
+
+BEAM_EDITS = {  # known mistake -> the edits to the solution that make it
+    # topk along each beam's row, then flattened: candidates beam after beam, not in score order
+    "beam_topk_per_beam": [
+        (
+            "candidates = (scores[:, None] + log_probs).flatten()",
+            "candidates = scores[:, None] + log_probs",
+        ),
+        (
+            "top_scores, top = candidates.topk(2 * num_beams)",
+            "top_scores, top = candidates.topk(2 * num_beams, dim=-1)",
+        ),
+        (
+            "beam, token = top // log_probs.shape[-1], top % log_probs.shape[-1]",
+            "beam = torch.arange(len(beams)).repeat_interleave(2 * num_beams)\n"
+            "        token, top_scores = top.flatten(), top_scores.flatten()",
+        ),
+    ],
+    "beam_too_few_candidates": [("candidates.topk(2 * num_beams)", "candidates.topk(num_beams)")],
+    "beam_all_candidates_finish": [
+        ("for i in range(num_beams):", "for i in range(2 * num_beams):")
+    ],
+    "beam_finished_dropped": [
+        (
+            "        for i in range(num_beams):",
+            "        finished = []\n        for i in range(num_beams):",
+        )
+    ],
+    "beam_cache_not_reordered": [("        cache.reorder(beam[keep])\n", "")],
+}
+
+
 # ------------------------------------------------------------ every known mistake: caught and named
 
 BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that makes it)
@@ -374,6 +419,11 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
         make_beam_search(length_with_prompt=True),
     ),
     "beam_stop_not_counted": (checks.check_beam_search, make_beam_search(stop_not_counted=True)),
+    "beam_only_best": (checks.check_beam_search, make_beam_search(only_best=True)),
+    **{
+        mistake: (checks.check_beam_search, reference_beam_search_with(*edits))
+        for mistake, edits in BEAM_EDITS.items()
+    },
 }
 
 # More ways of making the same mistakes
@@ -447,7 +497,7 @@ CORRECT = [
     (checks.check_top_p, top_p_mass_before),
     (checks.check_beam_search, make_beam_search()),
     (checks.check_beam_search, make_beam_search(tensor_scores=True)),
-    (checks.check_beam_search, make_beam_search(only_best=True)),
+    (checks.check_beam_search, reference_beam_search_with()),
 ]
 
 
@@ -578,8 +628,8 @@ def test_beam_search_check_leaves_the_learners_random_state_alone():
 
 def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
     """Each case: our reference gives Hugging Face's beams and scores; together the cases stop beams
-    early, change the winner by normalising, and ban n-grams; each mistake changes the best beam or
-    its score in some case."""
+    early, change the winner by normalising, and ban n-grams; each mistake changes the beams or
+    their scores in some case."""
     hf, model = S._models()
     stopped_early = banned = False
     shown = set()
@@ -591,7 +641,8 @@ def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
         assert all(
             math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
         )
-        assert ours[0][1] - ours[1][1] > 1e-3  # no near-tie for the best beam
+        # no near-tie between beams: their order is the same however the scores are rounded
+        assert all(a[1] - b[1] > 1e-3 for a, b in zip(ours, ours[1:]))
         stopped_early |= len(ours[0][0]) - len(prompt) < max_new
         banned |= (
             ngram > 0
@@ -599,11 +650,10 @@ def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
             != S._beam_search(model, tokens, num_beams, max_new, lp, 0, stop)[0][0].tolist()
         )
         for mistake in S.mistakes_in("beam_search"):
-            seq, score = S._beam_search(
-                model, tokens, num_beams, max_new, lp, ngram, stop, mistake
-            )[0]
-            if seq.tolist() != ours[0][0].tolist() or not math.isclose(
-                score, ours[0][1], rel_tol=1e-4
+            theirs = S._beam_search(model, tokens, num_beams, max_new, lp, ngram, stop, mistake)
+            if not S._same_beams(
+                [(s.tolist(), score) for s, score in theirs],
+                [(s.tolist(), score) for s, score in ours],
             ):
                 shown.add(mistake.name)
     assert stopped_early and banned
@@ -638,3 +688,22 @@ def test_the_reference_agrees_with_hugging_face_on_other_weights_and_settings(se
         assert all(
             math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
         ), settings
+
+
+def test_every_beam_and_its_score_are_compared():
+    """Not only the best beam: a wrong score for the last beam, or a beam too many, fails."""
+
+    def last_score_off(model, tokens, num_beams, max_new_tokens, **kwargs):
+        beams = make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)
+        return beams[:-1] + [(beams[-1][0], beams[-1][1] - 0.01)]
+
+    def one_beam_too_many(model, tokens, num_beams, max_new_tokens, **kwargs):
+        beams = make_beam_search()(model, tokens, num_beams + 1, max_new_tokens, **kwargs)
+        return beams
+
+    with pytest.raises(AssertionError, match=r"beam 2's score differs.*\n  expected:\n    0: "):
+        checks.check_beam_search(last_score_off)
+    with pytest.raises(
+        AssertionError, match=r"it returned 4 beams, expected every finished beam: 3"
+    ):
+        checks.check_beam_search(one_beam_too_many)
