@@ -205,7 +205,7 @@ def _sorted_probs(logits):
 
 def top_p_shifted_cumsum(
     logits, p
-):  # Hugging Face's old way: remove past p, shift right, always keep the first
+):  # Hugging Face's old way: remove past p, shift right, always keep the first (wrong at exactly p)
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
@@ -257,6 +257,12 @@ def top_p_shift_forgets_first(logits, p):
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def top_p_mass_before_above_p(logits, p):  # keeps a token whose mass before it is exactly p
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) - probs > p
     return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
@@ -412,6 +418,7 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topp_keeps_none": (checks.check_top_p, top_p_shift_forgets_first),
     "topp_logit_mass": (checks.check_top_p, top_p_logit_mass),
     "topp_unsorted": (checks.check_top_p, top_p_mask_not_unsorted),
+    "topp_keeps_boundary_token": (checks.check_top_p, top_p_mass_before_above_p),
     "beam_no_length_norm": (checks.check_beam_search, make_beam_search(no_length_norm=True)),
     "beam_after_stop": (checks.check_beam_search, make_beam_search(after_stop=True)),
     "beam_length_with_prompt": (
@@ -433,6 +440,9 @@ OTHER_WAYS = [
     ("freq_not_per_row", checks.check_frequency_penalty, penalty_whole_batch),
     ("topk_off_by_one", checks.check_top_k, top_k_minus_one),
     ("topp_drops_crossing", checks.check_top_p, top_p_at_most_p_keeps_first),
+    # Hugging Face's old warper (cumsum > p, shifted right) is mass_before > p: at a mass of exactly
+    # p before a token it keeps that token, one more than the smallest set that reaches p
+    ("topp_keeps_boundary_token", checks.check_top_p, top_p_shifted_cumsum),
 ]
 
 
@@ -491,7 +501,6 @@ CORRECT = [
     (checks.check_top_k, top_k_scatter),
     (checks.check_top_k, top_k_finfo_min),
     (checks.check_top_k, top_k_in_place_on_a_copy),
-    (checks.check_top_p, top_p_shifted_cumsum),
     (checks.check_top_p, top_p_searchsorted),
     (checks.check_top_p, top_p_ascending),
     (checks.check_top_p, top_p_mass_before),

@@ -101,6 +101,16 @@ TOPP_DROPS_CROSSING = known_mistake(
     "The nucleus is the smallest set whose mass REACHES p, so it includes that token: "
     "keep a token when the mass BEFORE it is < p, (cumsum - sorted_probs) < p.",
 )
+# tried before TOPP_KEEPS_NONE, whose shift gives the same at exactly p
+TOPP_KEEPS_BOUNDARY_TOKEN = known_mistake(
+    "topp_keeps_boundary_token",
+    "apply_top_p",
+    "a token whose mass before it is exactly p is kept (mass_before > p, or Hugging Face's old "
+    "cumsum > p shifted right): the tokens before it already add up to p, so the nucleus, the "
+    "smallest set whose mass reaches p, ends before it. Remove a token when the mass before it "
+    "is >= p: keep it only when (cumsum - sorted_probs) < p. Here p = {p}: keep the most "
+    "probable tokens until their mass is exactly {p}, and remove every token after them.",
+)
 TOPP_KEEPS_NONE = known_mistake(
     "topp_keeps_none",
     "apply_top_p",
@@ -266,6 +276,8 @@ def _top_p(logits, p, mistake=None):
         return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
     if mistake is TOPP_DROPS_CROSSING:
         remove = cumulative > p
+    elif mistake is TOPP_KEEPS_BOUNDARY_TOKEN:
+        remove = cumulative - sorted_mass > p
     elif (
         mistake is TOPP_KEEPS_NONE
     ):  # shifted right to keep the crossing token, but the first position never cleared
@@ -531,12 +543,17 @@ def check_top_p(fn) -> None:
         -1, shuffled
     )  # 0.3 .55 .75 .87
     one_big = _logits_with_probs([[0.05, 0.70, 0.10, 0.15], [0.20, 0.05, 0.15, 0.60]])
+    # exact in float32 (their softmax and sums too): the mass before the third most probable token
+    # is exactly 0.75, so at p = 0.75 the first two already reach p and the third is removed
+    boundary = _logits_with_probs([[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]])
     cases = [
         (crossing, 0.6),
         (crossing, 0.8),
         (_test_logits(30), 0.5),
         (_test_logits(31, batch=3, d_vocab=12), 0.9),
         (one_big, 0.5),
+        (boundary, 0.75),
+        (boundary, 0.5),
         (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95),
     ]
     for logits, p in cases:
@@ -559,10 +576,11 @@ def check_top_p(fn) -> None:
                     TOPP_KEEPS_NONE if (top[nothing_kept] > p).all() else None,
                     things,
                 )
-        _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things)
+        _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things, p=p)
     print(
         f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
-        "and logits out of order (removed logits: -inf, or at most -1e4)"
+        "a mass of exactly p before a token (removed), and logits out of order (removed logits: "
+        "-inf, or at most -1e4)"
     )
 
 
