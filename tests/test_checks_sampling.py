@@ -716,3 +716,56 @@ def test_every_beam_and_its_score_are_compared():
         AssertionError, match=r"it returned 4 beams, expected every finished beam: 3"
     ):
         checks.check_beam_search(one_beam_too_many)
+
+
+# ------------------------------------------------------------------------------- the KV cache
+
+
+def kv_learners(*edits):
+    """utils.sampling's attention_with_cache and forward_with_cache as a learner would paste them,
+    each (old, new) edit applied."""
+    source = (
+        inspect.getsource(utils.sampling.attention_with_cache)
+        + "\n\n"
+        + inspect.getsource(utils.sampling.forward_with_cache)
+    )
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    namespace = dict(vars(utils.sampling))
+    exec(compile(source, "<learner's cell>", "exec"), namespace)
+    return namespace["forward_with_cache"]
+
+
+# in attention_with_cache, after k, v = cache.update(...): cache.length then counts the last layer's
+# positions, the old count for every earlier layer and the new one for the last
+LENGTH_AFTER_UPDATE = {
+    "minus new_posn": ("past = all_posn - new_posn", "past = cache.length - new_posn"),
+    "as the past": ("past = all_posn - new_posn", "past = cache.length"),
+}
+# read before this layer's cache.update (the old count, in every layer): right
+LENGTH_BEFORE_UPDATE = [
+    (
+        "    k, v = cache.update(layer, k, v)",
+        "    past = cache.length\n    k, v = cache.update(layer, k, v)",
+    ),
+    ("    past = all_posn - new_posn\n", ""),
+]
+
+
+@pytest.mark.parametrize("edit", LENGTH_AFTER_UPDATE.values(), ids=LENGTH_AFTER_UPDATE)
+def test_kv_cache_length_read_after_update_is_named(edit):
+    with pytest.raises(AssertionError) as err:
+        checks.check_kv_cache(kv_learners(edit))
+    assert re.search(_advice("kv_length_read_mid_forward"), str(err.value)), str(err.value)
+    assert "off by one" not in str(err.value), str(err.value)
+
+
+def test_kv_cache_length_read_before_each_update_passes_and_other_mistakes_keep_their_name(capsys):
+    checks.check_kv_cache(kv_learners(*LENGTH_BEFORE_UPDATE))
+    assert "forward_with_cache passed" in capsys.readouterr().out
+    with pytest.raises(AssertionError) as err:
+        checks.check_kv_cache(
+            kv_learners(*LENGTH_BEFORE_UPDATE, (".triu(past + 1)", ".triu(past)"))
+        )
+    assert re.search(_advice("kv_mask_off_by_one"), str(err.value)), str(err.value)
