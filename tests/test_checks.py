@@ -350,6 +350,43 @@ def _broken_train_merges(old, new):
     return namespace["train_merges"]
 
 
+def train_merges_calling(merge_word):
+    """The reference train_merges as a learner would paste it, calling this merge_word."""
+    namespace = {**vars(bpe), "merge_word": merge_word}
+    exec(inspect.getsource(bpe.train_merges), namespace)
+    return namespace["train_merges"]
+
+
+def merge_word_recursive(word, pair, new_id):  # right, in another form
+    if len(word) < 2:
+        return list(word)
+    if (word[0], word[1]) == pair:
+        return [new_id] + merge_word_recursive(word[2:], pair, new_id)
+    return [word[0]] + merge_word_recursive(word[1:], pair, new_id)
+
+
+def test_train_merges_calling_a_right_merge_word_of_its_own_passes(capsys):
+    checks.check_train_merges(train_merges_calling(merge_word_recursive))
+    assert "train_merges passed" in capsys.readouterr().out
+
+
+def merge_first_only(word, pair, new_id):  # replaces the first occurrence only
+    for i in range(len(word) - 1):
+        if (word[i], word[i + 1]) == pair:
+            return word[:i] + [new_id] + word[i + 2 :]
+    return list(word)
+
+
+@pytest.mark.parametrize("merge_word", [merge_no_skip, merge_first_only])
+def test_train_merges_calling_a_wrong_merge_word_names_merge_word(merge_word):
+    with pytest.raises(AssertionError) as err:
+        checks.check_train_merges(train_merges_calling(merge_word))
+    message = str(err.value)
+    assert "train_merges calls your merge_word, and it is wrong: merge_word([" in message, message
+    assert "checks.check_merge_word(merge_word)" in message, message
+    assert "pushed back on the heap" not in message, message
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [
@@ -889,6 +926,7 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "attn_mask_hides_past": (checks.check_attention, _mask_with(lower=True)),
     "attn_pattern_no_softmax": (checks.check_attention, AttnScoresAsPattern),
     "merges_tie_by_dict_order": (checks.check_train_merges, naive_train_merges),
+    "merges_wrong_merge_word": (checks.check_train_merges, train_merges_calling(merge_no_skip)),
     "decode_per_token": (checks.check_bpe_tokenizer, StrictDecodeBPE),
     "lr_warmup_from_zero": (checks.check_lr_at, lr_warmup_from_zero),
     "lr_decay_to_zero": (checks.check_lr_at, lr_decay_to_zero),
