@@ -181,6 +181,17 @@ def top_k_zero_fill(logits, k):
     return logits.masked_fill(logits < kth, 0.0)
 
 
+def top_k_probabilities(logits, k):  # probabilities, the others 0: not logits
+    probs = logits.softmax(-1)
+    kth = probs.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
+    return probs.masked_fill(probs < kth, 0.0)
+
+
+def top_k_probabilities_renormalised(logits, k):
+    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, NEG_INF).softmax(-1)
+
+
 def top_k_over_batch(logits, k):
     kth = logits.topk(min(k, logits.shape[0]), dim=0).values[-1:]
     return logits.masked_fill(logits < kth, NEG_INF)
@@ -414,6 +425,7 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topk_off_by_one": (checks.check_top_k, top_k_plus_one),
     "topk_fill_zero": (checks.check_top_k, top_k_zero_fill),
     "topk_wrong_dim": (checks.check_top_k, top_k_over_batch),
+    "topk_returns_probs": (checks.check_top_k, top_k_probabilities),
     "topp_drops_crossing": (checks.check_top_p, top_p_cumsum_at_most_p),
     "topp_keeps_none": (checks.check_top_p, top_p_shift_forgets_first),
     "topp_logit_mass": (checks.check_top_p, top_p_logit_mass),
@@ -439,6 +451,7 @@ OTHER_WAYS = [
     ("freq_part_of_tokens", checks.check_frequency_penalty, penalty_all_but_last),
     ("freq_not_per_row", checks.check_frequency_penalty, penalty_whole_batch),
     ("topk_off_by_one", checks.check_top_k, top_k_minus_one),
+    ("topk_returns_probs", checks.check_top_k, top_k_probabilities_renormalised),
     ("topp_drops_crossing", checks.check_top_p, top_p_at_most_p_keeps_first),
     # Hugging Face's old warper (cumsum > p, shifted right) is mass_before > p: at a mass of exactly
     # p before a token it keeps that token, one more than the smallest set that reaches p

@@ -88,6 +88,13 @@ TOPK_FILL_ZERO = known_mistake(
     "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the "
     "softmax. Set them to float('-inf').",
 )
+TOPK_RETURNS_PROBS = known_mistake(
+    "topk_returns_probs",
+    "apply_top_k",
+    "the function returns probabilities (a softmax, the removed ones 0), not logits. Like "
+    "apply_temperature, it returns logits: the k largest unchanged, the others float('-inf'); "
+    "generate takes the softmax once, after every filter.",
+)
 TOPK_WRONG_DIM = known_mistake(
     "topk_wrong_dim",
     "apply_top_k",
@@ -257,6 +264,10 @@ def _top_k(logits, k, mistake=None, dim=-1):
         return [_top_k(logits, k + 1)] + ([_top_k(logits, k - 1)] if k > 1 else [])
     if mistake is TOPK_WRONG_DIM:
         return _top_k(logits, k, dim=0)
+    if mistake is TOPK_RETURNS_PROBS:  # the kept tokens' probabilities, renormalised or not
+        kept = torch.isfinite(_top_k(logits, k))
+        probs = logits.softmax(-1).masked_fill(~kept, 0.0)
+        return [probs, probs / probs.sum(-1, keepdim=True)]
     if k >= logits.shape[dim]:
         return logits.clone()
     kth = logits.topk(k, dim=dim).values.narrow(dim, k - 1, 1)
@@ -505,7 +516,13 @@ def check_top_k(fn) -> None:
                 and (got == 0).any()
                 and k < logits.shape[-1]
             ):
-                fail(f"{what}: no logit was removed, and some were set to 0.", TOPK_FILL_ZERO)
+                returns_probs = recognise(
+                    got, [TOPK_RETURNS_PROBS], lambda m: _top_k(logits, k, m), _same_logits
+                )
+                fail(
+                    f"{what}: no logit was removed, and some were set to 0.",
+                    returns_probs or TOPK_FILL_ZERO,
+                )
         _compare_logits(
             got,
             expected,
