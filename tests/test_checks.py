@@ -1022,3 +1022,29 @@ def test_frames_in_a_symlinked_environment_are_not_the_learners(tmp_path):
     os.symlink(Path(torch.__file__).resolve().parent, link)
     assert not checks_core._is_yours(str(link / "nn" / "modules" / "module.py"))
     assert checks_core._is_yours(__file__)
+
+
+def test_a_failing_check_in_a_jupyter_kernel_shows_the_message_without_the_checks_frames():
+    """In Jupyter the learner sees the message alone: IPython never hides the frame that raised,
+    which without CheckFailed._render_traceback_ is learner_facing's, in utils/checks/core.py."""
+    kernel_manager = pytest.importorskip("jupyter_client.manager")
+    manager, client = kernel_manager.start_new_kernel(
+        kernel_name="python3", cwd=str(Path(__file__).resolve().parent.parent)
+    )
+    errors = []
+    try:
+        client.execute_interactive(
+            "from utils import checks\n"
+            "def apply_temperature(logits, temperature):\n"
+            "    return logits * temperature\n"
+            "checks.check_temperature(apply_temperature)",
+            timeout=120,
+            output_hook=lambda msg: msg["msg_type"] == "error" and errors.append(msg["content"]),
+        )
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert len(errors) == 1 and errors[0]["ename"] == "CheckFailed", errors
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
+    assert "Likely cause: the logits are multiplied by the temperature" in shown, shown
+    assert "utils/checks" not in shown and "core.py" not in shown, shown
