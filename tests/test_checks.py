@@ -530,6 +530,31 @@ def test_lr_check_accepts_a_0d_float32_tensor():
     checks.check_lr_at(lr_as_float32_tensor)
 
 
+def lr_done_without_decay_phase(step, args):  # right: no decay phase counts as the decay done
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    if args.max_steps <= args.warmup_steps:
+        progress = 1.0
+    else:
+        progress = min(1.0, (step - args.warmup_steps) / (args.max_steps - args.warmup_steps))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
+
+
+def test_lr_check_accepts_either_end_when_there_is_no_decay_phase(capsys):
+    checks.check_lr_at(lr_done_without_decay_phase)
+    assert "lr_at passed" in capsys.readouterr().out
+
+
+def optimizer_ignores_requires_grad(model, args):  # the solution without its requires_grad filter
+    source = inspect.getsource(training.make_optimizer)
+    assert source.count(" if p.requires_grad]") == 1
+    namespace = dict(vars(training))
+    exec(source.replace(" if p.requires_grad]", "]"), namespace)
+    return namespace["make_optimizer"](model, args)
+
+
 def test_lr_check_needs_the_divide_by_zero_guard():
     with pytest.raises(AssertionError, match="lr_at\\(5, args\\) raised ZeroDivisionError"):
         checks.check_lr_at(lr_without_guard)
@@ -584,7 +609,7 @@ def optimizer_by_ndim(model, args):  # the nanoGPT shortcut: decays the 2-D bias
 
 
 def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, by name
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {
             "params": [p for n, p in named if ".b_" not in n and not n.endswith((".w", ".b"))],
@@ -600,7 +625,11 @@ def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, 
 
 def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     checks.check_make_optimizer(optimizer_no_decay_on_any_bias)
-    assert "decay on the 9 weight matrices and embeddings (W_...) only" in capsys.readouterr().out
+    # 9 weight matrices and embeddings, one of them (W_pos) frozen
+    assert (
+        "decay on the 8 weight matrices and embeddings (W_...) only, the frozen one left out"
+        in (capsys.readouterr().out)
+    )
 
 
 @pytest.mark.parametrize(
@@ -935,6 +964,7 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "lr_progress_from_zero": (checks.check_lr_at, lr_progress_from_zero),
     "lr_unclamped": (checks.check_lr_at, lr_unclamped),
     "decay_by_ndim": (checks.check_make_optimizer, optimizer_by_ndim),
+    "optimizer_trains_frozen": (checks.check_make_optimizer, optimizer_ignores_requires_grad),
     "step_zero_grad_first": (checks.check_optimizer_step, step_zero_first),
     "step_no_zero_grad": (checks.check_optimizer_step, step_no_zero_grad),
     "step_no_clip": (checks.check_optimizer_step, step_no_clip),
@@ -943,6 +973,10 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "accuracy_no_shift": (
         checks.check_next_token_accuracy,
         lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(),
+    ),
+    "accuracy_tensor": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean(),
     ),
     "accuracy_count": (
         checks.check_next_token_accuracy,
