@@ -350,6 +350,43 @@ def _broken_train_merges(old, new):
     return namespace["train_merges"]
 
 
+def train_merges_calling(merge_word):
+    """The reference train_merges as a learner would paste it, calling this merge_word."""
+    namespace = {**vars(bpe), "merge_word": merge_word}
+    exec(inspect.getsource(bpe.train_merges), namespace)
+    return namespace["train_merges"]
+
+
+def merge_word_recursive(word, pair, new_id):  # right, in another form
+    if len(word) < 2:
+        return list(word)
+    if (word[0], word[1]) == pair:
+        return [new_id] + merge_word_recursive(word[2:], pair, new_id)
+    return [word[0]] + merge_word_recursive(word[1:], pair, new_id)
+
+
+def test_train_merges_calling_a_right_merge_word_of_its_own_passes(capsys):
+    checks.check_train_merges(train_merges_calling(merge_word_recursive))
+    assert "train_merges passed" in capsys.readouterr().out
+
+
+def merge_first_only(word, pair, new_id):  # replaces the first occurrence only
+    for i in range(len(word) - 1):
+        if (word[i], word[i + 1]) == pair:
+            return word[:i] + [new_id] + word[i + 2 :]
+    return list(word)
+
+
+@pytest.mark.parametrize("merge_word", [merge_no_skip, merge_first_only])
+def test_train_merges_calling_a_wrong_merge_word_names_merge_word(merge_word):
+    with pytest.raises(AssertionError) as err:
+        checks.check_train_merges(train_merges_calling(merge_word))
+    message = str(err.value)
+    assert "train_merges calls your merge_word, and it is wrong: merge_word([" in message, message
+    assert "checks.check_merge_word(merge_word)" in message, message
+    assert "pushed back on the heap" not in message, message
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [
@@ -493,6 +530,31 @@ def test_lr_check_accepts_a_0d_float32_tensor():
     checks.check_lr_at(lr_as_float32_tensor)
 
 
+def lr_done_without_decay_phase(step, args):  # right: no decay phase counts as the decay done
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    if args.max_steps <= args.warmup_steps:
+        progress = 1.0
+    else:
+        progress = min(1.0, (step - args.warmup_steps) / (args.max_steps - args.warmup_steps))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
+
+
+def test_lr_check_accepts_either_end_when_there_is_no_decay_phase(capsys):
+    checks.check_lr_at(lr_done_without_decay_phase)
+    assert "lr_at passed" in capsys.readouterr().out
+
+
+def optimizer_ignores_requires_grad(model, args):  # the solution without its requires_grad filter
+    source = inspect.getsource(training.make_optimizer)
+    assert source.count(" if p.requires_grad]") == 1
+    namespace = dict(vars(training))
+    exec(source.replace(" if p.requires_grad]", "]"), namespace)
+    return namespace["make_optimizer"](model, args)
+
+
 def test_lr_check_needs_the_divide_by_zero_guard():
     with pytest.raises(AssertionError, match="lr_at\\(5, args\\) raised ZeroDivisionError"):
         checks.check_lr_at(lr_without_guard)
@@ -547,7 +609,7 @@ def optimizer_by_ndim(model, args):  # the nanoGPT shortcut: decays the 2-D bias
 
 
 def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, by name
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {
             "params": [p for n, p in named if ".b_" not in n and not n.endswith((".w", ".b"))],
@@ -563,7 +625,11 @@ def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, 
 
 def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     checks.check_make_optimizer(optimizer_no_decay_on_any_bias)
-    assert "decay on the 9 weight matrices and embeddings (W_...) only" in capsys.readouterr().out
+    # 9 weight matrices and embeddings, one of them (W_pos) frozen
+    assert (
+        "decay on the 8 weight matrices and embeddings (W_...) only, the frozen one left out"
+        in (capsys.readouterr().out)
+    )
 
 
 @pytest.mark.parametrize(
@@ -889,6 +955,7 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "attn_mask_hides_past": (checks.check_attention, _mask_with(lower=True)),
     "attn_pattern_no_softmax": (checks.check_attention, AttnScoresAsPattern),
     "merges_tie_by_dict_order": (checks.check_train_merges, naive_train_merges),
+    "merges_wrong_merge_word": (checks.check_train_merges, train_merges_calling(merge_no_skip)),
     "decode_per_token": (checks.check_bpe_tokenizer, StrictDecodeBPE),
     "lr_warmup_from_zero": (checks.check_lr_at, lr_warmup_from_zero),
     "lr_decay_to_zero": (checks.check_lr_at, lr_decay_to_zero),
@@ -897,6 +964,7 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "lr_progress_from_zero": (checks.check_lr_at, lr_progress_from_zero),
     "lr_unclamped": (checks.check_lr_at, lr_unclamped),
     "decay_by_ndim": (checks.check_make_optimizer, optimizer_by_ndim),
+    "optimizer_trains_frozen": (checks.check_make_optimizer, optimizer_ignores_requires_grad),
     "step_zero_grad_first": (checks.check_optimizer_step, step_zero_first),
     "step_no_zero_grad": (checks.check_optimizer_step, step_no_zero_grad),
     "step_no_clip": (checks.check_optimizer_step, step_no_clip),
@@ -905,6 +973,10 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "accuracy_no_shift": (
         checks.check_next_token_accuracy,
         lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(),
+    ),
+    "accuracy_tensor": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean(),
     ),
     "accuracy_count": (
         checks.check_next_token_accuracy,
@@ -984,3 +1056,30 @@ def test_frames_in_a_symlinked_environment_are_not_the_learners(tmp_path):
     os.symlink(Path(torch.__file__).resolve().parent, link)
     assert not checks_core._is_yours(str(link / "nn" / "modules" / "module.py"))
     assert checks_core._is_yours(__file__)
+
+
+def test_a_failing_check_in_a_jupyter_kernel_shows_the_message_without_the_checks_frames():
+    """In Jupyter the learner sees the message alone: IPython never hides the frame that raised,
+    which without CheckFailed._render_traceback_ is learner_facing's, in utils/checks/core.py."""
+    kernel_manager = pytest.importorskip("jupyter_client.manager")
+    manager, client = kernel_manager.start_new_kernel(
+        kernel_name="python3", cwd=str(Path(__file__).resolve().parent.parent)
+    )
+    errors = []
+    try:
+        client.execute_interactive(
+            "from utils import checks\n"
+            "def apply_temperature(logits, temperature):\n"
+            "    return logits * temperature\n"
+            "checks.check_temperature(apply_temperature)",
+            timeout=120,
+            output_hook=lambda msg: msg["msg_type"] == "error" and errors.append(msg["content"]),
+        )
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert len(errors) == 1, errors
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
+    assert "utils/checks" not in shown and "core.py" not in shown, shown
+    assert shown.startswith("AssertionError: apply_temperature(logits, temperature=0.5)"), shown
+    assert "Likely cause: the logits are multiplied by the temperature" in shown, shown

@@ -5,6 +5,7 @@ reference (which makes the mistakes through its `mistake=` argument): a check th
 everything, or named the wrong mistake, fails here.
 """
 
+import inspect
 import math
 import re
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import utils.sampling
 from utils import checks
 from utils.checks import MISTAKES
 from utils.checks import sampling as S
@@ -179,6 +181,17 @@ def top_k_zero_fill(logits, k):
     return logits.masked_fill(logits < kth, 0.0)
 
 
+def top_k_probabilities(logits, k):  # probabilities, the others 0: not logits
+    probs = logits.softmax(-1)
+    kth = probs.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
+    return probs.masked_fill(probs < kth, 0.0)
+
+
+def top_k_probabilities_renormalised(logits, k):
+    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, NEG_INF).softmax(-1)
+
+
 def top_k_over_batch(logits, k):
     kth = logits.topk(min(k, logits.shape[0]), dim=0).values[-1:]
     return logits.masked_fill(logits < kth, NEG_INF)
@@ -203,7 +216,7 @@ def _sorted_probs(logits):
 
 def top_p_shifted_cumsum(
     logits, p
-):  # Hugging Face's old way: remove past p, shift right, always keep the first
+):  # Hugging Face's old way: remove past p, shift right, always keep the first (wrong at exactly p)
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
@@ -255,6 +268,12 @@ def top_p_shift_forgets_first(logits, p):
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def top_p_mass_before_above_p(logits, p):  # keeps a token whose mass before it is exactly p
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) - probs > p
     return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
@@ -351,6 +370,49 @@ def beam_search_unsorted(model, tokens, num_beams, max_new_tokens, **kwargs):
     return make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)[::-1]
 
 
+def reference_beam_search_with(*edits):
+    """utils.sampling.beam_search (the notebook's solution, with its KV cache) as a learner would
+    paste it, each (old, new) edit applied: a mistake made in the solution's own form."""
+    source = inspect.getsource(utils.sampling.beam_search)
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    namespace = dict(vars(utils.sampling))
+    exec(compile(source, "<learner's cell>", "exec"), namespace)
+    return namespace["beam_search"]
+
+
+BEAM_EDITS = {  # known mistake -> the edits to the solution that make it
+    # topk along each beam's row, then flattened: candidates beam after beam, not in score order
+    "beam_topk_per_beam": [
+        (
+            "candidates = (scores[:, None] + log_probs).flatten()",
+            "candidates = scores[:, None] + log_probs",
+        ),
+        (
+            "top_scores, top = candidates.topk(2 * num_beams)",
+            "top_scores, top = candidates.topk(2 * num_beams, dim=-1)",
+        ),
+        (
+            "beam, token = top // log_probs.shape[-1], top % log_probs.shape[-1]",
+            "beam = torch.arange(len(beams)).repeat_interleave(2 * num_beams)\n"
+            "        token, top_scores = top.flatten(), top_scores.flatten()",
+        ),
+    ],
+    "beam_too_few_candidates": [("candidates.topk(2 * num_beams)", "candidates.topk(num_beams)")],
+    "beam_all_candidates_finish": [
+        ("for i in range(num_beams):", "for i in range(2 * num_beams):")
+    ],
+    "beam_finished_dropped": [
+        (
+            "        for i in range(num_beams):",
+            "        finished = []\n        for i in range(num_beams):",
+        )
+    ],
+    "beam_cache_not_reordered": [("        cache.reorder(beam[keep])\n", "")],
+}
+
+
 # ------------------------------------------------------------ every known mistake: caught and named
 
 BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that makes it)
@@ -363,10 +425,12 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topk_off_by_one": (checks.check_top_k, top_k_plus_one),
     "topk_fill_zero": (checks.check_top_k, top_k_zero_fill),
     "topk_wrong_dim": (checks.check_top_k, top_k_over_batch),
+    "topk_returns_probs": (checks.check_top_k, top_k_probabilities),
     "topp_drops_crossing": (checks.check_top_p, top_p_cumsum_at_most_p),
     "topp_keeps_none": (checks.check_top_p, top_p_shift_forgets_first),
     "topp_logit_mass": (checks.check_top_p, top_p_logit_mass),
     "topp_unsorted": (checks.check_top_p, top_p_mask_not_unsorted),
+    "topp_keeps_boundary_token": (checks.check_top_p, top_p_mass_before_above_p),
     "beam_no_length_norm": (checks.check_beam_search, make_beam_search(no_length_norm=True)),
     "beam_after_stop": (checks.check_beam_search, make_beam_search(after_stop=True)),
     "beam_length_with_prompt": (
@@ -374,6 +438,11 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
         make_beam_search(length_with_prompt=True),
     ),
     "beam_stop_not_counted": (checks.check_beam_search, make_beam_search(stop_not_counted=True)),
+    "beam_only_best": (checks.check_beam_search, make_beam_search(only_best=True)),
+    **{
+        mistake: (checks.check_beam_search, reference_beam_search_with(*edits))
+        for mistake, edits in BEAM_EDITS.items()
+    },
 }
 
 # More ways of making the same mistakes
@@ -382,7 +451,11 @@ OTHER_WAYS = [
     ("freq_part_of_tokens", checks.check_frequency_penalty, penalty_all_but_last),
     ("freq_not_per_row", checks.check_frequency_penalty, penalty_whole_batch),
     ("topk_off_by_one", checks.check_top_k, top_k_minus_one),
+    ("topk_returns_probs", checks.check_top_k, top_k_probabilities_renormalised),
     ("topp_drops_crossing", checks.check_top_p, top_p_at_most_p_keeps_first),
+    # Hugging Face's old warper (cumsum > p, shifted right) is mass_before > p: at a mass of exactly
+    # p before a token it keeps that token, one more than the smallest set that reaches p
+    ("topp_keeps_boundary_token", checks.check_top_p, top_p_shifted_cumsum),
 ]
 
 
@@ -441,13 +514,12 @@ CORRECT = [
     (checks.check_top_k, top_k_scatter),
     (checks.check_top_k, top_k_finfo_min),
     (checks.check_top_k, top_k_in_place_on_a_copy),
-    (checks.check_top_p, top_p_shifted_cumsum),
     (checks.check_top_p, top_p_searchsorted),
     (checks.check_top_p, top_p_ascending),
     (checks.check_top_p, top_p_mass_before),
     (checks.check_beam_search, make_beam_search()),
     (checks.check_beam_search, make_beam_search(tensor_scores=True)),
-    (checks.check_beam_search, make_beam_search(only_best=True)),
+    (checks.check_beam_search, reference_beam_search_with()),
 ]
 
 
@@ -578,8 +650,8 @@ def test_beam_search_check_leaves_the_learners_random_state_alone():
 
 def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
     """Each case: our reference gives Hugging Face's beams and scores; together the cases stop beams
-    early, change the winner by normalising, and ban n-grams; each mistake changes the best beam or
-    its score in some case."""
+    early, change the winner by normalising, and ban n-grams; each mistake changes the beams or
+    their scores in some case."""
     hf, model = S._models()
     stopped_early = banned = False
     shown = set()
@@ -591,7 +663,8 @@ def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
         assert all(
             math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
         )
-        assert ours[0][1] - ours[1][1] > 1e-3  # no near-tie for the best beam
+        # no near-tie between beams: their order is the same however the scores are rounded
+        assert all(a[1] - b[1] > 1e-3 for a, b in zip(ours, ours[1:]))
         stopped_early |= len(ours[0][0]) - len(prompt) < max_new
         banned |= (
             ngram > 0
@@ -599,11 +672,10 @@ def test_the_beam_cases_agree_with_hugging_face_and_show_every_mistake():
             != S._beam_search(model, tokens, num_beams, max_new, lp, 0, stop)[0][0].tolist()
         )
         for mistake in S.mistakes_in("beam_search"):
-            seq, score = S._beam_search(
-                model, tokens, num_beams, max_new, lp, ngram, stop, mistake
-            )[0]
-            if seq.tolist() != ours[0][0].tolist() or not math.isclose(
-                score, ours[0][1], rel_tol=1e-4
+            theirs = S._beam_search(model, tokens, num_beams, max_new, lp, ngram, stop, mistake)
+            if not S._same_beams(
+                [(s.tolist(), score) for s, score in theirs],
+                [(s.tolist(), score) for s, score in ours],
             ):
                 shown.add(mistake.name)
     assert stopped_early and banned
@@ -638,3 +710,75 @@ def test_the_reference_agrees_with_hugging_face_on_other_weights_and_settings(se
         assert all(
             math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for (_, a), (_, b) in zip(ours, theirs)
         ), settings
+
+
+def test_every_beam_and_its_score_are_compared():
+    """Not only the best beam: a wrong score for the last beam, or a beam too many, fails."""
+
+    def last_score_off(model, tokens, num_beams, max_new_tokens, **kwargs):
+        beams = make_beam_search()(model, tokens, num_beams, max_new_tokens, **kwargs)
+        return beams[:-1] + [(beams[-1][0], beams[-1][1] - 0.01)]
+
+    def one_beam_too_many(model, tokens, num_beams, max_new_tokens, **kwargs):
+        beams = make_beam_search()(model, tokens, num_beams + 1, max_new_tokens, **kwargs)
+        return beams
+
+    with pytest.raises(AssertionError, match=r"beam 2's score differs.*\n  expected:\n    0: "):
+        checks.check_beam_search(last_score_off)
+    with pytest.raises(
+        AssertionError, match=r"it returned 4 beams, expected every finished beam: 3"
+    ):
+        checks.check_beam_search(one_beam_too_many)
+
+
+# ------------------------------------------------------------------------------- the KV cache
+
+
+def kv_learners(*edits):
+    """utils.sampling's attention_with_cache and forward_with_cache as a learner would paste them,
+    each (old, new) edit applied."""
+    source = (
+        inspect.getsource(utils.sampling.attention_with_cache)
+        + "\n\n"
+        + inspect.getsource(utils.sampling.forward_with_cache)
+    )
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    namespace = dict(vars(utils.sampling))
+    exec(compile(source, "<learner's cell>", "exec"), namespace)
+    return namespace["forward_with_cache"]
+
+
+# in attention_with_cache, after k, v = cache.update(...): cache.length then counts the last layer's
+# positions, the old count for every earlier layer and the new one for the last
+LENGTH_AFTER_UPDATE = {
+    "minus new_posn": ("past = all_posn - new_posn", "past = cache.length - new_posn"),
+    "as the past": ("past = all_posn - new_posn", "past = cache.length"),
+}
+# read before this layer's cache.update (the old count, in every layer): right
+LENGTH_BEFORE_UPDATE = [
+    (
+        "    k, v = cache.update(layer, k, v)",
+        "    past = cache.length\n    k, v = cache.update(layer, k, v)",
+    ),
+    ("    past = all_posn - new_posn\n", ""),
+]
+
+
+@pytest.mark.parametrize("edit", LENGTH_AFTER_UPDATE.values(), ids=LENGTH_AFTER_UPDATE)
+def test_kv_cache_length_read_after_update_is_named(edit):
+    with pytest.raises(AssertionError) as err:
+        checks.check_kv_cache(kv_learners(edit))
+    assert re.search(_advice("kv_length_read_mid_forward"), str(err.value)), str(err.value)
+    assert "off by one" not in str(err.value), str(err.value)
+
+
+def test_kv_cache_length_read_before_each_update_passes_and_other_mistakes_keep_their_name(capsys):
+    checks.check_kv_cache(kv_learners(*LENGTH_BEFORE_UPDATE))
+    assert "forward_with_cache passed" in capsys.readouterr().out
+    with pytest.raises(AssertionError) as err:
+        checks.check_kv_cache(
+            kv_learners(*LENGTH_BEFORE_UPDATE, (".triu(past + 1)", ".triu(past)"))
+        )
+    assert re.search(_advice("kv_mask_off_by_one"), str(err.value)), str(err.value)

@@ -1,9 +1,10 @@
 """What every notebook's checks share: one way to call the learner's code, one way to describe a
 known mistake, one way to fail.
 
-learner_facing  the decorator on each public check: a failure shows the message alone, without the
-                checks' or torch's frames; an exercise stub's NotImplementedError is raised from the
-                stub's own line, so the learner sees its hint
+learner_facing  the decorator on each public check: a failure (a CheckFailed, an AssertionError)
+                shows the message alone, without the checks' or torch's frames, in IPython and
+                Jupyter too; an exercise stub's NotImplementedError is raised from the stub's own
+                line, so the learner sees its hint
 call_learner    calls the learner's function, class or method; an exception becomes one
                 AssertionError quoting their line
 Mistake         a known mistake: its name, the exercise it is made in, and the advice shown when it
@@ -181,6 +182,16 @@ def _from_your_code(tb):
     return tb
 
 
+class CheckFailed(AssertionError):
+    """A check's failure as the learner meets it. In IPython and Jupyter it shows its message alone:
+    IPython hides frames that set __tracebackhide__, but never the one that raised, and that frame
+    is the checks' own (learner_facing's); an exception's _render_traceback_ replaces the whole
+    traceback there. Elsewhere (pytest, make check, a script) it is an AssertionError like any."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"AssertionError: {self}"]
+
+
 def learner_facing(check):
     """A check as the learner meets it: on failure, the message alone (the checks' own frames
     hidden, in IPython and pytest); for an exercise stub, its NotImplementedError raised from the
@@ -192,7 +203,7 @@ def learner_facing(check):
         try:
             return check(*args, **kwargs)
         except AssertionError as err:
-            raise AssertionError(str(err)) from None
+            raise CheckFailed(str(err)) from None
         except NotImplementedError as err:
             raise err.with_traceback(
                 _from_your_code(err.__traceback__) or err.__traceback__

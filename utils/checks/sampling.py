@@ -88,6 +88,13 @@ TOPK_FILL_ZERO = known_mistake(
     "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the "
     "softmax. Set them to float('-inf').",
 )
+TOPK_RETURNS_PROBS = known_mistake(
+    "topk_returns_probs",
+    "apply_top_k",
+    "the function returns probabilities (a softmax, the removed ones 0), not logits. Like "
+    "apply_temperature, it returns logits: the k largest unchanged, the others float('-inf'); "
+    "generate takes the softmax once, after every filter.",
+)
 TOPK_WRONG_DIM = known_mistake(
     "topk_wrong_dim",
     "apply_top_k",
@@ -100,6 +107,16 @@ TOPP_DROPS_CROSSING = known_mistake(
     "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p). "
     "The nucleus is the smallest set whose mass REACHES p, so it includes that token: "
     "keep a token when the mass BEFORE it is < p, (cumsum - sorted_probs) < p.",
+)
+# tried before TOPP_KEEPS_NONE, whose shift gives the same at exactly p
+TOPP_KEEPS_BOUNDARY_TOKEN = known_mistake(
+    "topp_keeps_boundary_token",
+    "apply_top_p",
+    "a token whose mass before it is exactly p is kept (mass_before > p, or Hugging Face's old "
+    "cumsum > p shifted right): the tokens before it already add up to p, so the nucleus, the "
+    "smallest set whose mass reaches p, ends before it. Remove a token when the mass before it "
+    "is >= p: keep it only when (cumsum - sorted_probs) < p. Here p = {p}: keep the most "
+    "probable tokens until their mass is exactly {p}, and remove every token after them.",
 )
 TOPP_KEEPS_NONE = known_mistake(
     "topp_keeps_none",
@@ -146,6 +163,49 @@ BEAM_STOP_NOT_COUNTED = known_mistake(
     "beam_search",
     "the stop token is not counted in the length. As in Hugging Face, it is a new token like the "
     "others: a beam that stops after 3 tokens and the stop token has length 4.",
+)
+BEAM_TOPK_PER_BEAM = known_mistake(
+    "beam_topk_per_beam",
+    "beam_search",
+    "the best continuations are taken per beam (topk along dim=-1 of [beam, d_vocab]), not over "
+    "all beams' candidates together, so the candidates are not in score order and the wrong ones "
+    "may finish. Flatten first: (scores[:, None] + log_probs).flatten().topk(2 * num_beams), then "
+    "beam = index // d_vocab, token = index % d_vocab.",
+)
+BEAM_TOO_FEW_CANDIDATES = known_mistake(
+    "beam_too_few_candidates",
+    "beam_search",
+    "only num_beams candidates are considered each step. Take the 2 * num_beams best "
+    "continuations: up to num_beams of them may finish (end in stop_token) and num_beams "
+    "unfinished ones must still be left to run on.",
+)
+BEAM_ALL_CANDIDATES_FINISH = known_mistake(
+    "beam_all_candidates_finish",
+    "beam_search",
+    "every candidate that ends in stop_token is finished, however low it ranks. As in Hugging "
+    "Face, only a candidate among the num_beams best of the step's 2 * num_beams may finish; "
+    "the others that end are dropped.",
+)
+BEAM_FINISHED_DROPPED = known_mistake(
+    "beam_finished_dropped",
+    "beam_search",
+    "the beams finished in earlier steps are dropped (the finished list is started again each "
+    "step). Keep every finished beam in one list made before the loop, add each step's to it, "
+    "and keep its num_beams best.",
+)
+BEAM_ONLY_BEST = known_mistake(
+    "beam_only_best",
+    "beam_search",
+    "only the best beam(s) are returned. Return every finished beam (num_beams of them), best "
+    "first, each as (sequence, score): the whole sorted list, not finished[0].",
+)
+BEAM_CACHE_NOT_REORDERED = known_mistake(
+    "beam_cache_not_reordered",
+    "beam_search",
+    "the KV cache is not reordered when the beams are re-chosen: row i of the cache still holds "
+    "the keys and values of the old beam i, while the new beam i continues another one. After "
+    "choosing the beams that run on, cache.reorder(rows), rows[i] = the old beam that new beam "
+    "i continues (as beams = sequences[keep], rows = beam[keep]).",
 )
 
 REMOVED = -1e4  # at or below this a logit counts as removed: e^(-1e4 - max) is exactly 0 in float32
@@ -204,6 +264,10 @@ def _top_k(logits, k, mistake=None, dim=-1):
         return [_top_k(logits, k + 1)] + ([_top_k(logits, k - 1)] if k > 1 else [])
     if mistake is TOPK_WRONG_DIM:
         return _top_k(logits, k, dim=0)
+    if mistake is TOPK_RETURNS_PROBS:  # the kept tokens' probabilities, renormalised or not
+        kept = torch.isfinite(_top_k(logits, k))
+        probs = logits.softmax(-1).masked_fill(~kept, 0.0)
+        return [probs, probs / probs.sum(-1, keepdim=True)]
     if k >= logits.shape[dim]:
         return logits.clone()
     kth = logits.topk(k, dim=dim).values.narrow(dim, k - 1, 1)
@@ -223,6 +287,8 @@ def _top_p(logits, p, mistake=None):
         return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
     if mistake is TOPP_DROPS_CROSSING:
         remove = cumulative > p
+    elif mistake is TOPP_KEEPS_BOUNDARY_TOKEN:
+        remove = cumulative - sorted_mass > p
     elif (
         mistake is TOPP_KEEPS_NONE
     ):  # shifted right to keep the crossing token, but the first position never cleared
@@ -450,7 +516,13 @@ def check_top_k(fn) -> None:
                 and (got == 0).any()
                 and k < logits.shape[-1]
             ):
-                fail(f"{what}: no logit was removed, and some were set to 0.", TOPK_FILL_ZERO)
+                returns_probs = recognise(
+                    got, [TOPK_RETURNS_PROBS], lambda m: _top_k(logits, k, m), _same_logits
+                )
+                fail(
+                    f"{what}: no logit was removed, and some were set to 0.",
+                    returns_probs or TOPK_FILL_ZERO,
+                )
         _compare_logits(
             got,
             expected,
@@ -488,12 +560,17 @@ def check_top_p(fn) -> None:
         -1, shuffled
     )  # 0.3 .55 .75 .87
     one_big = _logits_with_probs([[0.05, 0.70, 0.10, 0.15], [0.20, 0.05, 0.15, 0.60]])
+    # exact in float32 (their softmax and sums too): the mass before the third most probable token
+    # is exactly 0.75, so at p = 0.75 the first two already reach p and the third is removed
+    boundary = _logits_with_probs([[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]])
     cases = [
         (crossing, 0.6),
         (crossing, 0.8),
         (_test_logits(30), 0.5),
         (_test_logits(31, batch=3, d_vocab=12), 0.9),
         (one_big, 0.5),
+        (boundary, 0.75),
+        (boundary, 0.5),
         (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95),
     ]
     for logits, p in cases:
@@ -516,10 +593,11 @@ def check_top_p(fn) -> None:
                     TOPP_KEEPS_NONE if (top[nothing_kept] > p).all() else None,
                     things,
                 )
-        _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things)
+        _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things, p=p)
     print(
         f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
-        "and logits out of order (removed logits: -inf, or at most -1e4)"
+        "a mass of exactly p before a token (removed), and logits out of order (removed logits: "
+        "-inf, or at most -1e4)"
     )
 
 
@@ -591,24 +669,48 @@ def _beam_search(
     Each step takes the 2 * num_beams best continuations of all running beams by total log-prob. A
     continuation that ends in the stop token (or reaches max_new_tokens) is finished, if it is among
     the num_beams best, with score total / (new tokens ** length_penalty); the num_beams best
-    unfinished ones run on. It stops when num_beams beams are finished."""
+    unfinished ones run on. It stops when num_beams beams are finished.
+
+    BEAM_CACHE_NOT_REORDERED is reproduced without a cache: row i of a cache that is never
+    reordered holds the prompt, then the token fed to row i at each step (the last token of the
+    beam in row i then), so the model sees that sequence instead of the beam's."""
     stop = None if mistake is BEAM_AFTER_STOP else stop_token
     prompt = tokens[0].tolist()
     running, finished = [(prompt, 0.0)], []
+    rows = [prompt] * num_beams  # what each row of a cache that is never reordered holds
     for step in range(max_new_tokens):
         n_new = step + 1
-        logprobs = model(torch.tensor([seq for seq, _ in running]))[:, -1].float().log_softmax(-1)
+        if mistake is BEAM_FINISHED_DROPPED:
+            finished = []
+        if mistake is BEAM_CACHE_NOT_REORDERED:
+            seen = rows[: len(running)]
+        else:
+            seen = [seq for seq, _ in running]
+        logprobs = model(torch.tensor(seen))[:, -1].float().log_softmax(-1)
         for b, (seq, _) in enumerate(running):
             for token in _banned(seq, no_repeat_ngram_size):
                 logprobs[b, token] = float("-inf")
-        totals = (torch.tensor([total for _, total in running])[:, None] + logprobs).flatten()
-        values, indices = totals.topk(min(2 * num_beams, totals.numel()))
-        next_running = []
-        for rank, (total, index) in enumerate(zip(values.tolist(), indices.tolist())):
-            beam, token = divmod(index, logprobs.shape[-1])
+        totals = torch.tensor([total for _, total in running])[:, None] + logprobs
+        d_vocab = logprobs.shape[-1]
+        if mistake is BEAM_TOPK_PER_BEAM:  # each beam's best, one beam after the other
+            values, tokens_ = totals.topk(min(2 * num_beams, d_vocab), dim=-1)
+            candidates = [
+                (total, beam, token)
+                for beam in range(len(running))
+                for total, token in zip(values[beam].tolist(), tokens_[beam].tolist())
+            ]
+        else:
+            n = num_beams if mistake is BEAM_TOO_FEW_CANDIDATES else 2 * num_beams
+            values, indices = totals.flatten().topk(min(n, totals.numel()))
+            candidates = [
+                (total, *divmod(index, d_vocab))
+                for total, index in zip(values.tolist(), indices.tolist())
+            ]
+        unfinished = []
+        for rank, (total, beam, token) in enumerate(candidates):
             seq = running[beam][0] + [token]
             if token == stop or n_new == max_new_tokens:
-                if rank < num_beams:
+                if rank < num_beams or mistake is BEAM_ALL_CANDIDATES_FINISH:
                     length = {
                         BEAM_LENGTH_WITH_PROMPT: len(seq),
                         BEAM_STOP_NOT_COUNTED: n_new - (token == stop),
@@ -620,12 +722,19 @@ def _beam_search(
                         # gives: -inf
                         score = total / length**length_penalty if length else float("-inf")
                     finished.append((seq, score))
-            elif len(next_running) < num_beams:
-                next_running.append((seq, total))
+            else:
+                unfinished.append((seq, total))
+        # the best unfinished run on (a stable sort: candidates in score order stay in it)
+        next_running = sorted(unfinished, key=lambda beam: -beam[1])[:num_beams]
         finished = sorted(finished, key=lambda beam: -beam[1])[:num_beams]
         if len(finished) == num_beams or not next_running:
             break
         running = next_running
+        rows = [row + [seq[-1]] for row, (seq, _) in zip(rows, running)] + [
+            row + row[-1:] for row in rows[len(running) :]
+        ]
+    if mistake is BEAM_ONLY_BEST:
+        finished = finished[:1]
     return [(torch.tensor(seq), score) for seq, score in finished]
 
 
@@ -771,46 +880,88 @@ def _learner_beams(fn, model, case):
     return what, out
 
 
+def _same_beams(got, want) -> bool:
+    """The same beams, in the same order, with the same scores: got and want are [(ids, score)]."""
+    return len(got) == len(want) and all(
+        ids == want_ids and math.isclose(score, want_score, rel_tol=1e-4, abs_tol=1e-5)
+        for (ids, score), (want_ids, want_score) in zip(got, want)
+    )
+
+
+def _show_beams(beams, prompt) -> list[str]:
+    return [
+        f"    {i}: score {score:.5f}, new tokens {ids[len(prompt) :]}"
+        for i, (ids, score) in enumerate(beams)
+    ]
+
+
 @learner_facing
 def check_beam_search(fn) -> None:
     """`fn(model, tokens, num_beams, max_new_tokens, *, length_penalty, no_repeat_ngram_size,
-    stop_token)` must return the finished beams, best first, with the best one and its score as
-    Hugging Face's generate(num_beams=..., early_stopping=True) gives them on the same weights."""
+    stop_token)` must return the finished beams, best first: every beam and its score as Hugging
+    Face's generate(num_beams=..., early_stopping=True, num_return_sequences=num_beams) gives them
+    on the same weights."""
     hf, model = _models()
     things = (
         "keep the num_beams best beams by total log-prob; take the 2 * num_beams best "
         "continuations each step; a continuation ending in stop_token (or reaching "
         "max_new_tokens), if among the num_beams best, is finished with score total / (new tokens "
         "** length_penalty); stop when num_beams beams are finished; ban tokens that repeat an "
-        "n-gram of the whole sequence (prompt included) by setting their log-prob to -inf."
+        "n-gram of the whole sequence (prompt included) by setting their log-prob to -inf; "
+        "after choosing the beams that run on, cache.reorder the cache's rows to match."
     )
-    for case in BEAM_CASES:
-        prompt, num_beams, max_new, lp, ngram, stop = case
-        what, got = _learner_beams(fn, model, case)
-        tokens = torch.tensor([prompt])
-        best, best_score = _hf_beam_search(hf, tokens, num_beams, max_new, lp, ngram, stop)[0]
-        best = best.tolist()
-        ids, score = got[0]
-        if ids != best or not math.isclose(score, best_score, rel_tol=1e-4, abs_tol=1e-5):
+    learner = [_learner_beams(fn, model, case) for case in BEAM_CASES]
+    expected = []
+    for prompt, num_beams, max_new, lp, ngram, stop in BEAM_CASES:
+        beams = _hf_beam_search(hf, torch.tensor([prompt]), num_beams, max_new, lp, ngram, stop)
+        expected.append([(seq.tolist(), score) for seq, score in beams])
+    got = [beams for _, beams in learner]
 
-            def reproduce(mistake):
-                beams = _beam_search(model, tokens, num_beams, max_new, lp, ngram, stop, mistake)
-                return (beams[0][0].tolist(), beams[0][1]) if beams else None
-
-            same = lambda a, b: (
-                a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=1e-4, abs_tol=1e-5)
-            )  # noqa: E731
-            differs = "the best beam's score differs" if ids == best else "the best beam differs"
-            fail(
-                [
-                    f"{what}: {differs} from Hugging Face's generate on the same weights.",
-                    f"  expected {best} with score {best_score:.5f}",
-                    f"  got      {ids} with score {score:.5f}",
-                ],
-                recognise((ids, score), mistakes_in("beam_search"), reproduce, same),
-                things,
+    def reproduce(mistake):
+        """The mistake's beams in every case (the learner's are compared in every case, so that
+        mistakes that agree in one case are told apart by the others)."""
+        runs = []
+        for prompt, num_beams, max_new, lp, ngram, stop in BEAM_CASES:
+            beams = _beam_search(
+                model, torch.tensor([prompt]), num_beams, max_new, lp, ngram, stop, mistake
             )
+            runs.append([(seq.tolist(), score) for seq, score in beams])
+        return [runs]  # one way of making it (a list would be read as several)
+
+    for index, (case, (what, beams), want) in enumerate(zip(BEAM_CASES, learner, expected)):
+        if _same_beams(beams, want):
+            continue
+        prompt, num_beams = case[0], case[1]
+        if len(beams) != len(want):
+            differs = (
+                f"it returned {len(beams)} beam{'s' * (len(beams) != 1)}, expected every "
+                f"finished beam: {len(want)} (num_beams), best first"
+            )
+        else:
+            first = next(
+                i for i, (a, b) in enumerate(zip(beams, want)) if not _same_beams([a], [b])
+            )
+            part = "score" if beams[first][0] == want[first][0] else "tokens"
+            differs = f"beam {first}'s {part} differ{'s' * (part == 'score')}"
+        fail(
+            [
+                f"{what}: {differs}, compared with Hugging Face's generate on the same weights "
+                f"(the prompt is {prompt}).",
+                "  expected:",
+                *_show_beams(want, prompt),
+                "  got:",
+                *_show_beams(beams, prompt),
+            ],
+            recognise(
+                got,
+                mistakes_in("beam_search"),
+                reproduce,
+                lambda a, b: all(_same_beams(x, y) for x, y in zip(a, b)),
+            ),
+            things,
+        )
     print(
         f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, "
-        "a stop token, no_repeat_ngram_size) give Hugging Face's best beam and score"
+        "a stop token, no_repeat_ngram_size) give Hugging Face's beams, every one, its score and "
+        "its place"
     )

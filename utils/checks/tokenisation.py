@@ -15,6 +15,13 @@ TIE_BY_DICT_ORDER = known_mistake(
     "a tie. Both pairs occur {count} times at this point; ties go to the smallest ids ({want} "
     "before {got}), which the heap of (-count, pair) gives for free, and dict order does not.",
 )
+MERGES_WRONG_MERGE_WORD = known_mistake(
+    "merges_wrong_merge_word",
+    "train_merges",
+    "train_merges calls your merge_word, and it is wrong: {call} returns {got}, expected "
+    "{expected} ({what}). Fix merge_word first (checks.check_merge_word(merge_word)), then run "
+    "this check again.",
+)
 DECODE_PER_TOKEN = known_mistake(
     "decode_per_token",
     "BPETokenizer",
@@ -25,6 +32,71 @@ DECODE_PER_TOKEN = known_mistake(
 )
 
 
+_MERGE_WORD_CASES = [  # word, pair, new_id, expected, what the case tests
+    ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
+    (
+        [1, 1, 1],
+        (1, 1),
+        9,
+        [9, 1],
+        "overlapping occurrences: left to right, and each id takes part in one merge only",
+    ),
+    (
+        [1, 1, 1, 1],
+        (1, 1),
+        9,
+        [9, 9],
+        "overlapping occurrences: left to right, and each id takes part in one merge only",
+    ),
+    ([2, 1], (1, 2), 9, [2, 1], "order matters: (2, 1) is not the pair (1, 2)"),
+    ([3, 1], (1, 2), 9, [3, 1], "a pair's first id at the end of the word is not a match"),
+    ([7], (1, 2), 9, [7], "a word of one id has no pairs"),
+    ([], (1, 2), 9, [], "an empty word"),
+]
+
+
+def _merge_word_mistake(merge_word) -> dict | None:
+    """The first of check_merge_word's cases that `merge_word` gets wrong (raising, or changing its
+    input, counts as wrong), as facts for MERGES_WRONG_MERGE_WORD; None if it gets them all
+    right."""
+    for word, pair, new_id, expected, what in _MERGE_WORD_CASES:
+        given = list(word)
+        try:
+            got = repr(merge_word(given, pair, new_id))
+        except NotImplementedError:  # the exercise stub: train_merges, which ran, does not call it
+            return None
+        except Exception as err:
+            got = f"an error ({type(err).__name__}: {err})"
+        if given != word:
+            got, what = f"{got}, and changes its input to {given}", "build a new list"
+        elif got == repr(expected):
+            continue
+        call = f"merge_word({word}, {pair}, {new_id})"
+        return dict(call=call, got=got, expected=expected, what=what)
+    return None
+
+
+def _learners_merge_word(fn):
+    """The merge_word that the learner's train_merges calls, when it is not the reference's: the
+    one of its module (in the notebook, the learner's own), else None."""
+    from utils.bpe import merge_word as reference
+
+    if "merge_word" not in getattr(getattr(fn, "__code__", None), "co_names", ()):
+        return None  # train_merges does not call a merge_word of its module
+    merge_word = getattr(fn, "__globals__", {}).get("merge_word")
+    return merge_word if callable(merge_word) and merge_word is not reference else None
+
+
+def _fail_train_merges(fn, lines, mistake=None, things_to_check=None, **facts):
+    """check_train_merges' failure; when train_merges calls a merge_word that is wrong, that is
+    named as the cause instead (a wrong merge changes the words, and so every count after it)."""
+    merge_word = _learners_merge_word(fn)
+    wrong = _merge_word_mistake(merge_word) if merge_word is not None else None
+    if wrong is not None:
+        fail(lines, MERGES_WRONG_MERGE_WORD, **wrong)
+    fail(lines, mistake, things_to_check, **facts)
+
+
 # --------------------------------------------------------------------------- the checks
 
 
@@ -32,29 +104,9 @@ DECODE_PER_TOKEN = known_mistake(
 def check_merge_word(fn) -> None:
     """`fn(word, pair, new_id)` must replace each occurrence of `pair`, left to right, without
     changing `word`."""
-    cases = [  # word, pair, new_id, expected, what the case tests
-        ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
-        (
-            [1, 1, 1],
-            (1, 1),
-            9,
-            [9, 1],
-            "overlapping occurrences: left to right, and each id takes part in one merge only",
-        ),
-        (
-            [1, 1, 1, 1],
-            (1, 1),
-            9,
-            [9, 9],
-            "overlapping occurrences: left to right, and each id takes part in one merge only",
-        ),
-        ([2, 1], (1, 2), 9, [2, 1], "order matters: (2, 1) is not the pair (1, 2)"),
-        ([3, 1], (1, 2), 9, [3, 1], "a pair's first id at the end of the word is not a match"),
-        ([7], (1, 2), 9, [7], "a word of one id has no pairs"),
-        ([], (1, 2), 9, [], "an empty word"),
-    ]
-    for word, pair, new_id, expected, what in cases:
-        original = list(word)
+    cases = _MERGE_WORD_CASES
+    for original, pair, new_id, expected, what in cases:
+        word = list(original)  # a copy: the cases stay as they are if fn changes its input
         label = f"merge_word({original}, {pair}, {new_id})"
         got = call_learner(fn, word, pair, new_id, what=label)
         if word != original:
@@ -87,7 +139,9 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
     result = call_learner(fn, _MERGE_TEXT, n_merges, what=f"train_merges(text, {n_merges})")
     if not (isinstance(result, tuple) and len(result) == 2):
-        fail(f"train_merges must return (tokens, merges), got {type(result).__name__}")
+        _fail_train_merges(
+            fn, f"train_merges must return (tokens, merges), got {type(result).__name__}"
+        )
     tokens, merges = result
     merges = [tuple(pair) for pair in merges]
     for k, (got, want) in enumerate(zip(merges, expected)):
@@ -101,8 +155,11 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             if (
                 counts.get(got, 0) == counts.get(want, 0) > 0
             ):  # recognised by the counts: both pairs were equally frequent
-                fail(header, TIE_BY_DICT_ORDER, count=counts[want], want=want, got=got)
-            fail(
+                _fail_train_merges(
+                    fn, header, TIE_BY_DICT_ORDER, count=counts[want], want=want, got=got
+                )
+            _fail_train_merges(
+                fn,
                 [
                     header,
                     f"  At this point the expected pair occurs {counts.get(want, 0)} times and "
@@ -114,17 +171,19 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
                 "every changed pair that still occurs is pushed back on the heap.",
             )
     if len(merges) != len(expected):
-        fail(
+        _fail_train_merges(
+            fn,
             f"train_merges learned {len(merges)} merges, expected {len(expected)} "
             f"({_matching(min(len(merges), len(expected)))}). Stopping early usually means "
-            "changed pairs were not pushed back on the heap."
+            "changed pairs were not pushed back on the heap.",
         )
     if len(tokens) != 256 + len(merges) or any(
         tokens[256 + k] != tokens[a] + tokens[b] for k, (a, b) in enumerate(merges)
     ):
-        fail(
+        _fail_train_merges(
+            fn,
             "train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
-            "tokens[a] + tokens[b] for merge (a, b), appended in order."
+            "tokens[a] + tokens[b] for merge (a, b), appended in order.",
         )
     print(
         f"train_merges passed: the same {len(merges)} merges, in the same order, "

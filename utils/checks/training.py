@@ -61,6 +61,13 @@ DECAY_BY_NDIM = known_mistake(
     "the 'decay tensors with ndim >= 2' rule. Here b_Q, b_K and b_V are [n_heads, d_head]: "
     "two-dimensional, but biases. Decide by the name: name.split('.')[-1].startswith('W_').",
 )
+OPTIMIZER_TRAINS_FROZEN = known_mistake(
+    "optimizer_trains_frozen",
+    "make_optimizer",
+    "frozen parameters (requires_grad False) are handed to the optimizer. Skip them, as the "
+    "exercise asks: [(name, p) for name, p in model.named_parameters() if p.requires_grad]; "
+    "whoever froze a parameter means it to stay as it is.",
+)
 STEP_ZERO_GRAD_FIRST = known_mistake(
     "step_zero_grad_first",
     "optimizer_step",
@@ -104,6 +111,12 @@ ACCURACY_COUNT = known_mistake(
     "next_token_accuracy",
     "a count, not a fraction: divide by the number of predictions.",
 )
+ACCURACY_TENSOR = known_mistake(
+    "accuracy_tensor",
+    "next_token_accuracy",
+    "the accuracy is right, but a tensor: return a Python float, with .item() "
+    "((...).float().mean().item()), as the function's -> float says.",
+)
 
 
 def _number(value):
@@ -143,7 +156,7 @@ def check_lr_at(fn) -> None:
         TrainingArgs(lr=1e-3, warmup_steps=10, max_steps=100, min_lr_ratio=0.1),
         TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0),
         TrainingArgs(lr=1e-3, warmup_steps=5, max_steps=5, min_lr_ratio=0.1),
-    ]  # no decay phase: max_steps - warmup_steps = 0
+    ]  # no decay phase: max_steps - warmup_steps = 0 (after warmup, lr or lr * min_lr_ratio)
     # rel_tol 1e-5: a schedule computed in float32 (torch.cos on a float32 tensor) is right to about
     # 4e-6
     same = lambda got, value: (
@@ -153,6 +166,12 @@ def check_lr_at(fn) -> None:
         for step in range(args.max_steps + 10):
             got = call_learner(fn, step, args, what=f"lr_at({step}, args)")
             want, value = reference(step, args), _number(got)
+            if args.max_steps <= args.warmup_steps <= step and same(
+                value, args.lr * args.min_lr_ratio
+            ):
+                # no decay phase: the reference takes its progress as 0 (max(1, 0) steps), a
+                # schedule that takes it as 1 (the decay already done) is right too
+                continue
             if not same(value, want):
                 fail(
                     f"lr_at({step}, args) = {got if value is None else value!r}, "
@@ -183,11 +202,12 @@ def _is_weight(name: str) -> bool:
 
 
 def _decayed(model, mistake=None) -> dict[str, bool]:
-    """Which parameters get weight decay: the weight matrices and embeddings; or with a known
-    mistake."""
+    """Which trained parameters get weight decay: the weight matrices and embeddings; or with a
+    known mistake."""
     return {
         name: p.ndim >= 2 if mistake is DECAY_BY_NDIM else _is_weight(name)
         for name, p in model.named_parameters()
+        if p.requires_grad
     }
 
 
@@ -198,6 +218,8 @@ def check_make_optimizer(fn) -> None:
     from utils.training import TrainingArgs
 
     model = _tiny_model()
+    model.pos_embed.W_pos.requires_grad_(False)  # frozen: it must not be in the optimizer
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     args = TrainingArgs(lr=3e-4, weight_decay=0.05, betas=(0.9, 0.95))
     optimizer = call_learner(fn, model, args, what="make_optimizer(model, args)")
     if not isinstance(optimizer, torch.optim.AdamW):
@@ -225,7 +247,7 @@ def check_make_optimizer(fn) -> None:
                 f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; "
                 "use args.lr and args.betas."
             )
-    missing = [name for name in names.values() if name not in seen.values()]
+    missing = [name for name in names.values() if name not in seen.values() and name not in frozen]
     if missing:
         fail(f"make_optimizer: these parameters are not being trained: {missing}")
     if wrong:
@@ -236,16 +258,24 @@ def check_make_optimizer(fn) -> None:
                 "LayerNorm's w and b.",
             ],
             recognise(
-                decayed,
+                {name: decay for name, decay in decayed.items() if name not in frozen},
                 mistakes_in("make_optimizer"),
                 lambda m: _decayed(model, m),
                 lambda a, b: a == b,
             ),
         )
+    trained_frozen = [name for name in frozen if name in seen.values()]
+    if trained_frozen:
+        fail(
+            f"make_optimizer: {', '.join(trained_frozen)} "
+            f"{'is' if len(trained_frozen) == 1 else 'are'} frozen (requires_grad False), "
+            "yet in the optimizer's parameter groups.",
+            OPTIMIZER_TRAINS_FROZEN,
+        )
     n_weights = sum(_decayed(model).values())
     print(
         f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices "
-        "and embeddings (W_...) only"
+        "and embeddings (W_...) only, the frozen one left out"
     )
 
 
@@ -375,13 +405,21 @@ def check_next_token_accuracy(fn) -> None:
     )
     expected = reference(logits, tokens)
     got = call_learner(fn, logits, tokens, what="next_token_accuracy(logits, tokens)")
+    if isinstance(got, torch.Tensor):
+        value = _number(got)
+        if value is not None and math.isclose(value, expected, rel_tol=1e-6):
+            fail(
+                f"next_token_accuracy returned {got!r}, a tensor of shape {tuple(got.shape)}; "
+                f"expected the Python float {expected:.6f}.",
+                ACCURACY_TENSOR,
+            )
     if not isinstance(got, float) or not math.isclose(got, expected, rel_tol=1e-6):
         same = lambda a, b: isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-6)  # noqa: E731
         fail(
             f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float "
             "between 0 and 1).",
             recognise(
-                got,
+                _number(got) if isinstance(got, torch.Tensor) else got,
                 mistakes_in("next_token_accuracy"),
                 lambda m: _accuracy(logits, tokens, m),
                 same,
