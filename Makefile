@@ -53,8 +53,11 @@ export: $(STAMP)
 exercises: $(STAMP)
 	$(PY) -m utils.exercises
 
-# Draw notebook 02's diagrams (utils/diagrams.py) into its markdown cells (a test fails when they are out of date).
+# Draw notebook 02's diagrams (utils/diagrams.py) into its markdown cells as PNG (a test fails when they are out of date).
+# Only this target needs the rasteriser, so it is installed here, not from requirements.txt: learners and CI never need it.
+RASTERISER ?= resvg-py==0.5.0
 diagrams: $(STAMP)
+	$(PY) -c "import resvg_py" 2>/dev/null || $(PY) -m pip install "$(RASTERISER)"
 	$(PY) -m utils.diagrams
 
 # The checks as pytest tests against the code in one notebook: make check NOTEBOOK=exercises/02_clean_implementation.ipynb

@@ -143,20 +143,79 @@ def test_figures_survive_the_html_export(tmp_path, monkeypatch):
 def test_diagrams_are_drawn_into_notebook_02():
     from utils import diagrams
 
-    assert diagrams.stale() == [], "run `make diagrams`"
+    assert diagrams.problems() == {}, "run `make diagrams`"
+
+
+def test_the_diagram_check_needs_no_rasteriser(monkeypatch):
+    """`make test` (and a learner's `make lab`) install no rasteriser: only `make diagrams` does."""
+    import sys
+
+    from utils import diagrams
+
+    monkeypatch.setitem(sys.modules, "resvg_py", None)  # any import of it now fails
+    assert diagrams.stale() == []
+    with pytest.raises(SystemExit, match="make diagrams"):
+        diagrams.rasterise(diagrams.mlp())
+
+
+def _save_as_jupyterlab_would(source, target):
+    """What opening notebook 02 in JupyterLab and saving it may change: the file re-serialised by
+    nbformat, the kernel's metadata filled in, each attachment's base64 text split into lines."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}  # fmt: skip
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype":
+                                    "text/x-python", "file_extension": ".py"}  # fmt: skip
+    for cell in nb.cells:
+        for bundle in cell.get("attachments", {}).values():
+            for mime, data in bundle.items():
+                bundle[mime] = "\n".join(data[i : i + 76] for i in range(0, len(data), 76))
+    nbformat.write(nb, target)
+    assert target.read_bytes() != source.read_bytes()
+
+
+def test_the_diagram_check_survives_a_jupyterlab_save(tmp_path):
+    from utils import diagrams
+
+    saved = tmp_path / "02_clean_implementation.ipynb"
+    _save_as_jupyterlab_would(ROOT / "notebooks" / saved.name, saved)
+    assert diagrams.stale(saved) == [], diagrams.problems(saved)
+
+
+def test_the_diagram_check_fails_when_a_drawing_changes(tmp_path, monkeypatch):
+    from utils import diagrams
+
+    saved = tmp_path / "02_clean_implementation.ipynb"
+    _save_as_jupyterlab_would(ROOT / "notebooks" / saved.name, saved)
+    assert diagrams.stale(saved) == []
+    mlp = diagrams.DIAGRAMS["mlp.png"]
+    monkeypatch.setitem(diagrams.DIAGRAMS, "mlp.png", lambda: mlp().replace("4 x", "3 x"))
+    assert diagrams.problems(saved) == {"mlp.png": "drawn from another version of the drawing"}
 
 
 @pytest.mark.parametrize("folder", ["notebooks", "exercises"])
 def test_diagrams_render_in_the_html_export(folder):
-    """Attachments travel inside the notebook, so JupyterLab, Colab, GitHub and the HTML export all
-    show them."""
+    """PNG attachments travel inside the notebook, so JupyterLab, Colab, GitHub, VS Code and the
+    HTML export all show them (JupyterLab 4 shows only the alt text of an SVG attachment)."""
+    import struct
+
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(ROOT / folder / "02_clean_implementation.ipynb", as_version=4)
     html, _ = HTMLExporter().from_notebook_node(nb)
-    images = re.findall(r"src=[\"']data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)
-    assert len(images) == 3 and all(base64.b64decode(data).startswith(b"<svg") for data in images)
+    assert 'src="attachment:' not in html  # every attachment resolved
+    images = re.findall(r"<img [^>]*src=[\"']data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) == 3
+    for data in images:
+        png = base64.b64decode(data)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", png[16:24])
+        assert 1000 <= width <= 2000 and 500 <= height <= 2000  # 2x drawings of 720-790 pixels
+    # each shown no wider than it is drawn: a div of the drawing's width (half the PNG's)
+    assert len(re.findall(r'<div style="max-width: (?:760|790|720)px">\s*<p><img ', html)) == 3
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,17 +1,31 @@
 """Notebook 02's diagrams: the residual stream, one attention head and the MLP, with the tensor
 shape at every step.
 
-Drawn as plain SVG (no dependency) and embedded as attachments of notebook 02's markdown cells, so
-they render wherever the notebook does: JupyterLab, Colab, GitHub and the HTML export. Change a
-drawing here, then run `make diagrams` (`python -m utils.diagrams`); `--check` fails (and a test
-with it) when the notebook's copies differ from what this file draws.
+Drawn here as SVG text (the single source), rasterised by `make diagrams` to PNG at twice the
+drawing's size (sharp on high-density screens) and embedded as `image/png` attachments of notebook
+02's markdown cells: every viewer renders PNG attachments (JupyterLab, Colab, GitHub, VS Code and
+the HTML export), while JupyterLab 4 shows only the alt text of an SVG one. Each markdown image sits
+in a `<div style="max-width: ...">` of the drawing's own width, so it is shown at its drawn size,
+not stretched to the cell's width (viewers that drop the style scale it to the cell's width).
+
+Only `make diagrams` needs the rasteriser (resvg-py, which the Makefile installs on demand). The
+check needs none: each PNG carries the SHA-256 of the SVG it was drawn from in a tEXt chunk, and
+`--check` (and a test with it) decodes the attachment and compares that hash, and the PNG's size,
+with what this file draws now. So a notebook that JupyterLab re-saved (base64 wrapped differently,
+other metadata) still passes, and a changed drawing fails until `make diagrams` is run.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
+import shutil
+import struct
+import subprocess
 import sys
+import zlib
 from html import escape
 from pathlib import Path
 
@@ -207,47 +221,220 @@ def mlp() -> str:
 
 
 DIAGRAMS = {
-    "residual_stream.svg": residual_stream,
-    "attention_head.svg": attention_head,
-    "mlp.svg": mlp,
+    "residual_stream.png": residual_stream,
+    "attention_head.png": attention_head,
+    "mlp.png": mlp,
 }
+SCALE = 2  # PNG pixels per SVG pixel
+HASH_KEY = b"svg-sha256"  # the tEXt chunk's keyword
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _attachment(name: str) -> str:
-    """The drawing as a notebook attachment holds it: base64, which JupyterLab, Colab, GitHub and
-    nbconvert all decode."""
-    return base64.b64encode(DIAGRAMS[name]().encode("utf-8")).decode("ascii")
+def svg_size(svg: str) -> tuple[int, int]:
+    found = re.match(r'<svg [^>]*?width="(\d+)" height="(\d+)"', svg)
+    return int(found[1]), int(found[2])
+
+
+def svg_hash(svg: str) -> str:
+    return hashlib.sha256(svg.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------ PNG chunks, no dependency
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, data) of each chunk; ValueError unless `png` is a whole, uncorrupted PNG."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at < len(png):
+        if at + 12 > len(png):
+            raise ValueError("a PNG cut short")
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        kind, data = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack(">I", png[at + 8 + length : at + 12 + length] or b"\0\0\0\0")
+        if len(data) != length or crc != zlib.crc32(kind + data):
+            raise ValueError(f"a corrupt {kind!r} chunk")
+        chunks.append((kind, data))
+        at += 12 + length
+    if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":
+        raise ValueError("a PNG without IHDR or IEND")
+    return chunks
+
+
+def png_info(png: bytes) -> dict:
+    """Width, height and the SVG hash (or None) that a PNG records; ValueError if it is no PNG or
+    its pixel data does not decompress to its size."""
+    chunks = png_chunks(png)
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[0][1][:10])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    pixels = zlib.decompress(b"".join(data for kind, data in chunks if kind == b"IDAT"))
+    if len(pixels) != height * (1 + (width * channels * depth + 7) // 8):
+        raise ValueError("PNG pixel data of the wrong size")
+    texts = dict(data.split(b"\0", 1) for kind, data in chunks if kind == b"tEXt")
+    digest = texts.get(HASH_KEY)
+    return {"width": width, "height": height, "svg_sha256": digest and digest.decode("ascii")}
+
+
+def _font(generic: str, default: str) -> str:
+    """The font family fontconfig picks for a generic family (resvg's own defaults, Arial and
+    Courier New, are missing on most Linux machines, which would leave the text out)."""
+    if shutil.which("fc-match"):
+        found = subprocess.run(
+            ["fc-match", "-f", "%{family[0]}", generic], capture_output=True, text=True
+        ).stdout.strip()
+        return found or default
+    return default
+
+
+def rasterise(svg: str) -> bytes:
+    """The drawing as a PNG at SCALE times its size, recording the SVG's hash (needs resvg-py)."""
+    try:
+        import resvg_py
+    except ImportError:
+        raise SystemExit(
+            "drawing the diagrams needs resvg-py: run `make diagrams`, which installs it"
+        ) from None
+    fonts = {
+        "sans_serif_family": _font("sans-serif", "DejaVu Sans"),
+        "monospace_family": _font("monospace", "DejaVu Sans Mono"),
+    }
+
+    def render(text: str) -> bytes:
+        return bytes(resvg_py.svg_to_bytes(svg_string=text, zoom=SCALE, **fonts))
+
+    png = render(svg)
+    # resvg leaves out text it has no font for, silently: a drawing without its words must differ
+    without_shapes = render(re.sub(r'<text [^>]*class="s">.*?</text>', "", svg))
+    without_text = render(re.sub(r"<text [^>]*>.*?</text>", "", svg))
+    if png == without_shapes or without_shapes == without_text:
+        raise SystemExit(
+            f"resvg found no font for the diagrams' text ({fonts}): install one, e.g. the Debian "
+            "package fonts-dejavu-core"
+        )
+    chunks = [(kind, data) for kind, data in png_chunks(png) if kind not in (b"pHYs", b"tEXt")]
+    dots_per_metre = round(SCALE * 96 / 0.0254)  # tells image viewers it is a 2x image
+    extra = [
+        (b"pHYs", struct.pack(">IIB", dots_per_metre, dots_per_metre, 1)),
+        (b"tEXt", HASH_KEY + b"\0" + svg_hash(svg).encode("ascii")),
+    ]
+    return PNG_SIGNATURE + b"".join(_chunk(k, d) for k, d in chunks[:1] + extra + chunks[1:])
+
+
+# ------------------------------------------------------------------ the notebook
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _image(name: str) -> str:
+    """The markdown image line that shows diagram `name`."""
+    return r"!\[[^\n]*?\]\(attachment:" + re.escape(name) + r"\)"
+
+
+def _framed(name: str, source: str) -> str:
+    """The cell's source with the diagram's image in a div of the drawing's width (not wider)."""
+    width = svg_size(DIAGRAMS[name]())[0]
+    frame = r'(?:<div style="max-width: ?\d+px">\n\n)?(' + _image(name) + r")(?:\n\n</div>)?"
+    return re.sub(
+        frame,
+        lambda m: f'<div style="max-width: {width}px">\n\n{m[1]}\n\n</div>',
+        source,
+        count=1,
+    )
 
 
 def _cells_with(nb: dict):
     """(cell, attachment name) for each markdown cell that shows a diagram: a line
-    `![...](attachment:NAME.svg)`."""
+    `![...](attachment:NAME.png)`."""
     for cell in nb["cells"]:
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         for name in DIAGRAMS:
-            if f"(attachment:{name})" in source and cell["cell_type"] == "markdown":
+            if cell["cell_type"] == "markdown" and re.search(_image(name), _source(cell)):
                 yield cell, name
 
 
-def stale(notebook: Path = NOTEBOOK) -> list[str]:
+def attached_png(cell: dict, name: str) -> bytes | None:
+    """The decoded PNG attachment `name` of a cell, however the base64 text was split or wrapped
+    (Jupyter stores it as one string or as a list of lines), or None."""
+    data = cell.get("attachments", {}).get(name, {}).get("image/png")
+    if data is None:
+        return None
+    text = "".join(data) if isinstance(data, list) else str(data)
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except ValueError:
+        return None
+
+
+def problem(cell: dict, name: str) -> str | None:
+    """Why the cell's copy of diagram `name` differs from what this file draws, or None. Compares
+    what the PNG records (the hash of its SVG, its size), not how the notebook file spells it."""
+    svg = DIAGRAMS[name]()
+    png = attached_png(cell, name)
+    if png is None:
+        return "no image/png attachment"
+    try:
+        info = png_info(png)
+    except (ValueError, KeyError, struct.error, zlib.error) as err:
+        return f"its attachment is not a valid PNG ({err})"
+    if info["svg_sha256"] != svg_hash(svg):
+        return "drawn from another version of the drawing"
+    width, height = svg_size(svg)
+    if (info["width"], info["height"]) != (SCALE * width, SCALE * height):
+        return f"{info['width']}x{info['height']} pixels, not {SCALE}x the drawing's size"
+    if _framed(name, _source(cell)) != _source(cell):
+        return f'its image is not in a <div style="max-width: {width}px">'
+    if name.removesuffix(".png") + ".svg" in cell.get("attachments", {}):
+        return "the cell still holds the old SVG attachment"
+    return None
+
+
+def problems(notebook: Path = NOTEBOOK) -> dict[str, str]:
     nb = json.loads(notebook.read_text(encoding="utf-8"))
-    found = {
-        name: cell.get("attachments", {}).get(name, {}).get("image/svg+xml")
-        for cell, name in _cells_with(nb)
+    found = {name: problem(cell, name) for cell, name in _cells_with(nb)}
+    return {
+        name: found.get(name, "no markdown cell shows it")
+        for name in DIAGRAMS
+        if found.get(name, "no markdown cell shows it") is not None
     }
-    return [name for name in DIAGRAMS if found.get(name) != _attachment(name)]
+
+
+def stale(notebook: Path = NOTEBOOK) -> list[str]:
+    return list(problems(notebook))
 
 
 def write(notebook: Path = NOTEBOOK) -> list[str]:
+    """Rasterise each out-of-date diagram into its cell; the notebook is written as Jupyter itself
+    writes it, so that JupyterLab's next save leaves it as it is."""
+    import nbformat
+
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     written = []
     for cell, name in _cells_with(nb):
-        svg = _attachment(name)
-        if cell.get("attachments", {}).get(name, {}).get("image/svg+xml") != svg:
-            cell.setdefault("attachments", {})[name] = {"image/svg+xml": svg}
-            written.append(name)
+        why = problem(cell, name)
+        if why is None:
+            continue
+        attachments = cell.setdefault("attachments", {})
+        attachments.pop(name.removesuffix(".png") + ".svg", None)
+        png = attached_png(cell, name)
+        svg = DIAGRAMS[name]()
+        try:
+            fresh = png_info(png)["svg_sha256"] == svg_hash(svg) if png else False
+        except (ValueError, KeyError, struct.error, zlib.error):
+            fresh = False
+        if not fresh:
+            encoded = base64.b64encode(rasterise(svg)).decode("ascii")
+            attachments[name] = {"image/png": encoded}
+        cell["source"] = _framed(name, _source(cell))
+        written.append(f"{name} ({why})")
     if written:
-        notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = nbformat.writes(nbformat.from_dict(nb), version=4) + "\n"
+        notebook.write_text(text, encoding="utf-8")
     return written
 
 
@@ -255,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_generator(
         argv,
         __doc__.split("\n\n")[0].replace("\n", " "),
-        lambda: [f"{name} in {NOTEBOOK.name}" for name in stale()],
-        lambda: [f"wrote {name} into {NOTEBOOK.name}" for name in write()],
+        lambda: [f"{name} in {NOTEBOOK.name}: {why}" for name, why in problems().items()],
+        lambda: [f"wrote {item} into {NOTEBOOK.name}" for item in write()],
         "diagrams",
     )
 
