@@ -24,3 +24,10 @@ from hypothesis import settings  # noqa: E402 (after its storage folder is set)
 
 settings.register_profile("no_files", database=None)
 settings.load_profile("no_files")
+
+
+def pytest_report_header(config):
+    """One line when the browser test cannot run here (tests/test_browser.py)."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return "test_browser: skipped, no Chromium here (the Debian package `chromium`)"
+    return None

@@ -383,3 +383,169 @@ def test_a_read_only_checkpoint_folder_is_refused_before_training(tmp_path):
             SafeTrainer(DemoTransformer(CFG), _args(folder / "runs"), *_data())
     finally:
         folder.chmod(0o700)
+
+
+# found by the adversarial rerun of issue 19: each gave a wrong result, or a raw error
+MORE_CASES = {
+    "optimizer_step(grad_clip=-1)": (
+        lambda m: __import__("utils.training").training.optimizer_step(m, None, None, -1.0),
+        ValueError,
+        "grad_clip must be",
+    ),
+    "lr_at(-5, args)": (
+        lambda m: __import__("utils.training").training.lr_at(-5, TrainingArgs()),
+        ValueError,
+        "step must be",
+    ),
+    "next_token_accuracy with one row of tokens for every row of logits": (
+        lambda m: __import__("utils.training").training.next_token_accuracy(
+            torch.zeros(2, 3, 64), PROMPT
+        ),
+        ValueError,
+        "tokens must be the integer token ids",
+    ),
+    "next_token_accuracy of one position": (
+        lambda m: __import__("utils.training").training.next_token_accuracy(
+            torch.zeros(1, 1, 64), PROMPT[:, :1]
+        ),
+        ValueError,
+        "one position",
+    ),
+    "train_merges(text, -1)": (
+        lambda m: __import__("utils.bpe").bpe.train_merges("some text", -1),
+        ValueError,
+        "n_merges must be",
+    ),
+    "pack of a float stream": (
+        lambda m: __import__("utils.training").training.pack(torch.randn(64), 32),
+        TypeError,
+        "token ids",
+    ),
+    "pack of negative ids": (
+        lambda m: __import__("utils.training").training.pack(torch.full((64,), -5), 32),
+        ValueError,
+        ">= 0",
+    ),
+    "a vocab with negative ids": (
+        lambda m: BPETokenizer({c: -i - 1 for c, i in BYTES.items()}, [], special_tokens=()),
+        ValueError,
+        ">= 0",
+    ),
+    "latest_checkpoint(None)": (
+        lambda m: __import__("utils.checkpoints").checkpoints.latest_checkpoint(None),
+        TypeError,
+        "checkpoint_dir must be a folder",
+    ),
+    "KVCache.update(5, ...)": (
+        lambda m: KVCache(CFG, 1).update(5, torch.zeros(1, 1, 2, 16), torch.zeros(1, 1, 2, 16)),
+        ValueError,
+        r"layer must be in \[0, 2\)",
+    ),
+    "KVCache.update with lists": (
+        lambda m: KVCache(CFG, 1).update(0, [[1]], [[1]]),
+        TypeError,
+        "must be tensors",
+    ),
+    "cached_forward with float tokens": (
+        lambda m: cached_forward(m, PROMPT.float(), KVCache(CFG, 1)),
+        TypeError,
+        "token ids of dtype",
+    ),
+    "cached_forward without a cache": (
+        lambda m: cached_forward(m, PROMPT, None),
+        TypeError,
+        "cache must be a KVCache",
+    ),
+    "beam search that must repeat a token with no_repeat_ngram_size=1": (
+        lambda m: __import__("utils.sampling").sampling.beam_search(
+            m, PROMPT, 2, 70, no_repeat_ngram_size=1
+        ),
+        ValueError,
+        "at most 61 tokens",
+    ),
+    "per_position_loss of bool tokens": (
+        lambda m: __import__("utils.circuits").circuits.per_position_loss(
+            torch.zeros(1, 3, 64), PROMPT > 1
+        ),
+        ValueError,
+        "integer token ids",
+    ),
+    "one row's scale for every row": (
+        lambda m: direct_logit_attribution(torch.randn(2, 3, 32), torch.ones(3, 1), m, 1),
+        ValueError,
+        "scale must be",
+    ),
+    "load_tokenizer(local_only='yes')": (
+        lambda m: __import__("utils.resources").resources.load_tokenizer(local_only="yes"),
+        TypeError,
+        "local_only must be True or False",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=list(MORE_CASES))
+def test_more_bad_input_gets_one_clear_error(case, model):
+    action, error, words = MORE_CASES[case]
+    with pytest.raises(error, match=words) as raised:
+        action(model)
+    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
+    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+
+
+def test_a_cache_refuses_keys_of_another_dtype_than_it_holds():
+    model = DemoTransformer(CFG).eval()
+    cache = KVCache(CFG, 1)
+    cached_forward(model, PROMPT, cache)
+    model.double()
+    with pytest.raises(ValueError, match="holds torch.float32 keys"):
+        cached_forward(model, torch.tensor([[4]]), cache)
+
+
+def test_resume_applies_the_optimizer_settings_it_is_given(checkpoint):
+    resumed = SafeTrainer.resume(
+        checkpoint, *_data(), weight_decay=0.0, betas=(0.5, 0.6), fused_adamw=False
+    )
+    groups = resumed.optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.0]
+    assert all(tuple(g["betas"]) == (0.5, 0.6) and not g.get("fused") for g in groups)
+
+
+def test_what_run_with_cache_records_is_what_each_point_saw(hooked):
+    def zero(activation, hook):
+        activation.mul_(0)
+
+    _, clean = hooked.run_with_cache(PROMPT, ["blocks.0.hook_resid_post"])
+    with hooked.hooks([("blocks.1.hook_resid_pre", zero)]):
+        _, cache = hooked.run_with_cache(PROMPT, ["blocks.0.hook_resid_post"])
+    assert torch.equal(cache["blocks.0.hook_resid_post"], clean["blocks.0.hook_resid_post"])
+
+
+def test_from_model_keeps_frozen_parameters_frozen(model):
+    frozen = DemoTransformer(CFG)
+    frozen.embed.W_E.requires_grad_(False)
+    assert not HookedDemoTransformer.from_model(frozen).embed.W_E.requires_grad
+
+
+def test_validation_metrics_give_the_model_back_in_its_mode(model):
+    from utils.training import validation_metrics
+
+    model.eval()
+    validation_metrics(model, _data()[1], TrainingArgs(batch_size=2))
+    assert not model.training
+
+
+def test_the_latest_checkpoint_of_a_file_is_refused(checkpoint):
+    from utils.checkpoints import latest_checkpoint
+
+    with pytest.raises(NotADirectoryError, match="load_checkpoint_model"):
+        latest_checkpoint(checkpoint)
+
+
+def test_a_hugging_face_lm_head_with_a_bias_is_refused():
+    from utils.model import config_from_hf, load_gpt2_weights
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=16, vocab_size=64)
+    hf = transformers.GPT2LMHeadModel(config)
+    hf.lm_head.bias = nn.Parameter(torch.ones(64))
+    with pytest.raises(ValueError, match="lm_head has a bias"):
+        load_gpt2_weights(DemoTransformer(config_from_hf(config)), hf)

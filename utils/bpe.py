@@ -16,6 +16,7 @@ from utils.resources import END_OF_TEXT, gpt2_vocab_and_merges  # GPT-2's files,
 from utils.validation import (
     check_bpe_parts,
     require_id_list,
+    require_int,
     require_special_token,
     require_text,
     require_vocab_size,
@@ -76,6 +77,8 @@ def train_merges(text: str, n_merges: int) -> tuple[list[str], list[tuple[int, i
     token ids.
     Ties between equally frequent pairs go to the smallest ids, so training is deterministic.
     """
+    text = require_text("train_merges: text must be", text)
+    n_merges = require_int("n_merges", n_merges, minimum=0)
     byte_encoder = bytes_to_unicode()
     tokens = list(
         byte_encoder.values()
@@ -222,4 +225,4 @@ class BPETokenizer:
         return data.decode("utf-8", errors="replace")
 
 
-# written by `make export`; sha256 of the text above: 7ed6c6e212c80de6
+# written by `make export`; sha256 of the text above: e5e8bd09e03eff9c

@@ -56,9 +56,20 @@ def checkpoints_in(directory: str | Path) -> list[Path]:
     return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
 
 
+def _folder(name: str, path) -> Path:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a folder path, got {path!r}")
+    if Path(path).is_file():
+        raise NotADirectoryError(
+            f"{name} must be a folder of checkpoints, got the file {path}: load it with "
+            f"load_checkpoint_model({str(path)!r})"
+        )
+    return Path(path)
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The checkpoint written last in `checkpoint_dir` (its run_*/step_*.pt files), or None."""
-    paths = list(Path(checkpoint_dir).glob("run_*/step_*.pt"))
+    paths = list(_folder("checkpoint_dir", checkpoint_dir).glob("run_*/step_*.pt"))
     return max(paths, key=lambda p: (p.stat().st_mtime, p.parent.name, p.name)) if paths else None
 
 
@@ -106,6 +117,9 @@ def read_checkpoint(path: str | Path) -> dict:
             f"{not_ours}: its parts are not what a Trainer saves (model, optimizer, history, args "
             f"and model_cfg are dicts, step an int)"
         )
+    broken = _broken_part(state)
+    if broken:
+        raise ValueError(f"{not_ours}: {broken}")
     known_args = {f.name for f in fields(utils.training.TrainingArgs)} | OLD_ARGS
     known_cfg = {f.name for f in fields(utils.model.Config)} | OLD_MODEL_CFG
     unknown = sorted(
@@ -119,6 +133,35 @@ def read_checkpoint(path: str | Path) -> dict:
             f"your copy of the repository (git pull) to load it"
         )
     return state
+
+
+def _broken_part(state: dict) -> str | None:
+    """What is wrong with the history or optimizer state of a checkpoint (edited, or of another
+    program), so that resuming from it fails here, in one line, not inside a step."""
+    history_fields = {f.name for f in fields(utils.training.History)}
+    history = state["history"]
+    if not history.keys() <= history_fields:
+        return f"its history has {sorted(history.keys() - history_fields)}, not a History's fields"
+    for name, values in history.items():
+        kind = str if name == "samples" else (int, float)
+        if not isinstance(values, list) or not all(
+            isinstance(v, kind) and not isinstance(v, bool) for v in values
+        ):
+            return f"its history's {name} is not a list of {'texts' if kind is str else 'numbers'}"
+    optimizer = state["optimizer"]
+    if not (
+        isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+        and all(
+            isinstance(g, dict) and isinstance(g.get("params"), list)
+            for g in optimizer["param_groups"]
+        )
+    ):
+        return "its optimizer state is not an optimizer's state_dict (state, param_groups)"
+    for moments in optimizer["state"].values():
+        if not isinstance(moments, dict) or not all(torch.is_tensor(v) for v in moments.values()):
+            return "its optimizer state holds moments that are not tensors"
+    return None
 
 
 def _is_step(value) -> bool:
@@ -259,8 +302,8 @@ def _can_write_a_page(directory: Path) -> bool:
 def remove_partial_checkpoints(directory: str | Path) -> list[Path]:
     """Delete temporary files that an interrupted save left in `directory` or its run folders
     (those of processes that are gone, or that a save of this process no longer holds)."""
-    removed = []
-    for tmp in [*Path(directory).glob("step_*.tmp"), *Path(directory).glob("*/step_*.tmp")]:
+    removed, directory = [], _folder("directory", directory)
+    for tmp in [*directory.glob("step_*.tmp"), *directory.glob("*/step_*.tmp")]:
         if abandoned(tmp):  # step_000010.pt.<pid>.tmp
             tmp.unlink(missing_ok=True)
             removed.append(tmp)

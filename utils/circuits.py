@@ -91,7 +91,7 @@ def repeated_tokens(
 ) -> Int[Tensor, "batch 1+2*seq_len"]:
     """BOS, then `seq_len` random tokens, then the same tokens again: the standard test of
     induction."""
-    batch, seq_len, d_vocab = require_repeat_args(batch, seq_len, d_vocab)
+    batch, seq_len, d_vocab, seed = require_repeat_args(batch, seq_len, d_vocab, seed)
     generator = torch.Generator().manual_seed(seed)
     half = torch.randint(0, d_vocab - 1, (batch, seq_len), generator=generator)
     return torch.cat([torch.full((batch, 1), d_vocab - 1), half, half], dim=1)
@@ -154,4 +154,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: 4ae28ac5081de4c2
+# written by `make export`; sha256 of the text above: efd70713cee967c2

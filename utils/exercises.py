@@ -334,8 +334,14 @@ def write_exercises(target: Path | None = None) -> list[str]:
     """Write the exercise notebooks into `target` (default exercises/). A notebook there that
     differs in any way from the one about to be written (a learner's code, outputs, metadata) is
     copied to `target`/backup/ first; the messages say where."""
+    if target is not None and Path(target).exists() and not Path(target).is_dir():
+        raise NotADirectoryError(f"the exercises go into a folder, and {target} is a file")
     messages = []
     for path, text, differs in _generated(target):
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{path} is a folder, where an exercise notebook goes: rename it"
+            )
         for tmp in path.parent.glob(f".{path.name}.*.tmp"):  # what a killed run left
             if abandoned(tmp):
                 tmp.unlink(missing_ok=True)

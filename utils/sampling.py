@@ -20,6 +20,7 @@ from utils.model import Float, Int
 from utils.validation import (
     check_beam_search_args,
     check_cache_use,
+    check_cache_update,
     check_generate_args,
     require_int,
     require_rows,
@@ -194,6 +195,7 @@ class KVCache:
     ]:
         """Store `layer`'s keys and values for the new positions; return its keys and values for
         every position so far."""
+        check_cache_update(self, layer, k)  # a layer it has, keys of the dtype it holds
         expected = (self.batch, k.shape[1], self.cfg.n_heads, self.cfg.d_head)
         if tuple(k.shape) != expected or tuple(v.shape) != expected:
             raise ValueError(
@@ -224,7 +226,7 @@ class KVCache:
     def reset(self, start: int = 0) -> None:
         """Forget every position (the room stays); start again at position `start` of the text."""
         self._lengths = [0] * self.cfg.n_layers
-        self.start, self._model, self.derived = start, None, {}
+        self.start, self._model, self.derived = require_int("start", start, minimum=0), None, {}
 
     def reorder(self, rows: Int[Tensor, "batch"]) -> None:
         """Row i becomes a copy of row rows[i] (beam search: each beam continues an earlier one)."""
@@ -324,6 +326,7 @@ def cached_forward(
 ) -> Float[Tensor, "batch new_posn d_vocab"]:
     """The logits of the new positions through the cache: forward_with_cache, with the fused
     attention for notebook 03's fused twin (and notebook 05's hooked model, built on it)."""
+    check_cache_use(cache, tokens, model)  # a model, a cache and tokens that fit: a clear error
     fused = isinstance(model.blocks[0].attn, utils.fused.FusedAttention)
     return forward_with_cache(
         model, tokens, cache, fused_attention_with_cache if fused else attention_with_cache
@@ -397,4 +400,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: 8c8dfe8d93e6b190
+# written by `make export`; sha256 of the text above: ad9d8b2c389972ad

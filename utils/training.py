@@ -17,7 +17,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from utils.model import Float, Int, next_token_loss
-from utils.validation import check_training_args, check_training_data, require_stream
+from utils.validation import (
+    check_training_args,
+    check_training_data,
+    require_int,
+    require_logits_and_tokens,
+    require_number,
+    require_stream,
+)
 
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
@@ -130,6 +137,7 @@ class TrainingArgs:
 def lr_at(step: int, args: TrainingArgs) -> float:
     """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat
     after it). Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
+    step = require_int("step", step, minimum=0)  # steps count from 0
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = min(1.0, (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps))
@@ -158,6 +166,7 @@ def optimizer_step(
     """One update: backpropagate `loss` (adding to gradients already there), clip the gradients'
     total norm to `grad_clip`, step, then clear the gradients for the next step. Returns the loss
     detached from the graph (not .item(), which would wait for the GPU)."""
+    require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -171,6 +180,7 @@ def next_token_accuracy(
 ) -> float:
     """Fraction of positions where the highest logit is the token that comes next (the last
     position has no next token)."""
+    require_logits_and_tokens(logits, tokens)  # shapes that match, int ids, two positions or more
     return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
 
 
@@ -188,6 +198,7 @@ class History:
 @torch.no_grad()
 def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[float, float]:
     """Loss and next-token accuracy over the first args.eval_batches batches of `sequences`."""
+    training = model.training  # given back as it came
     model.eval()
     loss, accuracy, rows = 0.0, 0.0, 0  # sums weighted by rows: a short last batch counts less
     size = args.micro_batch_size or args.batch_size  # what fits in memory to train fits here
@@ -197,7 +208,7 @@ def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[fl
         loss += next_token_loss(logits, tokens).item() * len(tokens)
         accuracy += next_token_accuracy(logits, tokens) * len(tokens)
         rows += len(tokens)
-    model.train()
+    model.train(training)
     return loss / rows, accuracy / rows
 
 
@@ -254,6 +265,8 @@ class Trainer:
     def train(self, max_steps: int | None = None) -> History:
         """Train until args.max_steps (or `max_steps` more steps)."""
         args = self.args
+        if max_steps is not None:  # a clear error for 2.5, -3 or "2"
+            max_steps = require_int("max_steps", max_steps, minimum=0)
         end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
         self.model.train()
         with tqdm(total=end, initial=self.step, desc="training", unit="step") as self.bar:
@@ -304,4 +317,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: 6cb6a624da79b150
+# written by `make export`; sha256 of the text above: a6068a6c1fd34d57

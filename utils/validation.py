@@ -166,8 +166,12 @@ def require_stream(stream, n_ctx) -> int:
             f"pack: stream must be 1-D (one stream of ids), got shape {tuple(stream.shape)}; "
             f"use stream.flatten() if its rows belong together"
         )
+    if stream.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"pack: stream must hold token ids (int64), got dtype {stream.dtype}")
     if len(stream) < n_ctx:
         raise ValueError(f"only {len(stream)} tokens: not enough for one sequence of {n_ctx}")
+    if stream.device.type == "cpu" and int(stream.min()) < 0:
+        raise ValueError(f"pack: stream must hold token ids (>= 0), got {int(stream.min())}")
     return n_ctx
 
 
@@ -273,8 +277,8 @@ def check_training_args(args) -> None:
             f"the learning rate would never reach lr; use warmup_steps <= max_steps (a tenth of "
             f"the run is usual)"
         )
-    seeds = "an int from 0 to 2**63 - 1"
-    args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**63 - 1, allowed=seeds)
+    seeds = "an int from 0 to 2**32 - 1"  # the epochs' shuffles derive their seeds from it
+    args.seed = require_int(f"{w}.seed", args.seed, minimum=0, maximum=2**32 - 1, allowed=seeds)
     args.lr = require_number(f"{w}.lr", args.lr)
     args.min_lr_ratio = require_number(
         f"{w}.min_lr_ratio", args.min_lr_ratio, minimum=0, allow_minimum=True, maximum=1
@@ -351,6 +355,7 @@ def check_training_data(model, args, train_sequences, val_sequences) -> None:
         )
     if type(args).__name__ != "TrainingArgs" or not hasattr(args, "checkpoint_every"):
         raise TypeError(f"args must be a TrainingArgs, got a {type(args).__name__}")
+    check_training_args(args)  # again: a field may have been changed since it was made
     if model.cfg.n_ctx < 2:
         raise ValueError(
             f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to "
@@ -487,6 +492,13 @@ def check_beam_search_args(
         hint=" (1: divide by the length)",
     )
     require_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0)
+    room = model.cfg.d_vocab - len(set(tokens[0].tolist()))  # tokens not yet in the prompt
+    if no_repeat_ngram_size == 1 and max_new_tokens > room:
+        raise ValueError(
+            f"no_repeat_ngram_size=1 lets each of the {model.cfg.d_vocab} tokens occur once in a "
+            f"text, so this prompt can grow by at most {room} tokens, not "
+            f"max_new_tokens={max_new_tokens}"
+        )
     if stop_token is not None:
         require_token_id("stop_token", stop_token, model.cfg.d_vocab)
     require_cache_structure(model)
@@ -517,10 +529,37 @@ def require_rows(rows, batch: int) -> None:
         raise ValueError(f"cache.reorder(rows): rows must be {allowed}, got {rows.tolist()}")
 
 
+def check_cache_update(cache, layer, k) -> None:
+    """KVCache.update's layer (one of the model's) and keys (of the dtype already held: a model
+    cast with .double() after the cache was filled needs a new cache)."""
+    layer = require_int("cache.update(layer, ...): layer", layer, minimum=0)
+    if layer >= cache.cfg.n_layers:
+        raise ValueError(
+            f"cache.update(layer, ...): layer must be in [0, {cache.cfg.n_layers}), got {layer}"
+        )
+    if not isinstance(k, Tensor):
+        raise TypeError(
+            f"cache.update(layer, k, v): k and v must be tensors, got {type(k).__name__}"
+        )
+    held = cache._keys[layer]
+    if held is not None and cache._lengths[layer] and held.dtype != k.dtype:
+        raise ValueError(
+            f"cache.update: the cache holds {held.dtype} keys, these are {k.dtype} (the model "
+            f"changed dtype?): make a new cache, or cache.reset(), after changing the model"
+        )
+
+
 def check_cache_use(cache, tokens, model) -> None:
     """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
     must hold the keys and values of this very model. The first model to use a cache (after it
     was made or reset) owns it."""
+    if not (hasattr(cache, "cfg") and hasattr(cache, "_lengths")):
+        raise TypeError(f"cache must be a KVCache(model.cfg, batch), got {type(cache).__name__}")
+    if isinstance(model, torch.nn.Module) or model is None:
+        require_model(model)
+        weight = next(model.parameters(), None)
+        device = None if weight is None else weight.device
+        require_token_ids(tokens, model.cfg, name="tokens", device=device)
     cfg = model.cfg if isinstance(model, torch.nn.Module) else model
     if cfg != cache.cfg:
         raise ValueError(
@@ -581,6 +620,11 @@ def require_pattern(pattern, seq_len: int | None = None) -> None:
             "such as cache['pattern', 0] "
             f"(a single sequence's too: pattern[None]), got {shape}"
         )
+    if pattern.shape[-1] < 2:
+        raise ValueError(
+            "pattern covers one position, which has no previous token: give patterns over at "
+            "least two positions"
+        )
     if seq_len is not None:
         seq_len = require_int("seq_len", seq_len)
         if pattern.shape[-1] != 2 * seq_len + 1:
@@ -600,7 +644,12 @@ def require_attribution(vectors, scale, model, token) -> None:
             f"got {type(model).__name__}"
         )
     cfg = model.cfg
-    if not isinstance(vectors, Tensor) or vectors.ndim == 0 or vectors.shape[-1] != cfg.d_model:
+    if (
+        not isinstance(vectors, Tensor)
+        or vectors.ndim == 0
+        or vectors.shape[-1] != cfg.d_model
+        or not vectors.is_floating_point()
+    ):
         shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else type(vectors).__name__
         raise ValueError(
             f"vectors must be residual-stream vectors [..., d_model={cfg.d_model}], got {shape}"
@@ -618,6 +667,11 @@ def require_attribution(vectors, scale, model, token) -> None:
         and (
             scale.ndim > len(one_per_vector)
             or any(s not in (1, v) for s, v in zip(reversed(scale.shape), reversed(one_per_vector)))
+            # [..., batch, posn, d_model] vectors take the whole [batch, posn, 1] of cache["scale"]:
+            # one row's [posn, 1] would be broadcast over every row
+            or vectors.ndim >= 3
+            and scale.numel() > 1
+            and scale.ndim < 3
         )
     ):
         shape = tuple(scale.shape) if isinstance(scale, Tensor) else type(scale).__name__
@@ -695,6 +749,8 @@ def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
         raise TypeError("BPETokenizer: vocab must map token strings to int ids")
     if len(set(vocab.values())) != len(vocab):
         raise ValueError("BPETokenizer: vocab gives two tokens the same id")
+    if any(i < 0 for i in vocab.values()):
+        raise ValueError("BPETokenizer: vocab's ids must be >= 0 (they index the embedding)")
     if not isinstance(special_tokens, (tuple, list)) or not all(
         isinstance(tok, str) for tok in special_tokens
     ):
@@ -844,6 +900,11 @@ def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
                 f"reproduce ({why}); only GPT-2's own {setting}={value!r} loads"
             )
     lm_head = getattr(hf_model, "lm_head", None)
+    if getattr(lm_head, "bias", None) is not None:
+        raise ValueError(
+            "hf_model's lm_head has a bias, which GPT-2's has not: our unembedding would leave it "
+            "out and give other logits"
+        )
     if (
         lm_head is not None
         and lm_head.weight.data_ptr() != hf_model.transformer.wte.weight.data_ptr()
@@ -889,8 +950,9 @@ def require_period_args(n, n_ctx, d_vocab, min_period, max_period) -> tuple[int,
     return n, n_ctx, d_vocab, min_period, max_period
 
 
-def require_repeat_args(batch, seq_len, d_vocab) -> tuple[int, int, int]:
-    """repeated_tokens: its sizes as ints, d_vocab >= 2 (BOS and one other token)."""
+def require_repeat_args(batch, seq_len, d_vocab, seed=0) -> tuple[int, int, int, int]:
+    """repeated_tokens: its sizes and seed as ints, d_vocab >= 2 (BOS and one other token)."""
+    seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)
     batch, seq_len, d_vocab = (
         require_int(name, value)
         for name, value in (("batch", batch), ("seq_len", seq_len), ("d_vocab", d_vocab))
@@ -900,11 +962,12 @@ def require_repeat_args(batch, seq_len, d_vocab) -> tuple[int, int, int]:
             "d_vocab must be at least 2 (BOS, the last id, and at least one other token), "
             f"got {d_vocab}"
         )
-    return batch, seq_len, d_vocab
+    return batch, seq_len, d_vocab, seed
 
 
 def require_logits_and_tokens(logits, tokens) -> None:
-    """per_position_loss: float logits [batch, posn, d_vocab] and the int tokens they came from."""
+    """per_position_loss and next_token_accuracy: float logits [batch, posn, d_vocab], posn >= 2,
+    and the int tokens they came from."""
     if not (isinstance(logits, Tensor) and logits.ndim == 3 and logits.is_floating_point()):
         raise ValueError(
             "logits must be a float tensor [batch, posn, d_vocab] "
@@ -914,11 +977,21 @@ def require_logits_and_tokens(logits, tokens) -> None:
     if not (
         isinstance(tokens, Tensor)
         and tokens.shape == logits.shape[:2]
-        and not tokens.is_floating_point()
+        and tokens.dtype in (torch.int64, torch.int32)
     ):
         raise ValueError(
             f"tokens must be the integer token ids [batch, posn] the logits were computed from, "
             f"{tuple(logits.shape[:2])} here, "
             f"got {tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__} "
             f"{tuple(tokens.shape) if isinstance(tokens, Tensor) else ''}"
+        )
+    if logits.shape[1] < 2:
+        raise ValueError(
+            "logits cover one position, which has no next token to predict: give two or more"
+        )
+    d_vocab = logits.shape[-1]
+    if tokens.device.type == "cpu" and not 0 <= int(tokens.min()) <= int(tokens.max()) < d_vocab:
+        raise ValueError(
+            f"tokens must be ids in [0, {d_vocab}) (the logits' d_vocab), got ids from "
+            f"{int(tokens.min())} to {int(tokens.max())}"
         )
