@@ -373,13 +373,17 @@ def beam_search_unsorted(model, tokens, num_beams, max_new_tokens, **kwargs):
 def reference_beam_search_with(*edits):
     """utils.sampling.beam_search (the notebook's solution, with its KV cache) as a learner would
     paste it, each (old, new) edit applied: a mistake made in the solution's own form."""
-    source = inspect.getsource(utils.sampling.beam_search)
+    return _pasted(inspect.getsource(utils.sampling.beam_search), edits, "beam_search")
+
+
+def _pasted(source: str, edits, name: str):
+    """`name` from `source` with each (old, new) edit applied, run as a learner's cell would be."""
     for old, new in edits:
         assert source.count(old) == 1, old
         source = source.replace(old, new)
     namespace = dict(vars(utils.sampling))
     exec(compile(source, "<learner's cell>", "exec"), namespace)
-    return namespace["beam_search"]
+    return namespace[name]
 
 
 BEAM_EDITS = {  # known mistake -> the edits to the solution that make it
@@ -742,12 +746,7 @@ def kv_learners(*edits):
         + "\n\n"
         + inspect.getsource(utils.sampling.forward_with_cache)
     )
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    namespace = dict(vars(utils.sampling))
-    exec(compile(source, "<learner's cell>", "exec"), namespace)
-    return namespace["forward_with_cache"]
+    return _pasted(source, edits, "forward_with_cache")
 
 
 # in attention_with_cache, after k, v = cache.update(...): cache.length then counts the last layer's

@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 import linecache
-import os
 import re
 import shutil
 import sys
@@ -53,7 +52,7 @@ from utils.export import (
     split_directives,
     strip_markers,
 )
-from utils.files import abandoned
+from utils.files import abandoned, write_atomically
 
 EXERCISES = ROOT / "exercises"
 EXERCISE_MARK = "#| exercise"
@@ -319,17 +318,6 @@ def back_up(path: Path) -> Path:
         return backup
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it, so that `path` is never left
-    half-written."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_exercises(target: Path | None = None) -> list[str]:
     """Write the exercise notebooks into `target` (default exercises/). A notebook there that
     differs in any way from the one about to be written (a learner's code, outputs, metadata) is
@@ -356,7 +344,7 @@ def write_exercises(target: Path | None = None) -> list[str]:
                 if edited
                 else f"kept a copy of the previous {_shown(path)} as {_shown(backup)}"
             )
-        _replace(path, text)
+        write_atomically(path, text)
         messages.append(f"wrote {_shown(path)}")
     return messages
 

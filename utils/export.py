@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from utils.files import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -205,22 +206,13 @@ def export_all(notebooks: list[Path] | None = None) -> list[str]:
                 f"kept your edit of {_shown(path)} as {_shown(backup)}: edits belong in "
                 f"{nb.name}'s `{EXPORT_MARK}` cells, which write the module"
             )
-        _write_atomically(path, text)
+        write_atomically(path, text)
         messages.append(f"wrote {_shown(path)}")
     return messages
 
 
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:

@@ -1,5 +1,6 @@
-"""Temporary files that an interrupted write left behind: whether one is abandoned, for the
-checkpoints (utils/checkpoints.py) and the exercise notebooks (utils/exercises.py) alike. Its
+"""Writing a text file through a temporary one beside it, and whether a temporary file that an
+interrupted write left behind is abandoned: for the checkpoints (utils/checkpoints.py), the
+exercise notebooks (utils/exercises.py) and the generated modules (utils/export.py) alike. Its
 name carries the writer's process id: `<name>.<pid>.tmp`."""
 
 from __future__ import annotations
@@ -9,6 +10,17 @@ import time
 from pathlib import Path
 
 STILL_WRITING_S = 3600  # a file this recent, of a process that exists, may be a write in progress
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it, so that `path` is never left
+    half-written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def abandoned(tmp: Path) -> bool:
