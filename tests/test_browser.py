@@ -219,6 +219,19 @@ def _look(browser, lab, executed: Path, wait_s: float = 60) -> dict:
     return {**seen, **expected, "errors": errors, "offline": sorted(set(offline))}
 
 
+def _unfinished_bars(executed: Path) -> list[str]:
+    """Progress bars whose saved text is not finished ("0%| | 0/224" above a finished log, as a
+    saved notebook showed tqdm's widget before utils/progress.py): every run under `ci` ends."""
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    texts = [
+        "".join(output.get("data", {}).get("text/plain", "")) + "".join(output.get("text", ""))
+        for cell in nb["cells"]
+        for output in cell.get("outputs", [])
+    ]
+    bars = [m for text in texts for m in re.finditer(r"\| *(\d+)/(\d+) \[", text)]
+    return [m.group(0) for m in bars if m.group(1) != m.group(2)]
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_jupyterlab_shows_every_image_and_figure_without_errors(notebook, lab, browser):
     executed = lab[2] / notebook.relative_to(ROOT)
@@ -230,6 +243,7 @@ def test_jupyterlab_shows_every_image_and_figure_without_errors(notebook, lab, b
     assert seen["drawn"] == seen["figures"], f"{seen['drawn']} of {seen['figures']} figures drawn"
     assert seen["tooWide"] == 0, f"{seen['tooWide']} figures wider than their output area"
     assert not seen["errors"], f"browser console errors: {seen['errors'][:5]}"
+    assert not _unfinished_bars(executed), "progress bars saved as unfinished"
     if seen["offline"]:
         print(f"{notebook.name}: not reachable from this machine: {seen['offline']}")
 
@@ -260,3 +274,47 @@ def test_the_browser_check_sees_a_broken_image_and_broken_figures(lab, browser):
     assert seen["expected_images"] == 1 and seen["broken"] == ["not an image"], seen
     assert seen["figures"] == 3 and seen["drawn"] < 3, seen
     assert seen["tooWide"] >= 1
+
+
+@pytest.mark.parametrize("setting, drawn", [("embed", 1), ("", 0)])
+def test_an_html_export_opened_offline_shows_figures_with_plotly_embedded(
+    tmp_path, browser, setting, drawn
+):
+    """Issue 20: an HTML export loads plotly.js from its CDN, so offline it shows blank gaps;
+    with TUTORIAL_PLOTLY=embed (README) the export carries plotly.js and draws its figures. The
+    page is opened with every http(s) request refused, as on a machine without a network."""
+    from nbconvert import HTMLExporter
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from utils.configs import configure_plotly\n"
+        "configure_plotly()\n"
+        "import plotly.graph_objects as go\n"
+        "go.Figure(go.Scatter(y=[1, 3, 2])).show()\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    saved = os.environ.get("TUTORIAL_PLOTLY")
+    os.environ["TUTORIAL_PLOTLY"] = setting
+    try:
+        nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    finally:
+        os.environ.pop("TUTORIAL_PLOTLY")
+        if saved is not None:
+            os.environ["TUTORIAL_PLOTLY"] = saved
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    (tmp_path / "export.html").write_text(html, encoding="utf-8")
+    page = browser.new_page()
+    try:
+        page.route("http*://**", lambda route: route.abort())
+        page.goto((tmp_path / "export.html").as_uri())
+        count = (
+            "() => [...document.querySelectorAll('.js-plotly-plot')]"
+            ".filter(p => p._fullLayout && p.querySelector('g.trace')).length"
+        )
+        for _ in range(20):
+            if page.evaluate(count) >= drawn and drawn:
+                break
+            page.wait_for_timeout(250)
+        assert page.evaluate(count) == drawn
+    finally:
+        page.close()

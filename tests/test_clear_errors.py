@@ -2,6 +2,7 @@
 that names the argument and what is allowed; inputs Python's users write as numpy scalars work.
 Issue 19's list of raw or misleading errors, kept as one parametrised table."""
 
+import dataclasses
 import os
 import traceback
 from pathlib import Path
@@ -13,17 +14,24 @@ import transformers
 from torch import nn
 
 import utils.exercises
-from utils.bpe import BPETokenizer, bytes_to_unicode
+from utils.bpe import BPETokenizer, bytes_to_unicode, merge_word, pretokenize
 from utils.checkpoints import load_checkpoint_model
 from utils.circuits import ablate_heads, direct_logit_attribution
 from utils.fused import FusedTransformer
 from utils.hooks import HookedDemoTransformer
-from utils.model import Config, DemoTransformer
+from utils.model import Config, DemoTransformer, config_from_hf, next_token_loss
 from utils.resources import download_timeout, load_corpus
 from utils.runs import load_trained_model
 from utils.safe_training import SafeTrainer
 from utils.sampling import KVCache, cached_forward, generate
-from utils.training import Trainer, TrainingArgs
+from utils.training import (
+    Trainer,
+    TrainingArgs,
+    lr_at,
+    make_optimizer,
+    optimizer_step,
+    validation_metrics,
+)
 
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 CFG = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
@@ -72,6 +80,12 @@ def _with_step_as_text(checkpoint, tmp_path):
     state["step"] = "2"
     torch.save(state, tmp_path / "edited.pt")
     return tmp_path / "edited.pt"
+
+
+def _loss(model, grad=True):
+    tokens = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+    with torch.set_grad_enabled(grad):
+        return next_token_loss(model(tokens), tokens)
 
 
 def _one_cache_two_models():
@@ -388,7 +402,7 @@ def test_a_read_only_checkpoint_folder_is_refused_before_training(tmp_path):
 # found by the adversarial rerun of issue 19: each gave a wrong result, or a raw error
 MORE_CASES = {
     "optimizer_step(grad_clip=-1)": (
-        lambda m: __import__("utils.training").training.optimizer_step(m, None, None, -1.0),
+        lambda m: optimizer_step(m, make_optimizer(m, TrainingArgs()), _loss(m), -1.0),
         ValueError,
         "grad_clip must be",
     ),
@@ -439,7 +453,7 @@ MORE_CASES = {
     "KVCache.update(5, ...)": (
         lambda m: KVCache(CFG, 1).update(5, torch.zeros(1, 1, 2, 16), torch.zeros(1, 1, 2, 16)),
         ValueError,
-        r"layer must be in \[0, 2\)",
+        r"layer must be an int in \[0, 2\)",
     ),
     "KVCache.update with lists": (
         lambda m: KVCache(CFG, 1).update(0, [[1]], [[1]]),
@@ -496,9 +510,9 @@ def test_a_cache_refuses_keys_of_another_dtype_than_it_holds():
     model = DemoTransformer(CFG).eval()
     cache = KVCache(CFG, 1)
     cached_forward(model, PROMPT, cache)
-    model.double()
+    k = torch.zeros(1, 1, CFG.n_heads, CFG.d_head, dtype=torch.float64)
     with pytest.raises(ValueError, match="holds torch.float32 keys"):
-        cached_forward(model, torch.tensor([[4]]), cache)
+        cache.update(0, k, k)
 
 
 def test_resume_applies_the_optimizer_settings_it_is_given(checkpoint):
@@ -549,3 +563,204 @@ def test_a_hugging_face_lm_head_with_a_bias_is_refused():
     hf.lm_head.bias = nn.Parameter(torch.ones(64))
     with pytest.raises(ValueError, match="lm_head has a bias"):
         load_gpt2_weights(DemoTransformer(config_from_hf(config)), hf)
+
+
+# The rerun of issue 19's adversarial table: what still raised from inside PyTorch or Python
+TOKENS = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(2))
+RERUN_CASES = {
+    "merge_word(a str)": (lambda m: merge_word("abc", (97, 98), 256), TypeError, "list of token"),
+    "merge_word(None)": (lambda m: merge_word(None, (1, 2), 3), TypeError, "list of token ids"),
+    "merge_word(a pair of three)": (
+        lambda m: merge_word([1, 2], (1, 2, 3), 9),
+        TypeError,
+        "pair must be two",
+    ),
+    "merge_word(new_id=None)": (lambda m: merge_word([1, 2], (1, 2), None), TypeError, "new_id"),
+    "pretokenize(None)": (lambda m: pretokenize(None), TypeError, "pretokenize expects a str"),
+    "pretokenize(bytes)": (lambda m: pretokenize(b"hi"), TypeError, "decode bytes first"),
+    "next_token_loss(float tokens)": (
+        lambda m: next_token_loss(m(TOKENS), TOKENS.float()),
+        ValueError,
+        "integer token ids",
+    ),
+    "next_token_loss(one position)": (
+        lambda m: next_token_loss(m(TOKENS[:, :1]), TOKENS[:, :1]),
+        ValueError,
+        "one position",
+    ),
+    "next_token_loss(tokens, logits)": (
+        lambda m: next_token_loss(TOKENS, m(TOKENS)),
+        ValueError,
+        "the order is logits, tokens",
+    ),
+    "next_token_loss(one row of tokens)": (
+        lambda m: next_token_loss(m(TOKENS), TOKENS[:1]),
+        ValueError,
+        "integer token ids",
+    ),
+    "next_token_loss(ids past d_vocab)": (
+        lambda m: next_token_loss(torch.randn(2, 8, 10), TOKENS + 10),
+        ValueError,
+        r"ids in \[0, 10\)",
+    ),
+    "config_from_hf(None)": (lambda m: config_from_hf(None), TypeError, "expects a transformers"),
+    "config_from_hf(a dict)": (
+        lambda m: config_from_hf({"n_embd": 32}),
+        TypeError,
+        r"GPT2Config\(\*\*your_dict\)",
+    ),
+    "config_from_hf(a model)": (
+        lambda m: config_from_hf(transformers.GPT2LMHeadModel(_tiny_gpt2_config())),
+        TypeError,
+        r"its \.config",
+    ),
+    "config_from_hf(an unknown override)": (
+        lambda m: config_from_hf(_tiny_gpt2_config(), n_layer=1),
+        TypeError,
+        "n_layer is not a field of Config",
+    ),
+    "config_from_hf(n_embd not split by n_head)": (
+        lambda m: config_from_hf(transformers.GPT2Config(n_embd=33, n_head=2)),
+        ValueError,
+        "not a multiple of n_head",
+    ),
+    'lr_at("3", args)': (lambda m: lr_at("3", TrainingArgs()), TypeError, "step must be an int"),
+    "lr_at(3, {})": (lambda m: lr_at(3, {}), TypeError, r"TrainingArgs\(\*\*args\)"),
+    "lr_at(3, TrainingArgs)": (lambda m: lr_at(3, TrainingArgs), TypeError, "call it"),
+    "make_optimizer(None, args)": (
+        lambda m: make_optimizer(None, TrainingArgs()),
+        TypeError,
+        "make_optimizer: model must be",
+    ),
+    "make_optimizer(model, None)": (
+        lambda m: make_optimizer(m, None),
+        TypeError,
+        "args must be a TrainingArgs",
+    ),
+    "optimizer_step(loss.item())": (
+        lambda m: optimizer_step(m, make_optimizer(m, TrainingArgs()), _loss(m).item(), 1.0),
+        TypeError,
+        r"not loss\.item\(\)",
+    ),
+    "optimizer_step(a loss per row)": (
+        lambda m: optimizer_step(m, make_optimizer(m, TrainingArgs()), torch.ones(3), 1.0),
+        ValueError,
+        "0-d tensor",
+    ),
+    "optimizer_step(a loss without its graph)": (
+        lambda m: optimizer_step(m, make_optimizer(m, TrainingArgs()), _loss(m, False), 1.0),
+        ValueError,
+        "no graph",
+    ),
+    "optimizer_step(optimizer=None)": (
+        lambda m: optimizer_step(m, None, _loss(m), 1.0),
+        TypeError,
+        "make_optimizer",
+    ),
+    "validation_metrics(no rows)": (
+        lambda m: validation_metrics(m, TOKENS[:0], TrainingArgs()),
+        ValueError,
+        "at least one sequence",
+    ),
+    "validation_metrics(None)": (
+        lambda m: validation_metrics(m, None, TrainingArgs()),
+        TypeError,
+        "sequences must be a torch.Tensor",
+    ),
+    "validation_metrics(args=None)": (
+        lambda m: validation_metrics(m, TOKENS, None),
+        TypeError,
+        "args must be a TrainingArgs",
+    ),
+    "validation_metrics(one-token rows)": (
+        lambda m: validation_metrics(m, TOKENS[:, :1], TrainingArgs()),
+        ValueError,
+        "two or more tokens",
+    ),
+    "cache.keys(7)": (lambda m: KVCache(CFG, 1).keys(7), ValueError, r"in \[0, 2\)"),
+    "cache.values(-1)": (lambda m: KVCache(CFG, 1).values(-1), ValueError, r"in \[0, 2\)"),
+    "load_definitions(a folder)": (
+        lambda m: utils.exercises.load_definitions(UTILS),
+        IsADirectoryError,
+        "is a folder, not a notebook",
+    ),
+    "load_definitions(a text file)": (
+        lambda m: utils.exercises.load_definitions(UTILS / "model.py"),
+        ValueError,
+        "is not a Jupyter notebook",
+    ),
+    "load_definitions(None)": (
+        lambda m: utils.exercises.load_definitions(None),
+        TypeError,
+        "must be a path",
+    ),
+}
+
+
+def _tiny_gpt2_config():
+    return transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=8, vocab_size=16)
+
+
+@pytest.mark.parametrize("case", RERUN_CASES, ids=list(RERUN_CASES))
+def test_the_reruns_bad_input_gets_one_clear_error(case, model):
+    action, error, words = RERUN_CASES[case]
+    with pytest.raises(error, match=words) as raised:
+        action(model)
+    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
+    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    assert "\n" not in str(raised.value)  # one line
+
+
+def test_config_from_hf_overrides_replace_what_it_reads():
+    cfg = config_from_hf(_tiny_gpt2_config(), n_layers=3, attn_only=True)
+    assert (cfg.n_layers, cfg.attn_only, cfg.d_model, cfg.n_heads) == (3, True, 32, 2)
+
+
+def test_a_config_cannot_change_under_a_built_model(model):
+    with pytest.raises(AttributeError, match="cannot assign to field 'n_heads'"):
+        model.cfg.n_heads = 4  # the weights keep their shapes: the config may not drift from them
+    assert dataclasses.replace(model.cfg, n_heads=4).n_heads == 4
+
+
+def _edit_with_fused_adamw(model):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    _loss(model).backward()
+    optimizer.step()
+
+
+WEIGHT_CHANGES = {
+    "fused AdamW": _edit_with_fused_adamw,
+    "foreach AdamW": lambda model: (
+        _loss(model).backward(),
+        torch.optim.AdamW(model.parameters(), lr=0.05, foreach=True).step(),
+    ),
+    ".data edit": lambda model: model.blocks[0].attn.W_K.data.mul_(1.5),
+    "no_grad edit": lambda model: torch.no_grad()(lambda: model.blocks[1].attn.b_V.add_(0.1))(),
+    "load_state_dict": lambda model: model.load_state_dict(FusedTransformer(CFG).state_dict()),
+    ".to(float64)": lambda model: model.to(torch.float64),
+    "embedding row": lambda model: model.embed.W_E.data.copy_(torch.randn_like(model.embed.W_E)),
+}
+
+
+@pytest.mark.parametrize("change", WEIGHT_CHANGES, ids=list(WEIGHT_CHANGES))
+@pytest.mark.parametrize("model_class", [DemoTransformer, FusedTransformer, HookedDemoTransformer])
+def test_a_cache_refuses_to_continue_after_the_weights_changed(model_class, change):
+    torch.manual_seed(0)
+    model = model_class(CFG).eval()
+    cache = KVCache(CFG, 1)
+    cached_forward(model, PROMPT, cache)
+    cached_forward(model, torch.tensor([[4]]), cache)  # unchanged weights: it goes on
+    WEIGHT_CHANGES[change](model)
+    with pytest.raises(ValueError, match="weights have changed since this cache was filled"):
+        cached_forward(model, torch.tensor([[5]]).to(model.embed.W_E.device), cache)
+    cache.reset()  # then the whole sequence again, with the new weights: equal to no cache
+    tokens = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(cached_forward(model, tokens, cache), model(tokens), atol=1e-5)
+
+
+def test_the_loss_guard_does_not_break_a_compiled_graph(model):
+    """next_token_loss checks its arguments; under torch.compile (SafeTrainer's compile=True) the
+    checks must stay out of the graph: no graph break, one graph for model and loss together."""
+    explained = torch._dynamo.explain(lambda tokens: next_token_loss(model(tokens), tokens))(TOKENS)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons

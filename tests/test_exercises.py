@@ -7,6 +7,7 @@ import difflib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -145,36 +146,67 @@ def _run_a_cell(nb):
     return nb
 
 
-@pytest.mark.parametrize("change", ["outputs", "metadata", "formatting"])
-def test_make_exercises_backs_up_a_notebook_whose_outputs_or_metadata_differ(tmp_path, change):
-    """The learner's code is the same but their outputs (a long training run), metadata or file
-    differ: kept all the same."""
+def test_make_exercises_backs_up_a_notebook_whose_own_metadata_differs(tmp_path):
+    """The learner's code is the same but their notebook's metadata differs: kept all the same,
+    in a backup, before the notebook is written again."""
     exercises.write_exercises(tmp_path)
     path = tmp_path / "03_training.ipynb"
     nb = _load(path)
-    if change == "outputs":
-        nb = _run_a_cell(nb)
-    elif change == "metadata":
-        nb["metadata"]["my_notes"] = "tried lr=3e-4 first"
-    path.write_text(json.dumps(nb, indent=2 if change == "formatting" else 1))
+    nb["metadata"]["my_notes"] = "tried lr=3e-4 first"
+    path.write_text(json.dumps(nb, indent=1))
     before = path.read_bytes()
-    assert not exercises.learner_edited(
-        path
-    )  # same sources as generated: the old check let this through
-    (
-        tmp_path / "02_clean_implementation.ipynb"
-    ).unlink()  # and one notebook to write from scratch: no backup needed
+    assert not exercises.learner_edited(path)  # same sources as generated: not a learner's code
+    (tmp_path / "02_clean_implementation.ipynb").unlink()  # one to write anew: no backup needed
     messages = exercises.write_exercises(tmp_path)
     (backup,) = (tmp_path / "backup").glob("03_training.*.ipynb")
     assert backup.read_bytes() == before
-    assert (
-        f"kept a copy of the previous {path} as {backup}" in messages
-        and f"wrote {path}" in messages
-    )
-    assert (
-        len(list((tmp_path / "backup").iterdir())) == 1
-        and exercises.stale_exercises(tmp_path) == []
-    )
+    assert f"kept a copy of the previous {path} as {backup}" in messages
+    assert f"wrote {path}" in messages
+    assert len(list((tmp_path / "backup").iterdir())) == 1
+    assert exercises.stale_exercises(tmp_path) == []
+
+
+@pytest.mark.parametrize("change", ["outputs", "formatting", "a JupyterLab save"])
+def test_a_notebook_that_differs_only_in_outputs_or_layout_is_not_stale(tmp_path, change):
+    """Issue 20: outputs of a run, another JSON layout, or what JupyterLab fills in on a save (the
+    kernel's metadata, attachments split into lines) leave the cells as generated: not stale, and
+    `make exercises` leaves the file as it is."""
+    exercises.write_exercises(tmp_path)
+    path = tmp_path / "02_clean_implementation.ipynb"
+    nb = _load(path)
+    if change == "outputs":
+        nb = _run_a_cell(nb)
+    elif change == "a JupyterLab save":
+        nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.7"}
+        for cell in nb["cells"]:
+            for bundle in cell.get("attachments", {}).values():
+                for mime, data in bundle.items():
+                    bundle[mime] = "\n".join(data[i : i + 76] for i in range(0, len(data), 76))
+        assert any(cell.get("attachments") for cell in nb["cells"])
+    path.write_text(json.dumps(nb, indent=2 if change == "formatting" else 1))
+    before = path.read_bytes()
+    assert exercises.stale_exercises(tmp_path) == []
+    assert "wrote" not in " ".join(exercises.write_exercises(tmp_path))
+    assert path.read_bytes() == before and not (tmp_path / "backup").exists()
+
+
+def test_exercises_are_not_stale_after_a_jupyterlab_save_of_their_solution(tmp_path, monkeypatch):
+    """A solution notebook saved by JupyterLab (kernel metadata) generates the same exercises."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    for solution in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = _load(solution)
+        nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        (repo / "notebooks" / solution.name).write_text(json.dumps(nb, indent=1))
+    monkeypatch.setattr(exercises, "ROOT", repo)
+    monkeypatch.setattr(exercises, "NOTEBOOKS", repo / "notebooks")
+    shutil.copytree(ROOT / "exercises", repo / "exercises", ignore=shutil.ignore_patterns("backup"))
+    assert exercises.stale_exercises(repo / "exercises") == []
+    nb = _load(repo / "notebooks" / "03_training.ipynb")  # a real change is still seen
+    nb["cells"][0]["source"] = "# 03 · another title\n"
+    (repo / "notebooks" / "03_training.ipynb").write_text(json.dumps(nb, indent=1))
+    assert exercises.stale_exercises(repo / "exercises") == ["exercises/03_training.ipynb"]
 
 
 def test_backups_made_at_the_same_moment_never_overwrite_each_other(tmp_path, monkeypatch):

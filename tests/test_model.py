@@ -491,3 +491,18 @@ def test_attention_heatmap_fits_the_output_area_and_labels_every_token():
         torch.softmax(torch.randn(4, 12, 12), -1), [f"t{i}" for i in range(12)]
     )
     assert fig.layout.width is None and fig.layout.yaxis.dtick == 1
+
+
+@pytest.mark.parametrize("n_tokens", [12, 20, 35, 49, 64, 100])
+def test_attention_heatmap_labels_have_room_at_every_length(n_tokens):
+    """Issue 20: at 35 to 49 tokens four panels a row left ~5 px per label. Every label shown
+    gets at least 8 px (its font size) of its panel's height."""
+    from utils.plotting import plot_attention_patterns
+
+    fig = plot_attention_patterns(
+        torch.softmax(torch.randn(6, n_tokens, n_tokens), -1), [f"t{i}" for i in range(n_tokens)]
+    )
+    start, end = fig.layout.xaxis.domain  # the first panel's share of the figure's width
+    shown = -(-n_tokens // fig.layout.yaxis.dtick)
+    assert (end - start) * 900 / shown >= 8, ((start, end), shown)  # of a ~900 px output area
+    assert fig.layout.yaxis.dtick <= 3  # still most tokens named

@@ -3,8 +3,10 @@ list."""
 
 import base64
 import json
+import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -234,3 +236,29 @@ def test_default_exp_sits_in_the_first_export_cell(notebook):
     assert with_exp == [first_export], (
         f"{notebook.name}: put '#| default_exp' in the first '#| export' cell"
     )
+
+
+def test_the_setup_cell_says_in_one_line_when_colabs_clone_fails(tmp_path, monkeypatch):
+    """Issue 20: in Colab, a failed `git clone` gave subprocess's CalledProcessError traceback.
+    Here a fake `git` fails as a clone without a network does; the cell's error is one line that
+    says what failed and what to do."""
+    import types
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "git").write_text(
+        "#!/bin/sh\necho \"Cloning into 'gpt2-from-scratch'...\" >&2\n"
+        "echo 'fatal: unable to access the repository: Could not resolve host' >&2\nexit 128\n"
+    )
+    (fake_bin / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.chdir(tmp_path)
+    cells = json.loads(ALL_NOTEBOOKS[0].read_text())["cells"]
+    setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    with pytest.raises(RuntimeError) as raised:
+        exec(compile(setup, "setup cell", "exec"), {})
+    message = str(raised.value)
+    assert "\n" not in message and "git clone" in message and "Could not resolve host" in message
+    assert "run this cell again" in message
+    assert "transformers>=5.0" in setup  # Colab's own transformers may be older than ours

@@ -672,6 +672,8 @@ def test_latest_checkpoint_is_the_one_written_last(tmp_path):
     (tmp_path / "step_000999.pt").write_bytes(b"")  # not in a run folder
     assert latest_checkpoint(tmp_path) == files[0]
     assert latest_checkpoint(str(tmp_path)) == files[0]
+    # one run's folder: its own latest (before, None, as if it held no checkpoint)
+    assert latest_checkpoint(tmp_path / "run_20250101-120000") == files[1]
 
 
 def test_the_fused_cached_path_sees_weights_change():

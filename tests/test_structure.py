@@ -22,6 +22,7 @@ LEVEL = {
     "plotting": 0,
     "timing": 0,
     "files": 0,
+    "progress": 0,
     "bpe": 1,
     "model": 2,
     "training": 3,

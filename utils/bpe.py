@@ -17,6 +17,7 @@ from utils.validation import (
     check_bpe_parts,
     require_id_list,
     require_int,
+    require_merge_args,
     require_special_token,
     require_text,
     require_vocab_size,
@@ -51,13 +52,14 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def pretokenize(text: str) -> list[str]:
     """Split text the way GPT-2 does before any merging."""
-    return _SPLITTER.findall(text)
+    return _SPLITTER.findall(require_text("pretokenize expects", text))
 
 
 # --- notebooks/01_tokenisation.ipynb, code cell 10
 def merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every occurrence of `pair` in `word`, left to right, by `new_id` (so [1, 1, 1] with
     pair (1, 1) gives [new_id, 1])."""
+    require_merge_args(word, pair, new_id)  # a str word, or a pair of three: one clear line
     merged, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
@@ -225,4 +227,4 @@ class BPETokenizer:
         return data.decode("utf-8", errors="replace")
 
 
-# written by `make export`; sha256 of the text above: e5e8bd09e03eff9c
+# written by `make export`; sha256 of the text above: f26c73d3ecdf3d4b

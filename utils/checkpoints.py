@@ -68,8 +68,10 @@ def _folder(name: str, path) -> Path:
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The checkpoint written last in `checkpoint_dir` (its run_*/step_*.pt files), or None."""
-    paths = list(_folder("checkpoint_dir", checkpoint_dir).glob("run_*/step_*.pt"))
+    """The checkpoint written last in `checkpoint_dir` (its run_*/step_*.pt files; given one run's
+    folder, its step_*.pt files), or None."""
+    folder = _folder("checkpoint_dir", checkpoint_dir)
+    paths = list(folder.glob("run_*/step_*.pt")) or list(folder.glob("step_*.pt"))
     return max(paths, key=lambda p: (p.stat().st_mtime, p.parent.name, p.name)) if paths else None
 
 

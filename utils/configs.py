@@ -126,15 +126,25 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+PLOTLY_ENV_VAR = "TUTORIAL_PLOTLY"  # "embed": figures that an HTML export shows offline too
+
+
 def configure_plotly() -> None:
     """Figures that survive outside JupyterLab: Colab's own renderer there; elsewhere JupyterLab's
     interactive output plus an HTML copy that loads plotly.js from its CDN, which the HTML export
-    and other viewers show (a few KB per figure, not 3.5 MB of plotly.js)."""
+    and other viewers show online (a few KB per figure, not 3.5 MB of plotly.js). With
+    TUTORIAL_PLOTLY=embed, the HTML copy carries plotly.js itself (3.5 MB, once per notebook), so
+    that an export opened offline shows its figures too."""
     import plotly.io as pio
 
-    pio.renderers.default = (
-        "colab" if "google.colab" in sys.modules else "plotly_mimetype+notebook_connected"
-    )
+    choice = os.environ.get(PLOTLY_ENV_VAR, "").strip().lower()
+    if choice not in ("", "embed"):
+        raise ValueError(f"{PLOTLY_ENV_VAR}={choice!r}: leave it unset, or set it to 'embed'")
+    if "google.colab" in sys.modules:
+        pio.renderers.default = "colab"
+    else:
+        copy = "notebook" if choice == "embed" else "notebook_connected"
+        pio.renderers.default = f"plotly_mimetype+{copy}"
 
 
 def setup_notebook(seed: int = 0) -> RunConfig:

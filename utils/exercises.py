@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import linecache
+import os
 import re
 import shutil
 import sys
@@ -254,6 +255,30 @@ def to_json(nb: dict) -> str:
     return nbformat.writes(nbformat.from_dict(nb), version=4) + "\n"
 
 
+def _what_matters(nb: dict) -> str:
+    """What the staleness check compares: each cell's type, source and attachments (their base64
+    without line breaks), and the notebook's metadata but for what JupyterLab fills in when it
+    saves (the kernel's). A notebook opened and saved in JupyterLab is then not stale."""
+
+    def attachments(cell: dict) -> dict:
+        return {
+            name: {mime: "".join("".join(data).split()) for mime, data in bundle.items()}
+            for name, bundle in cell.get("attachments", {}).items()
+        }
+
+    cells = [[c["cell_type"], cell_source(c), attachments(c)] for c in nb["cells"]]
+    lab_fills_in = ("kernelspec", "language_info")
+    metadata = {k: v for k, v in nb.get("metadata", {}).items() if k not in lab_fills_in}
+    return json.dumps([cells, metadata], sort_keys=True)
+
+
+def _differs(path: Path, nb: dict) -> bool:
+    try:
+        return _what_matters(json.loads(path.read_text(encoding="utf-8"))) != _what_matters(nb)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, or not a notebook
+        return True
+
+
 def _generated(target: Path | None = None):
     """(path, text, differs) for each exercise notebook, in `target` (default exercises/)."""
     target = Path(target) if target is not None else EXERCISES
@@ -261,8 +286,7 @@ def _generated(target: Path | None = None):
         nb = exercise_notebook(solution)
         if nb is not None:
             path = target / solution.name
-            text = to_json(nb)
-            yield path, text, not path.exists() or path.read_text(encoding="utf-8") != text
+            yield path, to_json(nb), _differs(path, nb)
 
 
 def _shown(path: Path) -> str:
@@ -414,13 +438,20 @@ def defined_names(nb: dict) -> list[str]:
 def load_definitions(notebook: str | Path, module_name: str | None = None) -> types.ModuleType:
     """Run a notebook's definition cells in a fresh module, so that checks can test the classes and
     functions written there."""
+    example = "give a path like exercises/02_clean_implementation.ipynb"
+    if not isinstance(notebook, (str, os.PathLike)):
+        raise TypeError(f"notebook must be a path, got {type(notebook).__name__}; {example}")
     path = Path(notebook)
     if not path.exists():
-        raise FileNotFoundError(
-            f"no notebook at {path}; give a path like exercises/02_clean_implementation.ipynb"
-        )
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    sources = exported_sources(nb["cells"], module=None)
+        raise FileNotFoundError(f"no notebook at {path}; {example}")
+    if not path.is_file():
+        raise IsADirectoryError(f"{path} is a folder, not a notebook; {example}")
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+    except (ValueError, KeyError, TypeError):  # not UTF-8, not JSON, or JSON without cells
+        raise ValueError(f"{path} is not a Jupyter notebook (.ipynb JSON with cells); {example}")
+    sources = exported_sources(cells, module=None)
     if not sources:
         raise ValueError(
             f"{path} has no '{EXPORT_MARK}' cells: there is nothing to check. Use one of the "

@@ -15,7 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.validation import check_config, check_gpt2_compatible, require_config, require_token_ids
+from utils.validation import (
+    check_config,
+    check_gpt2_compatible,
+    require_config,
+    require_hf_config,
+    require_logits_and_tokens,
+    require_token_ids,
+)
 
 
 class Float:
@@ -35,7 +42,7 @@ class Int:
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 4
-@dataclass
+@dataclass(frozen=True)  # a built model's shapes are fixed: change a copy, replace(cfg, ...)
 class Config:
     d_model: int = 768
     layer_norm_eps: float = 1e-5
@@ -288,6 +295,7 @@ def next_token_loss(
     """Mean cross-entropy of predicting tokens[:, 1:] from logits[:, :-1].
     The last position has no next token: its target is -100, which cross_entropy ignores. That is
     the same mean as slicing logits[:, :-1], without copying the (large) sliced logits."""
+    require_logits_and_tokens(logits, tokens)  # swapped, mismatched or one position: a clear line
     # the model also takes int32 ids; cross_entropy wants int64
     targets = F.pad(tokens[:, 1:].long(), (0, 1), value=-100)
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
@@ -338,8 +346,9 @@ def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 23
 def config_from_hf(hf_config, **overrides) -> Config:
-    """Our Config for a transformers GPT2Config."""
-    return Config(
+    """Our Config for a transformers GPT2Config; `overrides` replace any of its fields."""
+    require_hf_config(hf_config, overrides, Config)  # None, a dict, unknown fields: one clear line
+    from_hf = dict(
         d_model=hf_config.n_embd,
         layer_norm_eps=hf_config.layer_norm_epsilon,
         d_vocab=hf_config.vocab_size,
@@ -349,8 +358,8 @@ def config_from_hf(hf_config, **overrides) -> Config:
         d_mlp=hf_config.n_inner or 4 * hf_config.n_embd,
         n_heads=hf_config.n_head,
         n_layers=hf_config.n_layer,
-        **overrides,
     )
+    return Config(**{**from_hf, **overrides})
 
 
 def load_gpt2_weights(model: DemoTransformer, hf_model) -> DemoTransformer:
@@ -383,4 +392,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: 2de5500ccec46fd9
+# written by `make export`; sha256 of the text above: bc2c7bfcfb7bdda0

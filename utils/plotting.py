@@ -27,11 +27,16 @@ def plot_attention_patterns(
             f"need one label per position: {pattern.shape[-1]} positions, {len(labels)} labels"
         )
     pattern = pattern[:max_heads].detach().float().cpu()
+    n_heads, n_tokens = pattern.shape[0], pattern.shape[-1]
+    # long texts get wider panels, so that each token's label has ~9 px (a font of 8 px):
+    # 4 panels a row fit 20 tokens in a notebook's ~1000 px, 2 fit 50, 1 fits ~100
+    columns = min(n_heads, 4 if n_tokens <= 20 else 2 if n_tokens <= 50 else 1)
     labels = _unique_labels(labels)
     fig = px.imshow(
         pattern.numpy(),
         facet_col=0,
-        facet_col_wrap=min(4, pattern.shape[0]),
+        facet_col_wrap=columns,
+        facet_row_spacing=0.2 / -(-n_heads // columns),
         x=labels,
         y=labels,
         zmin=0,
@@ -42,12 +47,13 @@ def plot_attention_patterns(
     )
     for annotation in fig.layout.annotations:  # "facet_col=3" -> "head 3"
         annotation.text = "head " + annotation.text.split("=")[-1]
-    rows = -(-pattern.shape[0] // 4)
-    fig.update_layout(
-        height=280 * rows + 120, autosize=True
-    )  # no fixed width: the figure fits the notebook's output area
+    rows = -(-n_heads // columns)
+    panel = max(240, 900 // columns - 80)  # square panels: as tall as they are wide
+    # no fixed width: the figure fits the notebook's output area
+    fig.update_layout(height=panel * rows + 140, autosize=True)
     fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(dtick=1, tickfont_size=8)  # every token's label, not every third
+    # every token's label while there is room for it (~9 px each), else every second or third
+    fig.update_yaxes(dtick=max(1, -(-9 * n_tokens // (panel - 20))), tickfont_size=8)
     return fig
 
 

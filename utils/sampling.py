@@ -22,6 +22,7 @@ from utils.validation import (
     check_cache_use,
     check_cache_update,
     check_generate_args,
+    require_cache_layer,
     require_int,
     require_rows,
 )
@@ -205,7 +206,9 @@ class KVCache:
         start, end = self._lengths[layer], self._lengths[layer] + k.shape[1]
         if end > self.cfg.n_ctx:
             raise ValueError(f"the cache holds {start} positions: {k.shape[1]} more pass n_ctx")
-        if self._keys[layer] is None:  # room for n_ctx positions, in the dtype and device of k
+        held = self._keys[layer]
+        if held is None or (start == 0 and (held.dtype, held.device) != (k.dtype, k.device)):
+            # room for n_ctx positions, in k's dtype and device (anew, if they changed by a reset)
             shape = (self.batch, self.cfg.n_heads, self.cfg.n_ctx, self.cfg.d_head)
             self._keys[layer], self._values[layer] = k.new_empty(shape), v.new_empty(shape)
         self._keys[layer][:, :, start:end] = k.transpose(1, 2)
@@ -214,11 +217,13 @@ class KVCache:
         return self.keys(layer), self.values(layer)
 
     def keys(self, layer: int) -> Float[Tensor, "batch posn n_heads d_head"]:
+        require_cache_layer(self, layer, "cache.keys")  # not 7 of 2 layers, nor -1: one clear line
         if self._keys[layer] is None:
             return torch.empty(self.batch, 0, self.cfg.n_heads, self.cfg.d_head)
         return self._keys[layer][:, :, : self._lengths[layer]].transpose(1, 2)
 
     def values(self, layer: int) -> Float[Tensor, "batch posn n_heads d_head"]:
+        require_cache_layer(self, layer, "cache.values")
         if self._values[layer] is None:
             return torch.empty(self.batch, 0, self.cfg.n_heads, self.cfg.d_head)
         return self._values[layer][:, :, : self._lengths[layer]].transpose(1, 2)
@@ -400,4 +405,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: ad9d8b2c389972ad
+# written by `make export`; sha256 of the text above: fa632ca085039a27

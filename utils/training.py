@@ -14,16 +14,19 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from utils.model import Float, Int, next_token_loss
+from utils.progress import progress_bar  # tqdm, leaving its last state as text in a notebook
 from utils.validation import (
+    check_evaluation_data,
+    check_model_and_args,
+    check_optimizer_step,
     check_training_args,
     check_training_data,
     require_int,
     require_logits_and_tokens,
-    require_number,
     require_stream,
+    require_training_args,
 )
 
 
@@ -137,6 +140,7 @@ class TrainingArgs:
 def lr_at(step: int, args: TrainingArgs) -> float:
     """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat
     after it). Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
+    require_training_args("lr_at", args)  # not a dict or None: one clear line
     step = require_int("step", step, minimum=0)  # steps count from 0
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
@@ -149,6 +153,7 @@ def lr_at(step: int, args: TrainingArgs) -> float:
 def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
     """AdamW with weight decay on the weight matrices and embeddings (W_...), but not on biases
     (b_...) or LayerNorm's w and b."""
+    check_model_and_args("make_optimizer", model, args)  # one clear line for None or a dict
     trained = [(name.split(".")[-1], p) for name, p in model.named_parameters() if p.requires_grad]
     decay = [p for name, p in trained if name.startswith("W_")]
     no_decay = [p for name, p in trained if not name.startswith("W_")]
@@ -166,7 +171,8 @@ def optimizer_step(
     """One update: backpropagate `loss` (adding to gradients already there), clip the gradients'
     total norm to `grad_clip`, step, then clear the gradients for the next step. Returns the loss
     detached from the graph (not .item(), which would wait for the GPU)."""
-    require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
+    # a float (loss.item()), a loss with no graph, grad_clip <= 0 (flips gradients): a clear line
+    check_optimizer_step(model, optimizer, loss, grad_clip)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -198,6 +204,7 @@ class History:
 @torch.no_grad()
 def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[float, float]:
     """Loss and next-token accuracy over the first args.eval_batches batches of `sequences`."""
+    check_evaluation_data(model, sequences, args)  # None, empty or one-token rows: one clear line
     training = model.training  # given back as it came
     model.eval()
     loss, accuracy, rows = 0.0, 0.0, 0  # sums weighted by rows: a short last batch counts less
@@ -269,7 +276,7 @@ class Trainer:
             max_steps = require_int("max_steps", max_steps, minimum=0)
         end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
         self.model.train()
-        with tqdm(total=end, initial=self.step, desc="training", unit="step") as self.bar:
+        with progress_bar(total=end, initial=self.step, desc="training", unit="step") as self.bar:
             while self.step < end:
                 loss = self.training_step(self.batch(self.step))
                 self.step += 1
@@ -317,4 +324,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: a6068a6c1fd34d57
+# written by `make export`; sha256 of the text above: c1c2027d6de37da5

@@ -189,7 +189,7 @@ def check_config(cfg) -> None:
     """Notebook 02's Config: sizes are positive ints, eps and init_range positive numbers."""
     where = type(cfg).__name__
     for name in ("d_model", "d_vocab", "n_ctx", "d_head", "d_mlp", "n_heads", "n_layers"):
-        setattr(cfg, name, require_int(f"{where}.{name}", getattr(cfg, name)))
+        object.__setattr__(cfg, name, require_int(f"{where}.{name}", getattr(cfg, name)))
     if cfg.d_vocab * cfg.d_model > 2**34:  # 64 GB of float32 weights: a typo, not a model
         raise ValueError(
             f"{where}.d_vocab = {cfg.d_vocab:,} with d_model = {cfg.d_model:,} would need "
@@ -198,8 +198,8 @@ def check_config(cfg) -> None:
         )
     _require_memory_for(cfg, where)
     for name in ("layer_norm_eps", "init_range"):
-        setattr(cfg, name, require_number(f"{where}.{name}", getattr(cfg, name)))
-    cfg.attn_only = require_bool(f"{where}.attn_only", cfg.attn_only)
+        object.__setattr__(cfg, name, require_number(f"{where}.{name}", getattr(cfg, name)))
+    object.__setattr__(cfg, "attn_only", require_bool(f"{where}.attn_only", cfg.attn_only))
 
 
 def _physical_memory() -> int:
@@ -344,6 +344,60 @@ def check_training_args(args) -> None:
         args.micro_batch_size = int(micro)
 
 
+def require_training_args(where: str, args) -> None:
+    """A clear error unless `args` is a TrainingArgs (not a dict, None or the class itself)."""
+    if type(args).__name__ == "TrainingArgs" and hasattr(args, "checkpoint_every"):
+        return
+    hint = " (unpack it: TrainingArgs(**args))" if isinstance(args, Mapping) else ""
+    hint = " (call it: TrainingArgs(...))" if isinstance(args, type) else hint
+    raise TypeError(f"{where}: args must be a TrainingArgs, got {type(args).__name__}{hint}")
+
+
+def check_model_and_args(where: str, model, args) -> None:
+    """make_optimizer and validation_metrics: one of our models (any nn.Module with a Config as
+    .cfg) with weights that can be read, and a TrainingArgs."""
+    require_model(model, f"{where}: model")
+    require_training_args(where, args)
+
+
+def check_evaluation_data(model, sequences, args) -> None:
+    """validation_metrics: the model, TrainingArgs, and at least one row of packed token ids."""
+    check_model_and_args("validation_metrics", model, args)
+    require_token_ids(sequences, model.cfg, name="sequences", check_values=True)
+    if sequences.shape[1] < 2:
+        raise ValueError(
+            "validation_metrics: sequences must have two or more tokens per row (one has no next "
+            f"token to predict), got shape {tuple(sequences.shape)}"
+        )
+
+
+def check_optimizer_step(model, optimizer, loss, grad_clip) -> None:
+    """optimizer_step: a model, an optimizer, a scalar loss with its graph, a grad_clip > 0."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"optimizer_step: model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer_step: optimizer must be a torch optimizer (make_optimizer(model, args)), "
+            f"got {type(optimizer).__name__}"
+        )
+    if not isinstance(loss, Tensor):
+        hint = ": keep the tensor, not loss.item()" if isinstance(loss, numbers.Number) else ""
+        raise TypeError(
+            f"optimizer_step: loss must be the loss tensor, got {type(loss).__name__}{hint}"
+        )
+    if loss.ndim != 0 or not loss.is_floating_point():
+        raise ValueError(
+            f"optimizer_step: loss must be one float number (a 0-d tensor, the mean loss), got "
+            f"{loss.dtype} of shape {tuple(loss.shape)}"
+        )
+    if loss.grad_fn is None and not loss.requires_grad:
+        raise ValueError(
+            "optimizer_step: loss has no graph to backpropagate through (computed under "
+            "torch.no_grad(), detached, or from a model whose weights need no gradient)"
+        )
+    require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
+
+
 def check_training_data(model, args, train_sequences, val_sequences) -> None:
     """Clear errors for what a trainer is given, before anything is trained."""
     if not isinstance(model, torch.nn.Module) or type(getattr(model, "cfg", None)).__name__ != (
@@ -353,8 +407,7 @@ def check_training_data(model, args, train_sequences, val_sequences) -> None:
             f"model must be a DemoTransformer (or FusedTransformer, or your own class with a "
             f"Config as .cfg), got {type(model).__name__}"
         )
-    if type(args).__name__ != "TrainingArgs" or not hasattr(args, "checkpoint_every"):
-        raise TypeError(f"args must be a TrainingArgs, got a {type(args).__name__}")
+    require_training_args("the trainer", args)
     check_training_args(args)  # again: a field may have been changed since it was made
     if model.cfg.n_ctx < 2:
         raise ValueError(
@@ -529,14 +582,17 @@ def require_rows(rows, batch: int) -> None:
         raise ValueError(f"cache.reorder(rows): rows must be {allowed}, got {rows.tolist()}")
 
 
+def require_cache_layer(cache, layer, where: str) -> None:
+    """A layer index that the KVCache has: an int in [0, n_layers)."""
+    n_layers = cache.cfg.n_layers
+    if _is_bool(layer) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n_layers:
+        raise ValueError(f"{where}: layer must be an int in [0, {n_layers}), got {layer!r}")
+
+
 def check_cache_update(cache, layer, k) -> None:
     """KVCache.update's layer (one of the model's) and keys (of the dtype already held: a model
     cast with .double() after the cache was filled needs a new cache)."""
-    layer = require_int("cache.update(layer, ...): layer", layer, minimum=0)
-    if layer >= cache.cfg.n_layers:
-        raise ValueError(
-            f"cache.update(layer, ...): layer must be in [0, {cache.cfg.n_layers}), got {layer}"
-        )
+    require_cache_layer(cache, layer, "cache.update(layer, ...)")
     if not isinstance(k, Tensor):
         raise TypeError(
             f"cache.update(layer, k, v): k and v must be tensors, got {type(k).__name__}"
@@ -547,6 +603,57 @@ def check_cache_update(cache, layer, k) -> None:
             f"cache.update: the cache holds {held.dtype} keys, these are {k.dtype} (the model "
             f"changed dtype?): make a new cache, or cache.reset(), after changing the model"
         )
+    if held is not None and cache._lengths[layer] and held.device != k.device:
+        raise ValueError(
+            f"cache.update: the cache holds keys on {held.device}, these are on {k.device} (the "
+            f"model moved?): make a new cache, or cache.reset(), after moving the model"
+        )
+
+
+class _CacheOwner:
+    """The model a KVCache was filled by (called, it returns the model, as a weakref does), and a
+    record of its weights then: each parameter's storage and version, and a few of its values.
+    The values catch what leaves the version alone (fused and foreach optimizers, edits through
+    .data); reading ~9 values per parameter costs about 5% of a generated token at `ci`'s shape."""
+
+    def __init__(self, model: torch.nn.Module):
+        self._ref = weakref.ref(model)
+        self._params = list(model.parameters())
+        self._meta = self._metadata(self._params)
+        with torch.no_grad():  # views: they see later edits of the same storage
+            self._views = [p.detach().reshape(-1)[:: p.numel() // 8 + 1] for p in self._params]
+            self._values = self._sample()
+
+    def __call__(self):
+        return self._ref()
+
+    @staticmethod
+    def _metadata(params) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+
+    def _sample(self) -> Tensor | None:
+        if not self._views:
+            return None
+        if len({view.dtype for view in self._views}) > 1:  # one cat needs one dtype
+            return torch.cat([view.to(torch.float64) for view in self._views])
+        return torch.cat(self._views)
+
+    def changed(self) -> bool:
+        params = list(self._ref().parameters())
+        if len(params) != len(self._params) or any(
+            a is not b for a, b in zip(params, self._params)
+        ):
+            return True
+        if self._metadata(params) != self._meta:
+            return True
+        if self._values is None:
+            return False
+        with torch.no_grad():
+            now = self._sample()
+            if torch.equal(now, self._values):
+                return False
+            same = (now == self._values) | (now.isnan() & self._values.isnan())  # NaN != NaN
+            return not bool(same.all())
 
 
 def check_cache_use(cache, tokens, model) -> None:
@@ -568,12 +675,18 @@ def check_cache_use(cache, tokens, model) -> None:
         )
     if isinstance(model, torch.nn.Module):
         if cache._model is None:
-            cache._model = weakref.ref(model)
+            cache._model = _CacheOwner(model)
         elif cache._model() is not model:
             raise ValueError(
                 "this cache holds the keys and values of another model (the same config is not "
                 "enough: other weights, other keys); make one for this model, "
                 "KVCache(model.cfg, batch), or cache.reset() first"
+            )
+        elif cache.length and isinstance(cache._model, _CacheOwner) and cache._model.changed():
+            raise ValueError(
+                "the model's weights have changed since this cache was filled (trained, loaded, "
+                "cast or edited): the keys and values it holds are the old weights'; "
+                "cache.reset() and run the whole sequence again (generate does this for you)"
             )
     if tokens.shape[0] != cache.batch:
         raise ValueError(
@@ -736,6 +849,24 @@ def _is_index(value) -> bool:
     return not _is_bool(value)
 
 
+def require_merge_args(word, pair, new_id) -> None:
+    """merge_word(word, pair, new_id): a list (or tuple) of token ids, a pair of two ids and an id.
+    O(1): train_merges calls it for every word a merge touches."""
+    if not isinstance(word, (list, tuple)):
+        hint = (
+            " (pretokenize gives strs: turn each into its byte ids first)"
+            if isinstance(word, (str, bytes))
+            else ""
+        )
+        raise TypeError(
+            f"merge_word: word must be a list of token ids, got {type(word).__name__}{hint}"
+        )
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(_is_index, pair))):
+        raise TypeError(f"merge_word: pair must be two token ids, such as (104, 101), got {pair!r}")
+    if not _is_index(new_id):
+        raise TypeError(f"merge_word: new_id must be an int token id, got {new_id!r}")
+
+
 def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
     """BPETokenizer(vocab, merges, special_tokens): a clear error unless vocab maps token strings to
     distinct int ids, holding every byte token and special token, and merges is a sequence of
@@ -870,6 +1001,40 @@ _GPT2_ARITHMETIC = {
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # both the tanh approximation our MLP uses
 
 
+_GPT2_CONFIG_FIELDS = ("n_embd", "n_head", "n_layer", "n_positions", "vocab_size")
+
+
+def require_hf_config(hf_config, overrides: dict, config_class) -> None:
+    """config_from_hf: a clear error unless `hf_config` is a Hugging Face GPT-2 config (or one
+    with GPT-2's field names) and every override names a field of our Config."""
+    missing = [name for name in _GPT2_CONFIG_FIELDS if not hasattr(hf_config, name)]
+    if missing:
+        hint = (
+            "; for a dict use transformers.GPT2Config(**your_dict)"
+            if isinstance(hf_config, Mapping)
+            else "; for a model use its .config"
+            if hasattr(hf_config, "config")
+            else ""
+        )
+        raise TypeError(
+            "config_from_hf expects a transformers GPT2Config (hf_model.config), got "
+            f"{type(hf_config).__name__}, which has no {', '.join(missing)}{hint}"
+        )
+    n_embd, n_head = hf_config.n_embd, hf_config.n_head
+    if isinstance(n_embd, int) and isinstance(n_head, int) and n_head > 0 and n_embd % n_head:
+        raise ValueError(
+            f"config_from_hf: n_embd={n_embd} is not a multiple of n_head={n_head}, "
+            "so GPT-2 cannot split it into heads"
+        )
+    fields = set(config_class.__dataclass_fields__)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(
+            f"config_from_hf: {', '.join(unknown)} is not a field of Config; "
+            f"overrides may set {', '.join(config_class.__dataclass_fields__)}"
+        )
+
+
 def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
     """load_gpt2_weights: a clear error unless `model` is one of our transformers and `hf_model` a
     Hugging Face GPT-2 whose config (`config_from_hf` converts it) and arithmetic ours reproduce."""
@@ -966,8 +1131,10 @@ def require_repeat_args(batch, seq_len, d_vocab, seed=0) -> tuple[int, int, int,
 
 
 def require_logits_and_tokens(logits, tokens) -> None:
-    """per_position_loss and next_token_accuracy: float logits [batch, posn, d_vocab], posn >= 2,
-    and the int tokens they came from."""
+    """next_token_loss, per_position_loss and next_token_accuracy: float logits
+    [batch, posn, d_vocab], posn >= 2, and the int tokens they came from. The ids' range is read
+    only on the CPU and outside torch.compile (elsewhere reading it would wait for the device, or
+    break the compiled graph; the model's forward has checked the ids it was given)."""
     if not (isinstance(logits, Tensor) and logits.ndim == 3 and logits.is_floating_point()):
         raise ValueError(
             "logits must be a float tensor [batch, posn, d_vocab] "
@@ -990,7 +1157,9 @@ def require_logits_and_tokens(logits, tokens) -> None:
             "logits cover one position, which has no next token to predict: give two or more"
         )
     d_vocab = logits.shape[-1]
-    if tokens.device.type == "cpu" and not 0 <= int(tokens.min()) <= int(tokens.max()) < d_vocab:
+    if torch.compiler.is_compiling() or tokens.device.type != "cpu":
+        return
+    if not 0 <= int(tokens.min()) <= int(tokens.max()) < d_vocab:
         raise ValueError(
             f"tokens must be ids in [0, {d_vocab}) (the logits' d_vocab), got ids from "
             f"{int(tokens.min())} to {int(tokens.max())}"
