@@ -764,3 +764,229 @@ def test_the_loss_guard_does_not_break_a_compiled_graph(model):
     checks must stay out of the graph: no graph break, one graph for model and loss together."""
     explained = torch._dynamo.explain(lambda tokens: next_token_loss(model(tokens), tokens))(TOKENS)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+# The second table of issue 19's rerun (1,783 cases): what it found raw or silently wrong
+def _hf_state_dict():
+    torch.manual_seed(0)
+    return __import__("utils.resources").resources.new_gpt2(CFG).state_dict()
+
+
+def _call(module, name):
+    return getattr(__import__(f"utils.{module}").__dict__[module], name)
+
+
+SECOND_CASES = {
+    "convert_hf_state_dict(None, cfg)": (
+        lambda m: _call("model", "convert_hf_state_dict")(None, CFG),
+        TypeError,
+        "a GPT-2 state dict",
+    ),
+    "convert_hf_state_dict(a model, cfg)": (
+        lambda m: _call("model", "convert_hf_state_dict")(m, CFG),
+        TypeError,
+        "state dict",
+    ),
+    "convert_hf_state_dict with a cfg of fewer layers": (
+        lambda m: _call("model", "convert_hf_state_dict")(
+            _hf_state_dict(), dataclasses.replace(CFG, n_layers=1)
+        ),
+        ValueError,
+        "has 2 layers, cfg.n_layers is 1",
+    ),
+    "convert_hf_state_dict with another d_vocab": (
+        lambda m: _call("model", "convert_hf_state_dict")(
+            _hf_state_dict(), dataclasses.replace(CFG, d_vocab=100)
+        ),
+        ValueError,
+        r"wte.weight is \(64, 32\), cfg says \(100, 32\)",
+    ),
+    "get_attention_patterns(tokens, model)": (
+        lambda m: _call("model", "get_attention_patterns")(TOKENS, m),
+        TypeError,
+        "model must be",
+    ),
+    "tokenize_documents(one str)": (
+        lambda m: _call("training", "tokenize_documents")("hello", lambda s: [1], 63),
+        TypeError,
+        r"wrap it, \[text\]",
+    ),
+    "tokenize_documents(eot_id=-1)": (
+        lambda m: _call("training", "tokenize_documents")(["a"], lambda s: [1], -1),
+        ValueError,
+        "eot_id must be",
+    ),
+    "baselines(ids past d_vocab)": (
+        lambda m: _call("training", "baselines")(
+            torch.tensor([1, 2, 30]), torch.tensor([1, 2]), 10
+        ),
+        ValueError,
+        r"ids in \[0, 10\)",
+    ),
+    "baselines(an empty validation stream)": (
+        lambda m: _call("training", "baselines")(torch.tensor([1, 2]), torch.tensor([1])[:0], 10),
+        ValueError,
+        "two or more",
+    ),
+    "run_length(max_steps=-5)": (
+        lambda m: _call("training", "run_length")(100, 10, -5, 10),
+        ValueError,
+        "max_steps must be",
+    ),
+    "batch_rows(batch larger than the rows)": (
+        lambda m: _call("training", "batch_rows")(0, 3, 4, 0),
+        ValueError,
+        "more than the 3 rows",
+    ),
+    "Trainer(sample=5)": (
+        lambda m: Trainer(m, TrainingArgs(batch_size=2), *_data(), sample=5),
+        TypeError,
+        "sample must be None or a function",
+    ),
+    "next_token_accuracy(an empty batch)": (
+        lambda m: __import__("utils.training").training.next_token_accuracy(
+            torch.randn(0, 4, 64), TOKENS[:0, :4]
+        ),
+        ValueError,
+        "batch 0",
+    ),
+    "cache.update(layer, k, None)": (
+        lambda m: KVCache(CFG, 2).update(0, torch.zeros(2, 1, 2, 16), None),
+        TypeError,
+        "k and v must be tensors",
+    ),
+    "next_logits(model, one sequence without its batch)": (
+        lambda m: _call("sampling", "next_logits")(m, TOKENS[0]),
+        ValueError,
+        r"tokens\[None\]",
+    ),
+    "ban_repeated_ngrams(n=-1)": (
+        lambda m: _call("sampling", "ban_repeated_ngrams")(TOKENS, torch.zeros(2, 64), -1),
+        ValueError,
+        "n must be",
+    ),
+    "repeating_sequences(seed=None)": (
+        lambda m: _call("circuits", "repeating_sequences")(2, 20, 10, 2, 5, None),
+        TypeError,
+        "seed must be",
+    ),
+    "induction_score(an int pattern)": (
+        lambda m: _call("circuits", "induction_score")(torch.ones(1, 2, 7, 7).long(), 3),
+        TypeError,
+        "attention weights",
+    ),
+    "BPETokenizer(an empty special token)": (
+        lambda m: BPETokenizer({**BYTES, "": 256}, [], special_tokens=("",)),
+        ValueError,
+        "empty string",
+    ),
+    "split_documents(one str)": (
+        lambda m: _call("resources", "split_documents")("hello world", None, 0.1),
+        TypeError,
+        "list of documents",
+    ),
+    "padded_vocab_size(0)": (
+        lambda m: _call("gpu", "padded_vocab_size")(0),
+        ValueError,
+        "d_vocab must be",
+    ),
+    "run_times(fn, repeats=0)": (
+        lambda m: _call("timing", "run_times")(lambda: None, 0),
+        ValueError,
+        "repeats must be",
+    ),
+    "check_layernorm(an instance)": (
+        lambda m: __import__("utils.checks").checks.check_layernorm(m.ln_final),
+        TypeError,
+        "takes your class itself",
+    ),
+    "make_optimizer(an all-frozen model)": (
+        lambda m: make_optimizer(DemoTransformer(CFG).requires_grad_(False), TrainingArgs()),
+        ValueError,
+        "no trainable parameter",
+    ),
+    "lr_at after args.lr was set to a str": (
+        lambda m: lr_at(3, _with(TrainingArgs(), lr="1e-3")),
+        TypeError,
+        "lr must be",
+    ),
+    "model.cfg replaced, then a KV cache": (
+        lambda m: _call("sampling", "next_logits")(
+            _with(DemoTransformer(CFG), cfg=dataclasses.replace(CFG, n_layers=3)),
+            TOKENS,
+            KVCache(dataclasses.replace(CFG, n_layers=3), 2),
+        ),
+        ValueError,
+        "not the config the model was built with",
+    ),
+}
+
+
+def _with(thing, **changes):
+    for name, value in changes.items():
+        setattr(thing, name, value)
+    return thing
+
+
+@pytest.mark.parametrize("case", SECOND_CASES, ids=list(SECOND_CASES))
+def test_the_second_reruns_bad_input_gets_one_clear_error(case, model):
+    action, error, words = SECOND_CASES[case]
+    with pytest.raises(error, match=words) as raised:
+        action(model)
+    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
+    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+
+
+def test_remove_partial_checkpoints_keeps_files_it_did_not_write(tmp_path):
+    """Issue 19's rerun: every step_*.tmp was removed, a learner's notes included."""
+    from utils.checkpoints import remove_partial_checkpoints
+
+    mine = [tmp_path / "step_notes.tmp", tmp_path / "data" / "step_backup.tmp"]
+    mine[1].parent.mkdir()
+    abandoned = tmp_path / "run_1" / "step_000002.pt.999999999.tmp"  # a pid that cannot exist
+    abandoned.parent.mkdir()
+    for path in (*mine, abandoned):
+        path.write_text("x")
+    assert remove_partial_checkpoints(tmp_path) == [abandoned]
+    assert all(path.exists() for path in mine)
+
+
+def test_a_dangling_checkpoint_link_is_refused_before_training(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="is a link to .*which does not exist"):
+        SafeTrainer(DemoTransformer(CFG), _args(tmp_path / "link"), *_data())
+
+
+class _Biased(DemoTransformer):
+    def forward(self, tokens):
+        return super().forward(tokens) + 1.0  # what the KV cache's own path would leave out
+
+
+def _hooked_everywhere(model, use_cache):
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    try:
+        return generate(model, PROMPT, 2, use_cache=use_cache)
+    finally:
+        handle.remove()
+
+
+def test_generate_refuses_the_cache_where_it_would_skip_a_forward(model):
+    """The cached path runs its own block and attention code: a subclass's forward, a forward set
+    on an instance, or hooks on every module would be skipped silently."""
+    with pytest.raises(TypeError, match="which is your own: pass use_cache=False"):
+        generate(_Biased(CFG), PROMPT, 2)
+    patched = DemoTransformer(CFG)
+    patched.blocks[0].attn.forward = lambda x: torch.zeros_like(x)
+    with pytest.raises(TypeError, match="blocks.0.attn"):
+        generate(patched, PROMPT, 2)
+    with pytest.raises(ValueError, match="every module"):
+        _hooked_everywhere(model, use_cache=True)
+    assert _hooked_everywhere(model, use_cache=False).shape == (1, 5)
+    assert generate(FusedTransformer(CFG), PROMPT, 2).shape == (1, 5)  # ours keep the cache
+
+
+def test_special_tokens_match_longest_first():
+    tokenizer = BPETokenizer(
+        {**BYTES, "<|endoftext|>": 256, "<|end": 257}, [], special_tokens=("<|end", "<|endoftext|>")
+    )
+    assert tokenizer.encode("a<|endoftext|>") == [BYTES["a"], 256]

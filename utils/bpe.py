@@ -141,7 +141,10 @@ class BPETokenizer:
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {char: byte for byte, char in self.byte_encoder.items()}
         self.special_tokens = {tok: self.vocab[tok] for tok in special_tokens}
-        specials = "|".join(map(regex.escape, special_tokens))
+        longest_first = sorted(
+            special_tokens, key=len, reverse=True
+        )  # "<|end" after "<|endoftext|>"
+        specials = "|".join(map(regex.escape, longest_first))
         self._special_split = regex.compile(f"({specials})") if special_tokens else None
         self._cache: dict[str, list[int]] = {}
 
@@ -227,4 +230,4 @@ class BPETokenizer:
         return data.decode("utf-8", errors="replace")
 
 
-# written by `make export`; sha256 of the text above: f26c73d3ecdf3d4b
+# written by `make export`; sha256 of the text above: ad4e1e6842a9d21b

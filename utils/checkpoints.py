@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import time
 from dataclasses import fields
@@ -38,11 +39,19 @@ OLD_MODEL_CFG = {"attn_impl"}
 
 def model_config(saved: dict) -> utils.model.Config:
     """The model Config stored in a checkpoint."""
+    if not isinstance(saved, dict):
+        raise TypeError(
+            f"model_config: give a checkpoint's 'model_cfg' dict, got {type(saved).__name__}"
+        )
     return utils.model.Config(**{k: v for k, v in saved.items() if k not in OLD_MODEL_CFG})
 
 
 def training_args(saved: dict, **overrides) -> utils.training.TrainingArgs:
     """The TrainingArgs stored in a checkpoint (older ones stored autocast_bf16=True/False)."""
+    if not isinstance(saved, dict):
+        raise TypeError(
+            f"training_args: give a checkpoint's 'args' dict, got {type(saved).__name__}"
+        )
     saved = {k: v for k, v in saved.items() if k != "wandb_project"}
     if "autocast_bf16" in saved:
         saved["autocast"] = "bfloat16" if saved.pop("autocast_bf16") else None
@@ -251,6 +260,14 @@ def new_run_dir(checkpoint_dir: str | Path) -> Path:
 def check_writable(checkpoint_dir: str | Path) -> None:
     """A clear error now, before any training, if checkpoints cannot be written there."""
     directory = Path(checkpoint_dir)
+    dangling = next(
+        (p for p in [directory, *directory.parents] if p.is_symlink() and not p.exists()), None
+    )
+    if dangling is not None:
+        raise FileNotFoundError(
+            f"checkpoint_dir {directory}: {dangling} is a link to {os.readlink(dangling)}, which "
+            f"does not exist; make that folder, or give another checkpoint_dir"
+        )
     existing = next((p for p in [directory, *directory.parents] if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise NotADirectoryError(f"checkpoint_dir {directory}: {existing} is a file, not a folder")
@@ -305,8 +322,10 @@ def remove_partial_checkpoints(directory: str | Path) -> list[Path]:
     """Delete temporary files that an interrupted save left in `directory` or its run folders
     (those of processes that are gone, or that a save of this process no longer holds)."""
     removed, directory = [], _folder("directory", directory)
-    for tmp in [*directory.glob("step_*.tmp"), *directory.glob("*/step_*.tmp")]:
-        if abandoned(tmp):  # step_000010.pt.<pid>.tmp
+    for tmp in [*directory.glob("step_*.tmp"), *directory.glob("run_*/step_*.tmp")]:
+        # only what write_checkpoint names its files, step_000010.pt.<pid>.tmp (an older version:
+        # step_000010.tmp), not a learner's step_notes.tmp
+        if re.fullmatch(r"step_\d+(\.pt\.\d+)?\.tmp", tmp.name) and abandoned(tmp):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

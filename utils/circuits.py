@@ -76,8 +76,8 @@ def repeating_sequences(
     """`n` rows of BOS (the last id, d_vocab - 1) followed by random tokens (ids below BOS) that
     repeat with a period drawn per row from [min_period, max_period]: induction heads form on
     these."""
-    n, n_ctx, d_vocab, min_period, max_period = require_period_args(
-        n, n_ctx, d_vocab, min_period, max_period
+    n, n_ctx, d_vocab, min_period, max_period, seed = require_period_args(
+        n, n_ctx, d_vocab, min_period, max_period, seed
     )
     generator = torch.Generator().manual_seed(seed)
     periods = torch.randint(min_period, max_period + 1, (n, 1), generator=generator)
@@ -154,4 +154,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: efd70713cee967c2
+# written by `make export`; sha256 of the text above: 8baf7615ea012b8c

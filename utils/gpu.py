@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.validation import require_config_fields, require_int
+
 GiB = 1024**3
 
 # Dense (not 2:4-sparse) tensor-core peaks from NVIDIA's datasheets, in FLOP/s, per precision that
@@ -73,7 +75,8 @@ def describe_gpu(device: int = 0) -> GPU:
 def padded_vocab_size(d_vocab: int, multiple: int = 64) -> int:
     """The vocabulary rounded up to a multiple of 64 (GPT-2's 50257 -> 50304): GPU matmuls run
     faster on such shapes."""
-    return -(-d_vocab // multiple) * multiple
+    d_vocab = require_int("d_vocab", d_vocab)
+    return -(-d_vocab // require_int("multiple", multiple)) * multiple
 
 
 def native_autocast_dtype(gpu: GPU) -> str:
@@ -85,6 +88,7 @@ def native_autocast_dtype(gpu: GPU) -> str:
 def model_flops_per_token(cfg) -> float:
     """nanoGPT's estimate of a training step's work per token, for MFU: 6N (forward and backward
     through the weights) + 12·L·H·Q·T (attention scores and mixing)."""
+    require_config_fields("model_flops_per_token: cfg", cfg)
     # N counts the weights that take part in matmuls: the blocks and W_U (W_E, W_pos are lookups)
     d_mlp = 0 if cfg.attn_only else cfg.d_mlp
     per_layer = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * d_mlp
@@ -108,6 +112,8 @@ def training_memory(cfg, micro_batch: int, dtype: str | None) -> int:
     float32 copy for the loss, and both gradients: 12 bytes per position and vocabulary entry)."""
     if dtype not in (None, "bfloat16", "float16"):
         raise ValueError(f"dtype must be None (float32), 'bfloat16' or 'float16', got {dtype!r}")
+    require_config_fields("training_memory: cfg", cfg)
+    micro_batch = require_int("micro_batch", micro_batch)
     n_params = (
         cfg.d_vocab * cfg.d_model * 2
         + cfg.n_ctx * cfg.d_model

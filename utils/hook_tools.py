@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 import operator
 from contextlib import contextmanager
 from typing import Iterable, Iterator
@@ -147,7 +148,9 @@ def act_name(name: str, layer: int | None = None, layer_type: str | None = None)
             f"a hook name is a str such as 'pattern' or 'blocks.0.attn.hook_pattern', got "
             f"{name!r}{hint if isinstance(name, list) else ''}"
         )
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
+    if layer is not None and (
+        isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer < 0
+    ):
         raise KeyError(
             f"layer must be an int from 0 (act_name does not resolve a negative layer; cache[name, "
             f"-1] does), got {layer!r}"
@@ -329,7 +332,11 @@ class HookMethods:
                 f"model must be a DemoTransformer (or another model with a Config as .cfg), got "
                 f"{type(model).__name__}"
             )
-        weight = next(model.parameters())
+        weight = next(model.parameters(), None)
+        if weight is None:
+            raise ValueError(
+                f"model ({type(model).__name__}) has no parameters: no weights to copy"
+            )
         hooked = cls(model.cfg).to(device=weight.device, dtype=weight.dtype)
         result = hooked.load_state_dict(model.state_dict(), strict=False)
         if result.missing_keys or result.unexpected_keys:

@@ -18,9 +18,11 @@ from torch import Tensor
 from utils.validation import (
     check_config,
     check_gpt2_compatible,
+    check_hf_state_dict,
     require_config,
     require_hf_config,
     require_logits_and_tokens,
+    require_model,
     require_token_ids,
 )
 
@@ -305,6 +307,7 @@ def next_token_loss(
 def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
     """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter
     names and layouts."""
+    check_hf_state_dict(hf_state_dict, cfg, Config)  # missing layers, other sizes: one clear line
     sd = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
     heads = dict(n_heads=cfg.n_heads)
     ours = {
@@ -377,6 +380,7 @@ def get_attention_patterns(
 ) -> list[Float[Tensor, "batch n_heads query_posn key_posn"]]:
     """Every layer's attention pattern, captured with forward hooks (works whichever attention path
     the model uses)."""
+    require_model(model)  # not None, a tensor (arguments swapped) or another module
     patterns = []
 
     def save_pattern(attn: Attention, inputs: tuple[Tensor], output: Tensor) -> None:
@@ -392,4 +396,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: bc2c7bfcfb7bdda0
+# written by `make export`; sha256 of the text above: 66e613eee045d279

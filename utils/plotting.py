@@ -6,6 +6,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
+from utils.validation import require_int
+
 
 def _unique_labels(labels: list[str]) -> list[str]:
     # plotly merges repeated category names, so prefix each token with its position
@@ -17,6 +19,13 @@ def plot_attention_patterns(
 ) -> go.Figure:
     """Heatmaps of one layer's pattern [n_heads, query_posn, key_posn], one panel per head, tokens
     on the axes."""
+    if not isinstance(pattern, torch.Tensor):
+        raise TypeError(f"pattern must be a torch.Tensor, got {type(pattern).__name__}")
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple)):
+        raise TypeError(
+            f"labels must be a list of strs, one per token, got {type(labels).__name__}"
+        )
+    max_heads = require_int("max_heads", max_heads)
     if pattern.ndim != 3 or pattern.shape[1] != pattern.shape[2]:
         raise ValueError(
             "pattern must be [n_heads, query_posn, key_posn] with equal positions, got "

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.validation import require_bool, require_int
+from utils.validation import require_bool, require_config_fields, require_int, require_number
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's one special token (the BPE of notebook 01 uses it too)
 
@@ -462,6 +462,11 @@ def gpt2_config_for(cfg=None, **overrides):
 
     if cfg is None:
         return GPT2Config(attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, **overrides)
+    if hasattr(cfg, "n_embd"):  # Hugging Face's own config
+        raise TypeError(
+            "cfg must be our Config, such as model.cfg; for a GPT2Config, config_from_hf"
+        )
+    require_config_fields("cfg", cfg)
     if cfg.attn_only:
         raise ValueError(
             "Hugging Face's GPT-2 has an MLP in every block; "
@@ -587,6 +592,9 @@ def split_documents(
     docs: list[str], max_chars: int | None = None, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[str], list[str]]:
     """Deterministic train/validation split by whole documents (no document is in both)."""
+    if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
+        raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}")
+    val_fraction = require_number("val_fraction", val_fraction)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     docs = list(

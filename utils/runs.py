@@ -88,6 +88,8 @@ def tokenizer_from_checkpoint(saved) -> RunTokenizer:
 def corpus_fingerprint(corpus: Corpus) -> str:
     """A short hash of the corpus's documents, split by split: the same text, the same
     fingerprint."""
+    if not all(hasattr(corpus, split) for split in ("name", "train", "val")):
+        raise TypeError(f"corpus must be a Corpus (load_corpus()), got {type(corpus).__name__}")
     digest = hashlib.sha256()
     for split in (corpus.train, corpus.val):
         for doc in split:

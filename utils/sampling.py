@@ -24,6 +24,7 @@ from utils.validation import (
     check_generate_args,
     require_cache_layer,
     require_int,
+    require_prompt,
     require_rows,
 )
 
@@ -80,6 +81,7 @@ def next_logits(
     """The logits for the token after `tokens` (all the tokens so far), from the last n_ctx of
     them: the model has no position beyond. With a cache, only the positions it does not hold yet
     run through the model (next section)."""
+    require_prompt(model, tokens)  # None, or one sequence without its batch dimension: a clear line
     start = max(0, tokens.shape[1] - model.cfg.n_ctx)  # where the window of the last n_ctx begins
     if cache is None:
         return model(tokens[:, start:])[:, -1]
@@ -196,7 +198,7 @@ class KVCache:
     ]:
         """Store `layer`'s keys and values for the new positions; return its keys and values for
         every position so far."""
-        check_cache_update(self, layer, k)  # a layer it has, keys of the dtype it holds
+        check_cache_update(self, layer, k, v)  # a layer it has, keys of the dtype it holds
         expected = (self.batch, k.shape[1], self.cfg.n_heads, self.cfg.d_head)
         if tuple(k.shape) != expected or tuple(v.shape) != expected:
             raise ValueError(
@@ -344,6 +346,7 @@ def ban_repeated_ngrams(
 ) -> Float[Tensor, "batch d_vocab"]:
     """log_probs with -inf for each token that would complete an n-gram already in its row of
     tokens (Hugging Face's no_repeat_ngram_size=n)."""
+    n = require_int("n", n, minimum=0)  # 0: nothing banned
     posn = tokens.shape[1]
     if n == 0 or posn < n:
         return log_probs
@@ -405,4 +408,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: fa632ca085039a27
+# written by `make export`; sha256 of the text above: 88da7935cf8af1d3

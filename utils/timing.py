@@ -8,11 +8,16 @@ from typing import Callable
 
 import torch
 
+from utils.validation import require_int
+
 
 def run_times(fn: Callable[[], object], repeats: int = 5, device: str = "cpu") -> list[float]:
     """Seconds of each of `repeats` calls of `fn`, after one warm-up call that is not counted.
     Other programs on the machine slow some runs down and never speed one up: take the min for
     the speed of the code, the median for what a run typically takes."""
+    if not callable(fn):
+        raise TypeError(f"run_times: fn must be a function to call, got {type(fn).__name__}")
+    repeats = require_int("repeats", repeats)
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()

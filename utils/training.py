@@ -18,11 +18,15 @@ from torch import Tensor
 from utils.model import Float, Int, next_token_loss
 from utils.progress import progress_bar  # tqdm, leaving its last state as text in a notebook
 from utils.validation import (
+    check_baseline_streams,
+    check_documents,
     check_evaluation_data,
     check_model_and_args,
     check_optimizer_step,
+    check_run_length,
     check_training_args,
     check_training_data,
+    require_batch_rows,
     require_int,
     require_logits_and_tokens,
     require_stream,
@@ -32,6 +36,7 @@ from utils.validation import (
 
 def tokenize_documents(docs: list[str], encode, eot_id: int) -> Tensor:
     """Each document tokenised whole, with <|endoftext|> before it, in one 1-D stream."""
+    check_documents(docs, encode, eot_id)  # one str would make each character a document
     ids: list[int] = []
     for doc in docs:
         ids.append(eot_id)
@@ -56,6 +61,7 @@ def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> Tensor:
     """The rows of the batch for `step`: each epoch is a seeded shuffle of all rows, cut into
     batches. It depends only on the step and the seed, so a run resumed at step 500 sees the
     batches an uninterrupted run would have seen from step 500 on."""
+    require_batch_rows(step, n_rows, batch_size, seed)  # at least one batch of rows: a clear line
     epoch, k = divmod(step, n_rows // batch_size)
     return _epoch_order(n_rows, seed, epoch)[k * batch_size : (k + 1) * batch_size]
 
@@ -67,6 +73,7 @@ def baselines(
     """Validation cross-entropy of three models with no learning beyond counting (add-one
     smoothing): uniform (knows nothing), unigram (token frequencies) and bigram (one token of
     context)."""
+    check_baseline_streams(train_stream, val_stream, d_vocab)  # ids >= d_vocab would collide
     unigram_counts = torch.bincount(train_stream, minlength=d_vocab).double() + 1
     unigram = unigram_counts / unigram_counts.sum()
     train_pairs = train_stream[:-1] * d_vocab + train_stream[1:]
@@ -97,6 +104,7 @@ def run_length(
     """(steps, warmup steps) for a run: at most `max_epochs` passes over the training sequences
     (more passes over a small corpus memorise it), and a warmup of at most half the run, so that a
     short run still reaches its peak learning rate."""
+    check_run_length(n_sequences, batch_size, max_steps, warmup_steps, max_epochs)  # counts > 0
     steps = max_steps
     if max_epochs is not None:
         steps = min(max_steps, max(1, round(max_epochs * (n_sequences // batch_size))))
@@ -224,7 +232,7 @@ class Trainer:
     """Trains a model (DemoTransformer, its fused twin, or yours) on packed sequences."""
 
     def __init__(self, model, args: TrainingArgs, train_sequences, val_sequences, sample=None):
-        check_training_data(model, args, train_sequences, val_sequences)  # one clear error
+        check_training_data(model, args, train_sequences, val_sequences, sample)  # a clear error
         self.model, self.args = model.to(args.device), args
         self.train_sequences, self.val_sequences = train_sequences, val_sequences  # from pack()
         self.sample_text: Callable[[torch.nn.Module], str] | None = sample  # model -> its text
@@ -324,4 +332,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: c1c2027d6de37da5
+# written by `make export`; sha256 of the text above: 22e640af55efeaba

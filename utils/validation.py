@@ -152,6 +152,57 @@ def require_token_ids(
         )
 
 
+def check_documents(docs, encode, eot_id) -> None:
+    """tokenize_documents: a list of strs (not one str: each character would be a document), a
+    tokenizer's encode function, and an id >= 0."""
+    if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
+        hint = " (one str: wrap it, [text], or give corpus.train)" if isinstance(docs, str) else ""
+        raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}{hint}")
+    if not callable(encode):
+        raise TypeError(
+            f"encode must be a function (tokenizer.encode), got {type(encode).__name__}"
+        )
+    require_int("eot_id", eot_id, minimum=0)
+
+
+def require_batch_rows(step, n_rows, batch_size, seed) -> None:
+    """batch_rows: a step >= 0, at least one batch of rows, a seed TrainingArgs allows."""
+    require_int("step", step, minimum=0)
+    n_rows, batch_size = require_int("n_rows", n_rows), require_int("batch_size", batch_size)
+    if batch_size > n_rows:
+        raise ValueError(f"batch_size = {batch_size} is more than the {n_rows} rows there are")
+    require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+
+
+def check_baseline_streams(train_stream, val_stream, d_vocab) -> None:
+    """baselines: two 1-D streams of ids in [0, d_vocab) (the validation one with a next token to
+    predict) and d_vocab >= 2 (the pair ids prev * d_vocab + next must not collide)."""
+    d_vocab = require_int("d_vocab", d_vocab, minimum=2)
+    for name, stream, least in (("train_stream", train_stream, 2), ("val_stream", val_stream, 2)):
+        if not isinstance(stream, Tensor) or stream.ndim != 1:
+            got = tuple(stream.shape) if isinstance(stream, Tensor) else type(stream).__name__
+            raise TypeError(f"{name} must be a 1-D tensor of token ids, got {got}")
+        if stream.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"{name} must hold token ids (int64), got dtype {stream.dtype}")
+        if len(stream) < least:
+            raise ValueError(f"{name} has {len(stream)} tokens: a baseline needs two or more")
+        low, high = int(stream.min()), int(stream.max())
+        if low < 0 or high >= d_vocab:
+            raise ValueError(
+                f"{name} must hold ids in [0, {d_vocab}) (d_vocab = {d_vocab}); got ids from "
+                f"{low} to {high}"
+            )
+
+
+def check_run_length(n_sequences, batch_size, max_steps, warmup_steps, max_epochs) -> None:
+    """run_length: positive counts, warmup_steps >= 0, max_epochs None or a number > 0."""
+    require_int("n_sequences", n_sequences)
+    require_int("batch_size", batch_size), require_int("max_steps", max_steps)
+    require_int("warmup_steps", warmup_steps, minimum=0)
+    if max_epochs is not None:
+        require_number("max_epochs", max_epochs, hint=" (or None: no limit)")
+
+
 def require_stream(stream, n_ctx) -> int:
     """Notebook 03's pack: `stream` a 1-D tensor of token ids with at least `n_ctx` of them;
     returns n_ctx as an int."""
@@ -254,6 +305,14 @@ def require_config(name: str, cfg, config_class) -> None:
     raise TypeError(f"{name} must be a {config_class.__module__}.{short}, got {got}")
 
 
+def require_config_fields(name: str, cfg) -> None:
+    """For plumbing that cannot import notebook 02's Config (utils/gpu.py): a clear error unless
+    `cfg` has its fields."""
+    fields = ("d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "d_mlp", "n_layers", "attn_only")
+    if not all(hasattr(cfg, field) for field in fields):
+        raise TypeError(f"{name} must be a Config such as model.cfg, got {type(cfg).__name__}")
+
+
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
 
@@ -347,6 +406,7 @@ def check_training_args(args) -> None:
 def require_training_args(where: str, args) -> None:
     """A clear error unless `args` is a TrainingArgs (not a dict, None or the class itself)."""
     if type(args).__name__ == "TrainingArgs" and hasattr(args, "checkpoint_every"):
+        check_training_args(args)  # again: a field may have been set to a bad value since
         return
     hint = " (unpack it: TrainingArgs(**args))" if isinstance(args, Mapping) else ""
     hint = " (call it: TrainingArgs(...))" if isinstance(args, type) else hint
@@ -358,6 +418,8 @@ def check_model_and_args(where: str, model, args) -> None:
     .cfg) with weights that can be read, and a TrainingArgs."""
     require_model(model, f"{where}: model")
     require_training_args(where, args)
+    if where == "make_optimizer" and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("make_optimizer: the model has no trainable parameter (requires_grad)")
 
 
 def check_evaluation_data(model, sequences, args) -> None:
@@ -398,8 +460,13 @@ def check_optimizer_step(model, optimizer, loss, grad_clip) -> None:
     require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
 
 
-def check_training_data(model, args, train_sequences, val_sequences) -> None:
+def check_training_data(model, args, train_sequences, val_sequences, sample=None) -> None:
     """Clear errors for what a trainer is given, before anything is trained."""
+    if sample is not None and not callable(sample):
+        raise TypeError(
+            f"sample must be None or a function of the model that returns a str, got "
+            f"{type(sample).__name__}"
+        )
     if not isinstance(model, torch.nn.Module) or type(getattr(model, "cfg", None)).__name__ != (
         "Config"
     ):
@@ -407,8 +474,7 @@ def check_training_data(model, args, train_sequences, val_sequences) -> None:
             f"model must be a DemoTransformer (or FusedTransformer, or your own class with a "
             f"Config as .cfg), got {type(model).__name__}"
         )
-    require_training_args("the trainer", args)
-    check_training_args(args)  # again: a field may have been changed since it was made
+    require_training_args("the trainer", args)  # checks its fields again: they may have changed
     if model.cfg.n_ctx < 2:
         raise ValueError(
             f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to "
@@ -456,18 +522,55 @@ def require_cache_structure(model) -> None:
             f"{type(model).__name__} has no {', '.join(missing)}, which the KV cache runs through "
             f"(it is built like notebook 02's DemoTransformer): pass use_cache=False"
         )
+    bypassed = [("model", model), ("pos_embed", model.pos_embed)]
+    for i, block in enumerate(model.blocks):
+        bypassed += [(f"blocks.{i}", block), (f"blocks.{i}.attn", block.attn)]
+    changed = [name for name, module in bypassed if _forward_replaced(module)]
+    if changed:
+        raise TypeError(
+            f"the KV cache's path runs its own attention and block code, not the forward of "
+            f"{', '.join(changed[:3])}, which is your own: pass use_cache=False"
+        )
+
+
+def _forward_replaced(module) -> bool:
+    """Whether `module`'s forward is not the one of our class it is built on: set on the instance,
+    or overridden by a subclass of one of ours. (A class of the learner's own, built as the
+    notebooks teach and not on ours, keeps the cache.)"""
+    if "forward" in vars(module):
+        return True
+    mro = type(module).__mro__
+    owner = next((cls for cls in mro if "forward" in vars(cls)), None)
+    ours = any(cls.__module__.startswith("utils.") for cls in mro)
+    return ours and owner is not None and not owner.__module__.startswith("utils.")
 
 
 def hooks_attached(model) -> list[str]:
     """The names of the modules of `model` with something attached: notebook 05's hook functions
     on a hook point, or PyTorch forward hooks. The KV cache's path does not run them."""
-    return [
+    attached = [
         name or type(model).__name__
         for name, module in model.named_modules()
         if (isinstance(getattr(module, "hooks", None), list) and module.hooks)
         or module._forward_hooks
         or module._forward_pre_hooks
     ]
+    modules = torch.nn.modules.module  # hooks on every module: register_module_forward_hook
+    if modules._global_forward_hooks or modules._global_forward_pre_hooks:
+        attached.append("every module (register_module_forward_hook)")
+    return attached
+
+
+def require_prompt(model, tokens) -> None:
+    """next_logits: one of our models and tokens [batch, posn] of int ids (any length: the last
+    n_ctx are used)."""
+    require_model(model)
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.shape[1] == 0:
+        got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        hint = ": add a batch dimension, tokens[None]" if getattr(tokens, "ndim", 0) == 1 else ""
+        raise ValueError(f"tokens must be token ids [batch, posn] with posn >= 1, got {got}{hint}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be token ids (int64), got dtype {tokens.dtype}")
 
 
 def check_generate_args(
@@ -589,13 +692,19 @@ def require_cache_layer(cache, layer, where: str) -> None:
         raise ValueError(f"{where}: layer must be an int in [0, {n_layers}), got {layer!r}")
 
 
-def check_cache_update(cache, layer, k) -> None:
+def check_cache_update(cache, layer, k, v) -> None:
     """KVCache.update's layer (one of the model's) and keys (of the dtype already held: a model
     cast with .double() after the cache was filled needs a new cache)."""
     require_cache_layer(cache, layer, "cache.update(layer, ...)")
-    if not isinstance(k, Tensor):
+    if not isinstance(k, Tensor) or not isinstance(v, Tensor):
         raise TypeError(
-            f"cache.update(layer, k, v): k and v must be tensors, got {type(k).__name__}"
+            f"cache.update(layer, k, v): k and v must be tensors, got {type(k).__name__} and "
+            f"{type(v).__name__}"
+        )
+    if (v.dtype, v.device) != (k.dtype, k.device):
+        raise ValueError(
+            f"cache.update(layer, k, v): k is {k.dtype} on {k.device}, v {v.dtype} on {v.device}: "
+            "give both of one dtype, on one device"
         )
     held = cache._keys[layer]
     if held is not None and cache._lengths[layer] and held.dtype != k.dtype:
@@ -668,6 +777,13 @@ def check_cache_use(cache, tokens, model) -> None:
         device = None if weight is None else weight.device
         require_token_ids(tokens, model.cfg, name="tokens", device=device)
     cfg = model.cfg if isinstance(model, torch.nn.Module) else model
+    embed = getattr(model, "embed", None)
+    if isinstance(model, torch.nn.Module) and getattr(embed, "cfg", cfg) is not cfg:
+        if embed.cfg != cfg:
+            raise ValueError(
+                "model.cfg is not the config the model was built with (its layers keep that one): "
+                "build a new model from the new config instead of replacing model.cfg"
+            )
     if cfg != cache.cfg:
         raise ValueError(
             f"this cache was made for another model's config ({cache.cfg}); make one with "
@@ -711,7 +827,7 @@ def require_cache(cache, layer: int | None = None) -> None:
         )
     n_layers = cache.model.cfg.n_layers
     if layer is not None and (
-        isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers
+        not _is_index(layer) or not -n_layers <= operator.index(layer) < n_layers
     ):
         raise ValueError(
             f"layer must be an int from {-n_layers} to {n_layers - 1} "
@@ -732,6 +848,11 @@ def require_pattern(pattern, seq_len: int | None = None) -> None:
             "pattern must be attention patterns [batch, n_heads, query_posn, key_posn], "
             "such as cache['pattern', 0] "
             f"(a single sequence's too: pattern[None]), got {shape}"
+        )
+    if not pattern.is_floating_point():
+        raise TypeError(
+            f"pattern must hold attention weights (floats between 0 and 1), got dtype "
+            f"{pattern.dtype}"
         )
     if pattern.shape[-1] < 2:
         raise ValueError(
@@ -766,6 +887,12 @@ def require_attribution(vectors, scale, model, token) -> None:
         shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else type(vectors).__name__
         raise ValueError(
             f"vectors must be residual-stream vectors [..., d_model={cfg.d_model}], got {shape}"
+        )
+    weight = model.unembed.W_U if hasattr(model, "unembed") else None
+    if weight is not None and vectors.dtype != weight.dtype:
+        raise TypeError(
+            f"vectors are {vectors.dtype}, the model's weights {weight.dtype}: give vectors of the "
+            f"model's dtype, vectors.to({weight.dtype})"
         )
     if vectors.device.type == "meta" or isinstance(scale, Tensor) and scale.device.type == "meta":
         raise ValueError(
@@ -888,6 +1015,11 @@ def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
         raise TypeError(
             f"BPETokenizer: special_tokens must be a tuple of str, got {special_tokens!r}"
         )
+    if "" in special_tokens:
+        raise ValueError(
+            "BPETokenizer: a special token cannot be the empty string (it would match between "
+            "every two characters)"
+        )
     missing = [tok for tok in (*byte_tokens, *special_tokens) if tok not in vocab]
     if missing:
         raise ValueError(
@@ -1001,6 +1133,54 @@ _GPT2_ARITHMETIC = {
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # both the tanh approximation our MLP uses
 
 
+def check_hf_state_dict(hf_state_dict, cfg, config_class) -> None:
+    """convert_hf_state_dict: a GPT-2 state dict of tensors with cfg's layers and sizes. (A state
+    dict does not say how many heads split d_model: that comes from cfg alone, so build cfg from the
+    model's config, config_from_hf(hf_model.config).)"""
+    if not isinstance(hf_state_dict, Mapping):
+        hint = ": give hf_model.state_dict()" if isinstance(hf_state_dict, torch.nn.Module) else ""
+        raise TypeError(
+            f"hf_state_dict must be a GPT-2 state dict (a dict of tensors), got "
+            f"{type(hf_state_dict).__name__}{hint}"
+        )
+    require_config("cfg", cfg, config_class)
+    sd = {str(k).removeprefix("transformer."): v for k, v in hf_state_dict.items()}
+    expected = {
+        "wte.weight": (cfg.d_vocab, cfg.d_model),
+        "wpe.weight": (cfg.n_ctx, cfg.d_model),
+        "ln_f.weight": (cfg.d_model,),
+    }
+    qkv = 3 * cfg.n_heads * cfg.d_head
+    for layer in range(cfg.n_layers):
+        expected[f"h.{layer}.attn.c_attn.weight"] = (cfg.d_model, qkv)
+        expected[f"h.{layer}.attn.c_proj.weight"] = (cfg.n_heads * cfg.d_head, cfg.d_model)
+        expected[f"h.{layer}.mlp.c_fc.weight"] = (cfg.d_model, cfg.d_mlp)
+    parts = ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.bias")
+    parts += ("attn.c_proj.bias", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")
+    shapeless = [
+        "ln_f.bias",
+        *(f"h.{layer}.{part}" for layer in range(cfg.n_layers) for part in parts),
+    ]
+    for key, shape in {**expected, **dict.fromkeys(shapeless)}.items():
+        if key not in sd:
+            raise ValueError(
+                f"hf_state_dict has no {key}: not a GPT-2 state dict of cfg's shape "
+                f"({cfg.n_layers} layers)"
+            )
+        if not isinstance(sd[key], Tensor) or shape is not None and tuple(sd[key].shape) != shape:
+            got = tuple(sd[key].shape) if isinstance(sd[key], Tensor) else type(sd[key]).__name__
+            raise ValueError(
+                f"hf_state_dict's {key} is {got}, cfg says {shape}: build cfg from the model's "
+                "config, config_from_hf(hf_model.config)"
+            )
+    if f"h.{cfg.n_layers}.attn.c_attn.weight" in sd:
+        more = len({k.split(".")[1] for k in sd if k.startswith("h.")})
+        raise ValueError(
+            f"hf_state_dict has {more} layers, cfg.n_layers is {cfg.n_layers}: its last layers "
+            "would be left out; build cfg from the model's config, config_from_hf(hf_model.config)"
+        )
+
+
 _GPT2_CONFIG_FIELDS = ("n_embd", "n_head", "n_layer", "n_positions", "vocab_size")
 
 
@@ -1095,8 +1275,9 @@ def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
 
 
 # notebook 05's data (utils/circuits.py)
-def require_period_args(n, n_ctx, d_vocab, min_period, max_period) -> tuple[int, ...]:
-    """repeating_sequences: its sizes as ints, d_vocab >= 2 and min_period <= max_period."""
+def require_period_args(n, n_ctx, d_vocab, min_period, max_period, seed=0) -> tuple[int, ...]:
+    """repeating_sequences: its sizes as ints, d_vocab >= 2 and min_period <= max_period, a seed
+    >= 0 (returned last)."""
     n, n_ctx, d_vocab, max_period = (
         require_int(name, value)
         for name, value in (
@@ -1112,7 +1293,8 @@ def require_period_args(n, n_ctx, d_vocab, min_period, max_period) -> tuple[int,
             "need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, "
             f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
         )
-    return n, n_ctx, d_vocab, min_period, max_period
+    seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)
+    return n, n_ctx, d_vocab, min_period, max_period, seed
 
 
 def require_repeat_args(batch, seq_len, d_vocab, seed=0) -> tuple[int, int, int, int]:
@@ -1156,6 +1338,8 @@ def require_logits_and_tokens(logits, tokens) -> None:
         raise ValueError(
             "logits cover one position, which has no next token to predict: give two or more"
         )
+    if logits.shape[0] == 0:
+        raise ValueError("logits and tokens hold no sequence (batch 0): give at least one row")
     d_vocab = logits.shape[-1]
     if torch.compiler.is_compiling() or tokens.device.type != "cpu":
         return

@@ -30,6 +30,7 @@ from utils.checks.core import (
 )
 from utils.model import Config, convert_hf_state_dict, next_token_loss
 from utils.resources import new_gpt2
+from utils.validation import require_config
 
 ATOL, RTOL = 1e-4, 1e-3  # float32
 SEEDS = (0, 1, 2)
@@ -405,9 +406,39 @@ def _output(layer, inp, name, things_to_check, method="forward"):
     return out
 
 
+_CHECK_NAMES = {
+    "LayerNorm": "check_layernorm",
+    "Embed": "check_embed",
+    "PosEmbed": "check_pos_embed",
+    "Attention": "check_attention",
+    "MLP": "check_mlp",
+    "TransformerBlock": "check_block",
+    "Unembed": "check_unembed",
+    "DemoTransformer": "check_transformer",
+}
+
+
+def _require_layer_class(name: str, cls) -> None:
+    """A clear TypeError unless `cls` is a class of nn.Module (the check builds it from a cfg)."""
+    if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        return
+    got = (
+        "None"
+        if cls is None
+        else f"an instance of {type(cls).__name__} (give the class itself)"
+        if isinstance(cls, torch.nn.Module)
+        else f"a {type(cls).__name__}"
+    )
+    check = _CHECK_NAMES.get(name, "check")
+    raise TypeError(f"{check} takes your class itself, e.g. checks.{check}({name}); got {got}")
+
+
 def _each_case(name, cls, prefix, case, cfg):
     """Run `case` for every seed and shape, each with fresh random weights, then say how many cases
     passed."""
+    _require_layer_class(name, cls)
+    if cfg is not None:
+        require_config(f"{_CHECK_NAMES.get(name, 'the check')}'s cfg", cfg, Config)
     cfg, n_runs = cfg or CHECK_CFG, 0
     for seed in SEEDS:
         for batch, n in SHAPES:
