@@ -990,3 +990,23 @@ def test_special_tokens_match_longest_first():
         {**BYTES, "<|endoftext|>": 256, "<|end": 257}, [], special_tokens=("<|end", "<|endoftext|>")
     )
     assert tokenizer.encode("a<|endoftext|>") == [BYTES["a"], 256]
+
+
+@pytest.mark.parametrize(
+    "change", [dict(n_ctx=64), dict(d_vocab=100), dict(n_heads=4, d_head=8), dict(n_layers=3)]
+)
+def test_a_replaced_model_cfg_is_refused_before_it_disagrees_with_the_weights(change):
+    """Config is frozen, but model.cfg itself can be replaced: the forward, load_gpt2_weights and
+    the KV cache then refuse in one line, instead of a shape error from inside PyTorch."""
+    for model_class in (DemoTransformer, FusedTransformer, HookedDemoTransformer):
+        model = model_class(CFG)
+        model.cfg = dataclasses.replace(CFG, **change)
+        with pytest.raises(ValueError, match="not the config the model was built with"):
+            model(TOKENS)
+    hf = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=64)
+    )
+    model = DemoTransformer(CFG)
+    model.cfg = dataclasses.replace(CFG, n_heads=4, d_head=8)
+    with pytest.raises(ValueError, match="not the config the model was built with"):
+        __import__("utils.model").model.load_gpt2_weights(model, hf)

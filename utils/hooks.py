@@ -162,8 +162,8 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         self.name_hook_points()  # each its full name ("blocks.0.attn.hook_q"), in forward order
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
-        # bad ids, shapes, dtypes, or tokens where the weights are not: one clear error
-        require_token_ids(tokens, self.cfg, device=self.embed.W_E.device)
+        # bad ids, shapes, dtypes, tokens where the weights are not, a replaced cfg: one clear error
+        require_token_ids(tokens, self.cfg, model=self)
         embed = self.hook_embed(self.embed(tokens))
         pos_embed = self.pos_embed(tokens).expand_as(embed)  # a view of W_pos, no copy
         if (
@@ -190,4 +190,4 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return logits, ActivationCache(activations, self)
 
 
-# written by `make export`; sha256 of the text above: ba6153c267ee9b8f
+# written by `make export`; sha256 of the text above: f398ed17ccdb8d42

@@ -283,8 +283,8 @@ class DemoTransformer(nn.Module):
         self.unembed = self.Unembed(cfg)
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
-        # bad ids, shapes, dtypes, or tokens where the weights are not: one clear error
-        require_token_ids(tokens, self.cfg, device=self.embed.W_E.device)
+        # bad ids, shapes, dtypes, tokens where the weights are not, a replaced cfg: one clear error
+        require_token_ids(tokens, self.cfg, model=self)
         residual = self.embed(tokens) + self.pos_embed(tokens)
         for block in self.blocks:
             residual = block(residual)
@@ -306,7 +306,8 @@ def next_token_loss(
 # --- notebooks/02_clean_implementation.ipynb, code cell 22
 def convert_hf_state_dict(hf_state_dict: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
     """Map a Hugging Face GPT2LMHeadModel / GPT2Model state dict to DemoTransformer's parameter
-    names and layouts."""
+    names and layouts. A state dict does not say how d_model splits into heads: cfg must be the
+    model's own, config_from_hf(hf_model.config)."""
     check_hf_state_dict(hf_state_dict, cfg, Config)  # missing layers, other sizes: one clear line
     sd = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
     heads = dict(n_heads=cfg.n_heads)
@@ -396,4 +397,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: 66e613eee045d279
+# written by `make export`; sha256 of the text above: 6b60ea2347d961da

@@ -86,14 +86,19 @@ def require_token_ids(
     check_values: bool | None = None,
     exact_posn: bool = False,
     device: torch.device | None = None,
+    model: torch.nn.Module | None = None,
 ) -> None:
     """A clear error unless `tokens` is an int64 or int32 tensor [batch, posn] of ids in
     [0, cfg.d_vocab), with 1 <= posn <= cfg.n_ctx (== n_ctx with exact_posn, for packed data).
     `device`: where the model's weights are (a model's forward): tokens must be there too.
+    `model` (a model's forward): its weights' device, and a cfg its weights were built with.
 
     check_values: read the ids back to check their range. By default only on the CPU: on a GPU,
     reading values makes Python wait for the GPU, on every call."""
     example = "e.g. torch.tensor([[50256, 40, 716]])"
+    if model is not None:
+        require_built_with(model)
+        device = model.embed.W_E.device
     if not isinstance(tokens, Tensor):
         got = type(tokens).__name__
         raise TypeError(f"{name} must be a torch.Tensor of token ids, got {got}; {example}")
@@ -201,6 +206,35 @@ def check_run_length(n_sequences, batch_size, max_steps, warmup_steps, max_epoch
     require_int("warmup_steps", warmup_steps, minimum=0)
     if max_epochs is not None:
         require_number("max_epochs", max_epochs, hint=" (or None: no limit)")
+
+
+def require_built_with(model) -> None:
+    """A clear error unless model.cfg is the config the model's weights were built with (a Config
+    is frozen, but model.cfg itself can be replaced; the layers keep the old one)."""
+    cfg, wrong = model.cfg, []
+    expected = {
+        "embed.W_E": (cfg.d_vocab, cfg.d_model),
+        "pos_embed.W_pos": (cfg.n_ctx, cfg.d_model),
+        "blocks.0.attn.W_Q": (cfg.n_heads, cfg.d_model, cfg.d_head),
+    }
+    for name, shape in expected.items():
+        weight = model
+        for part in name.split("."):
+            weight = getattr(weight, part, None) if not part.isdigit() else _nth(weight, int(part))
+        if isinstance(weight, Tensor) and tuple(weight.shape) != shape:
+            wrong.append(f"{name} is {tuple(weight.shape)}, cfg says {shape}")
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None and len(blocks) != cfg.n_layers:
+        wrong.append(f"{len(blocks)} blocks, cfg says n_layers = {cfg.n_layers}")
+    if wrong:
+        raise ValueError(
+            f"model.cfg is not the config the model was built with ({'; '.join(wrong)}): build a "
+            "new model from the new config instead of replacing model.cfg"
+        )
+
+
+def _nth(modules, i: int):
+    return modules[i] if modules is not None and len(modules) > i else None
 
 
 def require_stream(stream, n_ctx) -> int:
@@ -777,13 +811,8 @@ def check_cache_use(cache, tokens, model) -> None:
         device = None if weight is None else weight.device
         require_token_ids(tokens, model.cfg, name="tokens", device=device)
     cfg = model.cfg if isinstance(model, torch.nn.Module) else model
-    embed = getattr(model, "embed", None)
-    if isinstance(model, torch.nn.Module) and getattr(embed, "cfg", cfg) is not cfg:
-        if embed.cfg != cfg:
-            raise ValueError(
-                "model.cfg is not the config the model was built with (its layers keep that one): "
-                "build a new model from the new config instead of replacing model.cfg"
-            )
+    if isinstance(model, torch.nn.Module):
+        require_built_with(model)
     if cfg != cache.cfg:
         raise ValueError(
             f"this cache was made for another model's config ({cache.cfg}); make one with "
@@ -1231,6 +1260,7 @@ def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
             "hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel or GPT2Model), "
             f"got {type(hf_model).__name__}{hint}"
         )
+    require_built_with(model)
     hf_config = hf_model.config
     activation = getattr(hf_config, "activation_function", "gelu_new")
     if activation not in _GELU_TANH:
