@@ -34,7 +34,7 @@ CONFIGS = {
     "ci": RunConfig(
         name="ci",
         description=(
-            "tiny and fast: what CI re-executes every notebook with (CPU, under 2 minutes each)"
+            "tiny and fast: what CI re-executes every notebook with, under 30 s each on an idle CPU"
         ),
         model=dict(d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=64),
         corpus_chars=200_000,

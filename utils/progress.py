@@ -33,5 +33,6 @@ class progress_bar(tqdm):  # a class, named like the function tqdm it stands for
         super().close()
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            final = self.format_meter(**{**self.format_dict, "ncols": None})
+            # the whole run's speed (n / elapsed), not tqdm's average of the last few updates
+            final = self.format_meter(**{**self.format_dict, "ncols": None, "rate": None})
             handle.update({"text/plain": final}, raw=True)
