@@ -1010,3 +1010,14 @@ def test_a_replaced_model_cfg_is_refused_before_it_disagrees_with_the_weights(ch
     model.cfg = dataclasses.replace(CFG, n_heads=4, d_head=8)
     with pytest.raises(ValueError, match="not the config the model was built with"):
         __import__("utils.model").model.load_gpt2_weights(model, hf)
+
+
+def test_a_cache_refusal_is_given_again_on_a_retry():
+    """The weights are compared once per cache length; a refusal is not remembered as a pass."""
+    model = FusedTransformer(CFG).eval()
+    cache = KVCache(CFG, 1)
+    cached_forward(model, PROMPT, cache)
+    model.blocks[0].attn.W_V.data.mul_(2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="weights have changed"):
+            cached_forward(model, torch.tensor([[5]]), cache)

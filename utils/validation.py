@@ -761,7 +761,14 @@ class _CacheOwner:
 
     def __init__(self, model: torch.nn.Module):
         self._ref = weakref.ref(model)
-        self._params = list(model.parameters())
+        # where each parameter sits: a parameter replaced there (assign=True loads) is a change
+        self._slots = [
+            (module, name, param)
+            for module in model.modules()
+            for name, param in module._parameters.items()
+            if param is not None
+        ]
+        self._params = [param for _, _, param in self._slots]
         self._meta = self._metadata(self._params)
         with torch.no_grad():  # views: they see later edits of the same storage
             self._views = [p.detach().reshape(-1)[:: p.numel() // 8 + 1] for p in self._params]
@@ -781,13 +788,20 @@ class _CacheOwner:
             return torch.cat([view.to(torch.float64) for view in self._views])
         return torch.cat(self._views)
 
+    def changed_at(self, length: int) -> bool:
+        """changed(), once per cache length: cached_forward and the cache's own check both ask at
+        the same step, and nothing can change the weights between the two."""
+        if getattr(self, "_checked_at", None) == length:
+            return False
+        changed = self.changed()
+        self._checked_at = None if changed else length  # a refusal is given again, every time
+        return changed
+
     def changed(self) -> bool:
-        params = list(self._ref().parameters())
-        if len(params) != len(self._params) or any(
-            a is not b for a, b in zip(params, self._params)
-        ):
+        """Run before every cached step: cheap checks (no walk over the model's modules)."""
+        if any(module._parameters.get(name) is not param for module, name, param in self._slots):
             return True
-        if self._metadata(params) != self._meta:
+        if self._metadata(self._params) != self._meta:
             return True
         if self._values is None:
             return False
@@ -827,7 +841,11 @@ def check_cache_use(cache, tokens, model) -> None:
                 "enough: other weights, other keys); make one for this model, "
                 "KVCache(model.cfg, batch), or cache.reset() first"
             )
-        elif cache.length and isinstance(cache._model, _CacheOwner) and cache._model.changed():
+        elif (
+            cache.length
+            and isinstance(cache._model, _CacheOwner)
+            and cache._model.changed_at(cache.length)
+        ):
             raise ValueError(
                 "the model's weights have changed since this cache was filled (trained, loaded, "
                 "cast or edited): the keys and values it holds are the old weights'; "
