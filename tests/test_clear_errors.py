@@ -497,13 +497,18 @@ MORE_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", MORE_CASES, ids=list(MORE_CASES))
-def test_more_bad_input_gets_one_clear_error(case, model):
-    action, error, words = MORE_CASES[case]
+def _raises_clearly(action, error, words, model):
+    """`action(model)` raises `error` matching `words`, from our code (utils/), not PyTorch's."""
     with pytest.raises(error, match=words) as raised:
         action(model)
     innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
     assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    return raised
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=list(MORE_CASES))
+def test_more_bad_input_gets_one_clear_error(case, model):
+    _raises_clearly(*MORE_CASES[case], model)
 
 
 def test_a_cache_refuses_keys_of_another_dtype_than_it_holds():
@@ -703,11 +708,7 @@ def _tiny_gpt2_config():
 
 @pytest.mark.parametrize("case", RERUN_CASES, ids=list(RERUN_CASES))
 def test_the_reruns_bad_input_gets_one_clear_error(case, model):
-    action, error, words = RERUN_CASES[case]
-    with pytest.raises(error, match=words) as raised:
-        action(model)
-    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
-    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    raised = _raises_clearly(*RERUN_CASES[case], model)
     assert "\n" not in str(raised.value)  # one line
 
 
@@ -930,11 +931,7 @@ def _with(thing, **changes):
 
 @pytest.mark.parametrize("case", SECOND_CASES, ids=list(SECOND_CASES))
 def test_the_second_reruns_bad_input_gets_one_clear_error(case, model):
-    action, error, words = SECOND_CASES[case]
-    with pytest.raises(error, match=words) as raised:
-        action(model)
-    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
-    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    _raises_clearly(*SECOND_CASES[case], model)
 
 
 def test_remove_partial_checkpoints_keeps_files_it_did_not_write(tmp_path):
