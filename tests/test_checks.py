@@ -408,6 +408,16 @@ def test_train_merges_check_catches(old, new, message):
         checks.check_train_merges(_broken_train_merges(old, new))
 
 
+def train_merges_across_documents(text, n_merges):  # never splits on <|endoftext|>
+    return bpe.train_merges(text.replace(bpe.END_OF_TEXT, ""), n_merges)
+
+
+class LNFixedEps(LayerNorm):  # GPT-2's eps typed in, not the config's
+    def forward(self, x):
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True, unbiased=False)
+        return (x - mean) / (var + 1e-5).sqrt() * self.w + self.b
+
+
 class FirstPairBPE(
     bpe.BPETokenizer
 ):  # merges the leftmost mergeable pair instead of the lowest-ranked one
@@ -623,6 +633,21 @@ def optimizer_no_decay_on_any_bias(model, args):  # right: what the prose asks, 
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
 
 
+def _adamw_with(**options):
+    """The right groups, lr and betas, and other AdamW options: another optimizer."""
+
+    def make_optimizer(model, args):
+        groups = optimizer_no_decay_on_any_bias(model, args).param_groups
+        return torch.optim.AdamW(
+            [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in groups],
+            lr=args.lr,
+            betas=args.betas,
+            **options,
+        )
+
+    return make_optimizer
+
+
 def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     checks.check_make_optimizer(optimizer_no_decay_on_any_bias)
     # 9 weight matrices and embeddings, one of them (W_pos) frozen
@@ -640,6 +665,9 @@ def test_optimizer_check_accepts_decay_decided_by_name(capsys):
         (optimizer_by_ndim, "Likely cause: the 'decay tensors with ndim >= 2' rule"),
         (optimizer_default_lr, "use args.lr"),
         (lambda model, args: torch.optim.SGD(model.parameters(), lr=args.lr), "AdamW"),
+        (_adamw_with(amsgrad=True, eps=1e-3), r"sets \{'eps': 0.001, 'amsgrad': True\}"),
+        (_adamw_with(eps=1e-6), r"sets \{'eps': 1e-06\}; leave AdamW's eps=1e-08"),
+        (_adamw_with(maximize=True), r"'maximize': True"),
     ],
 )
 def test_optimizer_check_catches(fn, message):
@@ -955,6 +983,8 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "attn_mask_hides_past": (checks.check_attention, _mask_with(lower=True)),
     "attn_pattern_no_softmax": (checks.check_attention, AttnScoresAsPattern),
     "merges_tie_by_dict_order": (checks.check_train_merges, naive_train_merges),
+    "merges_across_documents": (checks.check_train_merges, train_merges_across_documents),
+    "ln_fixed_eps": (checks.check_layernorm, LNFixedEps),
     "merges_wrong_merge_word": (checks.check_train_merges, train_merges_calling(merge_no_skip)),
     "decode_per_token": (checks.check_bpe_tokenizer, StrictDecodeBPE),
     "lr_warmup_from_zero": (checks.check_lr_at, lr_warmup_from_zero),

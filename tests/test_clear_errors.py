@@ -1018,3 +1018,151 @@ def test_a_cache_refusal_is_given_again_on_a_retry():
     for _ in range(2):
         with pytest.raises(ValueError, match="weights have changed"):
             cached_forward(model, torch.tensor([[5]]), cache)
+
+
+LOGITS = torch.randn(3, 10, generator=torch.Generator().manual_seed(3))
+THIRD_CASES = {  # issue 19's last judgement calls: notebook 04's logit functions on their own
+    "apply_temperature(logits, 0)": (
+        lambda m: _call("sampling", "apply_temperature")(LOGITS, 0),
+        ValueError,
+        "temperature 0 is greedy",
+    ),
+    "apply_temperature(logits, '2')": (
+        lambda m: _call("sampling", "apply_temperature")(LOGITS, "2"),
+        TypeError,
+        "temperature must be a finite number",
+    ),
+    "apply_top_k(logits, 0)": (
+        lambda m: _call("sampling", "apply_top_k")(LOGITS, 0),
+        ValueError,
+        "k must be a positive int, got 0",
+    ),
+    "apply_top_k(logits, 1.5)": (
+        lambda m: _call("sampling", "apply_top_k")(LOGITS, 1.5),
+        TypeError,
+        "k must be a positive int",
+    ),
+    "apply_top_k(logits, -1)": (
+        lambda m: _call("sampling", "apply_top_k")(LOGITS, -1),
+        ValueError,
+        "k must be a positive int",
+    ),
+    "apply_top_p(logits, 0)": (
+        lambda m: _call("sampling", "apply_top_p")(LOGITS, 0),
+        ValueError,
+        r"p must be a number in \(0, 1\]",
+    ),
+    "apply_top_p(logits, nan)": (
+        lambda m: _call("sampling", "apply_top_p")(LOGITS, float("nan")),
+        ValueError,
+        r"p must be a number in \(0, 1\]",
+    ),
+    "apply_top_p(int logits, 0.9)": (
+        lambda m: _call("sampling", "apply_top_p")(torch.ones(3, 10, dtype=torch.long), 0.9),
+        ValueError,
+        r"logits must be floats \[batch, d_vocab\]",
+    ),
+    "apply_frequency_penalty(ids >= d_vocab)": (
+        lambda m: _call("sampling", "apply_frequency_penalty")(LOGITS, torch.full((3, 1), 10), 1.0),
+        ValueError,
+        r"ids in \[0, 10\)",
+    ),
+    "apply_frequency_penalty(float tokens)": (
+        lambda m: _call("sampling", "apply_frequency_penalty")(LOGITS, torch.ones(3, 2), 1.0),
+        ValueError,
+        "token ids",
+    ),
+    "apply_frequency_penalty(other batch)": (
+        lambda m: _call("sampling", "apply_frequency_penalty")(
+            LOGITS, torch.ones(2, 2, dtype=torch.long), 1.0
+        ),
+        ValueError,
+        r"\[batch=3, posn\]",
+    ),
+    "apply_frequency_penalty(penalty inf)": (
+        lambda m: _call("sampling", "apply_frequency_penalty")(
+            LOGITS, torch.ones(3, 2, dtype=torch.long), float("inf")
+        ),
+        ValueError,
+        "penalty must be a finite number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", THIRD_CASES, ids=list(THIRD_CASES))
+def test_the_logit_functions_bad_input_gets_one_clear_error(case, model):
+    _raises_clearly(*THIRD_CASES[case], model)
+
+
+def test_next_logits_refuses_a_cache_of_other_tokens(model):
+    """A cache filled with one prompt, then given another of the same length: its keys and values
+    are the first prompt's, and the logits would be silently wrong."""
+    next_logits = _call("sampling", "next_logits")
+    tokens = TOKENS[:, :6]
+    cache = KVCache(CFG, 2)
+    with torch.no_grad():
+        next_logits(model, tokens[:, :5], cache)
+        with pytest.raises(ValueError, match="holds the keys and values of other tokens"):
+            next_logits(model, (tokens + 1) % CFG.d_vocab, cache)
+        extended = next_logits(model, tokens, cache)  # the same prompt, one token more: fine
+        assert torch.allclose(extended, model(tokens)[:, -1], atol=1e-5)
+        cache.reorder(torch.tensor([1, 0]))  # the rows swapped: so must the tokens be
+        swapped = torch.cat([tokens.flip(0), tokens[:, :1]], dim=1)
+        assert torch.allclose(next_logits(model, swapped, cache), model(swapped)[:, -1], atol=1e-5)
+
+
+def test_generate_returns_a_new_tensor_even_with_no_new_tokens(model):
+    prompt = PROMPT.clone()
+    out = generate(model, prompt, 0)
+    out[0, 0] = 9
+    assert torch.equal(prompt, PROMPT)
+
+
+@pytest.mark.parametrize("model_class", [DemoTransformer, FusedTransformer])
+def test_backward_through_a_cache_filled_over_two_calls(model_class):
+    """Gradients through two cached chunks equal those of one forward over the whole sequence
+    (the second chunk writes into copies of the keys and values the first one used)."""
+    torch.manual_seed(0)
+    model = model_class(CFG)
+    cache = KVCache(CFG, 2)
+    first, second = (
+        cached_forward(model, TOKENS[:, :4], cache),
+        cached_forward(model, TOKENS[:, 4:], cache),
+    )
+    torch.cat([first, second], dim=1).square().mean().backward()
+    cached = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(TOKENS).square().mean().backward()
+    for got, want in zip(cached, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_the_plain_trainer_never_overwrites_an_earlier_runs_step_files(tmp_path):
+    earlier = tmp_path / "step_000002.pt"
+    earlier.write_bytes(b"an earlier run's checkpoint")
+    trainer = Trainer(DemoTransformer(CFG), _args(tmp_path), *_data())
+    with pytest.raises(FileExistsError, match="already holds step_000002.pt"):
+        trainer.train()
+    assert earlier.read_bytes() == b"an earlier run's checkpoint" and trainer.step == 0
+    trainer = Trainer(DemoTransformer(CFG), _args(tmp_path / "new", max_steps=4), *_data())
+    trainer.train(2)
+    trainer.train()  # going on saves steps it has not saved yet: fine
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+        "step_000002.pt",
+        "step_000004.pt",
+    ]
+    SafeTrainer(DemoTransformer(CFG), _args(tmp_path), *_data()).train()  # a run folder: fine
+    assert earlier.read_bytes() == b"an earlier run's checkpoint"
+
+
+def test_a_checkpoints_own_device_is_named_as_the_checkpoints(checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=False)
+    for device, works in (("tpu", False), ("mps", True), ("cuda:0", True)):
+        state["args"]["device"] = device
+        path = tmp_path / f"on_{device.replace(':', '_')}.pt"
+        torch.save(state, path)
+        if works:  # trained on a GPU this machine lacks: loaded on the CPU
+            assert next(load_checkpoint_model(path)[0].parameters()).device.type in ("cpu", "cuda")
+        else:
+            with pytest.raises(ValueError, match="the checkpoint says it was trained on device"):
+                load_checkpoint_model(path)

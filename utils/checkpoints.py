@@ -221,10 +221,19 @@ def load_checkpoint_model(path: str | Path, device: str | None = None, model_cla
     """(the trained model in eval mode, the checkpoint's metadata). `device`: where to put the
     model; by default where it was trained, or the CPU if that is not here."""
     state = read_checkpoint(path)
-    if device is None:
+    if device is None:  # where it was trained, or the CPU
         device = str(state["args"].get("device", "cpu"))
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
+        if device == "mps" and not torch.backends.mps.is_available():
+            device = "cpu"
+        try:
+            device = _check_device(device)
+        except ValueError as err:
+            raise ValueError(
+                f"{path}: the checkpoint says it was trained on device {device!r}, which is not "
+                f"one this machine has ({err}): pass device='cpu'"
+            ) from None
     device = _check_device(device)
     model = model_from_checkpoint(state, model_class, device)
     keys = ("step", "args", "model_cfg", "tokenizer", "corpus", "history")

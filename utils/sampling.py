@@ -19,9 +19,11 @@ import utils.model  # as a module: running this cell never replaces a DemoTransf
 from utils.model import Float, Int
 from utils.validation import (
     check_beam_search_args,
+    check_cache_holds,
     check_cache_use,
     check_cache_update,
     check_generate_args,
+    check_sampler,
     require_cache_layer,
     require_int,
     require_prompt,
@@ -35,6 +37,7 @@ def apply_temperature(
 ) -> Float[Tensor, "batch d_vocab"]:
     """Logits for sampling at `temperature` > 0: the distribution to sample from is
     softmax(logits / temperature)."""
+    check_sampler("apply_temperature", logits, temperature=temperature)  # bad input: one line
     return logits / temperature
 
 
@@ -44,6 +47,7 @@ def apply_frequency_penalty(
 ) -> Float[Tensor, "batch d_vocab"]:
     """Lower each token's logit by `penalty` times the number of times it occurs in its row of
     `tokens` (prompt and generated)."""
+    check_sampler("apply_frequency_penalty", logits, tokens=tokens, penalty=penalty)  # one line
     counts = torch.zeros_like(logits).scatter_add_(
         -1, tokens.long(), torch.ones_like(tokens, dtype=logits.dtype)
     )
@@ -54,6 +58,7 @@ def apply_frequency_penalty(
 def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor, "batch d_vocab"]:
     """The k largest logits of each row, unchanged; every other logit -inf. k >= 1; k >= d_vocab
     keeps them all."""
+    check_sampler("apply_top_k", logits, k=k)  # bad input (k = 0, 1.5): one clear line
     if k >= logits.shape[-1]:
         return logits
     top = logits.topk(k, dim=-1)
@@ -64,6 +69,7 @@ def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor,
 def apply_top_p(logits: Float[Tensor, "batch d_vocab"], p: float) -> Float[Tensor, "batch d_vocab"]:
     """The nucleus of each row: its most probable tokens, until their total probability reaches p
     (0 < p <= 1); the rest -inf."""
+    check_sampler("apply_top_p", logits, p=p)  # bad input (p = 0, NaN): one clear line
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     sorted_probs = sorted_logits.softmax(dim=-1)
     mass_before = (
@@ -88,11 +94,7 @@ def next_logits(
     if start != cache.start:  # the window moved: every position changed, every cached key is stale
         cache.reset(start)
     held = cache.start + cache.length
-    if held >= tokens.shape[1]:
-        raise ValueError(
-            f"the cache already holds all {tokens.shape[1]} tokens given; pass the tokens so far, "
-            f"new ones included"
-        )
+    check_cache_holds(cache, tokens)  # it holds these tokens' first ones, not another prompt's
     return cached_forward(model, tokens[:, held:], cache)[:, -1]
 
 
@@ -152,6 +154,7 @@ def generate(
     generator = None if seed is None else torch.Generator(tokens.device).manual_seed(int(seed))
     cache = KVCache(model.cfg, tokens.shape[0]) if use_cache else None
     finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+    tokens = tokens.clone()  # a new tensor, even for max_new_tokens=0: the prompt stays yours
     for _ in range(max_new_tokens):
         logits = next_logits(model, tokens, cache).float()
         next_token = sample_next_token(
@@ -183,6 +186,7 @@ class KVCache:
         self._values: list[Tensor | None] = [None] * cfg.n_layers
         self._lengths = [0] * cfg.n_layers
         self._model = None  # the model whose keys and values it holds (see check)
+        self._tokens: Tensor | None = None  # and the token ids they came from (see check)
         self.derived: dict[int, object] = {}  # per layer, what a model derives from its weights
 
     @property
@@ -213,6 +217,8 @@ class KVCache:
             # room for n_ctx positions, in k's dtype and device (anew, if they changed by a reset)
             shape = (self.batch, self.cfg.n_heads, self.cfg.n_ctx, self.cfg.d_head)
             self._keys[layer], self._values[layer] = k.new_empty(shape), v.new_empty(shape)
+        elif k.requires_grad or v.requires_grad:  # write into copies: backward needs the old ones
+            self._keys[layer], self._values[layer] = held.clone(), self._values[layer].clone()
         self._keys[layer][:, :, start:end] = k.transpose(1, 2)
         self._values[layer][:, :, start:end] = v.transpose(1, 2)
         self._lengths[layer] = end
@@ -243,6 +249,8 @@ class KVCache:
                 n = self._lengths[layer]
                 keys[:, :, :n] = keys[:, :, :n].index_select(0, rows)
                 values[:, :, :n] = values[:, :, :n].index_select(0, rows)
+        if self._tokens is not None:
+            self._tokens = self._tokens.index_select(0, rows)
 
     def check(self, tokens: Tensor, model: nn.Module) -> None:
         """A clear error unless `tokens` [batch, new_posn] fit this cache: the model that filled it
@@ -408,4 +416,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: 88da7935cf8af1d3
+# written by `make export`; sha256 of the text above: b11b720a3e6299d0

@@ -22,6 +22,7 @@ from utils.validation import (
     check_documents,
     check_evaluation_data,
     check_model_and_args,
+    check_no_overwrite,
     check_optimizer_step,
     check_run_length,
     check_training_args,
@@ -283,6 +284,7 @@ class Trainer:
         if max_steps is not None:  # a clear error for 2.5, -3 or "2"
             max_steps = require_int("max_steps", max_steps, minimum=0)
         end = args.max_steps if max_steps is None else min(args.max_steps, self.step + max_steps)
+        check_no_overwrite(self, end)  # an earlier run's step files stay: a clear line, first
         self.model.train()
         with progress_bar(total=end, initial=self.step, desc="training", unit="step") as self.bar:
             while self.step < end:
@@ -332,4 +334,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: 22e640af55efeaba
+# written by `make export`; sha256 of the text above: ef168e879e0d9e55

@@ -21,6 +21,7 @@ import os
 import re
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -494,6 +495,23 @@ def check_optimizer_step(model, optimizer, loss, grad_clip) -> None:
     require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
 
 
+def check_no_overwrite(trainer, end: int) -> None:
+    """Notebook 03's Trainer.train: the step files it will save, every checkpoint_every steps and
+    at `end`, must not be there already (an earlier run's). A trainer that saves elsewhere
+    (SafeTrainer: a new run folder each time) is not asked."""
+    if type(trainer).save_checkpoint.__qualname__ != "Trainer.save_checkpoint":
+        return
+    every, folder = trainer.args.checkpoint_every, Path(trainer.args.checkpoint_dir)
+    steps = [s for s in range(trainer.step + 1, end + 1) if s % every == 0 or s == end]
+    there = [f"step_{s:06d}.pt" for s in steps if (folder / f"step_{s:06d}.pt").exists()]
+    if there:
+        raise FileExistsError(
+            f"{folder} already holds {', '.join(there[:3])}{' ...' * (len(there) > 3)} (an "
+            f"earlier run's?), which this training would overwrite: give another checkpoint_dir, "
+            f"or move them away, or train with SafeTrainer, which saves each run in a new folder"
+        )
+
+
 def check_training_data(model, args, train_sequences, val_sequences, sample=None) -> None:
     """Clear errors for what a trainer is given, before anything is trained."""
     if sample is not None and not callable(sample):
@@ -607,6 +625,69 @@ def require_prompt(model, tokens) -> None:
         raise TypeError(f"tokens must be token ids (int64), got dtype {tokens.dtype}")
 
 
+def _require_top_p(top_p, name: str = "top_p", allowed: str = "") -> float:
+    mass = f"{allowed}a number in (0, 1] (the probability mass to keep)"
+    if _is_bool(top_p) or not isinstance(top_p, numbers.Real):
+        raise TypeError(f"{name} must be {mass}, got {top_p!r} ({type(top_p).__name__})")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"{name} must be {mass}, got {top_p!r}")
+    return float(top_p)
+
+
+_UNSET = object()
+
+
+def check_sampler(
+    where: str, logits, *, temperature=_UNSET, k=_UNSET, p=_UNSET, tokens=None, penalty=_UNSET
+) -> None:
+    """Notebook 04's logit functions (apply_temperature, apply_top_k, apply_top_p,
+    apply_frequency_penalty): logits [batch, d_vocab] of floats, and their own argument."""
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or not logits.is_floating_point():
+        got = (
+            f"{tuple(logits.shape)} {logits.dtype}"
+            if isinstance(logits, Tensor)
+            else type(logits).__name__
+        )
+        raise ValueError(f"{where}: logits must be floats [batch, d_vocab], got {got}")
+    if temperature is not _UNSET:
+        require_number(
+            f"{where}: temperature",
+            temperature,
+            minimum=1e-4,
+            allow_minimum=True,
+            hint=" (temperature 0 is greedy: argmax, not a division)",
+        )
+    if k is not _UNSET:
+        require_int(f"{where}: k", k)
+    if p is not _UNSET:
+        _require_top_p(p, f"{where}: p")
+    if penalty is not _UNSET:
+        require_number(f"{where}: penalty", penalty, minimum=-100, allow_minimum=True, maximum=100)
+        batch, d_vocab = logits.shape
+        if (
+            not isinstance(tokens, Tensor)
+            or tokens.dtype not in (torch.int64, torch.int32)
+            or tokens.ndim != 2
+            or tokens.shape[0] != batch
+        ):
+            got = (
+                f"{tuple(tokens.shape)} {tokens.dtype}"
+                if isinstance(tokens, Tensor)
+                else type(tokens).__name__
+            )
+            raise ValueError(
+                f"{where}: tokens must be token ids [batch={batch}, posn] (int64), one row per "
+                f"row of logits, got {got}"
+            )
+        if tokens.device.type == "cpu" and tokens.numel():
+            low, high = int(tokens.min()), int(tokens.max())
+            if low < 0 or high >= d_vocab:
+                raise ValueError(
+                    f"{where}: tokens must be ids in [0, {d_vocab}) (the logits' d_vocab), "
+                    f"got ids from {low} to {high}"
+                )
+
+
 def check_generate_args(
     model,
     tokens,
@@ -630,11 +711,7 @@ def check_generate_args(
     if top_k is not None:
         require_int("top_k", top_k)
     if top_p is not None:
-        mass = "None or a number in (0, 1] (the probability mass to keep)"
-        if _is_bool(top_p) or not isinstance(top_p, numbers.Real):
-            raise TypeError(f"top_p must be {mass}, got {top_p!r} ({type(top_p).__name__})")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be {mass}, got {top_p!r}")
+        _require_top_p(top_p, allowed="None or ")
     require_number(
         "frequency_penalty",
         frequency_penalty,
@@ -813,6 +890,44 @@ class _CacheOwner:
             return not bool(same.all())
 
 
+class StaleCacheError(ValueError):
+    """A KV cache given tokens other than those whose keys and values it holds."""
+
+
+def check_cache_holds(cache, tokens) -> None:
+    """next_logits with a cache: `tokens` (all the tokens so far) must begin with the tokens the
+    cache holds the keys and values of (not another prompt's), and go past them."""
+    held = cache.start + cache.length
+    if held >= tokens.shape[1]:
+        raise ValueError(
+            f"the cache already holds all {tokens.shape[1]} tokens given; pass the tokens so far, "
+            f"new ones included"
+        )
+    record = getattr(
+        cache, "_tokens", None
+    )  # written by check_cache_use (a KVCache of yours: none)
+    if record is None or not cache.length or record.shape[0] != tokens.shape[0]:
+        return
+    given = tokens[:, cache.start : held].to(record.device, record.dtype)
+    if not torch.equal(record[:, : cache.length], given):
+        raise StaleCacheError(
+            f"this cache holds the keys and values of other tokens than the first {held} given "
+            f"(another prompt's, or rows re-chosen without cache.reorder(rows)?): for new tokens "
+            f"make a new cache, KVCache(model.cfg, batch), or cache.reset()"
+        )
+
+
+def _record_tokens(cache, tokens) -> None:
+    """Keep the token ids whose keys and values the cache is about to hold (check_cache_holds)."""
+    if not hasattr(cache, "_tokens"):  # a KVCache of your own: it keeps no record
+        return
+    record = cache._tokens
+    if record is None or record.shape[0] != tokens.shape[0] or record.device != tokens.device:
+        shape = (tokens.shape[0], cache.cfg.n_ctx)
+        record = cache._tokens = torch.zeros(shape, dtype=torch.int64, device=tokens.device)
+    record[:, cache.length : cache.length + tokens.shape[1]] = tokens
+
+
 def check_cache_use(cache, tokens, model) -> None:
     """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
     must hold the keys and values of this very model. The first model to use a cache (after it
@@ -861,6 +976,7 @@ def check_cache_use(cache, tokens, model) -> None:
             f"n_ctx = {cfg.n_ctx}: start again on the last n_ctx tokens (cache.reset(), then the "
             f"whole window; next_logits does this)"
         )
+    _record_tokens(cache, tokens)
 
 
 # notebook 05's analysis functions (utils/circuits.py)

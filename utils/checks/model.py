@@ -14,6 +14,7 @@ GPT-2 as the reference; running and comparing; the checks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -70,6 +71,12 @@ LN_UNBIASED_VAR = known_mistake(
 )
 LN_NO_MEAN = known_mistake(
     "ln_no_mean", "LayerNorm", "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x."
+)
+LN_FIXED_EPS = known_mistake(
+    "ln_fixed_eps",
+    "LayerNorm",
+    "LayerNorm: eps is a number written in the code (GPT-2's 1e-5?), not the config's. Use "
+    "self.cfg.layer_norm_eps: this case's config has another.",
 )
 LN_WRONG_DIM = known_mistake(
     "ln_wrong_dim",
@@ -214,6 +221,8 @@ def _layernorm(x, w, b, eps, mistake=None):
     mean = x.mean(dim, keepdim=True)
     var = x.var(dim, keepdim=True, unbiased=mistake is LN_UNBIASED_VAR)
     centred = x if mistake is LN_NO_MEAN else x - mean
+    if mistake is LN_FIXED_EPS:
+        eps = 1e-5  # GPT-2's, whatever the config says
     if mistake is LN_EPS_OUTSIDE_SQRT:
         return centred / (var.sqrt() + eps) * w + b
     return centred / (var + eps).sqrt() * w + b
@@ -433,15 +442,15 @@ def _require_layer_class(name: str, cls) -> None:
     raise TypeError(f"{check} takes your class itself, e.g. checks.{check}({name}); got {got}")
 
 
-def _each_case(name, cls, prefix, case, cfg):
+def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: str = ""):
     """Run `case` for every seed and shape, each with fresh random weights, then say how many cases
     passed."""
     _require_layer_class(name, cls)
     if cfg is not None:
         require_config(f"{_CHECK_NAMES.get(name, 'the check')}'s cfg", cfg, Config)
     cfg, n_runs = cfg or CHECK_CFG, 0
-    for seed in SEEDS:
-        for batch, n in SHAPES:
+    for seed in seeds:
+        for batch, n in shapes:
             n = min(n, cfg.n_ctx)
             hf = _randomised_hf_gpt2(cfg, seed)
             sd = convert_hf_state_dict(hf.state_dict(), cfg)
@@ -450,10 +459,11 @@ def _each_case(name, cls, prefix, case, cfg):
             with torch.no_grad():
                 case(cfg, hf, sd, layer, batch, n, seed)
             n_runs += 1
-    print(
-        f"{name} passed: {n_runs} cases ({len(SEEDS)} seeds x {len(SHAPES)} shapes) match Hugging "
-        "Face's GPT-2"
-    )
+    if also != "quiet":
+        print(
+            f"{name} passed: {n_runs} cases ({len(seeds)} seeds x {len(shapes)} shapes{also}) "
+            "match Hugging Face's GPT-2"
+        )
 
 
 def _share(part: int, whole: int) -> str:
@@ -620,7 +630,10 @@ def check_layernorm(cls, cfg: Config | None = None) -> None:
                 lambda m: _layernorm(x, sd["ln_final.w"], sd["ln_final.b"], cfg.layer_norm_eps, m),
             )
 
-    _each_case(name, cls, "ln_final.", case, cfg)
+    if cfg is None:  # first a config with another eps: the layer must read it, not GPT-2's 1e-5
+        other = dataclasses.replace(CHECK_CFG, layer_norm_eps=1e-3)
+        _each_case(name, cls, "ln_final.", case, other, SEEDS[:1], SHAPES[:1], also="quiet")
+    _each_case(name, cls, "ln_final.", case, cfg, also=", and one with eps 1e-3" * (cfg is None))
 
 
 @learner_facing

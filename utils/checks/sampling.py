@@ -34,6 +34,7 @@ from utils.checks.core import (
     recognise,
 )
 from utils.model import Config
+from utils.validation import StaleCacheError
 
 # --------------------------------------------------------------------------- known mistakes
 
@@ -206,6 +207,7 @@ BEAM_CACHE_NOT_REORDERED = known_mistake(
     "the keys and values of the old beam i, while the new beam i continues another one. After "
     "choosing the beams that run on, cache.reorder(rows), rows[i] = the old beam that new beam "
     "i continues (as beams = sequences[keep], rows = beam[keep]).",
+    raises=StaleCacheError,  # next_logits sees the cache hold other tokens than the beams
 )
 
 REMOVED = -1e4  # at or below this a logit counts as removed: e^(-1e4 - max) is exactly 0 in float32
@@ -820,6 +822,7 @@ def _learner_beams(fn, model, case):
         ),
         what=what,
         things_to_check=things,
+        known=[BEAM_CACHE_NOT_REORDERED],
     )
     if not torch.equal(tokens, before):
         fail(

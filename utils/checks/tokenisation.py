@@ -22,6 +22,13 @@ MERGES_WRONG_MERGE_WORD = known_mistake(
     "{expected} ({what}). Fix merge_word first (checks.check_merge_word(merge_word)), then run "
     "this check again.",
 )
+MERGES_ACROSS_DOCUMENTS = known_mistake(
+    "merges_across_documents",
+    "train_merges",
+    "pairs are counted across the ends of documents: these are the merges of the text with "
+    "<|endoftext|> removed, where the documents 'yes' run together into 'yesyes'. Split the "
+    "text on <|endoftext|> first and pre-tokenize each document on its own.",
+)
 DECODE_PER_TOKEN = known_mistake(
     "decode_per_token",
     "BPETokenizer",
@@ -127,6 +134,8 @@ _MERGE_TEXT = (
     + "these thin threads throw three thousand thorns; thither and thence.\n" * 2
     + "<|endoftext|>"
     + "naïve café déjà vu 🤖🤖 1234 123 12 aaaa aaa aa\n\tindented    spaces    here\n" * 2
+    + "<|endoftext|>"
+    + "yes<|endoftext|>" * 8  # short documents: merged across their ends, "yesyes" pairs appear
 )
 
 
@@ -134,7 +143,7 @@ _MERGE_TEXT = (
 def check_train_merges(fn, n_merges: int = 80) -> None:
     """`fn(text, n_merges)` must learn the same merges, in the same order, as the reference
     trainer."""
-    from utils.bpe import train_merges as reference
+    from utils.bpe import END_OF_TEXT, train_merges as reference
 
     expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
     result = call_learner(fn, _MERGE_TEXT, n_merges, what=f"train_merges(text, {n_merges})")
@@ -146,6 +155,12 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     merges = [tuple(pair) for pair in merges]
     for k, (got, want) in enumerate(zip(merges, expected)):
         if got != want:
+            if merges == reference(_MERGE_TEXT.replace(END_OF_TEXT, ""), n_merges)[1]:
+                _fail_train_merges(
+                    fn,
+                    f"train_merges: merge {k} differs ({_matching(k)}).",
+                    MERGES_ACROSS_DOCUMENTS,
+                )
             counts = _pair_counts_after(expected[:k])
             header = (
                 f"train_merges: merge {k} is {tokens[got[0]]!r} + {tokens[got[1]]!r}, "

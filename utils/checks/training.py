@@ -211,6 +211,9 @@ def _decayed(model, mistake=None) -> dict[str, bool]:
     }
 
 
+ADAMW_DEFAULTS = {"eps": 1e-8, "amsgrad": False, "maximize": False}
+
+
 @learner_facing
 def check_make_optimizer(fn) -> None:
     """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings
@@ -246,6 +249,19 @@ def check_make_optimizer(fn) -> None:
             fail(
                 f"make_optimizer: a group has lr {group['lr']} and betas {group['betas']}; "
                 "use args.lr and args.betas."
+            )
+        # AdamW's defaults for the rest of its arithmetic: another eps, amsgrad or maximize is
+        # another optimizer than the one notebook 03 trains with
+        changed = {
+            key: group.get(key)
+            for key, default in ADAMW_DEFAULTS.items()
+            if group.get(key) != default
+        }
+        if changed:
+            fail(
+                f"make_optimizer: a group sets {changed}; leave AdamW's "
+                f"{', '.join(f'{key}={value}' for key, value in ADAMW_DEFAULTS.items())} as they "
+                "are (pass only the groups, lr and betas)."
             )
     missing = [name for name in names.values() if name not in seen.values() and name not in frozen]
     if missing:
