@@ -213,6 +213,11 @@ def _look(browser, lab, executed: Path, wait_s: float = 60) -> dict:
             page.wait_for_timeout(500)
         if os.environ.get("BROWSER_TEST_DUMP"):
             Path(os.environ["BROWSER_TEST_DUMP"]).write_text(page.content())
+        if os.environ.get("BROWSER_TEST_SHOTS"):  # a folder: one screenshot per figure, to look at
+            for i, figure in enumerate(page.query_selector_all(".js-plotly-plot")):
+                figure.scroll_into_view_if_needed()
+                shot = Path(os.environ["BROWSER_TEST_SHOTS"]) / f"{executed.stem}_{i}.png"
+                page.screenshot(path=str(shot))
     finally:
         page.close()
     expected = {"expected_images": images, "figures": figures}

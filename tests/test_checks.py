@@ -1028,6 +1028,8 @@ def test_every_mistake_has_a_broken_variant():
         "direct_logit_attribution",
         "induction_score",
         "ablate_heads",
+        *("patch_effect", "patch_residual_stream", "patch_head_outputs"),  # notebook 07's:
+        *("ov_circuit", "copying_score", "composition_score"),  # tests/test_checks_patching.py
     }
     assert set(BROKEN) == {name for name, m in MISTAKES.items() if m.part not in elsewhere}
 

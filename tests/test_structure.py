@@ -36,6 +36,8 @@ LEVEL = {
     "hooks": 5,
     "circuits": 5,
     "transformer_lens_handoff": 5,
+    "hf_export": 5,
+    "patching": 7,
 }
 
 

@@ -1,7 +1,7 @@
 """utils.transformer_lens_handoff: the converters to and from TransformerLens's HookedTransformer.
 
-TransformerLens is optional (pip install "transformer-lens==3.9.0"): without it this whole file is
-skipped."""
+TransformerLens is optional (pip install "transformer-lens==3.9.0"): without it, or with 4.x (no
+HookedTransformer; tests/test_transformer_bridge.py tests that), this whole file is skipped."""
 
 import re
 import sys
@@ -12,6 +12,10 @@ import pytest
 import torch
 
 transformer_lens = pytest.importorskip("transformer_lens")
+try:
+    transformer_lens.HookedTransformer
+except (AttributeError, ImportError):  # 4.x raises ImportError for it
+    pytest.skip("TransformerLens 4.x: no HookedTransformer", allow_module_level=True)
 
 import utils.fused  # noqa: E402 (after the skip)
 import utils.model  # noqa: E402

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 # --- notebooks/05_looking_inside.ipynb, code cell 11
 """Notebook 05's analysis: the residual stream's components, direct logit attribution, induction
-and previous-token scores, ablation, and the repeated-token data that induction heads form on."""
+and previous-token scores, ablation, and the repeated-token data that induction heads form on,
+with the recipe of the induction model (which notebook 07 loads, or trains when it finds none)."""
 
+
+from pathlib import Path
 
 import einops
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+import utils.checkpoints
+import utils.fused
 import utils.hooks  # as modules: running this cell never replaces a function you pasted here
 import utils.model
+import utils.safe_training  # notebook 03's trainer, for the induction model
+import utils.training
 from utils.model import Float, Int
 from utils.validation import require_attribution, require_cache, require_heads
 from utils.validation import require_logits_and_tokens, require_pattern, require_period_args
@@ -105,7 +112,63 @@ def per_position_loss(
     return -logits[:, :-1].log_softmax(dim=-1).gather(-1, tokens[:, 1:, None].long())[..., 0]
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 23
+# --- notebooks/05_looking_inside.ipynb, code cell 20
+# 2 layers of 4 heads, no MLP; 99 ordinary tokens and BOS (id 99); 49 positions: BOS and a
+# sequence of 24 twice
+INDUCTION_CFG = utils.model.Config(
+    d_model=64, n_layers=2, n_heads=4, d_head=16, d_mlp=256, n_ctx=49, d_vocab=100, attn_only=True
+)
+INDUCTION_STEPS = {"ci": 1000, "cpu": 3000, "gpu": 3000}  # by run config
+
+
+def induction_sequences(steps: int) -> tuple[Tensor, Tensor]:
+    """Training sequences, 32 per step (fresh data every step), and 128 validation sequences."""
+    cfg = INDUCTION_CFG
+    train = repeating_sequences(32 * steps, cfg.n_ctx, cfg.d_vocab, 4, 24, seed=1)
+    return train, repeating_sequences(128, cfg.n_ctx, cfg.d_vocab, 4, 24, seed=2)
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 22
+def train_induction_model(run_cfg, checkpoint_dir: str | Path) -> tuple[nn.Module, object]:
+    """(the model, its History): notebook 03's trainer on induction_sequences, with SafeTrainer's
+    checkpoints in a new run folder inside checkpoint_dir / "induction"."""
+    steps = INDUCTION_STEPS[run_cfg.name]
+    train_sequences, val_sequences = induction_sequences(steps)
+    args = utils.training.TrainingArgs(
+        batch_size=32,
+        max_steps=steps,
+        lr=2e-3,
+        warmup_steps=50,
+        weight_decay=0.01,
+        eval_every=steps // 4,
+        eval_batches=4,
+        sample_every=steps,
+        checkpoint_every=steps,
+        device=run_cfg.device,
+        checkpoint_dir=str(Path(checkpoint_dir) / "induction"),
+    )
+    torch.manual_seed(0)
+    trainer = utils.safe_training.SafeTrainer(  # notebook 03's, saving each run in a new folder
+        utils.fused.FusedTransformer(INDUCTION_CFG), args, train_sequences, val_sequences
+    )
+    return trainer.model, trainer.train()
+
+
+def load_induction_model(run_cfg, checkpoint_dir: str | Path) -> utils.hooks.HookedDemoTransformer:
+    """The latest induction model in checkpoint_dir / "induction" (notebook 07 starts from it),
+    or, if there is none, one trained now; hooked, in eval mode."""
+    latest = utils.checkpoints.latest_checkpoint(Path(checkpoint_dir) / "induction")
+    if latest is not None:
+        model, meta = utils.checkpoints.load_checkpoint_model(latest, run_cfg.device)
+        if model.cfg == INDUCTION_CFG and meta["step"] == INDUCTION_STEPS[run_cfg.name]:
+            print(f"the induction model of notebook 05: {latest}")
+            return utils.hooks.HookedDemoTransformer.from_model(model).eval()
+    print(f"no induction model of notebook 05 in {checkpoint_dir}: training one now")
+    model, _ = train_induction_model(run_cfg, checkpoint_dir)
+    return utils.hooks.HookedDemoTransformer.from_model(model).eval()
+
+
+# --- notebooks/05_looking_inside.ipynb, code cell 25
 def induction_score(
     pattern: Float[Tensor, "batch n_heads query_posn key_posn"], seq_len: int
 ) -> Float[Tensor, "n_heads"]:
@@ -120,7 +183,7 @@ def induction_score(
     return stripe[..., 2:].mean(dim=(0, 2))
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 25
+# --- notebooks/05_looking_inside.ipynb, code cell 27
 def previous_token_score(
     pattern: Float[Tensor, "batch n_heads query_posn key_posn"],
 ) -> Float[Tensor, "n_heads"]:
@@ -129,7 +192,7 @@ def previous_token_score(
     return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
-# --- notebooks/05_looking_inside.ipynb, code cell 28
+# --- notebooks/05_looking_inside.ipynb, code cell 30
 def ablate_heads(
     model: utils.hooks.HookedDemoTransformer,
     tokens: Int[Tensor, "batch posn"],
@@ -154,4 +217,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: 8baf7615ea012b8c
+# written by `make export`; sha256 of the text above: 282c9f0784de0531

@@ -1,10 +1,12 @@
-"""The hand-off of notebook 05: your model to TransformerLens and back.
+"""The hand-off of notebook 05: your model to TransformerLens and back, 3.x and 4.x.
 
 TransformerLens is optional (not a dependency of this project: it brings about 80 packages), so
 it is imported only when these functions are called, with a clear message naming the version to
 install. `to_hooked_transformer(model)` gives a TransformerLens 3.x HookedTransformer with your
 model's weights (the same logits); `from_hooked_transformer(hooked)` the way back, refusing
-TransformerLens settings that our architecture cannot hold, each named.
+TransformerLens settings that our architecture cannot hold, each named. TransformerLens 4.x has no
+HookedTransformer: `to_transformer_bridge(model)` gives its TransformerBridge, through the Hugging
+Face export of utils/hf_export.py, and `from_transformer_bridge(bridge)` the way back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import tempfile
 import warnings
 
+import torch
 import torch.nn as nn
 
 import utils.model
@@ -31,7 +34,11 @@ def _transformer_lens():
             f"TransformerLens is optional and could not be imported ({err}); "
             f"install it: {TRANSFORMER_LENS_INSTALL}"
         ) from err
-    if not hasattr(transformer_lens, "HookedTransformer"):
+    try:  # 4.x removed it, and raises an ImportError for the name
+        has_hooked = hasattr(transformer_lens, "HookedTransformer")
+    except ImportError:
+        has_hooked = False
+    if not has_hooked:
         raise ImportError(
             "this transformer_lens "
             f"({getattr(transformer_lens, '__version__', 'unknown version')}) has no "
@@ -246,3 +253,90 @@ def from_hooked_transformer(hooked, model_class=None) -> nn.Module:
         del state[key]
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+# --------------------------------------------------------------------- TransformerLens 4.x
+
+# 4.x: TransformerBridge, which wraps a Hugging Face model (no HookedTransformer)
+TRANSFORMER_LENS_4_INSTALL = 'pip install "transformer-lens>=4"'
+
+
+def _transformer_lens_4():
+    """The transformer_lens module with TransformerBridge (4.x), or an ImportError saying which
+    version to install."""
+    try:
+        import transformer_lens
+    except ImportError as err:
+        raise ImportError(
+            f"TransformerLens is optional and could not be imported ({err}); "
+            f"install it: {TRANSFORMER_LENS_4_INSTALL}"
+        ) from err
+    if not hasattr(transformer_lens, "TransformerBridge"):
+        version = getattr(transformer_lens, "__version__", "3.x")
+        raise ImportError(
+            f"this transformer_lens ({version}) has no TransformerBridge (4.0 brought it): "
+            f"{TRANSFORMER_LENS_4_INSTALL}, or keep it and use to_hooked_transformer"
+        )
+    return transformer_lens
+
+
+def to_transformer_bridge(model: nn.Module, tokenizer=None, drop_unembed_bias: bool = False):
+    """A TransformerLens 4.x TransformerBridge of `model`: its Hugging Face export
+    (utils/hf_export.py, in a temporary folder) booted offline with
+    TransformerBridge.boot_transformers(folder). The same logits; its run_with_cache gives our hook
+    names too (blocks.0.attn.hook_z, hook_embed...). bridge.enable_compatibility_mode() then folds
+    the LayerNorms and centres weights, which changes the weights and each position's logits by a
+    constant; enable_compatibility_mode(no_processing=True) keeps them as they are.
+    drop_unembed_bias: as for to_hf_gpt2 (GPT-2's format has no b_U)."""
+    from utils.hf_export import _no_progress_bars, save_hf_folder
+
+    tl = _transformer_lens_4()
+    inner = getattr(model, "_orig_mod", model)
+    weight = next(inner.parameters(), None) if isinstance(inner, nn.Module) else None
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_hf_folder(inner, f"{folder}/model", tokenizer, drop_unembed_bias)
+        with _no_progress_bars(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its notes on processing weights: the docstring's
+            bridge = tl.TransformerBridge.boot_transformers(
+                str(path), device=weight.device, dtype=weight.dtype, tokenizer=tokenizer
+            )
+    return bridge
+
+
+def from_transformer_bridge(bridge, model_class=None) -> nn.Module:
+    """Our model (model_class, DemoTransformer unless given) with a TransformerBridge's weights, as
+    they are now (after enable_compatibility_mode's processing too: a folded final LayerNorm's
+    bias becomes b_U); checked against the bridge's own logits, and refused if they differ."""
+    from utils.hf_export import from_hf_gpt2
+
+    tl = _transformer_lens_4()
+    if not isinstance(bridge, tl.TransformerBridge):
+        raise TypeError(
+            f"bridge must be a transformer_lens.TransformerBridge, got {type(bridge).__name__}"
+        )
+    hf = getattr(bridge, "original_model", None)
+    if type(hf).__name__ != "GPT2LMHeadModel":
+        raise ValueError(
+            f"the bridge wraps a {type(hf).__name__}; only GPT-2 (GPT2LMHeadModel) converts"
+        )
+    from transformers import GPT2LMHeadModel
+
+    # the bridge wraps each module: its state dict names say _original_component in between
+    state = {k.replace("._original_component", ""): v for k, v in hf.state_dict().items()}
+    b_U = state.pop("lm_head.bias", None)
+    plain = GPT2LMHeadModel(hf.config).to(device=hf.device, dtype=hf.dtype)
+    plain.load_state_dict(state, strict=False)
+    model = from_hf_gpt2(plain, model_class)
+    if b_U is not None:
+        with torch.no_grad():
+            model.unembed.b_U.copy_(b_U)
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, min(8, model.cfg.n_ctx)), device=hf.device)
+    with torch.no_grad():
+        difference = (model(tokens) - bridge(tokens)).abs().max().item()
+    if difference > 1e-4:
+        raise ValueError(
+            f"this bridge's weights do not convert to our model (logits differ by "
+            f"{difference:.3g}): convert before enable_compatibility_mode, or use it with "
+            "no_processing=True"
+        )
+    return model

@@ -1128,6 +1128,113 @@ def require_heads(model, heads) -> None:
         )
 
 
+# notebook 07's activation patching (utils/patching.py)
+def require_patching(model, clean_tokens, corrupted_tokens, metric) -> None:
+    """A hooked model, clean and corrupted token ids of one shape [batch, posn] (the same positions
+    in both runs), and a metric: a function of the logits that gives a number."""
+    require_heads(model, [])  # a HookedDemoTransformer
+    for name, tokens in (("clean_tokens", clean_tokens), ("corrupted_tokens", corrupted_tokens)):
+        require_token_ids(tokens, model.cfg, name=name, check_values=True)
+    if clean_tokens.shape != corrupted_tokens.shape:
+        raise ValueError(
+            f"clean_tokens {tuple(clean_tokens.shape)} and corrupted_tokens "
+            f"{tuple(corrupted_tokens.shape)} must have one shape: a patch moves an activation "
+            "to the same position of the other run"
+        )
+    if not callable(metric):
+        raise TypeError(
+            f"metric must be a function of the logits that returns a number, got {metric!r}"
+        )
+    with torch.no_grad():  # one run, so that a metric of the wrong kind fails here, in one line
+        value = metric(model(clean_tokens))
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if _is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        got = (
+            f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
+        )
+        raise TypeError(
+            "metric(logits) must return one finite number (a float, or a one-element tensor: "
+            f"reduce it with .mean()), got {got} for the clean run"
+        )
+
+
+def require_head_of(model, layer, head) -> None:
+    """ov_circuit: an explicit model (W_E, per-head W_V and W_O, W_U) and the ints of one of its
+    heads: a bool, a slice or a float would pick some other part of the weights silently."""
+    weights_of = "model.embed.W_E, model.blocks[layer].attn.W_V and W_O, model.unembed.W_U"
+    try:
+        n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+        attn = model.blocks[0].attn
+        parts = (model.embed.W_E, attn.W_V, attn.W_O, model.unembed.W_U)
+    except (AttributeError, TypeError, IndexError):
+        raise TypeError(
+            f"model must be notebook 02's model, with {weights_of}; got {type(model).__name__}"
+        ) from None
+    if not all(isinstance(part, Tensor) for part in parts) or attn.W_V.dim() != 3:
+        raise TypeError(
+            f"model must hold per-head weights, W_V [n_heads, d_model, d_head] ({weights_of}); "
+            f"{type(model).__name__}'s are not"
+        )
+    require_int("layer", layer, minimum=0, maximum=n_layers - 1)
+    require_int("head", head, minimum=0, maximum=n_heads - 1)
+
+
+def require_circuit(circuit) -> None:
+    """copying_score: a square 2-D tensor of finite numbers, [n, n] (row t: what token t does to
+    each logit)."""
+    if (
+        not isinstance(circuit, Tensor)
+        or circuit.dim() != 2
+        or circuit.shape[0] != circuit.shape[1]
+    ):
+        got = (
+            f"shape {tuple(circuit.shape)}"
+            if isinstance(circuit, Tensor)
+            else type(circuit).__name__
+        )
+        raise ValueError(
+            f"circuit must be a square [n, n] tensor, such as ov_circuit(model, layer, head) "
+            f"([d_vocab, d_vocab]); got {got}"
+        )
+    if circuit.numel() == 0 or not torch.isfinite(circuit).all():
+        raise ValueError("circuit must be non-empty and finite (no nan or inf)")
+
+
+def require_composition_args(W_A, W_B) -> None:
+    """composition_score: two 2-D tensors that chain (W_A's columns are W_B's rows), both finite
+    and nonzero (the score divides by their norms)."""
+    for name, W in (("W_A", W_A), ("W_B", W_B)):
+        if not isinstance(W, Tensor) or W.dim() != 2:
+            got = f"shape {tuple(W.shape)}" if isinstance(W, Tensor) else type(W).__name__
+            raise ValueError(f"{name} must be a 2-D tensor, such as [d_model, d_model]; got {got}")
+        if not torch.isfinite(W).all() or not W.any():
+            raise ValueError(
+                f"{name} must be finite and not all zeros (the score divides by its norm)"
+            )
+    if W_A.shape[1] != W_B.shape[0]:
+        raise ValueError(
+            f"W_A {tuple(W_A.shape)} and W_B {tuple(W_B.shape)} do not chain: W_A @ W_B needs "
+            "W_A's columns to be W_B's rows"
+        )
+
+
+def require_effect_args(value, clean, corrupted) -> None:
+    """patch_effect: three finite numbers (or one-element tensors), the clean and corrupted runs'
+    different."""
+    given = {"value": value, "clean": clean, "corrupted": corrupted}
+    for name, number in given.items():
+        if isinstance(number, Tensor) and number.numel() == 1:
+            number = number.item()
+        given[name] = require_number(name, number, minimum=None)
+    if given["clean"] == given["corrupted"]:
+        raise ValueError(
+            f"clean and corrupted are both {given['clean']!r}: the corruption changed nothing "
+            "this metric sees, so no patch can restore anything; choose another corruption or "
+            "metric"
+        )
+
+
 # notebook 01's BPETokenizer (utils/bpe.py)
 def _is_index(value) -> bool:
     """An integer, numpy's and 0-d tensors included; not a bool (True would count as 1), nor a
@@ -1378,9 +1485,10 @@ def require_hf_config(hf_config, overrides: dict, config_class) -> None:
         )
 
 
-def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
+def check_gpt2_compatible(model, hf_model, config_from_hf, untied_ok: bool = False) -> None:
     """load_gpt2_weights: a clear error unless `model` is one of our transformers and `hf_model` a
-    Hugging Face GPT-2 whose config (`config_from_hf` converts it) and arithmetic ours reproduce."""
+    Hugging Face GPT-2 whose config (`config_from_hf` converts it) and arithmetic ours reproduce.
+    untied_ok: an lm_head of its own is fine (utils/hf_export.py reads W_U from it)."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "cfg"):
         raise TypeError(
             "model must be a DemoTransformer, e.g. "
@@ -1403,6 +1511,8 @@ def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
             "our MLP computes gelu_new (the tanh approximation) only"
         )
     for setting, (value, why) in _GPT2_ARITHMETIC.items():
+        if untied_ok and setting == "tie_word_embeddings":
+            continue
         if getattr(hf_config, setting, value) != value:
             raise ValueError(
                 f"hf_model has {setting}={getattr(hf_config, setting)!r}, which our model cannot "
@@ -1415,7 +1525,8 @@ def check_gpt2_compatible(model, hf_model, config_from_hf) -> None:
             "out and give other logits"
         )
     if (
-        lm_head is not None
+        not untied_ok
+        and lm_head is not None
         and lm_head.weight.data_ptr() != hf_model.transformer.wte.weight.data_ptr()
     ):
         if not torch.equal(lm_head.weight, hf_model.transformer.wte.weight):

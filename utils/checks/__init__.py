@@ -12,6 +12,9 @@ One module per notebook, and one for what they share:
     kv_cache      notebook 04: check_kv_cache, the cached forward against the uncached model
     circuits      notebook 05: check_direct_logit_attribution, check_induction_score,
                   check_ablate_heads
+    patching      notebook 07: check_patch_effect, check_patch_residual_stream,
+                  check_patch_head_outputs, check_ov_circuit, check_copying_score,
+                  check_composition_score
     core          learner_facing (what the learner sees when a check fails), call_learner (the one
                   way the checks call the learner's code), Mistake and known_mistake (the one way to
                   describe a known mistake and its advice)
@@ -38,6 +41,14 @@ from utils.checks.model import (
     check_pos_embed,
     check_transformer,
     check_unembed,
+)
+from utils.checks.patching import (
+    check_composition_score,
+    check_copying_score,
+    check_ov_circuit,
+    check_patch_effect,
+    check_patch_head_outputs,
+    check_patch_residual_stream,
 )
 from utils.checks.sampling import (
     check_beam_search,
@@ -81,6 +92,12 @@ CHECKS = {
     "direct_logit_attribution": check_direct_logit_attribution,
     "induction_score": check_induction_score,
     "ablate_heads": check_ablate_heads,
+    "patch_effect": check_patch_effect,
+    "patch_residual_stream": check_patch_residual_stream,
+    "patch_head_outputs": check_patch_head_outputs,
+    "ov_circuit": check_ov_circuit,
+    "copying_score": check_copying_score,
+    "composition_score": check_composition_score,
 }
 
 __all__ = [

@@ -22,6 +22,7 @@ import inspect
 import torch
 
 from utils.checks.core import (
+    CheckUsageError,
     call_learner,
     fail,
     known_mistake,
@@ -179,7 +180,7 @@ def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
             else f"a {type(fn).__name__}"
             + (" (the result of calling it?)" if isinstance(fn, torch.Tensor) else "")
         )
-        raise TypeError(
+        raise CheckUsageError(
             f"check_{name} takes your function {call} itself, e.g. checks.check_{name}({name}); "
             f"got {got}"
         )
@@ -190,7 +191,7 @@ def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
     try:
         signature.bind(*parameters)
     except TypeError:
-        raise TypeError(
+        raise CheckUsageError(
             f"check_{name} calls your function as {call}, with {len(parameters)} arguments; "
             f"{getattr(fn, '__name__', name)}{signature} does not take them"
         ) from None

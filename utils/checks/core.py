@@ -192,6 +192,14 @@ class CheckFailed(AssertionError):
         return [f"AssertionError: {self}"]
 
 
+class CheckUsageError(TypeError):
+    """A check called with the wrong thing (a tensor, a class where a function is wanted): one
+    line in IPython and Jupyter, as a CheckFailed is; a TypeError elsewhere."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"TypeError: {self}"]
+
+
 def learner_facing(check):
     """A check as the learner meets it: on failure, the message alone (the checks' own frames
     hidden, in IPython and pytest); for an exercise stub, its NotImplementedError raised from the
@@ -204,6 +212,8 @@ def learner_facing(check):
             return check(*args, **kwargs)
         except AssertionError as err:
             raise CheckFailed(str(err)) from None
+        except CheckUsageError as err:
+            raise err.with_traceback(None) from None
         except NotImplementedError as err:
             raise err.with_traceback(
                 _from_your_code(err.__traceback__) or err.__traceback__

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.checks.core import (
+    CheckUsageError,
     Mistake,
     call_learner,
     fail,
@@ -439,7 +440,9 @@ def _require_layer_class(name: str, cls) -> None:
         else f"a {type(cls).__name__}"
     )
     check = _CHECK_NAMES.get(name, "check")
-    raise TypeError(f"{check} takes your class itself, e.g. checks.{check}({name}); got {got}")
+    raise CheckUsageError(
+        f"{check} takes your class itself, e.g. checks.{check}({name}); got {got}"
+    )
 
 
 def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: str = ""):
