@@ -1015,6 +1015,9 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
 }
 
 
+from test_checks_warmup import WARMUP_PARTS  # noqa: E402 (beside the one test that needs it)
+
+
 def test_every_mistake_has_a_broken_variant():
     # notebook 04's logit functions and beam search have theirs in tests/test_checks_sampling.py,
     # the KV cache's in tests/test_sampling.py, notebook 05's in tests/test_checks_circuits.py
@@ -1030,6 +1033,7 @@ def test_every_mistake_has_a_broken_variant():
         "ablate_heads",
         *("patch_effect", "patch_residual_stream", "patch_head_outputs"),  # notebook 07's:
         *("ov_circuit", "copying_score", "composition_score"),  # tests/test_checks_patching.py
+        *WARMUP_PARTS,  # notebook 00's: tests/test_checks_warmup.py
     }
     assert set(BROKEN) == {name for name, m in MISTAKES.items() if m.part not in elsewhere}
 

@@ -23,6 +23,7 @@ LEVEL = {
     "timing": 0,
     "files": 0,
     "progress": 0,
+    "warmup": 0,
     "bpe": 1,
     "model": 2,
     "training": 3,

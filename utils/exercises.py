@@ -205,8 +205,9 @@ def _banner(solution_path: Path) -> dict:
     text = (
         "**Exercise version.** You write the code: each exercise below raises "
         "`NotImplementedError` until you do, and the cell after it checks your work (against "
-        "GPT-2's own layers or tokenizer, or a reference implementation). Stuck? Open the hint, "
-        f"then the solution. The complete notebook is [`{rel}`](../{rel}).\n\n"
+        "a reference implementation, or GPT-2's own layers and tokenizer where it has them). "
+        "Stuck? Open the hint, then the solution. "
+        f"The complete notebook is [`{rel}`](../{rel}).\n\n"
         f"Prefer an editor and a test runner? `make check NOTEBOOK=exercises/{name}.ipynb` runs "
         "the same checks as pytest against the code in this notebook's `#| export` cells (that "
         "line marks them; leave it in).\n\n"

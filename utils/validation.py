@@ -1128,6 +1128,18 @@ def require_heads(model, heads) -> None:
         )
 
 
+# notebook 00's warm-up (utils/warmup.py)
+def require_float_tensor(name: str, value) -> None:
+    """A floating-point tensor: an integer one cannot move by a small eps (x + 1e-3 rounds back
+    to x), so every finite difference of it would be 0."""
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float32 or float64), got {got}: "
+            "torch.tensor([1, 2]) is int64, torch.tensor([1.0, 2.0]) is float32"
+        )
+
+
 # notebook 07's activation patching (utils/patching.py)
 def require_patching(model, clean_tokens, corrupted_tokens, metric) -> None:
     """A hooked model, clean and corrupted token ids of one shape [batch, posn] (the same positions

@@ -2,6 +2,9 @@
 checks; checks.check_layernorm(LayerNorm)`.
 
 One module per notebook, and one for what they share:
+    warmup        notebook 00: check_normalise ... check_weighted_values (tensors, einops and
+                  einsum), check_mean_squared_error, check_numerical_gradient, check_two_layer_net,
+                  check_train_loop
     tokenisation  notebook 01: check_merge_word, check_train_merges, check_bpe_tokenizer
     model         notebook 02: check_layernorm ... check_transformer, against Hugging Face's GPT-2
                   with the same random weights
@@ -64,10 +67,46 @@ from utils.checks.training import (
     check_next_token_accuracy,
     check_optimizer_step,
 )
+from utils.checks.warmup import (
+    check_attention_scores,
+    check_batched_dot,
+    check_combine_heads,
+    check_mask_future,
+    check_mean_over_heads,
+    check_mean_squared_error,
+    check_normalise,
+    check_numerical_gradient,
+    check_outer_product,
+    check_pick_log_probs,
+    check_repeat_positions,
+    check_scale_rows_,
+    check_split_heads,
+    check_train_loop,
+    check_two_layer_net,
+    check_weighted_values,
+    check_zero_feature,
+)
 
 # name in a notebook -> its check; `make check NOTEBOOK=...` runs the checks whose names the
 # notebook defines
 CHECKS = {
+    "normalise": check_normalise,
+    "pick_log_probs": check_pick_log_probs,
+    "mask_future": check_mask_future,
+    "zero_feature": check_zero_feature,
+    "scale_rows_": check_scale_rows_,
+    "split_heads": check_split_heads,
+    "mean_over_heads": check_mean_over_heads,
+    "repeat_positions": check_repeat_positions,
+    "attention_scores": check_attention_scores,
+    "combine_heads": check_combine_heads,
+    "outer_product": check_outer_product,
+    "batched_dot": check_batched_dot,
+    "weighted_values": check_weighted_values,
+    "mean_squared_error": check_mean_squared_error,
+    "numerical_gradient": check_numerical_gradient,
+    "TwoLayerNet": check_two_layer_net,
+    "train_loop": check_train_loop,
     "merge_word": check_merge_word,
     "train_merges": check_train_merges,
     "BPETokenizer": check_bpe_tokenizer,

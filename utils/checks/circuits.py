@@ -192,7 +192,8 @@ def _learner_function(fn, name: str, parameters: tuple[str, ...]) -> None:
         signature.bind(*parameters)
     except TypeError:
         raise CheckUsageError(
-            f"check_{name} calls your function as {call}, with {len(parameters)} arguments; "
+            f"check_{name} calls your function as {call}, with {len(parameters)} "
+            f"argument{'s' * (len(parameters) != 1)}; "
             f"{getattr(fn, '__name__', name)}{signature} does not take them"
         ) from None
 
