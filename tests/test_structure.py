@@ -39,6 +39,8 @@ LEVEL = {
     "transformer_lens_handoff": 5,
     "hf_export": 5,
     "patching": 7,
+    "distributed": 6,
+    "train": 6,
 }
 
 

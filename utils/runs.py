@@ -219,15 +219,8 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
         run_cfg.train["warmup_steps"],
         run_cfg.max_epochs,
     )
-    flops = utils.gpu.model_flops_per_token(run.cfg)
-    settings = utils.gpu.settings_for_this_machine(run_cfg, run.cfg, steps, flops)
-    every = {"max_steps": steps, "warmup_steps": warmup, "eval_every": steps, "sample_every": steps}
-    args = utils.training.TrainingArgs(
-        **{**run_cfg.train, **every},
-        **settings.training_args(),
-        sample_prompt=sample_prompt,
-        checkpoint_dir=str(checkpoint_dir),
-    )
+    every = {"eval_every": steps, "sample_every": steps}
+    args = run_training_args(run_cfg, run, steps, warmup, checkpoint_dir, **every)
     torch.manual_seed(args.seed)
     from utils.fused import FusedTransformer  # notebook 03's fast twin
 
@@ -238,6 +231,30 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
         trainer.last_checkpoint, run_cfg.device, model_class
     )
     return TrainedModel(model, meta, trainer.last_checkpoint, corpus, run.tokenizer, sample_prompt)
+
+
+def run_training_args(
+    run_cfg, run: Run, steps: int, warmup_steps: int, checkpoint_dir: str | Path, **fields
+) -> utils.training.TrainingArgs:
+    """Notebook 03's TrainingArgs for `run`: the config's settings for `steps` steps, this
+    machine's (a GPU's precision, micro-batches, compile), the start of the first validation
+    document as the sample prompt; `fields` override any of them."""
+    flops = utils.gpu.model_flops_per_token(run.cfg)
+    settings = utils.gpu.settings_for_this_machine(run_cfg, run.cfg, steps, flops)
+    merged = {
+        **run_cfg.train,
+        "max_steps": steps,
+        "warmup_steps": warmup_steps,
+        **settings.training_args(),
+        "sample_prompt": run.corpus.val[0][:20],
+        "checkpoint_dir": str(checkpoint_dir),
+        **fields,
+    }
+    batch, micro = merged["batch_size"], merged.get("micro_batch_size")
+    if micro and "micro_batch_size" not in fields and batch % micro:  # another batch_size asked for
+        fitting = [size for size in range(1, micro + 1) if batch % size == 0]
+        merged["micro_batch_size"] = None if micro >= batch else max(fitting)
+    return utils.training.TrainingArgs(**merged)
 
 
 def _config_for(run_cfg, tokenizer: RunTokenizer) -> utils.model.Config:

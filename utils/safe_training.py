@@ -450,12 +450,7 @@ class SafeTraining:
         """Save this step's checkpoint in this run's folder; never weights that hold inf or NaN."""
         self._flush_losses()
         self.phase = f"the save at step {self.step}"
-        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
-            raise TrainingDiverged(
-                f"the weights hold inf or NaN at step {self.step} (a step with non-finite "
-                f"gradients); not saving them",
-                bad_from=self.step,
-            )
+        self._refuse_non_finite_weights()
         if self.run_dir is None:
             self.run_dir = new_run_dir(self.args.checkpoint_dir)
             print(f"this run's checkpoints go to {self.run_dir}")
@@ -464,6 +459,14 @@ class SafeTraining:
         self.last_checkpoint = path
         self.saved.append((self.step, path))
         return path
+
+    def _refuse_non_finite_weights(self) -> None:
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+            raise TrainingDiverged(
+                f"the weights hold inf or NaN at step {self.step} (a step with non-finite "
+                f"gradients); not saving them",
+                bad_from=self.step,
+            )
 
     @classmethod
     def resume(

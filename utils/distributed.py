@@ -1,0 +1,146 @@
+"""Notebook 03's trainer on several processes: PyTorch's DistributedDataParallel, launched with
+`torchrun --nproc_per_node=N -m utils.train ...` (`gloo` on CPUs, `nccl` on GPUs).
+
+What each process (rank) does, and why:
+- it holds a whole copy of the model and of AdamW's state; DDP makes every copy start from rank
+  0's weights and, during backward, averages the gradients across ranks (an all-reduce, in buckets
+  that overlap the rest of backward), so every rank takes the same step;
+- it trains on its own slice of each step's batch: the rows of `batch_rows(step)` (the one-process
+  batch) cut into N equal parts, so that the union over ranks is exactly the one-process batch and
+  the data order does not depend on N; the mean of the ranks' mean losses is then the batch's;
+- gradient accumulation: every micro-batch but the last runs forward and backward under
+  `no_sync()` (no all-reduce), the last one's backward all-reduces the sum; clipping and AdamW
+  then see the averaged gradients, the same on every rank;
+- only rank 0 writes checkpoints, samples and the progress bar; a checkpoint holds the weights and
+  optimizer state that every rank shares, so a run saved by N processes resumes on M;
+- Ctrl-C or SIGTERM on any rank: the ranks agree (one all-reduce per step) to stop after the step
+  they are in, rank 0 saves, all return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+import utils.training
+from utils.model import next_token_loss
+from utils.safe_training import SafeTrainer, _StopAfterThisStep
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of torchrun's workers (it sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def start(timeout_s: float = 300) -> tuple[int, int, str]:
+    """Join torchrun's process group: (rank, world size, this rank's device). nccl where each rank
+    has a GPU, gloo otherwise; a rank that waits longer than timeout_s for the others fails (a
+    crashed rank ends the run instead of hanging it)."""
+    import datetime
+
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    on_gpu = torch.cuda.is_available() and local_rank < torch.cuda.device_count()
+    if on_gpu:
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if on_gpu else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return dist.get_rank(), dist.get_world_size(), f"cuda:{local_rank}" if on_gpu else "cpu"
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedTrainer(SafeTrainer):
+    """SafeTrainer on one rank of a torchrun job (after `start()`): the same steps, checkpoints and
+    resume, with the batch split across ranks and the gradients averaged by DDP."""
+
+    def __init__(self, model, args, train_sequences, val_sequences, sample=None, **recorded):
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        local = args.batch_size // self.world
+        micro = args.micro_batch_size  # per process; one at least as large as `local`: no split
+        if args.batch_size % self.world or (micro and micro < local and local % micro):
+            raise ValueError(
+                f"batch_size {args.batch_size} must split evenly over {self.world} processes"
+                + (
+                    f", and each process's {local} rows into micro-batches of "
+                    f"{args.micro_batch_size}"
+                    if args.micro_batch_size
+                    else ""
+                )
+                + ": every rank must take the same share, or the averaged gradient is not the "
+                "batch's"
+            )
+        super().__init__(model, args, train_sequences, val_sequences, sample, **recorded)
+        on_gpu = args.device.startswith("cuda")
+        self.ddp = DistributedDataParallel(
+            self.model, device_ids=[torch.device(args.device).index] if on_gpu else None
+        )
+        # the same compiled or eager loss as SafeTrainer's, through the DDP wrapper
+        self._loss = torch.compile(self._eager_loss) if args.compile else self._eager_loss
+        torch.manual_seed(args.seed + 1 + self.rank)  # randomness that must differ (dropout)
+
+    def training_step(self, batch: torch.Tensor) -> torch.Tensor:
+        self._forwards_left = len(batch.split(self.args.micro_batch_size or len(batch)))
+        return super().training_step(batch)
+
+    def _eager_loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The loss through DDP. DDP decides in the forward pass whether the backward that follows
+        all-reduces: every micro-batch but the step's last runs forward under no_sync(), so its
+        gradients only add up locally, and the last one's backward all-reduces their sum."""
+        self._forwards_left = getattr(self, "_forwards_left", 1) - 1
+        local = self._forwards_left > 0 and torch.is_grad_enabled()
+        with self.autocast(), self.ddp.no_sync() if local else contextlib.nullcontext():
+            return next_token_loss(self.ddp(tokens), tokens)
+
+    def batch(self, step: int) -> torch.Tensor:
+        """This rank's share of the one-process batch for `step`; first, every rank learns whether
+        any rank was asked to stop."""
+        if self._stop is not None:
+            flag = torch.tensor([float(self._stop.requested)], device=self.args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item():
+                self._stop.requested = True
+                raise _StopAfterThisStep()
+        self.phase = f"step {step + 1}"
+        rows = utils.training.batch_rows(
+            step, len(self.train_sequences), self.args.batch_size, self.args.seed
+        )
+        mine = rows.tensor_split(self.world)[self.rank]
+        return self.train_sequences[mine].to(self.args.device)
+
+    def record_loss(self, step: int, loss: torch.Tensor) -> None:
+        mean = torch.as_tensor(loss, device=self.args.device).detach().clone().reshape(1)
+        dist.all_reduce(mean)  # gloo has no AVG: the sum, then / world
+        super().record_loss(step, mean[0] / self.world)
+
+    def sample(self) -> str:
+        return super().sample() if self.rank == 0 else ""
+
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 saves (every rank holds the same weights and optimizer state)."""
+        if self.rank == 0:
+            return super().save_checkpoint()
+        self._flush_losses()
+        self._refuse_non_finite_weights()  # as rank 0 does: every rank stops, or none
+        return None
+
+    def train(self, max_steps: int | None = None):
+        """As SafeTrainer.train; SIGTERM (a scheduler's or torchrun's stop) is treated as Ctrl-C."""
+
+        def on_sigterm(signum, frame):
+            if self._stop is not None:
+                self._stop.requested = True
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            return super().train(max_steps)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
