@@ -1034,6 +1034,9 @@ def test_every_mistake_has_a_broken_variant():
         *("patch_effect", "patch_residual_stream", "patch_head_outputs"),  # notebook 07's:
         *("ov_circuit", "copying_score", "composition_score"),  # tests/test_checks_patching.py
         *WARMUP_PARTS,  # notebook 00's: tests/test_checks_warmup.py
+        "rows_for_rank",  # notebook 06's: tests/test_checks_scaling.py
+        "mean_over_ranks",
+        "backward_micro_batches",
     }
     assert set(BROKEN) == {name for name, m in MISTAKES.items() if m.part not in elsewhere}
 

@@ -39,6 +39,7 @@ LEVEL = {
     "transformer_lens_handoff": 5,
     "hf_export": 5,
     "patching": 7,
+    "scaling": 6,
     "distributed": 6,
     "train": 6,
 }

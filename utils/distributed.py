@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 import utils.training
 from utils.model import next_token_loss
 from utils.safe_training import SafeTrainer, _StopAfterThisStep
+from utils.scaling import mean_over_ranks, rows_for_rank  # notebook 06's
 
 
 def launched_by_torchrun() -> bool:
@@ -39,13 +40,14 @@ def launched_by_torchrun() -> bool:
 
 
 def start(timeout_s: float = 300) -> tuple[int, int, str]:
-    """Join torchrun's process group: (rank, world size, this rank's device). nccl where each rank
-    has a GPU, gloo otherwise; a rank that waits longer than timeout_s for the others fails (a
-    crashed rank ends the run instead of hanging it)."""
+    """Join torchrun's process group: (rank, world size, this rank's device). nccl when each rank
+    on this machine has a GPU of its own, else gloo on the CPU; a rank that waits longer than
+    timeout_s for the others fails (a crashed rank ends the run instead of hanging it)."""
     import datetime
 
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    on_gpu = torch.cuda.is_available() and local_rank < torch.cuda.device_count()
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # every rank decides alike
+    on_gpu = torch.cuda.is_available() and torch.cuda.device_count() >= ranks_here
     if on_gpu:
         torch.cuda.set_device(local_rank)
     backend = "nccl" if on_gpu else "gloo"
@@ -113,13 +115,11 @@ class DistributedTrainer(SafeTrainer):
         rows = utils.training.batch_rows(
             step, len(self.train_sequences), self.args.batch_size, self.args.seed
         )
-        mine = rows.tensor_split(self.world)[self.rank]
+        mine = rows_for_rank(rows, self.rank, self.world)
         return self.train_sequences[mine].to(self.args.device)
 
     def record_loss(self, step: int, loss: torch.Tensor) -> None:
-        mean = torch.as_tensor(loss, device=self.args.device).detach().clone().reshape(1)
-        dist.all_reduce(mean)  # gloo has no AVG: the sum, then / world
-        super().record_loss(step, mean[0] / self.world)
+        super().record_loss(step, mean_over_ranks(torch.as_tensor(loss, device=self.args.device)))
 
     def sample(self) -> str:
         return super().sample() if self.rank == 0 else ""
@@ -144,3 +144,51 @@ class DistributedTrainer(SafeTrainer):
             return super().train(max_steps)
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def compare_ddp_and_fsdp(steps: int = 3) -> None:
+    """Under torchrun: one small model trained `steps` steps with DDP and with FSDP's fully_shard
+    (each block, then the whole model), on the same shares of one batch; rank 0 prints how many
+    parameters it stores under each, and the losses (averaged over ranks)."""
+    from torch.distributed.fsdp import fully_shard
+
+    from utils.fused import FusedTransformer
+    from utils.model import Config
+
+    rank, world, device = start()
+    cfg = Config(d_model=64, n_heads=4, d_head=16, d_mlp=256, n_layers=2, n_ctx=32, d_vocab=128)
+    tokens = torch.randint(
+        0, cfg.d_vocab, (8, cfg.n_ctx), generator=torch.Generator().manual_seed(0)
+    )
+    mine = tokens[rows_for_rank(torch.arange(len(tokens)), rank, world)].to(device)
+    lines = []
+    for name in ("DDP", "FSDP"):
+        torch.manual_seed(0)
+        model = FusedTransformer(cfg).to(device)
+        total = sum(p.numel() for p in model.parameters())
+        if name == "DDP":
+            wrapped = DistributedDataParallel(model)
+        else:
+            for block in model.blocks:
+                fully_shard(block)
+            wrapped = fully_shard(model)
+        stored = sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        losses = []
+        for _ in range(steps):
+            loss = next_token_loss(wrapped(mine), mine)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(mean_over_ranks(loss).item())
+        lines.append(
+            f"{name}: rank 0 of {world} stores {stored:,} of the {total:,} parameters; losses "
+            + ", ".join(f"{value:.5f}" for value in losses)
+        )
+    if rank == 0:
+        print("\n".join(lines))
+    stop()
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=2 -m utils.distributed
+    compare_ddp_and_fsdp()

@@ -15,6 +15,8 @@ One module per notebook, and one for what they share:
     kv_cache      notebook 04: check_kv_cache, the cached forward against the uncached model
     circuits      notebook 05: check_direct_logit_attribution, check_induction_score,
                   check_ablate_heads
+    scaling       notebook 06: check_rows_for_rank, check_mean_over_ranks,
+                  check_backward_micro_batches
     patching      notebook 07: check_patch_effect, check_patch_residual_stream,
                   check_patch_head_outputs, check_ov_circuit, check_copying_score,
                   check_composition_score
@@ -59,6 +61,11 @@ from utils.checks.sampling import (
     check_temperature,
     check_top_k,
     check_top_p,
+)
+from utils.checks.scaling import (
+    check_backward_micro_batches,
+    check_mean_over_ranks,
+    check_rows_for_rank,
 )
 from utils.checks.tokenisation import check_bpe_tokenizer, check_merge_word, check_train_merges
 from utils.checks.training import (
@@ -131,6 +138,9 @@ CHECKS = {
     "direct_logit_attribution": check_direct_logit_attribution,
     "induction_score": check_induction_score,
     "ablate_heads": check_ablate_heads,
+    "rows_for_rank": check_rows_for_rank,
+    "mean_over_ranks": check_mean_over_ranks,
+    "backward_micro_batches": check_backward_micro_batches,
     "patch_effect": check_patch_effect,
     "patch_residual_stream": check_patch_residual_stream,
     "patch_head_outputs": check_patch_head_outputs,

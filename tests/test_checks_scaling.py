@@ -1,0 +1,162 @@
+"""Notebook 06's checks: each passes right alternatives (contiguous or strided shares,
+tensor_split, chunk) and catches each known mistake, naming it and no other; every broken function
+is written as a learner would write it."""
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from utils import checks, scaling
+from utils.checks import MISTAKES
+from named_mistakes import assert_check_names_only
+
+SCALING_PARTS = {"rows_for_rank", "mean_over_ranks", "backward_micro_batches"}
+
+
+def rows_all(rows, rank, world_size):
+    return rows
+
+
+def rows_world_sized(rows, rank, world_size):
+    return rows[rank * world_size : (rank + 1) * world_size]
+
+
+def rows_one_too_many(rows, rank, world_size):
+    size = len(rows) // world_size
+    return rows[rank * size : (rank + 1) * size + 1]
+
+
+def rows_one_too_few(rows, rank, world_size):
+    size = len(rows) // world_size
+    return rows[rank * size : (rank + 1) * size - 1]
+
+
+def rows_strided(rows, rank, world_size):  # right: every world_size-th row
+    return rows[rank::world_size]
+
+
+def rows_chunk(rows, rank, world_size):  # right: torch.chunk
+    return torch.chunk(rows, world_size)[rank]
+
+
+def mean_summed(value):
+    total = value.clone()
+    dist.all_reduce(total)
+    return total
+
+
+def mean_reduces_value(value):
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
+
+
+def mean_local(value):
+    return value / dist.get_world_size()
+
+
+def mean_uses_return(value):
+    return dist.all_reduce(value.clone()) / dist.get_world_size()
+
+
+def mean_explicit_op(value):  # right: the op named
+    total = value.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / dist.get_world_size()
+
+
+import contextlib  # noqa: E402 (the micro-batch variants below)
+
+
+def micro_all_no_sync(ddp_model, micro_batches, loss_fn):
+    total = 0.0
+    with ddp_model.no_sync():
+        for micro in micro_batches:
+            loss = loss_fn(ddp_model(micro), micro) / len(micro_batches)
+            loss.backward()
+            total += loss.detach()
+    return total
+
+
+def micro_backward_only(ddp_model, micro_batches, loss_fn):
+    total = 0.0
+    for i, micro in enumerate(micro_batches):
+        loss = loss_fn(ddp_model(micro), micro) / len(micro_batches)
+        if i < len(micro_batches) - 1:
+            with ddp_model.no_sync():
+                loss.backward()
+        else:
+            loss.backward()
+        total += loss.detach()
+    return total
+
+
+def micro_unscaled(ddp_model, micro_batches, loss_fn):
+    losses = []
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < len(micro_batches) - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(ddp_model(micro), micro)
+            loss.backward()
+        losses.append(loss.item())
+    return torch.tensor(sum(losses) / len(losses))
+
+
+def micro_exit_stack(ddp_model, micro_batches, loss_fn):  # right: an ExitStack per micro-batch
+    n, total = len(micro_batches), torch.zeros(())
+    for i, micro in enumerate(micro_batches):
+        with contextlib.ExitStack() as stack:
+            if i != n - 1:
+                stack.enter_context(ddp_model.no_sync())
+            loss = loss_fn(ddp_model(micro), micro) / n
+            loss.backward()
+        total += loss.detach()
+    return total
+
+
+BROKEN_SCALING = {
+    "rows_repeated": (checks.check_rows_for_rank, rows_all),
+    "rows_size_is_world": (checks.check_rows_for_rank, rows_world_sized),
+    "rows_overlap": (checks.check_rows_for_rank, rows_one_too_many),
+    "rows_missed": (checks.check_rows_for_rank, rows_one_too_few),
+    "mean_sum": (checks.check_mean_over_ranks, mean_summed),
+    "mean_in_place": (checks.check_mean_over_ranks, mean_reduces_value),
+    "mean_not_reduced": (checks.check_mean_over_ranks, mean_local),
+    "mean_uses_result": (checks.check_mean_over_ranks, mean_uses_return),
+    "nosync_on_last": (checks.check_backward_micro_batches, micro_all_no_sync),
+    "nosync_forward_outside": (checks.check_backward_micro_batches, micro_backward_only),
+    "nosync_unscaled": (checks.check_backward_micro_batches, micro_unscaled),
+}
+
+
+def test_every_scaling_mistake_has_a_broken_variant():
+    assert set(BROKEN_SCALING) == {n for n, m in MISTAKES.items() if m.part in SCALING_PARTS}
+
+
+@pytest.mark.parametrize("mistake", sorted(BROKEN_SCALING))
+def test_check_catches_mistake_and_names_it(mistake):
+    check, broken = BROKEN_SCALING[mistake]
+    assert_check_names_only(check, broken, mistake)
+
+
+@pytest.mark.parametrize(
+    "check, fn",
+    [
+        (checks.check_rows_for_rank, scaling.rows_for_rank),
+        (checks.check_rows_for_rank, rows_strided),
+        (checks.check_rows_for_rank, rows_chunk),
+        (checks.check_mean_over_ranks, scaling.mean_over_ranks),
+        (checks.check_mean_over_ranks, mean_explicit_op),
+        (checks.check_backward_micro_batches, scaling.backward_micro_batches),
+        (checks.check_backward_micro_batches, micro_exit_stack),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_right_alternatives_pass(check, fn, capsys):
+    check(fn)
+    assert "correct" in capsys.readouterr().out
+
+
+def test_the_pretend_group_is_taken_away_afterwards():
+    before = dist.all_reduce, dist.get_world_size
+    checks.check_mean_over_ranks(scaling.mean_over_ranks)
+    assert (dist.all_reduce, dist.get_world_size) == before

@@ -1,0 +1,52 @@
+"""GENERATED from notebooks/06_scaling_out.ipynb by `make export` -- do not edit here.
+
+Edit the notebook's `#| export` cells instead, then run `make export`."""
+
+from __future__ import annotations
+
+# --- notebooks/06_scaling_out.ipynb, code cell 2
+"""Notebook 06's pieces of data parallelism: each process's share of a batch, and a number
+averaged over the processes. utils/distributed.py's DistributedTrainer trains with them."""
+
+
+import contextlib
+from typing import Callable
+
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+# --- notebooks/06_scaling_out.ipynb, code cell 3
+def rows_for_rank(rows: Tensor, rank: int, world_size: int) -> Tensor:
+    """This rank's share of a batch's row ids: len(rows) // world_size of them, each row of the
+    batch on exactly one rank."""
+    size = len(rows) // world_size
+    return rows[rank * size : (rank + 1) * size]
+
+
+# --- notebooks/06_scaling_out.ipynb, code cell 5
+def mean_over_ranks(value: Tensor) -> Tensor:
+    """The mean of `value` over all ranks (every rank calls it with its own), on every rank."""
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()
+
+
+# --- notebooks/06_scaling_out.ipynb, code cell 7
+def backward_micro_batches(
+    ddp_model: nn.Module, micro_batches: list[Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """Forward and backward of each micro-batch, gradients adding up to the mean over them; only
+    the last one outside ddp_model.no_sync(), so that gradients are all-reduced once. Returns the
+    mean loss, detached."""
+    n, total = len(micro_batches), 0.0
+    for i, micro in enumerate(micro_batches):
+        local = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with local:
+            loss = loss_fn(ddp_model(micro), micro) / n
+            loss.backward()
+        total = total + loss.detach()
+    return total
+
+
+# written by `make export`; sha256 of the text above: 74af9072e403c1ea
