@@ -160,3 +160,122 @@ def test_the_pretend_group_is_taken_away_afterwards():
     before = dist.all_reduce, dist.get_world_size
     checks.check_mean_over_ranks(scaling.mean_over_ranks)
     assert (dist.all_reduce, dist.get_world_size) == before
+
+
+def mean_divide_first(value):  # right: divide, then sum
+    part = value.detach() / dist.get_world_size()
+    dist.all_reduce(part)
+    return part
+
+
+def mean_all_gather(value):  # right: gather every rank's value, then average
+    parts = [torch.empty_like(value) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, value.detach())
+    return torch.stack(parts).mean(0)
+
+
+def mean_async_wait(value):  # right: asynchronous, then waited for
+    total = value.clone()
+    dist.all_reduce(total, async_op=True).wait()
+    return total / dist.get_world_size()
+
+
+def mean_async_no_wait(value):
+    total = value.clone()
+    dist.all_reduce(total, async_op=True)
+    return total / dist.get_world_size()
+
+
+def mean_floor(value):
+    total = value.clone()
+    dist.all_reduce(total)
+    return total // dist.get_world_size()
+
+
+def mean_by_rank(value):
+    total = value.clone()
+    dist.all_reduce(total)
+    return total / (dist.get_rank() + 1)
+
+
+def mean_one_less(value):
+    total = value.clone()
+    dist.all_reduce(total)
+    return total / (dist.get_world_size() - 1)
+
+
+def rows_float(rows, rank, world_size):
+    size = len(rows) // world_size
+    return rows[rank * size : (rank + 1) * size].float()
+
+
+def micro_not_detached(ddp_model, micro_batches, loss_fn):
+    n, total = len(micro_batches), 0.0
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(ddp_model(micro), micro) / n
+            loss.backward()
+        total = total + loss
+    return total
+
+
+def micro_arguments_swapped(ddp_model, micro_batches, loss_fn):
+    n, total = len(micro_batches), torch.zeros(())
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(micro, ddp_model(micro)) / n
+            loss.backward()
+        total += loss.detach()
+    return total
+
+
+@pytest.mark.parametrize(
+    "fn", [mean_divide_first, mean_all_gather, mean_async_wait], ids=lambda f: f.__name__
+)
+def test_other_right_ways_to_average_pass(fn, capsys):
+    checks.check_mean_over_ranks(fn)
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_mean_over_ranks, mean_async_no_wait, "arrives only at work.wait"),
+        (
+            checks.check_mean_over_ranks,
+            mean_floor,
+            r"rank 0 returned \[2.0, 0.0\], expected the mean",
+        ),
+        (checks.check_mean_over_ranks, mean_by_rank, r"rank 0 returned \[6.5, 0.5\]"),
+        (checks.check_mean_over_ranks, mean_one_less, "rank 0 returned"),
+        (checks.check_rows_for_rank, rows_float, "returned torch.float32 ids"),
+        (checks.check_backward_micro_batches, micro_not_detached, "still holds its graph"),
+        (checks.check_backward_micro_batches, micro_arguments_swapped, "differ from the mean"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_other_wrong_code_fails_without_a_wrong_cause(check, fn, message):
+    with pytest.raises(AssertionError, match=message) as err:
+        check(fn)
+    assert "Likely cause" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: scaling.rows_for_rank(torch.arange(10), 0, 3), ValueError, "10 rows do not split"),
+        (lambda: scaling.rows_for_rank(torch.arange(6), 3, 3), ValueError, "rank must be an int"),
+        (lambda: scaling.rows_for_rank(torch.arange(6), 0, 0), ValueError, "world_size must be"),
+        (lambda: scaling.rows_for_rank([0, 1], 0, 1), TypeError, "rows must be a 1-D tensor"),
+        (
+            lambda: scaling.backward_micro_batches(torch.nn.Linear(2, 2), [], None),
+            ValueError,
+            "micro_batches must be a non-empty list",
+        ),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

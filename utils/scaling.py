@@ -5,21 +5,27 @@ Edit the notebook's `#| export` cells instead, then run `make export`."""
 from __future__ import annotations
 
 # --- notebooks/06_scaling_out.ipynb, code cell 2
-"""Notebook 06's pieces of data parallelism: each process's share of a batch, and a number
-averaged over the processes. utils/distributed.py's DistributedTrainer trains with them."""
+"""Notebook 06's pieces of data parallelism: each process's share of a batch, a number averaged
+over the processes, and gradient accumulation with one all-reduce. utils/distributed.py's
+DistributedTrainer takes each rank's rows and the logged loss's mean from here."""
 
 
 import contextlib
 from typing import Callable
 
+import torch
+
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from utils.validation import require_micro_batches, require_rows_split
 
 
 # --- notebooks/06_scaling_out.ipynb, code cell 3
 def rows_for_rank(rows: Tensor, rank: int, world_size: int) -> Tensor:
-    """This rank's share of a batch's row ids: len(rows) // world_size of them, each row of the
-    batch on exactly one rank."""
+    """This rank's share of a batch's row ids, whose number world_size divides: len(rows) //
+    world_size of them, each row of the batch on exactly one rank."""
+    require_rows_split(rows, rank, world_size)  # a 1-D tensor, 0 <= rank < world_size, divisible
     size = len(rows) // world_size
     return rows[rank * size : (rank + 1) * size]
 
@@ -37,9 +43,10 @@ def backward_micro_batches(
     ddp_model: nn.Module, micro_batches: list[Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor]
 ) -> Tensor:
     """Forward and backward of each micro-batch, gradients adding up to the mean over them; only
-    the last one outside ddp_model.no_sync(), so that gradients are all-reduced once. Returns the
-    mean loss, detached."""
-    n, total = len(micro_batches), 0.0
+    the last one outside ddp_model.no_sync(), so that gradients are all-reduced once. loss_fn is
+    called as loss_fn(output, micro_batch). Returns the mean loss, detached."""
+    require_micro_batches(micro_batches)  # a non-empty list of tensors: one clear line if not
+    n, total = len(micro_batches), torch.zeros(())
     for i, micro in enumerate(micro_batches):
         local = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
         with local:
@@ -49,4 +56,4 @@ def backward_micro_batches(
     return total
 
 
-# written by `make export`; sha256 of the text above: 74af9072e403c1ea
+# written by `make export`; sha256 of the text above: b93d35064e78bb97

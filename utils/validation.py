@@ -1140,6 +1140,33 @@ def require_float_tensor(name: str, value) -> None:
         )
 
 
+# notebook 06's data parallelism (utils/scaling.py)
+def require_rows_split(rows, rank, world_size) -> None:
+    """rows_for_rank: a 1-D tensor of row ids, a world size that divides their number (every rank
+    takes the same share), and a rank of that world."""
+    if not isinstance(rows, Tensor) or rows.dim() != 1:
+        got = f"shape {tuple(rows.shape)}" if isinstance(rows, Tensor) else type(rows).__name__
+        raise TypeError(f"rows must be a 1-D tensor of row ids (batch_rows' result), got {got}")
+    world_size = require_int("world_size", world_size, minimum=1)
+    require_int("rank", rank, minimum=0, maximum=world_size - 1)
+    if len(rows) % world_size:
+        raise ValueError(
+            f"{len(rows)} rows do not split evenly over {world_size} ranks: every rank must take "
+            "the same number, or the averaged gradient weights some rows more"
+        )
+
+
+def require_micro_batches(micro_batches) -> None:
+    """backward_micro_batches: a non-empty list (or tuple) of tensors."""
+    if not isinstance(micro_batches, (list, tuple)) or not micro_batches:
+        raise ValueError(
+            f"micro_batches must be a non-empty list of tensors (batch.split(size)), got "
+            f"{micro_batches!r:.60}"
+        )
+    if not all(isinstance(m, Tensor) for m in micro_batches):
+        raise TypeError("micro_batches must hold tensors, one micro-batch each")
+
+
 # notebook 07's activation patching (utils/patching.py)
 def require_patching(model, clean_tokens, corrupted_tokens, metric) -> None:
     """A hooked model, clean and corrupted token ids of one shape [batch, posn] (the same positions

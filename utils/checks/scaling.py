@@ -1,13 +1,18 @@
-"""Notebook 06's checks: rows_for_rank and mean_over_ranks.
+"""Notebook 06's checks: rows_for_rank, mean_over_ranks and backward_micro_batches.
 
 rows_for_rank is checked by what every rank gets, over batches of several sizes and several numbers
-of ranks: together the shares must hold each row of the batch exactly once, each share the same
-number of rows, and each made of the batch's own row ids. Any such split passes (contiguous or
-strided: both give the one-process gradient); a failing check names the mistake by its effect.
+of ranks (each dividing the batch, as the trainer requires): together the shares must hold each row
+of the batch exactly once, each share the same number of rows, of the batch's own integer ids. Any
+such split passes (contiguous or strided: both give the one-process gradient).
 
-mean_over_ranks runs in one process with torch.distributed's all_reduce and world size stood in for
-(a pretend group of ranks whose other values the check knows), so that summing instead of
-averaging, reducing the caller's tensor in place, or not reducing at all each give a wrong answer.
+mean_over_ranks runs in one process, with torch.distributed's collectives and world size stood in
+for: for each rank in turn, the other ranks run the learner's function up to their first collective
+(what they hand over is all that reaches the rank checked), then that rank runs to the end, so that
+every rank's result is checked, whatever the function does before or after its all_reduce (or
+all_gather, or async all_reduce and wait()).
+
+backward_micro_batches runs with a stand-in for DDP that records, at each forward pass, whether
+no_sync() was on: that is what decides whether DDP's next backward all-reduces.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ ROWS_REPEATED = known_mistake(
     "rows_for_rank",
     "every rank gets the whole batch: the ranks then compute the same gradient, and N processes "
     "do the work of one, N times. Give each rank its own len(rows) // world_size rows: "
-    "rows.tensor_split(world_size)[rank], or rows[rank::world_size].",
+    "rows[rank * size : (rank + 1) * size].",
 )
 ROWS_SIZE_IS_WORLD = known_mistake(
     "rows_size_is_world",
@@ -44,7 +49,8 @@ ROWS_MISSED = known_mistake(
     "rows_missed",
     "rows_for_rank",
     "some rows go to no rank: the ranks together train on less than the batch. Together the shares "
-    "must hold every row once: rows.tensor_split(world_size)[rank].",
+    "must hold every row once: rows[rank * size : (rank + 1) * size], size = len(rows) // "
+    "world_size.",
 )
 MEAN_SUM = known_mistake(
     "mean_sum",
@@ -84,8 +90,9 @@ NOSYNC_FORWARD_OUTSIDE = known_mistake(
     "nosync_forward_outside",
     "backward_micro_batches",
     "the forward passes of the earlier micro-batches run outside no_sync(): DDP decides during "
-    "the forward pass whether the next backward all-reduces, so each of them all-reduces (no_sync "
-    "around backward() alone changes nothing). Put the forward and the backward inside it.",
+    "the forward pass whether the backward after it all-reduces, so their gradients are "
+    "all-reduced too (no_sync around backward() alone changes nothing). Put at least the forward "
+    "inside it, and the backward with it.",
 )
 NOSYNC_UNSCALED = known_mistake(
     "nosync_unscaled",
@@ -110,8 +117,17 @@ def check_rows_for_rank(fn) -> None:
             what = f"rows_for_rank(rows [{n_rows}], rank={rank}, world_size={world})"
             got = call_learner(fn, rows.clone(), rank, world, what=what, things_to_check=things)
             if not isinstance(got, torch.Tensor) or got.dim() != 1:
-                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                shape = (
+                    ("a 0-d tensor (one row id)" if got.dim() == 0 else f"shape {tuple(got.shape)}")
+                    if isinstance(got, torch.Tensor)
+                    else type(got).__name__
+                )
                 fail(f"{what} must return a 1-D tensor of row ids, got {shape}", None, things)
+            if got.dtype != rows.dtype:
+                fail(
+                    f"{what} returned {got.dtype} ids: keep rows' own {rows.dtype} (float ids "
+                    "cannot index the training sequences)"
+                )
             shares.append(got.tolist())
         _judge_shares(rows.tolist(), shares, world, things)
     print("rows_for_rank: correct (16, 12, 8, 6 and 18 rows over 2, 3, 4, 1 and 3 ranks)")
@@ -154,33 +170,82 @@ def _judge_shares(rows: list[int], shares: list[list[int]], world: int, things: 
 # --------------------------------------------------------------------------- mean_over_ranks
 
 
+class _Recorded(Exception):
+    """Raised inside a pretend rank's all_reduce once its input is recorded: that rank stops."""
+
+
+class _Work:
+    """What all_reduce(async_op=True) returns: the result lands in the tensor at wait()."""
+
+    def __init__(self, finish):
+        self._finish = finish
+
+    def wait(self, timeout=None):
+        self._finish()
+        return True
+
+    def is_completed(self) -> bool:
+        return False
+
+
+def _reduce(op, tensors: list[torch.Tensor]) -> torch.Tensor:
+    stacked = torch.stack(tensors)
+    if op == dist.ReduceOp.SUM:
+        return stacked.sum(0)
+    if op == dist.ReduceOp.MAX:
+        return stacked.max(0).values
+    if op == dist.ReduceOp.MIN:
+        return stacked.min(0).values
+    if op == getattr(dist.ReduceOp, "AVG", None):
+        raise RuntimeError("gloo (CPU) has no ReduceOp.AVG: reduce with SUM, then divide")
+    raise RuntimeError(f"this check's pretend group supports SUM, MAX and MIN, not {op}")
+
+
 @contextlib.contextmanager
-def _pretend_ranks(others: list[torch.Tensor], calls: list):
-    """torch.distributed's all_reduce, world size and rank, as if this process were rank 0 of a
-    group whose other ranks hold `others`; `calls` collects each all_reduce's tensor."""
-    world = len(others) + 1
-    saved = {name: getattr(dist, name) for name in ("all_reduce", "get_world_size", "get_rank")}
+def _pretend_rank(rank: int, world: int, others: dict | None, calls: list):
+    """torch.distributed's all_reduce, all_gather, world size and rank, as if this process were
+    `rank` of `world`. others=None: record the tensor this rank hands to its first collective, then
+    stop it (_Recorded); otherwise `others` maps each other rank to what it handed over."""
+    names = ("all_reduce", "all_gather", "get_world_size", "get_rank", "is_initialized")
+    saved = {name: getattr(dist, name) for name in names}
+
+    def inputs(tensor):
+        return [tensor.detach().clone() if r == rank else others[r] for r in range(world)]
 
     def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
         calls.append(tensor)
-        stacked = torch.stack([tensor.detach().clone(), *[o.to(tensor) for o in others]])
-        if op == dist.ReduceOp.SUM:
-            result = stacked.sum(0)
-        elif op == dist.ReduceOp.MAX:
-            result = stacked.max(0).values
-        elif op == dist.ReduceOp.MIN:
-            result = stacked.min(0).values
-        elif op == getattr(dist.ReduceOp, "AVG", None):
-            raise RuntimeError("gloo (CPU) has no ReduceOp.AVG: reduce with SUM, then divide")
-        else:
-            raise RuntimeError(f"this check's pretend group supports SUM, MAX and MIN, not {op}")
-        with torch.no_grad():
-            tensor.copy_(result)
+        if others is None:
+            raise _Recorded(tensor.detach().clone())
+        result = _reduce(op, inputs(tensor))
+
+        def finish():
+            with torch.no_grad():
+                tensor.copy_(result)
+
+        if async_op:
+            return _Work(finish)
+        finish()
         return None
 
-    dist.all_reduce = all_reduce
+    def all_gather(tensor_list, tensor, group=None, async_op=False):
+        calls.append(tensor)
+        if others is None:
+            raise _Recorded(tensor.detach().clone())
+
+        def finish():
+            with torch.no_grad():
+                for out, part in zip(tensor_list, inputs(tensor)):
+                    out.copy_(part)
+
+        if async_op:
+            return _Work(finish)
+        finish()
+        return None
+
+    dist.all_reduce, dist.all_gather = all_reduce, all_gather
     dist.get_world_size = lambda group=None: world
-    dist.get_rank = lambda group=None: 0
+    dist.get_rank = lambda group=None: rank
+    dist.is_initialized = lambda: True
     try:
         yield
     finally:
@@ -188,45 +253,88 @@ def _pretend_ranks(others: list[torch.Tensor], calls: list):
             setattr(dist, name, value)
 
 
+def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str):
+    """Each rank's result, with the others' collective inputs recorded first: for each rank r, the
+    other ranks run fn up to their first collective (what they hand over is all that reaches r),
+    then r runs to the end. Returns (results, the values afterwards, whether any collective ran)."""
+    world, results, after, reduced = len(values), [], [], False
+    for rank in range(world):
+        others = {}
+        for other in range(world):
+            if other == rank:
+                continue
+            calls = []
+            with _pretend_rank(other, world, None, calls):
+                try:
+                    fn(values[other].clone())
+                except _Recorded as recorded:
+                    others[other] = recorded.args[0]
+                except Exception:
+                    pass  # it fails again, and is reported, when it runs as the rank checked
+            if other not in others:
+                others[other] = torch.zeros_like(values[other])  # it handed nothing over
+        given, calls = values[rank].clone(), []
+        with _pretend_rank(rank, world, others, calls):
+            where = f"{what}, as rank {rank}"
+            results.append(
+                call_learner(
+                    fn, given, what=where, things_to_check=things, known=[MEAN_USES_RESULT]
+                )
+            )
+        after.append(given)
+        reduced = reduced or bool(calls)
+    return results, after, reduced
+
+
+def _rounded(t: torch.Tensor):
+    values = t.detach().tolist()
+    return [round(v, 4) for v in values] if isinstance(values, list) else round(values, 4)
+
+
 @learner_facing
 def check_mean_over_ranks(fn) -> None:
     _learner_function(fn, "mean_over_ranks", ("value",))
     things = "total = value.clone(); dist.all_reduce(total); return total / dist.get_world_size()"
     cases = [
-        (torch.tensor(2.0), [torch.tensor(4.0)]),
-        (torch.tensor([1.0, -3.0]), [torch.tensor([5.0, 1.0]), torch.tensor([0.0, 2.0])]),
+        [torch.tensor([1.0, -3.0]), torch.tensor([5.5, 1.0]), torch.tensor([0.0, 2.5])],
+        [torch.tensor(2.0), torch.tensor(4.5)],
     ]
-    for value, others in cases:
-        world = len(others) + 1
-        what = f"mean_over_ranks({value.tolist()}) on rank 0 of {world}, the others holding " + (
-            f"{[o.tolist() for o in others]}"
-        )
-        given, calls = value.clone(), []
-        with _pretend_ranks(others, calls):
-            got = call_learner(
-                fn, given, what=what, things_to_check=things, known=[MEAN_USES_RESULT]
-            )
-        expected = (value + sum(others)) / world
-        if not torch.equal(given, value):
-            fail(f"{what} changed the value it was given to {given.tolist()}", MEAN_IN_PLACE)
-        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
-            kind = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            fail(
-                f"{what} must return a tensor of the value's shape {tuple(value.shape)}, got {kind}"
-            )
-        if torch.allclose(got, expected):
+    for values in cases:
+        world = len(values)
+        what = f"mean_over_ranks on {world} ranks holding {[v.tolist() for v in values]}"
+        results, after, reduced = _run_as_ranks(fn, values, what, things)
+        expected = torch.stack(values).mean(0)
+        total = torch.stack(values).sum(0)
+        for rank, (got, value, kept) in enumerate(zip(results, values, after)):
+            if not torch.equal(kept, value):
+                fail(f"{what}: rank {rank}'s value was changed to {kept.tolist()}", MEAN_IN_PLACE)
+            if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+                kind = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                fail(
+                    f"{what}: rank {rank} must return a tensor of the value's shape "
+                    f"{tuple(value.shape)}, got {kind}"
+                )
+        if all(torch.allclose(got, expected) for got in results):
             continue
-        mistake = None
-        if not calls and torch.allclose(got, value / world):
+        if not reduced:
             mistake = MEAN_NOT_REDUCED
-        elif torch.allclose(got, value + sum(others)):
+        elif all(torch.allclose(got, total) for got in results):
             mistake = MEAN_SUM
+        else:
+            mistake = None
+        rank = next(r for r, got in enumerate(results) if not torch.allclose(got, expected))
         fail(
-            f"{what} returned {got.tolist()}, expected the mean {expected.tolist()}",
+            f"{what}: rank {rank} returned {_rounded(results[rank])}, expected the mean "
+            f"{_rounded(expected)}"
+            + (
+                " (an async all_reduce's result arrives only at work.wait())"
+                if torch.allclose(results[rank], values[rank] / world) and reduced
+                else ""
+            ),
             mistake,
             things,
         )
-    print("mean_over_ranks: correct (2 and 3 pretend ranks; the value you were given unchanged)")
+    print("mean_over_ranks: correct (3 and 2 pretend ranks, each checked; values left unchanged)")
 
 
 # --------------------------------------------------------------------------- backward_micro_batches
@@ -266,8 +374,8 @@ def check_backward_micro_batches(fn) -> None:
         module = torch.nn.Linear(4, 4)
         micro = [torch.randn(2, 4, generator=generator) for _ in range(n)]
 
-        def loss_fn(output, batch):
-            return ((output - batch.flip(-1)) ** 2).mean()
+        def loss_fn(output, batch):  # not symmetric: loss_fn(batch, output) gives another loss
+            return ((output.tanh() - batch) ** 2).mean() + 0.1 * output.mean()
 
         ddp = _RecordingDDP(module)
         what = f"backward_micro_batches(ddp_model, {n} micro-batches, loss_fn)"
@@ -297,7 +405,21 @@ def check_backward_micro_batches(fn) -> None:
         if not torch.allclose(grad, reference.weight.grad, atol=1e-6):
             fail(f"{what}: the gradients differ from the mean loss's", None, things)
         mean = sum(loss.detach() for loss in losses)
-        if not isinstance(got, torch.Tensor) or not torch.allclose(got.detach(), mean, atol=1e-6):
+        if not isinstance(got, torch.Tensor):
+            fail(
+                f"{what} returned a {type(got).__name__}, {got!r:.30}: return the mean loss as a "
+                "tensor (add up loss.detach(), not loss.item())",
+                None,
+                things,
+            )
+        if got.requires_grad:
+            fail(
+                f"{what} returned a loss that still holds its graph: return it detached "
+                "(loss.detach()), or every micro-batch's activations stay in memory",
+                None,
+                things,
+            )
+        if not torch.allclose(got, mean, atol=1e-6):
             fail(
                 f"{what} returned {got!r:.40}, expected the mean loss {mean.item():.4f}",
                 None,
