@@ -913,10 +913,6 @@ def check_mean_squared_error(fn) -> None:
     print("mean_squared_error: correct (its value, and backward() gives the right gradient)")
 
 
-def _is_one(t) -> bool:
-    return isinstance(t, Tensor) and t.numel() == 1
-
-
 def _as_tensor(value) -> Tensor | None:
     """A Python number as a 0-d tensor, to compare it; a tensor as it is; None for anything else."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
