@@ -236,7 +236,7 @@ def test_beam_search_refuses_more_beams_than_it_can_fill():
     model = FusedTransformer(CFG).eval()
     with pytest.raises(ValueError, match="num_beams must be a positive int, at most 32"):
         beam_search(model, PROMPT, 40, 3)
-    with pytest.raises(ValueError, match="length_penalty must be a finite number >= -100"):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number >= -10 "):
         beam_search(model, PROMPT, 2, 3, length_penalty=-1e308)
 
 
@@ -299,3 +299,131 @@ def test_validation_metrics_weigh_a_short_last_batch_by_its_rows():
         logits = model(rows)
     assert loss == pytest.approx(next_token_loss(logits, rows).item(), rel=1e-5)
     assert accuracy == pytest.approx(next_token_accuracy(logits, rows), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "hook_name",
+    [
+        "blocks.0.attn.hook_z",
+        "blocks.0.attn.hook_pattern",
+        "blocks.0.hook_resid_pre",
+        "hook_embed",
+        "blocks.1.mlp.hook_post",
+    ],
+)
+def test_every_cached_entry_point_refuses_hooks(hook_name):
+    """Not only generate: next_logits, cached_forward and forward_with_cache skip hook points."""
+    from utils.sampling import forward_with_cache, next_logits
+
+    torch.manual_seed(2)
+    model = HookedDemoTransformer(CFG).eval()
+    half = lambda activation, hook: activation * 0.5  # noqa: E731
+    with model.hooks([(hook_name, half)]):
+        for call in (
+            lambda: next_logits(model, PROMPT, KVCache(CFG, 1)),
+            lambda: cached_forward(model, PROMPT, KVCache(CFG, 1)),
+            lambda: forward_with_cache(model, PROMPT, KVCache(CFG, 1)),
+        ):
+            with pytest.raises(ValueError, match="does not run hooks.*cache=None"):
+                call()
+        hooked = next_logits(model, PROMPT)  # without a cache the hook runs
+    assert not torch.allclose(hooked, next_logits(model, PROMPT))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: m.update(exp_avg=m["exp_avg"] * float("nan")), "holds inf or NaN"),
+        (lambda m: m.update(step=torch.tensor(float("nan"))), "holds inf or NaN"),
+        (lambda m: m.pop("step"), "lacks AdamW's step"),
+    ],
+)
+def test_a_broken_optimizer_state_is_refused_at_resume(tmp_path, edit, match):
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=2), *_data())
+    trainer.train()
+    state = read_checkpoint(trainer.last_checkpoint)
+    edit(next(iter(state["optimizer"]["state"].values())))
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match=match):
+        SafeTrainer.resume(tmp_path / "edited.pt", *_data())
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda hf: setattr(hf.config, "scale_attn_weights", True), "scale_attn_weights=False"),
+        (lambda hf: [setattr(b.ln_1, "eps", 1e-2) for b in hf.transformer.h], "eps=0.01"),
+        (lambda hf: setattr(hf.transformer.h[1].mlp, "act", torch.nn.ReLU()), "another activation"),
+    ],
+)
+def test_gpt2_modules_built_otherwise_than_their_config_says_are_refused(build, match):
+    from utils.model import load_gpt2_weights
+    from utils.resources import new_gpt2
+
+    gpt2_cfg = Config(d_model=32, n_heads=2, d_head=16, d_mlp=64, n_layers=2, n_ctx=32, d_vocab=64)
+    hf = new_gpt2(gpt2_cfg, scale_attn_weights=False) if "scale" in match else new_gpt2(gpt2_cfg)
+    build(hf)
+    with pytest.raises(ValueError, match=match):
+        load_gpt2_weights(DemoTransformer(gpt2_cfg), hf)
+
+
+def test_beam_search_refuses_length_penalties_that_overflow_and_too_few_tokens():
+    torch.manual_seed(0)
+    model = FusedTransformer(CFG).eval()
+    for penalty in (-100, 40, 100.0):
+        with pytest.raises(ValueError, match="length_penalty must be"):
+            beam_search(model, PROMPT, 3, 12, length_penalty=penalty)
+    assert len(beam_search(model, PROMPT, 3, 12, length_penalty=-10)) == 3
+    small = FusedTransformer(Config(**{**CFG.__dict__, "d_vocab": 40})).eval()
+    prompt = torch.arange(30)[None]  # 10 tokens left that it does not hold, for 12 beams
+    with pytest.raises(ValueError, match="too few for num_beams=12"):
+        beam_search(small, prompt, 12, 1, no_repeat_ngram_size=1)
+
+
+def test_direct_logit_attribution_refuses_a_scale_below_layernorms_smallest():
+    from utils.circuits import direct_logit_attribution
+
+    model = FusedTransformer(CFG)
+    vectors = torch.randn(3, CFG.d_model)
+    for scale in (torch.tensor(1e-300, dtype=torch.float64), 1e-200, 1e-4):
+        with pytest.raises(ValueError, match="at least sqrt\\(layer_norm_eps\\)"):
+            direct_logit_attribution(vectors, scale, model, 5)
+    assert direct_logit_attribution(vectors, 2.0, model, 5).isfinite().all()
+
+
+def test_truthy_strings_are_not_taken_for_true(tmp_path):
+    from utils.configs import get_config, seed_everything
+    from utils.gpu import choose_settings
+    from utils.hf_export import save_hf_folder, to_hf_gpt2
+
+    model = FusedTransformer(CFG)
+    with torch.no_grad():
+        model.unembed.b_U.fill_(0.5)
+    (tmp_path / "config.json").write_text("yours")
+    with pytest.raises(TypeError, match="overwrite must be True or False"):
+        save_hf_folder(model, tmp_path, overwrite="no")
+    assert (tmp_path / "config.json").read_text() == "yours"  # nothing of yours replaced
+    with pytest.raises(TypeError, match="drop_unembed_bias must be True or False"):
+        to_hf_gpt2(model, drop_unembed_bias="False")
+    with pytest.raises(TypeError, match="compile must be True or False"):
+        choose_settings(None, CFG, 16, 10, 1.0, compile="no")
+    with pytest.raises(ValueError, match="unknown config 0"):
+        get_config(0)
+    for seed in ("1", 1.5, -1, 2**70, True):
+        with pytest.raises(ValueError, match="seed must be an int"):
+            seed_everything(seed)
+    import numpy as np
+
+    seed_everything(np.int64(3))  # numpy's ints are ints
+
+
+@pytest.mark.parametrize("given", [None, torch.tensor([1.0]), "apply_top_k"])
+@pytest.mark.parametrize("check_name", ["check_top_k", "check_lr_at", "check_train_merges"])
+def test_a_check_given_something_else_than_a_function_says_so_in_one_line(given, check_name):
+    from utils import checks
+    from utils.checks.core import CheckUsageError
+
+    with pytest.raises(CheckUsageError, match="but was given .*: pass your function") as err:
+        getattr(checks, check_name)(given)
+    assert err.value._render_traceback_() == [f"TypeError: {err.value}"]

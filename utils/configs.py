@@ -3,6 +3,7 @@ notebook."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
 import sys
@@ -115,13 +116,16 @@ def config_name() -> str:
 
 
 def get_config(name: str | None = None) -> RunConfig:
-    name = name or config_name()
-    if name not in CONFIGS:
+    name = config_name() if name is None else name  # 0 or "" is no name: refused, not the default
+    if not isinstance(name, str) or name not in CONFIGS:
         raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}")
     return CONFIGS[name]
 
 
 def seed_everything(seed: int = 0) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int from 0 to 2**63 - 1, got {seed!r}")
+    seed = int(seed)  # numpy ints too: random.seed refuses them
     random.seed(seed)
     torch.manual_seed(seed)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.validation import require_config_fields, require_int
+from utils.validation import require_bool, require_config_fields, require_int
 
 GiB = 1024**3
 
@@ -163,6 +163,8 @@ def choose_settings(
     for name, value in (("batch_size", batch_size), ("max_steps", max_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if compile is not None:
+        compile = require_bool("compile", compile)  # None: chosen here; 'no' is truthy
     if gpu is None:
         return Settings(
             "cpu",

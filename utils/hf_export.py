@@ -27,7 +27,7 @@ import torch.nn as nn
 
 import utils.model
 from utils.resources import gpt2_config_for
-from utils.validation import check_gpt2_compatible, require_model
+from utils.validation import check_gpt2_compatible, require_bool, require_model
 
 
 def _inner(model):
@@ -41,6 +41,7 @@ def to_hf_gpt2(model: nn.Module, drop_unembed_bias: bool = False):
 
     model = _inner(model)
     require_model(model)
+    drop_unembed_bias = require_bool("drop_unembed_bias", drop_unembed_bias)  # 'False' is truthy
     cfg = model.cfg
     if cfg.n_heads * cfg.d_head != cfg.d_model:
         raise ValueError(
@@ -165,6 +166,7 @@ def save_hf_folder(
     `tokenizer` (a Hugging Face tokenizer, e.g. utils.resources.load_tokenizer()) if given:
     `GPT2LMHeadModel.from_pretrained(folder)` loads it, offline. A folder that holds anything
     already is refused unless overwrite=True (nothing of yours is replaced by surprise)."""
+    overwrite = require_bool("overwrite", overwrite)  # 'no' is truthy: it must not replace files
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not overwrite)):
         raise FileExistsError(

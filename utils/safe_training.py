@@ -429,7 +429,22 @@ class SafeTraining:
             if k not in position:
                 raise mismatch
             name = theirs[position[k]]
+            if not isinstance(moment, dict) or not {"step", "exp_avg", "exp_avg_sq"} <= set(moment):
+                raise ValueError(
+                    f"the checkpoint's optimizer state for {name} lacks AdamW's step, exp_avg or "
+                    f"exp_avg_sq: the file was edited or written by another optimizer; start a "
+                    f"new run from its weights"
+                )
             for value in moment.values():
+                if (
+                    torch.is_tensor(value)
+                    and value.is_floating_point()
+                    and not value.isfinite().all()
+                ):
+                    raise ValueError(  # a NaN moment or step would turn every later update NaN
+                        f"the checkpoint's optimizer state for {name} holds inf or NaN: resume "
+                        f"from an earlier checkpoint, or start a new run from its weights"
+                    )
                 if torch.is_tensor(value) and value.ndim and value.shape != params[name].shape:
                     raise ValueError(
                         f"the checkpoint's optimizer state for {name} has shape "

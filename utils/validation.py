@@ -753,9 +753,9 @@ def check_beam_search_args(
     require_number(
         "length_penalty",
         length_penalty,
-        minimum=-100,
+        minimum=-10,  # beyond, length ** length_penalty overflows or turns scores into -inf
         allow_minimum=True,
-        maximum=100,
+        maximum=10,
         hint=" (1: divide by the length)",
     )
     require_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0)
@@ -765,6 +765,11 @@ def check_beam_search_args(
             f"no_repeat_ngram_size=1 lets each of the {model.cfg.d_vocab} tokens occur once in a "
             f"text, so this prompt can grow by at most {room} tokens, not "
             f"max_new_tokens={max_new_tokens}"
+        )
+    if no_repeat_ngram_size == 1 and num_beams > room:  # fewer first tokens than beams: duplicates
+        raise ValueError(
+            f"no_repeat_ngram_size=1 leaves {room} tokens this prompt does not hold, too few for "
+            f"num_beams={num_beams} different beams: use num_beams <= {room}"
         )
     if stop_token is not None:
         require_token_id("stop_token", stop_token, model.cfg.d_vocab)
@@ -942,6 +947,13 @@ def check_cache_use(cache, tokens, model) -> None:
     cfg = model.cfg if isinstance(model, torch.nn.Module) else model
     if isinstance(model, torch.nn.Module):
         require_built_with(model)
+        if hooks_attached(model):  # the cached path skips most hook points: never silently
+            raise ValueError(
+                f"the KV cache's path does not run hooks, and {hooks_attached(model)[:3]} have "
+                f"some attached: run the model without a cache (use_cache=False in generate, "
+                f"cache=None in next_logits), or remove them first (model.reset_hooks(), or "
+                f"handle.remove() for PyTorch's register_forward_hook)"
+            )
     if cfg != cache.cfg:
         raise ValueError(
             f"this cache was made for another model's config ({cache.cfg}); make one with "
@@ -1084,10 +1096,13 @@ def require_attribution(vectors, scale, model, token) -> None:
             f"got {shape} for vectors of shape {tuple(vectors.shape)}"
         )
     values = scale if isinstance(scale, Tensor) else torch.tensor(float(scale))
-    if not bool(((values > 0) & values.isfinite()).all()):
+    # LayerNorm's scale is sqrt(variance + eps): never below sqrt(eps) (a tinier one overflows)
+    smallest = math.sqrt(model.cfg.layer_norm_eps) * (1 - 1e-3) if hasattr(model, "cfg") else 0
+    if not bool(((values >= smallest) & (values > 0) & values.isfinite()).all()):
         raise ValueError(
             "scale must be ln_final's scale, the (positive, finite) size of the residual vector "
-            f"the vectors were read from: cache['scale'][b, posn, 0]; got {scale!r}"[:300]
+            f"the vectors were read from, at least sqrt(layer_norm_eps) = {smallest:.3g}: "
+            f"cache['scale'][b, posn, 0]; got {scale!r}"[:300]
         )
     is_id = (
         isinstance(token, numbers.Integral)
@@ -1524,6 +1539,38 @@ def require_hf_config(hf_config, overrides: dict, config_class) -> None:
         )
 
 
+def _check_gpt2_modules(hf_model) -> None:
+    """A config edited after the model was built no longer says how its modules compute: read the
+    attention's scaling, the LayerNorms' eps and the MLP's activation from the modules."""
+    eps = hf_model.config.layer_norm_epsilon
+    for name, module in hf_model.named_modules():
+        if isinstance(module, torch.nn.LayerNorm) and module.eps != eps:
+            raise ValueError(
+                f"hf_model's {name} has eps={module.eps}, but its config says layer_norm_epsilon="
+                f"{eps}: our model uses one eps for every LayerNorm and cannot reproduce this one"
+            )
+        for setting, expected in (
+            ("scale_attn_weights", True),
+            ("reorder_and_upcast_attn", False),
+            ("scale_attn_by_inverse_layer_idx", False),
+        ):
+            if getattr(module, setting, expected) != expected:
+                raise ValueError(
+                    f"hf_model's {name} was built with {setting}={getattr(module, setting)!r}, "
+                    f"which our attention cannot reproduce; only GPT-2's own {expected!r} loads"
+                )
+        act = getattr(module, "act", None)
+        if name.endswith("mlp") and act is not None:
+            probe = torch.linspace(-3, 3, 7)
+            gelu_tanh = torch.nn.functional.gelu(probe, approximate="tanh")
+            with torch.no_grad():
+                if not torch.allclose(act(probe), gelu_tanh, atol=1e-5):
+                    raise ValueError(
+                        f"hf_model's {name} computes another activation than gelu_new (its config "
+                        f"may say otherwise): our MLP computes gelu_new only"
+                    )
+
+
 def check_gpt2_compatible(model, hf_model, config_from_hf, untied_ok: bool = False) -> None:
     """load_gpt2_weights: a clear error unless `model` is one of our transformers and `hf_model` a
     Hugging Face GPT-2 whose config (`config_from_hf` converts it) and arithmetic ours reproduce.
@@ -1557,6 +1604,7 @@ def check_gpt2_compatible(model, hf_model, config_from_hf, untied_ok: bool = Fal
                 f"hf_model has {setting}={getattr(hf_config, setting)!r}, which our model cannot "
                 f"reproduce ({why}); only GPT-2's own {setting}={value!r} loads"
             )
+    _check_gpt2_modules(hf_model)  # the settings the modules were built with, whatever config says
     lm_head = getattr(hf_model, "lm_head", None)
     if getattr(lm_head, "bias", None) is not None:
         raise ValueError(

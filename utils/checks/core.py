@@ -126,6 +126,12 @@ def call_learner(
     messages. An exercise stub's NotImplementedError passes through unchanged (its message says what
     to write). Any other exception becomes one AssertionError: what raised which error, the
     learner's own line, then the known mistake that raises that error or what to check."""
+    if not callable(fn):  # None, a tensor (the result of calling it), a name in quotes
+        got = "None" if fn is None else f"a {type(fn).__name__}"
+        raise CheckUsageError(
+            f"the check calls yours as {what}, but was given {got}: pass your function or class "
+            f"itself, by its name, without calling it"
+        )
     try:
         return fn(*args)
     except NotImplementedError:
