@@ -427,3 +427,27 @@ def test_a_check_given_something_else_than_a_function_says_so_in_one_line(given,
     with pytest.raises(CheckUsageError, match="but was given .*: pass your function") as err:
         getattr(checks, check_name)(given)
     assert err.value._render_traceback_() == [f"TypeError: {err.value}"]
+
+
+def test_the_distributed_entry_points_outside_torchrun_say_so(monkeypatch):
+    from utils.distributed import DistributedTrainer, start
+
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="run this under `torchrun"):
+        start()
+    for bad in ("5", -1.0):
+        with pytest.raises((TypeError, ValueError), match="timeout_s must be"):
+            start(timeout_s=bad)
+    with pytest.raises(RuntimeError, match="DistributedTrainer runs in torchrun's processes"):
+        DistributedTrainer(FusedTransformer(SMALL), _args("unused"), *_data())
+
+
+def test_scores_of_no_sequences_are_refused_not_nan():
+    from utils.circuits import induction_score, previous_token_score
+
+    with pytest.raises(ValueError, match="holds no sequences or no heads"):
+        induction_score(torch.rand(0, 2, 11, 11), 5)
+    with pytest.raises(ValueError, match="holds no sequences or no heads"):
+        previous_token_score(torch.rand(0, 2, 4, 4))
+    assert previous_token_score(torch.rand(1, 2, 4, 4).softmax(-1)).isfinite().all()

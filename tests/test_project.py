@@ -69,6 +69,13 @@ def test_export_backs_up_a_hand_edit_before_writing_over_it(tmp_path, monkeypatc
     assert len(backups) == 1 and backups[0].read_text() == edited
     assert any(f"kept your edit of {path} as {backups[0]}" in m for m in messages)
     assert path.read_text() == written
+    # a second edit within the same second: both backups kept, none written over
+    monkeypatch.setattr(export.time, "strftime", lambda fmt: "20260101-000000")
+    for edit in ("# edit one", "# edit two"):
+        path.write_text(edited + edit + "\n")
+        export.export_all()
+    kept = sorted(p.read_text() for p in (tmp_path / "backup").glob("model.20260101-000000*.py"))
+    assert kept == [edited + "# edit one\n", edited + "# edit two\n"]
 
 
 def _requirements(lines):

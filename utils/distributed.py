@@ -32,6 +32,7 @@ import utils.training
 from utils.model import next_token_loss
 from utils.safe_training import SafeTrainer, _StopAfterThisStep
 from utils.scaling import mean_over_ranks, rows_for_rank  # notebook 06's
+from utils.validation import require_number
 
 
 def launched_by_torchrun() -> bool:
@@ -45,6 +46,12 @@ def start(timeout_s: float = 300) -> tuple[int, int, str]:
     timeout_s for the others fails (a crashed rank ends the run instead of hanging it)."""
     import datetime
 
+    timeout_s = require_number("timeout_s", timeout_s)  # seconds, > 0: a clear line for '5' or -1
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(
+            "start() joins torchrun's processes: run this under `torchrun --nproc_per_node=N` "
+            "(python -m torch.distributed.run), which sets RANK and WORLD_SIZE"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # every rank decides alike
     on_gpu = torch.cuda.is_available() and torch.cuda.device_count() >= ranks_here
@@ -65,6 +72,11 @@ class DistributedTrainer(SafeTrainer):
     resume, with the batch split across ranks and the gradients averaged by DDP."""
 
     def __init__(self, model, args, train_sequences, val_sequences, sample=None, **recorded):
+        if not dist.is_initialized():
+            raise RuntimeError(
+                "DistributedTrainer runs in torchrun's processes, after start() (which joins "
+                "them); in one process use SafeTrainer, or run this under torchrun"
+            )
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         local = args.batch_size // self.world
         micro = args.micro_batch_size  # per process; one at least as large as `local`: no split

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import shutil
 import subprocess
@@ -199,7 +200,12 @@ def export_all(notebooks: list[Path] | None = None) -> list[str]:
         if not differs:
             continue
         if path.exists() and hand_edited(path):
-            backup = path.parent / "backup" / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}.py"
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            backup = path.parent / "backup" / f"{path.stem}.{stamp}.py"
+            for n in itertools.count(2):  # two edits backed up within one second: keep both
+                if not backup.exists():
+                    break
+                backup = backup.with_name(f"{path.stem}.{stamp}-{n}.py")
             backup.parent.mkdir(exist_ok=True)
             shutil.copy2(path, backup)
             messages.append(

@@ -1034,6 +1034,11 @@ def require_pattern(pattern, seq_len: int | None = None) -> None:
             "pattern covers one position, which has no previous token: give patterns over at "
             "least two positions"
         )
+    if pattern.shape[0] == 0 or pattern.shape[1] == 0:  # a mean over no sequences is NaN
+        raise ValueError(
+            f"pattern holds no sequences or no heads (shape {tuple(pattern.shape)}): give the "
+            f"patterns of at least one sequence, pattern[None] for a single one"
+        )
     if seq_len is not None:
         seq_len = require_int("seq_len", seq_len)
         if pattern.shape[-1] != 2 * seq_len + 1:
