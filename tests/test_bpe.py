@@ -336,13 +336,14 @@ BAD_CALLS = [  # id, call (given the GPT-2 tokenizer), error, what the message m
         "decode-too-big",
         lambda t: t.decode([15496, 50257]),
         ValueError,
-        r"ids\[1\] = 50257 is outside the vocabulary: ids run from 0 to 50256",
+        r"ids\[1\] = 50257 is not a token id of this vocabulary: "
+        r"its 50,257 ids run from 0 to 50256$",
     ),
     (
         "decode-negative",
         lambda t: t.decode([-1]),
         ValueError,
-        r"ids\[0\] = -1 is outside the vocabulary",
+        r"ids\[0\] = -1 is not a token id of this vocabulary",
     ),
     (
         "decode-float",

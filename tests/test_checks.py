@@ -350,10 +350,22 @@ def _broken_train_merges(old, new):
     return namespace["train_merges"]
 
 
-def train_merges_calling(merge_word):
-    """The reference train_merges as a learner would paste it, calling this merge_word."""
+def train_merges_calling(merge_word, how="directly"):
+    """The reference train_merges as a learner would paste it, calling this merge_word (directly,
+    through a helper of theirs, or given as a default argument)."""
     namespace = {**vars(bpe), "merge_word": merge_word}
-    exec(inspect.getsource(bpe.train_merges), namespace)
+    source = inspect.getsource(bpe.train_merges)
+    call = "merge_word(word, pair, new_id)"
+    assert source.count(call) == 1
+    if how == "through a helper":
+        source = source.replace(call, "apply_merge(word, pair, new_id)")
+        source += (
+            "\n\ndef apply_merge(word, pair, new_id):\n    return merge_word(word, pair, new_id)\n"
+        )
+    elif how == "as a default argument":
+        source = source.replace("n_merges: int)", "n_merges: int, merge=merge_word)", 1)
+        source = source.replace(call, "merge(word, pair, new_id)")
+    exec(compile(source, "<learner's cell>", "exec"), namespace)
     return namespace["train_merges"]
 
 
@@ -377,10 +389,11 @@ def merge_first_only(word, pair, new_id):  # replaces the first occurrence only
     return list(word)
 
 
+@pytest.mark.parametrize("how", ["directly", "through a helper", "as a default argument"])
 @pytest.mark.parametrize("merge_word", [merge_no_skip, merge_first_only])
-def test_train_merges_calling_a_wrong_merge_word_names_merge_word(merge_word):
+def test_train_merges_calling_a_wrong_merge_word_names_merge_word(merge_word, how):
     with pytest.raises(AssertionError) as err:
-        checks.check_train_merges(train_merges_calling(merge_word))
+        checks.check_train_merges(train_merges_calling(merge_word, how))
     message = str(err.value)
     assert "train_merges calls your merge_word, and it is wrong: merge_word([" in message, message
     assert "checks.check_merge_word(merge_word)" in message, message

@@ -288,6 +288,31 @@ def top_p_mask_not_unsorted(logits, p):
     return logits.masked_fill(probs.cumsum(-1) - probs >= p, NEG_INF)
 
 
+def top_p_probabilities(logits, p):  # the nucleus's probabilities, renormalised: not logits
+    return utils.sampling.apply_top_p(logits, p).softmax(-1)
+
+
+def top_p_probabilities_zero(logits, p):  # the softmax, the removed ones 0
+    kept = utils.sampling.apply_top_p(logits, p).isfinite()
+    return logits.softmax(-1).masked_fill(~kept, 0.0)
+
+
+def top_k_probabilities_neg_inf(logits, k):  # the softmax, the removed ones -inf
+    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
+    return logits.softmax(-1).masked_fill(logits < kth, NEG_INF)
+
+
+def top_p_rounded_to_float16(logits, p):  # the mass compared in float16: 0.7499 becomes 0.75
+    probs, indices = _sorted_probs(logits)
+    remove = (probs.cumsum(-1) - probs).half() >= torch.tensor(p).half()
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def test_top_p_compared_in_float16_fails():
+    with pytest.raises(AssertionError, match=r"apply_top_p\(logits, p=0.75\): wrong output"):
+        checks.check_top_p(top_p_rounded_to_float16)
+
+
 def top_p_in_place(logits, p):
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) - probs >= p
@@ -414,6 +439,12 @@ BEAM_EDITS = {  # known mistake -> the edits to the solution that make it
         )
     ],
     "beam_cache_not_reordered": [("        cache.reorder(beam[keep])\n", "")],
+    "beam_ngram_new_only": [
+        (
+            "ban_repeated_ngrams(beams, log_probs,",
+            "ban_repeated_ngrams(beams[:, tokens.shape[1] :], log_probs,",
+        )
+    ],
 }
 
 
@@ -435,6 +466,7 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topp_logit_mass": (checks.check_top_p, top_p_logit_mass),
     "topp_unsorted": (checks.check_top_p, top_p_mask_not_unsorted),
     "topp_keeps_boundary_token": (checks.check_top_p, top_p_mass_before_above_p),
+    "topp_returns_probs": (checks.check_top_p, top_p_probabilities),
     "beam_no_length_norm": (checks.check_beam_search, make_beam_search(no_length_norm=True)),
     "beam_after_stop": (checks.check_beam_search, make_beam_search(after_stop=True)),
     "beam_length_with_prompt": (
@@ -456,6 +488,8 @@ OTHER_WAYS = [
     ("freq_not_per_row", checks.check_frequency_penalty, penalty_whole_batch),
     ("topk_off_by_one", checks.check_top_k, top_k_minus_one),
     ("topk_returns_probs", checks.check_top_k, top_k_probabilities_renormalised),
+    ("topk_returns_probs", checks.check_top_k, top_k_probabilities_neg_inf),
+    ("topp_returns_probs", checks.check_top_p, top_p_probabilities_zero),
     ("topp_drops_crossing", checks.check_top_p, top_p_at_most_p_keeps_first),
     # Hugging Face's old warper (cumsum > p, shifted right) is mass_before > p: at a mass of exactly
     # p before a token it keeps that token, one more than the smallest set that reaches p

@@ -5,10 +5,15 @@ import pytest
 import torch
 
 import utils.sampling
+from utils.bpe import BPETokenizer, bytes_to_unicode
 from utils.checkpoints import read_checkpoint
+from utils.checks.tokenisation import check_train_merges
+from utils.exercises import stale_exercises
 from utils.fused import FusedTransformer
 from utils.hooks import HookedDemoTransformer
 from utils.model import Config, DemoTransformer, next_token_loss
+from utils.resources import split_documents
+from utils.runs import run_tokenizer
 from utils.safe_training import SafeTrainer
 from utils.sampling import KVCache, beam_search, cached_forward, generate
 from utils.training import TrainingArgs, pack
@@ -66,6 +71,63 @@ def test_no_copy_of_the_weights_outlives_a_change_of_them(change):
     prompt = PROMPT.to(next(model.parameters()).device)
     cached = generate(model, prompt, 8, temperature=0)
     assert torch.equal(cached, generate(model, prompt, 8, temperature=0, use_cache=False))
+
+
+def _element(model, name):
+    return dict(model.named_parameters())[name]
+
+
+def _swap_heads(weight):
+    weight[[0, 1]] = weight[[1, 0]].clone()
+
+
+@pytest.mark.parametrize("model_class", [FusedTransformer, HookedDemoTransformer, DemoTransformer])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: _element(m, "blocks.0.attn.W_K").data.view(-1)[37].add_(0.5),
+        lambda m: (
+            _element(m, "blocks.1.attn.W_Q").detach().numpy().reshape(-1).__setitem__(101, 2.0)
+        ),
+        lambda m: _element(m, "blocks.0.ln1.w").data.__setitem__(5, 3.0),
+        lambda m: _element(m, "blocks.0.attn.b_V").data.view(-1).__setitem__(3, 1.0),
+        lambda m: _element(m, "pos_embed.W_pos").data[2].add_(0.5),
+        lambda m: _element(m, "embed.W_E").data[3, 7].add_(1.0),  # a row of a cached token
+        lambda m: _swap_heads(_element(m, "blocks.0.attn.W_V").data),
+    ],
+    ids=["W_K .data", "W_Q .numpy()", "ln1.w", "b_V", "W_pos row", "W_E row", "heads swapped"],
+)
+def test_a_cache_of_yours_sees_one_weight_edited_between_steps(model_class, edit):
+    """next_logits with your own cache, one element edited through .data or .numpy() between two
+    steps (no version bump, and not among the few values the cache samples): refused."""
+    torch.manual_seed(4)
+    model = model_class(CFG).eval()
+    cache = KVCache(CFG, 1)
+    with torch.no_grad():
+        utils.sampling.next_logits(model, PROMPT, cache)
+        edit(model)
+        longer = torch.cat([PROMPT, torch.tensor([[9]])], dim=1)
+        with pytest.raises(ValueError, match="weights have changed since this cache was filled"):
+            utils.sampling.next_logits(model, longer, cache)
+        cache.reset()  # as the message says: then the whole sequence again, which agrees
+        cached = utils.sampling.next_logits(model, longer, cache)
+        torch.testing.assert_close(cached, model(longer)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_edits_no_cached_key_depends_on_are_not_refused():
+    """The unembedding, the final LayerNorm and embedding rows of tokens not cached act on new
+    positions only: the cache stays valid, and its logits agree with the uncached model's."""
+    torch.manual_seed(5)
+    model = FusedTransformer(CFG).eval()
+    cache = KVCache(CFG, 1)
+    with torch.no_grad():
+        utils.sampling.next_logits(model, PROMPT, cache)
+        model.unembed.W_U.data[0, 0] += 1.0
+        model.ln_final.w.data[0] += 1.0
+        model.embed.W_E.data[9] += 1.0  # the next token's row: read afresh
+        longer = torch.cat([PROMPT, torch.tensor([[9]])], dim=1)
+        cached = utils.sampling.next_logits(model, longer, cache)
+        torch.testing.assert_close(cached, model(longer)[:, -1], atol=1e-5, rtol=1e-5)
 
 
 def test_generation_through_the_cache_refuses_hooks_it_would_skip():
@@ -451,3 +513,189 @@ def test_scores_of_no_sequences_are_refused_not_nan():
     with pytest.raises(ValueError, match="holds no sequences or no heads"):
         previous_token_score(torch.rand(0, 2, 4, 4))
     assert previous_token_score(torch.rand(1, 2, 4, 4).softmax(-1)).isfinite().all()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "gpt2_config_for",
+        "new_gpt2",
+        "model_flops_per_token",
+        "training_memory",
+    ],
+)
+def test_the_config_class_itself_is_not_taken_for_gpt2_smalls_config(call):
+    """Config (the class, not Config()) has GPT-2 small's defaults as attributes: refused."""
+    import utils.gpu
+    import utils.resources
+
+    functions = {
+        "gpt2_config_for": lambda: utils.resources.gpt2_config_for(Config),
+        "new_gpt2": lambda: utils.resources.new_gpt2(Config),
+        "model_flops_per_token": lambda: utils.gpu.model_flops_per_token(Config),
+        "training_memory": lambda: utils.gpu.training_memory(Config, 8, None),
+    }
+    with pytest.raises(TypeError, match=r"got the class Config itself \(call it: Config\(...\)\)"):
+        functions[call]()
+
+
+def test_rows_given_as_floats_or_on_the_meta_device_are_refused():
+    from utils.scaling import rows_for_rank
+
+    with pytest.raises(TypeError, match="integer row ids"):
+        rows_for_rank(torch.arange(8.0), 0, 2)
+    cache = KVCache(CFG, 1)
+    with torch.no_grad():
+        cached_forward(FusedTransformer(CFG).eval(), PROMPT, cache)
+    with pytest.raises(ValueError, match="on the meta device"):
+        cache.reorder(torch.tensor([0], device="meta"))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda s: s.__setitem__("step", 2**70), r"step an int from 0 to 2\*\*62"),
+        (
+            lambda s: s["model"].__setitem__("embed.W_E", torch.zeros(64, 32, dtype=torch.long)),
+            r"weights \['embed.W_E'\] are not floating-point",
+        ),
+    ],
+    ids=["step 2**70", "int64 weights"],
+)
+def test_a_checkpoint_with_an_impossible_step_or_integer_weights_is_refused(tmp_path, edit, match):
+    from utils.checkpoints import load_checkpoint_model
+
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=2), *_data())
+    trainer.train()
+    state = read_checkpoint(trainer.last_checkpoint)
+    edit(state)
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match=match):
+        SafeTrainer.resume(tmp_path / "edited.pt", *_data())
+    with pytest.raises(ValueError, match=match):
+        load_checkpoint_model(tmp_path / "edited.pt")
+
+
+def _numpy_vocab():
+    import numpy as np
+
+    vocab = {tok: np.int64(i) for i, tok in enumerate(bytes_to_unicode().values())}
+    return {**vocab, "<|endoftext|>": np.int64(256)}
+
+
+def _bpe_run_tokenizer():
+    return run_tokenizer("bpe", bpe=BPETokenizer.train("hello hello world " * 5, 270))
+
+
+def _no_merges(text, n):
+    return list(bytes_to_unicode().values()), []
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [  # a checkpoint recording numpy ids could not load weights-only
+        (
+            lambda d: BPETokenizer(_numpy_vocab(), []),
+            TypeError,
+            "must be Python ints",
+        ),
+        # None: another split on every call
+        (
+            lambda d: split_documents(list("abcdef"), seed=None),
+            TypeError,
+            "seed must be",
+        ),
+        (
+            lambda d: split_documents([1, 2, 3]),
+            TypeError,
+            "docs must hold strs",
+        ),
+        # was decoded as 104, 'h'
+        (
+            lambda d: _bpe_run_tokenizer().decode([104.7]),
+            TypeError,
+            r"token ids must be ints, got ids\[0\] = 104.7",
+        ),
+        (
+            lambda d: stale_exercises(d / "a file"),
+            NotADirectoryError,
+            "is a file",
+        ),
+        # with no merges asked for, a trainer that learns none passes
+        (
+            lambda d: check_train_merges(_no_merges, n_merges=0),
+            TypeError,
+            "n_merges must be an int of at least 10",
+        ),
+    ],
+    ids=["numpy ids", "seed None", "int docs", "float ids", "a file", "no merges"],
+)
+def test_inputs_that_passed_for_others(tmp_path, call, error, match):
+    (tmp_path / "a file").write_text("mine")
+    with pytest.raises(error, match=match):
+        call(tmp_path)
+
+
+def test_decode_names_the_ids_of_a_vocabulary_with_a_gap():
+    vocab = {tok: i for i, tok in enumerate(bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = 1000
+    with pytest.raises(ValueError, match="257 ids run from 0 to 1000, with gaps"):
+        BPETokenizer(vocab, []).decode([500])
+
+
+def test_partial_checkpoints_with_impossible_pids_are_removed_and_folders_kept(tmp_path):
+    from utils.checkpoints import remove_partial_checkpoints
+
+    huge = tmp_path / "step_000010.pt.99999999999999999999.tmp"  # a pid beyond any C long
+    huge.write_bytes(b"partial")
+    folder = tmp_path / "step_000020.pt.999999.tmp"  # so named, but a folder: not ours to remove
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert remove_partial_checkpoints(tmp_path) == [huge]
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_a_sample_function_that_returns_no_text_is_refused_before_its_history_is_saved(tmp_path):
+    torch.manual_seed(0)
+    args = _args(tmp_path, max_steps=4, sample_every=2, checkpoint_every=2)
+    trainer = SafeTrainer(FusedTransformer(SMALL), args, *_data(), sample=lambda model: 5)
+    with pytest.raises(TypeError, match="must return the sample's text, a str; it returned int 5"):
+        trainer.train()
+    for checkpoint in tmp_path.glob("run_*/step_*.pt"):  # any saved before still loads
+        read_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "error, free_mb, full",
+    [
+        (RuntimeError("[enforce fail at inline_container.cc] file write failed"), 300, True),
+        (RuntimeError("[enforce fail at inline_container.cc] file write failed"), 50_000, False),
+        (AttributeError("Can't pickle local object 'f.<locals>.g'"), 40, False),
+    ],
+    ids=["write failed, less free than the tensors need", "write failed, room", "pickling error"],
+)
+def test_a_full_disk_is_told_from_other_failures_by_what_the_checkpoint_needs(
+    tmp_path, monkeypatch, error, free_mb, full
+):
+    """torch's writer gives no errno: a full disk is read from the free space left, against the
+    bytes of the checkpoint's tensors (here 400 MB); a pickling error is never the disk."""
+    import shutil
+
+    import utils.checkpoints
+
+    def failing_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"\0" * 1000)  # a partial file, as a full disk leaves
+        raise error
+
+    usage = shutil.disk_usage(tmp_path)
+    fake = type(usage)(usage.total, usage.total - free_mb * 2**20, free_mb * 2**20)
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: fake)
+    state = {"model": {"W": torch.empty(100 * 2**20)}}  # 400 MB of float32, never written
+    with pytest.raises(Exception) as caught:
+        utils.checkpoints.write_checkpoint(state, tmp_path / "step_000001.pt")
+    assert ("no space left" in str(caught.value)) == full, caught.value
+    assert caught.value is error or full
+    assert list(tmp_path.iterdir()) == []  # no partial file left

@@ -61,7 +61,7 @@ def training_args(saved: dict, **overrides) -> utils.training.TrainingArgs:
 def checkpoints_in(directory: str | Path) -> list[Path]:
     """The checkpoints in a folder: its own step_*.pt files, or those of its run folders; oldest
     run first, by step within a run."""
-    directory = Path(directory)
+    directory = _folder("directory", directory)
     return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
 
 
@@ -126,7 +126,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not all(isinstance(state[k], dict) for k in parts) or not _is_step(state["step"]):
         raise ValueError(
             f"{not_ours}: its parts are not what a Trainer saves (model, optimizer, history, args "
-            f"and model_cfg are dicts, step an int)"
+            f"and model_cfg are dicts, step an int from 0 to 2**62)"
         )
     broken = _broken_part(state)
     if broken:
@@ -159,6 +159,12 @@ def _broken_part(state: dict) -> str | None:
             isinstance(v, kind) and not isinstance(v, bool) for v in values
         ):
             return f"its history's {name} is not a list of {'texts' if kind is str else 'numbers'}"
+    weights = state["model"]
+    not_float = [
+        k for k, v in weights.items() if not (torch.is_tensor(v) and v.is_floating_point())
+    ]
+    if not_float:  # load_state_dict would cast integers to float without a word
+        return f"its model weights {not_float[:3]} are not floating-point tensors"
     optimizer = state["optimizer"]
     if not (
         isinstance(optimizer.get("state"), dict)
@@ -175,13 +181,17 @@ def _broken_part(state: dict) -> str | None:
     return None
 
 
-def _is_step(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_step(value) -> bool:  # below 2**62: a step count any run could reach, not a corrupt one
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
 def model_from_checkpoint(state: dict, model_class=None, device: str = "cpu"):
     """The model a checkpoint holds, rebuilt as `model_class` (default: the fused twin if that is
     what was trained, else utils.model.DemoTransformer; your own class takes the same weights)."""
+    if not isinstance(state, dict):
+        raise TypeError(
+            f"state must be a checkpoint's dict, read_checkpoint(path), got {type(state).__name__}"
+        )
     if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
         from utils.fused import FusedTransformer as model_class  # noqa: N813 (notebook 03's twin)
     model_class = model_class or utils.model.DemoTransformer
@@ -255,7 +265,7 @@ def _check_device(device) -> str:
 
 def new_run_dir(checkpoint_dir: str | Path) -> Path:
     """A new folder for one run's checkpoints, named after the time it was made."""
-    base = Path(checkpoint_dir) / time.strftime("run_%Y%m%d-%H%M%S")
+    base = _folder("checkpoint_dir", checkpoint_dir) / time.strftime("run_%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
@@ -268,7 +278,7 @@ def new_run_dir(checkpoint_dir: str | Path) -> Path:
 
 def check_writable(checkpoint_dir: str | Path) -> None:
     """A clear error now, before any training, if checkpoints cannot be written there."""
-    directory = Path(checkpoint_dir)
+    directory = _folder("checkpoint_dir", checkpoint_dir)
     dangling = next(
         (p for p in [directory, *directory.parents] if p.is_symlink() and not p.exists()), None
     )
@@ -287,6 +297,11 @@ def check_writable(checkpoint_dir: str | Path) -> None:
 def write_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` whole or not at all: into a temporary file named after this
     process, then renamed over `path`."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a file path, such as run_dir / 'step_000010.pt', got {path!r}"
+        )
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -294,7 +309,7 @@ def write_checkpoint(state: dict, path: Path) -> None:
         os.replace(tmp, path)
     except BaseException as error:  # a full disk, Ctrl-C, anything: never leave a partial file
         tmp.unlink(missing_ok=True)
-        if isinstance(error, Exception) and _no_space_left(error, path.parent):
+        if isinstance(error, Exception) and _no_space_left(error, path.parent, _bytes_of(state)):
             free = shutil.disk_usage(path.parent).free
             raise OSError(
                 errno.ENOSPC,
@@ -304,13 +319,28 @@ def write_checkpoint(state: dict, path: Path) -> None:
         raise
 
 
-def _no_space_left(error: Exception, directory: Path) -> bool:
+def _no_space_left(error: Exception, directory: Path, needed: int) -> bool:
     """Whether a failed save ran out of disk: the OS's errno where the error carries one (torch's
-    writer does not), else how much room is left."""
+    writer does not), else, for an error of writing (not of pickling), whether less room is left
+    than the checkpoint's tensors need."""
     for cause in (error, error.__cause__, error.__context__):
         if getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             return True
-    return shutil.disk_usage(directory).free < 64 * 2**20 or not _can_write_a_page(directory)
+    if not isinstance(error, (OSError, RuntimeError)):  # a pickling error, say: not the disk
+        return False
+    free = shutil.disk_usage(directory).free
+    return free < max(needed, 64 * 2**20) or not _can_write_a_page(directory)
+
+
+def _bytes_of(value) -> int:
+    """The bytes of the tensors in a checkpoint's state (nested dicts and lists)."""
+    if torch.is_tensor(value):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_bytes_of(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_bytes_of(v) for v in value)
+    return 0
 
 
 def _can_write_a_page(directory: Path) -> bool:

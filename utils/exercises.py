@@ -295,6 +295,8 @@ def _shown(path: Path) -> str:
 
 
 def stale_exercises(target: Path | None = None) -> list[str]:
+    if target is not None and Path(target).exists() and not Path(target).is_dir():
+        raise NotADirectoryError(f"the exercises are in a folder, and {target} is a file")
     return [_shown(path) for path, _, differs in _generated(target) if differs]
 
 

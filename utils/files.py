@@ -25,7 +25,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 def abandoned(tmp: Path) -> bool:
     """Whether the temporary file `tmp` (`<name>.<pid>.tmp`) belongs to no write in progress: its
-    process is gone, or the file is over an hour old (its pid may now be another process's)."""
+    process is gone, or the file is over an hour old (its pid may now be another process's). A
+    folder so named is no write's: it is never abandoned (yours, left alone)."""
+    if not tmp.is_file():
+        return False
     pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""
     if not (pid.isdigit() and _process_exists(int(pid))):
         return True
@@ -37,7 +40,7 @@ def _process_exists(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a pid beyond any there can be
         return False
     except PermissionError:
         return True

@@ -594,6 +594,12 @@ def split_documents(
     """Deterministic train/validation split by whole documents (no document is in both)."""
     if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
         raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}")
+    not_text = next((doc for doc in docs if not isinstance(doc, str)), None)
+    if not_text is not None:
+        raise TypeError(
+            f"docs must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
+        )
+    seed = require_int("seed", seed, minimum=0)  # None would give another split every call
     val_fraction = require_number("val_fraction", val_fraction)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")

@@ -28,6 +28,7 @@ import utils.model
 import utils.training
 from utils.bpe import BPETokenizer
 from utils.resources import Corpus, load_corpus, load_tokenizer
+from utils.validation import require_id_list
 
 TOKENIZERS = ("bpe", "gpt2")
 
@@ -45,7 +46,8 @@ class RunTokenizer:
 
     def decode(self, ids) -> str:
         """The text of `ids`, leaving out padding ids, which a sampler could (rarely) pick."""
-        return self.decode_ids([int(i) for i in ids if 0 <= int(i) < self.n_tokens])
+        ids = require_id_list(ids, None)  # 104.7 is no id: refused, not rounded down
+        return self.decode_ids([i for i in ids if 0 <= i < self.n_tokens])
 
     def __repr__(self) -> str:
         return (

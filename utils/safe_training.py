@@ -243,7 +243,13 @@ class SafeTraining:
     def sample(self) -> str:
         self._flush_losses()
         self.phase = f"the sample at step {self.step}"
-        return super().sample()
+        text = super().sample()
+        if not isinstance(text, str):  # the history would hold it, and its checkpoints be refused
+            raise TypeError(
+                f"sample(model) must return the sample's text, a str; it returned "
+                f"{type(text).__name__} {text!r:.60}"
+            )
+        return text
 
     # ------------------------------------------------------------ the loop
     _stop: StopRequests | None = None

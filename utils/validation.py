@@ -19,6 +19,7 @@ import numbers
 import operator
 import os
 import re
+import sys
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -344,6 +345,11 @@ def require_config_fields(name: str, cfg) -> None:
     """For plumbing that cannot import notebook 02's Config (utils/gpu.py): a clear error unless
     `cfg` has its fields."""
     fields = ("d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "d_mlp", "n_layers", "attn_only")
+    if isinstance(cfg, type):  # the class: its defaults would pass for a config of GPT-2 small
+        raise TypeError(
+            f"{name} must be a Config such as model.cfg, got the class {cfg.__name__} itself "
+            f"(call it: {cfg.__name__}(...))"
+        )
     if not all(hasattr(cfg, field) for field in fields):
         raise TypeError(f"{name} must be a Config such as model.cfg, got {type(cfg).__name__}")
 
@@ -793,6 +799,10 @@ def require_rows(rows, batch: int) -> None:
         raise ValueError(
             f"cache.reorder(rows): rows must be {allowed}, got shape {list(rows.shape)}"
         )
+    if rows.device.type == "meta":  # no values at all: index_select would read whatever is there
+        raise ValueError(
+            f"cache.reorder(rows): rows must be {allowed}, got rows on the meta device"
+        )
     if (
         rows.device.type == "cpu"
         and len(rows)
@@ -839,22 +849,33 @@ class _CacheOwner:
     """The model a KVCache was filled by (called, it returns the model, as a weakref does), and a
     record of its weights then: each parameter's storage and version, and a few of its values.
     The values catch what leaves the version alone (fused and foreach optimizers, edits through
-    .data); reading ~9 values per parameter costs about 5% of a generated token at `ci`'s shape."""
+    .data); reading ~9 values per parameter costs about 5% of a generated token at `ci`'s shape.
+    A cache used from your own code (not from inside generate or beam_search, whose loops change
+    no weight) is also checked against the sums of every row and column of the weights its keys
+    and values came from, so that one element edited through .data or .numpy() is seen too."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, thorough: bool = True):
         self._ref = weakref.ref(model)
+        # unembedding and final LayerNorm act on new positions only: no cached key uses them;
+        # of the embedding, only the rows of the tokens cached (remember()), not all d_vocab
+        named = dict(model.named_parameters())
+        self._embed = named.get("embed.W_E")
+        keyed = {id(p) for n, p in named.items() if not n.startswith(("unembed.", "ln_final."))}
         # where each parameter sits: a parameter replaced there (assign=True loads) is a change
         self._slots = [
             (module, name, param)
             for module in model.modules()
             for name, param in module._parameters.items()
-            if param is not None
+            if param is not None and id(param) in keyed
         ]
         self._params = [param for _, _, param in self._slots]
         self._meta = self._metadata(self._params)
         with torch.no_grad():  # views: they see later edits of the same storage
             self._views = [p.detach().reshape(-1)[:: p.numel() // 8 + 1] for p in self._params]
             self._values = self._sample()
+        self._keyed = [p for p in self._params if p is not self._embed]
+        self._sums = self._row_and_column_sums() if thorough else None
+        self._embed_ids = self._embed_rows = None
 
     def __call__(self):
         return self._ref()
@@ -870,14 +891,55 @@ class _CacheOwner:
             return torch.cat([view.to(torch.float64) for view in self._views])
         return torch.cat(self._views)
 
-    def changed_at(self, length: int) -> bool:
+    @torch.no_grad()
+    def _row_and_column_sums(self) -> list[Tensor]:
+        """Each weight seen as [rows, last dimension]: its column sums and its row sums, in at
+        least float32. One element changed changes both; rows or heads swapped, the row sums."""
+        sums = []
+        for p in self._keyed:
+            rows = p.detach().reshape(-1, p.shape[-1]) if p.dim() else p.detach().reshape(1, 1)
+            dtype = torch.promote_types(p.dtype, torch.float32)
+            sums += [rows.sum(0, dtype=dtype), rows.sum(1, dtype=dtype)]
+        return sums
+
+    def changed_at(self, length: int, thorough: bool = True) -> bool:
         """changed(), once per cache length: cached_forward and the cache's own check both ask at
-        the same step, and nothing can change the weights between the two."""
+        the same step, and nothing can change the weights between the two. `thorough`: the row
+        and column sums too (a cache used from your code, between steps of which anything goes)."""
         if getattr(self, "_checked_at", None) == length:
             return False
-        changed = self.changed()
+        changed = self.changed() or (thorough and self._sums_changed())
         self._checked_at = None if changed else length  # a refusal is given again, every time
         return changed
+
+    @torch.no_grad()
+    def remember(self, tokens: Tensor, length: int) -> None:
+        """The embedding's rows of the tokens about to be cached after `length` positions, as
+        they are now (once per length: the two checks of one step give the same tokens)."""
+        if self._sums is None or self._embed is None or self._embed.dim() != 2:
+            return
+        if getattr(self, "_remembered_at", None) == length:
+            return
+        self._remembered_at = length
+        ids = tokens.reshape(-1).unique().to(self._embed.device)
+        rows = self._embed.detach().index_select(0, ids)
+        if self._embed_ids is not None:
+            ids, rows = torch.cat([self._embed_ids, ids]), torch.cat([self._embed_rows, rows])
+        self._embed_ids, self._embed_rows = ids, rows
+
+    @torch.no_grad()
+    def _sums_changed(self) -> bool:
+        if self._sums is None:  # filled inside generate or beam_search: no one else holds it
+            return False
+        pairs = list(zip(self._sums, self._row_and_column_sums()))
+        if self._embed_ids is not None:
+            pairs.append((self._embed_rows, self._embed.detach().index_select(0, self._embed_ids)))
+        for before, now in pairs:
+            if not torch.equal(before, now) and not bool(
+                ((before == now) | (before.isnan() & now.isnan())).all()  # NaN != NaN
+            ):
+                return True
+        return False
 
     def changed(self) -> bool:
         """Run before every cached step: cheap checks (no walk over the model's modules)."""
@@ -933,6 +995,22 @@ def _record_tokens(cache, tokens) -> None:
     record[:, cache.length : cache.length + tokens.shape[1]] = tokens
 
 
+def _inside_sampling_loop(cache) -> bool:
+    """Whether this cache is the one notebook 04's generate or beam_search made and holds (in
+    utils.sampling, or the notebook's own cells): their loops change no weight between two steps,
+    so the row and column sums need not be read at every token."""
+    frame = sys._getframe(1)
+    for _ in range(12):  # check_cache_use < cached_forward < next_logits < generate, and wrappers
+        if frame is None:
+            return False
+        if frame.f_code.co_name in ("generate", "beam_search") and (
+            frame.f_locals.get("cache") is cache
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def check_cache_use(cache, tokens, model) -> None:
     """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
     must hold the keys and values of this very model. The first model to use a cache (after it
@@ -960,8 +1038,9 @@ def check_cache_use(cache, tokens, model) -> None:
             f"KVCache(model.cfg, batch)"
         )
     if isinstance(model, torch.nn.Module):
+        inside_loop = _inside_sampling_loop(cache)
         if cache._model is None:
-            cache._model = _CacheOwner(model)
+            cache._model = _CacheOwner(model, thorough=not inside_loop)
         elif cache._model() is not model:
             raise ValueError(
                 "this cache holds the keys and values of another model (the same config is not "
@@ -971,7 +1050,7 @@ def check_cache_use(cache, tokens, model) -> None:
         elif (
             cache.length
             and isinstance(cache._model, _CacheOwner)
-            and cache._model.changed_at(cache.length)
+            and cache._model.changed_at(cache.length, thorough=not inside_loop)
         ):
             raise ValueError(
                 "the model's weights have changed since this cache was filled (trained, loaded, "
@@ -989,6 +1068,8 @@ def check_cache_use(cache, tokens, model) -> None:
             f"whole window; next_logits does this)"
         )
     _record_tokens(cache, tokens)
+    if isinstance(getattr(cache, "_model", None), _CacheOwner):
+        cache._model.remember(tokens, cache.length)
 
 
 # notebook 05's analysis functions (utils/circuits.py)
@@ -1095,10 +1176,19 @@ def require_attribution(vectors, scale, model, token) -> None:
         )
     ):
         shape = tuple(scale.shape) if isinstance(scale, Tensor) else type(scale).__name__
+        one_row = (
+            " (for one row's vectors, [comp, posn, d_model], the row's scale with a leading 1, "
+            "cache['scale'][b][None]: a [posn, 1] could be one row's given for every row)"
+            if isinstance(scale, Tensor)
+            and vectors.ndim >= 3
+            and 1 < scale.numel()
+            and scale.ndim < 3
+            else ""
+        )
         raise ValueError(
             "scale must be ln_final's scale where the vectors were read: one number, "
             f"cache['scale'][b, posn, 0], or one per vector, shape {one_per_vector}; "
-            f"got {shape} for vectors of shape {tuple(vectors.shape)}"
+            f"got {shape} for vectors of shape {tuple(vectors.shape)}{one_row}"
         )
     values = scale if isinstance(scale, Tensor) else torch.tensor(float(scale))
     # LayerNorm's scale is sqrt(variance + eps): never below sqrt(eps) (a tinier one overflows)
@@ -1164,9 +1254,13 @@ def require_float_tensor(name: str, value) -> None:
 def require_rows_split(rows, rank, world_size) -> None:
     """rows_for_rank: a 1-D tensor of row ids, a world size that divides their number (every rank
     takes the same share), and a rank of that world."""
-    if not isinstance(rows, Tensor) or rows.dim() != 1:
-        got = f"shape {tuple(rows.shape)}" if isinstance(rows, Tensor) else type(rows).__name__
-        raise TypeError(f"rows must be a 1-D tensor of row ids (batch_rows' result), got {got}")
+    if not isinstance(rows, Tensor) or rows.dim() != 1 or rows.is_floating_point():
+        got = type(rows).__name__
+        if isinstance(rows, Tensor):
+            got = f"shape {tuple(rows.shape)}, dtype {rows.dtype}"
+        raise TypeError(
+            f"rows must be a 1-D tensor of integer row ids (batch_rows' result), got {got}"
+        )
     world_size = require_int("world_size", world_size, minimum=1)
     require_int("rank", rank, minimum=0, maximum=world_size - 1)
     if len(rows) % world_size:
@@ -1334,6 +1428,11 @@ def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
         )
     if not all(isinstance(tok, str) and _is_index(i) for tok, i in vocab.items()):
         raise TypeError("BPETokenizer: vocab must map token strings to int ids")
+    if not all(type(i) is int for i in vocab.values()):  # a checkpoint's record must load as-is
+        raise TypeError(
+            "BPETokenizer: vocab's ids must be Python ints, not numpy's or tensors: "
+            "{tok: int(i) for tok, i in vocab.items()}"
+        )
     if len(set(vocab.values())) != len(vocab):
         raise ValueError("BPETokenizer: vocab gives two tokens the same id")
     if any(i < 0 for i in vocab.values()):
@@ -1414,9 +1513,9 @@ def require_vocab_size(vocab_size) -> int:
     return vocab_size
 
 
-def require_id_list(ids, id_to_token: dict) -> list[int]:
+def require_id_list(ids, id_to_token: dict | None) -> list[int]:
     """BPETokenizer.decode's ids (a list of ints, or a 1-D tensor or array) as a list of ints that
-    are token ids of the vocabulary, or a clear error."""
+    are token ids of the vocabulary (any ints when id_to_token is None), or a clear error."""
     shape = getattr(ids, "shape", None)
     if shape is not None and len(shape) != 1:
         raise ValueError(
@@ -1441,10 +1540,12 @@ def require_id_list(ids, id_to_token: dict) -> list[int]:
                 f"decode: token ids must be ints, got ids[{position}] = {i!r} ({type(i).__name__})"
             )
         i = operator.index(i)
-        if i not in id_to_token:
+        if id_to_token is not None and i not in id_to_token:
+            low, high = min(id_to_token), max(id_to_token)
+            gaps = "" if high - low + 1 == len(id_to_token) else ", with gaps"
             raise ValueError(
-                f"decode: ids[{position}] = {i} is outside the vocabulary: "
-                f"ids run from 0 to {len(id_to_token) - 1}"
+                f"decode: ids[{position}] = {i} is not a token id of this vocabulary: its "
+                f"{len(id_to_token):,} ids run from {low} to {high}{gaps}"
             )
         checked.append(i)
     return checked

@@ -132,6 +132,13 @@ TOPP_LOGIT_MASS = known_mistake(
     "the cumulative mass is summed over logits, not probabilities. "
     "Sort and sum logits.softmax(-1).",
 )
+TOPP_RETURNS_PROBS = known_mistake(
+    "topp_returns_probs",
+    "apply_top_p",
+    "the function returns probabilities (a softmax), not logits. Like apply_temperature, it "
+    "returns logits: the nucleus's unchanged, the others float('-inf'); generate takes the "
+    "softmax once, after every filter.",
+)
 TOPP_UNSORTED = known_mistake(
     "topp_unsorted",
     "apply_top_p",
@@ -193,6 +200,13 @@ BEAM_FINISHED_DROPPED = known_mistake(
     "the beams finished in earlier steps are dropped (the finished list is started again each "
     "step). Keep every finished beam in one list made before the loop, add each step's to it, "
     "and keep its num_beams best.",
+)
+BEAM_NGRAM_NEW_ONLY = known_mistake(
+    "beam_ngram_new_only",
+    "beam_search",
+    "n-grams are banned only among the new tokens. As Hugging Face's no_repeat_ngram_size, ban "
+    "a token that would repeat an n-gram of the whole sequence, prompt included: give "
+    "ban_repeated_ngrams every beam's tokens, prompt and all.",
 )
 BEAM_ONLY_BEST = known_mistake(
     "beam_only_best",
@@ -266,19 +280,27 @@ def _top_k(logits, k, mistake=None, dim=-1):
         return [_top_k(logits, k + 1)] + ([_top_k(logits, k - 1)] if k > 1 else [])
     if mistake is TOPK_WRONG_DIM:
         return _top_k(logits, k, dim=0)
-    if mistake is TOPK_RETURNS_PROBS:  # the kept tokens' probabilities, renormalised or not
-        kept = torch.isfinite(_top_k(logits, k))
-        probs = logits.softmax(-1).masked_fill(~kept, 0.0)
-        return [probs, probs / probs.sum(-1, keepdim=True)]
+    if mistake is TOPK_RETURNS_PROBS:
+        return _as_probabilities(logits, torch.isfinite(_top_k(logits, k)))
     if k >= logits.shape[dim]:
         return logits.clone()
     kth = logits.topk(k, dim=dim).values.narrow(dim, k - 1, 1)
     return logits.masked_fill(logits < kth, 0.0 if mistake is TOPK_FILL_ZERO else float("-inf"))
 
 
+def _as_probabilities(logits, kept):
+    """What a filter that returns probabilities gives: the kept tokens' softmax, renormalised over
+    them or not, and the others 0 or -inf."""
+    probs = logits.softmax(-1).masked_fill(~kept, 0.0)
+    variants = [probs, probs / probs.sum(-1, keepdim=True)]
+    return variants + [v.masked_fill(~kept, float("-inf")) for v in variants]
+
+
 def _top_p(logits, p, mistake=None):
     """The nucleus: keep the most probable tokens until their mass reaches p (the token that crosses
     p included, and always at least one); the rest -inf. Or with a known mistake."""
+    if mistake is TOPP_RETURNS_PROBS:
+        return _as_probabilities(logits, torch.isfinite(_top_p(logits, p)))
     mass = logits if mistake is TOPP_LOGIT_MASS else logits.softmax(-1)
     sorted_mass, order = mass.sort(-1, descending=True)
     cumulative = sorted_mass.cumsum(-1)
@@ -565,6 +587,8 @@ def check_top_p(fn) -> None:
     # exact in float32 (their softmax and sums too): the mass before the third most probable token
     # is exactly 0.75, so at p = 0.75 the first two already reach p and the third is removed
     boundary = _logits_with_probs([[0.5, 0.25, 0.125, 0.125], [0.125, 0.5, 0.125, 0.25]])
+    # a mass before the second token of 0.7499, just below p = 0.75: kept (float16 rounds it to p)
+    just_below = _logits_with_probs([[0.7499, 0.2501], [0.2501, 0.7499]])
     cases = [
         (crossing, 0.6),
         (crossing, 0.8),
@@ -573,6 +597,7 @@ def check_top_p(fn) -> None:
         (one_big, 0.5),
         (boundary, 0.75),
         (boundary, 0.5),
+        (just_below, 0.75),
         (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95),
     ]
     for logits, p in cases:
@@ -598,8 +623,8 @@ def check_top_p(fn) -> None:
         _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things, p=p)
     print(
         f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
-        "a mass of exactly p before a token (removed), and logits out of order (removed logits: "
-        "-inf, or at most -1e4)"
+        "a mass of exactly p before a token (removed) and one just below p (kept), and logits "
+        "out of order (removed logits: -inf, or at most -1e4)"
     )
 
 
@@ -690,7 +715,8 @@ def _beam_search(
             seen = [seq for seq, _ in running]
         logprobs = model(torch.tensor(seen))[:, -1].float().log_softmax(-1)
         for b, (seq, _) in enumerate(running):
-            for token in _banned(seq, no_repeat_ngram_size):
+            banned_in = seq[len(prompt) :] if mistake is BEAM_NGRAM_NEW_ONLY else seq
+            for token in _banned(banned_in, no_repeat_ngram_size):
                 logprobs[b, token] = float("-inf")
         totals = torch.tensor([total for _, total in running])[:, None] + logprobs
         d_vocab = logprobs.shape[-1]
@@ -786,6 +812,7 @@ BEAM_CASES = [
     ([21, 7, 30], 2, 12, 1.0, 0, 20),
     ([3, 1], 4, 12, 2.0, 0, 20),
     ([6, 30], 3, 6, 0.5, 2, 20),
+    ([30, 26, 9, 30, 26], 2, 6, 1.0, 2, 20),  # the prompt's own bigrams are banned too
 ]
 
 

@@ -3,9 +3,20 @@ utils/bpe.py and GPT-2's own ids."""
 
 from __future__ import annotations
 
+import inspect
+import sysconfig
+import types
 from collections import Counter
+from pathlib import Path
 
-from utils.checks.core import call_learner, fail, known_mistake, learner_facing, recognise
+from utils.checks.core import (
+    CheckUsageError,
+    call_learner,
+    fail,
+    known_mistake,
+    learner_facing,
+    recognise,
+)
 
 # --------------------------------------------------------------------------- known mistakes
 
@@ -83,15 +94,66 @@ def _merge_word_mistake(merge_word) -> dict | None:
     return None
 
 
-def _learners_merge_word(fn):
+def _learners_merge_word(fn, depth: int = 3):
     """The merge_word that the learner's train_merges calls, when it is not the reference's: the
-    one of its module (in the notebook, the learner's own), else None."""
+    one of its module (in the notebook, the learner's own), reached directly or through a helper
+    of theirs, or given as a default argument or from a closure; else None."""
     from utils.bpe import merge_word as reference
 
-    if "merge_word" not in getattr(getattr(fn, "__code__", None), "co_names", ()):
-        return None  # train_merges does not call a merge_word of its module
-    merge_word = getattr(fn, "__globals__", {}).get("merge_word")
-    return merge_word if callable(merge_word) and merge_word is not reference else None
+    code = getattr(fn, "__code__", None)
+    if code is None or depth == 0:
+        return None
+    names, scope = code.co_names, getattr(fn, "__globals__", {})
+    merge_word = scope.get("merge_word") if "merge_word" in names else None
+    if callable(merge_word) and merge_word is not reference:
+        return merge_word
+    given = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
+    given += [cell.cell_contents for cell in fn.__closure__ or () if _filled(cell)]
+    for value in given:  # merge=merge_word as a default, or a function closed over
+        if _yours(value) and _takes_three(value) and value is not reference:
+            return value
+    for name in names:  # a helper of yours that calls it
+        helper = scope.get(name)
+        if _yours(helper) and helper is not fn:
+            found = _learners_merge_word(helper, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a closure's variable not yet assigned
+        return False
+    return True
+
+
+_NOT_YOURS = tuple(
+    str(Path(folder).resolve())
+    for folder in (
+        Path(__file__).parents[1],  # this project's utils/
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["purelib"],
+    )
+)
+
+
+def _yours(value) -> bool:
+    """A Python function of the learner's: written in a cell, not in this project's modules, the
+    standard library or an installed package."""
+    if not isinstance(value, types.FunctionType):
+        return False
+    filename = value.__code__.co_filename
+    return not (Path(filename).is_file() and str(Path(filename).resolve()).startswith(_NOT_YOURS))
+
+
+def _takes_three(fn) -> bool:
+    try:
+        inspect.signature(fn).bind([1, 2], (1, 2), 9)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _fail_train_merges(fn, lines, mistake=None, things_to_check=None, **facts):
@@ -145,6 +207,10 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     trainer."""
     from utils.bpe import END_OF_TEXT, train_merges as reference
 
+    if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 10:
+        raise CheckUsageError(  # with few merges, most wrong trainers would pass
+            f"check_train_merges: n_merges must be an int of at least 10, got {n_merges!r}"
+        )
     expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
     result = call_learner(fn, _MERGE_TEXT, n_merges, what=f"train_merges(text, {n_merges})")
     if not (isinstance(result, tuple) and len(result) == 2):
