@@ -3,13 +3,14 @@ notebook."""
 
 from __future__ import annotations
 
-import numbers
 import os
 import random
 import sys
 from dataclasses import dataclass, field
 
 import torch
+
+from utils.validation import require_int
 
 ENV_VAR = "TUTORIAL_CONFIG"
 
@@ -123,9 +124,7 @@ def get_config(name: str | None = None) -> RunConfig:
 
 
 def seed_everything(seed: int = 0) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an int from 0 to 2**63 - 1, got {seed!r}")
-    seed = int(seed)  # numpy ints too: random.seed refuses them
+    seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)  # numpy's too, as a Python int
     random.seed(seed)
     torch.manual_seed(seed)
 

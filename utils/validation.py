@@ -1655,15 +1655,11 @@ def _check_gpt2_modules(hf_model) -> None:
                 f"hf_model's {name} has eps={module.eps}, but its config says layer_norm_epsilon="
                 f"{eps}: our model uses one eps for every LayerNorm and cannot reproduce this one"
             )
-        for setting, expected in (
-            ("scale_attn_weights", True),
-            ("reorder_and_upcast_attn", False),
-            ("scale_attn_by_inverse_layer_idx", False),
-        ):
+        for setting, (expected, why) in _GPT2_ARITHMETIC.items():  # those an attention module keeps
             if getattr(module, setting, expected) != expected:
                 raise ValueError(
                     f"hf_model's {name} was built with {setting}={getattr(module, setting)!r}, "
-                    f"which our attention cannot reproduce; only GPT-2's own {expected!r} loads"
+                    f"which our attention cannot reproduce ({why}); only {expected!r} loads"
                 )
         act = getattr(module, "act", None)
         if name.endswith("mlp") and act is not None:
