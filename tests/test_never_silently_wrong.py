@@ -699,3 +699,14 @@ def test_a_full_disk_is_told_from_other_failures_by_what_the_checkpoint_needs(
     assert ("no space left" in str(caught.value)) == full, caught.value
     assert caught.value is error or full
     assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_batch_rows_and_documents_refuse_what_torch_would_overflow_or_misread():
+    from utils.training import batch_rows, tokenize_documents
+
+    with pytest.raises(ValueError, match=r"step must be an int from 0 to 2\*\*62"):
+        batch_rows(2**70, 10, 2, 0)
+    with pytest.raises(ValueError, match=r"n_rows must be an int from 1 to 2\*\*62"):
+        batch_rows(0, 2**70, 2, 0)
+    with pytest.raises(TypeError, match="docs must hold strs"):
+        tokenize_documents([1, 2], lambda text: [1], 0)

@@ -170,12 +170,19 @@ def check_documents(docs, encode, eot_id) -> None:
             f"encode must be a function (tokenizer.encode), got {type(encode).__name__}"
         )
     require_int("eot_id", eot_id, minimum=0)
+    not_text = next((doc for doc in docs if not isinstance(doc, str)), None)
+    if not_text is not None:
+        raise TypeError(
+            f"docs must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
+        )
 
 
 def require_batch_rows(step, n_rows, batch_size, seed) -> None:
     """batch_rows: a step >= 0, at least one batch of rows, a seed TrainingArgs allows."""
-    require_int("step", step, minimum=0)
-    n_rows, batch_size = require_int("n_rows", n_rows), require_int("batch_size", batch_size)
+    # beyond 2**62, torch's int64 arithmetic overflows
+    require_int("step", step, minimum=0, maximum=2**62, allowed="an int from 0 to 2**62")
+    n_rows = require_int("n_rows", n_rows, maximum=2**62, allowed="an int from 1 to 2**62")
+    batch_size = require_int("batch_size", batch_size)
     if batch_size > n_rows:
         raise ValueError(f"batch_size = {batch_size} is more than the {n_rows} rows there are")
     require_int("seed", seed, minimum=0, maximum=2**32 - 1)
