@@ -491,6 +491,30 @@ def test_a_check_given_something_else_than_a_function_says_so_in_one_line(given,
     assert err.value._render_traceback_() == [f"TypeError: {err.value}"]
 
 
+@pytest.mark.parametrize(
+    "given, named",
+    [(lambda: None, r"<lambda>\(\)"), (DemoTransformer, r"DemoTransformer\(cfg: 'Config'\)")],
+    ids=["no parameters", "a class"],
+)
+@pytest.mark.parametrize(
+    "check_name", ["check_top_k", "check_lr_at", "check_train_merges", "check_beam_search"]
+)
+def test_a_check_given_a_function_of_other_parameters_says_so_in_one_line(given, named, check_name):
+    from utils import checks
+    from utils.checks.core import CheckUsageError
+
+    with pytest.raises(CheckUsageError, match=f"but {named} cannot be called so"):
+        getattr(checks, check_name)(given)
+
+
+@pytest.mark.parametrize("given", [None, torch.tensor([1.0]), lambda vocab, merges: None])
+def test_check_bpe_tokenizer_given_no_class_says_so(given):
+    from utils import checks
+
+    with pytest.raises((TypeError, AssertionError), match="pass|not a tokenizer"):
+        checks.check_bpe_tokenizer(given)
+
+
 def test_the_distributed_entry_points_outside_torchrun_say_so(monkeypatch):
     from utils.distributed import DistributedTrainer, start
 

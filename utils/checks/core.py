@@ -20,6 +20,7 @@ fail            raises the check's AssertionError: what differs, then the likely
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sysconfig
 import traceback
@@ -115,6 +116,30 @@ def fail(
 # ----------------------------------------------------------------------- calling the learner's code
 
 
+def require_callable_as(fn, what: str, args: tuple = (), kwargs: dict | None = None) -> None:
+    """A CheckUsageError unless `fn` can be called as the check calls it: not None, a tensor (the
+    result of calling it) or a name in quotes, and with parameters that take these arguments (not
+    a class where a function is wanted, nor a function of other parameters)."""
+    if not callable(fn):
+        got = "None" if fn is None else f"a {type(fn).__name__}"
+        raise CheckUsageError(
+            f"the check calls yours as {what}, but was given {got}: pass your function or class "
+            f"itself, by its name, without calling it"
+        )
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: the call will say
+        return
+    try:
+        signature.bind(*args, **(kwargs or {}))
+    except TypeError as err:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise CheckUsageError(
+            f"the check calls yours as {what}, but {name}{signature} cannot be called so ({err}): "
+            f"pass the function or class the exercise asks for, with the parameters it names"
+        ) from None
+
+
 def call_learner(
     fn: Callable,
     *args,
@@ -126,12 +151,7 @@ def call_learner(
     messages. An exercise stub's NotImplementedError passes through unchanged (its message says what
     to write). Any other exception becomes one AssertionError: what raised which error, the
     learner's own line, then the known mistake that raises that error or what to check."""
-    if not callable(fn):  # None, a tensor (the result of calling it), a name in quotes
-        got = "None" if fn is None else f"a {type(fn).__name__}"
-        raise CheckUsageError(
-            f"the check calls yours as {what}, but was given {got}: pass your function or class "
-            f"itself, by its name, without calling it"
-        )
+    require_callable_as(fn, what, args)
     try:
         return fn(*args)
     except NotImplementedError:

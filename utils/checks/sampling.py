@@ -32,6 +32,7 @@ from utils.checks.core import (
     learner_facing,
     mistakes_in,
     recognise,
+    require_callable_as,
 )
 from utils.model import Config
 from utils.validation import StaleCacheError
@@ -835,6 +836,12 @@ def _learner_beams(fn, model, case):
         "the signature beam_search(model, tokens, num_beams, max_new_tokens, *, "
         "length_penalty=1.0, no_repeat_ngram_size=0, stop_token=None); "
         "model(tokens) takes [n_beams, posn] and gives [n_beams, posn, d_vocab]."
+    )
+    require_callable_as(
+        fn,
+        what,
+        (model, tokens, num_beams, max_new),
+        dict(length_penalty=lp, no_repeat_ngram_size=ngram, stop_token=stop),
     )
     before = tokens.clone()
     beams = call_learner(

@@ -4,6 +4,7 @@ utils/bpe.py and GPT-2's own ids."""
 from __future__ import annotations
 
 import inspect
+import numbers
 import sysconfig
 import types
 from collections import Counter
@@ -207,7 +208,7 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
     trainer."""
     from utils.bpe import END_OF_TEXT, train_merges as reference
 
-    if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 10:
+    if isinstance(n_merges, bool) or not isinstance(n_merges, numbers.Integral) or n_merges < 10:
         raise CheckUsageError(  # with few merges, most wrong trainers would pass
             f"check_train_merges: n_merges must be an int of at least 10, got {n_merges!r}"
         )
@@ -333,7 +334,16 @@ def check_bpe_tokenizer(cls) -> None:
 
     vocab, merges = gpt2_vocab_and_merges()
     reference = Reference(vocab, merges)
-    tokenizer = call_learner(cls, vocab, merges, what=f"{cls.__name__}(vocab, merges)")
+    name = getattr(cls, "__name__", "BPETokenizer")
+    tokenizer = call_learner(cls, vocab, merges, what=f"{name}(vocab, merges)")
+    if not (
+        callable(getattr(tokenizer, "encode", None))
+        and callable(getattr(tokenizer, "decode", None))
+    ):
+        fail(
+            f"{name}(vocab, merges) returned {type(tokenizer).__name__}, not a tokenizer with "
+            f"encode and decode: pass the class itself, BPETokenizer"
+        )
     show = lambda ids: [reference.id_to_token.get(i, i) for i in ids]  # noqa: E731
     for text in _TOKENIZER_TEXTS:
         expected = reference.encode(text)
