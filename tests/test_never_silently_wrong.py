@@ -734,3 +734,35 @@ def test_batch_rows_and_documents_refuse_what_torch_would_overflow_or_misread():
         batch_rows(0, 2**70, 2, 0)
     with pytest.raises(TypeError, match="docs must hold strs"):
         tokenize_documents([1, 2], lambda text: [1], 0)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: KVCache(DemoTransformer(CFG), 1), TypeError, "got a model, DemoTransformer"),
+        (lambda: KVCache(Config, 1), TypeError, r"got the class Config \(call it"),
+        (
+            lambda: utils.sampling.ban_repeated_ngrams(None, torch.zeros(1, 64), 2),
+            TypeError,
+            "tokens must be int token ids",
+        ),
+        (
+            lambda: utils.sampling.ban_repeated_ngrams(
+                torch.zeros(2, 4).long(), torch.zeros(1, 64), 2
+            ),
+            ValueError,
+            "must have the same rows",
+        ),
+        (
+            lambda: utils.sampling.ban_repeated_ngrams(
+                torch.full((1, 4), 70), torch.zeros(1, 64), 2
+            ),
+            ValueError,
+            r"ids in \[0, 64\)",
+        ),
+    ],
+    ids=["KVCache(model)", "KVCache(Config)", "tokens None", "rows differ", "ids past d_vocab"],
+)
+def test_cache_and_ngram_inputs_of_another_kind_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

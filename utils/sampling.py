@@ -25,7 +25,9 @@ from utils.validation import (
     check_generate_args,
     check_sampler,
     require_cache_layer,
+    require_config,
     require_int,
+    require_ngram_args,
     require_prompt,
     require_rows,
 )
@@ -176,11 +178,7 @@ class KVCache:
     sequence (0 until generation runs past n_ctx, when the window of positions slides)."""
 
     def __init__(self, cfg: utils.model.Config, batch: int):
-        if not isinstance(cfg, utils.model.Config):
-            got = f"{cfg!r}"[:80]
-            raise TypeError(
-                f"KVCache(cfg, batch): cfg must be a Config such as model.cfg, got {got}"
-            )
+        require_config("KVCache(cfg, batch): cfg", cfg, utils.model.Config)  # not a model: one line
         self.cfg, self.batch, self.start = cfg, require_int("batch", batch), 0
         self._keys: list[Tensor | None] = [None] * cfg.n_layers  # [batch, n_heads, n_ctx, d_head]
         self._values: list[Tensor | None] = [None] * cfg.n_layers
@@ -354,7 +352,7 @@ def ban_repeated_ngrams(
 ) -> Float[Tensor, "batch d_vocab"]:
     """log_probs with -inf for each token that would complete an n-gram already in its row of
     tokens (Hugging Face's no_repeat_ngram_size=n)."""
-    n = require_int("n", n, minimum=0)  # 0: nothing banned
+    n = require_ngram_args(tokens, log_probs, n)  # n = 0: nothing banned
     posn = tokens.shape[1]
     if n == 0 or posn < n:
         return log_probs
@@ -416,4 +414,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: b11b720a3e6299d0
+# written by `make export`; sha256 of the text above: 8a10b522245a7d28

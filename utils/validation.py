@@ -818,6 +818,32 @@ def require_rows(rows, batch: int) -> None:
         raise ValueError(f"cache.reorder(rows): rows must be {allowed}, got {rows.tolist()}")
 
 
+def require_ngram_args(tokens, log_probs, n) -> int:
+    """ban_repeated_ngrams: tokens [batch, posn] of int ids below d_vocab, log_probs [batch,
+    d_vocab] of the same rows, on one device; n an int >= 0 (returned)."""
+    n = require_int("n", n, minimum=0)
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
+        got = type(tokens).__name__
+        if isinstance(tokens, Tensor):
+            got = f"{tokens.dtype} {list(tokens.shape)}"
+        raise TypeError(f"tokens must be int token ids [batch, posn], got {got}")
+    if not isinstance(log_probs, Tensor) or log_probs.ndim != 2:
+        got = list(log_probs.shape) if isinstance(log_probs, Tensor) else type(log_probs).__name__
+        raise TypeError(f"log_probs must be [batch, d_vocab], got {got}")
+    if tokens.shape[0] != log_probs.shape[0] or tokens.device != log_probs.device:
+        raise ValueError(
+            f"tokens ({tokens.shape[0]} rows, {tokens.device}) and log_probs ({log_probs.shape[0]} "
+            f"rows, {log_probs.device}) must have the same rows, on one device"
+        )
+    if (
+        tokens.device.type == "cpu"
+        and tokens.numel()
+        and not (0 <= int(tokens.min()) and int(tokens.max()) < log_probs.shape[1])
+    ):
+        raise ValueError(f"tokens must be ids in [0, {log_probs.shape[1]}) (log_probs' d_vocab)")
+    return n
+
+
 def require_cache_layer(cache, layer, where: str) -> None:
     """A layer index that the KVCache has: an int in [0, n_layers)."""
     n_layers = cache.cfg.n_layers
