@@ -125,8 +125,16 @@ CASES = {
         TypeError,
         "config_from_hf",
     ),
-    "KVCache(Config)": (lambda m, h, c, t: KVCache(Config, 1), TypeError, "cfg must be a Config"),
-    "KVCache(None)": (lambda m, h, c, t: KVCache(None, 1), TypeError, "cfg must be a Config"),
+    "KVCache(Config)": (
+        lambda m, h, c, t: KVCache(Config, 1),
+        TypeError,
+        r"cfg must be a utils.model.Config, got the class Config \(call it",
+    ),
+    "KVCache(None)": (
+        lambda m, h, c, t: KVCache(None, 1),
+        TypeError,
+        "cfg must be a utils.model.Config, got NoneType None",
+    ),
     "d_vocab of 10**9": (
         lambda m, h, c, t: Config(d_vocab=10**9, d_model=64, n_heads=2, d_head=32),
         ValueError,
