@@ -1106,8 +1106,8 @@ def test_frames_in_a_symlinked_environment_are_not_the_learners(tmp_path):
     the link in tracebacks."""
     link = tmp_path / "venv-link"
     os.symlink(Path(torch.__file__).resolve().parent, link)
-    assert not checks_core._is_yours(str(link / "nn" / "modules" / "module.py"))
-    assert checks_core._is_yours(__file__)
+    assert not checks_core.is_yours(str(link / "nn" / "modules" / "module.py"))
+    assert checks_core.is_yours(__file__)
 
 
 def test_a_failing_check_in_a_jupyter_kernel_shows_the_message_without_the_checks_frames():

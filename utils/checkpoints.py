@@ -65,15 +65,21 @@ def checkpoints_in(directory: str | Path) -> list[Path]:
     return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
 
 
-def _folder(name: str, path) -> Path:
+def _path(must: str, path) -> Path:
+    """`path` as a Path; a clear TypeError for None, bytes or an int (`must`: what it must be)."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a folder path, got {path!r}")
-    if Path(path).is_file():
+        raise TypeError(f"{must}, got {path!r}")
+    return Path(path)
+
+
+def _folder(name: str, path) -> Path:
+    path = _path(f"{name} must be a folder path", path)
+    if path.is_file():
         raise NotADirectoryError(
             f"{name} must be a folder of checkpoints, got the file {path}: load it with "
             f"load_checkpoint_model({str(path)!r})"
         )
-    return Path(path)
+    return path
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -87,11 +93,7 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by a Trainer, loaded with weights_only=True (a file cannot run code);
     anything else gets a clear error."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"the checkpoint must be a file path (such as trainer.last_checkpoint), got {path!r}"
-        )
-    path = Path(path)
+    path = _path("the checkpoint must be a file path (such as trainer.last_checkpoint)", path)
     if path.is_dir():
         inside = checkpoints_in(path)
         such = f", such as {inside[-1]}" if inside else " (it holds no step_*.pt files)"
@@ -297,11 +299,7 @@ def check_writable(checkpoint_dir: str | Path) -> None:
 def write_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` whole or not at all: into a temporary file named after this
     process, then renamed over `path`."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"path must be a file path, such as run_dir / 'step_000010.pt', got {path!r}"
-        )
-    path = Path(path)
+    path = _path("path must be a file path, such as run_dir / 'step_000010.pt'", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:

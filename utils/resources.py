@@ -29,7 +29,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.validation import require_bool, require_config_fields, require_int, require_number
+from utils.validation import (
+    require_bool,
+    require_config_fields,
+    require_documents,
+    require_int,
+    require_number,
+)
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's one special token (the BPE of notebook 01 uses it too)
 
@@ -592,13 +598,7 @@ def split_documents(
     docs: list[str], max_chars: int | None = None, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[str], list[str]]:
     """Deterministic train/validation split by whole documents (no document is in both)."""
-    if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
-        raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}")
-    not_text = next((doc for doc in docs if not isinstance(doc, str)), None)
-    if not_text is not None:
-        raise TypeError(
-            f"docs must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
-        )
+    require_documents(docs)
     seed = require_int("seed", seed, minimum=0)  # None would give another split every call
     val_fraction = require_number("val_fraction", val_fraction)
     if not 0 < val_fraction < 1:

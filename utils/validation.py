@@ -159,22 +159,27 @@ def require_token_ids(
         )
 
 
-def check_documents(docs, encode, eot_id) -> None:
-    """tokenize_documents: a list of strs (not one str: each character would be a document), a
-    tokenizer's encode function, and an id >= 0."""
+def require_documents(docs) -> None:
+    """A list (or tuple) of strs, one per document (not one str: each character would be one)."""
     if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
         hint = " (one str: wrap it, [text], or give corpus.train)" if isinstance(docs, str) else ""
         raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}{hint}")
-    if not callable(encode):
-        raise TypeError(
-            f"encode must be a function (tokenizer.encode), got {type(encode).__name__}"
-        )
-    require_int("eot_id", eot_id, minimum=0)
     not_text = next((doc for doc in docs if not isinstance(doc, str)), None)
     if not_text is not None:
         raise TypeError(
             f"docs must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
         )
+
+
+def check_documents(docs, encode, eot_id) -> None:
+    """tokenize_documents: a list of strs (require_documents), a tokenizer's encode function, and
+    an id >= 0."""
+    require_documents(docs)
+    if not callable(encode):
+        raise TypeError(
+            f"encode must be a function (tokenizer.encode), got {type(encode).__name__}"
+        )
+    require_int("eot_id", eot_id, minimum=0)
 
 
 def require_batch_rows(step, n_rows, batch_size, seed) -> None:
@@ -967,12 +972,7 @@ class _CacheOwner:
         pairs = list(zip(self._sums, self._row_and_column_sums()))
         if self._embed_ids is not None:
             pairs.append((self._embed_rows, self._embed.detach().index_select(0, self._embed_ids)))
-        for before, now in pairs:
-            if not torch.equal(before, now) and not bool(
-                ((before == now) | (before.isnan() & now.isnan())).all()  # NaN != NaN
-            ):
-                return True
-        return False
+        return not all(_same_values(before, now) for before, now in pairs)
 
     def changed(self) -> bool:
         """Run before every cached step: cheap checks (no walk over the model's modules)."""
@@ -983,11 +983,14 @@ class _CacheOwner:
         if self._values is None:
             return False
         with torch.no_grad():
-            now = self._sample()
-            if torch.equal(now, self._values):
-                return False
-            same = (now == self._values) | (now.isnan() & self._values.isnan())  # NaN != NaN
-            return not bool(same.all())
+            return not _same_values(self._values, self._sample())
+
+
+def _same_values(before: Tensor, now: Tensor) -> bool:
+    """Equal, element by element, NaN included (NaN != NaN)."""
+    if torch.equal(before, now):
+        return True
+    return bool(((before == now) | (before.isnan() & now.isnan())).all())
 
 
 class StaleCacheError(ValueError):

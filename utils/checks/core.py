@@ -184,14 +184,14 @@ _NOT_YOURS = tuple(
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_yours(filename: str) -> bool:
+def is_yours(filename: str) -> bool:
     return not os.path.realpath(filename).startswith(_NOT_YOURS)
 
 
 def _your_line(err: BaseException) -> str:
     """Where in the learner's own code an exception was raised, as one line for the message ('' if
     nowhere)."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_yours(f.filename)]
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if is_yours(f.filename)]
     if not frames:
         return ""
     last = frames[-1]
@@ -203,7 +203,7 @@ def _your_line(err: BaseException) -> str:
 def _from_your_code(tb):
     """The traceback from the learner's first frame on, without the checks' and torch's frames
     before it."""
-    while tb is not None and not _is_yours(tb.tb_frame.f_code.co_filename):
+    while tb is not None and not is_yours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return tb
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import sysconfig
 import types
 from collections import Counter
-from pathlib import Path
 
 from utils.checks.core import (
     CheckUsageError,
+    is_yours,
     call_learner,
     fail,
     known_mistake,
@@ -130,23 +129,10 @@ def _filled(cell) -> bool:
     return True
 
 
-_NOT_YOURS = tuple(
-    str(Path(folder).resolve())
-    for folder in (
-        Path(__file__).parents[1],  # this project's utils/
-        sysconfig.get_paths()["stdlib"],
-        sysconfig.get_paths()["purelib"],
-    )
-)
-
-
 def _yours(value) -> bool:
     """A Python function of the learner's: written in a cell, not in this project's modules, the
     standard library or an installed package."""
-    if not isinstance(value, types.FunctionType):
-        return False
-    filename = value.__code__.co_filename
-    return not (Path(filename).is_file() and str(Path(filename).resolve()).startswith(_NOT_YOURS))
+    return isinstance(value, types.FunctionType) and is_yours(value.__code__.co_filename)
 
 
 def _takes_three(fn) -> bool:
