@@ -283,6 +283,8 @@ def _differs(path: Path, nb: dict) -> bool:
 def _generated(target: Path | None = None):
     """(path, text, differs) for each exercise notebook, in `target` (default exercises/)."""
     target = Path(target) if target is not None else EXERCISES
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"the exercises go into a folder, and {target} is a file")
     for solution in sorted(NOTEBOOKS.glob("*.ipynb")):
         nb = exercise_notebook(solution)
         if nb is not None:
@@ -295,8 +297,6 @@ def _shown(path: Path) -> str:
 
 
 def stale_exercises(target: Path | None = None) -> list[str]:
-    if target is not None and Path(target).exists() and not Path(target).is_dir():
-        raise NotADirectoryError(f"the exercises are in a folder, and {target} is a file")
     return [_shown(path) for path, _, differs in _generated(target) if differs]
 
 
@@ -349,8 +349,6 @@ def write_exercises(target: Path | None = None) -> list[str]:
     """Write the exercise notebooks into `target` (default exercises/). A notebook there that
     differs in any way from the one about to be written (a learner's code, outputs, metadata) is
     copied to `target`/backup/ first; the messages say where."""
-    if target is not None and Path(target).exists() and not Path(target).is_dir():
-        raise NotADirectoryError(f"the exercises go into a folder, and {target} is a file")
     messages = []
     for path, text, differs in _generated(target):
         if path.is_dir():
