@@ -205,7 +205,7 @@ CASES = {
     "load_checkpoint_model(model_class=nn.Linear)": (
         lambda m, h, c, t: load_checkpoint_model(c, model_class=nn.Linear),
         TypeError,
-        "cannot be built from a Config",
+        "model_class must take a Config",
     ),
     "Trainer(None, ...)": (
         lambda m, h, c, t: Trainer(None, _args(t), *_data()),
@@ -1174,3 +1174,421 @@ def test_a_checkpoints_own_device_is_named_as_the_checkpoints(checkpoint, tmp_pa
         else:
             with pytest.raises(ValueError, match="the checkpoint says it was trained on device"):
                 load_checkpoint_model(path)
+
+
+# the adversarial table's last rows: every entry point, the plumbing modules' too
+def _a_file(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    return tmp_path / "a_file"
+
+
+def _meta(shape=()):
+    return torch.empty(shape, device="meta")
+
+
+def _hf_gpt2():
+    return utils.hf_export.to_hf_gpt2(DemoTransformer(CFG))
+
+
+def _patching(metric):
+    torch.manual_seed(0)
+    hooked = HookedDemoTransformer(CFG).eval()
+    return _call("patching", "patch_residual_stream")(hooked, PROMPT, PROMPT + 1, metric)
+
+
+import utils.circuits  # noqa: E402
+import utils.configs  # noqa: E402
+import utils.export  # noqa: E402
+import utils.gpu  # noqa: E402
+import utils.hf_export  # noqa: E402
+import utils.patching  # noqa: E402
+import utils.runs  # noqa: E402
+import utils.scaling  # noqa: E402
+import utils.training  # noqa: E402
+from utils.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
+from utils.model import LayerNorm, Embed, PosEmbed, Attention, MLP, TransformerBlock, Unembed  # noqa: E402,I001
+
+LAYERS = [LayerNorm, Embed, PosEmbed, Attention, MLP, TransformerBlock, Unembed]
+
+# (what the learner did, given tmp_path, the error's type, words the message must hold)
+FOURTH_CASES = {
+    **{
+        f"{layer.__name__}({label})": (
+            lambda t, layer=layer, given=given: layer(given),
+            TypeError,
+            words,
+        )
+        for layer in LAYERS
+        for label, given, words in (
+            ("Config, the class", Config, r"the class Config \(call it"),
+            ("None", None, "cfg must be a utils.model.Config"),
+            ("a dict", {"d_model": 32}, r"Config\(\*\*cfg\)"),
+        )
+    },
+    "a layer too big for the memory that is free": (
+        lambda t: _with_free_memory(2**20, lambda: Embed(CFG.__class__(d_vocab=50_000))),
+        MemoryError,
+        r"W_E and W_U \[d_vocab, d_model\] would need 0.1 GB",
+    ),
+    "Config whose W_E and W_U together exceed the memory": (
+        lambda t: Config(d_vocab=int(0.75 * utils.validation._physical_memory() / 4 / 768)),
+        ValueError,
+        "more than this machine's",
+    ),
+    "Trainer(checkpoint_dir=a file)": (
+        lambda t: Trainer(DemoTransformer(CFG), _args(_a_file(t)), *_data()),
+        NotADirectoryError,
+        "checkpoint_dir",
+    ),
+    "Trainer(checkpoint_dir=a file/runs)": (
+        lambda t: Trainer(DemoTransformer(CFG), _args(_a_file(t) / "runs"), *_data()),
+        NotADirectoryError,
+        "is a file, not a folder",
+    ),
+    "Trainer(a model on the meta device)": (
+        lambda t: Trainer(DemoTransformer(CFG).to("meta"), _args(t), *_data()),
+        ValueError,
+        "meta device",
+    ),
+    "Trainer(sample=a function of no argument)": (
+        lambda t: Trainer(DemoTransformer(CFG), _args(t), *_data(), sample=lambda: "x"),
+        TypeError,
+        "sample must be a function of one argument, the model",
+    ),
+    "model_from_checkpoint(device='gpu')": (
+        lambda t: model_from_checkpoint(read_checkpoint(_trained(t)), device="gpu"),
+        ValueError,
+        r"for an NVIDIA GPU, 'cuda'",
+    ),
+    "load_checkpoint_model(model_class=a model)": (
+        lambda t: load_checkpoint_model(_trained(t), model_class=DemoTransformer(CFG)),
+        TypeError,
+        "a DemoTransformer model; give its class",
+    ),
+    "from_hf_gpt2(model_class=str)": (
+        lambda t: utils.hf_export.from_hf_gpt2(_hf_gpt2(), model_class=str),
+        TypeError,
+        "model_class must be a model class",
+    ),
+    "from_hf_gpt2(model_class=nn.Linear)": (
+        lambda t: utils.hf_export.from_hf_gpt2(_hf_gpt2(), model_class=nn.Linear),
+        TypeError,
+        "model_class must take a Config",
+    ),
+    **{
+        f"{name}({label})": (lambda t, call=call, given=given: call(given), TypeError, words)
+        for name, call, words in (
+            (
+                "save_hf_folder",
+                lambda f: utils.hf_export.save_hf_folder(DemoTransformer(CFG), f),
+                "folder must be a folder path",
+            ),
+            ("load_hf_folder", utils.hf_export.load_hf_folder, "folder must be the path"),
+            ("write_exercises", utils.exercises.write_exercises, "target must be a folder path"),
+            ("back_up", utils.exercises.back_up, "path must be a notebook's path"),
+        )
+        for label, given in (("None", None), ("bytes", b"folder"), ("an int", 5))
+        if not (name in ("write_exercises",) and given is None)  # None: exercises/
+    },
+    "back_up(a path with no file)": (
+        lambda t: utils.exercises.back_up(t / "missing.ipynb"),
+        FileNotFoundError,
+        "no file to back up",
+    ),
+    "stale_modules('notebooks')": (
+        lambda t: utils.export.stale_modules("notebooks"),
+        TypeError,
+        "notebooks must be a list of notebook paths",
+    ),
+    "stale_modules([a missing notebook])": (
+        lambda t: utils.export.stale_modules([t / "missing.ipynb"]),
+        FileNotFoundError,
+        "no notebook at",
+    ),
+    "stale_modules([a text file])": (
+        lambda t: utils.export.stale_modules([_a_file(t)]),
+        ValueError,
+        "is not a Jupyter notebook",
+    ),
+    "choose_settings(gpu='T4')": (
+        lambda t: utils.gpu.choose_settings("T4", CFG, 16, 10, 1e9),
+        TypeError,
+        "gpu must be None",
+    ),
+    "choose_settings(flops_per_token='1e9')": (
+        lambda t: utils.gpu.choose_settings(None, CFG, 16, 10, "1e9"),
+        TypeError,
+        "flops_per_token must be",
+    ),
+    "peak_flops(None)": (lambda t: utils.gpu.peak_flops(None), TypeError, "name must be a GPU"),
+    "settings_for_this_machine(None, ...)": (
+        lambda t: utils.gpu.settings_for_this_machine(None, CFG, 10),
+        TypeError,
+        "run_cfg must be a run config",
+    ),
+    "prepare_run('nope')": (
+        lambda t: utils.runs.prepare_run("nope"),
+        ValueError,
+        "unknown config 'nope'",
+    ),
+    "prepare_run(corpus='text')": (
+        lambda t: utils.runs.prepare_run("ci", corpus="text"),
+        TypeError,
+        "corpus must be None or load_corpus",
+    ),
+    "short_run_steps(None)": (
+        lambda t: utils.runs.short_run_steps(None),
+        TypeError,
+        "run_cfg must be a run config",
+    ),
+    "run_training_args(cfg, run=None, ...)": (
+        lambda t: utils.runs.run_training_args("ci", None, 10, 1, t),
+        TypeError,
+        "run must be prepare_run",
+    ),
+    "corpus_fingerprint(a corpus of ints)": (
+        lambda t: utils.runs.corpus_fingerprint(utils.resources.Corpus("x", [1, 2], ["a"])),
+        TypeError,
+        "corpus.train must hold strs",
+    ),
+    "RunTokenizer.decode(None)": (
+        lambda t: utils.runs.run_tokenizer("gpt2").decode(None),
+        TypeError,
+        "decode: ids must be a sequence of ints",
+    ),
+    "split_documents(max_chars='5')": (
+        lambda t: utils.resources.split_documents(["a", "b"], max_chars="5"),
+        TypeError,
+        "max_chars must be None",
+    ),
+    "split_documents(max_chars=1.5)": (
+        lambda t: utils.resources.split_documents(["ab", "cd"], max_chars=1.5),
+        TypeError,
+        "max_chars must be None",
+    ),
+    "tokenize_documents(encode returns text)": (
+        lambda t: utils.training.tokenize_documents(["ab"], lambda doc: doc, 0),
+        TypeError,
+        "encode must return a list of token ids",
+    ),
+    "baselines(streams on the meta device)": (
+        lambda t: utils.training.baselines(_meta((8,)).long(), _meta((8,)).long(), 4),
+        ValueError,
+        "meta device",
+    ),
+    "cache.update(int keys)": (
+        lambda t: KVCache(CFG, 1).update(0, *(torch.zeros(1, 2, 2, 16, dtype=torch.long),) * 2),
+        TypeError,
+        "must be the keys and values a layer computed",
+    ),
+    "forward_with_cache(model, tokens, None)": (
+        lambda t: _call("sampling", "forward_with_cache")(DemoTransformer(CFG), PROMPT, None),
+        TypeError,
+        r"cache must be a KVCache\(model.cfg, batch\)",
+    ),
+    "generate(max_new_tokens=2**70)": (
+        lambda t: generate(DemoTransformer(CFG), PROMPT, 2**70),
+        ValueError,
+        "more than this machine's",
+    ),
+    "beam_search(max_new_tokens=2**70)": (
+        lambda t: _call("sampling", "beam_search")(DemoTransformer(CFG), PROMPT, 2, 2**70),
+        ValueError,
+        "more than this machine's",
+    ),
+    "direct_logit_attribution(model on the meta device)": (
+        lambda t: direct_logit_attribution(
+            torch.randn(3, 32), 2.0, DemoTransformer(CFG).to("meta"), 1
+        ),
+        ValueError,
+        "meta device",
+    ),
+    "head_outputs(cache, None)": (
+        lambda t: utils.circuits.head_outputs(
+            HookedDemoTransformer(CFG).run_with_cache(PROMPT)[1], None
+        ),
+        ValueError,
+        "layer must be an int",
+    ),
+    "repeating_sequences(n=2**70)": (
+        lambda t: utils.circuits.repeating_sequences(2**70, 8, 10, 2, 4, 0),
+        ValueError,
+        "more than this machine's",
+    ),
+    "repeated_tokens(batch=2**70)": (
+        lambda t: utils.circuits.repeated_tokens(2**70, 4, 10),
+        ValueError,
+        "more than this machine's",
+    ),
+    "induction_score(pattern, None)": (
+        lambda t: utils.circuits.induction_score(torch.rand(1, 2, 11, 11), None),
+        TypeError,
+        "seq_len must be",
+    ),
+    **{
+        f"{name}({label}, folder)": (
+            lambda t, fn=fn, given=given: getattr(utils.circuits, fn)(given, t),
+            error,
+            words,
+        )
+        for name, fn in (
+            ("load_induction_model", "load_induction_model"),
+            ("train_induction_model", "train_induction_model"),
+        )
+        for label, given, error, words in (
+            ("None", None, TypeError, "run_cfg must be a run config"),
+            ("a dict", {"name": "ci"}, TypeError, "run_cfg must be a run config"),
+            ("'nope'", "nope", ValueError, "unknown config 'nope'"),
+        )
+    },
+    "load_induction_model(cfg, None)": (
+        lambda t: utils.circuits.load_induction_model("ci", None),
+        TypeError,
+        "checkpoint_dir must be a folder path",
+    ),
+    "patch_residual_stream(metric of no argument)": (
+        lambda t: _patching(lambda: 0.0),
+        TypeError,
+        "metric must be a function of one argument, the logits",
+    ),
+    "patch_effect(value on the meta device)": (
+        lambda t: utils.patching.patch_effect(_meta(), 1.0, 0.0),
+        ValueError,
+        "value is on the meta device",
+    ),
+    "copying_score(a circuit on the meta device)": (
+        lambda t: utils.patching.copying_score(_meta((4, 4))),
+        ValueError,
+        "circuit is on the meta device",
+    ),
+    "composition_score(int weights)": (
+        lambda t: utils.patching.composition_score(
+            torch.ones(3, 3, dtype=torch.long), torch.ones(3, 3)
+        ),
+        TypeError,
+        "W_A must hold weights",
+    ),
+    "composition_score(float32 and float64)": (
+        lambda t: utils.patching.composition_score(torch.ones(3, 3), torch.ones(3, 3).double()),
+        TypeError,
+        "must have one dtype and device",
+    ),
+    "mean_over_ranks outside torchrun": (
+        lambda t: utils.scaling.mean_over_ranks(torch.tensor(1.0)),
+        RuntimeError,
+        "needs the processes of a run",
+    ),
+    "mean_over_ranks(None)": (
+        lambda t: utils.scaling.mean_over_ranks(None),
+        TypeError,
+        "value must be a tensor",
+    ),
+    "backward_micro_batches(a model without DDP, two micro-batches)": (
+        lambda t: utils.scaling.backward_micro_batches(
+            DemoTransformer(CFG), [PROMPT, PROMPT], next_token_loss
+        ),
+        TypeError,
+        "ddp_model must be wrapped in DistributedDataParallel",
+    ),
+    "backward_micro_batches(loss_fn=None)": (
+        lambda t: utils.scaling.backward_micro_batches(DemoTransformer(CFG), [PROMPT], None),
+        TypeError,
+        "loss_fn must be a function",
+    ),
+    "tok.decode(ids on the meta device)": (
+        lambda t: BPETokenizer.train("hello hello", 260).decode(_meta((3,)).long()),
+        ValueError,
+        "ids is on the meta device",
+    ),
+}
+
+
+def _with_free_memory(free, build):
+    original = utils.validation._free_memory
+    utils.validation._free_memory = lambda: free
+    try:
+        return build()
+    finally:
+        utils.validation._free_memory = original
+
+
+def _trained(tmp_path):
+    trainer = SafeTrainer(DemoTransformer(CFG), _args(tmp_path / "run"), *_data())
+    trainer.train()
+    return trainer.last_checkpoint
+
+
+@pytest.mark.parametrize("case", FOURTH_CASES, ids=list(FOURTH_CASES))
+def test_every_entry_points_bad_input_gets_one_clear_error(case, tmp_path, capsys):
+    action, error, words = FOURTH_CASES[case]
+    with pytest.raises(error, match=words) as raised:
+        action(tmp_path)
+    innermost = traceback.extract_tb(raised.value.__traceback__)[-1].filename
+    assert Path(innermost).resolve().is_relative_to(UTILS), f"raised in {innermost}"
+    assert "\n" not in str(raised.value)  # one line
+
+
+def test_what_python_numbers_do_numpy_numbers_do_in_the_plumbing_too():
+    python = utils.gpu.choose_settings(None, CFG, 16, 10, 1e9)
+    assert (
+        utils.gpu.choose_settings(None, CFG, np.int64(16), np.int64(10), np.float32(1e9)) == python
+    )
+    rows = utils.training.batch_rows(3, 64, 4, 0)
+    assert torch.equal(
+        utils.training.batch_rows(np.int64(3), np.int64(64), np.int64(4), np.int64(0)), rows
+    )
+
+
+def test_a_metric_may_return_a_numpy_float():
+    torch.manual_seed(0)
+    as_python = _patching(lambda logits: float(logits[0, -1, 0]))
+    as_numpy = _patching(lambda logits: np.float32(logits[0, -1, 0].item()))
+    assert torch.allclose(as_python, as_numpy)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "blocks.0.attn.hook_z",
+        "blocks.0.attn.hook_pattern",
+        "blocks.0.ln1.hook_scale",
+        "blocks.1.hook_resid_pre",
+    ],
+)
+def test_hooks_may_edit_any_activation_in_place_with_gradients_on(hooked, point):
+    def double_in_place(activation, hook):
+        activation.mul_(2)
+
+    def doubled(activation, hook):
+        return activation * 2
+
+    in_place = hooked.run_with_hooks(PROMPT, [(point, double_in_place)])
+    returned = hooked.run_with_hooks(PROMPT, [(point, doubled)])
+    assert torch.allclose(in_place, returned)
+    in_place.sum().backward()  # PyTorch refused this when the hook edited a tensor backward saved
+    assert hooked.blocks[0].attn.W_Q.grad is not None
+    hooked.zero_grad(set_to_none=True)
+
+
+def test_bpe_training_says_when_the_text_runs_out_of_pairs(capsys):
+    tokenizer = BPETokenizer.train("abc abc", 300)
+    assert len(tokenizer) < 300
+    assert f"{len(tokenizer)} tokens, not 300" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", ["utils.export", "utils.exercises", "utils.train"])
+def test_a_command_lines_bad_option_is_one_line(module):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--colour"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=UTILS.parent,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"python -m {module}: error: unrecognized arguments: --colour (see --help)"
+    ]

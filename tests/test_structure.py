@@ -22,6 +22,7 @@ LEVEL = {
     "plotting": 0,
     "timing": 0,
     "files": 0,
+    "cli": 0,
     "progress": 0,
     "warmup": 0,
     "bpe": 1,

@@ -808,7 +808,7 @@ def test_trainer_rejects_what_cannot_train(tmp_path):
     frozen = FusedTransformer(CFG).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameter"):
         Trainer(frozen, args, *_data()[:2])
-    with pytest.raises(TypeError, match="sample must be None or a function model -> str"):
+    with pytest.raises(TypeError, match="sample must be None or a function of the model"):
         Trainer(FusedTransformer(CFG), args, *_data()[:2], sample="Once upon a time")
 
 

@@ -24,4 +24,5 @@ Hand-written (the plumbing: what exists because of machines, people, time or oth
     transformer_lens_handoff - notebook 05's converters to and from TransformerLens
     checks        - the checks of the exercises, one module per notebook (checks/...)
     export, exercises, diagrams - the generators (CONTRIBUTING.md)
+    cli           - the command lines' parser (utils.train, export, exercises): one-line errors
 """

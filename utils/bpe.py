@@ -135,7 +135,7 @@ class BPETokenizer:
 
     def __init__(self, vocab: dict[str, int], merges: list, special_tokens=(END_OF_TEXT,)):
         check_bpe_parts(vocab, merges, special_tokens, bytes_to_unicode().values())
-        self.vocab = dict(vocab)
+        self.vocab = {tok: int(i) for tok, i in vocab.items()}  # numpy's ids as Python ints
         self.id_to_token = {i: tok for tok, i in self.vocab.items()}
         self.merge_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
@@ -165,6 +165,9 @@ class BPETokenizer:
         start = time.perf_counter()
         tokens, merges = train_merges(text, vocab_size - 257)
         seconds = time.perf_counter() - start
+        if len(merges) < vocab_size - 257:  # every word of the text is one token already
+            size = len(merges) + 257
+            print(f"the text has no pair left to merge: {size:,} tokens, not {vocab_size:,}")
         vocab = {tok: i for i, tok in enumerate(tokens)}
         if len(vocab) != len(tokens):
             raise RuntimeError("two merges produced the same token string")
@@ -230,4 +233,4 @@ class BPETokenizer:
         return data.decode("utf-8", errors="replace")
 
 
-# written by `make export`; sha256 of the text above: ad4e1e6842a9d21b
+# written by `make export`; sha256 of the text above: c59a164d6150b6a7

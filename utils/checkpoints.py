@@ -27,6 +27,12 @@ import torch
 import utils.model
 import utils.training
 import utils.validation
+from utils.validation import (
+    build_model,
+    require_device,
+    require_folder,
+    require_path,
+)
 from utils.files import abandoned
 
 CHECKPOINT_KEYS = {"model", "optimizer", "step", "history", "args", "model_cfg"}  # Trainer.state()
@@ -61,31 +67,14 @@ def training_args(saved: dict, **overrides) -> utils.training.TrainingArgs:
 def checkpoints_in(directory: str | Path) -> list[Path]:
     """The checkpoints in a folder: its own step_*.pt files, or those of its run folders; oldest
     run first, by step within a run."""
-    directory = _folder("directory", directory)
+    directory = require_folder("directory", directory)
     return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
-
-
-def _path(must: str, path) -> Path:
-    """`path` as a Path; a clear TypeError for None, bytes or an int (`must`: what it must be)."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{must}, got {path!r}")
-    return Path(path)
-
-
-def _folder(name: str, path) -> Path:
-    path = _path(f"{name} must be a folder path", path)
-    if path.is_file():
-        raise NotADirectoryError(
-            f"{name} must be a folder of checkpoints, got the file {path}: load it with "
-            f"load_checkpoint_model({str(path)!r})"
-        )
-    return path
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The checkpoint written last in `checkpoint_dir` (its run_*/step_*.pt files; given one run's
     folder, its step_*.pt files), or None."""
-    folder = _folder("checkpoint_dir", checkpoint_dir)
+    folder = require_folder("checkpoint_dir", checkpoint_dir)
     paths = list(folder.glob("run_*/step_*.pt")) or list(folder.glob("step_*.pt"))
     return max(paths, key=lambda p: (p.stat().st_mtime, p.parent.name, p.name)) if paths else None
 
@@ -93,7 +82,9 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by a Trainer, loaded with weights_only=True (a file cannot run code);
     anything else gets a clear error."""
-    path = _path("the checkpoint must be a file path (such as trainer.last_checkpoint)", path)
+    path = require_path(
+        "the checkpoint must be a file path (such as trainer.last_checkpoint)", path
+    )
     if path.is_dir():
         inside = checkpoints_in(path)
         such = f", such as {inside[-1]}" if inside else " (it holds no step_*.pt files)"
@@ -197,17 +188,15 @@ def model_from_checkpoint(state: dict, model_class=None, device: str = "cpu"):
     if model_class is None and state.get("model_class") == "utils.fused.FusedTransformer":
         from utils.fused import FusedTransformer as model_class  # noqa: N813 (notebook 03's twin)
     model_class = model_class or utils.model.DemoTransformer
-    if not (isinstance(model_class, type) and issubclass(model_class, torch.nn.Module)):
-        raise TypeError(
-            f"model_class must be a model class that takes a Config, such as DemoTransformer or "
-            f"FusedTransformer, got {model_class!r}"
-        )
+    device = require_device(device)
     try:
-        model = model_class(model_config(state["model_cfg"]))
-    except TypeError as error:
-        raise TypeError(
-            f"model_class {model_class.__name__} cannot be built from a Config: {error}"
-        )
+        cfg = model_config(state["model_cfg"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"the checkpoint's model_cfg is not a valid Config ({error}): the file was changed "
+            "after it was saved"
+        ) from None
+    model = build_model(model_class, cfg)
     try:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as error:  # missing, unexpected or reshaped weights
@@ -240,34 +229,21 @@ def load_checkpoint_model(path: str | Path, device: str | None = None, model_cla
         if device == "mps" and not torch.backends.mps.is_available():
             device = "cpu"
         try:
-            device = _check_device(device)
+            device = require_device(device)
         except ValueError as err:
             raise ValueError(
                 f"{path}: the checkpoint says it was trained on device {device!r}, which is not "
                 f"one this machine has ({err}): pass device='cpu'"
             ) from None
-    device = _check_device(device)
+    device = require_device(device)
     model = model_from_checkpoint(state, model_class, device)
     keys = ("step", "args", "model_cfg", "tokenizer", "corpus", "history")
     return model.eval(), {k: state.get(k) for k in keys}
 
 
-def _check_device(device) -> str:
-    """`device` as a string this machine has, or a clear error."""
-    text = str(device) if isinstance(device, (str, torch.device)) else None
-    if text is None or not utils.validation._DEVICE.fullmatch(text):
-        hint = " (for an NVIDIA GPU, 'cuda')" if str(device).lower() == "gpu" else ""
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}{hint}")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device is {text!r}, but PyTorch sees no CUDA GPU here; use 'cpu'")
-    if text == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device is 'mps', but this machine has no Apple GPU; use 'cpu'")
-    return text
-
-
 def new_run_dir(checkpoint_dir: str | Path) -> Path:
     """A new folder for one run's checkpoints, named after the time it was made."""
-    base = _folder("checkpoint_dir", checkpoint_dir) / time.strftime("run_%Y%m%d-%H%M%S")
+    base = require_folder("checkpoint_dir", checkpoint_dir) / time.strftime("run_%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
@@ -278,28 +254,10 @@ def new_run_dir(checkpoint_dir: str | Path) -> Path:
     raise RuntimeError(f"could not make a new run folder in {checkpoint_dir}")
 
 
-def check_writable(checkpoint_dir: str | Path) -> None:
-    """A clear error now, before any training, if checkpoints cannot be written there."""
-    directory = _folder("checkpoint_dir", checkpoint_dir)
-    dangling = next(
-        (p for p in [directory, *directory.parents] if p.is_symlink() and not p.exists()), None
-    )
-    if dangling is not None:
-        raise FileNotFoundError(
-            f"checkpoint_dir {directory}: {dangling} is a link to {os.readlink(dangling)}, which "
-            f"does not exist; make that folder, or give another checkpoint_dir"
-        )
-    existing = next((p for p in [directory, *directory.parents] if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise NotADirectoryError(f"checkpoint_dir {directory}: {existing} is a file, not a folder")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"checkpoint_dir {directory}: {existing} cannot be written to")
-
-
 def write_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` whole or not at all: into a temporary file named after this
     process, then renamed over `path`."""
-    path = _path("path must be a file path, such as run_dir / 'step_000010.pt'", path)
+    path = require_path("path must be a file path, such as run_dir / 'step_000010.pt'", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -358,7 +316,7 @@ def _can_write_a_page(directory: Path) -> bool:
 def remove_partial_checkpoints(directory: str | Path) -> list[Path]:
     """Delete temporary files that an interrupted save left in `directory` or its run folders
     (those of processes that are gone, or that a save of this process no longer holds)."""
-    removed, directory = [], _folder("directory", directory)
+    removed, directory = [], require_folder("directory", directory)
     for tmp in [*directory.glob("step_*.tmp"), *directory.glob("run_*/step_*.tmp")]:
         # only what write_checkpoint names its files, step_000010.pt.<pid>.tmp (an older version:
         # step_000010.tmp), not a learner's step_notes.tmp

@@ -23,10 +23,11 @@ import utils.hooks  # as modules: running this cell never replaces a function yo
 import utils.model
 import utils.safe_training  # notebook 03's trainer, for the induction model
 import utils.training
+from utils.configs import require_run_config
 from utils.model import Float, Int
 from utils.validation import require_attribution, require_cache, require_heads
-from utils.validation import require_logits_and_tokens, require_pattern, require_period_args
-from utils.validation import require_repeat_args
+from utils.validation import require_logits_and_tokens, require_path, require_pattern
+from utils.validation import require_period_args, require_repeat_args
 
 
 def residual_components(
@@ -132,6 +133,8 @@ def induction_sequences(steps: int) -> tuple[Tensor, Tensor]:
 def train_induction_model(run_cfg, checkpoint_dir: str | Path) -> tuple[nn.Module, object]:
     """(the model, its History): notebook 03's trainer on induction_sequences, with SafeTrainer's
     checkpoints in a new run folder inside checkpoint_dir / "induction"."""
+    run_cfg = require_run_config(run_cfg)  # or a config's name, such as "ci"
+    folder = require_path("checkpoint_dir must be a folder path", checkpoint_dir) / "induction"
     steps = INDUCTION_STEPS[run_cfg.name]
     train_sequences, val_sequences = induction_sequences(steps)
     args = utils.training.TrainingArgs(
@@ -145,7 +148,7 @@ def train_induction_model(run_cfg, checkpoint_dir: str | Path) -> tuple[nn.Modul
         sample_every=steps,
         checkpoint_every=steps,
         device=run_cfg.device,
-        checkpoint_dir=str(Path(checkpoint_dir) / "induction"),
+        checkpoint_dir=str(folder),
     )
     torch.manual_seed(0)
     trainer = utils.safe_training.SafeTrainer(  # notebook 03's, saving each run in a new folder
@@ -157,7 +160,9 @@ def train_induction_model(run_cfg, checkpoint_dir: str | Path) -> tuple[nn.Modul
 def load_induction_model(run_cfg, checkpoint_dir: str | Path) -> utils.hooks.HookedDemoTransformer:
     """The latest induction model in checkpoint_dir / "induction" (notebook 07 starts from it),
     or, if there is none, one trained now; hooked, in eval mode."""
-    latest = utils.checkpoints.latest_checkpoint(Path(checkpoint_dir) / "induction")
+    run_cfg = require_run_config(run_cfg)
+    folder = require_path("checkpoint_dir must be a folder path", checkpoint_dir) / "induction"
+    latest = utils.checkpoints.latest_checkpoint(folder)
     if latest is not None:
         model, meta = utils.checkpoints.load_checkpoint_model(latest, run_cfg.device)
         if model.cfg == INDUCTION_CFG and meta["step"] == INDUCTION_STEPS[run_cfg.name]:
@@ -217,4 +222,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: 282c9f0784de0531
+# written by `make export`; sha256 of the text above: cfa2127594043238

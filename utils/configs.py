@@ -123,6 +123,19 @@ def get_config(name: str | None = None) -> RunConfig:
     return CONFIGS[name]
 
 
+def require_run_config(run_cfg) -> RunConfig:
+    """`run_cfg` as a RunConfig: one already, or a config's name such as "ci"; anything else gets
+    one clear line."""
+    if isinstance(run_cfg, str):
+        return get_config(run_cfg)
+    if not isinstance(run_cfg, RunConfig):
+        raise TypeError(
+            f"run_cfg must be a run config, setup_notebook()'s result or a name such as 'ci', "
+            f"got {type(run_cfg).__name__}"
+        )
+    return run_cfg
+
+
 def seed_everything(seed: int = 0) -> None:
     seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)  # numpy's too, as a Python int
     random.seed(seed)

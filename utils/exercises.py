@@ -40,6 +40,7 @@ import types
 from pathlib import Path
 
 from utils.export import (
+    read_notebook,
     EXPORT_MARK,
     NOTEBOOKS,
     ROOT,
@@ -220,7 +221,7 @@ def _banner(solution_path: Path) -> dict:
 
 def exercise_notebook(solution_path: Path) -> dict | None:
     """The exercise version of a solution notebook, or None if it has no exercise cells."""
-    nb = json.loads(Path(solution_path).read_text(encoding="utf-8"))
+    nb = read_notebook(solution_path)
     if not any(is_exercise(cell) for cell in nb["cells"]):
         return None
     cells = []
@@ -282,6 +283,10 @@ def _differs(path: Path, nb: dict) -> bool:
 
 def _generated(target: Path | None = None):
     """(path, text, differs) for each exercise notebook, in `target` (default exercises/)."""
+    if target is not None and (
+        isinstance(target, bytes) or not isinstance(target, (str, os.PathLike))
+    ):
+        raise TypeError(f"target must be a folder path, such as 'exercises', got {target!r}")
     target = Path(target) if target is not None else EXERCISES
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"the exercises go into a folder, and {target} is a file")
@@ -326,6 +331,11 @@ def back_up(path: Path) -> Path:
     """Copy `path` to backup/<stem>.<time>.ipynb beside it, under a name no other backup has (the
     copy is created exclusively, never over another file), and return the copy's path. The original
     is left in place."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a notebook's path, got {path!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file to back up at {path}")
     folder = path.parent / "backup"
     if folder.exists() and not folder.is_dir():  # nothing is overwritten without a backup
         raise NotADirectoryError(
@@ -440,18 +450,8 @@ def load_definitions(notebook: str | Path, module_name: str | None = None) -> ty
     """Run a notebook's definition cells in a fresh module, so that checks can test the classes and
     functions written there."""
     example = "give a path like exercises/02_clean_implementation.ipynb"
-    if not isinstance(notebook, (str, os.PathLike)):
-        raise TypeError(f"notebook must be a path, got {type(notebook).__name__}; {example}")
+    cells = read_notebook(notebook, example)["cells"]  # or one clear line
     path = Path(notebook)
-    if not path.exists():
-        raise FileNotFoundError(f"no notebook at {path}; {example}")
-    if not path.is_file():
-        raise IsADirectoryError(f"{path} is a folder, not a notebook; {example}")
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        cells = nb["cells"]
-    except (ValueError, KeyError, TypeError):  # not UTF-8, not JSON, or JSON without cells
-        raise ValueError(f"{path} is not a Jupyter notebook (.ipynb JSON with cells); {example}")
     sources = exported_sources(cells, module=None)
     if not sources:
         raise ValueError(

@@ -15,16 +15,17 @@ the learner's LayerNorm in the notebook's namespace).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from utils.cli import OneLineParser
 from utils.files import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,10 +97,32 @@ def module_code(chunks: list[str]) -> str:
     return body
 
 
+def read_notebook(
+    notebook, example: str = "give a path like notebooks/02_clean_implementation.ipynb"
+) -> dict:
+    """A notebook's JSON, or one clear line: not a path, no such file, a folder, not a notebook."""
+    if isinstance(notebook, bytes) or not isinstance(notebook, (str, os.PathLike)):
+        raise TypeError(f"notebook must be a path, got {type(notebook).__name__}; {example}")
+    path = Path(notebook)
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook at {path}; {example}")
+    if not path.is_file():
+        raise IsADirectoryError(f"{path} is a folder, not a notebook; {example}")
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(nb["cells"], list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):  # not UTF-8, not JSON, or JSON without cells
+        raise ValueError(
+            f"{path} is not a Jupyter notebook (.ipynb JSON with cells); {example}"
+        ) from None
+    return nb
+
+
 def exported_modules(notebook_path: Path) -> list[tuple[str, str]]:
     """(module name, module text) for each module a notebook generates: its `#| default_exp` one,
     and any `#| export NAME`."""
-    cells = json.loads(Path(notebook_path).read_text(encoding="utf-8"))["cells"]
+    cells = read_notebook(notebook_path)["cells"]
     default, extra = None, []
     for cell in cells:
         if cell.get("cell_type") == "code":
@@ -171,7 +194,15 @@ def module_path(module: str) -> Path:
 
 def _generated(notebooks: list[Path] | None = None):
     """(notebook, module, text, path, differs) for every notebook that names a module."""
+    if notebooks is not None and (
+        isinstance(notebooks, (str, bytes)) or not isinstance(notebooks, (list, tuple))
+    ):
+        raise TypeError(
+            f"notebooks must be a list of notebook paths (or None: every notebook), got "
+            f"{type(notebooks).__name__}"
+        )
     for nb in notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = Path(nb) if isinstance(nb, str) else nb
         for module, text in exported_modules(nb):
             path = module_path(module)
             yield (
@@ -224,7 +255,7 @@ def _shown(path: Path) -> str:
 def run_generator(argv: list[str] | None, description: str, stale, write, target: str) -> int:
     """Command line shared by the generators: write what is out of date, or with --check only report
     it (exit 1)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = OneLineParser(prog=f"python -m utils.{target}", description=description)
     parser.add_argument(
         "--check",
         action="store_true",

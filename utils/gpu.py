@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.validation import require_bool, require_config_fields, require_int
+from utils.configs import require_run_config
+from utils.validation import require_bool, require_config_fields, require_int, require_number
 
 GiB = 1024**3
 
@@ -63,6 +64,9 @@ class GPU:
 def describe_gpu(device: int = 0) -> GPU:
     """The visible CUDA device, with the memory this process may use (a
     set_per_process_memory_fraction cap counts)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("describe_gpu: PyTorch sees no CUDA GPU here (use the CPU: gpu=None)")
+    device = require_int("device", device, minimum=0, maximum=torch.cuda.device_count() - 1)
     props = torch.cuda.get_device_properties(device)
     free, total = torch.cuda.mem_get_info(device)
     get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
@@ -99,6 +103,8 @@ def model_flops_per_token(cfg) -> float:
 def peak_flops(name: str, dtype: str = "bfloat16") -> float | None:
     """The GPU's dense tensor-core peak for `dtype`, or None if the GPU is unknown or has no tensor
     cores for it."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a GPU's name, such as 'NVIDIA A100-SXM4-40GB', got {name!r}")
     for pattern, peaks in PEAK_FLOPS:
         if re.search(pattern, name):
             return peaks.get(dtype)
@@ -160,9 +166,15 @@ def choose_settings(
 ) -> Settings:
     """Precision, micro-batch, gradient accumulation and compilation for training `cfg` on `gpu`
     (None: the CPU). `dtype` and `compile` override the choice."""
-    for name, value in (("batch_size", batch_size), ("max_steps", max_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    batch_size, max_steps = (
+        require_int("batch_size", batch_size),
+        require_int("max_steps", max_steps),
+    )
+    flops_per_token = require_number("flops_per_token", flops_per_token)
+    if gpu is not None and not isinstance(gpu, GPU):
+        raise TypeError(
+            f"gpu must be None (the CPU) or a GPU, such as describe_gpu(), got {gpu!r:.60}"
+        )
     if compile is not None:
         compile = require_bool("compile", compile)  # None: chosen here; 'no' is truthy
     if gpu is None:
@@ -255,6 +267,7 @@ def settings_for_this_machine(
 ) -> Settings:
     """choose_settings for the device the run config selects (run_cfg.device: cuda for the gpu
     config when there is one); flops_per_token by default model_flops_per_token(cfg)."""
+    run_cfg = require_run_config(run_cfg)
     gpu = describe_gpu() if run_cfg.device == "cuda" else None
     if flops_per_token is None:
         flops_per_token = model_flops_per_token(cfg)

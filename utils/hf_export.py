@@ -27,7 +27,13 @@ import torch.nn as nn
 
 import utils.model
 from utils.resources import gpt2_config_for
-from utils.validation import check_gpt2_compatible, require_bool, require_model
+from utils.validation import (
+    build_model,
+    check_gpt2_compatible,
+    require_bool,
+    require_model,
+    require_path,
+)
 
 
 def _inner(model):
@@ -132,7 +138,7 @@ def from_hf_gpt2(hf_model, model_class=None) -> nn.Module:
             "hf_model must be a Hugging Face GPT-2 (GPT2LMHeadModel), got "
             f"{type(hf_model).__name__}"
         )
-    model = model_class(cfg_of(hf_config))
+    model = build_model(model_class, cfg_of(hf_config))  # a class that takes a Config
     check_gpt2_compatible(model, hf_model, cfg_of, untied_ok=True)
     hf_sd = hf_model.state_dict()
     if attn_only:
@@ -167,7 +173,7 @@ def save_hf_folder(
     `GPT2LMHeadModel.from_pretrained(folder)` loads it, offline. A folder that holds anything
     already is refused unless overwrite=True (nothing of yours is replaced by surprise)."""
     overwrite = require_bool("overwrite", overwrite)  # 'no' is truthy: it must not replace files
-    folder = Path(folder)
+    folder = require_path("folder must be a folder path, such as 'my_gpt2'", folder)
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not overwrite)):
         raise FileExistsError(
             f"{folder} already exists and is not an empty folder: give a new folder, or "
@@ -190,7 +196,8 @@ def load_hf_folder(folder: str | Path):
     """GPT2LMHeadModel.from_pretrained(folder), in eval mode, without its progress bar."""
     from transformers import GPT2LMHeadModel
 
-    if not (Path(folder) / "config.json").is_file():
+    folder = require_path("folder must be the path of a save_pretrained folder", folder)
+    if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} holds no config.json: not a save_pretrained folder")
     with _no_progress_bars():
         return GPT2LMHeadModel.from_pretrained(folder).eval()

@@ -36,6 +36,8 @@ class HookPoint(torch.nn.Module):
         self.hooks: list[HookFn] = []
 
     def forward(self, activation: Tensor) -> Tensor:
+        if self.hooks and activation.requires_grad:  # a hook's in-place edit (a.mul_(2)) then
+            activation = activation.clone()  # changes a copy, not what backward saved
         with not_reentered(self):  # a hook that runs the model would come back here, without end
             for hook in self.hooks:
                 result = hook(activation, hook=self)
@@ -190,4 +192,4 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return logits, ActivationCache(activations, self)
 
 
-# written by `make export`; sha256 of the text above: f398ed17ccdb8d42
+# written by `make export`; sha256 of the text above: 1bf527525270571f

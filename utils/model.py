@@ -65,6 +65,7 @@ class Config:
 class LayerNorm(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.w = nn.Parameter(torch.ones(cfg.d_model))
         self.b = nn.Parameter(torch.zeros(cfg.d_model))
@@ -82,6 +83,7 @@ class LayerNorm(nn.Module):
 class Embed(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
         nn.init.normal_(self.W_E, std=cfg.init_range)
@@ -93,6 +95,7 @@ class Embed(nn.Module):
 class PosEmbed(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
         nn.init.normal_(self.W_pos, std=cfg.init_range)
@@ -110,6 +113,7 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.W_Q = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
         self.W_K = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
@@ -199,6 +203,7 @@ def gelu_new(x: Tensor) -> Tensor:
 class MLP(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
         self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
@@ -248,6 +253,7 @@ class TransformerBlock(nn.Module):
 class Unembed(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
+        require_config("cfg", cfg, Config)  # an instance: not the class, a dict or None
         self.cfg = cfg
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
         nn.init.normal_(self.W_U, std=cfg.init_range)
@@ -397,4 +403,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: 6b60ea2347d961da
+# written by `make export`; sha256 of the text above: 98e0ccc234a6b04b

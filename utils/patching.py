@@ -54,7 +54,7 @@ def patch_residual_stream(
             logits = model.run_with_hooks(
                 corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", patch)]
             )
-            results[layer, position] = metric(logits)
+            results[layer, position] = float(metric(logits))  # numpy's floats too
     return results
 
 
@@ -81,7 +81,7 @@ def patch_head_outputs(
             logits = model.run_with_hooks(
                 corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]
             )
-            results[layer, head] = metric(logits)
+            results[layer, head] = float(metric(logits))
     return results
 
 
@@ -111,4 +111,4 @@ def composition_score(
     return (norm(W_A @ W_B) / (norm(W_A) * norm(W_B))).item()
 
 
-# written by `make export`; sha256 of the text above: b377b4f9c9df0b10
+# written by `make export`; sha256 of the text above: 9967e46d6eae66b7

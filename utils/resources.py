@@ -600,6 +600,8 @@ def split_documents(
     """Deterministic train/validation split by whole documents (no document is in both)."""
     require_documents(docs)
     seed = require_int("seed", seed, minimum=0)  # None would give another split every call
+    if max_chars is not None:
+        max_chars = require_int("max_chars", max_chars, allowed="None (all) or a positive int")
     val_fraction = require_number("val_fraction", val_fraction)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")

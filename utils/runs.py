@@ -14,7 +14,6 @@ of the corpus it was trained on (a hash of the documents).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,8 @@ import utils.model
 import utils.training
 from utils.bpe import BPETokenizer
 from utils.resources import Corpus, load_corpus, load_tokenizer
-from utils.validation import require_id_list
+from utils.configs import require_run_config
+from utils.validation import require_documents, require_id_list, require_path
 
 TOKENIZERS = ("bpe", "gpt2")
 
@@ -92,6 +92,8 @@ def corpus_fingerprint(corpus: Corpus) -> str:
     fingerprint."""
     if not all(hasattr(corpus, split) for split in ("name", "train", "val")):
         raise TypeError(f"corpus must be a Corpus (load_corpus()), got {type(corpus).__name__}")
+    for name, split in (("corpus.train", corpus.train), ("corpus.val", corpus.val)):
+        require_documents(split, name)  # texts, not ids or bytes
     digest = hashlib.sha256()
     for split in (corpus.train, corpus.val):
         for doc in split:
@@ -128,6 +130,15 @@ def prepare_run(
     """Notebook 03's data for a run config: each document tokenised whole after <|endoftext|>,
     packed into rows of n_ctx; the model config, with d_vocab padded to a multiple of 64 on a GPU
     (faster matmuls; the extra ids never occur in the data, so training gives them low logits)."""
+    run_cfg = require_run_config(run_cfg)
+    if corpus is not None and not isinstance(corpus, Corpus):
+        raise TypeError(
+            f"corpus must be None or load_corpus()'s result, got {type(corpus).__name__}"
+        )
+    if tokenizer is not None and not isinstance(tokenizer, RunTokenizer):
+        raise TypeError(
+            f"tokenizer must be None or run_tokenizer(...)'s result, got {type(tokenizer).__name__}"
+        )
     corpus = corpus if corpus is not None else load_corpus(max_chars=run_cfg.corpus_chars)
     if tokenizer is None:
         bpe = None
@@ -167,6 +178,7 @@ class TrainedModel:
 
 def short_run_steps(run_cfg) -> int:
     """Steps of the short run trained when notebook 03 has not run (notebook 03 trains longer)."""
+    run_cfg = require_run_config(run_cfg)
     return {"ci": 60, "cpu": 150, "gpu": 500}.get(run_cfg.name, 150)
 
 
@@ -176,16 +188,8 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
     03's trainer (seconds under `ci`, under two minutes under `cpu`), saved there for next time."""
     from utils.safe_training import SafeTrainer  # the trainer notebook 03 trains with
 
-    if isinstance(run_cfg, str):  # a config's name, such as "ci"
-        run_cfg = utils.configs.get_config(run_cfg)
-    if not isinstance(run_cfg, utils.configs.RunConfig):
-        raise TypeError(
-            f"run_cfg must be a run config, setup_notebook()'s result or a name such as 'ci', "
-            f"got {type(run_cfg).__name__}"
-        )
-    if isinstance(checkpoint_dir, bytes) or not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise TypeError(f"checkpoint_dir must be a folder path, got {checkpoint_dir!r}")
-    checkpoint_dir = Path(checkpoint_dir)
+    run_cfg = require_run_config(run_cfg)  # or a config's name, such as "ci"
+    checkpoint_dir = require_path("checkpoint_dir must be a folder path", checkpoint_dir)
     corpus = load_corpus(max_chars=run_cfg.corpus_chars)
     fingerprint = corpus_fingerprint(corpus)
     sample_prompt = corpus.val[0][:20]
@@ -241,6 +245,9 @@ def run_training_args(
     """Notebook 03's TrainingArgs for `run`: the config's settings for `steps` steps, this
     machine's (a GPU's precision, micro-batches, compile), the start of the first validation
     document as the sample prompt; `fields` override any of them."""
+    run_cfg = require_run_config(run_cfg)
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be prepare_run(run_cfg)'s result, got {type(run).__name__}")
     flops = utils.gpu.model_flops_per_token(run.cfg)
     settings = utils.gpu.settings_for_this_machine(run_cfg, run.cfg, steps, flops)
     merged = {

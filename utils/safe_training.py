@@ -36,7 +36,6 @@ import utils.gpu
 import utils.model
 import utils.training
 from utils.checkpoints import (
-    check_writable,
     model_from_checkpoint,
     new_run_dir,
     read_checkpoint,
@@ -44,7 +43,7 @@ from utils.checkpoints import (
     training_args,
     write_checkpoint,
 )
-from utils.validation import check_training_data, require_int
+from utils.validation import require_int
 
 
 class TrainingDiverged(RuntimeError):
@@ -172,10 +171,6 @@ class SafeTraining:
         corpus: str = "",
     ):
         model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: train the inner one
-        check_training_data(model, args, train_sequences, val_sequences)
-        if sample is not None and not callable(sample):
-            raise TypeError(f"sample must be None or a function model -> str, got {sample!r}")
-        check_writable(args.checkpoint_dir)
         super().__init__(model, args, train_sequences, val_sequences, sample)
         self.tokenizer, self.corpus = tokenizer, corpus
         self.scaler = torch.amp.GradScaler("cuda", enabled=args.autocast == "float16")
@@ -243,13 +238,7 @@ class SafeTraining:
     def sample(self) -> str:
         self._flush_losses()
         self.phase = f"the sample at step {self.step}"
-        text = super().sample()
-        if not isinstance(text, str):  # the history would hold it, and its checkpoints be refused
-            raise TypeError(
-                f"sample(model) must return the sample's text, a str; it returned "
-                f"{type(text).__name__} {text!r:.60}"
-            )
-        return text
+        return super().sample()  # a str, or one clear line
 
     # ------------------------------------------------------------ the loop
     _stop: StopRequests | None = None
@@ -516,7 +505,15 @@ class SafeTraining:
             overrides["checkpoint_dir"] = str(
                 folder.parent if folder.name.startswith("run_") else folder
             )
-        args = training_args(state["args"], **overrides)
+        try:
+            args = training_args(state["args"], **overrides)
+        except (TypeError, ValueError) as error:
+            if _valid_args(state["args"]):  # then it is an override that is wrong
+                raise
+            raise ValueError(
+                f"{path}: the TrainingArgs stored in this checkpoint are not valid ({error}); the "
+                "file was changed after it was saved (pass the right value as an override)"
+            ) from None
         changed = sorted(
             k for k, v in overrides.items() if state["args"].get(k) != v and k != "checkpoint_dir"
         )
@@ -532,6 +529,14 @@ class SafeTraining:
             + f"; its checkpoints go to a new folder in {args.checkpoint_dir}"
         )
         return trainer
+
+
+def _valid_args(saved: dict) -> bool:
+    try:
+        training_args(saved)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class SafeTrainer(SafeTraining, utils.training.Trainer):

@@ -301,7 +301,9 @@ def forward_with_cache(
 ) -> Float[Tensor, "batch new_posn d_vocab"]:
     """The logits of the new positions `tokens`, which follow the cache's positions; the cache then
     holds them too. `attention(attn, x, cache, layer)` runs each layer's attention."""
-    cache.check(tokens, model)  # the model that filled it, the batch size, room within n_ctx
+    # cache.check's checks, and None refused: a KVCache of the model that filled it, with the
+    # batch size and room within n_ctx, or one clear line
+    check_cache_use(cache, tokens, model)
     past = cache.length
     positions = model.pos_embed.W_pos[past : past + tokens.shape[1]]  # broadcast over the batch
     residual = model.embed(tokens) + positions
@@ -414,4 +416,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: 8a10b522245a7d28
+# written by `make export`; sha256 of the text above: c44a481a21b88bbf

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from utils.validation import require_micro_batches, require_rows_split
+from utils.validation import require_micro_batches, require_rank_value, require_rows_split
 
 
 # --- notebooks/06_scaling_out.ipynb, code cell 3
@@ -33,6 +33,7 @@ def rows_for_rank(rows: Tensor, rank: int, world_size: int) -> Tensor:
 # --- notebooks/06_scaling_out.ipynb, code cell 5
 def mean_over_ranks(value: Tensor) -> Tensor:
     """The mean of `value` over all ranks (every rank calls it with its own), on every rank."""
+    require_rank_value(value)  # a tensor, in a process group (under torchrun): one clear line
     total = value.detach().clone()
     dist.all_reduce(total)
     return total / dist.get_world_size()
@@ -45,7 +46,8 @@ def backward_micro_batches(
     """Forward and backward of each micro-batch, gradients adding up to the mean over them; only
     the last one outside ddp_model.no_sync(), so that gradients are all-reduced once. loss_fn is
     called as loss_fn(output, micro_batch). Returns the mean loss, detached."""
-    require_micro_batches(micro_batches)  # a non-empty list of tensors: one clear line if not
+    # a model with no_sync (DDP's), a non-empty list of tensors, a loss_fn: one clear line if not
+    require_micro_batches(ddp_model, micro_batches, loss_fn)
     n, total = len(micro_batches), torch.zeros(())
     for i, micro in enumerate(micro_batches):
         local = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
@@ -56,4 +58,4 @@ def backward_micro_batches(
     return total
 
 
-# written by `make export`; sha256 of the text above: b93d35064e78bb97
+# written by `make export`; sha256 of the text above: 67ec1d701cce218f

@@ -27,18 +27,14 @@ import utils.configs
 import utils.distributed
 import utils.runs
 import utils.training
+from utils.cli import OneLineParser
 from utils.resources import load_corpus
 from utils.safe_training import SafeTrainer
 from utils.sampling import generate
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block first
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="python -m utils.train",
         description="Train notebook 03's model from the command line, on one process or, under "
         "torchrun --nproc_per_node=N, on N (DistributedDataParallel; gloo on CPUs, nccl on GPUs).",

@@ -31,6 +31,7 @@ from utils.validation import (
     require_int,
     require_logits_and_tokens,
     require_stream,
+    require_text,
     require_training_args,
 )
 
@@ -62,7 +63,8 @@ def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> Tensor:
     """The rows of the batch for `step`: each epoch is a seeded shuffle of all rows, cut into
     batches. It depends only on the step and the seed, so a run resumed at step 500 sees the
     batches an uninterrupted run would have seen from step 500 on."""
-    require_batch_rows(step, n_rows, batch_size, seed)  # at least one batch of rows: a clear line
+    # at least one batch of rows (a clear line if not); numpy ints become Python ints
+    step, n_rows, batch_size, seed = require_batch_rows(step, n_rows, batch_size, seed)
     epoch, k = divmod(step, n_rows // batch_size)
     return _epoch_order(n_rows, seed, epoch)[k * batch_size : (k + 1) * batch_size]
 
@@ -276,7 +278,7 @@ class Trainer:
         self.model.eval()
         text = self.sample_text(self.model) if self.sample_text else ""
         self.model.train()
-        return text
+        return require_text("sample(model) must return its text,", text)  # history holds texts
 
     def train(self, max_steps: int | None = None) -> History:
         """Train until args.max_steps (or `max_steps` more steps)."""
@@ -334,4 +336,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: ef168e879e0d9e55
+# written by `make export`; sha256 of the text above: 5796bc1c78f762b4

@@ -14,6 +14,7 @@ data (`check_training_args`, `require_stream`), notebook 04's samplers and KV ca
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -79,6 +80,30 @@ def require_bool(name: str, value) -> bool:
     if not _is_bool(value):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def require_one_argument(name: str, function, what: str) -> None:
+    """`function` can be called with one positional argument (`what`), or a clear TypeError."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature: calling it will tell
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a function of one argument, {what}; "
+            f"{getattr(function, '__name__', name)}{signature} is not"
+        ) from None
+
+
+def refuse_meta(name: str, value) -> None:
+    """A tensor on the meta device holds shapes but no values: nothing can be read from it."""
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the meta device (a shape without values): give a tensor on 'cpu' or "
+            "'cuda'"
+        )
 
 
 def require_token_ids(
@@ -159,15 +184,17 @@ def require_token_ids(
         )
 
 
-def require_documents(docs) -> None:
+def require_documents(docs, name: str = "docs") -> None:
     """A list (or tuple) of strs, one per document (not one str: each character would be one)."""
     if isinstance(docs, (str, bytes)) or not isinstance(docs, (list, tuple)):
         hint = " (one str: wrap it, [text], or give corpus.train)" if isinstance(docs, str) else ""
-        raise TypeError(f"docs must be a list of documents (strs), got {type(docs).__name__}{hint}")
+        raise TypeError(
+            f"{name} must be a list of documents (strs), got {type(docs).__name__}{hint}"
+        )
     not_text = next((doc for doc in docs if not isinstance(doc, str)), None)
     if not_text is not None:
         raise TypeError(
-            f"docs must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
+            f"{name} must hold strs (documents), got {type(not_text).__name__} {not_text!r:.40}"
         )
 
 
@@ -180,17 +207,29 @@ def check_documents(docs, encode, eot_id) -> None:
             f"encode must be a function (tokenizer.encode), got {type(encode).__name__}"
         )
     require_int("eot_id", eot_id, minimum=0)
+    if docs:  # what encode returns, on the start of one document: token ids, not text
+        probe = encode(docs[0][:64])
+        if (
+            isinstance(probe, (str, bytes))
+            or not hasattr(probe, "__iter__")
+            or not all(_is_index(i) for i in probe)
+        ):
+            raise TypeError(
+                f"encode must return a list of token ids (ints), got {type(probe).__name__} "
+                f"{probe!r:.40} for {docs[0][:20]!r}"
+            )
 
 
-def require_batch_rows(step, n_rows, batch_size, seed) -> None:
-    """batch_rows: a step >= 0, at least one batch of rows, a seed TrainingArgs allows."""
+def require_batch_rows(step, n_rows, batch_size, seed) -> tuple[int, int, int, int]:
+    """batch_rows: a step >= 0, at least one batch of rows, a seed TrainingArgs allows; returned
+    as Python ints (numpy's are accepted)."""
     # beyond 2**62, torch's int64 arithmetic overflows
-    require_int("step", step, minimum=0, maximum=2**62, allowed="an int from 0 to 2**62")
+    step = require_int("step", step, minimum=0, maximum=2**62, allowed="an int from 0 to 2**62")
     n_rows = require_int("n_rows", n_rows, maximum=2**62, allowed="an int from 1 to 2**62")
     batch_size = require_int("batch_size", batch_size)
     if batch_size > n_rows:
         raise ValueError(f"batch_size = {batch_size} is more than the {n_rows} rows there are")
-    require_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    return step, n_rows, batch_size, require_int("seed", seed, minimum=0, maximum=2**32 - 1)
 
 
 def check_baseline_streams(train_stream, val_stream, d_vocab) -> None:
@@ -205,6 +244,7 @@ def check_baseline_streams(train_stream, val_stream, d_vocab) -> None:
             raise TypeError(f"{name} must hold token ids (int64), got dtype {stream.dtype}")
         if len(stream) < least:
             raise ValueError(f"{name} has {len(stream)} tokens: a baseline needs two or more")
+        refuse_meta(name, stream)
         low, high = int(stream.min()), int(stream.max())
         if low < 0 or high >= d_vocab:
             raise ValueError(
@@ -284,6 +324,91 @@ def require_token_id(name: str, value, d_vocab: int) -> int:
     return value
 
 
+# paths: checkpoints and their folders, Hugging Face folders, the exercises folder
+def require_path(must: str, path) -> Path:
+    """`path` as a Path; a clear TypeError for None, bytes or an int (`must`: what it must be)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{must}, got {path!r}")
+    return Path(path)
+
+
+def require_folder(name: str, path) -> Path:
+    path = require_path(f"{name} must be a folder path", path)
+    if path.is_file():
+        raise NotADirectoryError(
+            f"{name} must be a folder of checkpoints, got the file {path}: load it with "
+            f"load_checkpoint_model({str(path)!r})"
+        )
+    return path
+
+
+def check_writable(checkpoint_dir: str | Path) -> None:
+    """A clear error now, before any training, if checkpoints cannot be written there."""
+    directory = require_folder("checkpoint_dir", checkpoint_dir)
+    dangling = next(
+        (p for p in [directory, *directory.parents] if p.is_symlink() and not p.exists()), None
+    )
+    if dangling is not None:
+        raise FileNotFoundError(
+            f"checkpoint_dir {directory}: {dangling} is a link to {os.readlink(dangling)}, which "
+            f"does not exist; make that folder, or give another checkpoint_dir"
+        )
+    existing = next((p for p in [directory, *directory.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(f"checkpoint_dir {directory}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"checkpoint_dir {directory}: {existing} cannot be written to")
+
+
+def require_device(device) -> str:
+    """`device` as a string this machine has, or a clear error."""
+    text = str(device) if isinstance(device, (str, torch.device)) else None
+    if text is None or not _DEVICE.fullmatch(text):
+        hint = " (for an NVIDIA GPU, 'cuda')" if str(device).lower() == "gpu" else ""
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}{hint}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device is {text!r}, but PyTorch sees no CUDA GPU here; use 'cpu'")
+    if text == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device is 'mps', but this machine has no Apple GPU; use 'cpu'")
+    return text
+
+
+def require_model_class(model_class) -> None:
+    """A model class that takes a Config (DemoTransformer, FusedTransformer or the learner's): not
+    a model built from one, a function or a str."""
+    if isinstance(model_class, type) and issubclass(model_class, torch.nn.Module):
+        return
+    if isinstance(model_class, torch.nn.Module):
+        got = f"a {type(model_class).__name__} model; give its class, {type(model_class).__name__}"
+    else:
+        got = f"{model_class!r:.60} ({type(model_class).__name__})"
+    raise TypeError(
+        "model_class must be a model class that takes a Config, such as DemoTransformer or "
+        f"FusedTransformer, got {got}"
+    )
+
+
+def build_model(model_class, cfg):
+    """model_class(cfg), or one clear line when model_class is not a model class that takes a
+    Config."""
+    require_model_class(model_class)
+    try:
+        inspect.signature(model_class).bind(cfg)
+    except TypeError:
+        raise TypeError(
+            f"model_class must take a Config, as DemoTransformer(cfg) does; "
+            f"{model_class.__name__}{inspect.signature(model_class)} does not"
+        ) from None
+    except ValueError:  # no signature to read: the call will tell
+        pass
+    try:
+        return model_class(cfg)
+    except TypeError as error:
+        raise TypeError(
+            f"model_class {model_class.__name__} cannot be built from a Config: {error}"
+        ) from None
+
+
 def check_config(cfg) -> None:
     """Notebook 02's Config: sizes are positive ints, eps and init_range positive numbers."""
     where = type(cfg).__name__
@@ -308,12 +433,52 @@ def _physical_memory() -> int:
         return 2**36
 
 
+def _free_memory() -> int:
+    """Bytes this process may still allocate: the memory the OS calls available, and no more than
+    what an address-space limit (ulimit -v) leaves; Linux's figures, else the physical memory."""
+    free = _physical_memory()
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    free = min(free, int(line.split()[1]) * 1024)
+        import resource  # not on Windows
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as status:
+                used = next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmSize:"))
+            free = min(free, limit - used)
+    except (OSError, ImportError, ValueError, StopIteration):
+        pass
+    return free
+
+
+def _require_free_memory_for(cfg) -> None:
+    """A clear error, before torch's allocator gives its own, when the largest weight of `cfg`
+    (W_E, W_U, W_pos, an MLP's or all heads' W_Q) needs more memory than is free now."""
+    largest = {
+        "W_E and W_U [d_vocab, d_model]": cfg.d_vocab * cfg.d_model,
+        "W_pos [n_ctx, d_model]": cfg.n_ctx * cfg.d_model,
+        "W_in and W_out [d_model, d_mlp]": cfg.d_model * cfg.d_mlp,
+        "W_Q [n_heads, d_model, d_head]": cfg.n_heads * cfg.d_model * cfg.d_head,
+    }
+    weight = max(largest, key=largest.get)
+    need, free = 4 * largest[weight], _free_memory()
+    if need > free:
+        raise MemoryError(
+            f"{weight} would need {need / 2**30:,.1f} GB of float32 alone, more than the "
+            f"{free / 2**30:,.1f} GB this machine has free now: use a smaller config, or close "
+            "what holds memory (other notebooks' kernels)"
+        )
+
+
 def _require_memory_for(cfg, where: str) -> None:
     """A clear error for sizes whose float32 weights would not fit in this machine's memory (a
     typo, such as an extra 0), instead of the allocator's message from deep inside the model."""
     per_layer = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp
     parts = {
-        "d_vocab": cfg.d_vocab * cfg.d_model,
+        "d_vocab": 2 * cfg.d_vocab * cfg.d_model,  # W_E and W_U (untied, as in TransformerLens)
         "n_ctx": cfg.n_ctx * cfg.d_model,
         "n_layers, d_mlp, n_heads and d_head": cfg.n_layers * per_layer,
     }
@@ -335,7 +500,11 @@ def require_config(name: str, cfg, config_class) -> None:
     Hugging Face's GPT2Config)."""
     fields = ("d_model", "d_vocab", "n_ctx", "n_heads", "d_head", "n_layers")
     if type(cfg).__name__ == config_class.__name__ and all(hasattr(cfg, f) for f in fields):
-        return  # utils.model.Config, or the same class run again in a notebook's cell
+        # utils.model.Config, or the same class run again in a notebook's cell; a layer being
+        # built from it (the caller is a module's __init__) must find memory for its weights
+        if isinstance(sys._getframe(1).f_locals.get("self"), torch.nn.Module):
+            _require_free_memory_for(cfg)
+        return
     short = config_class.__name__
     if cfg is config_class:
         got = f"the class {short} (call it: {short}(...))"
@@ -537,6 +706,8 @@ def check_training_data(model, args, train_sequences, val_sequences, sample=None
             f"sample must be None or a function of the model that returns a str, got "
             f"{type(sample).__name__}"
         )
+    if sample is not None:
+        require_one_argument("sample", sample, "the model")
     if not isinstance(model, torch.nn.Module) or type(getattr(model, "cfg", None)).__name__ != (
         "Config"
     ):
@@ -544,7 +715,9 @@ def check_training_data(model, args, train_sequences, val_sequences, sample=None
             f"model must be a DemoTransformer (or FusedTransformer, or your own class with a "
             f"Config as .cfg), got {type(model).__name__}"
         )
+    require_model(model)  # not on the meta device
     require_training_args("the trainer", args)  # checks its fields again: they may have changed
+    check_writable(args.checkpoint_dir)  # a file or a read-only folder: now, not after training
     if model.cfg.n_ctx < 2:
         raise ValueError(
             f"model.cfg.n_ctx is {model.cfg.n_ctx}: a one-token sequence has no next token to "
@@ -721,7 +894,9 @@ def check_generate_args(
     """Notebook 04's generate: clear errors, each naming the argument and what is allowed."""
     require_model(model)
     require_token_ids(tokens, model.cfg, name="tokens (the prompt)", check_values=True)
-    require_int("max_new_tokens", max_new_tokens, minimum=0)
+    max_new_tokens = require_int("max_new_tokens", max_new_tokens, minimum=0)
+    batch, posn = tokens.shape
+    _require_memory_for_ids(batch, posn + max_new_tokens, "batch", "posn + max_new_tokens")
     if temperature != 0 or _is_bool(temperature):
         require_number(
             "temperature", temperature, minimum=1e-4, allow_minimum=True, hint=" (or 0: greedy)"
@@ -767,7 +942,10 @@ def check_beam_search_args(
         )
     most = model.cfg.d_vocab // 2  # each step picks 2 * num_beams different candidates
     require_int("num_beams", num_beams, maximum=most, allowed=f"a positive int, at most {most}")
-    require_int("max_new_tokens", max_new_tokens)
+    max_new_tokens = require_int("max_new_tokens", max_new_tokens)
+    # each of 2 * num_beams candidates holds every token so far
+    posn = tokens.shape[1] + max_new_tokens
+    _require_memory_for_ids(2 * num_beams, posn, "2 * num_beams", "posn + max_new_tokens")
     require_number(
         "length_penalty",
         length_penalty,
@@ -864,6 +1042,11 @@ def check_cache_update(cache, layer, k, v) -> None:
         raise TypeError(
             f"cache.update(layer, k, v): k and v must be tensors, got {type(k).__name__} and "
             f"{type(v).__name__}"
+        )
+    if not k.is_floating_point():
+        raise TypeError(
+            f"cache.update(layer, k, v): k and v must be the keys and values a layer computed "
+            f"(floats), got dtype {k.dtype}"
         )
     if (v.dtype, v.device) != (k.dtype, k.device):
         raise ValueError(
@@ -1048,9 +1231,9 @@ def _inside_sampling_loop(cache) -> bool:
 
 
 def check_cache_use(cache, tokens, model) -> None:
-    """Notebook 04's KVCache.check: `tokens` [batch, new_posn] must fit the cache, and the cache
-    must hold the keys and values of this very model. The first model to use a cache (after it
-    was made or reset) owns it."""
+    """Notebook 04's forward_with_cache: `tokens` [batch, new_posn] must fit the cache, and the
+    cache must hold the keys and values of this very model. The first model to use a cache (after
+    it was made or reset) owns it."""
     if not (hasattr(cache, "cfg") and hasattr(cache, "_lengths")):
         raise TypeError(f"cache must be a KVCache(model.cfg, batch), got {type(cache).__name__}")
     if isinstance(model, torch.nn.Module) or model is None:
@@ -1109,7 +1292,10 @@ def check_cache_use(cache, tokens, model) -> None:
 
 
 # notebook 05's analysis functions (utils/circuits.py)
-def require_cache(cache, layer: int | None = None) -> None:
+_NOT_GIVEN = object()  # an argument not given at all, told from one given as None
+
+
+def require_cache(cache, layer=_NOT_GIVEN) -> None:
     """A clear TypeError/ValueError unless `cache` is run_with_cache's ActivationCache and `layer`
     (if given) one of its model's."""
     if type(cache).__name__ != "ActivationCache" or not hasattr(cache, "activations"):
@@ -1118,7 +1304,7 @@ def require_cache(cache, layer: int | None = None) -> None:
             f"`logits, cache = model.run_with_cache(tokens)`, got {type(cache).__name__}"
         )
     n_layers = cache.model.cfg.n_layers
-    if layer is not None and (
+    if layer is not _NOT_GIVEN and (
         not _is_index(layer) or not -n_layers <= operator.index(layer) < n_layers
     ):
         raise ValueError(
@@ -1127,7 +1313,7 @@ def require_cache(cache, layer: int | None = None) -> None:
         )
 
 
-def require_pattern(pattern, seq_len: int | None = None) -> None:
+def require_pattern(pattern, seq_len=_NOT_GIVEN) -> None:
     """A clear TypeError/ValueError unless `pattern` is attention patterns
     [batch, n_heads, posn, posn] (and, with seq_len, of BOS, r, r: posn = 2 * seq_len + 1)."""
     if (
@@ -1156,7 +1342,7 @@ def require_pattern(pattern, seq_len: int | None = None) -> None:
             f"pattern holds no sequences or no heads (shape {tuple(pattern.shape)}): give the "
             f"patterns of at least one sequence, pattern[None] for a single one"
         )
-    if seq_len is not None:
+    if seq_len is not _NOT_GIVEN:
         seq_len = require_int("seq_len", seq_len)
         if pattern.shape[-1] != 2 * seq_len + 1:
             raise ValueError(
@@ -1174,6 +1360,9 @@ def require_attribution(vectors, scale, model, token) -> None:
             "model must be your model (a HookedDemoTransformer or DemoTransformer), "
             f"got {type(model).__name__}"
         )
+    require_model(model)  # not on the meta device
+    refuse_meta("vectors", vectors)
+    refuse_meta("scale", scale)
     cfg = model.cfg
     if (
         not isinstance(vectors, Tensor)
@@ -1306,8 +1495,22 @@ def require_rows_split(rows, rank, world_size) -> None:
         )
 
 
-def require_micro_batches(micro_batches) -> None:
-    """backward_micro_batches: a non-empty list (or tuple) of tensors."""
+def require_rank_value(value) -> None:
+    """mean_over_ranks: a tensor, in a process group that torch.distributed has set up."""
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"value must be a tensor, such as loss.detach(), got {type(value).__name__}"
+        )
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise RuntimeError(
+            "mean_over_ranks needs the processes of a run: call it in a script that torchrun "
+            "started, after torch.distributed.init_process_group (utils.distributed does both)"
+        )
+
+
+def require_micro_batches(ddp_model, micro_batches, loss_fn) -> None:
+    """backward_micro_batches: a DDP model (its no_sync, when there are two micro-batches or
+    more), a non-empty list (or tuple) of tensors and loss_fn(output, micro_batch)."""
     if not isinstance(micro_batches, (list, tuple)) or not micro_batches:
         raise ValueError(
             f"micro_batches must be a non-empty list of tensors (batch.split(size)), got "
@@ -1315,6 +1518,15 @@ def require_micro_batches(micro_batches) -> None:
         )
     if not all(isinstance(m, Tensor) for m in micro_batches):
         raise TypeError("micro_batches must hold tensors, one micro-batch each")
+    if len(micro_batches) > 1 and not hasattr(ddp_model, "no_sync"):
+        raise TypeError(
+            f"ddp_model must be wrapped in DistributedDataParallel (its no_sync skips the "
+            f"all-reduce), got {type(ddp_model).__name__}; DDP(model) under torchrun"
+        )
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be a function loss_fn(output, micro_batch), got {type(loss_fn).__name__}"
+        )
 
 
 # notebook 07's activation patching (utils/patching.py)
@@ -1334,6 +1546,7 @@ def require_patching(model, clean_tokens, corrupted_tokens, metric) -> None:
         raise TypeError(
             f"metric must be a function of the logits that returns a number, got {metric!r}"
         )
+    require_one_argument("metric", metric, "the logits")
     with torch.no_grad():  # one run, so that a metric of the wrong kind fails here, in one line
         value = metric(model(clean_tokens))
     if isinstance(value, Tensor) and value.numel() == 1:
@@ -1386,6 +1599,7 @@ def require_circuit(circuit) -> None:
             f"circuit must be a square [n, n] tensor, such as ov_circuit(model, layer, head) "
             f"([d_vocab, d_vocab]); got {got}"
         )
+    refuse_meta("circuit", circuit)
     if circuit.numel() == 0 or not torch.isfinite(circuit).all():
         raise ValueError("circuit must be non-empty and finite (no nan or inf)")
 
@@ -1397,6 +1611,9 @@ def require_composition_args(W_A, W_B) -> None:
         if not isinstance(W, Tensor) or W.dim() != 2:
             got = f"shape {tuple(W.shape)}" if isinstance(W, Tensor) else type(W).__name__
             raise ValueError(f"{name} must be a 2-D tensor, such as [d_model, d_model]; got {got}")
+        refuse_meta(name, W)
+        if not W.is_floating_point():
+            raise TypeError(f"{name} must hold weights (floats), got dtype {W.dtype}")
         if not torch.isfinite(W).all() or not W.any():
             raise ValueError(
                 f"{name} must be finite and not all zeros (the score divides by its norm)"
@@ -1406,6 +1623,11 @@ def require_composition_args(W_A, W_B) -> None:
             f"W_A {tuple(W_A.shape)} and W_B {tuple(W_B.shape)} do not chain: W_A @ W_B needs "
             "W_A's columns to be W_B's rows"
         )
+    if W_A.dtype != W_B.dtype or W_A.device != W_B.device:
+        raise TypeError(
+            f"W_A ({W_A.dtype}, {W_A.device}) and W_B ({W_B.dtype}, {W_B.device}) must have one "
+            "dtype and device: W_B.to(W_A)"
+        )
 
 
 def require_effect_args(value, clean, corrupted) -> None:
@@ -1413,6 +1635,7 @@ def require_effect_args(value, clean, corrupted) -> None:
     different."""
     given = {"value": value, "clean": clean, "corrupted": corrupted}
     for name, number in given.items():
+        refuse_meta(name, number)
         if isinstance(number, Tensor) and number.numel() == 1:
             number = number.item()
         given[name] = require_number(name, number, minimum=None)
@@ -1464,14 +1687,10 @@ def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
         )
     if not all(isinstance(tok, str) and _is_index(i) for tok, i in vocab.items()):
         raise TypeError("BPETokenizer: vocab must map token strings to int ids")
-    if not all(type(i) is int for i in vocab.values()):  # a checkpoint's record must load as-is
-        raise TypeError(
-            "BPETokenizer: vocab's ids must be Python ints, not numpy's or tensors: "
-            "{tok: int(i) for tok, i in vocab.items()}"
-        )
-    if len(set(vocab.values())) != len(vocab):
+    ids = [operator.index(i) for i in vocab.values()]  # numpy's and 0-d tensors as ints
+    if len(set(ids)) != len(vocab):
         raise ValueError("BPETokenizer: vocab gives two tokens the same id")
-    if any(i < 0 for i in vocab.values()):
+    if any(i < 0 for i in ids):
         raise ValueError("BPETokenizer: vocab's ids must be >= 0 (they index the embedding)")
     if not isinstance(special_tokens, (tuple, list)) or not all(
         isinstance(tok, str) for tok in special_tokens
@@ -1552,6 +1771,7 @@ def require_vocab_size(vocab_size) -> int:
 def require_id_list(ids, id_to_token: dict | None) -> list[int]:
     """BPETokenizer.decode's ids (a list of ints, or a 1-D tensor or array) as a list of ints that
     are token ids of the vocabulary (any ints when id_to_token is None), or a clear error."""
+    refuse_meta("ids", ids)
     shape = getattr(ids, "shape", None)
     if shape is not None and len(shape) != 1:
         raise ValueError(
@@ -1566,7 +1786,7 @@ def require_id_list(ids, id_to_token: dict | None) -> list[int]:
             " (a set or a dict has no order)" if isinstance(ids, (set, frozenset, dict)) else ""
         )
         raise TypeError(
-            "decode expects a sequence of ints (a list or a 1-D tensor), "
+            "decode: ids must be a sequence of ints (a list or a 1-D tensor), "
             f"got {type(ids).__name__}{unordered}"
         )
     checked = []
@@ -1794,7 +2014,19 @@ def require_period_args(n, n_ctx, d_vocab, min_period, max_period, seed=0) -> tu
             f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
         )
     seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)
+    _require_memory_for_ids(n, n_ctx, "n", "n_ctx")
     return n, n_ctx, d_vocab, min_period, max_period, seed
+
+
+def _require_memory_for_ids(rows: int, columns: int, rows_name: str, columns_name: str) -> None:
+    """A clear error for more int64 ids than this machine's memory holds (a typo, such as 2**70),
+    instead of torch's overflow or allocator message."""
+    if 8 * rows * columns > _physical_memory():
+        raise ValueError(
+            f"{rows_name} = {rows:,} rows of {columns_name} = {columns:,} ids would need "
+            f"{8 * rows * columns / 2**30:,.0f} GB, more than this machine's "
+            f"{_physical_memory() / 2**30:,.0f} GB of memory"
+        )
 
 
 def require_repeat_args(batch, seq_len, d_vocab, seed=0) -> tuple[int, int, int, int]:
@@ -1809,6 +2041,7 @@ def require_repeat_args(batch, seq_len, d_vocab, seed=0) -> tuple[int, int, int,
             "d_vocab must be at least 2 (BOS, the last id, and at least one other token), "
             f"got {d_vocab}"
         )
+    _require_memory_for_ids(batch, 1 + 2 * seq_len, "batch", "1 + 2 * seq_len")
     return batch, seq_len, d_vocab, seed
 
 

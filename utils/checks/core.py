@@ -132,11 +132,13 @@ def require_callable_as(fn, what: str, args: tuple = (), kwargs: dict | None = N
         return
     try:
         signature.bind(*args, **(kwargs or {}))
-    except TypeError as err:
+    except TypeError:
         name = getattr(fn, "__name__", type(fn).__name__)
+        kind = "a class" if isinstance(fn, type) else "a function"
         raise CheckUsageError(
-            f"the check calls yours as {what}, but {name}{signature} cannot be called so ({err}): "
-            f"pass the function or class the exercise asks for, with the parameters it names"
+            f"the check calls yours as {what}, but was given {name}{signature}, {kind} of other "
+            f"parameters: pass the one the exercise asks for, {what.split('(')[0]}, with the "
+            f"parameters it names"
         ) from None
 
 
