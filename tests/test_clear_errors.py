@@ -1592,3 +1592,28 @@ def test_a_command_lines_bad_option_is_one_line(module):
     assert done.stderr.strip().splitlines() == [
         f"python -m {module}: error: unrecognized arguments: --colour (see --help)"
     ]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="ulimit -v is POSIX")
+def test_a_model_too_big_for_an_address_space_limit_is_refused_before_torchs_allocator():
+    import subprocess
+    import sys
+
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n"
+        "from utils.model import Config, DemoTransformer\n"
+        "try:\n"
+        "    DemoTransformer(Config(d_vocab=2_000_000, d_model=768))\n"
+        "except MemoryError as error:\n"
+        "    print('refused:', error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=UTILS.parent,
+    )
+    assert done.stdout.startswith("refused: W_E and W_U [d_vocab, d_model] would need 5.7 GB"), (
+        done.stdout + done.stderr
+    )
