@@ -519,7 +519,9 @@ def require_config(name: str, cfg, config_class) -> None:
         )
     else:
         got = f"{type(cfg).__name__} {cfg!r}"[:120]
-    raise TypeError(f"{name} must be a {config_class.__module__}.{short}, got {got}")
+    module = config_class.__module__  # "__main__" in notebook 02 itself: not worth naming
+    where = "" if module == "__main__" else f"{module}."
+    raise TypeError(f"{name} must be a {where}{short}, got {got}")
 
 
 def require_config_fields(name: str, cfg) -> None:
