@@ -133,7 +133,7 @@ CASES = {
     "KVCache(None)": (
         lambda m, h, c, t: KVCache(None, 1),
         TypeError,
-        "cfg must be a utils.model.Config, got NoneType None",
+        "cfg must be a utils.model.Config, got None",
     ),
     "d_vocab of 10**9": (
         lambda m, h, c, t: Config(d_vocab=10**9, d_model=64, n_heads=2, d_head=32),

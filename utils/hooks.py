@@ -37,7 +37,9 @@ class HookPoint(torch.nn.Module):
 
     def forward(self, activation: Tensor) -> Tensor:
         if self.hooks and activation.requires_grad:  # a hook's in-place edit (a.mul_(2)) then
-            activation = activation.clone()  # changes a copy, not what backward saved
+            activation = (
+                activation.clone()
+            )  # changes this copy, which flows on, not what backward saved
         with not_reentered(self):  # a hook that runs the model would come back here, without end
             for hook in self.hooks:
                 result = hook(activation, hook=self)
@@ -192,4 +194,4 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return logits, ActivationCache(activations, self)
 
 
-# written by `make export`; sha256 of the text above: 1bf527525270571f
+# written by `make export`; sha256 of the text above: 9655205cba35a151

@@ -301,8 +301,8 @@ def forward_with_cache(
 ) -> Float[Tensor, "batch new_posn d_vocab"]:
     """The logits of the new positions `tokens`, which follow the cache's positions; the cache then
     holds them too. `attention(attn, x, cache, layer)` runs each layer's attention."""
-    # cache.check's checks, and None refused: a KVCache of the model that filled it, with the
-    # batch size and room within n_ctx, or one clear line
+    # cache must be a KVCache (not None) filled by this model, of this batch size, with room
+    # within n_ctx: one clear line if not (cache.check would fail on None itself)
     check_cache_use(cache, tokens, model)
     past = cache.length
     positions = model.pos_embed.W_pos[past : past + tokens.shape[1]]  # broadcast over the batch
@@ -416,4 +416,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: c44a481a21b88bbf
+# written by `make export`; sha256 of the text above: 55aa5e25d26a2320

@@ -517,6 +517,8 @@ def require_config(name: str, cfg, config_class) -> None:
             f"a model, {type(cfg).__name__}: its config is model.cfg (and for a hooked copy of a "
             f"model you have, use HookedDemoTransformer.from_model(model))"
         )
+    elif cfg is None:
+        got = "None"
     else:
         got = f"{type(cfg).__name__} {cfg!r}"[:120]
     module = config_class.__module__  # "__main__" in notebook 02 itself: not worth naming
