@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 import linecache
-import os
 import re
 import shutil
 import sys
@@ -54,7 +53,7 @@ from utils.export import (
     split_directives,
     strip_markers,
 )
-from utils.files import abandoned, write_atomically
+from utils.files import abandoned, require_path, write_atomically
 
 EXERCISES = ROOT / "exercises"
 EXERCISE_MARK = "#| exercise"
@@ -283,11 +282,8 @@ def _differs(path: Path, nb: dict) -> bool:
 
 def _generated(target: Path | None = None):
     """(path, text, differs) for each exercise notebook, in `target` (default exercises/)."""
-    if target is not None and (
-        isinstance(target, bytes) or not isinstance(target, (str, os.PathLike))
-    ):
-        raise TypeError(f"target must be a folder path, such as 'exercises', got {target!r}")
-    target = Path(target) if target is not None else EXERCISES
+    must = "target must be a folder path, such as 'exercises'"
+    target = require_path(must, target) if target is not None else EXERCISES
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"the exercises go into a folder, and {target} is a file")
     for solution in sorted(NOTEBOOKS.glob("*.ipynb")):
@@ -331,9 +327,7 @@ def back_up(path: Path) -> Path:
     """Copy `path` to backup/<stem>.<time>.ipynb beside it, under a name no other backup has (the
     copy is created exclusively, never over another file), and return the copy's path. The original
     is left in place."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a notebook's path, got {path!r}")
-    path = Path(path)
+    path = require_path("path must be a notebook's path", path)
     if not path.is_file():
         raise FileNotFoundError(f"no file to back up at {path}")
     folder = path.parent / "backup"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 from utils.cli import OneLineParser
-from utils.files import write_atomically
+from utils.files import require_path, write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -101,9 +100,7 @@ def read_notebook(
     notebook, example: str = "give a path like notebooks/02_clean_implementation.ipynb"
 ) -> dict:
     """A notebook's JSON, or one clear line: not a path, no such file, a folder, not a notebook."""
-    if isinstance(notebook, bytes) or not isinstance(notebook, (str, os.PathLike)):
-        raise TypeError(f"notebook must be a path, got {type(notebook).__name__}; {example}")
-    path = Path(notebook)
+    path = require_path(f"notebook must be a path ({example})", notebook)
     if not path.exists():
         raise FileNotFoundError(f"no notebook at {path}; {example}")
     if not path.is_file():

@@ -45,3 +45,10 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def require_path(must: str, path) -> Path:
+    """`path` as a Path; a clear TypeError for None, bytes or an int (`must`: what it must be)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{must}, got {path!r}")
+    return Path(path)

@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from utils.files import require_path  # torch-free, for the generators too
+
 
 def _is_bool(value) -> bool:
     return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")  # numpy's too
@@ -325,13 +327,6 @@ def require_token_id(name: str, value, d_vocab: int) -> int:
 
 
 # paths: checkpoints and their folders, Hugging Face folders, the exercises folder
-def require_path(must: str, path) -> Path:
-    """`path` as a Path; a clear TypeError for None, bytes or an int (`must`: what it must be)."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{must}, got {path!r}")
-    return Path(path)
-
-
 def require_folder(name: str, path) -> Path:
     path = require_path(f"{name} must be a folder path", path)
     if path.is_file():
