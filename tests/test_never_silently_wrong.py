@@ -209,6 +209,25 @@ def test_resume_maps_the_optimizer_state_by_parameter_name(tmp_path):
     assert resumed.train().train_loss == pytest.approx(expected, rel=1e-6, abs=0)
 
 
+def test_an_older_checkpoint_without_parameter_names_resumes_in_another_order(tmp_path):
+    """Checkpoints written before param_names: the saved weights' order says whose moment is."""
+    torch.manual_seed(0)
+    whole = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "whole"), *_data())
+    expected = whole.train().train_loss
+    torch.manual_seed(0)
+    part = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "part"), *_data())
+    part.train(6)
+    state = read_checkpoint(part.last_checkpoint)
+    del state["param_names"]
+    torch.save(state, tmp_path / "older.pt")
+    resumed = SafeTrainer.resume(tmp_path / "older.pt", *_data(), model_class=ReversedOrder)
+    saved = {name: part.optimizer.state[p] for name, p in part.model.named_parameters()}
+    for name, parameter in resumed.model.named_parameters():
+        for key, value in resumed.optimizer.state[parameter].items():
+            assert torch.equal(value, saved[name][key]), (name, key)
+    assert resumed.train().train_loss == pytest.approx(expected, rel=1e-6, abs=0)
+
+
 def test_an_optimizer_state_that_does_not_fit_its_weights_is_refused(tmp_path):
     torch.manual_seed(0)
     trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=2), *_data())

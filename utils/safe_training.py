@@ -404,7 +404,7 @@ class SafeTraining:
         name_of = {id(p): name for name, p in params.items()}
         our_groups = [[name_of[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
         ours = [name for group in our_groups for name in group]
-        theirs = state.get("param_names") or ours  # older checkpoints: the order of their day
+        theirs = state.get("param_names") or _names_in_saved_order(state["model"], our_groups)
         groups = saved.get("param_groups")
         mismatch = ValueError(
             "the checkpoint's optimizer state does not match the parameters this model trains "
@@ -529,6 +529,13 @@ class SafeTraining:
             + f"; its checkpoints go to a new folder in {args.checkpoint_dir}"
         )
         return trainer
+
+
+def _names_in_saved_order(saved_weights: dict, groups: list[list[str]]) -> list[str]:
+    """Whose moment is whose in a checkpoint written before param_names: its optimizer took each
+    group's parameters in the order its model registered them, the order of its saved weights."""
+    order = {name: i for i, name in enumerate(saved_weights)}
+    return [name for group in groups for name in sorted(group, key=order.__getitem__)]
 
 
 def _valid_args(saved: dict) -> bool:
