@@ -65,9 +65,10 @@ check: $(STAMP)
 	@test -n "$(NOTEBOOK)" || { echo "usage: make check NOTEBOOK=exercises/02_clean_implementation.ipynb"; exit 2; }
 	NOTEBOOK="$(abspath $(NOTEBOOK))" $(PY) -m pytest -p no:cacheprovider -v tests/test_notebook_checks.py
 
-# Remove outputs before committing a notebook (a test fails on a notebook with outputs).
+# Remove outputs before committing a solution notebook (a test fails on a notebook with outputs). Not exercises/: what
+# is there is the learner's; `make exercises` rewrites them without outputs, keeping a copy of an edited one first.
 strip: $(STAMP)
-	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb exercises/*.ipynb
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
 
 # Training-step speed against Hugging Face's GPT-2 and, where the peers folder exists, nanoGPT (see bench/bench_train_step.py).
 PEER ?= ../shared/peers/nanogpt_model.py

@@ -792,3 +792,113 @@ def test_batch_rows_and_documents_refuse_what_torch_would_overflow_or_misread():
 def test_cache_and_ngram_inputs_of_another_kind_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------ sixth round: views, totals, p = 1, bad sizes
+
+
+def test_editing_the_rows_of_a_batch_leaves_later_batches_as_they_were():
+    from utils.training import batch_rows
+
+    before = batch_rows(0, 20, 4, 0).clone()
+    rows = batch_rows(0, 20, 4, 0)
+    rows[0] = rows[1]  # the caller's own tensor, to do with as it likes
+    assert torch.equal(batch_rows(0, 20, 4, 0), before)
+
+
+@pytest.mark.parametrize("model_class", [FusedTransformer, HookedDemoTransformer])
+def test_an_in_place_hook_on_the_position_embedding_edits_the_activation_not_the_weights(
+    model_class,
+):
+    torch.manual_seed(0)
+    model = model_class(CFG)
+    weights = model.pos_embed.W_pos.detach().clone()
+    tokens = torch.randint(0, 64, (2, 8))
+    handle = model.pos_embed.register_forward_hook(lambda module, i, out: out.zero_())
+    with torch.no_grad():
+        ablated = model(tokens)
+    handle.remove()
+    assert torch.equal(model.pos_embed.W_pos, weights)
+    with torch.no_grad():
+        model.pos_embed.W_pos.zero_()  # the same ablation, made on the weights
+        assert torch.allclose(ablated, model(tokens), atol=1e-6)
+
+
+def _uniform_pattern(pattern, hook):
+    causal = torch.tril(torch.ones_like(pattern))
+    return causal / causal.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "name, hook",
+    [
+        ("blocks.0.attn.hook_pattern", _uniform_pattern),
+        ("blocks.1.attn.hook_q", lambda q, hook: q * 0),
+        ("blocks.0.attn.hook_k", lambda k, hook: k.flip(1)),
+    ],
+)
+def test_attention_patterns_of_a_hooked_model_are_the_ones_its_hooks_left(name, hook):
+    from utils.model import get_attention_patterns
+
+    torch.manual_seed(0)
+    model = HookedDemoTransformer(CFG)
+    tokens = torch.randint(0, 64, (2, 10))
+    with model.hooks([(name, hook)]):
+        patterns = get_attention_patterns(model, tokens)
+        _, cache = model.run_with_cache(tokens)
+    for layer, pattern in enumerate(patterns):
+        assert torch.allclose(pattern, cache["pattern", layer], atol=1e-6), layer
+    plain = get_attention_patterns(model, tokens)  # hooks removed: the model's own patterns
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, patterns))
+
+
+def test_top_p_of_one_keeps_every_token_of_a_large_vocabulary():
+    from utils.sampling import apply_top_p
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50257) * 3  # float32's running total reaches 1.0 before the row ends
+    assert torch.equal(apply_top_p(logits, 1.0), logits)
+
+
+def test_tokens_trained_on_add_up_when_a_resume_changes_the_batch_size(tmp_path):
+    torch.manual_seed(0)
+    trainer = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=3), *_data())
+    trainer.train()
+    resumed = SafeTrainer.resume(trainer.last_checkpoint, *_data(), max_steps=6, batch_size=4)
+    history = resumed.train()
+    per_step = [8 * 16] * 3 + [4 * 16] * 3  # batch 8 for three steps, then 4, rows of 16
+    assert history.train_tokens == [sum(per_step[: i + 1]) for i in range(6)]
+    assert history.val_tokens[-1] == history.train_tokens[-1]
+
+
+def test_a_direct_save_never_replaces_an_earlier_runs_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    earlier = Trainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=3), *_data())
+    earlier.train()
+    written = (tmp_path / "step_000003.pt").read_bytes()
+    later = Trainer(FusedTransformer(SMALL), _args(tmp_path, max_steps=3), *_data())
+    later.step = 3
+    with pytest.raises(FileExistsError, match="step_000003.pt"):
+        later.save_checkpoint()
+    assert (tmp_path / "step_000003.pt").read_bytes() == written
+    earlier.save_checkpoint()  # a run may save its own step again
+    assert torch.load(tmp_path / "step_000003.pt", weights_only=True)["step"] == 3
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: __import__("utils.training").training.run_length(5, 10, 100, 10, 2), "batch"),
+        (lambda: __import__("utils.training").training.run_length(5, 10, 100, 10), "batch"),
+        (
+            lambda: __import__("utils.circuits").circuits.repeating_sequences(4, 10, 50, 2, 30, 0),
+            "max_period",
+        ),
+        (lambda: __import__("utils.bpe").bpe.merge_word([1, 2], (1, 2), -1), "new_id"),
+        (lambda: __import__("utils.bpe").bpe.merge_word([1, 2], (-1, 2), 300), "pair"),
+    ],
+    ids=["epochs", "no epochs", "period", "new id", "pair"],
+)
+def test_sizes_that_give_meaningless_results_are_refused(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

@@ -30,7 +30,8 @@ def test_notebook_is_stored_without_outputs(notebook):
         for i, c in enumerate(cells)
         if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
     ]
-    assert not with_outputs, f"{notebook.name}: cells {with_outputs} have outputs; run `make strip`"
+    fix = "make strip" if notebook.parent.name == "notebooks" else "make exercises"
+    assert not with_outputs, f"{notebook.name}: cells {with_outputs} have outputs; run `{fix}`"
 
 
 @pytest.mark.parametrize("notebook", ALL_NOTEBOOKS, ids=lambda p: p.parent.name + "/" + p.name)

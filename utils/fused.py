@@ -29,7 +29,9 @@ class FusedEmbed(utils.model.Embed):
 
 class FusedPosEmbed(utils.model.PosEmbed):
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "posn d_model"]:
-        return self.W_pos[: tokens.shape[1]]  # broadcast over the batch when added: no copies
+        # posn rows, broadcast over the batch when added; a copy, so that a hook editing it in
+        # place never edits W_pos
+        return self.W_pos[: tokens.shape[1]].clone()
 
 
 class FusedAttention(utils.model.Attention):
@@ -88,4 +90,4 @@ class FusedTransformer(utils.model.DemoTransformer):
     LayerNorm, Unembed = FusedLayerNorm, FusedUnembed
 
 
-# written by `make export`; sha256 of the text above: 45af69b9ab9d6562
+# written by `make export`; sha256 of the text above: 45d0a0a8125bd051

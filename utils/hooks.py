@@ -169,10 +169,8 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         # bad ids, shapes, dtypes, tokens where the weights are not, a replaced cfg: one clear error
         require_token_ids(tokens, self.cfg, model=self)
         embed = self.hook_embed(self.embed(tokens))
-        pos_embed = self.pos_embed(tokens).expand_as(embed)  # a view of W_pos, no copy
-        if (
-            self.hook_pos_embed.active
-        ):  # a copy for hooks: one that wrote into it would change W_pos
+        pos_embed = self.pos_embed(tokens).expand_as(embed)  # [posn] rows, shown [batch] times
+        if self.hook_pos_embed.active:  # hooks get a copy: the expanded view cannot be written to
             pos_embed = self.hook_pos_embed(pos_embed.clone())
         residual = embed + pos_embed
         for block in self.blocks:
@@ -194,4 +192,4 @@ class HookedDemoTransformer(HookMethods, utils.fused.FusedTransformer):
         return logits, ActivationCache(activations, self)
 
 
-# written by `make export`; sha256 of the text above: 9655205cba35a151
+# written by `make export`; sha256 of the text above: fd0e72266cd93f6f

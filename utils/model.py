@@ -393,7 +393,15 @@ def get_attention_patterns(
     def save_pattern(attn: Attention, inputs: tuple[Tensor], output: Tensor) -> None:
         patterns.append(attn.attention_pattern(inputs[0]).detach())
 
-    handles = [block.attn.register_forward_hook(save_pattern) for block in model.blocks]
+    def save_hooked(hook_point: nn.Module, inputs: tuple[Tensor], output: Tensor) -> None:
+        patterns.append(output.detach())  # the pattern as the model used it, hooks and all
+
+    handles = [  # notebook 05's hooked model has its own hook_pattern: read that one
+        block.attn.hook_pattern.register_forward_hook(save_hooked)
+        if hasattr(block.attn, "hook_pattern")
+        else block.attn.register_forward_hook(save_pattern)
+        for block in model.blocks
+    ]
     try:
         with torch.no_grad():
             model(tokens)
@@ -403,4 +411,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: 98e0ccc234a6b04b
+# written by `make export`; sha256 of the text above: 63c4224151373652

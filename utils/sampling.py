@@ -72,6 +72,8 @@ def apply_top_p(logits: Float[Tensor, "batch d_vocab"], p: float) -> Float[Tenso
     """The nucleus of each row: its most probable tokens, until their total probability reaches p
     (0 < p <= 1); the rest -inf."""
     check_sampler("apply_top_p", logits, p=p)  # bad input (p = 0, NaN): one clear line
+    if p >= 1:  # every token (float32's running total can reach 1.0 before a long row ends)
+        return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     sorted_probs = sorted_logits.softmax(dim=-1)
     mass_before = (
@@ -416,4 +418,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: 55aa5e25d26a2320
+# written by `make export`; sha256 of the text above: c8da7a0a644a558a

@@ -23,6 +23,7 @@ from utils.validation import (
     check_evaluation_data,
     check_model_and_args,
     check_no_overwrite,
+    check_not_replacing,
     check_optimizer_step,
     check_run_length,
     check_training_args,
@@ -66,7 +67,8 @@ def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> Tensor:
     # at least one batch of rows (a clear line if not); numpy ints become Python ints
     step, n_rows, batch_size, seed = require_batch_rows(step, n_rows, batch_size, seed)
     epoch, k = divmod(step, n_rows // batch_size)
-    return _epoch_order(n_rows, seed, epoch)[k * batch_size : (k + 1) * batch_size]
+    rows = _epoch_order(n_rows, seed, epoch)[k * batch_size : (k + 1) * batch_size]
+    return rows.clone()  # yours to edit: the cached shuffle stays as it is
 
 
 # --- notebooks/03_training.ipynb, code cell 7
@@ -303,14 +305,16 @@ class Trainer:
         return self.history
 
     def record_loss(self, step: int, loss: Tensor | float) -> None:
-        self.history.train_tokens.append(step * self.args.batch_size * self.model.cfg.n_ctx)
+        seen = self.history.train_tokens[-1] if self.history.train_tokens else 0
+        # added step by step: a resumed run may use another batch_size
+        self.history.train_tokens.append(seen + self.args.batch_size * self.model.cfg.n_ctx)
         self.history.train_loss.append(float(loss))
         self.bar.set_postfix(loss=f"{self.history.train_loss[-1]:.3f}", refresh=False)
         self.bar.update()
 
     def evaluate_and_record(self) -> None:
         val_loss, accuracy = self.evaluate()
-        self.history.val_tokens.append(self.step * self.args.batch_size * self.model.cfg.n_ctx)
+        self.history.val_tokens.append(self.history.train_tokens[-1])  # trained on so far
         self.history.val_loss.append(val_loss)
         self.history.val_accuracy.append(accuracy)
         self.bar.write(
@@ -331,9 +335,10 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         path = Path(self.args.checkpoint_dir) / f"step_{self.step:06d}.pt"
+        check_not_replacing(self, path)  # an earlier run's file stays; this run's own may be redone
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state(), path)
         return path
 
 
-# written by `make export`; sha256 of the text above: 5796bc1c78f762b4
+# written by `make export`; sha256 of the text above: a098084aa96c09d3

@@ -257,9 +257,16 @@ def check_baseline_streams(train_stream, val_stream, d_vocab) -> None:
 
 def check_run_length(n_sequences, batch_size, max_steps, warmup_steps, max_epochs) -> None:
     """run_length: positive counts, warmup_steps >= 0, max_epochs None or a number > 0."""
-    require_int("n_sequences", n_sequences)
-    require_int("batch_size", batch_size), require_int("max_steps", max_steps)
-    require_int("warmup_steps", warmup_steps, minimum=0)
+    n_sequences, batch_size = (
+        require_int("n_sequences", n_sequences),
+        require_int("batch_size", batch_size),
+    )
+    require_int("max_steps", max_steps), require_int("warmup_steps", warmup_steps, minimum=0)
+    if batch_size > n_sequences:
+        raise ValueError(
+            f"batch_size = {batch_size} is more than the {n_sequences} training sequences: not "
+            f"one batch can be made (a smaller batch_size, or more text)"
+        )
     if max_epochs is not None:
         require_number("max_epochs", max_epochs, hint=" (or None: no limit)")
 
@@ -679,6 +686,20 @@ def check_optimizer_step(model, optimizer, loss, grad_clip) -> None:
             "torch.no_grad(), detached, or from a model whose weights need no gradient)"
         )
     require_number("grad_clip", grad_clip)  # > 0: a negative one would flip the gradients
+
+
+def check_not_replacing(trainer, path: Path) -> None:
+    """Notebook 03's Trainer.save_checkpoint: a file already at `path` is an earlier run's (never
+    replaced) unless this trainer wrote it (train() checks its steps before the first; this catches
+    a save called directly). The paths a trainer wrote are kept on it, in _checkpoints_written."""
+    written = trainer.__dict__.setdefault("_checkpoints_written", set())
+    key = Path(path).resolve()
+    if key not in written and Path(path).exists():
+        raise FileExistsError(
+            f"{path} is already there (an earlier run's?), and this trainer did not write it: "
+            f"give another checkpoint_dir, or move the file away"
+        )
+    written.add(key)
 
 
 def check_no_overwrite(trainer, end: int) -> None:
@@ -1673,6 +1694,8 @@ def require_merge_args(word, pair, new_id) -> None:
         raise TypeError(f"merge_word: pair must be two token ids, such as (104, 101), got {pair!r}")
     if not _is_index(new_id):
         raise TypeError(f"merge_word: new_id must be an int token id, got {new_id!r}")
+    if min(operator.index(pair[0]), operator.index(pair[1]), operator.index(new_id)) < 0:
+        raise ValueError(f"merge_word: token ids are >= 0, got pair {pair!r} and new_id {new_id!r}")
 
 
 def check_bpe_parts(vocab, merges, special_tokens, byte_tokens) -> None:
@@ -2011,6 +2034,11 @@ def require_period_args(n, n_ctx, d_vocab, min_period, max_period, seed=0) -> tu
         raise ValueError(
             "need d_vocab >= 2 (BOS and at least one other token) and min_period <= max_period, "
             f"got d_vocab={d_vocab}, min_period={min_period}, max_period={max_period}"
+        )
+    if max_period > n_ctx - 2:
+        raise ValueError(
+            f"max_period = {max_period} leaves rows that never repeat: after BOS a row holds "
+            f"n_ctx - 1 = {n_ctx - 1} tokens, so a period must be at most n_ctx - 2 = {n_ctx - 2}"
         )
     seed = require_int("seed", seed, minimum=0, maximum=2**63 - 1)
     _require_memory_for_ids(n, n_ctx, "n", "n_ctx")
