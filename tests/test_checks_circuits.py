@@ -98,6 +98,11 @@ def induction_hard_coded(
     return pattern[:, :, 25:49, 2:26].diagonal(dim1=-2, dim2=-1).mean(dim=(0, 2))
 
 
+def induction_batch_of_two(pattern, seq_len):  # right only for a batch of 2
+    stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:]
+    return (stripe[0] + stripe[1]).mean(-1) / 2
+
+
 def ablate_by_zeroing_weights(model, tokens, heads):
     with torch.no_grad():
         for layer, head in heads:
@@ -441,6 +446,7 @@ def test_correct_alternatives_pass(check, fn, capsys):
             re.escape(MISTAKES["ind_duplicate_diagonal"].advice[:60]),
         ),
         (checks.check_induction_score, induction_previous_token, r"\(-1 here\)"),
+        (checks.check_induction_score, induction_batch_of_two, "seq_len=9"),
     ],
 )
 def test_other_failures_say_what_is_wrong(check, fn, message):

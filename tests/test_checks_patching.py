@@ -254,6 +254,11 @@ def copy_above_mean(circuit):
     return (circuit.diag() > circuit.mean(dim=1)).float().mean().item()
 
 
+def copy_in_top_two(circuit):  # the diagonal among the two largest of its row: not the largest
+    top_two = circuit.topk(2, dim=-1).indices
+    return (top_two == torch.arange(len(circuit))[:, None]).any(-1).float().mean()
+
+
 def copy_by_max(circuit):  # right: the diagonal equals each row's max
     return (circuit.diag() == circuit.max(-1).values).float().mean()
 
@@ -354,6 +359,7 @@ def test_hooks_left_attached_are_named():
         (checks.check_patch_residual_stream, lambda m, c, k, f: None, "must return a tensor"),
         (checks.check_ov_circuit, lambda m, layer, h: m.embed.W_E, r"must be \[d_vocab, d_vocab\]"),
         (checks.check_copying_score, lambda c: "high", "returned None"),
+        (checks.check_copying_score, copy_in_top_two, "expected"),
     ],
 )
 def test_other_failures_say_what_is_wrong(check, fn, message):

@@ -231,8 +231,39 @@ def micro_arguments_swapped(ddp_model, micro_batches, loss_fn):
     return total
 
 
+def mean_two_collectives(value):  # right: the total, then the count, each all-reduced
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    count = torch.ones_like(total)
+    dist.all_reduce(count)
+    return total / count
+
+
+def micro_one_backward_at_the_end(ddp_model, micro_batches, loss_fn):
+    n, losses = len(micro_batches), []
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with context:
+            losses.append(loss_fn(ddp_model(micro), micro) / n)
+    sum(losses).backward()  # every micro-batch's activations held until here
+    return sum(loss.detach() for loss in losses)
+
+
+def micro_loss_of_shape_one(ddp_model, micro_batches, loss_fn):
+    n, total = len(micro_batches), torch.zeros(1)
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(ddp_model(micro), micro) / n
+            loss.backward()
+        total = total + loss.detach()
+    return total
+
+
 @pytest.mark.parametrize(
-    "fn", [mean_divide_first, mean_all_gather, mean_async_wait], ids=lambda f: f.__name__
+    "fn",
+    [mean_divide_first, mean_all_gather, mean_async_wait, mean_two_collectives],
+    ids=lambda f: f.__name__,
 )
 def test_other_right_ways_to_average_pass(fn, capsys):
     checks.check_mean_over_ranks(fn)
@@ -253,6 +284,12 @@ def test_other_right_ways_to_average_pass(fn, capsys):
         (checks.check_rows_for_rank, rows_float, "returned torch.float32 ids"),
         (checks.check_backward_micro_batches, micro_not_detached, "still holds its graph"),
         (checks.check_backward_micro_batches, micro_arguments_swapped, "differ from the mean"),
+        (
+            checks.check_backward_micro_batches,
+            micro_one_backward_at_the_end,
+            "each micro-batch's backward before the next one's forward",
+        ),
+        (checks.check_backward_micro_batches, micro_loss_of_shape_one, r"returned shape \(1,\)"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -269,6 +306,18 @@ def test_other_wrong_code_fails_without_a_wrong_cause(check, fn, message):
         (lambda: scaling.rows_for_rank(torch.arange(6), 3, 3), ValueError, "rank must be an int"),
         (lambda: scaling.rows_for_rank(torch.arange(6), 0, 0), ValueError, "world_size must be"),
         (lambda: scaling.rows_for_rank([0, 1], 0, 1), TypeError, "rows must be a 1-D tensor"),
+        (
+            lambda: scaling.rows_for_rank(torch.tensor([True, False]), 0, 2),
+            TypeError,
+            "integer row ids",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), list(torch.randn(5, 4).split(4)), lambda o, b: o.sum()
+            ),
+            ValueError,
+            "micro_batches hold 1 and 4 rows",
+        ),
         (
             lambda: scaling.backward_micro_batches(torch.nn.Linear(2, 2), [], None),
             ValueError,

@@ -215,3 +215,42 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     done = train(tmp_path / "checkpoints", "--batch-size", "15", "--max-steps", "2", processes=2)
     assert done.returncode != 0
     assert "error: batch_size 15 must split evenly over 2 processes" in done.stderr
+
+
+def _run_cli(tmp_path, *options):
+    return subprocess.run(
+        [sys.executable, "-m", "utils.train", "--config", "ci", *options],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_run_that_diverges_ends_in_one_line(tmp_path):
+    done = _run_cli(tmp_path, "--max-steps", "30", "--lr", "1e4", "--checkpoint-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("python -m utils.train: error: the training loss became")
+    )
+
+
+def test_a_checkpoint_dir_that_takes_no_file_is_found_before_the_first_step(tmp_path):
+    """/proc: a folder os.access calls writable for root, where no folder can be made."""
+    unwritable = Path("/proc/no_checkpoints_here")
+    if not (Path("/proc/self").exists() and os.access("/proc", os.W_OK)):
+        pytest.skip("needs /proc, writable as os.access sees it")
+    done = _run_cli(tmp_path, "--max-steps", "6", "--checkpoint-dir", str(unwritable))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "step 1" not in done.stdout, done.stderr[-2000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"python -m utils.train: error: checkpoint_dir {unwritable} cannot be written to"
+        )
+    )

@@ -45,3 +45,13 @@ def test_the_plain_tqdm_widget_would_have_saved_its_first_state(tmp_path):
     )
     bars = [text for text in _run(code, tmp_path) if "training" in text]
     assert bars and "training:   0%|" in bars[0] and "| 0/5 " in bars[0]
+
+
+def test_tqdm_disable_set_after_import_turns_the_bar_off(monkeypatch):
+    """torchrun's other ranks set TQDM_DISABLE once tqdm is imported (tqdm reads it at import)."""
+    from utils.progress import progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    bar = progress_bar(total=3, desc="training")
+    assert bar.disable
+    bar.close()

@@ -9,6 +9,8 @@ by the bar's last state as a line of text, which is what the saved notebook then
 
 from __future__ import annotations
 
+import os
+
 from tqdm.auto import tqdm
 from tqdm.autonotebook import tqdm as _chosen
 
@@ -18,6 +20,8 @@ IN_NOTEBOOK = _chosen.__module__ == "tqdm.notebook"  # what tqdm.auto picked: th
 class progress_bar(tqdm):  # a class, named like the function tqdm it stands for
     def __init__(self, *args, **kwargs):
         self._handle = None
+        if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):  # tqdm reads it at import
+            kwargs.setdefault("disable", True)
         if IN_NOTEBOOK and not kwargs.get("disable"):
             kwargs["display"] = False  # shown below, with a handle to replace it by
         super().__init__(*args, **kwargs)

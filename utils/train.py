@@ -29,7 +29,7 @@ import utils.runs
 import utils.training
 from utils.cli import OneLineParser
 from utils.resources import load_corpus
-from utils.safe_training import SafeTrainer
+from utils.safe_training import SafeTrainer, TrainingDiverged
 from utils.sampling import generate
 
 
@@ -185,6 +185,11 @@ def _sampler(run, prompt: str, fields: dict, args: dict):
 def summary(trainer, first_step: int, seconds: float, world: int) -> str:
     history, args = trainer.history, trainer.args
     tokens = (trainer.step - first_step) * args.batch_size * trainer.model.cfg.n_ctx
+    if trainer.step == first_step:  # a resumed run already at (or past) --max-steps
+        return (
+            f"nothing to train: the run is at step {trainer.step}, and --max-steps is "
+            f"{args.max_steps}; give a larger --max-steps to go on"
+        )
     lines = [
         f"trained to step {trainer.step} of {args.max_steps} on {world} process"
         f"{'es' if world > 1 else ''} in {seconds:.1f} s ({tokens / seconds:,.0f} tokens/s over "
@@ -218,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"python -m utils.train: error: {error}", file=sys.stderr)
                 return 2
             first_step, start = trainer.step, time.perf_counter()
-            trainer.train()
+            try:
+                trainer.train()
+            except (TrainingDiverged, OSError) as error:  # the message says what to do: one line
+                print(f"python -m utils.train: error: {error}", file=sys.stderr)
+                return 1
             print(summary(trainer, first_step, time.perf_counter() - start, world))
         return 0
     finally:

@@ -21,6 +21,7 @@ import operator
 import os
 import re
 import sys
+import tempfile
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -702,10 +703,29 @@ def check_not_replacing(trainer, path: Path) -> None:
     written.add(key)
 
 
+def require_writable_now(checkpoint_dir) -> None:
+    """Before the first step: make checkpoint_dir and write a file there (removed at once). What
+    os.access cannot tell (root on /sys or /proc, some network and read-only mounts) fails now,
+    in one line, not at the first save, after the steps before it."""
+    folder = Path(checkpoint_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write_test_")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise PermissionError(
+            f"checkpoint_dir {folder} cannot be written to ({error.strerror or error}): give "
+            f"another checkpoint_dir"
+        ) from None
+
+
 def check_no_overwrite(trainer, end: int) -> None:
     """Notebook 03's Trainer.train: the step files it will save, every checkpoint_every steps and
     at `end`, must not be there already (an earlier run's). A trainer that saves elsewhere
-    (SafeTrainer: a new run folder each time) is not asked."""
+    (SafeTrainer: a new run folder each time) is not asked. Either way checkpoint_dir must take a
+    file now (require_writable_now)."""
+    require_writable_now(trainer.args.checkpoint_dir)
     if type(trainer).save_checkpoint.__qualname__ != "Trainer.save_checkpoint":
         return
     every, folder = trainer.args.checkpoint_every, Path(trainer.args.checkpoint_dir)
@@ -1499,7 +1519,12 @@ def require_float_tensor(name: str, value) -> None:
 def require_rows_split(rows, rank, world_size) -> None:
     """rows_for_rank: a 1-D tensor of row ids, a world size that divides their number (every rank
     takes the same share), and a rank of that world."""
-    if not isinstance(rows, Tensor) or rows.dim() != 1 or rows.is_floating_point():
+    if (  # bool rows would index as a mask
+        not isinstance(rows, Tensor)
+        or rows.dim() != 1
+        or rows.is_floating_point()
+        or rows.dtype == torch.bool
+    ):
         got = type(rows).__name__
         if isinstance(rows, Tensor):
             got = f"shape {tuple(rows.shape)}, dtype {rows.dtype}"
@@ -1538,6 +1563,12 @@ def require_micro_batches(ddp_model, micro_batches, loss_fn) -> None:
         )
     if not all(isinstance(m, Tensor) for m in micro_batches):
         raise TypeError("micro_batches must hold tensors, one micro-batch each")
+    sizes = sorted({len(m) for m in micro_batches})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"micro_batches hold {' and '.join(map(str, sizes))} rows: each micro-batch's loss "
+            f"counts 1/n, so they must be of one size (a micro-batch size that divides the batch)"
+        )
     if len(micro_batches) > 1 and not hasattr(ddp_model, "no_sync"):
         raise TypeError(
             f"ddp_model must be wrapped in DistributedDataParallel (its no_sync skips the "

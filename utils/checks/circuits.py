@@ -382,8 +382,9 @@ def check_induction_score(fn) -> None:
         "* seq_len: pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., 2:], "
         "averaged over batch and queries."
     )
-    for seq_len in (6, 9):  # two lengths: a number written into the code for one fails the other
-        pattern = _patterns(seq_len)
+    # two lengths and batch sizes: a number written into the code for one fails the other
+    for seq_len, batch in ((6, 2), (9, 3)):
+        pattern = _patterns(seq_len, batch=batch)
         saved = pattern.clone()
         got = call_learner(
             fn, pattern, seq_len, what=f"{what} with seq_len={seq_len}", things_to_check=things

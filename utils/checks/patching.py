@@ -436,6 +436,8 @@ def check_copying_score(fn) -> None:
     circuit[30:, 5] += 9  # column maxima away from rows
     circuit[25:30] -= 6  # rows 25-29: negative diagonals above their row's mean, most not maxima
     circuit[range(25, 30), range(25, 30)] += 2.5
+    circuit[range(15, 20), range(16, 21)] += 12  # rows 15-19: the diagonal second, just behind
+    circuit[range(15, 20), range(15, 20)] += 11
     for case in (circuit, circuit.T.contiguous()):
         got = _number(call_learner(fn, case, what="copying_score(circuit)"))
         expected = _copying(case)

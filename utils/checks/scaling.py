@@ -202,20 +202,31 @@ def _reduce(op, tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _pretend_rank(rank: int, world: int, others: dict | None, calls: list):
+def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record: bool):
     """torch.distributed's all_reduce, all_gather, world size and rank, as if this process were
-    `rank` of `world`. others=None: record the tensor this rank hands to its first collective, then
-    stop it (_Recorded); otherwise `others` maps each other rank to what it handed over."""
+    `rank` of `world`. known[i] maps each rank to what it handed to its i-th collective; a
+    collective beyond those known raises _Recorded with this rank's input when `record`, else
+    takes zeros from the others (they handed nothing over)."""
     names = ("all_reduce", "all_gather", "get_world_size", "get_rank", "is_initialized")
     saved = {name: getattr(dist, name) for name in names}
 
     def inputs(tensor):
-        return [tensor.detach().clone() if r == rank else others[r] for r in range(world)]
+        i = len(calls) - 1
+        if i >= len(known):
+            if record:
+                raise _Recorded(tensor.detach().clone())
+            return [
+                tensor.detach().clone() if r == rank else torch.zeros_like(tensor)
+                for r in range(world)
+            ]
+        theirs = known[i]
+        return [
+            tensor.detach().clone() if r == rank else theirs.get(r, torch.zeros_like(tensor))
+            for r in range(world)
+        ]
 
     def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
         calls.append(tensor)
-        if others is None:
-            raise _Recorded(tensor.detach().clone())
         result = _reduce(op, inputs(tensor))
 
         def finish():
@@ -229,12 +240,11 @@ def _pretend_rank(rank: int, world: int, others: dict | None, calls: list):
 
     def all_gather(tensor_list, tensor, group=None, async_op=False):
         calls.append(tensor)
-        if others is None:
-            raise _Recorded(tensor.detach().clone())
+        parts = inputs(tensor)
 
         def finish():
             with torch.no_grad():
-                for out, part in zip(tensor_list, inputs(tensor)):
+                for out, part in zip(tensor_list, parts):
                     out.copy_(part)
 
         if async_op:
@@ -253,28 +263,29 @@ def _pretend_rank(rank: int, world: int, others: dict | None, calls: list):
             setattr(dist, name, value)
 
 
-def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str):
-    """Each rank's result, with the others' collective inputs recorded first: for each rank r, the
-    other ranks run fn up to their first collective (what they hand over is all that reaches r),
-    then r runs to the end. Returns (results, the values afterwards, whether any collective ran)."""
-    world, results, after, reduced = len(values), [], [], False
-    for rank in range(world):
-        others = {}
-        for other in range(world):
-            if other == rank:
-                continue
-            calls = []
-            with _pretend_rank(other, world, None, calls):
+def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str, depth: int = 4):
+    """Each rank's result, every collective fed what the other ranks handed to it: the ranks run
+    fn up to their first collective (recording its input), then again through it to their second,
+    and so on (up to `depth` collectives); then each rank runs to the end. Returns (results, the
+    values afterwards, whether any collective ran)."""
+    world, known = len(values), []
+    for _ in range(depth):
+        handed = {}
+        for rank in range(world):
+            with _pretend_rank(rank, world, known, [], record=True):
                 try:
-                    fn(values[other].clone())
+                    fn(values[rank].clone())
                 except _Recorded as recorded:
-                    others[other] = recorded.args[0]
+                    handed[rank] = recorded.args[0]
                 except Exception:
                     pass  # it fails again, and is reported, when it runs as the rank checked
-            if other not in others:
-                others[other] = torch.zeros_like(values[other])  # it handed nothing over
+        if not handed:
+            break  # no rank reaches another collective
+        known.append(handed)
+    results, after, reduced = [], [], False
+    for rank in range(world):
         given, calls = values[rank].clone(), []
-        with _pretend_rank(rank, world, others, calls):
+        with _pretend_rank(rank, world, known, calls, record=False):
             where = f"{what}, as rank {rank}"
             results.append(
                 call_learner(
@@ -346,7 +357,7 @@ class _RecordingDDP(torch.nn.Module):
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
-        self.module, self.syncing, self.forwards = module, True, []
+        self.module, self.syncing, self.forwards, self.events = module, True, [], []
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -358,7 +369,11 @@ class _RecordingDDP(torch.nn.Module):
 
     def forward(self, x):
         self.forwards.append(self.syncing)
-        return self.module(x)
+        self.events.append("forward")
+        out = self.module(x)
+        if out.requires_grad:  # runs when backward reaches this micro-batch's output
+            out.register_hook(lambda grad: self.events.append("backward"))
+        return out
 
 
 @learner_facing
@@ -400,6 +415,15 @@ def check_backward_micro_batches(fn) -> None:
         grad = module.weight.grad
         if grad is None:
             fail(f"{what}: the model has no gradients afterwards: call backward() on each loss")
+        if ddp.events != ["forward", "backward"] * n:
+            fail(
+                f"{what}: forward and backward ran in the order {ddp.events}, expected each "
+                "micro-batch's backward before the next one's forward: one backward of all the "
+                "losses at the end keeps every micro-batch's activations in memory at once, which "
+                "is what micro-batches are there to avoid",
+                None,
+                things,
+            )
         if torch.allclose(grad, n * reference.weight.grad) and n > 1:
             fail(f"{what}: the gradients are {n} times the mean's", NOSYNC_UNSCALED)
         if not torch.allclose(grad, reference.weight.grad, atol=1e-6):
@@ -409,6 +433,13 @@ def check_backward_micro_batches(fn) -> None:
             fail(
                 f"{what} returned a {type(got).__name__}, {got!r:.30}: return the mean loss as a "
                 "tensor (add up loss.detach(), not loss.item())",
+                None,
+                things,
+            )
+        if got.shape != ():
+            fail(
+                f"{what} returned shape {tuple(got.shape)}: return the mean loss as one number, a "
+                "0-d tensor (add up loss.detach())",
                 None,
                 things,
             )
