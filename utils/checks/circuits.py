@@ -454,8 +454,8 @@ def check_induction_score(fn) -> None:
                 **offsets,
             )
     print(
-        "induction_score: correct (two lengths of the repeat; only the induction diagonal, "
-        "only the repeat's queries)"
+        "induction_score: correct (two lengths of the repeat, batches of 2 and 3; only the "
+        "induction diagonal, only the repeat's queries)"
     )
 
 
