@@ -190,41 +190,43 @@ class ReversedOrder(FusedTransformer):
         self._modules = dict(reversed(list(self._modules.items())))
 
 
-def test_resume_maps_the_optimizer_state_by_parameter_name(tmp_path):
-    torch.manual_seed(0)
-    whole = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "whole"), *_data())
-    expected = whole.train().train_loss
-    torch.manual_seed(0)
-    part = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "part"), *_data())
-    part.train(6)  # half of the same run
-    resumed = SafeTrainer.resume(part.last_checkpoint, *_data(), model_class=ReversedOrder)
-    assert [n for n, _ in resumed.model.named_parameters()] != [
-        n for n, _ in part.model.named_parameters()
-    ]
-    saved = {name: part.optimizer.state[p] for name, p in part.model.named_parameters()}
-    for name, parameter in resumed.model.named_parameters():  # each moment with its own weight
-        for key, value in resumed.optimizer.state[parameter].items():
-            assert torch.equal(value, saved[name][key]), (name, key)
-    # the same arithmetic but for the order in which the clipping norm adds up the parameters
-    assert resumed.train().train_loss == pytest.approx(expected, rel=1e-6, abs=0)
-
-
-def test_an_older_checkpoint_without_parameter_names_resumes_in_another_order(tmp_path):
-    """Checkpoints written before param_names: the saved weights' order says whose moment is."""
+def _whole_run_and_its_first_half(tmp_path):
+    """The losses of a 12-step run, and a trainer that ran the first 6 steps of the same run."""
     torch.manual_seed(0)
     whole = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "whole"), *_data())
     expected = whole.train().train_loss
     torch.manual_seed(0)
     part = SafeTrainer(FusedTransformer(SMALL), _args(tmp_path / "part"), *_data())
     part.train(6)
-    state = read_checkpoint(part.last_checkpoint)
-    del state["param_names"]
-    torch.save(state, tmp_path / "older.pt")
-    resumed = SafeTrainer.resume(tmp_path / "older.pt", *_data(), model_class=ReversedOrder)
+    return expected, part
+
+
+def _assert_each_moment_with_its_own_weight(resumed, part):
     saved = {name: part.optimizer.state[p] for name, p in part.model.named_parameters()}
     for name, parameter in resumed.model.named_parameters():
         for key, value in resumed.optimizer.state[parameter].items():
             assert torch.equal(value, saved[name][key]), (name, key)
+
+
+def test_resume_maps_the_optimizer_state_by_parameter_name(tmp_path):
+    expected, part = _whole_run_and_its_first_half(tmp_path)
+    resumed = SafeTrainer.resume(part.last_checkpoint, *_data(), model_class=ReversedOrder)
+    assert [n for n, _ in resumed.model.named_parameters()] != [
+        n for n, _ in part.model.named_parameters()
+    ]
+    _assert_each_moment_with_its_own_weight(resumed, part)
+    # the same arithmetic but for the order in which the clipping norm adds up the parameters
+    assert resumed.train().train_loss == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_an_older_checkpoint_without_parameter_names_resumes_in_another_order(tmp_path):
+    """Checkpoints written before param_names: the saved weights' order says whose moment is."""
+    expected, part = _whole_run_and_its_first_half(tmp_path)
+    state = read_checkpoint(part.last_checkpoint)
+    del state["param_names"]
+    torch.save(state, tmp_path / "older.pt")
+    resumed = SafeTrainer.resume(tmp_path / "older.pt", *_data(), model_class=ReversedOrder)
+    _assert_each_moment_with_its_own_weight(resumed, part)
     assert resumed.train().train_loss == pytest.approx(expected, rel=1e-6, abs=0)
 
 

@@ -184,12 +184,12 @@ def _sampler(run, prompt: str, fields: dict, args: dict):
 
 def summary(trainer, first_step: int, seconds: float, world: int) -> str:
     history, args = trainer.history, trainer.args
-    tokens = (trainer.step - first_step) * args.batch_size * trainer.model.cfg.n_ctx
     if trainer.step == first_step:  # a resumed run already at (or past) --max-steps
         return (
             f"nothing to train: the run is at step {trainer.step}, and --max-steps is "
             f"{args.max_steps}; give a larger --max-steps to go on"
         )
+    tokens = (trainer.step - first_step) * args.batch_size * trainer.model.cfg.n_ctx
     lines = [
         f"trained to step {trainer.step} of {args.max_steps} on {world} process"
         f"{'es' if world > 1 else ''} in {seconds:.1f} s ({tokens / seconds:,.0f} tokens/s over "

@@ -212,14 +212,9 @@ def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record:
 
     def inputs(tensor):
         i = len(calls) - 1
-        if i >= len(known):
-            if record:
-                raise _Recorded(tensor.detach().clone())
-            return [
-                tensor.detach().clone() if r == rank else torch.zeros_like(tensor)
-                for r in range(world)
-            ]
-        theirs = known[i]
+        if i >= len(known) and record:
+            raise _Recorded(tensor.detach().clone())
+        theirs = known[i] if i < len(known) else {}  # beyond those known: nothing handed over
         return [
             tensor.detach().clone() if r == rank else theirs.get(r, torch.zeros_like(tensor))
             for r in range(world)
