@@ -594,6 +594,22 @@ def test_pos_embed_check_accepts_broadcasting():
     checks.check_pos_embed(PosBroadcast)
 
 
+class PosRepeatNoClone(PosEmbed):  # right values, but a view of W_pos: a hook's edit edits it
+    def forward(self, tokens):
+        batch, posn = tokens.shape
+        return einops.repeat(self.W_pos[:posn], "posn d -> batch posn d", batch=batch)
+
+
+@pytest.mark.parametrize(
+    "cls, noted", [(PosEmbed, False), (PosRepeatNoClone, True), (PosBroadcast, True)]
+)
+def test_pos_embed_check_notes_a_view_of_the_weights(cls, noted, capsys):
+    checks.check_pos_embed(cls)
+    out = capsys.readouterr().out
+    assert "passed" in out
+    assert ("returns a view of W_pos" in out) == noted, out
+
+
 def optimizer_decay_everything(model, args):
     return torch.optim.AdamW(
         model.parameters(), lr=args.lr, betas=args.betas, weight_decay=args.weight_decay

@@ -260,6 +260,17 @@ def micro_loss_of_shape_one(ddp_model, micro_batches, loss_fn):
     return total
 
 
+def micro_zero_grad_first(ddp_model, micro_batches, loss_fn):
+    ddp_model.zero_grad()  # drops what the caller's earlier micro-batches added
+    return scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
+
+
+def micro_grad_to_none_first(ddp_model, micro_batches, loss_fn):
+    for parameter in ddp_model.parameters():
+        parameter.grad = None
+    return scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
+
+
 @pytest.mark.parametrize(
     "fn",
     [mean_divide_first, mean_all_gather, mean_async_wait, mean_two_collectives],
@@ -290,6 +301,16 @@ def test_other_right_ways_to_average_pass(fn, capsys):
             "each micro-batch's backward before the next one's forward",
         ),
         (checks.check_backward_micro_batches, micro_loss_of_shape_one, r"returned shape \(1,\)"),
+        (
+            checks.check_backward_micro_batches,
+            micro_zero_grad_first,
+            "already in .grad: they are gone",
+        ),
+        (
+            checks.check_backward_micro_batches,
+            micro_grad_to_none_first,
+            "already in .grad: they are gone",
+        ),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -322,6 +343,27 @@ def test_other_wrong_code_fails_without_a_wrong_cause(check, fn, message):
             lambda: scaling.backward_micro_batches(torch.nn.Linear(2, 2), [], None),
             ValueError,
             "micro_batches must be a non-empty list",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), [torch.randn(2, 4)], lambda o, b: (o - b).pow(2).mean(0)
+            ),
+            ValueError,
+            r"loss_fn must return the micro-batch's loss as one number .* shape \(4,\)",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), [torch.randn(2, 4)], lambda o, b: (o - b).abs().sum().item()
+            ),
+            ValueError,
+            "loss as one number .* got float",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), [torch.randn(2, 4)], lambda o, b: (o - b).sum().detach()
+            ),
+            ValueError,
+            "without a graph back to the model's weights",
         ),
     ],
 )

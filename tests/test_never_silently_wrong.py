@@ -808,14 +808,15 @@ def test_editing_the_rows_of_a_batch_leaves_later_batches_as_they_were():
     assert torch.equal(batch_rows(0, 20, 4, 0), before)
 
 
-@pytest.mark.parametrize("model_class", [FusedTransformer, HookedDemoTransformer])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("model_class", [DemoTransformer, FusedTransformer, HookedDemoTransformer])
 def test_an_in_place_hook_on_the_position_embedding_edits_the_activation_not_the_weights(
-    model_class,
+    model_class, batch
 ):
     torch.manual_seed(0)
     model = model_class(CFG)
     weights = model.pos_embed.W_pos.detach().clone()
-    tokens = torch.randint(0, 64, (2, 8))
+    tokens = torch.randint(0, 64, (batch, 8))
     handle = model.pos_embed.register_forward_hook(lambda module, i, out: out.zero_())
     with torch.no_grad():
         ablated = model(tokens)

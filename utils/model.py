@@ -102,9 +102,10 @@ class PosEmbed(nn.Module):
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_model"]:
         batch, seq_len = tokens.shape
-        return einops.repeat(
+        rows = einops.repeat(
             self.W_pos[:seq_len], "posn d_model -> batch posn d_model", batch=batch
         )
+        return rows.clone()  # a copy: repeat returns a view of W_pos (see above)
 
 
 # --- notebooks/02_clean_implementation.ipynb, code cell 10
@@ -411,4 +412,4 @@ def get_attention_patterns(
     return patterns
 
 
-# written by `make export`; sha256 of the text above: 63c4224151373652
+# written by `make export`; sha256 of the text above: e0d87a65066ee433

@@ -43,11 +43,13 @@ def mean_over_ranks(value: Tensor) -> Tensor:
 def backward_micro_batches(
     ddp_model: nn.Module, micro_batches: list[Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor]
 ) -> Tensor:
-    """Forward and backward of each micro-batch, gradients adding up to the mean over them; only
-    the last one outside ddp_model.no_sync(), so that gradients are all-reduced once. loss_fn is
-    called as loss_fn(output, micro_batch). Returns the mean loss, detached."""
-    # a model with no_sync (DDP's), a non-empty list of tensors, a loss_fn: one clear line if not
-    require_micro_batches(ddp_model, micro_batches, loss_fn)
+    """Forward and backward of each micro-batch: adds the mean loss's gradients to those already
+    in .grad (the caller zeroes them, once a step); all but the last under ddp_model.no_sync(),
+    so that gradients are all-reduced once. loss_fn is called as loss_fn(output, micro_batch).
+    Returns the mean loss, detached."""
+    # a model with no_sync (DDP's), a non-empty list of tensors, a loss_fn: one clear line if not;
+    # the loss_fn it hands back says so in one line when a loss is not one number with a graph
+    loss_fn = require_micro_batches(ddp_model, micro_batches, loss_fn)
     n, total = len(micro_batches), torch.zeros(())
     for i, micro in enumerate(micro_batches):
         local = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
@@ -58,4 +60,4 @@ def backward_micro_batches(
     return total
 
 
-# written by `make export`; sha256 of the text above: 67ec1d701cce218f
+# written by `make export`; sha256 of the text above: 2a7255535aaba41f

@@ -14,6 +14,7 @@ data (`check_training_args`, `require_stream`), notebook 04's samplers and KV ca
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -1553,9 +1554,11 @@ def require_rank_value(value) -> None:
         )
 
 
-def require_micro_batches(ddp_model, micro_batches, loss_fn) -> None:
+def require_micro_batches(ddp_model, micro_batches, loss_fn):
     """backward_micro_batches: a DDP model (its no_sync, when there are two micro-batches or
-    more), a non-empty list (or tuple) of tensors and loss_fn(output, micro_batch)."""
+    more), a non-empty list (or tuple) of tensors and loss_fn(output, micro_batch). Returns
+    loss_fn wrapped so that a loss that is not one number with a graph fails in one line, not
+    in backward()."""
     if not isinstance(micro_batches, (list, tuple)) or not micro_batches:
         raise ValueError(
             f"micro_batches must be a non-empty list of tensors (batch.split(size)), got "
@@ -1578,6 +1581,28 @@ def require_micro_batches(ddp_model, micro_batches, loss_fn) -> None:
         raise TypeError(
             f"loss_fn must be a function loss_fn(output, micro_batch), got {type(loss_fn).__name__}"
         )
+
+    @functools.wraps(loss_fn)
+    def one_number_loss(output, micro_batch):
+        loss = loss_fn(output, micro_batch)
+        if not isinstance(loss, Tensor) or loss.shape != () or not loss.is_floating_point():
+            got = (
+                f"a tensor of shape {tuple(loss.shape)}, {str(loss.dtype).removeprefix('torch.')}"
+                if isinstance(loss, Tensor)
+                else f"{type(loss).__name__} {loss!r:.40}"
+            )
+            raise ValueError(
+                f"loss_fn must return the micro-batch's loss as one number (a 0-d float tensor, "
+                f"a mean such as .mean()), got {got}"
+            )
+        if not loss.requires_grad:
+            raise ValueError(
+                "loss_fn returned a loss without a graph back to the model's weights (detached, "
+                ".item(), or computed under torch.no_grad()): return the loss tensor itself"
+            )
+        return loss
+
+    return one_number_loss
 
 
 # notebook 07's activation patching (utils/patching.py)

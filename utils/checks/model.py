@@ -674,6 +674,11 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
             tokens = torch.randint(0, high, (batch, n))
             expected = hf.transformer.wpe(torch.arange(n)).expand(batch, n, cfg.d_model)
             got = _output(layer, tokens, name, generic)
+            weights = getattr(layer, "W_pos", None)
+            if isinstance(weights, torch.Tensor) and isinstance(got, torch.Tensor):
+                shares_memory.append(
+                    got.untyped_storage().data_ptr() == weights.untyped_storage().data_ptr()
+                )
             if tuple(got.shape) == tuple(expected.shape[1:]):
                 got = got.expand_as(
                     expected
@@ -688,7 +693,13 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
                 lambda m: _pos_embed(tokens, sd["pos_embed.W_pos"], m),
             )
 
+    shares_memory: list[bool] = []
     _each_case(name, cls, "pos_embed.", case, cfg)
+    if any(shares_memory):  # right values, but an in-place edit of them would edit W_pos
+        print(
+            "  note: your PosEmbed returns a view of W_pos (the same memory): .clone() it, or\n"
+            "  a hook's in-place edit of the output under torch.no_grad() edits W_pos itself"
+        )
 
 
 @learner_facing

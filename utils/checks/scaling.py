@@ -379,10 +379,15 @@ def check_backward_micro_batches(fn) -> None:
         "micro) / n; loss.backward(); the last one the same, outside no_sync()."
     )
     generator = torch.Generator().manual_seed(0)
-    for n in (3, 1):
+    # the last case starts from gradients already there, as after earlier micro-batches
+    for n, earlier in ((3, False), (1, False), (2, True)):
         torch.manual_seed(0)
         module = torch.nn.Linear(4, 4)
         micro = [torch.randn(2, 4, generator=generator) for _ in range(n)]
+        before = [torch.randn(p.shape, generator=generator) for p in module.parameters()]
+        if earlier:
+            for p, grad in zip(module.parameters(), before):
+                p.grad = grad.clone()
 
         def loss_fn(output, batch):  # not symmetric: loss_fn(batch, output) gives another loss
             return ((output.tanh() - batch) ** 2).mean() + 0.1 * output.mean()
@@ -395,6 +400,9 @@ def check_backward_micro_batches(fn) -> None:
         reference.zero_grad()
         losses = [loss_fn(reference(m), m) / n for m in micro]
         sum(losses).backward()
+        if earlier:
+            for p, grad in zip(reference.parameters(), before):
+                p.grad += grad
         expected_flags = [False] * (n - 1) + [True]
         if ddp.forwards and not any(ddp.forwards):
             fail(f"{what}: every forward pass ran under no_sync()", NOSYNC_ON_LAST)
@@ -419,7 +427,15 @@ def check_backward_micro_batches(fn) -> None:
                 None,
                 things,
             )
-        if torch.allclose(grad, n * reference.weight.grad) and n > 1:
+        if earlier and torch.allclose(grad, reference.weight.grad - before[0], atol=1e-6):
+            fail(
+                f"{what}, called with gradients already in .grad: they are gone. backward() adds "
+                "to .grad, and zeroing it (zero_grad()) is the caller's job, once per optimizer "
+                "step: inside, it drops what earlier micro-batches added",
+                None,
+                things,
+            )
+        if torch.allclose(grad, n * reference.weight.grad) and n > 1 and not earlier:
             fail(f"{what}: the gradients are {n} times the mean's", NOSYNC_UNSCALED)
         if not torch.allclose(grad, reference.weight.grad, atol=1e-6):
             fail(f"{what}: the gradients differ from the mean loss's", None, things)
@@ -451,4 +467,7 @@ def check_backward_micro_batches(fn) -> None:
                 None,
                 things,
             )
-    print("backward_micro_batches: correct (3 micro-batches and 1; no_sync on all but the last)")
+    print(
+        "backward_micro_batches: correct (3, 1 and 2 micro-batches, the last onto gradients "
+        "already there; no_sync on all but the last)"
+    )
