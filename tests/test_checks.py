@@ -594,6 +594,45 @@ def test_pos_embed_check_accepts_broadcasting():
     checks.check_pos_embed(PosBroadcast)
 
 
+class PosDetached(PosEmbed):  # right values, but W_pos never trains
+    def forward(self, tokens):
+        return self.W_pos[: tokens.shape[1]].detach().clone()
+
+
+class EmbedFromData(Embed):  # right values, but W_E never trains
+    def forward(self, tokens):
+        return self.W_E.data[tokens]
+
+
+class PosFloat64(PosEmbed):
+    def forward(self, tokens):
+        return self.W_pos[: tokens.shape[1]].double()
+
+
+class PosOneRow(PosEmbed):  # right: [1, posn, d_model] broadcasts over the batch
+    def forward(self, tokens):
+        return self.W_pos[: tokens.shape[1]].unsqueeze(0).clone()
+
+
+@pytest.mark.parametrize(
+    "check, cls, message",
+    [
+        (checks.check_pos_embed, PosDetached, "no gradient to W_pos"),
+        (checks.check_embed, EmbedFromData, "no gradient to W_E"),
+        (checks.check_pos_embed, PosFloat64, "the output is float64, expected float32"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_layer_checks_refuse_right_values_that_would_not_train_or_mix_dtypes(check, cls, message):
+    with pytest.raises(AssertionError, match=message):
+        check(cls)
+
+
+def test_pos_embed_check_accepts_one_row_of_batch(capsys):
+    checks.check_pos_embed(PosOneRow)
+    assert "passed" in capsys.readouterr().out
+
+
 class PosRepeatNoClone(PosEmbed):  # right values, but a view of W_pos: a hook's edit edits it
     def forward(self, tokens):
         batch, posn = tokens.shape

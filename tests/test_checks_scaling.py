@@ -128,6 +128,27 @@ BROKEN_SCALING = {
 }
 
 
+def micro_nanogpt_flag(ddp_model, micro_batches, loss_fn):  # right: the flag no_sync() sets
+    n, total = len(micro_batches), torch.zeros(())
+    for i, micro in enumerate(micro_batches):
+        ddp_model.require_backward_grad_sync = i == n - 1
+        loss = loss_fn(ddp_model(micro), micro) / n
+        loss.backward()
+        total += loss.detach()
+    return total
+
+
+def micro_mean_in_float64(ddp_model, micro_batches, loss_fn):  # right value, as numpy gives it
+    values = []
+    for i, micro in enumerate(micro_batches):
+        context = ddp_model.no_sync() if i < len(micro_batches) - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(ddp_model(micro), micro)
+            (loss / len(micro_batches)).backward()
+        values.append(loss.item())
+    return torch.tensor(sum(values) / len(values), dtype=torch.float64)
+
+
 def test_every_scaling_mistake_has_a_broken_variant():
     assert set(BROKEN_SCALING) == {n for n, m in MISTAKES.items() if m.part in SCALING_PARTS}
 
@@ -148,6 +169,8 @@ def test_check_catches_mistake_and_names_it(mistake):
         (checks.check_mean_over_ranks, mean_explicit_op),
         (checks.check_backward_micro_batches, scaling.backward_micro_batches),
         (checks.check_backward_micro_batches, micro_exit_stack),
+        (checks.check_backward_micro_batches, micro_nanogpt_flag),
+        (checks.check_backward_micro_batches, micro_mean_in_float64),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -260,6 +283,37 @@ def micro_loss_of_shape_one(ddp_model, micro_batches, loss_fn):
     return total
 
 
+def micro_zero_grad_each(ddp_model, micro_batches, loss_fn):
+    n, total = len(micro_batches), torch.zeros(())
+    for i, micro in enumerate(micro_batches):
+        ddp_model.zero_grad()  # keeps only the last micro-batch's gradient
+        context = ddp_model.no_sync() if i < n - 1 else contextlib.nullcontext()
+        with context:
+            loss = loss_fn(ddp_model(micro), micro) / n
+            loss.backward()
+        total += loss.detach()
+    return total
+
+
+def micro_normalises_in_place(ddp_model, micro_batches, loss_fn):
+    for micro in micro_batches:
+        micro.sub_(micro.mean())  # the caller's batch, edited
+    return scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
+
+
+def micro_steps_sgd(ddp_model, micro_batches, loss_fn):
+    total = scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
+    torch.optim.SGD(ddp_model.parameters(), lr=0.1).step()  # the caller's job, after clipping
+    return total
+
+
+def micro_whole_batch_once(ddp_model, micro_batches, loss_fn):
+    batch = torch.cat(micro_batches)
+    loss = loss_fn(ddp_model(batch), batch)
+    loss.backward()
+    return loss.detach()
+
+
 def micro_zero_grad_first(ddp_model, micro_batches, loss_fn):
     ddp_model.zero_grad()  # drops what the caller's earlier micro-batches added
     return scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
@@ -310,6 +364,14 @@ def test_other_right_ways_to_average_pass(fn, capsys):
             checks.check_backward_micro_batches,
             micro_grad_to_none_first,
             "already in .grad: they are gone",
+        ),
+        (checks.check_backward_micro_batches, micro_zero_grad_each, "the last micro-batch's alone"),
+        (checks.check_backward_micro_batches, micro_normalises_in_place, "micro-batches in place"),
+        (checks.check_backward_micro_batches, micro_steps_sgd, "changed the model's weights"),
+        (
+            checks.check_backward_micro_batches,
+            micro_whole_batch_once,
+            "1 forward passes through ddp_model for 3 micro-batches",
         ),
     ],
     ids=lambda value: getattr(value, "__name__", None),

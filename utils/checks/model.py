@@ -461,11 +461,37 @@ def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: s
             layer = _build(cls, cfg, name, prefix, sd)
             with torch.no_grad():
                 case(cfg, hf, sd, layer, batch, n, seed)
+            if n_runs == 0:  # right values, now the gradients: once, on the first case
+                _check_gradients_reach_weights(name, layer, cfg, batch, n)
             n_runs += 1
     if also != "quiet":
         print(
             f"{name} passed: {n_runs} cases ({len(seeds)} seeds x {len(shapes)} shapes{also}) "
             "match Hugging Face's GPT-2"
+        )
+
+
+def _check_gradients_reach_weights(name, layer, cfg, batch, n) -> None:
+    """Every weight gets a gradient from backward(): a layer that computes from W.detach(), W.data
+    or W.tolist() gives the right values and never trains."""
+    takes_tokens = name in ("Embed", "PosEmbed", "DemoTransformer")
+    if takes_tokens:
+        inp = torch.randint(0, cfg.d_vocab, (batch, n))
+    else:
+        inp = torch.randn(batch, n, cfg.d_model)
+    layer.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        out = _output(layer, inp, name, None)
+        if out.requires_grad:
+            out.backward(torch.randn_like(out))
+    missing = [key for key, p in layer.named_parameters() if p.requires_grad and p.grad is None]
+    layer.zero_grad(set_to_none=True)
+    if missing:
+        fail(
+            f"{name}: the output is right, but backward() gives no gradient to "
+            f"{', '.join(missing)}: it was computed from a copy cut off from the weights "
+            "(.detach(), .data, .tolist(), torch.no_grad()), so training would never change them. "
+            "Compute from the parameters themselves."
         )
 
 
@@ -518,6 +544,12 @@ def _compare(name, got, expected, dims: str, things_to_check, mistakes=(), repro
     """Fail unless `got` matches `expected` (its dimensions named by `dims`), naming the first of
     `mistakes` that `reproduce(mistake)` turns into `got`."""
     names = dims.split()
+    if got.dtype != expected.dtype:
+        fail(
+            f"{name}: the output is {str(got.dtype).removeprefix('torch.')}, expected "
+            f"{str(expected.dtype).removeprefix('torch.')}, the weights' dtype: no .double() or "
+            "torch.tensor(...) of Python numbers on the way"
+        )
     if tuple(got.shape) != tuple(expected.shape):
         fail(
             f"{name}: wrong output shape: expected {tuple(expected.shape)} ({', '.join(names)}), "
@@ -679,10 +711,10 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
                 shares_memory.append(
                     got.untyped_storage().data_ptr() == weights.untyped_storage().data_ptr()
                 )
-            if tuple(got.shape) == tuple(expected.shape[1:]):
+            if tuple(got.shape) in (tuple(expected.shape[1:]), (1, *expected.shape[1:])):
                 got = got.expand_as(
                     expected
-                )  # [posn, d_model] is right too: adding it to [batch, posn, d_model] broadcasts
+                )  # [posn, d_model] or [1, ...] is right too: adding it to the tokens' broadcasts
             _compare(
                 name,
                 got,

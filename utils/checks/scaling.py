@@ -18,6 +18,7 @@ no_sync() was on: that is what decides whether DDP's next backward all-reduces.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.distributed as dist
@@ -348,22 +349,24 @@ def check_mean_over_ranks(fn) -> None:
 
 class _RecordingDDP(torch.nn.Module):
     """A stand-in for DistributedDataParallel in one process: it records, at each forward pass,
-    whether no_sync() was on, which is what decides if DDP's next backward all-reduces."""
+    whether its next backward would all-reduce. As in DDP, that is require_backward_grad_sync,
+    which no_sync() turns off (nanoGPT sets the flag itself)."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
-        self.module, self.syncing, self.forwards, self.events = module, True, [], []
+        self.module, self.require_backward_grad_sync = module, True
+        self.forwards, self.events = [], []
 
     @contextlib.contextmanager
     def no_sync(self):
-        before, self.syncing = self.syncing, False
+        before, self.require_backward_grad_sync = self.require_backward_grad_sync, False
         try:
             yield
         finally:
-            self.syncing = before
+            self.require_backward_grad_sync = before
 
     def forward(self, x):
-        self.forwards.append(self.syncing)
+        self.forwards.append(bool(self.require_backward_grad_sync))
         self.events.append("forward")
         out = self.module(x)
         if out.requires_grad:  # runs when backward reaches this micro-batch's output
@@ -394,16 +397,35 @@ def check_backward_micro_batches(fn) -> None:
 
         ddp = _RecordingDDP(module)
         what = f"backward_micro_batches(ddp_model, {n} micro-batches, loss_fn)"
+        weights, batches = copy.deepcopy(module.state_dict()), [m.clone() for m in micro]
         got = call_learner(fn, ddp, micro, loss_fn, what=what, things_to_check=things)
+        if not all(torch.equal(a, b) for a, b in zip(micro, batches)):
+            fail(
+                f"{what} changed the micro-batches in place: they are the caller's data (views of "
+                "its batch, as batch.split() gives): compute from them without writing into them"
+            )
+        if any(not torch.equal(p, weights[k]) for k, p in module.state_dict().items()):
+            fail(
+                f"{what} changed the model's weights: it only adds gradients; clipping and the "
+                "optimizer step come after it, once for all the micro-batches (the caller's job)"
+            )
         reference = torch.nn.Linear(4, 4)
-        reference.load_state_dict(module.state_dict())
+        reference.load_state_dict(weights)
         reference.zero_grad()
-        losses = [loss_fn(reference(m), m) / n for m in micro]
+        losses = [loss_fn(reference(m), m) / n for m in batches]
+        last_alone = torch.autograd.grad(losses[-1], reference.weight, retain_graph=True)[0]
         sum(losses).backward()
         if earlier:
             for p, grad in zip(reference.parameters(), before):
                 p.grad += grad
         expected_flags = [False] * (n - 1) + [True]
+        if len(ddp.forwards) != n:
+            fail(
+                f"{what}: {len(ddp.forwards)} forward passes through ddp_model for {n} "
+                "micro-batches: one each, in order (and through ddp_model, not ddp_model.module)",
+                None,
+                things,
+            )
         if ddp.forwards and not any(ddp.forwards):
             fail(f"{what}: every forward pass ran under no_sync()", NOSYNC_ON_LAST)
         if ddp.forwards != expected_flags and len(ddp.forwards) == n and all(ddp.forwards):
@@ -431,9 +453,13 @@ def check_backward_micro_batches(fn) -> None:
             fail(
                 f"{what}, called with gradients already in .grad: they are gone. backward() adds "
                 "to .grad, and zeroing it (zero_grad()) is the caller's job, once per optimizer "
-                "step: inside, it drops what earlier micro-batches added",
-                None,
-                things,
+                "step: inside, it drops what earlier micro-batches added"
+            )
+        if n > 1 and torch.allclose(grad, last_alone, atol=1e-6):
+            fail(
+                f"{what}: the gradients are the last micro-batch's alone: .grad was zeroed "
+                "(zero_grad()) between micro-batches. backward() adds to .grad, so leave it: that "
+                "sum over the micro-batches is the point"
             )
         if torch.allclose(grad, n * reference.weight.grad) and n > 1 and not earlier:
             fail(f"{what}: the gradients are {n} times the mean's", NOSYNC_UNSCALED)
@@ -461,7 +487,7 @@ def check_backward_micro_batches(fn) -> None:
                 None,
                 things,
             )
-        if not torch.allclose(got, mean, atol=1e-6):
+        if not torch.allclose(got.double(), mean.double(), atol=1e-6):  # float64 is right too
             fail(
                 f"{what} returned {got!r:.40}, expected the mean loss {mean.item():.4f}",
                 None,
