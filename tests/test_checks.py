@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import einops
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -718,9 +719,9 @@ def _adamw_with(**options):
 
 def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     checks.check_make_optimizer(optimizer_no_decay_on_any_bias)
-    # 9 weight matrices and embeddings, one of them (W_pos) frozen
+    # 9 weight matrices and embeddings; the frozen one is a bias (b_Q)
     assert (
-        "decay on the 8 weight matrices and embeddings (W_...) only, the frozen one left out"
+        "decay on the 9 weight matrices and embeddings (W_...) only, the frozen one left out"
         in (capsys.readouterr().out)
     )
 
@@ -1190,3 +1191,109 @@ def test_a_failing_check_in_a_jupyter_kernel_shows_the_message_without_the_check
     assert "utils/checks" not in shown and "core.py" not in shown, shown
     assert shown.startswith("AssertionError: apply_temperature(logits, temperature=0.5)"), shown
     assert "Likely cause: the logits are multiplied by the temperature" in shown, shown
+
+
+# ---------------------------------------------------------------- notebook 03's checks, round 8
+
+
+def _optimizer_groups(model, args, decay_if):
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and decay_if(n)]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not decay_if(n)]
+    return [
+        {"params": decay, "weight_decay": args.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
+
+
+def optimizer_pos_embed_not_decayed(model, args):
+    groups = _optimizer_groups(model, args, lambda n: ".W_" in "." + n and "pos" not in n)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+def optimizer_betas_hard_coded(model, args):
+    groups = _optimizer_groups(model, args, lambda n: n.split(".")[-1].startswith("W_"))
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+
+
+def optimizer_freezes_the_rest(model, args):
+    for name, p in model.named_parameters():
+        if not name.split(".")[-1].startswith("W_"):
+            p.requires_grad_(False)
+    return optimizer_betas_right(model, args)
+
+
+def optimizer_decays_by_hand(model, args):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[-1].startswith("W_"):
+                p.mul_(1 - args.weight_decay)
+    return optimizer_betas_right(model, args)
+
+
+def optimizer_decay_times_lr(model, args):
+    groups = _optimizer_groups(model, args, lambda n: n.split(".")[-1].startswith("W_"))
+    groups[0]["weight_decay"] = args.weight_decay * args.lr
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+def optimizer_betas_right(model, args):
+    groups = _optimizer_groups(model, args, lambda n: n.split(".")[-1].startswith("W_"))
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+def step_clips_without_a_guard(model, optimizer, loss, grad_clip):
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    for g in grads:
+        g.mul_(grad_clip / norm)  # scales small gradients up too
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def step_averages_the_gradients(model, optimizer, loss, grad_clip):
+    loss.backward()
+    for p in model.parameters():
+        p.grad /= 2  # the two micro-batches were already divided by the caller
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def lr_warmup_without_guard_at_zero(step, args):
+    if step <= args.warmup_steps:
+        return args.lr * min(1, (step + 1) / args.warmup_steps)
+    return training.lr_at(step, args)
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_make_optimizer, optimizer_pos_embed_not_decayed, "pos_embed.W_pos"),
+        (checks.check_make_optimizer, optimizer_betas_hard_coded, "use args.lr and args.betas"),
+        (checks.check_make_optimizer, optimizer_freezes_the_rest, "changed requires_grad"),
+        (checks.check_make_optimizer, optimizer_decays_by_hand, "changed the weights"),
+        (checks.check_make_optimizer, optimizer_decay_times_lr, "the right parameters are decayed"),
+        (checks.check_optimizer_step, step_clips_without_a_guard, "weights differ"),
+        (checks.check_optimizer_step, step_averages_the_gradients, "weights differ"),
+        (checks.check_lr_at, lr_warmup_without_guard_at_zero, "ZeroDivisionError"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_training_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        check(fn)
+
+
+def test_lr_check_accepts_a_numpy_number(capsys):
+    checks.check_lr_at(lambda step, args: np.float32(training.lr_at(step, args)))
+    assert "passed" in capsys.readouterr().out
+
+
+def test_accuracy_check_names_a_numpy_number():
+    with pytest.raises(AssertionError, match="a numpy number"):
+        checks.check_next_token_accuracy(
+            lambda logits, tokens: np.float32(training.next_token_accuracy(logits, tokens))
+        )

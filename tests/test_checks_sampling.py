@@ -805,3 +805,66 @@ def test_kv_cache_length_read_before_each_update_passes_and_other_mistakes_keep_
             kv_learners(*LENGTH_BEFORE_UPDATE, (".triu(past + 1)", ".triu(past)"))
         )
     assert names(str(err.value), "kv_mask_off_by_one"), str(err.value)
+
+
+# ---------------------------------------------------------------- round 8: what the cases hid
+
+
+@torch.no_grad()
+def beam_search_never_truncated(
+    model,
+    tokens,
+    num_beams,
+    max_new_tokens,
+    *,
+    length_penalty=1.0,
+    no_repeat_ngram_size=0,
+    stop_token=None,
+):  # wrong: keeps every finished beam, so a step where more finish than slots are left adds extra
+    cache = utils.sampling.KVCache(model.cfg, num_beams)
+    beams, finished = tokens.repeat(num_beams, 1), []
+    scores = torch.full((num_beams,), -1e9)
+    scores[0] = 0.0
+    for step in range(max_new_tokens):
+        logits = utils.sampling.next_logits(model, beams, cache).log_softmax(-1)
+        if no_repeat_ngram_size:
+            logits = utils.sampling.ban_repeated_ngrams(beams, logits, no_repeat_ngram_size)
+        top_scores, top = (scores[:, None] + logits).flatten().topk(2 * num_beams)
+        beam, token = top // logits.shape[-1], top % logits.shape[-1]
+        seqs = torch.cat([beams[beam], token[:, None]], dim=1)
+        ends = token == stop_token if stop_token is not None else torch.zeros_like(token).bool()
+        if step == max_new_tokens - 1:
+            ends = torch.ones_like(ends)
+        for i in range(num_beams):
+            if ends[i]:
+                score = (top_scores[i] / (step + 1) ** length_penalty).item()
+                finished.append((seqs[i], score))
+        finished.sort(key=lambda pair: pair[1], reverse=True)  # never cut to num_beams
+        if len(finished) >= num_beams:
+            break
+        keep = (top_scores - 1e9 * ends).topk(num_beams).indices
+        beams, scores = seqs[keep], (top_scores - 1e9 * ends)[keep]
+        cache.reorder(beam[keep])
+    return finished
+
+
+def temperature_ignored(logits, temperature):
+    return logits.clone()
+
+
+def kv_cache_logits_in_float64(model, tokens, cache):
+    return utils.sampling.forward_with_cache(model, tokens, cache).double()
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_beam_search, beam_search_never_truncated, "it returned 5 beams"),
+        (checks.check_temperature, temperature_ignored, "the temperature changed nothing"),
+        (checks.check_kv_cache, kv_cache_logits_in_float64, "float64 logits"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_sampling_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        check(fn)

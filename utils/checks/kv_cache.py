@@ -271,6 +271,12 @@ def check_kv_cache(fn) -> None:
                     "k, v), once per forward.",
                 )
             want = expected[:, start:end]
+            if out.dtype != want.dtype:
+                fail(
+                    f"{what} for {where} returned {str(out.dtype).removeprefix('torch.')} logits, "
+                    f"expected {str(want.dtype).removeprefix('torch.')}, the model's dtype: no "
+                    ".double() or .float() on the way"
+                )
             if not torch.allclose(out, want, **LOGITS_TOLERANCE):
                 error = (out - want).abs().nan_to_num(nan=float("inf"))
                 same = lambda a, b: (

@@ -449,6 +449,16 @@ def check_temperature(fn) -> None:
     for logits, temperature in cases:
         what = f"apply_temperature(logits, temperature={temperature})"
         got = _learner_logits(fn, (logits, temperature), what, things, [logits])
+        unchanged = lambda x: x - x.amax(-1, keepdim=True)  # noqa: E731  softmax ignores a shift
+        if (
+            temperature != 1
+            and got.shape == logits.shape
+            and torch.allclose(unchanged(got), unchanged(logits), atol=1e-5)
+        ):
+            fail(
+                f"{what}: the logits come back as they were (up to a constant): the temperature "
+                "changed nothing. Divide them by it, whatever its value."
+            )
         _compare_logits(
             got,
             _temperature(logits, temperature),
@@ -814,6 +824,7 @@ BEAM_CASES = [
     ([3, 1], 4, 12, 2.0, 0, 20),
     ([6, 30], 3, 6, 0.5, 2, 20),
     ([30, 26, 9, 30, 26], 2, 6, 1.0, 2, 20),  # the prompt's own bigrams are banned too
+    ([27, 23, 17], 3, 8, 1.0, 0, 20),  # more beams finish in one step than slots are left
 ]
 
 

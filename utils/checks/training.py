@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from utils.checks.core import (
@@ -124,6 +125,8 @@ def _number(value):
     float())."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
+    if isinstance(value, np.generic) and value.size == 1 and not isinstance(value, np.bool_):
+        value = value.item()  # a numpy scalar, np.float32(...): a number too
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -156,7 +159,8 @@ def check_lr_at(fn) -> None:
         TrainingArgs(lr=1e-3, warmup_steps=10, max_steps=100, min_lr_ratio=0.1),
         TrainingArgs(lr=6e-4, warmup_steps=3, max_steps=40, min_lr_ratio=0.0),
         TrainingArgs(lr=1e-3, warmup_steps=5, max_steps=5, min_lr_ratio=0.1),
-    ]  # no decay phase: max_steps - warmup_steps = 0 (after warmup, lr or lr * min_lr_ratio)
+        TrainingArgs(lr=2e-3, warmup_steps=0, max_steps=20, min_lr_ratio=0.1),
+    ]  # the third has no decay phase (max_steps - warmup_steps = 0), the fourth no warmup
     # rel_tol 1e-5: a schedule computed in float32 (torch.cos on a float32 tensor) is right to about
     # 4e-6
     same = lambda got, value: (
@@ -221,10 +225,28 @@ def check_make_optimizer(fn) -> None:
     from utils.training import TrainingArgs
 
     model = _tiny_model()
-    model.pos_embed.W_pos.requires_grad_(False)  # frozen: it must not be in the optimizer
+    model.blocks[0].attn.b_Q.requires_grad_(False)  # frozen: it must not be in the optimizer
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
-    args = TrainingArgs(lr=3e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    args = TrainingArgs(lr=3e-4, weight_decay=0.05, betas=(0.85, 0.98))  # not AdamW's defaults
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = call_learner(fn, model, args, what="make_optimizer(model, args)")
+    refrozen = [
+        name for name, p in model.named_parameters() if p.requires_grad != (name not in frozen)
+    ]
+    if refrozen:
+        fail(
+            f"make_optimizer changed requires_grad of {', '.join(refrozen[:4])}"
+            f"{' ...' if len(refrozen) > 4 else ''}: which parameters train is the caller's "
+            "choice; build the groups from the model as it is (skip those with requires_grad "
+            "False) without changing it"
+        )
+    edited = [name for name, p in model.named_parameters() if not torch.equal(p, weights[name])]
+    if edited:
+        fail(
+            f"make_optimizer changed the weights of {', '.join(edited[:4])}"
+            f"{' ...' if len(edited) > 4 else ''}: it only builds the optimizer; AdamW applies the "
+            "decay itself, at every step"
+        )
     if not isinstance(optimizer, torch.optim.AdamW):
         fail(f"make_optimizer must return torch.optim.AdamW, got {type(optimizer).__name__}")
     names = {id(p): name for name, p in model.named_parameters()}
@@ -266,6 +288,15 @@ def check_make_optimizer(fn) -> None:
     missing = [name for name in names.values() if name not in seen.values() and name not in frozen]
     if missing:
         fail(f"make_optimizer: these parameters are not being trained: {missing}")
+    right_pattern = {name: decay for name, decay in decayed.items() if name not in frozen} == {
+        name: decay for name, decay in _decayed(model).items()
+    }
+    if wrong and right_pattern:
+        fail(
+            "make_optimizer: the right parameters are decayed, but with weight_decay "
+            f"{sorted({group['weight_decay'] for group in optimizer.param_groups} - {0.0})}, "
+            f"expected args.weight_decay ({args.weight_decay}): pass it as it is"
+        )
     if wrong:
         fail(
             [
@@ -316,10 +347,10 @@ def _reference_step(model, optimizer, loss, clip, mistake=None):
 
 
 def _steps_with(step_fn, what=None, clip=0.5):
-    """Two SGD steps, each over two micro-batches: the check runs the first micro-batch's backward,
-    then `step_fn` gets the second one's loss (SGD shows clipping and lost or leftover gradients;
-    AdamW would hide them). `what` names a learner's step_fn in messages. Returns the weights, the
-    values step_fn returned and the second micro-batches' losses."""
+    """Three SGD steps, each over two micro-batches: the check runs the first micro-batch's
+    backward, then `step_fn` gets the second one's loss (SGD shows clipping and lost or leftover
+    gradients; AdamW would hide them). `what` names a learner's step_fn in messages. Returns the
+    weights, the values step_fn returned and the second micro-batches' losses."""
     model = _tiny_model()
     params = list(
         model.parameters()
@@ -333,7 +364,9 @@ def _steps_with(step_fn, what=None, clip=0.5):
     )
     tokens = torch.randint(0, 50, (4, 8), generator=torch.Generator().manual_seed(0))
     returned, losses = [], []
-    for scale in (30.0, 10.0):  # scaled so that the gradient norm is well above `clip`
+    # scaled so that the gradient norm is well above `clip` twice, then well below it (about 0.12
+    # against 0.5): clipping must then leave the gradients as they are
+    for scale in (30.0, 10.0, 0.02):
         (
             scale * next_token_loss(model(tokens[:2]), tokens[:2])
         ).backward()  # an earlier micro-batch
@@ -373,7 +406,7 @@ def check_optimizer_step(fn) -> None:
     if not same(got, expected):
         reproduce = lambda m: _steps_with(lambda *args: _reference_step(*args, mistake=m))[0]  # noqa: E731
         fail(
-            "optimizer_step: after two steps the weights differ from the reference (largest "
+            "optimizer_step: after three steps the weights differ from the reference (largest "
             f"difference {(got - expected).abs().max().item():.3g}).",
             recognise(got, mistakes_in("optimizer_step"), reproduce, same),
             "loss.backward(), then torch.nn.utils.clip_grad_norm_(model.parameters(), "
@@ -389,8 +422,8 @@ def check_optimizer_step(fn) -> None:
         else ""
     )
     print(
-        "optimizer_step passed: two SGD steps over two micro-batches each, with clipping, "
-        "give the reference weights and leave no gradients" + note
+        "optimizer_step passed: three SGD steps over two micro-batches each, clipped twice and "
+        "once below the clip, give the reference weights and leave no gradients" + note
     )
 
 
@@ -428,6 +461,13 @@ def check_next_token_accuracy(fn) -> None:
                 f"next_token_accuracy returned {got!r}, a tensor of shape {tuple(got.shape)}; "
                 f"expected the Python float {expected:.6f}.",
                 ACCURACY_TENSOR,
+            )
+    if isinstance(got, np.generic) and not isinstance(got, float):
+        value = _number(got)
+        if value is not None and math.isclose(value, expected, rel_tol=1e-6):
+            fail(
+                f"next_token_accuracy returned {got!r}, a numpy number; expected the Python float "
+                f"{expected:.6f}: float(...), or stay in torch and end with .item()."
             )
     if not isinstance(got, float) or not math.isclose(got, expected, rel_tol=1e-6):
         same = lambda a, b: isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-6)  # noqa: E731
