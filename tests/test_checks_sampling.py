@@ -848,6 +848,18 @@ def beam_search_never_truncated(
     return finished
 
 
+def kv_cache_always_runs_the_mlp(model, tokens, cache):  # no attn_only guard
+    past = cache.length
+    residual = model.embed(tokens) + model.pos_embed.W_pos[past : past + tokens.shape[1]]
+    for layer, block in enumerate(model.blocks):
+        attention = utils.sampling.attention_with_cache(
+            block.attn, block.ln1(residual), cache, layer
+        )
+        residual = residual + attention
+        residual = residual + block.mlp(block.ln2(residual))
+    return model.unembed(model.ln_final(residual))
+
+
 def temperature_ignored(logits, temperature):
     return logits.clone()
 
@@ -862,6 +874,7 @@ def kv_cache_logits_in_float64(model, tokens, cache):
         (checks.check_beam_search, beam_search_never_truncated, "it returned 5 beams"),
         (checks.check_temperature, temperature_ignored, "the temperature changed nothing"),
         (checks.check_kv_cache, kv_cache_logits_in_float64, "float64 logits"),
+        (checks.check_kv_cache, kv_cache_always_runs_the_mlp, "no attribute 'mlp'"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )

@@ -86,13 +86,14 @@ CHUNKS = (
 LOGITS_TOLERANCE = dict(atol=1e-4, rtol=1e-3)
 
 
-def _model(seed: int = 0):
+def _model(seed: int = 0, attn_only: bool = False):
     """A tiny DemoTransformer with every weight random, biases and LayerNorms included, so that
-    every mistake shows."""
+    every mistake shows; attention-only (no MLPs, as notebook 05's) when asked."""
     from utils.model import DemoTransformer
 
     torch.manual_seed(seed)
-    model = DemoTransformer(replace(CHECK_CFG, n_layers=2, d_vocab=40, n_ctx=16)).eval()
+    cfg = replace(CHECK_CFG, n_layers=2, d_vocab=40, n_ctx=16, attn_only=attn_only)
+    model = DemoTransformer(cfg).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if not name.endswith(
@@ -230,15 +231,16 @@ def check_kv_cache(fn) -> None:
     leave them in the cache."""
     from utils.sampling import KVCache  # noqa: F401 (the check needs the module that the notebook generates)
 
-    what = "forward_with_cache(model, tokens, cache)"
+    call = "forward_with_cache(model, tokens, cache)"
     things_to_check = (
         "past = cache.length before the layers run; W_pos rows past:past + new_posn; "
         "in attention, k, v = cache.update(layer, k, v), then the new queries against all those "
         "keys, masked with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); "
         "the MLP and the final LayerNorm as usual."
     )
-    for seed in (0, 1):
-        model = _model(seed)
+    for seed, attn_only in ((0, False), (1, False), (2, True)):
+        model = _model(seed, attn_only)
+        what = call + " on a model of attention alone (cfg.attn_only: no MLPs)" * attn_only
         tokens = torch.randint(
             0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(seed)
         )
@@ -316,6 +318,6 @@ def check_kv_cache(fn) -> None:
             start = end
     print(
         f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks "
-        f"of {', '.join(map(str, CHUNKS))} give the uncached logits (2 models, batch 2), "
-        "and the cache holds every position"
+        f"of {', '.join(map(str, CHUNKS))} give the uncached logits (3 models, one of attention "
+        "alone; batch 2), and the cache holds every position"
     )
