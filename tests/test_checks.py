@@ -1297,3 +1297,65 @@ def test_accuracy_check_names_a_numpy_number():
         checks.check_next_token_accuracy(
             lambda logits, tokens: np.float32(training.next_token_accuracy(logits, tokens))
         )
+
+
+# ---------------------------------------------------------------- notebook 01's checks, round 8
+
+
+def merge_word_first_id_only(word, pair, new_id):
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == pair[0]:  # pair[1] never compared
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
+def merge_word_by_string_replace(word, pair, new_id):
+    text = " ".join(map(str, word)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(part) for part in text.split()]
+
+
+def train_merges_swapped(text, n_merges):
+    tokens, merges = bpe.train_merges(text, n_merges)
+    return merges, tokens
+
+
+def train_merges_without_new_tokens(text, n_merges):
+    tokens, merges = bpe.train_merges(text, n_merges)
+    return tokens[:256], merges  # as if tokens.append(...) were forgotten
+
+
+class TokenizerTiesToTheRight(bpe.BPETokenizer):
+    def _bpe(self, piece):
+        word = [self.byte_encoder[b] for b in piece.encode("utf-8")]
+        while len(word) >= 2:
+            ranked = [
+                (self.merge_ranks[pair], -i)
+                for i, pair in enumerate(zip(word, word[1:]))
+                if pair in self.merge_ranks
+            ]
+            if not ranked:
+                break
+            i = -min(ranked)[1]  # among equal ranks, the rightmost pair
+            word[i : i + 2] = [word[i] + word[i + 1]]
+        return [self.vocab[token] for token in word]
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_merge_word, merge_word_first_id_only, "ids compared whole"),
+        (checks.check_merge_word, merge_word_by_string_replace, "ids compared whole"),
+        (checks.check_train_merges, train_merges_swapped, "tokens first, a list of strings"),
+        (checks.check_train_merges, train_merges_without_new_tokens, "returned 256 tokens for 80"),
+        (checks.check_bpe_tokenizer, TokenizerTiesToTheRight, "aaa"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_tokenisation_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        check(fn)

@@ -358,7 +358,11 @@ def test_hooks_left_attached_are_named():
         (checks.check_patch_effect, patching.patch_residual_stream, "patch_effect"),
         (checks.check_patch_residual_stream, lambda m, c, k, f: None, "must return a tensor"),
         (checks.check_ov_circuit, lambda m, layer, h: m.embed.W_E, r"must be \[d_vocab, d_vocab\]"),
-        (checks.check_copying_score, lambda c: "high", "returned None"),
+        (
+            checks.check_copying_score,
+            lambda c: "high",
+            r"returned a str \(.high.\), not one number",
+        ),
         (checks.check_copying_score, copy_in_top_two, "expected"),
     ],
 )
@@ -432,3 +436,64 @@ def _tokens(model, positions=5):
 def test_bad_input_is_refused_in_one_line(call, error, message):
     with pytest.raises(error, match=message):
         call(_model())
+
+
+# ---------------------------------------------------------------- round 8: a learner's edits
+
+
+def ov_circuit_normalising_W_E_in_place(model, layer, head):
+    W_E = model.embed.W_E
+    with torch.no_grad():
+        W_E /= W_E.norm(dim=-1, keepdim=True)  # the model's own embedding, changed for good
+    return patching.ov_circuit(model, layer, head)
+
+
+def composition_normalising_W_A_in_place(W_A, W_B):
+    W_A /= torch.linalg.matrix_norm(W_A)  # the caller's matrix
+    return patching.composition_score(W_A, W_B)
+
+
+def patch_residual_stream_for_two_layers(model, clean_tokens, corrupted_tokens, metric):
+    full = patching.patch_residual_stream(model, clean_tokens, corrupted_tokens, metric)
+    return full[:2]  # as if `for layer in range(2)`: notebook 07's model has 2
+
+
+def patch_head_outputs_for_2_by_4(model, clean_tokens, corrupted_tokens, metric):
+    return patching.patch_head_outputs(model, clean_tokens, corrupted_tokens, metric)[:2, :4]
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_ov_circuit, ov_circuit_normalising_W_E_in_place, "changed the model's embed"),
+        (
+            checks.check_composition_score,
+            composition_normalising_W_A_in_place,
+            "argument 1 in place",
+        ),
+        (checks.check_patch_residual_stream, patch_residual_stream_for_two_layers, "shape"),
+        (checks.check_patch_head_outputs, patch_head_outputs_for_2_by_4, "shape"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_patching_checks_refuse_edits_and_shapes_their_cases_used_to_hide(check, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        check(fn)
+
+
+@pytest.mark.parametrize(
+    "check, fn",
+    [
+        (
+            checks.check_copying_score,
+            lambda c: (c.argmax(-1) == torch.arange(len(c))).float().mean().numpy(),
+        ),
+        (
+            checks.check_composition_score,
+            lambda A, B: patching.composition_score(A, B) * __import__("numpy").float32(1),
+        ),
+    ],
+)
+def test_numpy_numbers_pass(check, fn, capsys):
+    check(fn)
+    assert "correct" in capsys.readouterr().out

@@ -787,3 +787,58 @@ def test_other_wrong_code_fails_with_a_message_that_fits_it(check, fn, message):
 def test_numerical_gradient_refuses_an_integer_x():
     with pytest.raises(TypeError, match="x must be a floating-point tensor .* got torch.int64"):
         warmup.numerical_gradient(lambda x: x.sum(), torch.arange(3))
+
+
+# ---------------------------------------------------------------- round 8: what the cases hid
+
+
+class NetOfParametersWithoutReLU(nn.Module):
+    def __init__(self, d_in, d_hidden, d_out):
+        super().__init__()
+        self.W1 = nn.Parameter(torch.randn(d_in, d_hidden) * 0.5)
+        self.b1 = nn.Parameter(torch.zeros(d_hidden))
+        self.W2 = nn.Parameter(torch.randn(d_hidden, d_out) * 0.5)
+        self.b2 = nn.Parameter(torch.zeros(d_out))
+
+    def forward(self, x):
+        return (x @ self.W1 + self.b1) @ self.W2 + self.b2
+
+
+class NetOfParametersIgnoringB1(NetOfParametersWithoutReLU):
+    def forward(self, x):
+        return torch.relu(x @ self.W1) @ self.W2 + self.b2
+
+
+class NetOfParameters(NetOfParametersWithoutReLU):  # right, without nn.Linear
+    def forward(self, x):
+        return torch.relu(x @ self.W1 + self.b1) @ self.W2 + self.b2
+
+
+def mse_with_its_own_backward(predictions, targets):
+    loss = ((predictions[:, 0] - targets) ** 2).mean()
+    loss.backward()
+    return loss
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checks.check_two_layer_net, NetOfParametersWithoutReLU, "the net is affine"),
+        (checks.check_two_layer_net, NetOfParametersIgnoringB1, "adding 1 to b1"),
+        (checks.check_mean_squared_error, mse_with_its_own_backward, "do not call backward"),
+        (
+            checks.check_mean_squared_error,
+            lambda p, t: ((p - t.unsqueeze_(1)) ** 2).mean(),
+            "changed the tensor given as its argument 2 in place",
+        ),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_warmup_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        check(fn)
+
+
+def test_a_net_of_parameters_passes(capsys):
+    checks.check_two_layer_net(NetOfParameters)
+    assert "correct" in capsys.readouterr().out

@@ -271,7 +271,16 @@ def check_direct_logit_attribution(fn) -> None:
     with torch.no_grad():
         for vectors, scale, token in cases:
             saved = vectors.clone()
-            got = call_learner(fn, vectors, scale, model, token, what=what, things_to_check=things)
+            got = call_learner(
+                fn,
+                vectors,
+                scale,
+                model,
+                token,
+                what=what,
+                things_to_check=things,
+                leaves_unchanged="weights",
+            )
             if not torch.equal(vectors, saved):
                 fail(
                     f"{what} changed the vectors it was given (an in-place operation such as "
@@ -462,12 +471,14 @@ def check_induction_score(fn) -> None:
 # --------------------------------------------------------------------------- ablation
 
 
-def _ablation_model(seed: int = 0):
-    """A 2-layer model whose heads all matter: random weights, larger than at initialisation."""
+def _ablation_model(seed: int = 0, n_layers: int = 2, n_heads: int = 4):
+    """A small model whose heads all matter: random weights, larger than at initialisation."""
     from utils.hooks import HookedDemoTransformer
 
     generator = torch.Generator().manual_seed(seed)
-    cfg = Config(d_model=32, d_vocab=50, n_ctx=16, d_head=8, d_mlp=64, n_heads=4, n_layers=2)
+    cfg = Config(
+        d_model=32, d_vocab=50, n_ctx=16, d_head=8, d_mlp=64, n_heads=n_heads, n_layers=n_layers
+    )
     model = HookedDemoTransformer(cfg).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -148,14 +148,19 @@ def call_learner(
     what: str,
     things_to_check: str | None = None,
     known: Iterable[Mistake] = (),
+    leaves_unchanged: str = "",
 ):
     """`fn(*args)`, where fn is the learner's function, class or method and `what` names the call in
     messages. An exercise stub's NotImplementedError passes through unchanged (its message says what
     to write). Any other exception becomes one AssertionError: what raised which error, the
-    learner's own line, then the known mistake that raises that error or what to check."""
+    learner's own line, then the known mistake that raises that error or what to check. With
+    leaves_unchanged="weights", the weights of a model given must be as they were; with "all", the
+    tensors given too."""
     require_callable_as(fn, what, args)
+    watched = _tensors_given(args, leaves_unchanged == "all") if leaves_unchanged else []
+    before = [(name, tensor, tensor.detach().clone()) for name, tensor in watched]
     try:
-        return fn(*args)
+        result = fn(*args)
     except NotImplementedError:
         raise
     except Exception as err:
@@ -168,6 +173,27 @@ def call_learner(
         elif things_to_check:
             lines.append(f"  Things to check: {things_to_check}")
         raise AssertionError("\n".join(lines)) from None
+    for name, tensor, copy in before:
+        same = tensor.shape == copy.shape and bool(
+            (tensor.detach().eq(copy) | (tensor.detach().isnan() & copy.isnan())).all()
+        )
+        if not same:
+            fail(
+                f"{what} changed {name} in place: it only reads it. Compute on new tensors "
+                "(x = x / n, not x /= n; .clone() before an in-place edit), or every later use of "
+                "it is off"
+            )
+    return result
+
+
+def _tensors_given(args, tensors: bool):
+    """(name, tensor) for each weight of a model among `args` and, with `tensors`, each tensor."""
+    for position, arg in enumerate(args, start=1):
+        if isinstance(arg, torch.Tensor) and tensors:
+            yield f"the tensor given as its argument {position}", arg
+        elif isinstance(arg, torch.nn.Module):
+            for name, tensor in [*arg.named_parameters(), *arg.named_buffers()]:
+                yield f"the model's {name}", tensor
 
 
 # Frames in these places are not the learner's: the project's library (utils/: the checks, and the

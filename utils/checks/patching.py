@@ -12,6 +12,7 @@ argument); a failing check names the first mistake that gives what the learner's
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from utils.checks.circuits import _ablation_model, _learner_function, _same
@@ -274,9 +275,22 @@ def _number(got) -> float | None:
     """A learner's result as a float: a Python number or a one-element tensor; else None."""
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         return float(got.detach())
+    if isinstance(got, (np.ndarray, np.generic)) and got.size == 1 and got.dtype.kind in "fiu":
+        return float(got)  # numpy's: a 0-d array from .numpy(), np.float32
     if isinstance(got, (int, float)) and not isinstance(got, bool):
         return float(got)
     return None
+
+
+def _shown(raw) -> str:
+    """What the learner returned, as a message shows it: the number, or what it was instead."""
+    value = _number(raw)
+    if value is not None:
+        return f"{value:.4g}"
+    if isinstance(raw, torch.Tensor):
+        dtype = str(raw.dtype).removeprefix("torch.")
+        return f"a tensor of shape {tuple(raw.shape)} ({dtype}), not one number"
+    return f"a {type(raw).__name__} ({raw!r:.40}), not one number"
 
 
 def _close(a, b) -> bool:
@@ -317,7 +331,8 @@ def check_patch_effect(fn) -> None:
 def _patching_case():
     """A small random model, clean and corrupted tokens that differ at 3 positions, and a metric:
     the mean log-probability of fixed tokens at the last positions."""
-    model = _ablation_model(seed=3)
+    # 3 layers of 6 heads, a batch of 2: not notebook 07's 2 x 4, and no size equals another
+    model = _ablation_model(seed=3, n_layers=3, n_heads=6)
     generator = torch.Generator().manual_seed(4)
     clean = torch.randint(0, model.cfg.d_vocab, (2, 7), generator=generator)
     corrupted = clean.clone()
@@ -336,7 +351,16 @@ def _check_patching(fn, name, reference, shape_of, things):
     model, clean, corrupted, metric = _patching_case()
     what = f"{name}(model, clean_tokens, corrupted_tokens, metric)"
     with torch.no_grad():
-        got = call_learner(fn, model, clean, corrupted, metric, what=what, things_to_check=things)
+        got = call_learner(
+            fn,
+            model,
+            clean,
+            corrupted,
+            metric,
+            what=what,
+            things_to_check=things,
+            leaves_unchanged="all",
+        )
         left = [point_name for point_name, point in model.hook_points().items() if point.active]
         if left:
             model.reset_hooks()
@@ -378,7 +402,7 @@ def check_patch_residual_stream(fn) -> None:
         "corrupted tokens that sets resid[:, position] to the clean run's; metric of its logits.",
     )
     print(
-        "patch_residual_stream: correct (2 layers x 7 positions of a random model, the tokens "
+        "patch_residual_stream: correct (3 layers x 7 positions of a random model, the tokens "
         "differing at 3 of them; no hooks left attached)"
     )
 
@@ -393,7 +417,7 @@ def check_patch_head_outputs(fn) -> None:
         "for each head, a hook on f'blocks.{layer}.attn.hook_z' in a run of the corrupted tokens "
         "that sets z[:, :, head] to the clean run's; metric of its logits.",
     )
-    print("patch_head_outputs: correct (2 layers x 4 heads of a random model; no hooks left)")
+    print("patch_head_outputs: correct (3 layers x 6 heads of a random model; no hooks left)")
 
 
 @learner_facing
@@ -403,7 +427,7 @@ def check_ov_circuit(fn) -> None:
     with torch.no_grad():
         for layer, head in ((0, 1), (1, 3)):
             what = f"ov_circuit(model, {layer}, {head})"
-            got = call_learner(fn, model, layer, head, what=what)
+            got = call_learner(fn, model, layer, head, what=what, leaves_unchanged="weights")
             expected = _ov(model, layer, head)
             if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
                 got_shape = (
@@ -439,15 +463,16 @@ def check_copying_score(fn) -> None:
     circuit[range(15, 20), range(16, 21)] += 12  # rows 15-19: the diagonal second, just behind
     circuit[range(15, 20), range(15, 20)] += 11
     for case in (circuit, circuit.T.contiguous()):
-        got = _number(call_learner(fn, case, what="copying_score(circuit)"))
+        raw = call_learner(fn, case, what="copying_score(circuit)", leaves_unchanged="all")
+        got = _number(raw)
         expected = _copying(case)
         if not _close(got, expected):
             mistake = recognise(
                 got, mistakes_in("copying_score"), lambda m: _copying(case, m), _close
             )
             fail(
-                f"copying_score(circuit) returned {got}, expected {expected:.4g} (the share of "
-                "rows whose largest entry is on the diagonal)",
+                f"copying_score(circuit) returned {_shown(raw)}, expected {expected:.4g} (the "
+                "share of rows whose largest entry is on the diagonal)",
                 mistake,
                 "circuit.argmax(dim=-1) == torch.arange(len(circuit)), as a share of rows.",
             )
@@ -468,14 +493,15 @@ def check_composition_score(fn) -> None:
             @ torch.randn(4, 16, generator=generator)
         )
         W_B = torch.randn(16, 4, generator=generator) @ torch.randn(4, 16, generator=generator)
-        got = _number(call_learner(fn, W_A, W_B, what="composition_score(W_A, W_B)"))
+        raw = call_learner(fn, W_A, W_B, what="composition_score(W_A, W_B)", leaves_unchanged="all")
+        got = _number(raw)
         expected = _composition(W_A, W_B)
         if not _close(got, expected):
             mistake = recognise(
                 got, mistakes_in("composition_score"), lambda m: _composition(W_A, W_B, m), _close
             )
             fail(
-                f"composition_score(W_A, W_B) returned {got}, expected {expected:.4g}",
+                f"composition_score(W_A, W_B) returned {_shown(raw)}, expected {expected:.4g}",
                 mistake,
                 "||W_A @ W_B|| / (||W_A|| * ||W_B||), Frobenius norms (torch.linalg.matrix_norm).",
             )

@@ -53,6 +53,13 @@ DECODE_PER_TOKEN = known_mistake(
 _MERGE_WORD_CASES = [  # word, pair, new_id, expected, what the case tests
     ([1, 2, 3, 1, 2], (1, 2), 9, [9, 3, 9], "every occurrence is replaced"),
     (
+        [11, 2, 1, 3, 21, 2, 1, 2],
+        (1, 2),
+        300,
+        [11, 2, 1, 3, 21, 2, 300],
+        "ids compared whole, both of the pair (11, 2 and 21, 2 are not 1, 2; nor is 1, 3)",
+    ),
+    (
         [1, 1, 1],
         (1, 1),
         9,
@@ -205,7 +212,22 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             fn, f"train_merges must return (tokens, merges), got {type(result).__name__}"
         )
     tokens, merges = result
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        _fail_train_merges(
+            fn,
+            "train_merges must return (tokens, merges): tokens first, a list of strings (the 256 "
+            f"byte tokens, then one per merge); got a {type(tokens).__name__} first",
+        )
     merges = [tuple(pair) for pair in merges]
+    if len(tokens) != 256 + len(merges) or any(
+        not all(isinstance(i, int) and 0 <= i < len(tokens) for i in pair) for pair in merges
+    ):
+        _fail_train_merges(
+            fn,
+            f"train_merges returned {len(tokens)} tokens for {len(merges)} merges: tokens must "
+            "hold the 256 byte tokens, then the new token of each merge (tokens.append), so "
+            "that every merge's ids are ids of tokens",
+        )
     for k, (got, want) in enumerate(zip(merges, expected)):
         if got != want:
             if merges == reference(_MERGE_TEXT.replace(END_OF_TEXT, ""), n_merges)[1]:
@@ -297,6 +319,7 @@ _TOKENIZER_TEXTS = [
     "1234567890 + 3.14159 = ?",
     "<|endoftext|>between<|endoftext|>docs",
     "antidisestablishmentarianism unbelievably",
+    "aaa hmmm... wooo!!! ----- ===",  # runs of one character: equal ranks, the leftmost first
 ]
 
 

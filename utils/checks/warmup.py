@@ -873,7 +873,9 @@ def check_mean_squared_error(fn) -> None:
         predictions = _randn(n, 1, seed=seed).requires_grad_()
         targets = _randn(n, seed=seed + 100)
         what = f"mean_squared_error(predictions [{n}, 1], targets [{n}])"
-        got = call_learner(fn, predictions, targets, what=what, things_to_check=things)
+        got = call_learner(
+            fn, predictions, targets, what=what, things_to_check=things, leaves_unchanged="all"
+        )
         expected = _mse(predictions, targets).detach()
         number = _as_tensor(got)
         if number is None or number.shape != ():
@@ -901,7 +903,13 @@ def check_mean_squared_error(fn) -> None:
                 f"{what} returned the right value, but a tensor with no graph behind it",
                 MSE_DETACHED,
             )
-        got.sum().backward()
+        try:
+            got.sum().backward()
+        except RuntimeError as err:  # the learner's code already ran backward on this graph
+            fail(
+                f"{what}: backward() on the loss it returned failed ({str(err)[:60]}...): "
+                "do not call backward() inside; return the loss, and the caller runs backward"
+            )
         want = 2 * (predictions.detach()[:, 0] - targets)[:, None] / n
         if predictions.grad is None or not _same(predictions.grad, want):
             fail(
@@ -1047,6 +1055,26 @@ def check_two_layer_net(cls) -> None:
                 _difference(f"{what}(x)", first, expected),
                 mistake,
                 "forward: the hidden layer, torch.relu, then the output layer.",
+            )
+    # whatever the layers are made of (nn.Linear or nn.Parameter): each parameter shapes the
+    # output, and the output is not an affine function of x
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            saved = parameter.clone()
+            parameter.add_(1.0)
+            used = not torch.allclose(model(x), first)
+            parameter.copy_(saved)
+            if not used:
+                fail(
+                    f"{what}: adding 1 to {name} leaves the output as it was: forward never uses "
+                    "it (every weight and bias of both layers takes part)"
+                )
+        a, b = _randn(5, d_in, seed=50), _randn(5, d_in, seed=51)
+        if torch.allclose(model((a + b) / 2), (model(a) + model(b)) / 2, atol=1e-5):
+            fail(
+                f"{what}: the output of the midpoint of two inputs is the midpoint of their "
+                "outputs: the net is affine, with nothing non-linear between the layers",
+                NET_NO_RELU,
             )
     print(f"TwoLayerNet: correct ({count} parameters, all registered; relu between the layers)")
 
