@@ -1359,3 +1359,16 @@ class TokenizerTiesToTheRight(bpe.BPETokenizer):
 def test_tokenisation_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
     with pytest.raises(AssertionError, match=message):
         check(fn)
+
+
+class AttentionWithoutKeyBias(Attention):  # right: q . b_K is the same for every key of a query
+    def attention_pattern(self, x):
+        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q
+        k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e")
+        scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head)
+        return self.apply_causal_mask(scores).softmax(-1)
+
+
+def test_attention_without_the_key_bias_passes(capsys):
+    checks.check_attention(AttentionWithoutKeyBias)
+    assert "passed" in capsys.readouterr().out
