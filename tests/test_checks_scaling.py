@@ -408,6 +408,20 @@ def test_other_wrong_code_fails_without_a_wrong_cause(check, fn, message):
         ),
         (
             lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), [torch.tensor(1.0), torch.tensor(2.0)], lambda o, b: o.sum()
+            ),
+            TypeError,
+            r"tensors of rows \(at least 1-D\)",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
+                torch.nn.Linear(4, 4), torch.randn(3, 2, 4), lambda o, b: o.sum()
+            ),
+            ValueError,
+            r"got a tensor of shape \(3, 2, 4\)$",
+        ),
+        (
+            lambda: scaling.backward_micro_batches(
                 torch.nn.Linear(4, 4), [torch.randn(2, 4)], lambda o, b: (o - b).pow(2).mean(0)
             ),
             ValueError,

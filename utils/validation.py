@@ -1560,12 +1560,18 @@ def require_micro_batches(ddp_model, micro_batches, loss_fn):
     loss_fn wrapped so that a loss that is not one number with a graph fails in one line, not
     in backward()."""
     if not isinstance(micro_batches, (list, tuple)) or not micro_batches:
-        raise ValueError(
-            f"micro_batches must be a non-empty list of tensors (batch.split(size)), got "
-            f"{micro_batches!r:.60}"
+        got = (
+            f"a tensor of shape {tuple(micro_batches.shape)}"
+            if isinstance(micro_batches, Tensor)
+            else f"{micro_batches!r:.60}"
         )
-    if not all(isinstance(m, Tensor) for m in micro_batches):
-        raise TypeError("micro_batches must hold tensors, one micro-batch each")
+        raise ValueError(
+            f"micro_batches must be a non-empty list of tensors (batch.split(size)), got {got}"
+        )
+    if not all(isinstance(m, Tensor) and m.dim() >= 1 for m in micro_batches):
+        raise TypeError(
+            "micro_batches must hold tensors of rows (at least 1-D), one micro-batch each"
+        )
     sizes = sorted({len(m) for m in micro_batches})
     if len(sizes) > 1:
         raise ValueError(
