@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
+import numpy as np
 import torch
 
 
@@ -184,6 +185,22 @@ def call_learner(
                 "it is off"
             )
     return result
+
+
+def as_number(value) -> float | None:
+    """A learner's result as a float: a Python number, a one-element tensor or a numpy number (a
+    0-d array from .numpy(), np.float32); else None."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach())
+    if (
+        isinstance(value, (np.ndarray, np.generic))
+        and value.size == 1
+        and value.dtype.kind in "fiu"
+    ):
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _tensors_given(args, tensors: bool):

@@ -12,12 +12,11 @@ argument); a failing check names the first mistake that gives what the learner's
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from utils.checks.circuits import _ablation_model, _learner_function, _same
 from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in
-from utils.checks.core import recognise
+from utils.checks.core import as_number, recognise
 
 # --------------------------------------------------------------------------- known mistakes
 
@@ -271,20 +270,9 @@ def _composition(W_A, W_B, mistake=None):
     return (norm(product) / (norm(W_A) * norm(W_B))).item()
 
 
-def _number(got) -> float | None:
-    """A learner's result as a float: a Python number or a one-element tensor; else None."""
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        return float(got.detach())
-    if isinstance(got, (np.ndarray, np.generic)) and got.size == 1 and got.dtype.kind in "fiu":
-        return float(got)  # numpy's: a 0-d array from .numpy(), np.float32
-    if isinstance(got, (int, float)) and not isinstance(got, bool):
-        return float(got)
-    return None
-
-
 def _shown(raw) -> str:
     """What the learner returned, as a message shows it: the number, or what it was instead."""
-    value = _number(raw)
+    value = as_number(raw)
     if value is not None:
         return f"{value:.4g}"
     if isinstance(raw, torch.Tensor):
@@ -308,7 +296,7 @@ def check_patch_effect(fn) -> None:
     cases += [(2.0, 1.0, 5.0), (0.5, 1.0, 5.0)]  # lower is better (a loss): clean < corrupted
     for value, clean, corrupted in cases:
         what = f"patch_effect(value={value}, clean={clean}, corrupted={corrupted})"
-        got = _number(call_learner(fn, value, clean, corrupted, what=what))
+        got = as_number(call_learner(fn, value, clean, corrupted, what=what))
         expected = _effect(value, clean, corrupted)
         if not _close(got, expected):
             mistake = recognise(
@@ -464,7 +452,7 @@ def check_copying_score(fn) -> None:
     circuit[range(15, 20), range(15, 20)] += 11
     for case in (circuit, circuit.T.contiguous()):
         raw = call_learner(fn, case, what="copying_score(circuit)", leaves_unchanged="all")
-        got = _number(raw)
+        got = as_number(raw)
         expected = _copying(case)
         if not _close(got, expected):
             mistake = recognise(
@@ -494,7 +482,7 @@ def check_composition_score(fn) -> None:
         )
         W_B = torch.randn(16, 4, generator=generator) @ torch.randn(4, 16, generator=generator)
         raw = call_learner(fn, W_A, W_B, what="composition_score(W_A, W_B)", leaves_unchanged="all")
-        got = _number(raw)
+        got = as_number(raw)
         expected = _composition(W_A, W_B)
         if not _close(got, expected):
             mistake = recognise(

@@ -26,6 +26,7 @@ import math
 import torch
 
 from utils.checks.core import (
+    as_number,
     call_learner,
     fail,
     known_mistake,
@@ -828,12 +829,6 @@ BEAM_CASES = [
 ]
 
 
-def _number(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _learner_beams(fn, model, case):
     """The learner's beams as [(list of ids, float score)], after checking the form of what
     beam_search returned."""
@@ -888,7 +883,7 @@ def _learner_beams(fn, model, case):
                 f"{what}: beam {i} is {type(beam).__name__} {beam!r:.80}; "
                 "each beam must be a pair (1-D tensor of token ids, score)"
             )
-        seq, score = beam[0], _number(beam[1])
+        seq, score = beam[0], as_number(beam[1])
         if seq.ndim == 2 and seq.shape[0] == 1:
             seq = seq[0]
         if seq.ndim != 1 or seq.is_floating_point():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from utils.checks.core import (
+    as_number,
     call_learner,
     fail,
     known_mistake,
@@ -120,16 +121,6 @@ ACCURACY_TENSOR = known_mistake(
 )
 
 
-def _number(value):
-    """A Python number, or None: a 0-d tensor holds a number too (the trainer converts it with
-    float())."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, np.generic) and value.size == 1 and not isinstance(value, np.bool_):
-        value = value.item()  # a numpy scalar, np.float32(...): a number too
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 # --------------------------------------------------------------------------- lr_at
 
 
@@ -169,7 +160,7 @@ def check_lr_at(fn) -> None:
     for args in settings:
         for step in range(args.max_steps + 10):
             got = call_learner(fn, step, args, what=f"lr_at({step}, args)")
-            want, value = reference(step, args), _number(got)
+            want, value = reference(step, args), as_number(got)
             if args.max_steps <= args.warmup_steps <= step and same(
                 value, args.lr * args.min_lr_ratio
             ):
@@ -288,9 +279,9 @@ def check_make_optimizer(fn) -> None:
     missing = [name for name in names.values() if name not in seen.values() and name not in frozen]
     if missing:
         fail(f"make_optimizer: these parameters are not being trained: {missing}")
-    right_pattern = {name: decay for name, decay in decayed.items() if name not in frozen} == {
-        name: decay for name, decay in _decayed(model).items()
-    }
+    right_pattern = {
+        name: decay for name, decay in decayed.items() if name not in frozen
+    } == _decayed(model)
     if wrong and right_pattern:
         fail(
             "make_optimizer: the right parameters are decayed, but with weight_decay "
@@ -393,7 +384,7 @@ def check_optimizer_step(fn) -> None:
     number = (
         value
         if isinstance(value, float)
-        else _number(value)
+        else as_number(value)
         if isinstance(value, torch.Tensor)
         else None
     )
@@ -455,7 +446,7 @@ def check_next_token_accuracy(fn) -> None:
     expected = reference(logits, tokens)
     got = call_learner(fn, logits, tokens, what="next_token_accuracy(logits, tokens)")
     if isinstance(got, torch.Tensor):
-        value = _number(got)
+        value = as_number(got)
         if value is not None and math.isclose(value, expected, rel_tol=1e-6):
             fail(
                 f"next_token_accuracy returned {got!r}, a tensor of shape {tuple(got.shape)}; "
@@ -463,7 +454,7 @@ def check_next_token_accuracy(fn) -> None:
                 ACCURACY_TENSOR,
             )
     if isinstance(got, np.generic) and not isinstance(got, float):
-        value = _number(got)
+        value = as_number(got)
         if value is not None and math.isclose(value, expected, rel_tol=1e-6):
             fail(
                 f"next_token_accuracy returned {got!r}, a numpy number; expected the Python float "
@@ -475,7 +466,7 @@ def check_next_token_accuracy(fn) -> None:
             f"next_token_accuracy returned {got!r}, expected {expected:.6f} (a Python float "
             "between 0 and 1).",
             recognise(
-                _number(got) if isinstance(got, torch.Tensor) else got,
+                as_number(got) if isinstance(got, torch.Tensor) else got,
                 mistakes_in("next_token_accuracy"),
                 lambda m: _accuracy(logits, tokens, m),
                 same,
