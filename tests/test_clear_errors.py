@@ -768,10 +768,17 @@ def test_a_cache_refuses_to_continue_after_the_weights_changed(model_class, chan
         assert torch.allclose(cached_forward(model, tokens, cache), model(tokens), atol=1e-5)
 
 
-def test_the_loss_guard_does_not_break_a_compiled_graph(model):
-    """next_token_loss checks its arguments; under torch.compile (SafeTrainer's compile=True) the
-    checks must stay out of the graph: no graph break, one graph for model and loss together."""
-    explained = torch._dynamo.explain(lambda tokens: next_token_loss(model(tokens), tokens))(TOKENS)
+@pytest.mark.parametrize("loss_name", ["next_token_loss", "fused_next_token_loss"])
+def test_the_loss_guard_does_not_break_a_compiled_graph(model, loss_name):
+    """next_token_loss and the trainer's fused_next_token_loss check their arguments; under
+    torch.compile (SafeTrainer's compile=True) the checks must stay out of the graph: no graph
+    break, one graph for model and loss together."""
+    from utils.fused import fused_next_token_loss
+
+    loss_fn = {"next_token_loss": next_token_loss, "fused_next_token_loss": fused_next_token_loss}
+    explained = torch._dynamo.explain(lambda tokens: loss_fn[loss_name](model(tokens), tokens))(
+        TOKENS
+    )
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
 

@@ -58,6 +58,110 @@ def test_fused_twin_has_the_same_weights_outputs_and_gradients():
         )
 
 
+# fused_next_token_loss (notebook 03): the trainer's loss, next_token_loss with its gradient by hand
+def _logits_and_tokens(batch, posn, d_vocab, dtype, token_dtype=torch.int64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    logits = (3 * torch.randn(batch, posn, d_vocab, generator=generator)).to(dtype)
+    tokens = torch.randint(0, d_vocab, (batch, posn), generator=generator, dtype=token_dtype)
+    return logits, tokens
+
+
+def _loss_and_gradient(loss_fn, logits, tokens, scale=1.0):
+    logits = logits.clone().requires_grad_()
+    loss = loss_fn(logits, tokens)
+    (scale * loss).backward()
+    return loss, logits.grad
+
+
+@pytest.mark.parametrize(
+    "batch, posn, d_vocab, dtype, token_dtype, scale",
+    [
+        (1, 2, 5, torch.float32, torch.int64, 1.0),  # one position predicts
+        (3, 7, 11, torch.float32, torch.int32, 1.0),
+        (4, 16, 100, torch.float64, torch.int64, 0.25),  # a micro-batch's loss / n
+        (2, 9, 50, torch.float32, torch.int64, 65536.0),  # float16's gradient scaler
+        (2, 8, 64, torch.bfloat16, torch.int64, 1.0),  # bf16 autocast's logits
+    ],
+)
+def test_fused_next_token_loss_has_next_token_losss_value_and_gradient(
+    batch, posn, d_vocab, dtype, token_dtype, scale
+):
+    from utils.fused import fused_next_token_loss
+
+    logits, tokens = _logits_and_tokens(batch, posn, d_vocab, dtype, token_dtype)
+    # bf16 logits: in float32, as autocast runs F.cross_entropy; the gradient comes back in bf16
+    reference = (lambda z, t: next_token_loss(z.float(), t)) if dtype == torch.bfloat16 else None
+    loss, grad = _loss_and_gradient(reference or next_token_loss, logits, tokens, scale)
+    fused_loss, fused_grad = _loss_and_gradient(fused_next_token_loss, logits, tokens, scale)
+    assert fused_loss.dtype == loss.dtype == torch.promote_types(dtype, torch.float32)
+    assert fused_grad.dtype == grad.dtype == dtype
+    exact = dict(atol=1e-6, rtol=1e-5) if dtype != torch.bfloat16 else {}
+    torch.testing.assert_close(fused_loss, loss, **exact)
+    torch.testing.assert_close(fused_grad, grad, **exact)
+    assert not fused_grad[:, -1].any()  # the last position predicts nothing
+
+
+def test_fused_next_token_loss_leaves_the_logits_alone_and_its_saved_tensor_is_used_once():
+    """The backward edits the log-probabilities it saved, never the logits; a second backward
+    through the same graph is PyTorch's error, not a second, wrong gradient."""
+    from utils.fused import fused_next_token_loss
+
+    logits, tokens = _logits_and_tokens(2, 8, 30, torch.float32)
+    logits.requires_grad_()
+    before = logits.detach().clone()
+    loss = fused_next_token_loss(logits, tokens)
+    loss.backward(retain_graph=True)
+    assert torch.equal(logits.detach(), before)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    (grad,) = torch.autograd.grad(fused_next_token_loss(logits, tokens), logits, create_graph=True)
+    # a gradient of the gradient: an error (once_differentiable), never a wrong number
+    with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
+        grad.sum().backward()
+    with torch.no_grad():  # validation's use: no graph, the same number
+        torch.testing.assert_close(
+            fused_next_token_loss(logits, tokens), next_token_loss(logits, tokens)
+        )
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (lambda z, t: (t, z), "logits must be a float tensor"),  # swapped
+        (lambda z, t: (z[:, :1], t[:, :1]), "one position"),
+        (lambda z, t: (z, t[:, :-1]), "tokens must be the integer token ids"),
+        (lambda z, t: (z, t.float()), "tokens must be the integer token ids"),
+        (lambda z, t: (z, t + 30), r"ids in \[0, 30\)"),
+    ],
+)
+def test_fused_next_token_loss_names_bad_input(args, match):
+    from utils.fused import fused_next_token_loss
+
+    logits, tokens = _logits_and_tokens(2, 8, 30, torch.float32)
+    with pytest.raises(ValueError, match=match):
+        fused_next_token_loss(*args(logits, tokens))
+
+
+def test_fused_next_token_loss_compiles_to_the_same_gradients():
+    """SafeTrainer's compile=True compiles model and loss together, through the hand-written
+    backward (its in-place edits included)."""
+    from utils.fused import fused_next_token_loss
+
+    torch.manual_seed(0)
+    model = FusedTransformer(CFG)
+    tokens = torch.randint(0, CFG.d_vocab, (3, 16))
+    compiled = torch.compile(lambda t: fused_next_token_loss(model(t), t))
+    losses, grads = [], []
+    for loss_fn in (compiled, lambda t: next_token_loss(model(t), t)):
+        model.zero_grad()
+        losses.append(loss_fn(tokens))
+        losses[-1].backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(losses[0], losses[1])
+    for compiled_grad, grad in zip(*grads):
+        torch.testing.assert_close(compiled_grad, grad, atol=1e-6, rtol=1e-4)
+
+
 def test_fused_twin_still_exposes_attention_patterns(hf_and_ours):
     _, ours = hf_and_ours
     fused = FusedTransformer(ours.cfg)

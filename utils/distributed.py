@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import utils.training
+from utils.fused import fused_next_token_loss  # the trainer's loss (notebook 03)
 from utils.model import next_token_loss
 from utils.safe_training import SafeTrainer, _StopAfterThisStep
 from utils.scaling import mean_over_ranks, rows_for_rank  # notebook 06's
@@ -112,7 +113,7 @@ class DistributedTrainer(SafeTrainer):
         self._forwards_left = getattr(self, "_forwards_left", 1) - 1
         local = self._forwards_left > 0 and torch.is_grad_enabled()
         with self.autocast(), self.ddp.no_sync() if local else contextlib.nullcontext():
-            return next_token_loss(self.ddp(tokens), tokens)
+            return fused_next_token_loss(self.ddp(tokens), tokens)
 
     def batch(self, step: int) -> torch.Tensor:
         """This rank's share of the one-process batch for `step`; first, every rank learns whether

@@ -90,4 +90,40 @@ class FusedTransformer(utils.model.DemoTransformer):
     LayerNorm, Unembed = FusedLayerNorm, FusedUnembed
 
 
-# written by `make export`; sha256 of the text above: 45d0a0a8125bd051
+# --- notebooks/03_training.ipynb, code cell 13
+from utils.validation import require_logits_and_tokens
+
+
+class NextTokenLoss(torch.autograd.Function):
+    """next_token_loss with its gradient written by hand, (softmax - one_hot) / n, made in place
+    from the log-probabilities the forward keeps: no other tensor the size of the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, tokens: Tensor) -> Tensor:
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits: float32 maths
+        log_probs = torch.log_softmax(logits, dim=-1, dtype=dtype)  # [batch, posn, d_vocab]
+        targets = tokens[:, 1:, None].long()  # position i predicts token i + 1
+        ctx.save_for_backward(log_probs, targets)
+        return -log_probs[:, :-1].gather(-1, targets).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss: Tensor) -> tuple[Tensor, None]:
+        log_probs, targets = ctx.saved_tensors
+        grad = log_probs.exp_()  # the softmax, in place: the log-probabilities are done with
+        predicting = grad[:, :-1]
+        predicting.scatter_(-1, targets, predicting.gather(-1, targets) - 1)  # minus the one-hot
+        grad[:, -1] = 0  # the last position predicts nothing
+        return grad.mul_(grad_loss / targets.numel()), None  # the mean over n positions
+
+
+def fused_next_token_loss(
+    logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
+) -> Float[Tensor, ""]:
+    """next_token_loss's value and gradient, to float32 rounding, with two tensors the size of the
+    logits fewer. The trainer's loss."""
+    require_logits_and_tokens(logits, tokens)  # swapped, mismatched or one position: a clear line
+    return NextTokenLoss.apply(logits, tokens)
+
+
+# written by `make export`; sha256 of the text above: c1b7af2f1cccec30

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from utils.fused import fused_next_token_loss  # next_token_loss, its gradient by hand
 from utils.model import Float, Int, next_token_loss
 from utils.progress import progress_bar  # tqdm, leaving its last state as text in a notebook
 from utils.validation import (
@@ -116,7 +117,7 @@ def run_length(
     return steps, min(warmup_steps, steps // 2)
 
 
-# --- notebooks/03_training.ipynb, code cell 13
+# --- notebooks/03_training.ipynb, code cell 15
 @dataclass
 class TrainingArgs:
     batch_size: int = 16
@@ -149,7 +150,7 @@ class TrainingArgs:
         return self.device.startswith("cuda")
 
 
-# --- notebooks/03_training.ipynb, code cell 14
+# --- notebooks/03_training.ipynb, code cell 16
 def lr_at(step: int, args: TrainingArgs) -> float:
     """Linear warmup to args.lr, then cosine decay to args.lr * min_lr_ratio at max_steps (and flat
     after it). Step 0 already gets lr / warmup_steps: a zero learning rate would waste a step."""
@@ -162,7 +163,7 @@ def lr_at(step: int, args: TrainingArgs) -> float:
     return args.lr * (args.min_lr_ratio + decay)
 
 
-# --- notebooks/03_training.ipynb, code cell 16
+# --- notebooks/03_training.ipynb, code cell 18
 def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.AdamW:
     """AdamW with weight decay on the weight matrices and embeddings (W_...), but not on biases
     (b_...) or LayerNorm's w and b."""
@@ -177,7 +178,7 @@ def make_optimizer(model: torch.nn.Module, args: TrainingArgs) -> torch.optim.Ad
     return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas, fused=args.fused_adamw or None)
 
 
-# --- notebooks/03_training.ipynb, code cell 18
+# --- notebooks/03_training.ipynb, code cell 20
 def optimizer_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float
 ) -> Tensor:
@@ -193,7 +194,7 @@ def optimizer_step(
     return loss.detach()
 
 
-# --- notebooks/03_training.ipynb, code cell 20
+# --- notebooks/03_training.ipynb, code cell 22
 def next_token_accuracy(
     logits: Float[Tensor, "batch posn d_vocab"], tokens: Int[Tensor, "batch posn"]
 ) -> float:
@@ -203,7 +204,7 @@ def next_token_accuracy(
     return (logits[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
 
 
-# --- notebooks/03_training.ipynb, code cell 22
+# --- notebooks/03_training.ipynb, code cell 24
 @dataclass
 class History:
     train_tokens: list[int] = field(default_factory=list)
@@ -232,7 +233,7 @@ def validation_metrics(model, sequences: Tensor, args: TrainingArgs) -> tuple[fl
     return loss / rows, accuracy / rows
 
 
-# --- notebooks/03_training.ipynb, code cell 23
+# --- notebooks/03_training.ipynb, code cell 25
 class Trainer:
     """Trains a model (DemoTransformer, its fused twin, or yours) on packed sequences."""
 
@@ -246,7 +247,7 @@ class Trainer:
         self.history = History()
 
     def loss(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, ""]:
-        return next_token_loss(self.model(tokens), tokens)
+        return fused_next_token_loss(self.model(tokens), tokens)
 
     def training_step(self, batch: Int[Tensor, "batch posn"]) -> Float[Tensor, ""]:
         """One optimizer step: set this step's learning rate; forward and backward for each
@@ -341,4 +342,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: a098084aa96c09d3
+# written by `make export`; sha256 of the text above: e5bb69947f1e1d1f
