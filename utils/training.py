@@ -253,8 +253,9 @@ class Trainer:
         """One optimizer step: set this step's learning rate; forward and backward for each
         micro-batch, their gradients adding up; your optimizer_step does the last backward, the
         clipping and the update. Returns the batch's mean loss."""
+        lr = float(lr_at(self.step, self.args))  # once: lr_at checks args on every call
         for group in self.optimizer.param_groups:
-            group["lr"] = float(lr_at(self.step, self.args))
+            group["lr"] = lr
         *earlier, last = batch.split(self.args.micro_batch_size or len(batch))
         n = len(earlier) + 1  # each micro-batch's loss / n: the gradients add up to the mean
         total = torch.zeros((), device=batch.device)
@@ -342,4 +343,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: e5bb69947f1e1d1f
+# written by `make export`; sha256 of the text above: ae5ab557cc7f31ad
