@@ -28,7 +28,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_session}"
-PYTHON="${PYTHON:-python3}"
+# this checkout's environment where there is one (make setup); the GPU image's python3 otherwise
+PYTHON="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 CHECKPOINTS="${CHECKPOINTS:-/tmp/gpu_session_checkpoints}"
 mkdir -p "$OUT" "$CHECKPOINTS"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
