@@ -253,7 +253,7 @@ class Trainer:
         """One optimizer step: set this step's learning rate; forward and backward for each
         micro-batch, their gradients adding up; your optimizer_step does the last backward, the
         clipping and the update. Returns the batch's mean loss."""
-        lr = float(lr_at(self.step, self.args))  # once: lr_at checks args on every call
+        lr = float(lr_at(self.step, self.args))  # one rate for both groups (decay, no decay)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         *earlier, last = batch.split(self.args.micro_batch_size or len(batch))
@@ -343,4 +343,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: ae5ab557cc7f31ad
+# written by `make export`; sha256 of the text above: 98345614d197af0d
