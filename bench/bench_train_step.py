@@ -113,6 +113,13 @@ def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint
     return lambda: trainer.training_step(tokens)
 
 
+def paired_spread(peer_times: list[float], times: list[float]) -> str:
+    """The ratio round by round (peer's time over this one's in the same round, so that drift in the
+    machine's load cancels): its quartiles say how far one run's figure can be trusted."""
+    low, mid, high = statistics.quantiles([p / t for p, t in zip(peer_times, times)], n=4)
+    return f"round by round: median {mid:.2f}, quartiles {low:.2f}-{high:.2f}"
+
+
 def bench_shape(
     name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True, hooked=False
 ):
@@ -162,13 +169,23 @@ def bench_shape(
         if device == "cuda":
             peak_memory[label] = torch.cuda.max_memory_allocated() / GiB
         print(f"  warm-up {label}: {warmup:.1f} s", flush=True)
-    times = interleaved_times(steps, rounds, sync)
+    # each sample at least 0.2 s (several steps at small shapes): one 10 ms step is at the mercy
+    # of the machine's jitter
+    one_step = min(interleaved_times(steps, 1, sync)[label][0] for label in steps)
+    repeat = max(1, round(0.2 / one_step))
+    times = interleaved_times(
+        {label: lambda step=step: [step() for _ in range(repeat)] for label, step in steps.items()},
+        rounds,
+        sync,
+    )
+    times = {label: [t / repeat for t in ts] for label, ts in times.items()}
     medians = {k: statistics.median(v) for k, v in times.items()}
-    fastest_peer = min(medians[k] for k in peers)
+    fastest_label = min(peers, key=medians.get)
+    fastest_peer = medians[fastest_label]
     print(
         f"\n{name}: d_model={cfg.d_model} n_layers={cfg.n_layers} d_vocab={cfg.d_vocab}, batch "
         f"{batch} x seq {seq}, {device}{' bf16 autocast' if bf16 else ' float32'}, "
-        f"{torch.get_num_threads()} CPU threads, median of {rounds}"
+        f"{torch.get_num_threads()} CPU threads, median of {rounds} rounds of {repeat} step(s)"
     )
     peak = (
         peak_flops(torch.cuda.get_device_name(), "bfloat16") if device == "cuda" and bf16 else None
@@ -179,6 +196,8 @@ def bench_shape(
             f"  {label:<38} {t * 1e3:9.2f} ms/step {batch * seq / t:>11,.0f} tok/s   fastest peer "
             f"/ this = {fastest_peer / t:.2f}"
         )
+        if label != fastest_label and rounds >= 4:
+            line += f" ({paired_spread(times[fastest_label], times[label])})"
         if peak:
             line += f"   MFU {flops / t / peak:.1%}"
         if label in peak_memory:
