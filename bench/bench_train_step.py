@@ -42,7 +42,7 @@ from utils.gpu import model_flops_per_token
 from utils.safe_training import SafeTrainer as Trainer  # notebook 03's trainer, as it trains
 from utils.training import TrainingArgs
 
-from timing import interleaved_times  # bench/timing.py
+from timing import interleaved_step_times, paired_spread  # bench/timing.py
 
 SHAPES = {
     "ci": (Config(**CONFIGS["ci"].model, d_vocab=CONFIGS["ci"].bpe_vocab_size), 16, 64),
@@ -113,13 +113,6 @@ def ours_step(model_class, cfg, device, dtype_name, compile_, tokens, checkpoint
     return lambda: trainer.training_step(tokens)
 
 
-def paired_spread(peer_times: list[float], times: list[float]) -> str:
-    """The ratio round by round (peer's time over this one's in the same round, so that drift in the
-    machine's load cancels): its quartiles say how far one run's figure can be trusted."""
-    low, mid, high = statistics.quantiles([p / t for p, t in zip(peer_times, times)], n=4)
-    return f"round by round: median {mid:.2f}, quartiles {low:.2f}-{high:.2f}"
-
-
 def bench_shape(
     name, cfg, batch, seq, device, bf16, rounds, compile_, peer, explicit, hf=True, hooked=False
 ):
@@ -169,16 +162,7 @@ def bench_shape(
         if device == "cuda":
             peak_memory[label] = torch.cuda.max_memory_allocated() / GiB
         print(f"  warm-up {label}: {warmup:.1f} s", flush=True)
-    # each sample at least 0.2 s (several steps at small shapes): one 10 ms step is at the mercy
-    # of the machine's jitter
-    one_step = min(interleaved_times(steps, 1, sync)[label][0] for label in steps)
-    repeat = max(1, round(0.2 / one_step))
-    times = interleaved_times(
-        {label: lambda step=step: [step() for _ in range(repeat)] for label, step in steps.items()},
-        rounds,
-        sync,
-    )
-    times = {label: [t / repeat for t in ts] for label, ts in times.items()}
+    times, repeat = interleaved_step_times(steps, rounds, sync)
     medians = {k: statistics.median(v) for k, v in times.items()}
     fastest_label = min(peers, key=medians.get)
     fastest_peer = medians[fastest_label]
