@@ -1,7 +1,9 @@
 """What the learner sees, where the learner sees it: every solution and exercise notebook, executed
 under `ci` in a temporary copy, opened in JupyterLab (started from this checkout's environment on
-127.0.0.1) in headless Chromium. Every markdown image has loaded, every plotly figure has drawn
-its plot, no figure is wider than its output area, and the browser console shows no error.
+127.0.0.1) in headless Chromium, on a laptop-sized page (1280 x 800). Every markdown image has
+loaded, every plotly figure has drawn its plot, no figure is wider than its output area, no printed
+line is wider than 100 characters (JupyterLab would break it mid-word) and the browser console
+shows no error.
 
 Playwright (from PyPI) drives the system's Chromium (the Debian package `chromium`; Playwright
 cannot download its own browsers here). Without Chromium the test is skipped with one line;
@@ -27,6 +29,7 @@ import nbformat
 import pytest
 
 from utils.export import ROOT
+from utils.printing import WIDTH, wrap_lines
 
 CHROMIUM = next(
     (shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None
@@ -175,6 +178,12 @@ _INSPECT = """() => {
     // drawn: plotly has laid out the figure and drawn its traces (heatmaps are g.hm)
     drawn: plots.filter(plot => plot._fullLayout && plot.querySelector('g.trace, g.hm')).length,
     tooWide: tooWide.length,
+    // printed text that JupyterLab shows on more lines than it has
+    wrapped: [...document.querySelectorAll('.jp-OutputArea-output pre')].filter(pre => {
+      const lines = pre.textContent.replace(/\\n$/, '').split('\\n').length;
+      const lineHeight = parseFloat(getComputedStyle(pre).lineHeight);
+      return Math.round(pre.getBoundingClientRect().height / lineHeight) > lines;
+    }).map(pre => pre.textContent),
   };
 }"""
 
@@ -184,7 +193,7 @@ def _look(browser, lab, executed: Path, wait_s: float = 60) -> dict:
     console's errors (those of external files, unreachable offline, kept apart)."""
     url, token, copy, _ = lab
     images, figures = _expected(executed)
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 800})  # a laptop's screen
     errors, offline = [], []
 
     def on_console(message) -> None:
@@ -224,6 +233,38 @@ def _look(browser, lab, executed: Path, wait_s: float = 60) -> dict:
     return {**seen, **expected, "errors": errors, "offline": sorted(set(offline))}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a traceback's colours
+
+
+def _printed(executed: Path) -> tuple[list[str], set[str]]:
+    """(each line the cells printed or showed as text, each line of their tracebacks), as the
+    page shows them (a progress bar's line as it ended, after its last carriage return)."""
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    printed, tracebacks = [], set()
+    for output in (output for cell in nb["cells"] for output in cell.get("outputs", [])):
+        data = output.get("data", {})
+        if output["output_type"] == "error":
+            tracebacks.update(_ANSI.sub("", "\n".join(output["traceback"])).split("\n"))
+        elif output["output_type"] == "stream" or list(data) == ["text/plain"]:
+            text = "".join(output.get("text", "")) + "".join(data.get("text/plain", ""))
+            printed += [line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", text).split("\n")]
+    return printed, tracebacks
+
+
+def _too_wide(executed: Path, wrapped: list[str]) -> list[str]:
+    """Printed lines over 100 characters that utils/printing.py would wrap (a longer word, such as
+    a path, is left whole), and any line JupyterLab wrapped (`wrapped`, from the page) that is
+    neither such a word nor a traceback's line (which IPython writes)."""
+    printed, tracebacks = _printed(executed)
+    too_wide = {line for line in printed if wrap_lines(line) != line}
+    for text in wrapped:
+        lines = text.rstrip("\n").split("\n")
+        if all(len(line) <= WIDTH for line in lines):  # then 100 characters no longer fit
+            too_wide.add(f"(wrapped in JupyterLab, no line over {WIDTH} characters) {lines[0]}")
+        too_wide |= {line for line in lines if wrap_lines(line) != line and line not in tracebacks}
+    return sorted(too_wide)
+
+
 def _unfinished_bars(executed: Path) -> list[str]:
     """Progress bars whose saved text is not finished ("0%| | 0/224" above a finished log, as a
     saved notebook showed tqdm's widget before utils/progress.py): every run under `ci` ends."""
@@ -247,6 +288,10 @@ def test_jupyterlab_shows_every_image_and_figure_without_errors(notebook, lab, b
     assert shown == seen["expected_images"], f"{shown} of {seen['expected_images']} images shown"
     assert seen["drawn"] == seen["figures"], f"{seen['drawn']} of {seen['figures']} figures drawn"
     assert seen["tooWide"] == 0, f"{seen['tooWide']} figures wider than their output area"
+    too_wide = _too_wide(executed, seen["wrapped"])
+    assert not too_wide, (
+        f"printed lines over {WIDTH} characters (use print_wrapped): {too_wide[:5]}"
+    )
     assert not seen["errors"], f"browser console errors: {seen['errors'][:5]}"
     assert not _unfinished_bars(executed), "progress bars saved as unfinished"
     if seen["offline"]:
@@ -255,7 +300,7 @@ def test_jupyterlab_shows_every_image_and_figure_without_errors(notebook, lab, b
 
 def test_the_browser_check_sees_a_broken_image_and_broken_figures(lab, browser):
     """The check itself can fail: a notebook with an image that is not one, a figure plotly cannot
-    draw, and one wider than the page."""
+    draw, one wider than the page, and printed lines too wide (wrapped by JupyterLab, or not)."""
     import plotly.graph_objects as go
 
     good = go.Figure(go.Scatter(y=[1, 3, 2])).to_plotly_json()
@@ -269,7 +314,10 @@ def test_the_browser_check_sees_a_broken_image_and_broken_figures(lab, browser):
         nbformat.v4.new_output("display_data", data={PLOTLY: json.loads(json.dumps(fig))})
         for fig in (good, wide, undrawable)
     ]
-    nb.cells = [image, figures]
+    long_line = " ".join(["word"] * 30)  # 149 characters
+    printed = nbformat.v4.new_code_cell("print(long_line)")
+    printed.outputs = [nbformat.v4.new_output("stream", name="stdout", text=long_line + "\n")]
+    nb.cells = [image, figures, printed]
     from nbformat.sign import NotebookNotary
 
     NotebookNotary(data_dir=lab[3]["JUPYTER_DATA_DIR"]).sign(nb)
@@ -279,6 +327,13 @@ def test_the_browser_check_sees_a_broken_image_and_broken_figures(lab, browser):
     assert seen["expected_images"] == 1 and seen["broken"] == ["not an image"], seen
     assert seen["figures"] == 3 and seen["drawn"] < 3, seen
     assert seen["tooWide"] >= 1
+    assert seen["wrapped"] == [long_line + "\n"], seen["wrapped"]
+    assert _too_wide(planted, seen["wrapped"]) == [long_line]
+    assert _too_wide(planted, []) == [long_line]  # found in the file too, without the browser
+    with_a_path = "/" + "x" * 120 + "\n"  # a word too long for a line: the page wraps it, we don't
+    assert _too_wide(planted, [with_a_path]) == [long_line]
+    narrow = "x" * WIDTH + "\n"  # if 100 characters stopped fitting, that would be found
+    assert _too_wide(planted, [narrow])[0].startswith("(wrapped in JupyterLab, no line over 100")
 
 
 @pytest.mark.parametrize("setting, drawn", [("embed", 1), ("", 0)])

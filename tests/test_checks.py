@@ -722,7 +722,7 @@ def test_optimizer_check_accepts_decay_decided_by_name(capsys):
     # 9 weight matrices and embeddings; the frozen one is a bias (b_Q)
     assert (
         "decay on the 9 weight matrices and embeddings (W_...) only, the frozen one left out"
-        in (capsys.readouterr().out)
+        in " ".join(capsys.readouterr().out.split())  # the message as one line, unwrapped
     )
 
 

@@ -8,6 +8,7 @@ from named_mistakes import assert_check_names_only
 
 from utils import checks, patching
 from utils.checks import MISTAKES
+from utils.printing import wrap_lines
 
 PATCHING_PARTS = {
     "patch_effect",
@@ -377,7 +378,8 @@ def test_a_check_given_the_wrong_thing_says_so_in_one_line():
 
     with pytest.raises(CheckUsageError, match="takes your function") as err:
         checks.check_copying_score(torch.eye(3))
-    assert err.value._render_traceback_() == [f"TypeError: {err.value}"]
+    # one message (wrapped to the output area), no frames
+    assert err.value._render_traceback_() == [wrap_lines(f"TypeError: {err.value}")]
     frame = err.value.__traceback__
     while frame.tb_next:
         frame = frame.tb_next

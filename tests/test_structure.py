@@ -24,6 +24,7 @@ LEVEL = {
     "files": 0,
     "cli": 0,
     "progress": 0,
+    "printing": 0,
     "warmup": 0,
     "bpe": 1,
     "model": 2,

@@ -16,6 +16,7 @@ Hand-written (the plumbing: what exists because of machines, people, time or oth
     gpu           - what the GPU can do: precision, micro-batch, compilation, FLOPs and MFU
     timing        - timing for the notebooks' speed comparisons
     plotting      - plotly charts (attention patterns, loss curves)
+    printing      - print_wrapped: printed lines that fit JupyterLab's output area (100 characters)
     checkpoints   - checkpoint files that lose nothing: run folders, atomic writes, safe loading
     safe_training - SafeTraining: notebook 03's Trainer for long runs (Ctrl-C, resume, NaN, GPU)
     runs          - one pipeline for notebook 03's run, reloaded by notebooks 04 and 05

@@ -25,6 +25,7 @@ import utils.safe_training  # notebook 03's trainer, for the induction model
 import utils.training
 from utils.configs import require_run_config
 from utils.model import Float, Int
+from utils.printing import print_wrapped  # print, with lines over 100 characters wrapped
 from utils.validation import require_attribution, require_cache, require_heads
 from utils.validation import require_logits_and_tokens, require_path, require_pattern
 from utils.validation import require_period_args, require_repeat_args
@@ -166,9 +167,9 @@ def load_induction_model(run_cfg, checkpoint_dir: str | Path) -> utils.hooks.Hoo
     if latest is not None:
         model, meta = utils.checkpoints.load_checkpoint_model(latest, run_cfg.device)
         if model.cfg == INDUCTION_CFG and meta["step"] == INDUCTION_STEPS[run_cfg.name]:
-            print(f"the induction model of notebook 05: {latest}")
+            print_wrapped(f"the induction model of notebook 05: {latest}")
             return utils.hooks.HookedDemoTransformer.from_model(model).eval()
-    print(f"no induction model of notebook 05 in {checkpoint_dir}: training one now")
+    print_wrapped(f"no induction model of notebook 05 in {checkpoint_dir}: training one now")
     model, _ = train_induction_model(run_cfg, checkpoint_dir)
     return utils.hooks.HookedDemoTransformer.from_model(model).eval()
 
@@ -222,4 +223,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: cfa2127594043238
+# written by `make export`; sha256 of the text above: a1e0d09bde2c6427

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from utils.printing import print_wrapped
 from utils.validation import require_int
 
 ENV_VAR = "TUTORIAL_CONFIG"
@@ -171,13 +172,13 @@ def setup_notebook(seed: int = 0) -> RunConfig:
     seed_everything(seed)
     configure_plotly()
     if cfg.name == "gpu" and not torch.cuda.is_available():
-        print(
+        print_wrapped(
             f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the "
             "CPU will be slow."
         )
     network = (
         "online (Hugging Face hub reachable)" if is_online() else "offline (using local fallbacks)"
     )
-    print(f"config: {cfg.name} ({cfg.description})")
+    print_wrapped(f"config: {cfg.name} ({cfg.description})")
     print(f"device: {cfg.device} | torch {torch.__version__} | network: {network}")
     return cfg

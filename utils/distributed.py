@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from utils.printing import print_wrapped
 import utils.training
 from utils.fused import fused_next_token_loss  # the trainer's loss (notebook 03)
 from utils.model import next_token_loss
@@ -199,7 +200,7 @@ def compare_ddp_and_fsdp(steps: int = 3) -> None:
             + ", ".join(f"{value:.5f}" for value in losses)
         )
     if rank == 0:
-        print("\n".join(lines))
+        print_wrapped("\n".join(lines))
     stop()
 
 

@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.printing import print_wrapped
 from utils.validation import (
     require_bool,
     require_config_fields,
@@ -127,7 +128,7 @@ def _give_up_on_hub(why: str) -> str:
 
 
 def _fallback(message: str, why: str | None = None) -> None:
-    print(
+    print_wrapped(
         f"[offline fallback] {message.rstrip('.')}; {why}"
         if why
         else f"[offline fallback] {message}"

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from utils.printing import print_wrapped
 import utils.checkpoints
 import utils.configs
 import utils.gpu
@@ -216,7 +217,7 @@ def load_trained_model(run_cfg, checkpoint_dir: str | Path, model_class=None) ->
             if not different:
                 return TrainedModel(model, meta, latest, corpus, tokenizer, sample_prompt)
             why = f"{latest} was trained with another {' and '.join(different)}"
-    print(f"{why}: training a model for a short run (notebook 03's pipeline and trainer)")
+    print_wrapped(f"{why}: training a model for a short run (notebook 03's pipeline and trainer)")
     run = prepare_run(run_cfg, corpus)
     steps, warmup = utils.training.run_length(
         len(run.train_sequences),

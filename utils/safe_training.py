@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from utils.printing import print_wrapped
 import utils.gpu
 import utils.model
 import utils.training
@@ -76,7 +77,7 @@ class StopRequests:
         if self.requested:
             raise KeyboardInterrupt("stopped at once, in the middle of a step")
         self.requested = True
-        print(
+        print_wrapped(
             "\nStopping after this step, and saving a checkpoint (press again to stop at once, "
             "without saving)",
             file=sys.stderr,
@@ -184,7 +185,9 @@ class SafeTraining:
         self.phase = ""  # what a second Ctrl-C would cut short
         removed = remove_partial_checkpoints(args.checkpoint_dir)
         if removed:
-            print(f"removed {len(removed)} partial checkpoint file(s) in {args.checkpoint_dir}")
+            print_wrapped(
+                f"removed {len(removed)} partial checkpoint file(s) in {args.checkpoint_dir}"
+            )
         # compile the whole loss: the cross-entropy then fuses with the unembedding's output, and
         # the float32 copy of the logits is never written to memory (evaluation and sampling: eager)
         self._loss = torch.compile(self._eager_loss) if args.compile else self._eager_loss
@@ -272,7 +275,7 @@ class SafeTraining:
                     self._flush_losses()
                     if not self.saved or self.saved[-1][0] != self.step:
                         self.save_checkpoint()
-                    print(
+                    print_wrapped(
                         f"Stopped at step {self.step}: saved {self.last_checkpoint}. Call "
                         f"trainer.train() to continue, or SafeTrainer.resume("
                         f"'{self.last_checkpoint}', ...) in a new session."
@@ -463,7 +466,7 @@ class SafeTraining:
         self._refuse_non_finite_weights()
         if self.run_dir is None:
             self.run_dir = new_run_dir(self.args.checkpoint_dir)
-            print(f"this run's checkpoints go to {self.run_dir}")
+            print_wrapped(f"this run's checkpoints go to {self.run_dir}")
         path = self.run_dir / f"step_{self.step:06d}.pt"
         write_checkpoint(self.state(), path)
         self.last_checkpoint = path
@@ -496,7 +499,7 @@ class SafeTraining:
         ):
             cpu = {"device": "cpu", "autocast": None, "micro_batch_size": None, "compile": False}
             overrides = {**cpu, **overrides}
-            print(
+            print_wrapped(
                 f"{path.name} was trained on {saved_device}; there is no CUDA GPU here, so it "
                 f"resumes on the CPU in float32"
             )
@@ -523,7 +526,7 @@ class SafeTraining:
         trainer._load_state(state)
         trainer.last_checkpoint = trainer.resumed_from = path
         trainer.saved.append((trainer.step, path))
-        print(
+        print_wrapped(
             f"resuming {path} at step {trainer.step}"
             + (f" (changed: {', '.join(changed)})" if changed else "")
             + f"; its checkpoints go to a new folder in {args.checkpoint_dir}"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from utils.printing import print_wrapped
 import utils.checkpoints
 import utils.configs
 import utils.distributed
@@ -192,8 +193,8 @@ def summary(trainer, first_step: int, seconds: float, world: int) -> str:
     tokens = (trainer.step - first_step) * args.batch_size * trainer.model.cfg.n_ctx
     lines = [
         f"trained to step {trainer.step} of {args.max_steps} on {world} process"
-        f"{'es' if world > 1 else ''} in {seconds:.1f} s ({tokens / seconds:,.0f} tokens/s over "
-        "all processes, evaluations and saves included)",
+        f"{'es' if world > 1 else ''} in {seconds:.1f} s: {tokens / seconds:,.0f} tokens/s",
+        "(the tokens of all processes together, evaluations and saves included)",
     ]
     if history.train_loss:
         lines.append(f"last training loss {history.train_loss[-1]:.4f}")
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             except (TrainingDiverged, OSError) as error:  # the message says what to do: one line
                 print(f"python -m utils.train: error: {error}", file=sys.stderr)
                 return 1
-            print(summary(trainer, first_step, time.perf_counter() - start, world))
+            print_wrapped(summary(trainer, first_step, time.perf_counter() - start, world))
         return 0
     finally:
         utils.distributed.stop()

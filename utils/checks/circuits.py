@@ -21,6 +21,7 @@ import inspect
 
 import torch
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     CheckUsageError,
     call_learner,
@@ -322,7 +323,7 @@ def check_direct_logit_attribution(fn) -> None:
                     mistake,
                     things,
                 )
-    print(
+    print_wrapped(
         "direct_logit_attribution: correct (a grid of vectors and a single one; centring, scale, "
         "ln_final.w, W_U)"
     )
@@ -462,7 +463,7 @@ def check_induction_score(fn) -> None:
                 things,
                 **offsets,
             )
-    print(
+    print_wrapped(
         "induction_score: correct (two lengths of the repeat, batches of 2 and 3; only the "
         "induction diagonal, only the repeat's queries)"
     )
@@ -586,7 +587,7 @@ def check_ablate_heads(fn) -> None:
                     mistake,
                     things,
                 )
-    print(
+    print_wrapped(
         "ablate_heads: correct (one head; heads in two layers; two heads of one layer; "
         "and no hooks left attached)"
     )

@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable, NoReturn
 import numpy as np
 import torch
 
+from utils.printing import wrap_lines
+
 
 # --------------------------------------------------------------------------- known mistakes
 
@@ -260,7 +262,7 @@ class CheckFailed(AssertionError):
     traceback there. Elsewhere (pytest, make check, a script) it is an AssertionError like any."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"AssertionError: {self}"]
+        return [wrap_lines(f"AssertionError: {self}")]  # lines that fit the output area
 
 
 class CheckUsageError(TypeError):
@@ -268,7 +270,7 @@ class CheckUsageError(TypeError):
     line in IPython and Jupyter, as a CheckFailed is; a TypeError elsewhere."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"TypeError: {self}"]
+        return [wrap_lines(f"TypeError: {self}")]
 
 
 def learner_facing(check):

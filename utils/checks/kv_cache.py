@@ -16,6 +16,7 @@ from dataclasses import replace
 import einops
 import torch
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     call_learner,
     fail,
@@ -316,7 +317,7 @@ def check_kv_cache(fn) -> None:
                     things_to_check,
                 )
             start = end
-    print(
+    print_wrapped(
         f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks "
         f"of {', '.join(map(str, CHUNKS))} give the uncached logits (3 models, one of attention "
         "alone; batch 2), and the cache holds every position"

@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     CheckUsageError,
     Mistake,
@@ -465,7 +466,7 @@ def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: s
                 _check_gradients_reach_weights(name, layer, cfg, batch, n)
             n_runs += 1
     if also != "quiet":
-        print(
+        print_wrapped(
             f"{name} passed: {n_runs} cases ({len(seeds)} seeds x {len(shapes)} shapes{also}) "
             "match Hugging Face's GPT-2"
         )
@@ -734,7 +735,7 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
     shares_memory: list[bool] = []
     _each_case(name, cls, "pos_embed.", case, cfg)
     if any(shares_memory):  # right values, but an in-place edit of them would edit W_pos
-        print(
+        print_wrapped(
             "  note: your PosEmbed returns a view of W_pos (the same memory): .clone() it, or\n"
             "  a hook's in-place edit of the output under torch.no_grad() edits W_pos itself"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from utils.printing import print_wrapped
 from utils.checks.circuits import _ablation_model, _learner_function, _same
 from utils.checks.core import call_learner, fail, known_mistake, learner_facing, mistakes_in
 from utils.checks.core import as_number, recognise
@@ -310,7 +311,7 @@ def check_patch_effect(fn) -> None:
                 mistake,
                 "0 for the corrupted run's metric, 1 for the clean run's, in between linearly.",
             )
-    print(
+    print_wrapped(
         f"patch_effect: correct ({len(cases)} cases: below the corrupted baseline, above the clean "
         "one, and a metric where lower is better)"
     )
@@ -389,7 +390,7 @@ def check_patch_residual_stream(fn) -> None:
         "for each layer and position, a hook on f'blocks.{layer}.hook_resid_pre' in a run of the "
         "corrupted tokens that sets resid[:, position] to the clean run's; metric of its logits.",
     )
-    print(
+    print_wrapped(
         "patch_residual_stream: correct (3 layers x 7 positions of a random model, the tokens "
         "differing at 3 of them; no hooks left attached)"
     )
@@ -405,7 +406,9 @@ def check_patch_head_outputs(fn) -> None:
         "for each head, a hook on f'blocks.{layer}.attn.hook_z' in a run of the corrupted tokens "
         "that sets z[:, :, head] to the clean run's; metric of its logits.",
     )
-    print("patch_head_outputs: correct (3 layers x 6 heads of a random model; no hooks left)")
+    print_wrapped(
+        "patch_head_outputs: correct (3 layers x 6 heads of a random model; no hooks left)"
+    )
 
 
 @learner_facing
@@ -435,7 +438,9 @@ def check_ov_circuit(fn) -> None:
                     mistake,
                     "token embeddings, the head's values and output, then the unembedding.",
                 )
-    print("ov_circuit: correct (two heads of a random model whose W_U is not W_E's transpose)")
+    print_wrapped(
+        "ov_circuit: correct (two heads of a random model whose W_U is not W_E's transpose)"
+    )
 
 
 @learner_facing
@@ -464,7 +469,7 @@ def check_copying_score(fn) -> None:
                 mistake,
                 "circuit.argmax(dim=-1) == torch.arange(len(circuit)), as a share of rows.",
             )
-    print(
+    print_wrapped(
         "copying_score: correct (two 40 x 40 circuits whose row and column maxima differ, some "
         "rows with the diagonal a close second)"
     )
@@ -493,4 +498,4 @@ def check_composition_score(fn) -> None:
                 mistake,
                 "||W_A @ W_B|| / (||W_A|| * ||W_B||), Frobenius norms (torch.linalg.matrix_norm).",
             )
-    print("composition_score: correct (two pairs of low-rank matrices that do not commute)")
+    print_wrapped("composition_score: correct (two pairs of low-rank matrices that do not commute)")

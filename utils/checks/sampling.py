@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     as_number,
     call_learner,
@@ -468,7 +469,7 @@ def check_temperature(fn) -> None:
             lambda m: _temperature(logits, temperature, m),
             things,
         )
-    print(
+    print_wrapped(
         f"apply_temperature passed: {len(cases)} cases, temperatures from 0.1 to 2, "
         "the caller's logits unchanged"
     )
@@ -514,7 +515,7 @@ def check_frequency_penalty(fn) -> None:
             lambda m: _frequency_penalty(logits, tokens, penalty, m),
             things,
         )
-    print(
+    print_wrapped(
         f"apply_frequency_penalty passed: {len(cases)} cases, with repeats early and late in the "
         "sequence, the caller's logits and tokens unchanged"
     )
@@ -569,7 +570,7 @@ def check_top_k(fn) -> None:
             kept=kept,
             k=k,
         )
-    print(
+    print_wrapped(
         f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, "
         "the caller's logits unchanged (removed logits: -inf, or at most -1e4)"
     )
@@ -633,7 +634,7 @@ def check_top_p(fn) -> None:
                     things,
                 )
         _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things, p=p)
-    print(
+    print_wrapped(
         f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
         "a mass of exactly p before a token (removed) and one just below p (kept), and logits "
         "out of order (removed logits: -inf, or at most -1e4)"
@@ -1003,7 +1004,7 @@ def check_beam_search(fn) -> None:
             ),
             things,
         )
-    print(
+    print_wrapped(
         f"beam_search passed: {len(BEAM_CASES)} settings (beams 2 to 4, length_penalty 0.5 to 2, "
         "a stop token, no_repeat_ngram_size) give Hugging Face's beams, every one, its score and "
         "its place"

@@ -23,6 +23,7 @@ import copy
 import torch
 import torch.distributed as dist
 
+from utils.printing import print_wrapped
 from utils.checks.circuits import _learner_function
 from utils.checks.core import call_learner, fail, known_mistake, learner_facing
 
@@ -131,7 +132,7 @@ def check_rows_for_rank(fn) -> None:
                 )
             shares.append(got.tolist())
         _judge_shares(rows.tolist(), shares, world, things)
-    print("rows_for_rank: correct (16, 12, 8, 6 and 18 rows over 2, 3, 4, 1 and 3 ranks)")
+    print_wrapped("rows_for_rank: correct (16, 12, 8, 6 and 18 rows over 2, 3, 4, 1 and 3 ranks)")
 
 
 def _judge_shares(rows: list[int], shares: list[list[int]], world: int, things: str) -> None:
@@ -341,7 +342,9 @@ def check_mean_over_ranks(fn) -> None:
             mistake,
             things,
         )
-    print("mean_over_ranks: correct (3 and 2 pretend ranks, each checked; values left unchanged)")
+    print_wrapped(
+        "mean_over_ranks: correct (3 and 2 pretend ranks, each checked; values left unchanged)"
+    )
 
 
 # --------------------------------------------------------------------------- backward_micro_batches
@@ -493,7 +496,7 @@ def check_backward_micro_batches(fn) -> None:
                 None,
                 things,
             )
-    print(
+    print_wrapped(
         "backward_micro_batches: correct (3, 1 and 2 micro-batches, the last onto gradients "
         "already there; no_sync on all but the last)"
     )

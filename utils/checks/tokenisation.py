@@ -8,6 +8,7 @@ import numbers
 import types
 from collections import Counter
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     CheckUsageError,
     is_yours,
@@ -179,7 +180,7 @@ def check_merge_word(fn) -> None:
             )
         if not isinstance(got, list) or got != expected:
             fail(f"{label} returned {got!r}, expected {expected} ({what}).")
-    print(
+    print_wrapped(
         f"merge_word passed: {len(cases)} cases, including overlapping pairs and the end of a word"
     )
 
@@ -275,7 +276,7 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             "train_merges: tokens must hold the 256 byte tokens, then one new token per merge, "
             "tokens[a] + tokens[b] for merge (a, b), appended in order.",
         )
-    print(
+    print_wrapped(
         f"train_merges passed: the same {len(merges)} merges, in the same order, "
         "as the reference trainer"
     )
@@ -393,7 +394,7 @@ def check_bpe_tokenizer(cls) -> None:
             f"expected {reference.decode(robot[:1])!r}: decode the joined bytes with "
             "errors='replace', as GPT-2 does."
         )
-    print(
+    print_wrapped(
         f"{cls.__name__} passed: GPT-2's ids on {len(_TOKENIZER_TEXTS)} tricky strings, "
         "and decode(encode(s)) == s for each"
     )

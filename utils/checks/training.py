@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from utils.printing import print_wrapped
 from utils.checks.core import (
     as_number,
     call_learner,
@@ -177,7 +178,9 @@ def check_lr_at(fn) -> None:
                     "/ (max_steps - warmup_steps), clamped to 1; lr * (min_lr_ratio + (1 - "
                     "min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
                 )
-    print(f"lr_at passed: every step of {len(settings)} schedules, including past max_steps")
+    print_wrapped(
+        f"lr_at passed: every step of {len(settings)} schedules, including past max_steps"
+    )
 
 
 # --------------------------------------------------------------------------- make_optimizer
@@ -311,7 +314,7 @@ def check_make_optimizer(fn) -> None:
             OPTIMIZER_TRAINS_FROZEN,
         )
     n_weights = sum(_decayed(model).values())
-    print(
+    print_wrapped(
         f"make_optimizer passed: {len(seen)} parameters, decay on the {n_weights} weight matrices "
         "and embeddings (W_...) only, the frozen one left out"
     )
@@ -412,7 +415,7 @@ def check_optimizer_step(fn) -> None:
         if isinstance(value, float)
         else ""
     )
-    print(
+    print_wrapped(
         "optimizer_step passed: three SGD steps over two micro-batches each, clipped twice and "
         "once below the clip, give the reference weights and leave no gradients" + note
     )
@@ -474,4 +477,6 @@ def check_next_token_accuracy(fn) -> None:
             "compare logits[:, :-1].argmax(-1) with tokens[:, 1:], and return the fraction that "
             "agree as a Python float.",
         )
-    print(f"next_token_accuracy passed: {expected:.1%} on a batch built to have a known accuracy")
+    print_wrapped(
+        f"next_token_accuracy passed: {expected:.1%} on a batch built to have a known accuracy"
+    )

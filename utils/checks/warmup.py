@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from utils.printing import print_wrapped
 from utils.checks.circuits import _learner_function
 from utils.checks.core import (
     CheckUsageError,
@@ -656,7 +657,7 @@ def check_normalise(fn) -> None:
         _normalise,
         "(x - x.mean(dim=-1, keepdim=True)) / x.var(dim=-1, keepdim=True, unbiased=False).sqrt()",
     )
-    print("normalise: correct ([4, 4], [3, 5] and [2, 3, 6] inputs)")
+    print_wrapped("normalise: correct ([4, 4], [3, 5] and [2, 3, 6] inputs)")
 
 
 @learner_facing
@@ -675,7 +676,7 @@ def check_pick_log_probs(fn) -> None:
         _pick,
         "log_probs.gather(-1, tokens[..., None]) is [batch, posn, 1]; then [..., 0].",
     )
-    print("pick_log_probs: correct ([2, 7, 5], [3, 4, 11] and [1, 1, 6] log-probabilities)")
+    print_wrapped("pick_log_probs: correct ([2, 7, 5], [3, 4, 11] and [1, 1, 6] log-probabilities)")
 
 
 @learner_facing
@@ -690,7 +691,9 @@ def check_mask_future(fn) -> None:
         _mask,
         "scores.masked_fill(torch.ones(q, k, dtype=torch.bool).triu(diagonal=1), float('-inf'))",
     )
-    print("mask_future: correct (2, 3 and 4 axes, 3 queries with 5 keys; your input unchanged)")
+    print_wrapped(
+        "mask_future: correct (2, 3 and 4 axes, 3 queries with 5 keys; your input unchanged)"
+    )
 
 
 @learner_facing
@@ -704,7 +707,7 @@ def check_zero_feature(fn) -> None:
         _zero_feature,
         "a copy (activations.clone()) with [..., index] set to 0; the input unchanged.",
     )
-    print(
+    print_wrapped(
         "zero_feature: correct (a new tensor each time; the activations you were given unchanged)"
     )
 
@@ -724,7 +727,7 @@ def check_scale_rows_(fn) -> None:
         "x *= factors[:, None] (in place: the caller's x changes).",
         in_place=True,
     )
-    print("scale_rows_: correct (x changed in place, [4, 4] and [3, 5])")
+    print_wrapped("scale_rows_: correct (x changed in place, [4, 4] and [3, 5])")
 
 
 # --------------------------------------------------------------------------- einops and einsum
@@ -746,7 +749,7 @@ def check_split_heads(fn) -> None:
         "einops.rearrange(x, 'batch posn (n_heads d_head) -> batch posn n_heads d_head', "
         "n_heads=n_heads)",
     )
-    print("split_heads: correct (3, 4 and 2 heads)")
+    print_wrapped("split_heads: correct (3, 4 and 2 heads)")
 
 
 @learner_facing
@@ -761,7 +764,7 @@ def check_mean_over_heads(fn) -> None:
         _mean_over_heads,
         "einops.reduce(pattern, 'batch head q k -> batch q k', 'mean')",
     )
-    print("mean_over_heads: correct ([3, 3, 4, 4] and [2, 4, 5, 5] patterns)")
+    print_wrapped("mean_over_heads: correct ([3, 3, 4, 4] and [2, 4, 5, 5] patterns)")
 
 
 @learner_facing
@@ -775,7 +778,7 @@ def check_repeat_positions(fn) -> None:
         _repeat_positions,
         "einops.repeat(W_pos, 'posn d_model -> batch posn d_model', batch=batch)",
     )
-    print("repeat_positions: correct ([4, 3] twice, [5, 6] three times)")
+    print_wrapped("repeat_positions: correct ([4, 3] twice, [5, 6] three times)")
 
 
 @learner_facing
@@ -793,7 +796,7 @@ def check_attention_scores(fn) -> None:
         "einops.einsum(q, k, 'batch q_posn head d_head, batch k_posn head d_head -> batch head "
         "q_posn k_posn')",
     )
-    print("attention_scores: correct (self-attention shapes and 5 queries against 6 keys)")
+    print_wrapped("attention_scores: correct (self-attention shapes and 5 queries against 6 keys)")
 
 
 @learner_facing
@@ -811,7 +814,7 @@ def check_combine_heads(fn) -> None:
         "einops.einsum(z, W_O, 'batch posn head d_head, head d_head d_model -> batch posn "
         "d_model')",
     )
-    print("combine_heads: correct (4 heads into 6 features, 3 into 3)")
+    print_wrapped("combine_heads: correct (4 heads into 6 features, 3 into 3)")
 
 
 @learner_facing
@@ -825,7 +828,7 @@ def check_outer_product(fn) -> None:
         _outer,
         "einops.einsum(u, v, 'n, m -> n m'), or u[:, None] * v[None, :]",
     )
-    print("outer_product: correct ([4] with [4], [3] with [5])")
+    print_wrapped("outer_product: correct ([4] with [4], [3] with [5])")
 
 
 @learner_facing
@@ -842,7 +845,7 @@ def check_batched_dot(fn) -> None:
         _batched_dot,
         "einops.einsum(a, c, 'batch d, batch d -> batch'), or (a * c).sum(-1)",
     )
-    print("batched_dot: correct ([3, 3] and [4, 6] rows)")
+    print_wrapped("batched_dot: correct ([3, 3] and [4, 6] rows)")
 
 
 @learner_facing
@@ -859,7 +862,7 @@ def check_weighted_values(fn) -> None:
         _weighted_values,
         "einops.einsum(pattern, v, 'batch head q k, batch k head d_head -> batch q head d_head')",
     )
-    print("weighted_values: correct (3 heads of 4 positions, 2 heads of 3)")
+    print_wrapped("weighted_values: correct (3 heads of 4 positions, 2 heads of 3)")
 
 
 # --------------------------------------------------------------------------- autograd
@@ -918,7 +921,9 @@ def check_mean_squared_error(fn) -> None:
                 None,
                 things,
             )
-    print("mean_squared_error: correct (its value, and backward() gives the right gradient)")
+    print_wrapped(
+        "mean_squared_error: correct (its value, and backward() gives the right gradient)"
+    )
 
 
 def _as_tensor(value) -> Tensor | None:
@@ -976,7 +981,9 @@ def check_numerical_gradient(fn) -> None:
                 "for each entry i: (f(x + eps at i) - f(x - eps at i)) / (2 * eps), on copies of "
                 "x.",
             )
-    print("numerical_gradient: correct (two functions, a [3] and a [2, 3] input, x unchanged)")
+    print_wrapped(
+        "numerical_gradient: correct (two functions, a [3] and a [2, 3] input, x unchanged)"
+    )
 
 
 def _close_grad(a, b) -> bool:
@@ -1076,7 +1083,9 @@ def check_two_layer_net(cls) -> None:
                 "outputs: the net is affine, with nothing non-linear between the layers",
                 NET_NO_RELU,
             )
-    print(f"TwoLayerNet: correct ({count} parameters, all registered; relu between the layers)")
+    print_wrapped(
+        f"TwoLayerNet: correct ({count} parameters, all registered; relu between the layers)"
+    )
 
 
 def _reference_train(model, x, y, steps, lr, mistake=None):
@@ -1158,4 +1167,6 @@ def check_train_loop(fn) -> None:
                 f"{what}: the losses are right, but the model's {name} is not what the "
                 "training gives: train the model you were given, in place"
             )
-    print(f"train_loop: correct ({steps} steps of AdamW: the reference's losses and weights)")
+    print_wrapped(
+        f"train_loop: correct ({steps} steps of AdamW: the reference's losses and weights)"
+    )
