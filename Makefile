@@ -70,10 +70,11 @@ check: $(STAMP)
 strip: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
 
-# Training-step speed against Hugging Face's GPT-2 and, where the peers folder exists, nanoGPT (see bench/bench_train_step.py).
+# Training-step speed against Hugging Face's GPT-2 and, where the peers folder exists, nanoGPT (see bench/bench_train_step.py);
+# 15 rounds, as bench/README.md's figures (2 min 33 s on this project's idle 2-core CPU).
 PEER ?= ../shared/peers/nanogpt_model.py
 bench: $(STAMP)
-	$(PY) bench/bench_train_step.py $(if $(wildcard $(PEER)),--peer $(PEER))
+	$(PY) bench/bench_train_step.py --rounds 15 $(if $(wildcard $(PEER)),--peer $(PEER))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
