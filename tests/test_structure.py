@@ -25,6 +25,7 @@ LEVEL = {
     "cli": 0,
     "progress": 0,
     "printing": 0,
+    "tracebacks": 0,
     "warmup": 0,
     "bpe": 1,
     "model": 2,

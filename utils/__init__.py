@@ -17,6 +17,7 @@ Hand-written (the plumbing: what exists because of machines, people, time or oth
     timing        - timing for the notebooks' speed comparisons
     plotting      - plotly charts (attention patterns, loss curves)
     printing      - print_wrapped: printed lines that fit JupyterLab's output area (100 characters)
+    tracebacks    - hide_call_frames: a notebook's tracebacks without PyTorch's module-call frames
     checkpoints   - checkpoint files that lose nothing: run folders, atomic writes, safe loading
     safe_training - SafeTraining: notebook 03's Trainer for long runs (Ctrl-C, resume, NaN, GPU)
     runs          - one pipeline for notebook 03's run, reloaded by notebooks 04 and 05

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from utils.printing import print_wrapped
+from utils.tracebacks import hide_call_frames
 from utils.validation import require_int
 
 ENV_VAR = "TUTORIAL_CONFIG"
@@ -165,12 +166,14 @@ def configure_plotly() -> None:
 
 
 def setup_notebook(seed: int = 0) -> RunConfig:
-    """First cell of every notebook: pick the config, seed, and print where we are running."""
+    """First cell of every notebook: pick the config, seed, show tracebacks without PyTorch's
+    module-call frames (utils/tracebacks.py), and print where we are running."""
     from utils.resources import is_online
 
     cfg = get_config()
     seed_everything(seed)
     configure_plotly()
+    hide_call_frames()
     if cfg.name == "gpu" and not torch.cuda.is_available():
         print_wrapped(
             f"Note: {ENV_VAR}=gpu but no CUDA device is visible; running the gpu config on the "

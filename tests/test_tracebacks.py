@@ -1,0 +1,74 @@
+"""utils/tracebacks.py in a real kernel: after every notebook's first cell, a traceback leaves out
+PyTorch's module-call frames and keeps every other frame, the message, chained exceptions and the
+checks' one-line failures; without it, those frames are there."""
+
+from __future__ import annotations
+
+import re
+
+import nbclient
+import nbformat
+
+from utils.export import ROOT
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MODELS = """import torch, torch.nn as nn
+class Inner(nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(3, 2)  # the learner's mistake: [2, 4] @ [3, 2]
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Inner()
+    def forward(self, x):
+        return self.inner(x)
+@torch.no_grad()
+def predict(model, x):
+    return model(x)
+"""
+CELLS = {
+    "nested": "predict(Outer(), torch.ones(2, 4))",
+    "chained": (
+        "try:\n    Outer()(torch.ones(2, 4))\n"
+        "except RuntimeError as err:\n    raise ValueError('it went wrong') from err"
+    ),
+    "no argument": "Outer()()",  # raised by Module._call_impl itself: that frame stays
+    "check": "from utils import checks\nchecks.check_copying_score(torch.eye(3))",
+}
+
+
+def _tracebacks(first_cell: str) -> dict[str, str]:
+    setup = f"import sys, os\nsys.path.insert(0, {str(ROOT)!r})\n{first_cell}"
+    cells = [setup, MODELS, *CELLS.values(), "print('the cells after an error still run')"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    assert nb.cells[-1].outputs[0]["text"] == "the cells after an error still run\n"
+    shown = {}
+    for name, cell in zip(CELLS, nb.cells[2:]):
+        [error] = [output for output in cell.outputs if output["output_type"] == "error"]
+        shown[name] = _ANSI.sub("", "\n".join(error["traceback"]))
+    return shown
+
+
+def test_a_notebook_traceback_leaves_out_pytorchs_module_call_frames(monkeypatch):
+    monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
+    shown = _tracebacks("from utils.configs import setup_notebook\nrun_cfg = setup_notebook()")
+    for name in ("nested", "chained"):
+        text = shown[name]
+        assert "module.py" not in text and "_contextlib.py" not in text, text
+        assert "in Outer.forward" in text and "in Inner.forward" in text, text
+        assert "mat1 and mat2 shapes cannot be multiplied (2x4 and 3x2)" in text, text
+    assert "in predict" in shown["nested"]
+    assert "The above exception was the direct cause" in shown["chained"]
+    assert shown["chained"].rstrip().endswith("ValueError: it went wrong")
+    assert "_call_impl" in shown["no argument"] and "_wrapped_call_impl" not in shown["no argument"]
+    assert "missing 1 required positional argument: 'x'" in shown["no argument"]
+    assert shown["check"].startswith("TypeError: check_copying_score takes your function")
+    assert len(shown["check"].splitlines()) <= 3  # the check's message alone, as before
+
+
+def test_without_it_the_module_call_frames_are_there():
+    """What the first cell changes: PyTorch's frames, two for each module called."""
+    shown = _tracebacks("")
+    assert shown["nested"].count("module.py") >= 4 and "_contextlib.py" in shown["nested"]
+    assert "in Inner.forward" in shown["nested"]
