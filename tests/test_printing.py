@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from utils.printing import WIDTH, print_wrapped, wrap_lines
@@ -27,6 +27,18 @@ def test_wrapping_only_breaks_lines_at_spaces(lines, indent):
             assert original in wrapped.split("\n")  # a line that fits is left as it is
     for line in wrapped.split("\n"):  # too long only where a single word is
         assert len(line) <= WIDTH or " " not in line.strip(), line
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LINE)
+@example("x" * 97 + "      " + "y" * 10)  # the break in a run of spaces
+@example("'" + "a " * 60 + "      " + "b" * 10 + "'")  # in a quoted sample
+def test_a_wrapped_line_can_be_put_back_together(line):
+    """Each break takes the place of one space: a run of spaces (in a sample, say) is kept."""
+    first, *rest = wrap_lines(line).split("\n")
+    margin = len(line) - len(line.lstrip(" ")) + 2
+    assert all(part.startswith(" " * margin) for part in rest)
+    assert first + "".join(" " + part[margin:] for part in rest) == line
 
 
 def test_a_long_line_is_wrapped_with_its_continuation_indented():

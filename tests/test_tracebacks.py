@@ -32,6 +32,10 @@ CELLS = {
         "try:\n    Outer()(torch.ones(2, 4))\n"
         "except RuntimeError as err:\n    raise ValueError('it went wrong') from err"
     ),
+    "hooked": (  # with a hook, Module._call_impl runs the forward from a nested function
+        "hooked = Outer()\nhooked.inner.register_forward_hook(lambda module, args, out: out)\n"
+        "hooked(torch.ones(2, 4))"
+    ),
     "no argument": "Outer()()",  # raised by Module._call_impl itself: that frame stays
     "check": "from utils import checks\nchecks.check_copying_score(torch.eye(3))",
 }
@@ -53,7 +57,7 @@ def _tracebacks(first_cell: str) -> dict[str, str]:
 def test_a_notebook_traceback_leaves_out_pytorchs_module_call_frames(monkeypatch):
     monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
     shown = _tracebacks("from utils.configs import setup_notebook\nrun_cfg = setup_notebook()")
-    for name in ("nested", "chained"):
+    for name in ("nested", "chained", "hooked"):
         text = shown[name]
         assert "module.py" not in text and "_contextlib.py" not in text, text
         assert "in Outer.forward" in text and "in Inner.forward" in text, text

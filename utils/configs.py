@@ -60,7 +60,7 @@ CONFIGS = {
     "cpu": RunConfig(
         name="cpu",
         description=(
-            "a laptop: about 10 minutes of training in notebook 03, 2 to 3 on the small offline "
+            "a laptop: about 10 minutes of training in notebook 03, about 1.5 on the small offline "
             "corpus"
         ),
         model=dict(d_model=192, n_layers=4, n_heads=6, d_head=32, d_mlp=768, n_ctx=128),

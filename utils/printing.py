@@ -65,8 +65,9 @@ def wrap_lines(text: str, indent: int | None = None, width: int = WIDTH) -> str:
         current = line[:lead] + words[0]
         for word in words[1:]:
             if len(current) + 1 + len(word) > width and current.strip():
-                lines.append(current.rstrip(" "))
-                current = margin + word
+                kept = current.rstrip(" ")  # a run of spaces moves on: only one is the break
+                lines.append(kept)
+                current = margin + " " * (len(current) - len(kept)) + word
             else:
                 current += " " + word
         lines.append(current)

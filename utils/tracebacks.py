@@ -1,12 +1,12 @@
 """Tracebacks in a notebook without PyTorch's module-call frames.
 
-Calling a module, `model(tokens)`, runs `Module._wrapped_call_impl` and `Module._call_impl` before
-your `forward`, and a function under `@torch.no_grad()` runs `decorate_context`: two or three
-frames, about a dozen lines of PyTorch's source, for each module between the cell and the line that
-raised, none of which says anything about your code. `hide_call_frames()` (called by every
-notebook's first cell, through utils.configs.setup_notebook) tells IPython to leave those frames out
-of a traceback (unless one raised the error); every other frame and the message are shown as before,
-and outside IPython (pytest, scripts) nothing changes.
+Calling a module, `model(tokens)`, runs `Module._wrapped_call_impl` and `Module._call_impl` (and,
+with hooks attached, its `inner`) before your `forward`, and a function under `@torch.no_grad()`
+runs `decorate_context`: two or three frames, about a dozen lines of PyTorch's source, for each
+module between the cell and the line that raised, none of which says anything about your code.
+`hide_call_frames()` (called by every notebook's first cell, through utils.configs.setup_notebook)
+tells IPython to leave those frames out of a traceback (unless one raised the error); every other
+frame and the message are shown as before, and outside IPython (pytest, scripts) nothing changes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from types import TracebackType
 _CALL_FRAMES = {
     ("torch/nn/modules/module.py", "_wrapped_call_impl"),
     ("torch/nn/modules/module.py", "_call_impl"),
+    ("torch/nn/modules/module.py", "inner"),  # _call_impl's, when the module has hooks
     ("torch/utils/_contextlib.py", "decorate_context"),
 }
 
