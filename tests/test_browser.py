@@ -27,6 +27,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
+from terminal_text import without_colours
 
 from utils.export import ROOT
 from utils.printing import WIDTH, wrap_lines
@@ -233,9 +234,6 @@ def _look(browser, lab, executed: Path, wait_s: float = 60) -> dict:
     return {**seen, **expected, "errors": errors, "offline": sorted(set(offline))}
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a traceback's colours
-
-
 def _printed(executed: Path) -> tuple[list[str], set[str]]:
     """(each line the cells printed or showed as text, each line of their tracebacks), as the
     page shows them (a progress bar's line as it ended, after its last carriage return)."""
@@ -244,10 +242,10 @@ def _printed(executed: Path) -> tuple[list[str], set[str]]:
     for output in (output for cell in nb["cells"] for output in cell.get("outputs", [])):
         data = output.get("data", {})
         if output["output_type"] == "error":
-            tracebacks.update(_ANSI.sub("", "\n".join(output["traceback"])).split("\n"))
+            tracebacks.update(without_colours("\n".join(output["traceback"])).split("\n"))
         elif output["output_type"] == "stream" or list(data) == ["text/plain"]:
             text = "".join(output.get("text", "")) + "".join(data.get("text/plain", ""))
-            printed += [line.rsplit("\r", 1)[-1] for line in _ANSI.sub("", text).split("\n")]
+            printed += [line.rsplit("\r", 1)[-1] for line in without_colours(text).split("\n")]
     return printed, tracebacks
 
 

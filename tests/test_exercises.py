@@ -16,6 +16,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
+from terminal_text import without_colours
 from nbval.plugin import find_metadata_tags
 
 from utils import exercises
@@ -507,13 +508,12 @@ def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals()
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
-    ansi = re.compile(r"\x1b\[[0-9;]*m")
     for index, expected in (
         (2, "NotImplementedError: normalise over d_model"),
         (4, "In your code: forward, line 3"),
     ):
         (error,) = [out for out in nb.cells[index].outputs if out.output_type == "error"]
-        text = ansi.sub("", "\n".join(error.traceback))
+        text = without_colours("\n".join(error.traceback))
         assert (
             expected in text and "torch/nn/modules" not in text and len(text.splitlines()) <= 20
         ), text

@@ -4,14 +4,13 @@ checks' one-line failures; without it, those frames are there."""
 
 from __future__ import annotations
 
-import re
 
 import nbclient
 import nbformat
+from terminal_text import without_colours
 
 from utils.export import ROOT
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MODELS = """import torch, torch.nn as nn
 class Inner(nn.Module):
     def forward(self, x):
@@ -50,7 +49,7 @@ def _tracebacks(first_cell: str) -> dict[str, str]:
     shown = {}
     for name, cell in zip(CELLS, nb.cells[2:]):
         [error] = [output for output in cell.outputs if output["output_type"] == "error"]
-        shown[name] = _ANSI.sub("", "\n".join(error["traceback"]))
+        shown[name] = without_colours("\n".join(error["traceback"]))
     return shown
 
 

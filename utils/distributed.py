@@ -28,10 +28,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from utils.printing import print_wrapped
 import utils.training
 from utils.fused import fused_next_token_loss  # the trainer's loss (notebook 03)
 from utils.model import next_token_loss
+from utils.printing import print_wrapped
 from utils.safe_training import SafeTrainer, _StopAfterThisStep
 from utils.scaling import mean_over_ranks, rows_for_rank  # notebook 06's
 from utils.validation import require_number

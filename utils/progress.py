@@ -14,6 +14,8 @@ import os
 from tqdm.auto import tqdm
 from tqdm.autonotebook import tqdm as _chosen
 
+from utils.printing import wrap_lines
+
 IN_NOTEBOOK = _chosen.__module__ == "tqdm.notebook"  # what tqdm.auto picked: the widget
 
 
@@ -30,6 +32,11 @@ class progress_bar(tqdm):  # a class, named like the function tqdm it stands for
 
             self._handle = display(self.container, display_id=True)
             self.displayed = True
+
+    @classmethod
+    def write(cls, s, file=None, end="\n", nolock=False) -> None:
+        """tqdm's write (a line above the bar), wrapped to fit the output area (utils/printing)."""
+        super().write(wrap_lines(s), file=file, end=end, nolock=nolock)
 
     def close(self) -> None:
         if self.disable:

@@ -20,13 +20,13 @@ from typing import Callable
 
 import torch
 
-from utils.printing import print_wrapped
 import utils.checkpoints
 import utils.configs
 import utils.gpu
 import utils.model
 import utils.training
 from utils.bpe import BPETokenizer
+from utils.printing import print_wrapped
 from utils.resources import Corpus, load_corpus, load_tokenizer
 from utils.configs import require_run_config
 from utils.validation import require_documents, require_id_list, require_path

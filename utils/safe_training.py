@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-from utils.printing import print_wrapped
 import utils.gpu
 import utils.model
 import utils.training
@@ -44,6 +43,7 @@ from utils.checkpoints import (
     training_args,
     write_checkpoint,
 )
+from utils.printing import print_wrapped
 from utils.validation import require_int
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from utils.printing import print_wrapped
 import utils.checkpoints
 import utils.configs
 import utils.distributed
 import utils.runs
 import utils.training
 from utils.cli import OneLineParser
+from utils.printing import print_wrapped
 from utils.resources import load_corpus
 from utils.safe_training import SafeTrainer, TrainingDiverged
 from utils.sampling import generate

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from utils.fused import fused_next_token_loss  # next_token_loss, its gradient by hand
 from utils.model import Float, Int, next_token_loss
-from utils.printing import wrap_lines  # lines over 100 characters wrapped, to fit the output
 from utils.progress import progress_bar  # tqdm, leaving its last state as text in a notebook
 from utils.validation import (
     check_baseline_streams,
@@ -302,8 +301,7 @@ class Trainer:
                     self.evaluate_and_record()
                 if self.sample_text and (self.step % args.sample_every == 0 or self.step == end):
                     self.history.samples.append(self.sample())
-                    sample = f"sample at step {self.step}: {self.history.samples[-1]!r}"
-                    self.bar.write(wrap_lines(sample))
+                    self.bar.write(f"sample at step {self.step}: {self.history.samples[-1]!r}")
                 if self.step % args.checkpoint_every == 0 or self.step == end:
                     self.save_checkpoint()
         return self.history
@@ -345,4 +343,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: d5e5232ede095f68
+# written by `make export`; sha256 of the text above: 98345614d197af0d
