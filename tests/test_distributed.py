@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from utils.distributed import why_torchrun_failed
 from utils.export import ROOT
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -214,7 +215,69 @@ def test_gradient_accumulation_all_reduces_once_per_step(tmp_path):
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     done = train(tmp_path / "checkpoints", "--batch-size", "15", "--max-steps", "2", processes=2)
     assert done.returncode != 0
-    assert "error: batch_size 15 must split evenly over 2 processes" in done.stderr
+    said = "error: batch_size 15 does not split evenly over 2 processes: choose a multiple of 2 "
+    assert said + "(14 or 16) or another number of processes" in done.stderr, done.stderr
+    # what notebook 06 shows of it: that line, not the banner that ends torchrun's report
+    assert said in why_torchrun_failed(done.stderr, done.returncode)
+
+
+def test_a_share_that_does_not_split_into_micro_batches_is_refused(tmp_path):
+    options = ["--batch-size", "24", "--micro-batch-size", "8", "--max-steps", "2"]
+    done = train(tmp_path / "checkpoints", *options, processes=2)
+    assert done.returncode != 0
+    assert (
+        "error: each of the 2 processes takes 12 rows of batch_size 24, which do not split into "
+        "micro-batches of 8: choose a micro_batch_size that divides 12" in done.stderr
+    ), done.stderr
+
+
+TORCHRUN_REPORT = """
+E1207 11:26:56.596000 23407 api.py:1002] failed (exitcode: -6) local_rank: 0 of binary: python
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+utils.distributed FAILED
+------------------------------------------------------------
+  exitcode  : -6 (pid: 23413)  (SIGABRT)
+  traceback : Signal 6 (SIGABRT) received by PID 23413
+============================================================
+"""
+
+
+@pytest.mark.parametrize(
+    "ranks_said, expected",
+    [
+        (
+            'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad rows\n',
+            "ValueError: bad rows",
+        ),
+        (
+            "terminate called without an active exception\n",
+            "ended by SIGABRT (exit code -6): terminate called without an active exception",
+        ),
+        ("", "ended by SIGABRT (exit code -6), without an error message of their own"),
+    ],
+)
+def test_why_torchrun_failed_finds_the_ranks_reason(ranks_said, expected):
+    said = why_torchrun_failed(ranks_said + TORCHRUN_REPORT, 1)
+    assert expected in said, said
+    assert "=" * 10 not in said
+
+
+def test_the_ddp_and_fsdp_comparison_exits_cleanly(tmp_path):
+    """Notebook 06's FSDP run: it once aborted as it exited in 2 runs of 8 ("terminate called
+    without an active exception"), the FSDP models still alive when the process group was
+    destroyed; each of these runs must end with exit code 0."""
+    for _ in range(4):
+        done = subprocess.run(
+            [str(TORCHRUN), "--nproc_per_node=2", "-m", "utils.distributed"],
+            cwd=tmp_path,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, why_torchrun_failed(done.stderr, done.returncode)
+        assert "FSDP: rank 0 of 2 stores 59,328 of the 118,656 parameters" in done.stdout
 
 
 def _run_cli(tmp_path, *options):

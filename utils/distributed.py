@@ -20,7 +20,9 @@ What each process (rank) does, and why:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -40,6 +42,29 @@ from utils.validation import require_number
 def launched_by_torchrun() -> bool:
     """Whether this process is one of torchrun's workers (it sets RANK, WORLD_SIZE, LOCAL_RANK)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def why_torchrun_failed(stderr: str, returncode: int) -> str:
+    """One line on why a torchrun job failed, from its stderr: a rank's error (a command line's
+    "error:" line, or the last line of a rank's traceback), else how the ranks ended. (torchrun's
+    own report of a failure ends in a line of "=".)"""
+    lines = [line.strip() for line in stderr.splitlines()]
+    for line in lines:
+        if ": error: " in line:  # python -m utils.train: error: ...
+            return line
+    for line in lines:
+        if re.match(r"[\w.]*(Error|Exception|Interrupt)\b.*: \S", line) and not line.startswith(
+            "torch.distributed.elastic"  # torchrun's own ChildFailedError, which says nothing
+        ):
+            return line
+    signals = sorted(set(re.findall(r"exitcode\s*: (-?\d+).*?\((SIG\w+)\)", stderr)))
+    if signals:
+        ends = ", ".join(f"{name} (exit code {code})" for code, name in signals)
+        said = next((line for line in lines if line.startswith("terminate called")), None)
+        return f"torchrun's processes were ended by {ends}" + (
+            f": {said}" if said else ", without an error message of their own"
+        )
+    return f"torchrun exited with code {returncode}; its last line: {lines[-1] if lines else ''}"
 
 
 def start(timeout_s: float = 300) -> tuple[int, int, str]:
@@ -65,7 +90,11 @@ def start(timeout_s: float = 300) -> tuple[int, int, str]:
 
 
 def stop() -> None:
+    """Leave the process group. Models wrapped by DDP or FSDP that are still referenced hold on to
+    it: free what is unreferenced first, or the process can abort as it exits ("terminate called
+    without an active exception", seen with FSDP on gloo)."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -82,17 +111,19 @@ class DistributedTrainer(SafeTrainer):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         local = args.batch_size // self.world
         micro = args.micro_batch_size  # per process; one at least as large as `local`: no split
-        if args.batch_size % self.world or (micro and micro < local and local % micro):
+        # every rank must take the same share, or the averaged gradient is not the batch's
+        if args.batch_size % self.world:
+            below = args.batch_size // self.world * self.world
+            nearest = f"{below} or {below + self.world}" if below else f"{self.world}"
             raise ValueError(
-                f"batch_size {args.batch_size} must split evenly over {self.world} processes"
-                + (
-                    f", and each process's {local} rows into micro-batches of "
-                    f"{args.micro_batch_size}"
-                    if args.micro_batch_size
-                    else ""
-                )
-                + ": every rank must take the same share, or the averaged gradient is not the "
-                "batch's"
+                f"batch_size {args.batch_size} does not split evenly over {self.world} processes: "
+                f"choose a multiple of {self.world} ({nearest}) or another number of processes"
+            )
+        if micro and micro < local and local % micro:
+            raise ValueError(
+                f"each of the {self.world} processes takes {local} rows of batch_size "
+                f"{args.batch_size}, which do not split into micro-batches of {micro}: choose a "
+                f"micro_batch_size that divides {local}"
             )
         super().__init__(model, args, train_sequences, val_sequences, sample, **recorded)
         on_gpu = args.device.startswith("cuda")
@@ -175,8 +206,8 @@ def compare_ddp_and_fsdp(steps: int = 3) -> None:
         0, cfg.d_vocab, (8, cfg.n_ctx), generator=torch.Generator().manual_seed(0)
     )
     mine = tokens[rows_for_rank(torch.arange(len(tokens)), rank, world)].to(device)
-    lines = []
-    for name in ("DDP", "FSDP"):
+
+    def train(name: str) -> str:
         torch.manual_seed(0)
         model = FusedTransformer(cfg).to(device)
         total = sum(p.numel() for p in model.parameters())
@@ -195,10 +226,12 @@ def compare_ddp_and_fsdp(steps: int = 3) -> None:
             optimizer.step()
             optimizer.zero_grad()
             losses.append(mean_over_ranks(loss).item())
-        lines.append(
+        return (
             f"{name}: rank 0 of {world} stores {stored:,} of the {total:,} parameters; losses "
             + ", ".join(f"{value:.5f}" for value in losses)
         )
+
+    lines = [train("DDP"), train("FSDP")]  # each model freed when its run returns
     if rank == 0:
         print_wrapped("\n".join(lines))
     stop()

@@ -64,7 +64,7 @@ MEAN_IN_PLACE = known_mistake(
     "mean_in_place",
     "mean_over_ranks",
     "the tensor you were given was changed: all_reduce works in place, so reducing `value` itself "
-    "replaces the caller's number with the sum. Reduce a copy: total = value.clone().",
+    "replaces the caller's number with the sum. Reduce a copy: total = value.detach().clone().",
 )
 MEAN_NOT_REDUCED = known_mistake(
     "mean_not_reduced",
@@ -302,7 +302,10 @@ def _rounded(t: torch.Tensor):
 @learner_facing
 def check_mean_over_ranks(fn) -> None:
     _learner_function(fn, "mean_over_ranks", ("value",))
-    things = "total = value.clone(); dist.all_reduce(total); return total / dist.get_world_size()"
+    things = (
+        "total = value.detach().clone(); dist.all_reduce(total); "
+        "return total / dist.get_world_size()"
+    )
     cases = [
         [torch.tensor([1.0, -3.0]), torch.tensor([5.5, 1.0]), torch.tensor([0.0, 2.5])],
         [torch.tensor(2.0), torch.tensor(4.5)],
