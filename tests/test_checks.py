@@ -10,6 +10,7 @@ from pathlib import Path
 import einops
 import numpy as np
 import pytest
+from named_mistakes import names
 from terminal_text import without_colours
 import torch
 import torch.nn.functional as F
@@ -513,6 +514,27 @@ def lr_unclamped(step, args):
     )
 
 
+def lr_floor_division(step, args):  # a learner's warmup: 0 for any lr below 1
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) // args.warmup_steps
+    return training.lr_at(step, args)
+
+
+def lr_floor_division_in_progress(step, args):  # the progress stays 0 until max_steps
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1, (step - args.warmup_steps) // max(1, args.max_steps - args.warmup_steps))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
+
+
+def lr_warmup_from_zero_and_decay_to_zero(step, args):  # two mistakes: the first one is named
+    if step < args.warmup_steps:
+        return args.lr * step / args.warmup_steps
+    return lr_decay_to_zero(step, args)
+
+
 @pytest.mark.parametrize(
     "fn, message",
     [
@@ -520,6 +542,9 @@ def lr_unclamped(step, args):
         (lr_decay_to_zero, "ends at 0"),
         (lr_unclamped, "comes back up"),
         (lambda step, args: args.lr, "Things to check"),
+        (lr_floor_division, "// is floor division"),  # at step 0 as the warmup from 0 gives
+        (lr_floor_division_in_progress, "// is floor division"),
+        (lr_warmup_from_zero_and_decay_to_zero, "warmup starts at 0"),
     ],
 )
 def test_lr_check_catches_and_names(fn, message):
@@ -577,6 +602,14 @@ def optimizer_ignores_requires_grad(model, args):  # the solution without its re
     assert source.count(" if p.requires_grad]") == 1
     namespace = dict(vars(training))
     exec(source.replace(" if p.requires_grad]", "]"), namespace)
+    return namespace["make_optimizer"](model, args)
+
+
+def optimizer_misspelt_key(model, args):  # AdamW keeps "weight decay" and decays by 0.01
+    source = inspect.getsource(training.make_optimizer)
+    assert source.count('"weight_decay": args.weight_decay') == 1
+    namespace = dict(vars(training))
+    exec(source.replace('"weight_decay": args', '"weight decay": args'), namespace)
     return namespace["make_optimizer"](model, args)
 
 
@@ -738,6 +771,11 @@ def test_optimizer_check_accepts_decay_decided_by_name(capsys):
         (_adamw_with(amsgrad=True, eps=1e-3), r"sets \{'eps': 0.001, 'amsgrad': True\}"),
         (_adamw_with(eps=1e-6), r"sets \{'eps': 1e-06\}; leave AdamW's eps=1e-08"),
         (_adamw_with(maximize=True), r"'maximize': True"),
+        (
+            optimizer_misspelt_key,
+            r"has the key 'weight decay', which AdamW does not know: .* its own weight_decay "
+            r"\(0\.01\) instead\. Write 'weight_decay'\.",
+        ),
     ],
 )
 def test_optimizer_check_catches(fn, message):
@@ -759,6 +797,30 @@ def step_zero_first(
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+    return loss.detach()
+
+
+def step_before_backward(model, optimizer, loss, grad_clip):
+    optimizer.step()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def step_zero_grad_before_step(model, optimizer, loss, grad_clip):
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.detach()
+
+
+def step_clip_before_backward(model, optimizer, loss, grad_clip):
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
     return loss.detach()
 
 
@@ -840,7 +902,13 @@ def test_optimizer_step_check_accepts_a_float_and_says_why_a_tensor_is_better(ca
             lambda logits, tokens: (
                 (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item()
             ),
-            "Things to check: compare logits",
+            "the shift goes the wrong way",
+        ),
+        (  # a softmax in place: the right accuracy, the caller's logits changed
+            lambda logits, tokens: (
+                (logits.exp_()[:, :-1].argmax(-1) == tokens[:, 1:]).float().mean().item()
+            ),
+            "changed the tensor given as its argument 1 in place",
         ),
     ],
 )
@@ -986,6 +1054,20 @@ def test_train_merges_check_names_a_tie():
         checks.check_train_merges(naive_train_merges)
 
 
+def test_train_merges_check_tells_a_lost_pair_from_a_tie():
+    """Pairs whose count went down are not pushed back: at merge 19 the expected pair is as
+    frequent as the one merged, but it left the heap (merged 6 merges later), so a tie-break
+    by dict order is not the cause."""
+    with pytest.raises(AssertionError) as err:
+        checks.check_train_merges(_broken_train_merges("touched.add(old)", "pass"))
+    message = str(err.value)
+    assert (
+        "Both pairs occur 5 times at this point, but yours merges the expected one only at "
+        "merge 25: it was missing from the heap" in message
+    ), message
+    assert not names(message, "merges_tie_by_dict_order"), message
+
+
 def step_clip_value(model, optimizer, loss, grad_clip):
     loss.backward()
     torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
@@ -1063,6 +1145,7 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "lr_linear_decay": (checks.check_lr_at, lr_linear_decay),
     "lr_progress_from_zero": (checks.check_lr_at, lr_progress_from_zero),
     "lr_unclamped": (checks.check_lr_at, lr_unclamped),
+    "lr_floor_division": (checks.check_lr_at, lr_floor_division),
     "decay_by_ndim": (checks.check_make_optimizer, optimizer_by_ndim),
     "optimizer_trains_frozen": (checks.check_make_optimizer, optimizer_ignores_requires_grad),
     "step_zero_grad_first": (checks.check_optimizer_step, step_zero_first),
@@ -1070,9 +1153,20 @@ BROKEN = {  # known mistake -> (its check, learner-style code that makes it)
     "step_no_clip": (checks.check_optimizer_step, step_no_clip),
     "step_clip_value": (checks.check_optimizer_step, step_clip_value),
     "step_clip_at_1": (checks.check_optimizer_step, step_clip_at_one),
+    "step_before_backward": (checks.check_optimizer_step, step_before_backward),
+    "step_zero_grad_before_step": (checks.check_optimizer_step, step_zero_grad_before_step),
+    "step_clip_before_backward": (checks.check_optimizer_step, step_clip_before_backward),
     "accuracy_no_shift": (
         checks.check_next_token_accuracy,
         lambda logits, tokens: (logits.argmax(-1) == tokens).float().mean().item(),
+    ),
+    "accuracy_targets_unshifted": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: (logits[:, :-1].argmax(-1) == tokens[:, :-1]).float().mean().item(),
+    ),
+    "accuracy_shift_reversed": (
+        checks.check_next_token_accuracy,
+        lambda logits, tokens: (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item(),
     ),
     "accuracy_tensor": (
         checks.check_next_token_accuracy,
@@ -1349,8 +1443,13 @@ class TokenizerTiesToTheRight(bpe.BPETokenizer):
 @pytest.mark.parametrize(
     "check, fn, message",
     [
-        (checks.check_merge_word, merge_word_first_id_only, "ids compared whole"),
-        (checks.check_merge_word, merge_word_by_string_replace, "ids compared whole"),
+        (checks.check_merge_word, merge_word_first_id_only, "only when both ids are equal"),
+        (checks.check_merge_word, merge_word_by_string_replace, "only when both ids are equal"),
+        (
+            checks.check_merge_word,
+            lambda word, pair, new_id: tuple(bpe.merge_word(word, pair, new_id)),
+            r"returned the tuple \(9, 3, 9\): the right ids, but a word is a list of ids",
+        ),
         (checks.check_train_merges, train_merges_swapped, "tokens first, a list of strings"),
         (checks.check_train_merges, train_merges_without_new_tokens, "returned 256 tokens for 80"),
         (checks.check_bpe_tokenizer, TokenizerTiesToTheRight, "aaa"),

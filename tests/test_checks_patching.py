@@ -112,6 +112,41 @@ def resid_no_return(model, clean_tokens, corrupted_tokens, metric):  # the clone
     return out
 
 
+def resid_without_hooks(model, clean_tokens, corrupted_tokens, metric):  # the hook never runs
+    _, cache = model.run_with_cache(clean_tokens)
+    out = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+    for layer in range(model.cfg.n_layers):
+        for pos in range(corrupted_tokens.shape[1]):
+
+            def hook(x, hook):
+                x = x.clone()
+                x[:, pos] = cache["resid_pre", layer][:, pos]
+                return x
+
+            out[layer, pos] = metric(model(corrupted_tokens))  # not run_with_hooks
+    return out
+
+
+def resid_edits_the_clean_cache(model, clean_tokens, corrupted_tokens, metric):  # a learner's
+    _, cache = model.run_with_cache(clean_tokens)
+    n_posn = corrupted_tokens.shape[1]
+    out = torch.zeros(model.cfg.n_layers, n_posn)
+    for layer in range(model.cfg.n_layers):
+        for pos in range(n_posn):
+
+            def hook(resid, hook):
+                patched = cache["resid_pre", layer]  # the clean activation itself
+                keep = [p for p in range(n_posn) if p != pos]
+                patched[:, keep] = resid[:, keep]
+                return patched
+
+            logits = model.run_with_hooks(
+                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", hook)]
+            )
+            out[layer, pos] = metric(logits)
+    return out
+
+
 def resid_hooks_made_first(model, clean_tokens, corrupted_tokens, metric):  # closures bind late
     _, cache = model.run_with_cache(clean_tokens)
     n_posn = corrupted_tokens.shape[1]
@@ -140,6 +175,29 @@ def heads_no_return(model, clean_tokens, corrupted_tokens, metric):
             def hook(z, hook):
                 z = z.clone()
                 z[:, :, head] = cache["z", layer][:, :, head]
+
+            logits = model.run_with_hooks(
+                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]
+            )
+            out[layer, head] = metric(logits)
+    return out
+
+
+def heads_without_hooks(model, clean_tokens, corrupted_tokens, metric):
+    return torch.zeros(model.cfg.n_layers, model.cfg.n_heads) + metric(model(corrupted_tokens))
+
+
+def heads_edit_the_clean_cache(model, clean_tokens, corrupted_tokens, metric):
+    _, cache = model.run_with_cache(clean_tokens)
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+
+            def hook(z, hook):
+                patched = cache["z", layer]  # the clean z itself
+                others = [h for h in range(model.cfg.n_heads) if h != head]
+                patched[:, :, others] = z[:, :, others]
+                return patched
 
             logits = model.run_with_hooks(
                 corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]
@@ -290,11 +348,15 @@ BROKEN_PATCHING = {
     "resid_layer_off_by_one": (checks.check_patch_residual_stream, resid_post_instead),
     "resid_not_returned": (checks.check_patch_residual_stream, resid_no_return),
     "resid_late_binding": (checks.check_patch_residual_stream, resid_hooks_made_first),
+    "resid_no_hook_ran": (checks.check_patch_residual_stream, resid_without_hooks),
+    "resid_nothing_clean_copied": (checks.check_patch_residual_stream, resid_edits_the_clean_cache),
     "heads_into_clean": (checks.check_patch_head_outputs, heads_into_clean),
     "heads_whole_layer": (checks.check_patch_head_outputs, heads_whole_layer),
     "heads_wrong_axis": (checks.check_patch_head_outputs, heads_wrong_axis),
     "heads_not_returned": (checks.check_patch_head_outputs, heads_no_return),
     "heads_late_binding": (checks.check_patch_head_outputs, heads_hooks_made_first),
+    "heads_no_hook_ran": (checks.check_patch_head_outputs, heads_without_hooks),
+    "heads_nothing_clean_copied": (checks.check_patch_head_outputs, heads_edit_the_clean_cache),
     "ov_uses_qk": (checks.check_ov_circuit, ov_qk),
     "ov_embed_as_unembed": (checks.check_ov_circuit, ov_tied),
     "ov_all_heads": (checks.check_ov_circuit, ov_every_head),

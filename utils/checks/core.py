@@ -52,6 +52,7 @@ class Mistake:
     raises: type[BaseException] | None = (
         None  # the exception this mistake raises, where it raises one
     )
+    says: str | None = None  # where `raises` is a common type: what its message says
 
     def likely_cause(self, **facts) -> str:
         return "  Likely cause: " + (self.advice.format(**facts) if facts else self.advice)
@@ -63,13 +64,17 @@ MISTAKES: dict[
 
 
 def known_mistake(
-    name: str, part: str, advice: str, raises: type[BaseException] | None = None
+    name: str,
+    part: str,
+    advice: str,
+    raises: type[BaseException] | None = None,
+    says: str | None = None,
 ) -> Mistake:
     """Declare a known mistake (once: a second declaration of the same name is a bug in the
     checks)."""
     if name in MISTAKES:
         raise ValueError(f"the known mistake {name!r} is declared twice")
-    MISTAKES[name] = Mistake(name, part, advice, raises)
+    MISTAKES[name] = Mistake(name, part, advice, raises, says)
     return MISTAKES[name]
 
 
@@ -167,9 +172,7 @@ def call_learner(
     except NotImplementedError:
         raise
     except Exception as err:
-        mistake = next(
-            (m for m in known if m.raises is not None and isinstance(err, m.raises)), None
-        )
+        mistake = next((m for m in known if _raised_by(m, err)), None)
         lines = [f"{what} raised {type(err).__name__}: {err}{_your_line(err)}"]
         if mistake is not None:
             lines.append(mistake.likely_cause())
@@ -187,6 +190,15 @@ def call_learner(
                 "it is off"
             )
     return result
+
+
+def _raised_by(mistake: Mistake, err: BaseException) -> bool:
+    """Whether `err` is the exception `mistake` raises (and says what it says, where given)."""
+    return (
+        mistake.raises is not None
+        and isinstance(err, mistake.raises)
+        and (mistake.says is None or mistake.says in str(err))
+    )
 
 
 def as_number(value) -> float | None:

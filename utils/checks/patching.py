@@ -75,6 +75,22 @@ RESID_NOT_RETURNED = known_mistake(
     "must return it (a hook that returns None leaves the activation as it was): end the hook with "
     "return resid.",
 )
+RESID_NO_HOOK_RAN = known_mistake(
+    "resid_no_hook_ran",
+    "patch_residual_stream",
+    "no patch took effect, and no hook ran while your function did: model(corrupted_tokens) runs "
+    "the model without them. Run it as model.run_with_hooks(corrupted_tokens, "
+    "fwd_hooks=[(f'blocks.{layer}.hook_resid_pre', patch)]).",
+)
+RESID_NOTHING_CLEAN_COPIED = known_mistake(
+    "resid_nothing_clean_copied",
+    "patch_residual_stream",
+    "your hooks ran and returned a tensor, but the patches after the first took no effect: what "
+    "they put in is not the clean run's. A hook that writes into clean_cache['resid_pre', layer] "
+    "(the clean activation itself, not a copy) overwrites the clean run with the corrupted one "
+    "for every later patch. Write into the hook's own activation, resid[:, position] = "
+    "clean_cache['resid_pre', layer][:, position], and return it.",
+)
 RESID_LATE_BINDING = known_mistake(
     "resid_late_binding",
     "patch_residual_stream",
@@ -106,6 +122,22 @@ HEADS_NOT_RETURNED = known_mistake(
     "patch_head_outputs",
     "no patch took effect: every entry is the corrupted run's metric. A hook that changes a clone "
     "must return it (a hook that returns None leaves z as it was): end the hook with return z.",
+)
+HEADS_NO_HOOK_RAN = known_mistake(
+    "heads_no_hook_ran",
+    "patch_head_outputs",
+    "no patch took effect, and no hook ran while your function did: model(corrupted_tokens) runs "
+    "the model without them. Run it as model.run_with_hooks(corrupted_tokens, "
+    "fwd_hooks=[(f'blocks.{layer}.attn.hook_z', patch)]).",
+)
+HEADS_NOTHING_CLEAN_COPIED = known_mistake(
+    "heads_nothing_clean_copied",
+    "patch_head_outputs",
+    "your hooks ran and returned a tensor, but the patches after the first took no effect: what "
+    "they put in is not the clean run's. A hook that writes into clean_cache['z', layer] (the "
+    "clean activation itself, not a copy) overwrites the clean run with the corrupted one for "
+    "every later patch. Write into the hook's own z, z[:, :, head] = "
+    "clean_cache['z', layer][:, :, head], and return it.",
 )
 HEADS_LATE_BINDING = known_mistake(
     "heads_late_binding",
@@ -180,6 +212,15 @@ def _effect(value, clean, corrupted, mistake=None):
     return (value - corrupted) / (clean - corrupted)
 
 
+def _edited_in_place(clean: torch.Tensor, corrupted: torch.Tensor, index) -> torch.Tensor:
+    """A learner's patch that builds it in the clean cache's own tensor: the corrupted run's
+    activation everywhere but `index`, in the cache, for every later patch too."""
+    kept = clean[index].clone()
+    clean.copy_(corrupted)
+    clean[index] = kept
+    return clean
+
+
 def _patch_resid(model, clean, corrupted, metric, mistake=None):
     source, target = (corrupted, clean) if mistake is RESID_INTO_CLEAN else (clean, corrupted)
     point = "resid_post" if mistake is RESID_LAYER_OFF_BY_ONE else "resid_pre"
@@ -188,6 +229,9 @@ def _patch_resid(model, clean, corrupted, metric, mistake=None):
     results = torch.zeros(n_layers, n_posn)
     if mistake is RESID_NOT_RETURNED:
         return results + float(metric(model(target)))
+    if mistake is RESID_NO_HOOK_RAN:
+        return None  # told apart from RESID_NOT_RETURNED by what the hooks did (_hooks_seen)
+    edits_cache = mistake is RESID_NOTHING_CLEAN_COPIED
     for layer in range(n_layers):
         for position in range(n_posn):
             where = {
@@ -199,6 +243,8 @@ def _patch_resid(model, clean, corrupted, metric, mistake=None):
             source_layer = n_layers - 1 if mistake is RESID_LATE_BINDING else layer
 
             def patch(resid, hook, index=index, source_layer=source_layer):
+                if edits_cache:  # the clean tensor itself, the corrupted run written into it
+                    return _edited_in_place(cache[point, source_layer], resid, (slice(None), index))
                 resid = resid.clone()
                 resid[:, index] = cache[point, source_layer][:, index]
                 return resid
@@ -217,6 +263,9 @@ def _patch_heads(model, clean, corrupted, metric, mistake=None):
     results = torch.zeros(n_layers, n_heads)
     if mistake is HEADS_NOT_RETURNED:
         return results + float(metric(model(target)))
+    if mistake is HEADS_NO_HOOK_RAN:
+        return None  # told apart from HEADS_NOT_RETURNED by what the hooks did (_hooks_seen)
+    edits_cache = mistake is HEADS_NOTHING_CLEAN_COPIED
     for layer in range(n_layers):
         for head in range(n_heads):
             index = {
@@ -227,6 +276,8 @@ def _patch_heads(model, clean, corrupted, metric, mistake=None):
             source_layer = n_layers - 1 if mistake is HEADS_LATE_BINDING else layer
 
             def patch(z, hook, index=index, source_layer=source_layer):
+                if edits_cache:
+                    return _edited_in_place(cache["z", source_layer], z, index)
                 z = z.clone()
                 z[index] = cache["z", source_layer][index]
                 return z
@@ -335,6 +386,52 @@ def _patching_case():
     return model, clean, corrupted, metric
 
 
+def _records(hook_fn) -> bool:
+    """Whether a hook is run_with_cache's, which records the activation and changes nothing."""
+    return getattr(hook_fn, "__qualname__", "").endswith("run_with_cache.<locals>.record")
+
+
+def _hooks_seen(model, run) -> dict[str, int]:
+    """Run `run()`, counting the calls of the model's hook points with a hook of the learner's
+    attached ("hooked": run_with_cache's do not count) and the hook calls that returned a
+    replacement ("returned")."""
+    seen = {"hooked": 0, "returned": 0}
+
+    def counted(hook_fn):
+        def counting(activation, hook):  # hook: the HookPoint, as HookPoint.forward passes it
+            result = hook_fn(activation, hook=hook)
+            seen["returned"] += result is not None
+            return result
+
+        return counting
+
+    points = list(model.hook_points().values())
+    for point in points:
+
+        def forward(activation, point=point, original=point.forward):
+            seen["hooked"] += any(not _records(hook_fn) for hook_fn in point.hooks)
+            hooks, point.hooks = point.hooks, [counted(hook_fn) for hook_fn in point.hooks]
+            try:
+                return original(activation)
+            finally:
+                point.hooks = hooks
+
+        point.forward = forward  # an instance's forward: nn.Module's call runs it
+    try:
+        run()
+    finally:
+        for point in points:
+            del point.forward
+    return seen
+
+
+# a patch that changed nothing: which of these it was, told by what the hooks did
+_NOTHING_PATCHED = {
+    RESID_NOT_RETURNED: (RESID_NO_HOOK_RAN, RESID_NOTHING_CLEAN_COPIED),
+    HEADS_NOT_RETURNED: (HEADS_NO_HOOK_RAN, HEADS_NOTHING_CLEAN_COPIED),
+}
+
+
 def _check_patching(fn, name, reference, shape_of, things):
     _learner_function(fn, name, ("model", "clean_tokens", "corrupted_tokens", "metric"))
     model, clean, corrupted, metric = _patching_case()
@@ -370,6 +467,13 @@ def _check_patching(fn, name, reference, shape_of, things):
                 lambda m: reference(model, clean, corrupted, metric, mistake=m),
                 _same,
             )
+            if mistake in _NOTHING_PATCHED:
+                seen = _hooks_seen(model, lambda: fn(model, clean, corrupted, metric))
+                no_hook_ran, nothing_clean_copied = _NOTHING_PATCHED[mistake]
+                if not seen["hooked"]:
+                    mistake = no_hook_ran
+                elif seen["returned"]:
+                    mistake = nothing_clean_copied
             bad = (got.float() - expected).abs()
             worst = tuple(int(i) for i in torch.unravel_index(bad.argmax(), bad.shape))
             fail(

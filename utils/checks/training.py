@@ -8,6 +8,7 @@ first mistake that gives what the learner's code gave.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import replace
 
@@ -34,6 +35,13 @@ LR_WARMUP_FROM_ZERO = known_mistake(
     "lr_at",
     "the warmup starts at 0 (lr * step / warmup_steps), so step 0 learns nothing; "
     "use (step + 1) / warmup_steps.",
+)
+LR_FLOOR_DIVISION = known_mistake(
+    "lr_floor_division",
+    "lr_at",
+    "// is floor division: it rounds down to a whole number (lr * (step + 1) // warmup_steps is 0 "
+    "for any lr below 1, a progress (step - warmup_steps) // (max_steps - warmup_steps) is 0 "
+    "until the end). Use /.",
 )
 LR_DECAY_TO_ZERO = known_mistake(
     "lr_decay_to_zero", "lr_at", "the decay ends at 0 instead of lr * min_lr_ratio."
@@ -83,6 +91,27 @@ STEP_NO_ZERO_GRAD = known_mistake(
     "the gradients are never cleared, so the next step adds this step's gradients again: call "
     "optimizer.zero_grad(set_to_none=True) after optimizer.step().",
 )
+STEP_BEFORE_BACKWARD = known_mistake(
+    "step_before_backward",
+    "optimizer_step",
+    "optimizer.step() ran before loss.backward(): the step changed the weights in place, and "
+    "backward still needed them as they were (PyTorch's 'modified by an inplace operation'). The "
+    "order: loss.backward(), clip, optimizer.step(), optimizer.zero_grad().",
+    raises=RuntimeError,
+    says="modified by an inplace operation",
+)
+STEP_ZERO_GRAD_BEFORE_STEP = known_mistake(
+    "step_zero_grad_before_step",
+    "optimizer_step",
+    "optimizer.zero_grad() runs between loss.backward() and optimizer.step(): the step finds no "
+    "gradients, and the weights never change. Clear them after the step.",
+)
+STEP_CLIP_BEFORE_BACKWARD = known_mistake(
+    "step_clip_before_backward",
+    "optimizer_step",
+    "the gradients are clipped before loss.backward(), so what backward adds is never clipped: "
+    "clip between backward and step.",
+)
 STEP_NO_CLIP = known_mistake(
     "step_no_clip",
     "optimizer_step",
@@ -109,6 +138,19 @@ ACCURACY_NO_SHIFT = known_mistake(
     "no shift: logits at position i predict token i + 1, so compare logits[:, "
     ":-1].argmax(-1) with tokens[:, 1:].",
 )
+ACCURACY_TARGETS_UNSHIFTED = known_mistake(
+    "accuracy_targets_unshifted",
+    "next_token_accuracy",
+    "the logits lose their last position (logits[:, :-1]) but the targets are not shifted: "
+    "position i predicts token i + 1, so compare with tokens[:, 1:].",
+)
+ACCURACY_SHIFT_REVERSED = known_mistake(
+    "accuracy_shift_reversed",
+    "next_token_accuracy",
+    "the shift goes the wrong way: logits[:, 1:] against tokens[:, :-1] compares each prediction "
+    "with the token before it. Logits at position i predict token i + 1: logits[:, :-1] "
+    "against tokens[:, 1:].",
+)
 ACCURACY_COUNT = known_mistake(
     "accuracy_count",
     "next_token_accuracy",
@@ -129,11 +171,16 @@ def _lr(step, args, mistake=None):
     """The schedule: linear warmup to args.lr, then cosine decay to args.lr * args.min_lr_ratio; or
     with a known mistake."""
     lr, warm, total, low = args.lr, args.warmup_steps, args.max_steps, args.min_lr_ratio
+    if step < warm and mistake is LR_FLOOR_DIVISION:
+        return lr * (step + 1) // warm
     if step < warm and mistake is not LR_NO_WARMUP:
         return lr * (step if mistake is LR_WARMUP_FROM_ZERO else step + 1) / warm
-    progress = (
-        step / total if mistake is LR_PROGRESS_FROM_ZERO else (step - warm) / max(1, total - warm)
-    )
+    if mistake is LR_PROGRESS_FROM_ZERO:
+        progress = step / total
+    elif mistake is LR_FLOOR_DIVISION:
+        progress = (step - warm) // max(1, total - warm)
+    else:
+        progress = (step - warm) / max(1, total - warm)
     if mistake is not LR_UNCLAMPED:
         progress = min(1.0, progress)
     floor = 0.0 if mistake is LR_DECAY_TO_ZERO else low
@@ -159,7 +206,8 @@ def check_lr_at(fn) -> None:
         got is not None and math.isclose(got, value, rel_tol=1e-5, abs_tol=1e-12)
     )  # noqa: E731
     for args in settings:
-        for step in range(args.max_steps + 10):
+        steps = range(args.max_steps + 10)
+        for step in steps:
             got = call_learner(fn, step, args, what=f"lr_at({step}, args)")
             want, value = reference(step, args), as_number(got)
             if args.max_steps <= args.warmup_steps <= step and same(
@@ -169,11 +217,22 @@ def check_lr_at(fn) -> None:
                 # schedule that takes it as 1 (the decay already done) is right too
                 continue
             if not same(value, want):
+                # a mistake is recognised by the whole phase (warmup or decay) it gives: at one
+                # step, several give the same value (0 at step 0, say)
+                phase = range(args.warmup_steps) if step < args.warmup_steps else steps[step:]
+                values = [
+                    as_number(call_learner(fn, s, args, what=f"lr_at({s}, args)")) for s in phase
+                ]
                 fail(
                     f"lr_at({step}, args) = {got if value is None else value!r}, "
                     f"expected {want:.6g} (lr={args.lr}, warmup_steps={args.warmup_steps}, "
                     f"max_steps={args.max_steps}, min_lr_ratio={args.min_lr_ratio}).",
-                    recognise(value, mistakes_in("lr_at"), lambda m: _lr(step, args, m), same),
+                    recognise(
+                        values,
+                        mistakes_in("lr_at"),
+                        lambda m: [[_lr(s, args, m) for s in phase]],
+                        lambda a, b: all(map(same, a, b)),
+                    ),
                     "warmup lr * (step + 1) / warmup_steps; then progress = (step - warmup_steps) "
                     "/ (max_steps - warmup_steps), clamped to 1; lr * (min_lr_ratio + (1 - "
                     "min_lr_ratio) * 0.5 * (1 + cos(pi * progress))).",
@@ -212,6 +271,22 @@ def _decayed(model, mistake=None) -> dict[str, bool]:
 ADAMW_DEFAULTS = {"eps": 1e-8, "amsgrad": False, "maximize": False}
 
 
+def _require_known_keys(group: dict, defaults: dict) -> None:
+    """A misspelt option in a parameter group ("weight decay") is kept by AdamW without an error,
+    and its default used in its place: name it."""
+    known = [*defaults, "params", "param_names", "initial_lr"]
+    for key in group:
+        if key in known or not isinstance(key, str):
+            continue
+        meant = difflib.get_close_matches(key.lower().replace(" ", "_"), known, n=1, cutoff=0.75)
+        if meant:
+            fail(
+                f"make_optimizer: a parameter group has the key {key!r}, which AdamW does not "
+                f"know: it keeps it without an error and uses its own {meant[0]} "
+                f"({defaults.get(meant[0])!r}) instead. Write {meant[0]!r}."
+            )
+
+
 @learner_facing
 def check_make_optimizer(fn) -> None:
     """`fn(model, args)` must return AdamW with weight decay on the weight matrices and embeddings
@@ -246,6 +321,7 @@ def check_make_optimizer(fn) -> None:
     names = {id(p): name for name, p in model.named_parameters()}
     seen, wrong, decayed = {}, [], {}
     for group in optimizer.param_groups:
+        _require_known_keys(group, optimizer.defaults)
         for p in group["params"]:
             name = names.get(id(p), "a tensor that is not one of the model's parameters")
             if id(p) in seen:
@@ -327,13 +403,17 @@ def _reference_step(model, optimizer, loss, clip, mistake=None):
     """backward, clip the gradient norm, step, clear the gradients; or with a known mistake."""
     if mistake is STEP_ZERO_GRAD_FIRST:
         optimizer.zero_grad()
+    if mistake is STEP_CLIP_BEFORE_BACKWARD:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     loss.backward()
     if mistake is STEP_CLIP_VALUE:
         torch.nn.utils.clip_grad_value_(model.parameters(), clip)
-    elif mistake is not STEP_NO_CLIP:
+    elif mistake not in (STEP_NO_CLIP, STEP_CLIP_BEFORE_BACKWARD):
         torch.nn.utils.clip_grad_norm_(
             model.parameters(), 1.0 if mistake is STEP_CLIP_AT_1 else clip
         )
+    if mistake is STEP_ZERO_GRAD_BEFORE_STEP:
+        optimizer.zero_grad()
     optimizer.step()
     if mistake is not STEP_NO_ZERO_GRAD:
         optimizer.zero_grad()
@@ -367,7 +447,11 @@ def _steps_with(step_fn, what=None, clip=0.5):
         loss = scale * next_token_loss(model(tokens[2:]), tokens[2:])
         losses.append(loss.item())
         args = (model, optimizer, loss, clip)
-        returned.append(call_learner(step_fn, *args, what=what) if what else step_fn(*args))
+        returned.append(
+            call_learner(step_fn, *args, what=what, known=[STEP_BEFORE_BACKWARD])
+            if what
+            else step_fn(*args)
+        )
     return torch.cat([p.detach().flatten() for p in model.parameters()]), returned, losses
 
 
@@ -398,7 +482,12 @@ def check_optimizer_step(fn) -> None:
         )
     same = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # noqa: E731
     if not same(got, expected):
-        reproduce = lambda m: _steps_with(lambda *args: _reference_step(*args, mistake=m))[0]  # noqa: E731
+
+        def reproduce(mistake):
+            if mistake.raises is not None:  # recognised by its error, in call_learner
+                return None
+            return _steps_with(lambda *args: _reference_step(*args, mistake=mistake))[0]
+
         fail(
             "optimizer_step: after three steps the weights differ from the reference (largest "
             f"difference {(got - expected).abs().max().item():.3g}).",
@@ -428,6 +517,10 @@ def _accuracy(logits, tokens, mistake=None) -> float:
     """The fraction of positions whose argmax logit is the next token; or with a known mistake."""
     if mistake is ACCURACY_NO_SHIFT:
         return (logits.argmax(-1) == tokens).float().mean().item()
+    if mistake is ACCURACY_TARGETS_UNSHIFTED:
+        return (logits[:, :-1].argmax(-1) == tokens[:, :-1]).float().mean().item()
+    if mistake is ACCURACY_SHIFT_REVERSED:
+        return (logits[:, 1:].argmax(-1) == tokens[:, :-1]).float().mean().item()
     right = logits[:, :-1].argmax(-1) == tokens[:, 1:]
     return float(right.sum()) if mistake is ACCURACY_COUNT else right.float().mean().item()
 
@@ -438,7 +531,8 @@ def check_next_token_accuracy(fn) -> None:
     token."""
     from utils.training import next_token_accuracy as reference
 
-    generator = torch.Generator().manual_seed(0)
+    # seed 4: each known mistake gives an accuracy of its own (with seed 0, two gave 2 of 24)
+    generator = torch.Generator().manual_seed(4)
     tokens = torch.randint(0, 7, (3, 9), generator=generator)
     logits = torch.randn(3, 9, 7, generator=generator)
     logits[:, :-1].scatter_add_(
@@ -447,7 +541,9 @@ def check_next_token_accuracy(fn) -> None:
         torch.where(torch.rand(3, 8, 1, generator=generator) < 0.6, 10.0, 0.0),
     )
     expected = reference(logits, tokens)
-    got = call_learner(fn, logits, tokens, what="next_token_accuracy(logits, tokens)")
+    got = call_learner(
+        fn, logits, tokens, what="next_token_accuracy(logits, tokens)", leaves_unchanged="all"
+    )
     if isinstance(got, torch.Tensor):
         value = as_number(got)
         if value is not None and math.isclose(value, expected, rel_tol=1e-6):
