@@ -37,6 +37,8 @@ CELLS = {
     ),
     "no argument": "Outer()()",  # raised by Module._call_impl itself: that frame stays
     "check": "from utils import checks\nchecks.check_copying_score(torch.eye(3))",
+    # a bad argument, refused by utils/validation.py: its frames go, the caller's line stays
+    "refused": "from utils.bpe import train_merges\ntrain_merges('some text', -1)",
 }
 
 
@@ -68,6 +70,10 @@ def test_a_notebook_traceback_leaves_out_pytorchs_module_call_frames(monkeypatch
     assert "missing 1 required positional argument: 'x'" in shown["no argument"]
     assert shown["check"].startswith("TypeError: check_copying_score takes your function")
     assert len(shown["check"].splitlines()) <= 3  # the check's message alone, as before
+    refused = shown["refused"]
+    assert "validation.py" not in refused, refused
+    assert "in train_merges" in refused and "n_merges = require_int(" in refused, refused
+    assert refused.rstrip().endswith("ValueError: n_merges must be an int >= 0, got -1"), refused
 
 
 def test_without_it_the_module_call_frames_are_there():
@@ -75,3 +81,4 @@ def test_without_it_the_module_call_frames_are_there():
     shown = _tracebacks("")
     assert shown["nested"].count("module.py") >= 4 and "_contextlib.py" in shown["nested"]
     assert "in Inner.forward" in shown["nested"]
+    assert "validation.py" in shown["refused"]

@@ -28,12 +28,23 @@ def _passes_the_call_on(tb: TracebackType) -> bool:
     return any(path.endswith(file) and code.co_name == name for file, name in _CALL_FRAMES)
 
 
-def without_call_frames(tb: TracebackType | None) -> TracebackType | None:
+def _checks_arguments(tb: TracebackType) -> bool:
+    """A frame of utils/validation.py, whose functions refuse bad arguments with one message."""
+    return tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("utils/validation.py")
+
+
+def without_call_frames(tb: TracebackType | None, refused: bool = False) -> TracebackType | None:
     """The traceback `tb` with the frames of _CALL_FRAMES taken out (the rest linked as before),
-    but for the last: the frame that raised is always shown."""
+    but for the last: the frame that raised is always shown. With `refused` (a ValueError or
+    TypeError: bad arguments), the frames of utils/validation.py go too, the one that raised
+    included: the line that called the check and its message say what was wrong."""
     kept = []
     while tb is not None:
-        if tb.tb_next is None or not _passes_the_call_on(tb):
+        in_a_check = refused and _checks_arguments(tb)
+        if tb.tb_next is None:  # the frame that raised: shown, unless a check refused
+            if not (in_a_check and kept):
+                kept.append(tb)
+        elif not (_passes_the_call_on(tb) or in_a_check):
             kept.append(tb)
         tb = tb.tb_next
     for earlier, later in zip(kept, kept[1:]):
@@ -47,7 +58,8 @@ def _show_without_call_frames(shell, etype, value, tb, tb_offset=None):
     seen, exception = set(), value
     while exception is not None and id(exception) not in seen:  # the chained ones too
         seen.add(id(exception))
-        exception.__traceback__ = without_call_frames(exception.__traceback__)
+        refused = isinstance(exception, (ValueError, TypeError))
+        exception.__traceback__ = without_call_frames(exception.__traceback__, refused)
         exception = exception.__cause__ or exception.__context__
     shell.showtraceback((etype, value, value.__traceback__), tb_offset=tb_offset)
 
