@@ -112,19 +112,11 @@ def resid_no_return(model, clean_tokens, corrupted_tokens, metric):  # the clone
     return out
 
 
-def resid_without_hooks(model, clean_tokens, corrupted_tokens, metric):  # the hook never runs
-    _, cache = model.run_with_cache(clean_tokens)
-    out = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
-    for layer in range(model.cfg.n_layers):
-        for pos in range(corrupted_tokens.shape[1]):
-
-            def hook(x, hook):
-                x = x.clone()
-                x[:, pos] = cache["resid_pre", layer][:, pos]
-                return x
-
-            out[layer, pos] = metric(model(corrupted_tokens))  # not run_with_hooks
-    return out
+def resid_without_hooks(model, clean_tokens, corrupted_tokens, metric):  # the patch never runs
+    model.run_with_cache(clean_tokens)  # hooks of run_with_cache's own: not a patch
+    return torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1]) + metric(
+        model(corrupted_tokens)
+    )
 
 
 def resid_edits_the_clean_cache(model, clean_tokens, corrupted_tokens, metric):  # a learner's

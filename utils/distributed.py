@@ -90,9 +90,9 @@ def start(timeout_s: float = 300) -> tuple[int, int, str]:
 
 
 def stop() -> None:
-    """Leave the process group. Models wrapped by DDP or FSDP that are still referenced hold on to
-    it: free what is unreferenced first, or the process can abort as it exits ("terminate called
-    without an active exception", seen with FSDP on gloo)."""
+    """Leave the process group. Models wrapped by DDP or FSDP that only reference cycles keep alive
+    still hold on to it: collect them first, or the process can abort as it exits ("terminate
+    called without an active exception", seen with FSDP on gloo)."""
     if dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
@@ -206,8 +206,8 @@ def compare_ddp_and_fsdp(steps: int = 3) -> None:
         0, cfg.d_vocab, (8, cfg.n_ctx), generator=torch.Generator().manual_seed(0)
     )
     mine = tokens[rows_for_rank(torch.arange(len(tokens)), rank, world)].to(device)
-
-    def train(name: str) -> str:
+    lines = []
+    for name in ("DDP", "FSDP"):
         torch.manual_seed(0)
         model = FusedTransformer(cfg).to(device)
         total = sum(p.numel() for p in model.parameters())
@@ -226,12 +226,10 @@ def compare_ddp_and_fsdp(steps: int = 3) -> None:
             optimizer.step()
             optimizer.zero_grad()
             losses.append(mean_over_ranks(loss).item())
-        return (
+        lines.append(
             f"{name}: rank 0 of {world} stores {stored:,} of the {total:,} parameters; losses "
             + ", ".join(f"{value:.5f}" for value in losses)
         )
-
-    lines = [train("DDP"), train("FSDP")]  # each model freed when its run returns
     if rank == 0:
         print_wrapped("\n".join(lines))
     stop()

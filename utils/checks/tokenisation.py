@@ -178,7 +178,7 @@ def check_merge_word(fn) -> None:
                 f"{label} changed its input to {word}. Build and return a new list: "
                 "train_merges still needs the old word."
             )
-        if not isinstance(got, list) and isinstance(got, (tuple, range)) and list(got) == expected:
+        if isinstance(got, (tuple, range)) and list(got) == expected:
             fail(
                 f"{label} returned the {type(got).__name__} {got!r}: the right ids, but a word is "
                 f"a list of ids (train_merges stores and compares lists); return a list, {expected}"
