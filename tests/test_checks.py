@@ -77,6 +77,8 @@ class LNBroken(LayerNorm):
             return (x - mean) / (var.sqrt() + self.cfg.layer_norm_eps) * self.w + self.b
         if self.mistake == "ln_no_mean":
             return x / (var + self.cfg.layer_norm_eps).sqrt() * self.w + self.b
+        if self.mistake == "ln_no_eps":
+            return (x - mean) / var.sqrt() * self.w + self.b
         return (x - mean) / (var + self.cfg.layer_norm_eps).sqrt() * self.w + self.b
 
 
@@ -100,9 +102,12 @@ class AttnBroken(Attention):
         )
         k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
         scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k")
-        scores = scores / {"attn_scale_d_head": self.cfg.d_head, "attn_no_scale": 1}.get(
-            self.mistake, math.sqrt(self.cfg.d_head)
-        )
+        scores = scores / {
+            "attn_scale_d_head": self.cfg.d_head,
+            "attn_no_scale": 1,
+            "attn_scale_after_softmax": 1,
+            "attn_fixed_scale": 4.0,  # sqrt(16): the ci config's d_head, written in
+        }.get(self.mistake, math.sqrt(self.cfg.d_head))
         n = x.shape[1]
         diagonal = {"attn_mask_diagonal": 0, "attn_mask_shows_next": 2}.get(self.mistake, 1)
         mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=diagonal)
@@ -110,6 +115,8 @@ class AttnBroken(Attention):
             return scores.softmax(-1).masked_fill(mask, 0)
         if self.mistake != "attn_no_mask":
             scores = scores.masked_fill(mask, -1e5)
+        if self.mistake == "attn_scale_after_softmax":
+            return scores.softmax(-1) / math.sqrt(self.cfg.d_head)
         return scores.softmax(-2 if self.mistake == "attn_softmax_wrong_axis" else -1)
 
     def forward(self, x):
@@ -189,7 +196,13 @@ def _transformer_with(**parts):
 BROKEN = {
     **{
         m: (checks.check_layernorm, _with(LNBroken, m))
-        for m in ["ln_eps_outside_sqrt", "ln_unbiased_var", "ln_no_mean", "ln_wrong_dim"]
+        for m in [
+            "ln_eps_outside_sqrt",
+            "ln_unbiased_var",
+            "ln_no_mean",
+            "ln_wrong_dim",
+            "ln_no_eps",
+        ]
     },
     **{
         m: (checks.check_attention, _with(AttnBroken, m))
@@ -200,6 +213,8 @@ BROKEN = {
             "attn_mask_after_softmax",
             "attn_scale_d_head",
             "attn_no_scale",
+            "attn_scale_after_softmax",
+            "attn_fixed_scale",
             "attn_softmax_wrong_axis",
             "attn_no_b_O",
             "attn_no_b_Q",
@@ -1240,7 +1255,7 @@ def test_a_mask_of_the_wrong_shape_is_labelled_with_its_dimensions():
 
     with pytest.raises(
         AssertionError,
-        match=r"expected the scores' shape \(2, 4, 5, 5\) \(batch, n_heads, query_posn, key_posn\)",
+        match=r"expected the scores' shape \(2, 5, 5, 5\) \(batch, n_heads, query_posn, key_posn\)",
     ):
         checks.check_attention(MaskOneHead)
 
@@ -1472,3 +1487,95 @@ class AttentionWithoutKeyBias(Attention):  # right: q . b_K is the same for ever
 def test_attention_without_the_key_bias_passes(capsys):
     checks.check_attention(AttentionWithoutKeyBias)
     assert "passed" in capsys.readouterr().out
+
+
+class PatternInFloat64(Attention):
+    def attention_pattern(self, x):
+        return super().attention_pattern(x).double()
+
+
+class PatternScaledAfterSoftmax(Attention):  # by a factor that is no known mistake's
+    def attention_pattern(self, x):
+        return super().attention_pattern(x) * 2
+
+
+class BlockWithoutAttnOnly(TransformerBlock):  # forgets notebook 05's attention-only blocks
+    def forward(self, resid_pre):
+        resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
+        return resid_mid + self.mlp(self.ln2(resid_mid))
+
+
+class BlockAlwaysWithMLP(TransformerBlock):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.ln2, self.mlp = self.LayerNorm(cfg), self.MLP(cfg)
+
+    def forward(self, resid_pre):
+        resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
+        return resid_mid if self.cfg.attn_only else resid_mid + self.mlp(self.ln2(resid_mid))
+
+
+@pytest.mark.parametrize(
+    "check, cls, message",
+    [
+        (
+            checks.check_attention,
+            PatternInFloat64,
+            r"^Attention.attention_pattern: the output is float64, expected float32",
+        ),
+        (
+            checks.check_attention,
+            PatternScaledAfterSoftmax,
+            r"no entry is negative, but its rows sum to 2 over the key positions, not 1",
+        ),
+        (
+            checks.check_block,
+            BlockWithoutAttnOnly,
+            r"^TransformerBlock\(cfg with attn_only=True\).forward raised AttributeError: .*'mlp'",
+        ),
+        (
+            checks.check_block,
+            BlockAlwaysWithMLP,
+            r"(?s)^TransformerBlock\(cfg with attn_only=True\): .* unexpected: \{'ln2.w'",
+        ),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_other_broken_layers_fail_with_a_message_that_fits(check, cls, message):
+    """Wrong layers that no known mistake describes: one message that says what is wrong (a
+    pattern of another dtype once raised a RuntimeError from inside the check)."""
+    with pytest.raises(AssertionError, match=message) as err:
+        check(cls)
+    assert "Likely cause" not in str(err.value), str(err.value)
+
+
+def test_the_check_config_has_sizes_no_run_config_has():
+    """A size written into a layer as a number (16 for ci's d_head) must fail the layer checks."""
+    from utils.checks.model import CHECK_CFG
+    from utils.configs import CONFIGS
+
+    for run in CONFIGS.values():
+        for size in ("d_model", "n_heads", "d_head", "d_mlp"):
+            assert getattr(CHECK_CFG, size) != run.model[size], (run.name, size)
+
+
+def test_a_pos_embed_without_the_batch_axis_passes_with_a_note(capsys):
+    class PosEmbedUnbatched(PosEmbed):  # as nanoGPT's: [posn, d_model], broadcast when added
+        def forward(self, tokens):
+            return self.W_pos[: tokens.shape[1]].clone()
+
+    checks.check_pos_embed(PosEmbedUnbatched)
+    out = capsys.readouterr().out
+    assert "passed" in out and "returns [posn, d_model], without the batch dimension" in out
+    checks.check_pos_embed(PosEmbed)
+    assert "without the batch dimension" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, cls", CORRECT[:2], ids=[c.__name__ for c, _ in CORRECT[:2]])
+def test_a_layer_check_leaves_the_learners_random_state_as_it_was(check, cls, capsys):
+    """The checks seed their own weights; a notebook's later random draws (its reference model,
+    its samples) must not depend on which checks ran before."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    check(cls)
+    assert torch.equal(torch.get_rng_state(), before)

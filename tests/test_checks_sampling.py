@@ -227,6 +227,8 @@ def top_p_shifted_cumsum(
 def top_p_searchsorted(
     logits, p
 ):  # ARENA's way: how many tokens it takes to reach p, then keep that many
+    if p >= 1:  # the running total can reach 1.0 before the row ends (ARENA's leaves this out)
+        return logits
     probs, indices = _sorted_probs(logits)
     n_keep = torch.searchsorted(probs.cumsum(-1), torch.full((logits.shape[0], 1), p)) + 1
     keep = torch.arange(logits.shape[-1]) < n_keep
@@ -244,11 +246,27 @@ def top_p_ascending(
 
 
 def top_p_mass_before(logits, p):
+    if p >= 1:
+        return logits
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) - probs >= p
     out = logits.clone()
     out[remove.scatter(-1, indices, remove)] = NEG_INF
     return out
+
+
+def top_p_zero_fill(logits, p):
+    if p >= 1:
+        return logits
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) - probs >= p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), 0.0)
+
+
+def top_p_without_p_one(logits, p):  # right below p = 1, but float32's total reaches 1.0 early
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) - probs >= p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
 def top_p_cumsum_at_most_p(logits, p):
@@ -411,6 +429,52 @@ def _pasted(source: str, edits, name: str):
     return namespace[name]
 
 
+def _notebook_beam_search(*cache_edits):
+    """beam_search as notebook 04 runs it: through the notebook's own next_logits, cached_forward
+    and the learner's forward_with_cache, with each (old, new) edit made to the cache's code."""
+    source = "\n\n".join(
+        inspect.getsource(getattr(utils.sampling, name))
+        for name in ("attention_with_cache", "forward_with_cache", "cached_forward", "next_logits")
+    )
+    for old, new in cache_edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    return _pasted(
+        source + "\n\n" + inspect.getsource(utils.sampling.beam_search), (), "beam_search"
+    )
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (None, None),
+        (
+            (
+                "W_pos[past : past + tokens.shape[1]]",
+                "W_pos[past + 1 : past + 1 + tokens.shape[1]]",
+            ),
+            r"through your forward_with_cache, and it gives other logits than the model without a "
+            r"cache \(largest difference",
+        ),
+        (
+            ("    past = cache.length\n", '    raise NotImplementedError("the hint")\n'),
+            r"through your forward_with_cache, which is not written yet",
+        ),
+    ],
+    ids=["right cache", "positions shifted", "stub left in"],
+)
+def test_beam_search_is_not_blamed_for_the_cache(edit, message, capsys):
+    """A right beam search over a wrong KV cache (another exercise of notebook 04) is told so in
+    one line; it was blamed on the beam search, or ended in a trace from the cache's stub."""
+    beam_search = _notebook_beam_search(*([edit] if edit else []))
+    if message is None:
+        checks.check_beam_search(beam_search)
+        assert "beam_search passed" in capsys.readouterr().out
+        return
+    with pytest.raises(AssertionError, match=message):
+        checks.check_beam_search(beam_search)
+
+
 BEAM_EDITS = {  # known mistake -> the edits to the solution that make it
     # topk along each beam's row, then flattened: candidates beam after beam, not in score order
     "beam_topk_per_beam": [
@@ -462,6 +526,8 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topk_wrong_dim": (checks.check_top_k, top_k_over_batch),
     "topk_returns_probs": (checks.check_top_k, top_k_probabilities),
     "topp_drops_crossing": (checks.check_top_p, top_p_cumsum_at_most_p),
+    "topp_p_one_removes": (checks.check_top_p, top_p_without_p_one),
+    "topp_fill_zero": (checks.check_top_p, top_p_zero_fill),
     "topp_keeps_none": (checks.check_top_p, top_p_shift_forgets_first),
     "topp_logit_mass": (checks.check_top_p, top_p_logit_mass),
     "topp_unsorted": (checks.check_top_p, top_p_mask_not_unsorted),
@@ -881,3 +947,20 @@ def kv_cache_logits_in_float64(model, tokens, cache):
 def test_sampling_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
     with pytest.raises(AssertionError, match=message):
         check(fn)
+
+
+def top_p_softmax_over_batch(logits, p):  # the probabilities of each token across the batch
+    if p >= 1:
+        return logits
+    sorted_logits, indices = logits.sort(-1, descending=True)
+    sorted_probs = sorted_logits.softmax(0)  # dim=0: over the batch, not the vocabulary
+    remove = sorted_probs.cumsum(-1) - sorted_probs >= p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def test_a_mistake_is_named_only_when_it_fits_every_case():
+    """softmax over the batch gives, in the first case, what a dropped crossing token gives: that
+    mistake was named; it does not fit the other cases."""
+    with pytest.raises(AssertionError, match="apply_top_p") as err:
+        checks.check_top_p(top_p_softmax_over_batch)
+    assert "Likely cause" not in str(err.value), str(err.value)

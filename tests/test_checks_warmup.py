@@ -361,6 +361,15 @@ def numgrad_float32(f, x, eps=1e-3):
     return grad
 
 
+def numgrad_fixed_eps(f, x, eps=1e-3):  # the default's 1e-3 written in, eps never read
+    grad = torch.zeros_like(x)
+    for i in range(x.numel()):
+        step = torch.zeros_like(x)
+        step.view(-1)[i] = 1e-3
+        grad.view(-1)[i] = (f(x + step) - f(x - step)) / (2 * 1e-3)
+    return grad
+
+
 def numgrad_autograd(f, x, eps=1e-3):  # the exact gradient, not a finite difference
     x = x.clone().requires_grad_()
     f(x).backward()
@@ -421,6 +430,16 @@ class NetLayersInForward(nn.Module):
 
     def forward(self, x):
         d_in, d_hidden, d_out = self.sizes  # ...but new layers used
+        return nn.Linear(d_hidden, d_out)(torch.relu(nn.Linear(d_in, d_hidden)(x)))
+
+
+class NetBuiltInForward(nn.Module):  # no layer in __init__: parameters() is empty
+    def __init__(self, d_in, d_hidden, d_out):
+        super().__init__()
+        self.sizes = (d_in, d_hidden, d_out)
+
+    def forward(self, x):
+        d_in, d_hidden, d_out = self.sizes
         return nn.Linear(d_hidden, d_out)(torch.relu(nn.Linear(d_in, d_hidden)(x)))
 
 
@@ -636,10 +655,14 @@ BROKEN_WARMUP = {
     "numgrad_forward": [(checks.check_numerical_gradient, numgrad_forward)],
     "numgrad_one_eps": [(checks.check_numerical_gradient, numgrad_one_eps)],
     "numgrad_changes_x": [(checks.check_numerical_gradient, numgrad_in_place)],
+    "numgrad_fixed_eps": [(checks.check_numerical_gradient, numgrad_fixed_eps)],
     "net_plain_list": [(checks.check_two_layer_net, NetList)],
     "net_no_relu": [(checks.check_two_layer_net, NetNoRelu)],
     "net_no_super_init": [(checks.check_two_layer_net, NetNoSuper)],
-    "net_layers_in_forward": [(checks.check_two_layer_net, NetLayersInForward)],
+    "net_layers_in_forward": [
+        (checks.check_two_layer_net, NetLayersInForward),
+        (checks.check_two_layer_net, NetBuiltInForward),
+    ],
     "train_no_zero_grad": [(checks.check_train_loop, train_no_zero_grad)],
     "train_optimizer_in_loop": [(checks.check_train_loop, train_new_optimizer)],
     "train_tensor_losses": [
@@ -757,6 +780,11 @@ def test_a_learners_error_is_reported_with_their_line():
             "returned torch.float32 for a torch.float64",
         ),
         (checks.check_numerical_gradient, numgrad_autograd, "returned the exact gradient"),
+        (
+            checks.check_normalise,
+            lambda x: warmup.normalise(x.double()),
+            r"returned float64, expected float32, the input's dtype",
+        ),
         (
             checks.check_two_layer_net,
             NetNoBiases,

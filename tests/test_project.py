@@ -270,3 +270,24 @@ def test_the_setup_cell_says_in_one_line_when_colabs_clone_fails(tmp_path, monke
     assert "\n" not in message and "git clone" in message and "Could not resolve host" in message
     assert "run this cell again" in message
     assert "transformers>=5.0" in setup  # Colab's own transformers may be older than ours
+
+
+def test_the_readme_counts_what_there_is():
+    """The README's numbers of exercises and of known mistakes are those of the notebooks and the
+    checks (a number in a sentence drifts when an exercise or a mistake is added)."""
+    from utils.checks import MISTAKES
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    exercises = {
+        path.name[:2]: sum(
+            any(line.startswith("#| exercise") for line in "".join(cell["source"]).splitlines())
+            for cell in json.loads(path.read_text())["cells"]
+        )
+        for path in NOTEBOOKS
+    }
+    said = re.search(r"\*\*Exercises\*\* \((\d+) in all, (\d+) of them in notebook 00\)", readme)
+    assert said, "the README no longer says how many exercises there are"
+    assert (int(said[1]), int(said[2])) == (sum(exercises.values()), exercises["00"])
+    said = re.search(r"\((\d+) known mistakes", readme)
+    assert said, "the README no longer says how many mistakes the checks know"
+    assert int(said[1]) == len(MISTAKES)

@@ -201,12 +201,38 @@ def test_kv_cache_check_passes_the_solution(capsys):
             "never reach the cache",
         ),
         (("    past = cache.length\n", "    past = 0\n"), "positions 0, 1, ... again"),
+        (
+            (
+                "    k, v = cache.update(layer, k, v)"
+                "  # [batch, past + new_posn, n_heads, d_head]\n",
+                "    cache.update(layer, k, v)\n    k, v = cache.update(layer, k, v)\n",
+            ),
+            "more than once per layer",
+        ),
     ],
 )
 def test_kv_cache_check_names_each_known_mistake(edit, cause):
     with pytest.raises(AssertionError, match="forward_with_cache") as failure:
         check_kv_cache(_learners(edit))
     assert "Likely cause" in str(failure.value) and cause in str(failure.value), str(failure.value)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("math.sqrt(attn.cfg.d_head)", "math.sqrt(16)"),  # the ci config's d_head, written in
+        (
+            "einops.einsum(x, attn.W_Q, project)",
+            "einops.einsum(x, attn.W_Q.reshape(-1, 64, 16), project)",
+        ),
+    ],
+)
+def test_kv_cache_check_fails_a_size_written_in(edit):
+    """The check's models have sizes no run config has, so ci's sizes written in fail (they
+    passed when its models were ci's shape)."""
+    with pytest.raises(AssertionError, match="forward_with_cache") as failure:
+        check_kv_cache(_learners(edit))
+    assert "which no run config has" in str(failure.value) or "raised" in str(failure.value)
 
 
 def test_kv_cache_check_reports_a_wrong_shape_and_a_crash():

@@ -64,8 +64,8 @@ DLA_NO_LN_WEIGHT = known_mistake(
 DLA_WITH_BIASES = known_mistake(
     "dla_with_biases",
     "direct_logit_attribution",
-    "ln_final.b and b_U are added to every vector's attribution. They are added once to the "
-    "logit, not once per component: leave them out here (the notebook adds them as their own "
+    "ln_final.b or b_U (or both) are added to every vector's attribution. They are added once to "
+    "the logit, not once per component: leave them out here (the notebook adds them as their own "
     "term).",
 )
 DLA_LN_PER_VECTOR = known_mistake(
@@ -157,6 +157,13 @@ ABL_LATE_BINDING = known_mistake(
     "bind them when it is defined (def hook(z, hook, head=head)), use functools.partial, "
     "or read the layer from hook.name.",
 )
+ABL_ONE_HEAD_PER_LAYER = known_mistake(
+    "abl_one_head_per_layer",
+    "ablate_heads",
+    "only the last head given for each layer is zeroed: the heads were gathered one per layer "
+    "(by_layer[layer] = head overwrites the head before). Keep a list per layer, "
+    "by_layer.setdefault(layer, []).append(head), and zero all of them.",
+)
 ABL_NO_EFFECT = known_mistake(
     "abl_no_effect",
     "ablate_heads",
@@ -237,8 +244,10 @@ def _dla(vectors, scale, model, token, mistake=None):
         )
         return [model.ln_final(vectors) @ column, (own * model.ln_final.w) @ column, own @ column]
     out = weighted @ column
-    if mistake is DLA_WITH_BIASES:
-        out = out + model.ln_final.b @ model.unembed.W_U[:, token] + model.unembed.b_U[token]
+    if mistake is DLA_WITH_BIASES:  # both, or one of them
+        ln_bias = model.ln_final.b @ model.unembed.W_U[:, token]
+        b_U = model.unembed.b_U[token]
+        return [out + ln_bias + b_U, out + ln_bias, out + b_U]
     return out
 
 
@@ -500,6 +509,8 @@ def _ablate(model, tokens, heads, mistake=None):
         return model(tokens)
     if mistake is ABL_LATE_BINDING:
         by_layer = {layer: [heads[-1][1]] for layer in by_layer}
+    if mistake is ABL_ONE_HEAD_PER_LAYER:
+        by_layer = {layer: [here[-1]] for layer, here in by_layer.items()}
     if mistake is ABL_EVERY_LAYER:
         by_layer = {layer: sorted({h for _, h in heads}) for layer in range(model.cfg.n_layers)}
     name, index = "z", lambda here: (slice(None), slice(None), here)
@@ -536,6 +547,7 @@ def check_ablate_heads(fn) -> None:
     tokens = torch.randint(
         0, model.cfg.d_vocab, (2, 10), generator=torch.Generator().manual_seed(2)
     )
+    results = []  # (heads, the learner's logits)
     with torch.no_grad():
         plain = model(tokens)
         for heads in ([(1, 2)], [(0, 1), (1, 3)], [(1, 0), (1, 3)], [(0, 2), (1, 2), (0, 0)]):
@@ -570,13 +582,17 @@ def check_ablate_heads(fn) -> None:
                     f"{what} must return the logits, shape {tuple(plain.shape)} [batch, posn, "
                     f"d_vocab], got {shape}" + (" (no return?)" if got is None else "")
                 )
+            results.append((heads, got))
+        for heads, got in results:
             expected = _ablate(model, tokens, heads)
             if not _same(got, expected):
+                # named only when it gives the learner's logits in every case: two mistakes that
+                # agree in one case are told apart by another
                 mistake = recognise(
-                    got,
+                    [logits for _, logits in results],
                     mistakes_in("ablate_heads"),
-                    lambda m: _ablate(model, tokens, heads, mistake=m),
-                    _same,
+                    lambda m: [[_ablate(model, tokens, case, mistake=m) for case, _ in results]],
+                    lambda ours, theirs: all(map(_same, ours, theirs)),
                 )
                 fail(
                     [

@@ -76,6 +76,15 @@ KV_LENGTH_READ_MID_FORWARD = known_mistake(
     "the first layer runs, or in the attention use the keys' length: past = k.shape[1] - "
     "new_posn after k, v = cache.update(layer, k, v).",
 )
+KV_UPDATE_TWICE = known_mistake(
+    "kv_update_twice",
+    "forward_with_cache",
+    "the cache stores the new positions more than once per layer (cache.update called twice, or "
+    "in forward_with_cache as well as in the attention), so it fills up twice as fast and its keys "
+    "repeat: call k, v = cache.update(layer, k, v) once per layer, in attention_with_cache.",
+    raises=ValueError,
+    says="more pass n_ctx",
+)
 
 CHUNKS = (
     4,
@@ -192,7 +201,9 @@ def _run(forward, model, tokens, upto=None, what=None, mode=None):
         if what is None:
             outputs.append(forward(model, chunk, cache))
         else:
-            outputs.append(call_learner(forward, model, chunk, cache, what=what))
+            outputs.append(
+                call_learner(forward, model, chunk, cache, what=what, known=[KV_UPDATE_TWICE])
+            )
         cache.updated = False
         read_mid_forward |= cache.read_mid_forward
         lengths.append(cache.length)
@@ -236,8 +247,10 @@ def check_kv_cache(fn) -> None:
     things_to_check = (
         "past = cache.length before the layers run; W_pos rows past:past + new_posn; "
         "in attention, k, v = cache.update(layer, k, v), then the new queries against all those "
-        "keys, masked with torch.triu(ones(new_posn, past + new_posn), diagonal=past + 1); "
-        "the MLP and the final LayerNorm as usual."
+        "keys, scaled by 1 / sqrt(attn.cfg.d_head) and masked with torch.triu(ones(new_posn, past "
+        "+ new_posn), diagonal=past + 1); the MLP and the final LayerNorm as usual. Every size "
+        f"from cfg: these models have d_model {CHECK_CFG.d_model} and {CHECK_CFG.n_heads} heads of "
+        f"{CHECK_CFG.d_head}, which no run config has."
     )
     for seed, attn_only in ((0, False), (1, False), (2, True)):
         model = _model(seed, attn_only)

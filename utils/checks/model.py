@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from utils.checks.core import (
     mistakes_in,
     recognise,
 )
+from utils.configs import CONFIGS
 from utils.model import Config, convert_hf_state_dict, next_token_loss
 from utils.resources import new_gpt2
 from utils.validation import require_config
@@ -38,16 +40,20 @@ from utils.validation import require_config
 ATOL, RTOL = 1e-4, 1e-3  # float32
 SEEDS = (0, 1, 2)
 SHAPES = ((2, 5), (3, 17), (1, 32))  # (batch, posn); 32 = the check config's n_ctx
+# Sizes that no run config has (tests/test_checks.py makes sure), so that a size written into a
+# layer as a number, such as ci's d_head, fails here
 CHECK_CFG = Config(
-    d_model=64,
+    d_model=60,
     d_vocab=1000,
     n_ctx=32,
-    d_head=16,
-    d_mlp=256,
-    n_heads=4,
+    d_head=12,
+    d_mlp=240,
+    n_heads=5,
     n_layers=2,
     layer_norm_eps=1e-5,
 )
+# sqrt(d_head) of each run config, the scale a learner may write in as a number
+RUN_CONFIG_SCALES = tuple(math.sqrt(run.model["d_head"]) for run in CONFIGS.values())
 
 # The dimensions of each tensor compared, named as in the notebook's shape annotations
 RESIDUAL = "batch posn d_model"
@@ -73,6 +79,12 @@ LN_UNBIASED_VAR = known_mistake(
 )
 LN_NO_MEAN = known_mistake(
     "ln_no_mean", "LayerNorm", "LayerNorm: the mean is not subtracted. Normalise (x - mean), not x."
+)
+LN_NO_EPS = known_mistake(
+    "ln_no_eps",
+    "LayerNorm",
+    "LayerNorm: no eps: (x - mean) / sqrt(var) divides by almost 0 where the variance is tiny. "
+    "Use (x - mean) / sqrt(var + self.cfg.layer_norm_eps).",
 )
 LN_FIXED_EPS = known_mistake(
     "ln_fixed_eps",
@@ -119,6 +131,20 @@ ATTN_NO_SCALE = known_mistake(
     "attn_no_scale",
     "Attention.attention_pattern",
     "Attention: scores are not scaled. Divide q·k by sqrt(d_head).",
+)
+ATTN_FIXED_SCALE = known_mistake(
+    "attn_fixed_scale",
+    "Attention.attention_pattern",
+    "Attention: the scores are divided by a number written in the code "
+    f"({math.sqrt(CONFIGS['ci'].model['d_head']):g}, the square root of ci's d_head "
+    f"{CONFIGS['ci'].model['d_head']}?), not by math.sqrt(self.cfg.d_head): these checks use "
+    f"d_head {CHECK_CFG.d_head}, which no run config has.",
+)
+ATTN_SCALE_AFTER_SOFTMAX = known_mistake(
+    "attn_scale_after_softmax",
+    "Attention.attention_pattern",
+    "Attention: the pattern is divided by sqrt(d_head) after the softmax, so its rows sum to "
+    "1/sqrt(d_head). Scale the scores q·k, then mask, then softmax.",
 )
 ATTN_SOFTMAX_WRONG_AXIS = known_mistake(
     "attn_softmax_wrong_axis",
@@ -225,6 +251,8 @@ def _layernorm(x, w, b, eps, mistake=None):
     centred = x if mistake is LN_NO_MEAN else x - mean
     if mistake is LN_FIXED_EPS:
         eps = 1e-5  # GPT-2's, whatever the config says
+    if mistake is LN_NO_EPS:
+        eps = 0.0
     if mistake is LN_EPS_OUTSIDE_SQRT:
         return centred / (var.sqrt() + eps) * w + b
     return centred / (var + eps).sqrt() * w + b
@@ -243,23 +271,28 @@ def _causal_mask(scores, mistake=None, fill=float("-inf")):
     return scores.masked_fill(hide, 0.0 if mistake is ATTN_MASK_FILL_ZERO else fill)
 
 
-def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf")):
+def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf"), scale=None):
     q = torch.einsum("bpd,hde->bphe", x, sd["W_Q"]) + (0 if mistake is ATTN_NO_B_Q else sd["b_Q"])
     k = torch.einsum("bpd,hde->bphe", x, sd["W_K"]) + sd["b_K"]
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
-    scores = scores / {ATTN_SCALE_D_HEAD: cfg.d_head, ATTN_NO_SCALE: 1.0}.get(
-        mistake, math.sqrt(cfg.d_head)
-    )
+    scores = scores / {
+        ATTN_SCALE_D_HEAD: cfg.d_head,
+        ATTN_NO_SCALE: 1.0,
+        ATTN_SCALE_AFTER_SOFTMAX: 1.0,
+        ATTN_FIXED_SCALE: scale or RUN_CONFIG_SCALES[0],
+    }.get(mistake, math.sqrt(cfg.d_head))
     if mistake is ATTN_MASK_AFTER_SOFTMAX:
         return _causal_mask(scores.softmax(-1), fill=0.0)
     scores = _causal_mask(scores, mistake, fill)
     if mistake is ATTN_PATTERN_NO_SOFTMAX:
         return scores
+    if mistake is ATTN_SCALE_AFTER_SOFTMAX:
+        return scores.softmax(-1) / math.sqrt(cfg.d_head)
     return scores.softmax(-2 if mistake is ATTN_SOFTMAX_WRONG_AXIS else -1)
 
 
-def _attention(x, sd, cfg, mistake=None, fill=float("-inf")):
-    pattern = _attention_pattern(x, sd, cfg, mistake, fill)
+def _attention(x, sd, cfg, mistake=None, fill=float("-inf"), scale=None):
+    pattern = _attention_pattern(x, sd, cfg, mistake, fill, scale)
     v = torch.einsum("bpd,hde->bphe", x, sd["W_V"]) + (0 if mistake is ATTN_NO_B_V else sd["b_V"])
     z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
     out = torch.einsum("bqhe,hem->bqm", z, sd["W_O"])
@@ -446,25 +479,29 @@ def _require_layer_class(name: str, cls) -> None:
     )
 
 
-def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: str = ""):
-    """Run `case` for every seed and shape, each with fresh random weights, then say how many cases
-    passed."""
+def _each_case(name, cls, prefix, case, cfg, seeds=SEEDS, shapes=SHAPES, also: str = "", then=None):
+    """Run `case` for every seed and shape, each with fresh random weights, then `then()` if given,
+    then say how many cases passed."""
     _require_layer_class(name, cls)
     if cfg is not None:
         require_config(f"{_CHECK_NAMES.get(name, 'the check')}'s cfg", cfg, Config)
     cfg, n_runs = cfg or CHECK_CFG, 0
-    for seed in seeds:
-        for batch, n in shapes:
-            n = min(n, cfg.n_ctx)
-            hf = _randomised_hf_gpt2(cfg, seed)
-            sd = convert_hf_state_dict(hf.state_dict(), cfg)
-            sd["unembed.b_U"] = 0.5 * torch.randn(cfg.d_vocab)
-            layer = _build(cls, cfg, name, prefix, sd)
-            with torch.no_grad():
-                case(cfg, hf, sd, layer, batch, n, seed)
-            if n_runs == 0:  # right values, now the gradients: once, on the first case
-                _check_gradients_reach_weights(name, layer, cfg, batch, n)
-            n_runs += 1
+    # the cases seed their own weights and inputs; the learner's random state is left as it was
+    with torch.random.fork_rng(devices=[]):
+        for seed in seeds:
+            for batch, n in shapes:
+                n = min(n, cfg.n_ctx)
+                hf = _randomised_hf_gpt2(cfg, seed)
+                sd = convert_hf_state_dict(hf.state_dict(), cfg)
+                sd["unembed.b_U"] = 0.5 * torch.randn(cfg.d_vocab)
+                layer = _build(cls, cfg, name, prefix, sd)
+                with torch.no_grad():
+                    case(cfg, hf, sd, layer, batch, n, seed)
+                if n_runs == 0:  # right values, now the gradients: once, on the first case
+                    _check_gradients_reach_weights(name, layer, cfg, batch, n)
+                n_runs += 1
+        if then is not None:
+            then()
     if also != "quiet":
         print_wrapped(
             f"{name} passed: {n_runs} cases ({len(seeds)} seeds x {len(shapes)} shapes{also}) "
@@ -660,7 +697,7 @@ def check_layernorm(cls, cfg: Config | None = None) -> None:
     )
 
     def case(cfg, hf, sd, layer, batch, n, seed):
-        for kind in range(3):
+        for kind in (2, 0, 1):  # tiny variance first: there a missing or misplaced eps shows
             x = _float_input(batch, n, cfg, kind)
             _compare(
                 name,
@@ -718,6 +755,7 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
                 shares_memory.append(
                     got.untyped_storage().data_ptr() == weights.untyped_storage().data_ptr()
                 )
+            returned_ndims.add(got.ndim)
             if tuple(got.shape) in (tuple(expected.shape[1:]), (1, *expected.shape[1:])):
                 got = got.expand_as(
                     expected
@@ -733,7 +771,13 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
             )
 
     shares_memory: list[bool] = []
+    returned_ndims: set[int] = set()
     _each_case(name, cls, "pos_embed.", case, cfg)
+    if 2 in returned_ndims:  # right values: adding them to the token embeddings broadcasts
+        print_wrapped(
+            "  note: your PosEmbed returns [posn, d_model], without the batch dimension: adding it "
+            "to the token embeddings broadcasts, but the signature promises [batch, posn, d_model]"
+        )
     if any(shares_memory):  # right values, but an in-place edit of them would edit W_pos
         print_wrapped(
             "  note: your PosEmbed returns a view of W_pos (the same memory): .clone() it, or\n"
@@ -755,10 +799,14 @@ def check_attention(cls, cfg: Config | None = None) -> None:
         x = torch.randn(batch, n, cfg.d_model)
         attn_sd = _sub(sd, "blocks.0.attn.")
         # masks filled with -inf or with a large negative number (as ARENA does) differ when a row
-        # is fully masked
-        both_fills = lambda fn: (
-            lambda m: [fn(x, attn_sd, cfg, m), fn(x, attn_sd, cfg, m, fill=-1e5)]
-        )  # noqa: E731
+        # is fully masked; a scale written in as a number may be any run config's
+        both_fills = lambda fn: (  # noqa: E731
+            lambda m: [
+                fn(x, attn_sd, cfg, m, fill, scale)
+                for fill in (float("-inf"), -1e5)
+                for scale in (RUN_CONFIG_SCALES if m is ATTN_FIXED_SCALE else (None,))
+            ]
+        )
         # every method the exercise asks for, in the order it is written: the mask, the pattern,
         # then forward
         if n > 1:
@@ -772,17 +820,13 @@ def check_attention(cls, cfg: Config | None = None) -> None:
         expected_pattern = _attention_pattern(x, attn_sd, cfg)
         if (
             tuple(pattern.shape) == tuple(expected_pattern.shape)
+            and pattern.dtype == expected_pattern.dtype
             and not torch.allclose(pattern, expected_pattern, rtol=RTOL, atol=ATOL)
             and not torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-3)
             and _recognise(pattern, pattern_mistakes, both_fills(_attention_pattern))
             in (None, ATTN_PATTERN_NO_SOFTMAX)
         ):
-            fail(
-                f"{name}.attention_pattern: its rows do not sum to 1 over the key positions"
-                + (" and it holds -inf" if torch.isinf(pattern).any() else "")
-                + ".",
-                ATTN_PATTERN_NO_SOFTMAX,
-            )
+            _fail_rows_not_summing_to_one(f"{name}.attention_pattern", pattern, generic)
         _compare(
             f"{name}.attention_pattern",
             pattern,
@@ -806,6 +850,27 @@ def check_attention(cls, cfg: Config | None = None) -> None:
             _check_causal(name, layer, x, generic, cfg)
 
     _each_case(name, cls, "blocks.0.attn.", case, cfg)
+
+
+def _fail_rows_not_summing_to_one(name, pattern, things_to_check) -> NoReturn:
+    """A pattern whose rows do not sum to 1: scores that never went through the softmax when some
+    are negative or infinite, else probabilities scaled after it."""
+    sums = pattern.sum(-1)
+    if torch.isinf(pattern).any() or (pattern < 0).any():
+        fail(
+            f"{name}: its rows do not sum to 1 over the key positions"
+            + (" and it holds -inf" if torch.isinf(pattern).any() else "")
+            + ".",
+            ATTN_PATTERN_NO_SOFTMAX,
+        )
+    low, high = f"{sums.min().item():.3g}", f"{sums.max().item():.3g}"
+    fail(
+        f"{name}: no entry is negative, but its rows sum to "
+        f"{low if low == high else f'{low} to {high}'} over the key positions, not 1: is "
+        "something done to the probabilities after the softmax?",
+        None,
+        things_to_check,
+    )
 
 
 @learner_facing
@@ -854,7 +919,38 @@ def check_block(cls, cfg: Config | None = None) -> None:
         if n > 1:
             _check_causal(name, layer, x, generic, cfg)
 
-    _each_case(name, cls, "blocks.0.", case, cfg)
+    attn_only = (lambda: _check_attn_only_block(cls)) if cfg is None else None
+    _each_case(
+        name,
+        cls,
+        "blocks.0.",
+        case,
+        cfg,
+        also=", and 2 with attn_only" * (cfg is None),
+        then=attn_only,
+    )
+
+
+def _check_attn_only_block(cls) -> None:
+    """With cfg.attn_only (notebook 05's induction model) the block is attention alone: no ln2, no
+    MLP, resid_pre + attn(ln1(resid_pre))."""
+    name = "TransformerBlock(cfg with attn_only=True)"
+    generic = (
+        "with cfg.attn_only the block has no ln2 and no mlp, and returns resid_mid = resid_pre + "
+        "attn(ln1(resid_pre))"
+    )
+    cfg = dataclasses.replace(CHECK_CFG, attn_only=True)
+    sd = convert_hf_state_dict(_randomised_hf_gpt2(CHECK_CFG, SEEDS[0]).state_dict(), CHECK_CFG)
+    sd = {k: v for k, v in sd.items() if not k.startswith(("blocks.0.ln2.", "blocks.0.mlp."))}
+    layer = _build(cls, cfg, name, "blocks.0.", sd)
+    block = _sub(sd, "blocks.0.")
+    for batch, n in SHAPES[:2]:
+        x = torch.randn(batch, n, cfg.d_model)
+        with torch.no_grad():
+            got = _output(layer, x, name, generic)
+            ln1 = _layernorm(x, block["ln1.w"], block["ln1.b"], cfg.layer_norm_eps)
+            expected = x + _attention(ln1, _sub(block, "attn."), cfg)
+        _compare(name, got, expected, RESIDUAL, generic)
 
 
 @learner_facing

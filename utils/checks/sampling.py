@@ -21,6 +21,7 @@ What the checks accept:
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -128,6 +129,19 @@ TOPP_KEEPS_NONE = known_mistake(
     "when the most probable token alone has more than p of the mass, every token is removed (and "
     "the softmax of a row of -inf is NaN). The most probable token is always kept: "
     "keep a token when the mass before it is < p, which is 0 < p for the first.",
+)
+TOPP_FILL_ZERO = known_mistake(
+    "topp_fill_zero",
+    "apply_top_p",
+    "the tokens outside the nucleus are set to 0, and a logit of 0 still gets probability "
+    "e^0 / sum after the softmax. Set them to float('-inf').",
+)
+TOPP_P_ONE_REMOVES = known_mistake(
+    "topp_p_one_removes",
+    "apply_top_p",
+    "p = 1 must keep every token, but in float32 the running total of a long row reaches 1.0 "
+    "before its last tokens, so the mass before them is >= p. Handle p = 1 on its own: if p >= 1, "
+    "return the logits as they are.",
 )
 TOPP_LOGIT_MASS = known_mistake(
     "topp_logit_mass",
@@ -304,6 +318,8 @@ def _top_p(logits, p, mistake=None):
     p included, and always at least one); the rest -inf. Or with a known mistake."""
     if mistake is TOPP_RETURNS_PROBS:
         return _as_probabilities(logits, torch.isfinite(_top_p(logits, p)))
+    if p >= 1 and mistake is not TOPP_P_ONE_REMOVES:
+        return logits.clone()  # every token
     mass = logits if mistake is TOPP_LOGIT_MASS else logits.softmax(-1)
     sorted_mass, order = mass.sort(-1, descending=True)
     cumulative = sorted_mass.cumsum(-1)
@@ -312,9 +328,14 @@ def _top_p(logits, p, mistake=None):
     ):  # learners who sum logits get the crossing token right or wrong, as others do
         rules = [cumulative - sorted_mass >= p, cumulative > p]
         return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
-    if mistake is TOPP_DROPS_CROSSING:
+    if mistake is TOPP_DROPS_CROSSING:  # the most probable token kept or not, as learners write it
         remove = cumulative > p
-    elif mistake is TOPP_KEEPS_BOUNDARY_TOKEN:
+        kept_first = remove.clone()
+        kept_first[..., 0] = False
+        return [
+            logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in (remove, kept_first)
+        ]
+    if mistake is TOPP_KEEPS_BOUNDARY_TOKEN:
         remove = cumulative - sorted_mass > p
     elif (
         mistake is TOPP_KEEPS_NONE
@@ -328,7 +349,8 @@ def _top_p(logits, p, mistake=None):
             logits.masked_fill(remove, float("-inf")),
             logits.masked_fill(remove.gather(-1, order), float("-inf")),
         ]
-    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    fill = 0.0 if mistake is TOPP_FILL_ZERO else float("-inf")
+    return logits.masked_fill(remove.scatter(-1, order, remove), fill)
 
 
 # --------------------------------------------------------------------------- comparing logits
@@ -358,6 +380,9 @@ def _same_logits(got, expected) -> bool:
 
 
 def _show(row) -> str:
+    """A row of logits, or for a row too long to read, how many of them are removed."""
+    if row.numel() > 20:
+        return f"{row.numel():,} logits, {int(_removed(row).sum()):,} of them removed"
     return "[" + ", ".join("-inf" if v == float("-inf") else f"{v:.3g}" for v in row.tolist()) + "]"
 
 
@@ -612,12 +637,43 @@ def check_top_p(fn) -> None:
         (boundary, 0.5),
         (just_below, 0.75),
         (_test_logits(32, batch=2, d_vocab=6, scale=0.5), 0.95),
+        # GPT-2's vocabulary, peaked: float32's running total reaches 1.0 about 2,000 tokens early
+        (_test_logits(33, batch=2, d_vocab=50_257, scale=3.0), 1.0),
     ]
-    for logits, p in cases:
+    results = [
+        (
+            logits,
+            p,
+            _learner_logits(fn, (logits, p), f"apply_top_p(logits, p={p})", things, [logits]),
+        )
+        for logits, p in cases
+    ]
+
+    def in_every_case(mistake) -> bool:
+        """The mistake gives the learner's result in every case below p = 1: two mistakes that
+        agree in one case (softmax over the batch and a dropped crossing token do) are told apart
+        by another."""
+        for logits, p, got in results:
+            if p < 1 and isinstance(got, torch.Tensor) and got.shape == logits.shape:
+                made = _top_p(logits, p, mistake)
+                if not any(
+                    _same_logits(got, m) for m in (made if isinstance(made, list) else [made])
+                ):
+                    return False
+        return True
+
+    mistakes = [m for m in mistakes_in("apply_top_p") if in_every_case(m)]
+    for logits, p, got in results:
         what = f"apply_top_p(logits, p={p})"
-        got = _learner_logits(fn, (logits, p), what, things, [logits])
         expected = _top_p(logits, p)
-        mistakes = mistakes_in("apply_top_p")
+        if p >= 1 and isinstance(got, torch.Tensor) and got.shape == logits.shape:
+            removed = _removed(got.detach().float()).sum(-1)
+            if removed.any():
+                fail(
+                    f"{what}: removes {int(removed.max()):,} of the {logits.shape[-1]:,} tokens "
+                    "of a row; at p = 1 the nucleus is every token.",
+                    TOPP_P_ONE_REMOVES,
+                )
         if (
             isinstance(got, torch.Tensor)
             and got.shape == logits.shape
@@ -636,8 +692,8 @@ def check_top_p(fn) -> None:
         _compare_logits(got, expected, what, mistakes, lambda m: _top_p(logits, p, m), things, p=p)
     print_wrapped(
         f"apply_top_p passed: {len(cases)} cases, with the crossing token, a top token above p, "
-        "a mass of exactly p before a token (removed) and one just below p (kept), and logits "
-        "out of order (removed logits: -inf, or at most -1e4)"
+        "a mass of exactly p before a token (removed) and one just below p (kept), logits out of "
+        "order, and p = 1 over 50,257 logits (removed logits: -inf, or at most -1e4)"
     )
 
 
@@ -830,6 +886,42 @@ BEAM_CASES = [
 ]
 
 
+def _check_the_cache_beam_search_runs(fn, model) -> None:
+    """The learner's beam_search reaches the model through their notebook's next_logits and, with
+    a KVCache, their forward_with_cache: a cache that is wrong, or still a stub, would otherwise be
+    blamed on the beam search."""
+    namespace = getattr(inspect.unwrap(fn), "__globals__", {})  # the learner's notebook
+    next_logits, cache_class = namespace.get("next_logits"), namespace.get("KVCache")
+    if not callable(next_logits) or not isinstance(cache_class, type):
+        return  # a beam search of the learner's own making: its beams are checked as they are
+    tokens = torch.tensor([BEAM_CASES[0][0]])
+    cache, largest = cache_class(model.cfg, 1), 0.0
+    with torch.no_grad():
+        try:
+            for _ in range(3):  # the prompt, then one new token at a time, as beam search runs
+                cached = next_logits(model, tokens, cache)
+                largest = max(largest, (cached - next_logits(model, tokens)).abs().max().item())
+                tokens = torch.cat([tokens, cached.argmax(-1, keepdim=True)], dim=1)
+        except NotImplementedError:
+            fail(
+                "beam_search runs the model with a KV cache, through your forward_with_cache, "
+                "which is not written yet (it raised NotImplementedError): do the KV-cache "
+                "exercise above first."
+            )
+        except Exception as error:  # the learner's cache code: named in one line, not a trace
+            fail(
+                "beam_search runs the model with a KV cache, through your forward_with_cache, "
+                f"which raised {type(error).__name__}: {error}. Does "
+                "checks.check_kv_cache(forward_with_cache) pass?"
+            )
+    if largest > 1e-4:
+        fail(
+            "beam_search runs the model with a KV cache, through your forward_with_cache, and it "
+            f"gives other logits than the model without a cache (largest difference {largest:.3g})"
+            ": fix it first (checks.check_kv_cache(forward_with_cache) says how)."
+        )
+
+
 def _learner_beams(fn, model, case):
     """The learner's beams as [(list of ids, float score)], after checking the form of what
     beam_search returned."""
@@ -954,6 +1046,7 @@ def check_beam_search(fn) -> None:
         "n-gram of the whole sequence (prompt included) by setting their log-prob to -inf; "
         "after choosing the beams that run on, cache.reorder the cache's rows to match."
     )
+    _check_the_cache_beam_search_runs(fn, model)
     learner = [_learner_beams(fn, model, case) for case in BEAM_CASES]
     expected = []
     for prompt, num_beams, max_new, lp, ngram, stop in BEAM_CASES:

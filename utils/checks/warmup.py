@@ -295,6 +295,12 @@ NUMGRAD_ONE_EPS = _mistake(
     "the central difference is divided by eps: x + eps and x - eps are 2 * eps apart, so divide "
     "by 2 * eps.",
 )
+NUMGRAD_FIXED_EPS = _mistake(
+    "numgrad_fixed_eps",
+    "numerical_gradient",
+    "the step is 1e-3 whatever eps the caller passed: a number written in the code instead of the "
+    "argument. Use eps (this case passes eps=0.01).",
+)
 NUMGRAD_CHANGES_X = _mistake(
     "numgrad_changes_x",
     "numerical_gradient",
@@ -324,8 +330,9 @@ NET_NO_SUPER_INIT = _mistake(
 NET_LAYERS_IN_FORWARD = _mistake(
     "net_layers_in_forward",
     "TwoLayerNet",
-    "two calls on the same input give different outputs: layers made inside forward are new, "
-    "random and untrained on every call. Make them once, in __init__.",
+    "layers made inside forward are new, random and untrained on every call, and parameters() "
+    "never holds them (an optimizer would train nothing). Make them once, in __init__, and "
+    "assign each to self.",
 )
 TRAIN_NO_ZERO_GRAD = _mistake(
     "train_no_zero_grad",
@@ -542,8 +549,10 @@ def _mse(predictions, targets, mistake=None):
 
 
 def _numerical_gradient(f, x, eps, mistake=None):
-    if mistake not in (None, NUMGRAD_FORWARD, NUMGRAD_ONE_EPS):
+    if mistake not in (None, NUMGRAD_FORWARD, NUMGRAD_ONE_EPS, NUMGRAD_FIXED_EPS):
         return None
+    if mistake is NUMGRAD_FIXED_EPS:
+        eps = 1e-3  # the signature's default, written in
     grad = torch.zeros_like(x)
     flat = grad.view(-1)
     for i in range(x.numel()):
@@ -629,6 +638,12 @@ def _check_cases(fn, name, params, cases, reference, things, in_place=False) -> 
         if not _same(got, expected):
             mistake = recognise(got, mistakes, lambda m: reference(*args, mistake=m), _same)
             fail(_difference(what, got, expected), mistake, things)
+        if isinstance(got, Tensor) and got.dtype != expected.dtype:
+            fail(
+                f"{what} returned {str(got.dtype).removeprefix('torch.')}, expected "
+                f"{str(expected.dtype).removeprefix('torch.')}, the input's dtype: no .double(), "
+                ".float() or torch.tensor(...) of Python numbers on the way"
+            )
 
 
 def _equal(a: Tensor, b: Tensor) -> bool:
@@ -944,9 +959,13 @@ def check_numerical_gradient(fn) -> None:
     def weighted_sine(x):
         return (x.sin() * w).sum()
 
+    def fast_sine(x):  # a large third derivative: eps 1e-3 and 0.01 give clearly different results
+        return (10 * x).sin().sum()
+
     cases = [
         (cubes, _randn(3, seed=47, dtype=torch.float64) + 1, 1e-3),
         (weighted_sine, _randn(2, 3, seed=48, dtype=torch.float64), 1e-3),
+        (fast_sine, _randn(4, seed=49, dtype=torch.float64), 1e-2),  # is the eps passed used?
     ]
     for f, x, eps in cases:
         what = f"numerical_gradient({f.__name__}, {_shape(x)}, eps={eps})"
@@ -961,13 +980,6 @@ def check_numerical_gradient(fn) -> None:
                 "and a difference of two nearly equal values loses most of them. Keep x's dtype "
                 "(torch.zeros_like(x))."
             )
-        exact = torch.func.grad(f)(x)
-        if not _close_grad(got, expected) and isinstance(got, Tensor) and _same(got, exact):
-            fail(
-                f"{what} returned the exact gradient (autograd's, or worked out by hand): the "
-                "exercise asks for the finite difference itself, which differs from it after "
-                "about six digits. The cell below compares the two."
-            )
         if not _close_grad(got, expected):
             mistake = recognise(
                 got,
@@ -975,6 +987,12 @@ def check_numerical_gradient(fn) -> None:
                 lambda m: _numerical_gradient(f, x, eps, m),
                 _close_grad,
             )
+            if mistake is None and isinstance(got, Tensor) and _same(got, torch.func.grad(f)(x)):
+                fail(
+                    f"{what} returned the exact gradient (autograd's, or worked out by hand): the "
+                    "exercise asks for the finite difference itself, which differs from it after "
+                    "about six digits. The cell below compares the two."
+                )
             fail(
                 _difference(what, got, expected),
                 mistake,
@@ -982,8 +1000,18 @@ def check_numerical_gradient(fn) -> None:
                 "x.",
             )
     print_wrapped(
-        "numerical_gradient: correct (two functions, a [3] and a [2, 3] input, x unchanged)"
+        "numerical_gradient: correct (three functions, [3], [2, 3] and [4] inputs, eps 1e-3 and "
+        "0.01, x unchanged)"
     )
+
+
+def _runs_without_parameters(model, x) -> bool:
+    """A model with no parameters that still gives a tensor: its layers are made inside forward."""
+    try:
+        with torch.no_grad():
+            return isinstance(model(x), Tensor)
+    except Exception:  # a diagnosis only: the check's own failure says what is wrong
+        return False
 
 
 def _close_grad(a, b) -> bool:
@@ -1035,7 +1063,11 @@ def check_two_layer_net(cls) -> None:
             f"{what}.parameters() holds {count} numbers, expected {expected_count}: nn.Linear("
             f"{d_in}, {d_hidden}) and nn.Linear({d_hidden}, {d_out}), with their biases, "
             f"{d_in * d_hidden} + {d_hidden} + {d_hidden * d_out} + {d_out}",
-            NET_PLAIN_LIST if hidden_in_a_list else None,
+            NET_PLAIN_LIST
+            if hidden_in_a_list
+            else NET_LAYERS_IN_FORWARD
+            if count == 0 and _runs_without_parameters(model, x)
+            else None,
             "the two layers' sizes, and their biases (nn.Linear has one unless bias=False).",
         )
     with torch.no_grad():
