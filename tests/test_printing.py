@@ -74,15 +74,3 @@ def test_print_wrapped_prints_like_print(capsys):
     assert capsys.readouterr().out == "a|1|None!\n"
     print_wrapped("word " * 30)
     assert [len(line) <= WIDTH for line in capsys.readouterr().out.splitlines()] == [True, True]
-
-
-def test_generated_text_without_spaces_is_cut_to_fit_but_a_path_is_not():
-    """A random model's greedy text can be one 100-character word ('LowerLowerLower...'):
-    JupyterLab would break it anywhere, past the area's edge."""
-    sample = "'" + "Lower" * 30 + "'"
-    lines = wrap_lines(f"greedy, 'Once upon a time': the same tokens: True: {sample}").split("\n")
-    assert all(len(line) <= WIDTH for line in lines) and "".join(
-        line.strip() for line in lines
-    ).endswith(sample)
-    path = "/home/learner/" + "a_long_folder_name_" * 8 + "step_000400.pt"
-    assert path in wrap_lines(f"sampling from {path}").split()

@@ -50,18 +50,10 @@ def _words(line: str) -> list[str]:
     ]
 
 
-def _cut(word: str, room: int) -> list[str]:
-    """A word longer than `room` in pieces that fit, unless it is a path (kept whole, to copy)."""
-    if len(word) <= room or "/" in word:
-        return [word]
-    return [word[i : i + room] for i in range(0, len(word), room)]
-
-
 def wrap_lines(text: str, indent: int | None = None, width: int = WIDTH) -> str:
     """`text` with every line longer than `width` wrapped at spaces (not those inside a quoted
     string, if it can), its continuation indented by `indent` spaces (by default its own leading
-    spaces and 2 more). A path longer than a line stays whole, to copy whole; any other word that
-    long (generated text without spaces) is cut to fit."""
+    spaces and 2 more). A word longer than a line (a path, say) stays whole, to copy whole."""
     lines = []
     for line in str(text).split("\n"):
         if len(line) <= width:
@@ -69,8 +61,7 @@ def wrap_lines(text: str, indent: int | None = None, width: int = WIDTH) -> str:
             continue
         lead = len(line) - len(line.lstrip(" "))
         margin = " " * (lead + 2 if indent is None else indent)
-        room = max(width - len(margin), 20)
-        words = [piece for word in _words(line[lead:]) for piece in _cut(word, room)]
+        words = _words(line[lead:])
         current = line[:lead] + words[0]
         for word in words[1:]:
             if len(current) + 1 + len(word) > width and current.strip():

@@ -189,7 +189,7 @@ def _watched_cache(cfg, batch, mode=None):
     return WatchedCache(cfg, batch)
 
 
-def _run(forward, model, tokens, upto=None, what=None, mode=None):
+def _run(forward, model, tokens, upto=None, what=None, mode=None, things_to_check=None):
     """The outputs of `forward` for each chunk of `tokens`, with one cache, the cache's length
     after each, and whether cache.length was read after a cache.update within a forward (with
     `mode`, such reads give the same count for every layer: see _watched_cache)."""
@@ -202,7 +202,15 @@ def _run(forward, model, tokens, upto=None, what=None, mode=None):
             outputs.append(forward(model, chunk, cache))
         else:
             outputs.append(
-                call_learner(forward, model, chunk, cache, what=what, known=[KV_UPDATE_TWICE])
+                call_learner(
+                    forward,
+                    model,
+                    chunk,
+                    cache,
+                    what=what,
+                    known=[KV_UPDATE_TWICE],
+                    things_to_check=things_to_check,
+                )
             )
         cache.updated = False
         read_mid_forward |= cache.read_mid_forward
@@ -260,7 +268,9 @@ def check_kv_cache(fn) -> None:
         )
         with torch.no_grad():
             expected = model(tokens)
-            got, lengths, read_mid_forward = _run(fn, model, tokens, what=what)
+            got, lengths, read_mid_forward = _run(
+                fn, model, tokens, what=what, things_to_check=things_to_check
+            )
         start = 0
         for index, (size, out, length) in enumerate(zip(CHUNKS, got, lengths)):
             end = start + size

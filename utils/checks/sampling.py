@@ -910,9 +910,10 @@ def _check_the_cache_beam_search_runs(fn, model) -> None:
             )
         except Exception as error:  # the learner's cache code: named in one line, not a trace
             fail(
-                "beam_search runs the model with a KV cache, through your forward_with_cache, "
-                f"which raised {type(error).__name__}: {error}. Does "
-                "checks.check_kv_cache(forward_with_cache) pass?"
+                "beam_search runs the model with a KV cache (next_logits, then cached_forward and "
+                f"your forward_with_cache), and that raised {type(error).__name__}: {error}. Run "
+                "the cells above in order; checks.check_kv_cache(forward_with_cache) checks the "
+                "cache."
             )
     if largest > 1e-4:
         fail(
