@@ -400,8 +400,9 @@ def _hf_module_output(hf, module, x):
 # ------------------------------------------------ running the learner's layer, comparing, reporting
 
 
-def _build(cls, cfg, name, prefix, sd):
-    """The learner's class built with cfg and loaded with the reference weights under `prefix`."""
+def _build(cls, cfg, name, prefix, sd, expects=""):
+    """The learner's class built with cfg and loaded with the reference weights under `prefix`;
+    `expects` says what this case's parameters must be, when they do not match."""
     layer = call_learner(cls, cfg, what=f"{name}: {cls.__name__}(cfg)")
     state = _sub(sd, prefix)
     expected = {k: tuple(v.shape) for k, v in state.items()}
@@ -414,6 +415,7 @@ def _build(cls, cfg, name, prefix, sd):
             for k, v in expected.items()
             if k in actual and actual[k] != v
         }
+        buffers = [key for key, _ in layer.named_buffers() if key in unexpected]
         fail(
             [
                 f"{name}: {cls.__name__}'s parameters do not match GPT-2's (TransformerLens names "
@@ -422,6 +424,13 @@ def _build(cls, cfg, name, prefix, sd):
                 f"  missing: {missing or 'none'}; unexpected: {unexpected or 'none'}; "
                 f"wrong shape: {wrong or 'none'}",
             ]
+            + [
+                f"  {', '.join(buffers)}: a buffer, saved in the state_dict like a parameter, "
+                "which GPT-2's weights do not have (loading them with strict=True would fail): "
+                "register_buffer(..., persistent=False), or a plain attribute"
+            ]
+            * bool(buffers)
+            + [f"  {expects}"] * bool(expects)
         )
     layer.load_state_dict(state, strict=True)
     return layer.eval()
@@ -942,7 +951,14 @@ def _check_attn_only_block(cls) -> None:
     cfg = dataclasses.replace(CHECK_CFG, attn_only=True)
     sd = convert_hf_state_dict(_randomised_hf_gpt2(CHECK_CFG, SEEDS[0]).state_dict(), CHECK_CFG)
     sd = {k: v for k, v in sd.items() if not k.startswith(("blocks.0.ln2.", "blocks.0.mlp."))}
-    layer = _build(cls, cfg, name, "blocks.0.", sd)
+    layer = _build(
+        cls,
+        cfg,
+        name,
+        "blocks.0.",
+        sd,
+        "with cfg.attn_only a block has no ln2 and no mlp: build them if not cfg.attn_only",
+    )
     block = _sub(sd, "blocks.0.")
     for batch, n in SHAPES[:2]:
         x = torch.randn(batch, n, cfg.d_model)
