@@ -760,6 +760,17 @@ def test_a_check_given_the_wrong_thing_says_so(check, given, message):
         check(given)
 
 
+def test_an_error_of_several_lines_keeps_the_messages_indentation():
+    def split_heads(x, n_heads):
+        return einops.rearrange(x, "b p (h d) -> b p h d", h=3)  # 3 written in: einops refuses
+
+    with pytest.raises(AssertionError) as err:
+        checks.check_split_heads(split_heads)
+    first, *rest = str(err.value).split("\n")
+    assert "raised EinopsError" in first and len(rest) >= 2, str(err.value)
+    assert all(line.startswith("  ") for line in rest), str(err.value)
+
+
 def test_a_learners_error_is_reported_with_their_line():
     def split_heads(x, n_heads):
         return x.view(x.shape[0], x.shape[1], n_heads, n_heads)  # d_head taken as n_heads

@@ -173,7 +173,9 @@ def call_learner(
         raise
     except Exception as err:
         mistake = next((m for m in known if _raised_by(m, err)), None)
-        lines = [f"{what} raised {type(err).__name__}: {err}{_your_line(err)}"]
+        # an error of several lines (einops'), its lines indented under the first
+        said = "\n  ".join(line.strip() for line in str(err).strip().splitlines())
+        lines = [f"{what} raised {type(err).__name__}: {said}{_your_line(err)}"]
         if mistake is not None:
             lines.append(mistake.likely_cause())
         elif things_to_check:
