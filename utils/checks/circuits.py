@@ -26,6 +26,7 @@ from utils.checks.core import (
     CheckUsageError,
     call_learner,
     fail,
+    fits_every_case,
     known_mistake,
     learner_facing,
     mistakes_in,
@@ -586,13 +587,15 @@ def check_ablate_heads(fn) -> None:
         for heads, got in results:
             expected = _ablate(model, tokens, heads)
             if not _same(got, expected):
-                # named only when it gives the learner's logits in every case: two mistakes that
-                # agree in one case are told apart by another
-                mistake = recognise(
-                    [logits for _, logits in results],
-                    mistakes_in("ablate_heads"),
-                    lambda m: [[_ablate(model, tokens, case, mistake=m) for case, _ in results]],
-                    lambda ours, theirs: all(map(_same, ours, theirs)),
+                mistake = next(
+                    (
+                        m
+                        for m in mistakes_in("ablate_heads")
+                        if fits_every_case(
+                            m, results, lambda m, case: _ablate(model, tokens, case, m), _same
+                        )
+                    ),
+                    None,
                 )
                 fail(
                     [

@@ -102,6 +102,21 @@ def recognise(
     return None
 
 
+def fits_every_case(
+    mistake: Mistake,
+    results: Iterable[tuple[Any, Any]],
+    reproduce: Callable[[Mistake, Any], Any],
+    same: Callable[[Any, Any], bool],
+) -> bool:
+    """Whether `mistake` gives the learner's result in every case: `results` holds (case, the
+    learner's result) pairs, and `reproduce(mistake, case)` is as in `recognise`. Two mistakes that
+    agree in one case are told apart by another."""
+    return all(
+        recognise(got, [mistake], lambda m: reproduce(m, case), same) is mistake
+        for case, got in results
+    )
+
+
 def fail(
     lines: str | list[str],
     mistake: Mistake | None = None,

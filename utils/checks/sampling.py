@@ -31,6 +31,7 @@ from utils.checks.core import (
     as_number,
     call_learner,
     fail,
+    fits_every_case,
     known_mistake,
     learner_facing,
     mistakes_in,
@@ -649,20 +650,18 @@ def check_top_p(fn) -> None:
         for logits, p in cases
     ]
 
-    def in_every_case(mistake) -> bool:
-        """The mistake gives the learner's result in every case below p = 1: two mistakes that
-        agree in one case (softmax over the batch and a dropped crossing token do) are told apart
-        by another."""
-        for logits, p, got in results:
-            if p < 1 and isinstance(got, torch.Tensor) and got.shape == logits.shape:
-                made = _top_p(logits, p, mistake)
-                if not any(
-                    _same_logits(got, m) for m in (made if isinstance(made, list) else [made])
-                ):
-                    return False
-        return True
-
-    mistakes = [m for m in mistakes_in("apply_top_p") if in_every_case(m)]
+    # a mistake is named only when it gives the learner's result in every case below p = 1 (softmax
+    # over the batch and a dropped crossing token agree in the first)
+    below_one = [
+        ((logits, p), got)
+        for logits, p, got in results
+        if p < 1 and isinstance(got, torch.Tensor) and got.shape == logits.shape
+    ]
+    mistakes = [
+        m
+        for m in mistakes_in("apply_top_p")
+        if fits_every_case(m, below_one, lambda m, case: _top_p(*case, m), _same_logits)
+    ]
     for logits, p, got in results:
         what = f"apply_top_p(logits, p={p})"
         expected = _top_p(logits, p)
