@@ -19,14 +19,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import nbclient
 import nbformat
 import pytest
+from notebook_runner import notebook_client
 from terminal_text import without_colours
 
 from utils.export import ROOT
@@ -70,7 +71,7 @@ def _execute(path: Path, env: dict) -> None:
     saved = dict(os.environ)
     os.environ.update(env)  # the kernel's environment
     try:
-        nbclient.NotebookClient(
+        notebook_client(
             nb,
             timeout=300,
             kernel_name="python3",
@@ -106,7 +107,10 @@ def lab(tmp_path_factory):
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
     jupyter = Path(sys.executable).with_name("jupyter")
-    full_env = {**os.environ, **env}
+    # the kernels JupyterLab starts for the pages listen on socket files, like the test's own
+    # (tests/notebook_runner.py), in a folder with a short path (a socket's path: 107 bytes)
+    sockets = tempfile.mkdtemp(prefix="lab_")
+    full_env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": sockets}
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         jupyter,
@@ -119,6 +123,7 @@ def lab(tmp_path_factory):
         f"--LabApp.user_settings_dir={settings}",
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
         "--ServerApp.open_browser=False",
+        "--KernelManager.transport=ipc",
         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
     ]
     log = open(base / "lab.log", "w")
@@ -138,6 +143,7 @@ def lab(tmp_path_factory):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +360,7 @@ def test_an_html_export_opened_offline_shows_figures_with_plotly_embedded(
     saved = os.environ.get("TUTORIAL_PLOTLY")
     os.environ["TUTORIAL_PLOTLY"] = setting
     try:
-        nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+        notebook_client(nb, timeout=60, kernel_name="python3").execute()
     finally:
         os.environ.pop("TUTORIAL_PLOTLY")
         if saved is not None:

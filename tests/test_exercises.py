@@ -16,6 +16,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
+from notebook_runner import notebook_client
 from terminal_text import without_colours
 from nbval.plugin import find_metadata_tags
 
@@ -245,7 +246,7 @@ def test_a_notebook_that_is_no_longer_valid_json_is_backed_up_too(tmp_path):
 
 def _run_until_error(nb_dict):
     nb = nbformat.reads(json.dumps(nb_dict), as_version=4)
-    client = nbclient.NotebookClient(
+    client = notebook_client(
         nb,
         timeout=300,
         kernel_name="python3",
@@ -454,7 +455,7 @@ def test_notebook_03_trains_a_learners_own_model(monkeypatch):
     nb["cells"].insert(
         run_length_cell + 1, {**nb["cells"][imports + 1], "id": "short", "source": shorter}
     )
-    client = nbclient.NotebookClient(
+    client = notebook_client(
         nbformat.reads(json.dumps(nb), as_version=4),
         timeout=300,
         kernel_name="python3",
@@ -507,7 +508,7 @@ def test_a_failing_check_in_jupyter_shows_the_message_not_the_checks_internals()
         "checks.check_layernorm(Wrong)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    notebook_client(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
     for index, expected in (
         (2, "NotImplementedError: normalise over d_model"),
         (4, "In your code: forward, line 3"),

@@ -3,14 +3,14 @@ than the text the widget was first shown with ("0%| | 0/5")."""
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_runner import notebook_client
 
 from utils.export import ROOT
 
 
 def _run(code: str, tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    NotebookClient(nb, timeout=60, resources={"metadata": {"path": str(ROOT)}}).execute()
+    notebook_client(nb, timeout=60, resources={"metadata": {"path": str(ROOT)}}).execute()
     return [
         output.get("data", {}).get("text/plain", "") or output.get("text", "")
         for output in nb.cells[0].outputs

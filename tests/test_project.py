@@ -111,6 +111,51 @@ def test_make_test_keeps_kernel_files_out_of_the_home_folder():
     ), dry_run.stdout
 
 
+def test_the_tests_kernels_listen_on_socket_files_not_tcp_ports():
+    """A kernel on TCP can die at its start when another process takes one of its ports first
+    (it did once in CI, beside JupyterLab's kernels in test_browser): the tests run notebooks
+    through tests/notebook_runner.py, whose kernels use socket files, and nowhere else."""
+    import nbformat
+    from notebook_runner import notebook_client
+
+    code = "from ipykernel.connect import get_connection_info\nget_connection_info(unpack=True)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    notebook_client(nb, timeout=60, kernel_name="python3").execute()
+    shown = nb.cells[0].outputs[0]["data"]["text/plain"]
+    assert "'transport': 'ipc'" in shown and "'shell_port': 1" in shown, shown
+    needle = "Notebook" + "Client("  # written in two, so that this line does not match
+    direct = [
+        f"{path.name}:{number}"
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        if path.name != "notebook_runner.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if needle in line
+    ]
+    assert not direct, (
+        f"notebooks run on TCP kernels (use notebook_runner.notebook_client): {direct}"
+    )
+    browser_test = (ROOT / "tests" / "test_browser.py").read_text()
+    assert '"--KernelManager.transport=ipc"' in browser_test
+
+
+def test_the_tests_helper_modules_hide_no_installed_module():
+    """tests/ is on sys.path while the tests run, so a helper module there named as an installed
+    package hides it from every import (a tests/kernels.py once hid the `kernels` package that
+    transformers imports: 253 tests failed in CI)."""
+    import importlib.machinery
+    from pathlib import Path
+
+    tests = ROOT / "tests"
+    others = [p for p in sys.path if Path(p or ".").resolve() != tests]
+    helpers = [p.stem for p in tests.glob("*.py") if not p.stem.startswith(("test_", "conftest"))]
+    hidden = {
+        name: spec.origin
+        for name in helpers
+        if (spec := importlib.machinery.PathFinder.find_spec(name, others)) is not None
+    }
+    assert helpers and not hidden, f"tests/ modules named as installed ones: {hidden}"
+
+
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
@@ -128,14 +173,14 @@ def test_figures_survive_the_html_export(tmp_path, monkeypatch):
     """Executed notebooks keep an HTML copy of each plotly figure, so nbconvert's HTML export (and
     viewers other than JupyterLab) show it; JupyterLab's own output type alone would leave the
     export without figures."""
-    import nbclient
     import nbformat
+    from notebook_runner import notebook_client
     from nbconvert import HTMLExporter
 
     monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(ROOT / "notebooks" / "01_tokenisation.ipynb", as_version=4)
-    nbclient.NotebookClient(
+    notebook_client(
         nb,
         timeout=300,
         kernel_name="python3",

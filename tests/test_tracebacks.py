@@ -5,8 +5,8 @@ checks' one-line failures; without it, those frames are there."""
 from __future__ import annotations
 
 
-import nbclient
 import nbformat
+from notebook_runner import notebook_client
 from terminal_text import without_colours
 
 from utils.export import ROOT
@@ -46,7 +46,7 @@ def _tracebacks(first_cell: str) -> dict[str, str]:
     setup = f"import sys, os\nsys.path.insert(0, {str(ROOT)!r})\n{first_cell}"
     cells = [setup, MODELS, *CELLS.values(), "print('the cells after an error still run')"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    notebook_client(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
     assert nb.cells[-1].outputs[0]["text"] == "the cells after an error still run\n"
     shown = {}
     for name, cell in zip(CELLS, nb.cells[2:]):
