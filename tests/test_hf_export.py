@@ -106,3 +106,22 @@ def test_what_gpt2_cannot_hold_is_refused_in_one_line(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="the tokenizer has 50257 tokens"):
         save_hf_folder(DemoTransformer(CFG), tmp_path / "new", load_tokenizer(local_only=True))
+
+
+def test_a_vocabulary_padded_for_the_gpu_exports_with_gpt2s_end_of_text(tmp_path):
+    """On a GPU, a run pads GPT-2's 50,257 tokens to 50,304 ids (utils.runs): the export with the
+    tokenizer says <|endoftext|> is 50256, where generate stops (the last id, 50303, is padding
+    no text has), and the tokenizer, shorter than d_vocab, is accepted."""
+    from utils.gpu import padded_vocab_size
+
+    tokenizer = load_tokenizer(local_only=True)
+    padded = dataclasses.replace(CFG, d_vocab=padded_vocab_size(len(tokenizer)))
+    model = _trained_like(DemoTransformer, padded)
+    folder = save_hf_folder(model, tmp_path / "export", tokenizer)
+    hf = load_hf_folder(folder)
+    assert padded.d_vocab == 50304 and tokenizer.eos_token_id == 50256
+    assert hf.config.eos_token_id == hf.config.bos_token_id == 50256
+    assert hf.generation_config.eos_token_id == 50256
+    assert to_hf_gpt2(model).config.eos_token_id == 50303  # no tokenizer: the last id, as GPT-2's
+    with pytest.raises(ValueError, match="eos_token_id must be an int >= 0 and <= 50303"):
+        to_hf_gpt2(model, eos_token_id=50304)

@@ -469,6 +469,23 @@ def test_top_k_never_samples_outside_the_k_largest(k):
     assert set(frequencies.nonzero().flatten().tolist()) == set(top.tolist())
 
 
+def test_top_k_keeps_the_logits_tied_with_the_kth_as_hugging_face_does():
+    """Ties at the k-th logit (common in a bf16 model's logits) are all kept, as Hugging Face's
+    TopKLogitsWarper and nanoGPT keep them, rather than k of them picked by token id."""
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    assert utils.sampling.apply_top_k(torch.tensor([[3.0, 2.0, 2.0, 1.0]]), 2).isfinite().sum() == 3
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 500, generator=generator).bfloat16().float()  # bf16: many ties
+    tied = 0
+    for k in (1, 5, 50):
+        ours = utils.sampling.apply_top_k(logits, k)
+        theirs = TopKLogitsWarper(k)(None, logits.clone())
+        assert torch.equal(ours.isfinite(), theirs.isfinite()), k
+        tied += int((ours.isfinite().sum(-1) > k).sum())
+    assert tied, "no tie in the test's logits"
+
+
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.8, 0.95, 1.0])
 def test_top_p_samples_exactly_from_the_nucleus(p):
     probs = LOGITS.softmax(-1)  # sorted already: 0.388, 0.235, 0.143, ...

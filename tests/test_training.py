@@ -3,6 +3,7 @@ handling, checkpoints that lose nothing, and clear errors at every entry point."
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -494,7 +495,46 @@ def test_a_stop_during_a_sample_saves_that_step(tmp_path, monkeypatch):
         trainer.step == 6
         and trainer.last_checkpoint.name == "step_000006.pt"
         and len(trainer.history.samples) == 2
+        and trainer.history.sample_steps == [3, 6]
     )
+
+
+def test_each_sample_keeps_its_step_through_a_resume(tmp_path):
+    """Notebook 03 labels each sample with its step: every sample_every steps and the last one of
+    each call of train(), kept in the checkpoint and carried on by a resumed run."""
+    options = dict(max_steps=7, sample_every=3, checkpoint_every=4)
+    whole = _trainer(tmp_path / "whole", **options)
+    whole.sample_text = lambda model: f"a sample at {whole.step}"
+    whole.train()
+    assert whole.history.sample_steps == [3, 6, 7], whole.history
+    assert whole.history.samples == ["a sample at 3", "a sample at 6", "a sample at 7"]
+    stopped = _trainer(tmp_path / "stopped", **options)
+    stopped.sample_text = lambda model: "a sample"
+    stopped.train(max_steps=4)
+    resumed = Trainer.resume(stopped.last_checkpoint, *_data()[:2])
+    resumed.sample_text = lambda model: "a sample"
+    assert resumed.train().sample_steps == [3, 4, 6, 7]  # the first call's end, step 4, sampled
+
+
+@pytest.mark.parametrize("samples, steps", [(2, [3, 4]), (1, [3]), (3, [])])
+def test_a_checkpoint_without_sample_steps_resumes_with_the_steps_it_can_tell(
+    tmp_path, capsys, samples, steps
+):
+    """A checkpoint written before History kept sample_steps: its samples' steps are every
+    sample_every and its own; samples whose steps cannot be told leave the resumed history (they
+    stay in the file), rather than showing under another step."""
+    trainer = _trainer(tmp_path / "old", max_steps=4, sample_every=3, checkpoint_every=4)
+    trainer.sample_text = lambda model: "a sample"
+    trainer.train()
+    state = torch.load(trainer.last_checkpoint, weights_only=False)
+    del state["history"]["sample_steps"]
+    state["history"]["samples"] = ["a sample"] * samples
+    old = tmp_path / "step_000004.pt"
+    torch.save(state, old)
+    resumed = Trainer.resume(old, *_data()[:2])
+    assert resumed.history.sample_steps == steps
+    assert resumed.history.samples == ["a sample"] * len(steps)
+    assert ("have no steps recorded" in capsys.readouterr().out) == (not steps)
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_trainer_says_how_to_go_on(tmp_path, monkeypatch):
@@ -945,5 +985,25 @@ def test_profiling_leaves_the_model_as_it_was_and_prints_no_profiler_noise(tmp_p
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     table = profile_training_steps(trainer, _data()[0][:8], steps=2)
     assert "CPU self time" in table
+    # AdamW's share, in or out of the top rows: the fused update and the optimizer's step
+    adamw = re.fullmatch(
+        r"AdamW, its (\d+) operations together: ([\d.]+)% of the CPU time", table.splitlines()[-1]
+    )
+    assert adamw and int(adamw[1]) >= 2 and 0 < float(adamw[2]) < 100, table
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     assert "USDT" not in capfd.readouterr().err
+
+
+def test_checkpoints_in_lists_runs_of_the_same_second_in_the_order_they_were_made(tmp_path):
+    """new_run_dir names runs started in one second run_<time>, run_<time>-2 ... run_<time>-10:
+    oldest first means -2 before -10 (as text, -10 sorts first)."""
+    from utils.checkpoints import checkpoints_in
+
+    names = ["run_20261207-161339", *(f"run_20261207-161339-{n}" for n in (2, 3, 10, 11))]
+    names.append("run_20261207-161340")
+    for name in reversed(names):
+        (tmp_path / name).mkdir()
+        for step in (10, 5):
+            (tmp_path / name / f"step_{step:06d}.pt").write_bytes(b"")
+    listed = [(p.parent.name, p.name) for p in checkpoints_in(tmp_path)]
+    assert listed == [(name, f"step_{s:06d}.pt") for name in names for s in (5, 10)], listed

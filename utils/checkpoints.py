@@ -68,7 +68,16 @@ def checkpoints_in(directory: str | Path) -> list[Path]:
     """The checkpoints in a folder: its own step_*.pt files, or those of its run folders; oldest
     run first, by step within a run."""
     directory = require_folder("directory", directory)
-    return sorted(directory.glob("step_*.pt")) or sorted(directory.glob("run_*/step_*.pt"))
+    return sorted(directory.glob("step_*.pt")) or sorted(
+        directory.glob("run_*/step_*.pt"), key=lambda path: (_run_order(path.parent), path.name)
+    )
+
+
+def _run_order(run: Path) -> tuple[str, int]:
+    """run_<date>-<time>, then its -2, -3 ... -10 (runs started in the same second), in that
+    order: as text, -10 would come before -2."""
+    match = re.fullmatch(r"(run_\d{8}-\d{6})(?:-(\d+))?", run.name)
+    return (match[1], int(match[2] or 1)) if match else (run.name, 0)
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:

@@ -31,6 +31,7 @@ from utils.validation import (
     build_model,
     check_gpt2_compatible,
     require_bool,
+    require_int,
     require_model,
     require_path,
 )
@@ -40,15 +41,20 @@ def _inner(model):
     return getattr(model, "_orig_mod", model)  # a torch.compile'd model: the module inside
 
 
-def to_hf_gpt2(model: nn.Module, drop_unembed_bias: bool = False):
+def to_hf_gpt2(model: nn.Module, drop_unembed_bias: bool = False, eos_token_id: int | None = None):
     """A transformers GPT2LMHeadModel with `model`'s weights (explicit, fused or hooked; the same
-    logits), in eval mode, on the model's device and in its dtype."""
+    logits), in eval mode, on the model's device and in its dtype. eos_token_id: the tokenizer's
+    end-of-text id, which generate stops at; by default the last id, as in GPT-2's vocabulary (a
+    vocabulary padded for the GPU, 50,304 ids, has it at 50,256: pass tokenizer.eos_token_id)."""
     from transformers import GPT2LMHeadModel
 
     model = _inner(model)
     require_model(model)
     drop_unembed_bias = require_bool("drop_unembed_bias", drop_unembed_bias)  # 'False' is truthy
     cfg = model.cfg
+    if eos_token_id is None:
+        eos_token_id = cfg.d_vocab - 1
+    eos_token_id = require_int("eos_token_id", eos_token_id, minimum=0, maximum=cfg.d_vocab - 1)
     if cfg.n_heads * cfg.d_head != cfg.d_model:
         raise ValueError(
             f"GPT-2's heads split d_model: n_heads * d_head must be d_model, got {cfg.n_heads} * "
@@ -67,6 +73,8 @@ def to_hf_gpt2(model: nn.Module, drop_unembed_bias: bool = False):
         dataclasses.replace(cfg, attn_only=False),
         tie_word_embeddings=tied,
         attn_only=cfg.attn_only,  # kept in config.json: the way back drops the zero MLPs
+        bos_token_id=eos_token_id,  # GPT-2 starts and ends texts with <|endoftext|>
+        eos_token_id=eos_token_id,
     )
     weight = ours["embed.W_E"]
     hf = GPT2LMHeadModel(hf_config).to(device=weight.device, dtype=weight.dtype)
@@ -179,12 +187,14 @@ def save_hf_folder(
             f"{folder} already exists and is not an empty folder: give a new folder, or "
             "overwrite=True to write the export over what is there"
         )
-    hf = to_hf_gpt2(model, drop_unembed_bias=drop_unembed_bias)
-    if tokenizer is not None and len(tokenizer) != hf.config.vocab_size:
+    d_vocab = _inner(model).cfg.d_vocab if hasattr(_inner(model), "cfg") else None
+    if tokenizer is not None and d_vocab is not None and len(tokenizer) > d_vocab:
         raise ValueError(
-            f"the tokenizer has {len(tokenizer)} tokens, the model's d_vocab is "
-            f"{hf.config.vocab_size}: give the tokenizer the model was trained with"
-        )
+            f"the tokenizer has {len(tokenizer)} tokens, more than the model's d_vocab "
+            f"{d_vocab}: give the tokenizer the model was trained with"
+        )  # fewer is a vocabulary padded for the GPU (GPT-2's 50,257 tokens, 50,304 ids)
+    eos = getattr(tokenizer, "eos_token_id", None)  # where generate stops, padded or not
+    hf = to_hf_gpt2(model, drop_unembed_bias=drop_unembed_bias, eos_token_id=eos)
     with _no_progress_bars():  # one small file: no bar left behind in the notebook
         hf.save_pretrained(folder)
         if tokenizer is not None:

@@ -70,4 +70,10 @@ def _table(events, on_gpu: bool, row_limit: int) -> str:
     lines = [f"{'operation':<{width}}  {where} self time  calls"]
     for e in top:
         lines.append(f"{e.key:<{width}}  {100 * self_time(e) / total:12.1f}%  {e.count:5d}")
+    adamw = [e for e in events if "adamw" in e.key.lower()]  # the fused update, the step around it
+    if adamw:
+        share = 100 * sum(self_time(e) for e in adamw) / total
+        lines.append(
+            f"AdamW, its {len(adamw)} operations together: {share:.1f}% of the {where} time"
+        )
     return "\n".join(lines)

@@ -497,10 +497,8 @@ def gpt2_config_for(cfg=None, **overrides):
         attn_pdrop=0.0,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
-        bos_token_id=cfg.d_vocab - 1,
-        eos_token_id=cfg.d_vocab - 1,
-        **overrides,
-    )  # GPT-2's <|endoftext|> is the last id
+        **{"bos_token_id": cfg.d_vocab - 1, "eos_token_id": cfg.d_vocab - 1, **overrides},
+    )  # GPT-2's <|endoftext|> is the last id, unless the vocabulary was padded (overrides)
 
 
 def new_gpt2(cfg=None, **overrides):

@@ -396,7 +396,16 @@ class SafeTraining:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
-        self.history = type(self.history)(**state["history"])
+        history = dict(state["history"])
+        if "sample_steps" not in history:  # written before History kept each sample's step
+            history["sample_steps"] = _steps_of_old_samples(state)
+            if len(history["sample_steps"]) != len(history.get("samples", [])):
+                print_wrapped(
+                    f"this checkpoint's {len(history['samples'])} samples have no steps recorded "
+                    "(an earlier version wrote it): they stay in the file, not in this history"
+                )
+                history["samples"], history["sample_steps"] = [], []
+        self.history = type(self.history)(**history)
         self.broken = None
 
     def _optimizer_state_by_name(self, state: dict) -> dict:
@@ -539,6 +548,16 @@ def _names_in_saved_order(saved_weights: dict, groups: list[list[str]]) -> list[
     group's parameters in the order its model registered them, the order of its saved weights."""
     order = {name: i for i, name in enumerate(saved_weights)}
     return [name for group in groups for name in sorted(group, key=order.__getitem__)]
+
+
+def _steps_of_old_samples(state: dict) -> list[int]:
+    """The steps of the samples in a checkpoint written before History kept them, where they can
+    be told: every sample_every steps and, when a call of train() ended there, the checkpoint's."""
+    every, step = state["args"].get("sample_every", 500), state["step"]
+    steps = list(range(every, step + 1, every))
+    if step % every and len(state["history"].get("samples", [])) == len(steps) + 1:
+        steps.append(step)
+    return steps
 
 
 def _valid_args(saved: dict) -> bool:

@@ -58,13 +58,13 @@ def apply_frequency_penalty(
 
 # --- notebooks/04_sampling.ipynb, code cell 13
 def apply_top_k(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor, "batch d_vocab"]:
-    """The k largest logits of each row, unchanged; every other logit -inf. k >= 1; k >= d_vocab
-    keeps them all."""
+    """The k largest logits of each row (and any tied with the k-th), unchanged; every other logit
+    -inf. k >= 1; k >= d_vocab keeps them all."""
     check_sampler("apply_top_k", logits, k=k)  # bad input (k = 0, 1.5): one clear line
     if k >= logits.shape[-1]:
         return logits
-    top = logits.topk(k, dim=-1)
-    return torch.full_like(logits, float("-inf")).scatter(-1, top.indices, top.values)
+    kth = logits.topk(k, dim=-1).values[:, -1:]  # [batch, 1]: each row's k-th largest
+    return logits.masked_fill(logits < kth, float("-inf"))
 
 
 # --- notebooks/04_sampling.ipynb, code cell 15
@@ -418,4 +418,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: c8da7a0a644a558a
+# written by `make export`; sha256 of the text above: 357682edd300a6e8

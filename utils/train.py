@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-steps",
         type=_positive_int,
-        help="the step the run ends at (a resumed run goes on to it); default: notebook 03's, "
-        "the config's max_steps capped at its max_epochs passes over the corpus",
+        help="the step the run ends at (a resumed run goes on to it; the learning-rate schedule "
+        "is stretched to the new end, so a finished run's learning rate rises again); default: "
+        "notebook 03's, the config's max_steps capped at its max_epochs passes over the corpus",
     )
     parser.add_argument(
         "--checkpoint-dir",

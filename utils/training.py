@@ -213,6 +213,7 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
+    sample_steps: list[int] = field(default_factory=list)  # the step each sample was taken at
 
 
 @torch.no_grad()
@@ -301,6 +302,7 @@ class Trainer:
                     self.evaluate_and_record()
                 if self.sample_text and (self.step % args.sample_every == 0 or self.step == end):
                     self.history.samples.append(self.sample())
+                    self.history.sample_steps.append(self.step)
                     self.bar.write(f"sample at step {self.step}: {self.history.samples[-1]!r}")
                 if self.step % args.checkpoint_every == 0 or self.step == end:
                     self.save_checkpoint()
@@ -343,4 +345,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: 98345614d197af0d
+# written by `make export`; sha256 of the text above: a186baf44881f224
