@@ -176,6 +176,13 @@ def top_k_minus_one(logits, k):
     return logits.masked_fill(logits <= kth, NEG_INF)
 
 
+def top_k_threshold_at_the_largest(logits, k):
+    if k >= logits.shape[-1]:
+        return logits
+    largest = logits.topk(k, dim=-1).values[:, :1]  # the first column: the largest, not the k-th
+    return logits.masked_fill(logits < largest, NEG_INF)
+
+
 def top_k_zero_fill(logits, k):
     kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[:, -1:]
     return logits.masked_fill(logits < kth, 0.0)
@@ -523,6 +530,7 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "freq_not_per_row": (checks.check_frequency_penalty, penalty_first_row),
     "topk_off_by_one": (checks.check_top_k, top_k_plus_one),
     "topk_fill_zero": (checks.check_top_k, top_k_zero_fill),
+    "topk_largest_only": (checks.check_top_k, top_k_threshold_at_the_largest),
     "topk_wrong_dim": (checks.check_top_k, top_k_over_batch),
     "topk_returns_probs": (checks.check_top_k, top_k_probabilities),
     "topp_drops_crossing": (checks.check_top_p, top_p_cumsum_at_most_p),

@@ -94,6 +94,13 @@ TOPK_FILL_ZERO = known_mistake(
     "the removed logits are set to 0, and a logit of 0 still gets probability e^0 / sum after the "
     "softmax. Set them to float('-inf').",
 )
+TOPK_LARGEST_ONLY = known_mistake(
+    "topk_largest_only",
+    "apply_top_k",
+    "only each row's largest logit is kept, whatever k: topk's values come largest first, so "
+    "values[:, :1] (or [:, 0]) is the largest; the k-th largest is the last column, "
+    "values[:, -1:].",
+)
 TOPK_RETURNS_PROBS = known_mistake(
     "topk_returns_probs",
     "apply_top_k",
@@ -298,6 +305,8 @@ def _top_k(logits, k, mistake=None, dim=-1):
         return [_top_k(logits, k + 1)] + ([_top_k(logits, k - 1)] if k > 1 else [])
     if mistake is TOPK_WRONG_DIM:
         return _top_k(logits, k, dim=0)
+    if mistake is TOPK_LARGEST_ONLY:
+        return _top_k(logits, 1) if k < logits.shape[dim] else logits.clone()
     if mistake is TOPK_RETURNS_PROBS:
         return _as_probabilities(logits, torch.isfinite(_top_k(logits, k)))
     if k >= logits.shape[dim]:
