@@ -17,8 +17,12 @@ _SOCKETS = Path(tempfile.mkdtemp(prefix="kernels_"))  # short: a socket's path h
 atexit.register(shutil.rmtree, _SOCKETS, ignore_errors=True)
 
 
+def socket_folder() -> Path:
+    """A new empty folder with a short path, for one kernel's socket files (removed at exit)."""
+    return Path(tempfile.mkdtemp(dir=_SOCKETS))
+
+
 def notebook_client(nb, **options) -> nbclient.NotebookClient:
     """nbclient.NotebookClient(nb, **options), its kernel listening on socket files."""
-    folder = Path(tempfile.mkdtemp(dir=_SOCKETS))
-    ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_folder() / "kernel")}})
     return nbclient.NotebookClient(nb, config=ipc, **options)

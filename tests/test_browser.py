@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_runner import notebook_client
+from notebook_runner import notebook_client, socket_folder
 from terminal_text import without_colours
 
 from utils.export import ROOT
@@ -107,10 +106,9 @@ def lab(tmp_path_factory):
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
     jupyter = Path(sys.executable).with_name("jupyter")
-    # the kernels JupyterLab starts for the pages listen on socket files, like the test's own
-    # (tests/notebook_runner.py), in a folder with a short path (a socket's path: 107 bytes)
-    sockets = tempfile.mkdtemp(prefix="lab_")
-    full_env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": sockets}
+    # the kernels JupyterLab starts for the pages listen on socket files, like the test's own,
+    # in its runtime folder: one with a short path
+    full_env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": str(socket_folder())}
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         jupyter,
@@ -143,7 +141,6 @@ def lab(tmp_path_factory):
         server.terminate()
         server.wait(timeout=30)
         log.close()
-        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

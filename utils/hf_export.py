@@ -187,8 +187,9 @@ def save_hf_folder(
             f"{folder} already exists and is not an empty folder: give a new folder, or "
             "overwrite=True to write the export over what is there"
         )
-    d_vocab = _inner(model).cfg.d_vocab if hasattr(_inner(model), "cfg") else None
-    if tokenizer is not None and d_vocab is not None and len(tokenizer) > d_vocab:
+    require_model(_inner(model))
+    d_vocab = _inner(model).cfg.d_vocab
+    if tokenizer is not None and len(tokenizer) > d_vocab:
         raise ValueError(
             f"the tokenizer has {len(tokenizer)} tokens, more than the model's d_vocab "
             f"{d_vocab}: give the tokenizer the model was trained with"
