@@ -149,9 +149,14 @@ def top_k_masked_fill(logits, k):
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_k_scatter(logits, k):
+def top_k_scatter(logits, k):  # exactly k kept: a logit tied with the k-th is dropped
     values, indices = logits.topk(min(k, logits.shape[-1]), dim=-1)
     return torch.full_like(logits, NEG_INF).scatter(-1, indices, values)
+
+
+def top_k_sorted_indices(logits, k):  # the same with a sort's first k indices
+    indices = logits.argsort(dim=-1, descending=True)[:, : min(k, logits.shape[-1])]
+    return torch.full_like(logits, NEG_INF).scatter(-1, indices, logits.gather(-1, indices))
 
 
 def top_k_finfo_min(logits, k):
@@ -279,6 +284,19 @@ def top_p_without_p_one(logits, p):  # right below p = 1, but float32's total re
 def top_p_cumsum_at_most_p(logits, p):
     probs, indices = _sorted_probs(logits)
     remove = probs.cumsum(-1) > p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def top_p_cumsum_reaches_p(logits, p):
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) >= p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def top_p_below_p_keeps_first(logits, p):
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) >= p
+    remove[..., 0] = False
     return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
@@ -533,6 +551,7 @@ BROKEN_SAMPLING = {  # known mistake -> (its check, learner-style code that make
     "topk_largest_only": (checks.check_top_k, top_k_threshold_at_the_largest),
     "topk_wrong_dim": (checks.check_top_k, top_k_over_batch),
     "topk_returns_probs": (checks.check_top_k, top_k_probabilities),
+    "topk_drops_ties": (checks.check_top_k, top_k_scatter),
     "topp_drops_crossing": (checks.check_top_p, top_p_cumsum_at_most_p),
     "topp_p_one_removes": (checks.check_top_p, top_p_without_p_one),
     "topp_fill_zero": (checks.check_top_p, top_p_zero_fill),
@@ -563,8 +582,11 @@ OTHER_WAYS = [
     ("topk_off_by_one", checks.check_top_k, top_k_minus_one),
     ("topk_returns_probs", checks.check_top_k, top_k_probabilities_renormalised),
     ("topk_returns_probs", checks.check_top_k, top_k_probabilities_neg_inf),
+    ("topk_drops_ties", checks.check_top_k, top_k_sorted_indices),
     ("topp_returns_probs", checks.check_top_p, top_p_probabilities_zero),
     ("topp_drops_crossing", checks.check_top_p, top_p_at_most_p_keeps_first),
+    ("topp_drops_crossing", checks.check_top_p, top_p_cumsum_reaches_p),
+    ("topp_drops_crossing", checks.check_top_p, top_p_below_p_keeps_first),
     # Hugging Face's old warper (cumsum > p, shifted right) is mass_before > p: at a mass of exactly
     # p before a token it keeps that token, one more than the smallest set that reaches p
     ("topp_keeps_boundary_token", checks.check_top_p, top_p_shifted_cumsum),
@@ -613,7 +635,6 @@ CORRECT = [
     (checks.check_frequency_penalty, penalty_one_hot),
     (checks.check_frequency_penalty, penalty_loop_on_a_copy),
     (checks.check_top_k, top_k_masked_fill),
-    (checks.check_top_k, top_k_scatter),
     (checks.check_top_k, top_k_finfo_min),
     (checks.check_top_k, top_k_in_place_on_a_copy),
     (checks.check_top_p, top_p_searchsorted),

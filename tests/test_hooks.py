@@ -567,6 +567,29 @@ def test_reset_hooks_removes_every_hook():
     )
 
 
+def test_add_hook_stays_until_reset_hooks():
+    """TransformerLens's add_hook: attached to every point a name or filter selects, for every run
+    until reset_hooks; a typo is an error naming the closest names, not a hook attached nowhere."""
+    model = HookedDemoTransformer.from_model(small_model())
+    tokens = tokens_for(model)
+    seen = []
+    model.add_hook(lambda name: name.endswith("hook_z"), lambda z, hook: seen.append(hook.name))
+    model.add_hook(("pattern", 0), lambda pattern, hook: seen.append(hook.name))
+    model(tokens)
+    model(tokens)
+    layers = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    once = ["blocks.0.attn.hook_pattern", *layers]
+    assert sorted(seen) == sorted(once * 2)
+    model.reset_hooks()
+    model(tokens)
+    assert len(seen) == 2 * len(once)
+    with pytest.raises(ValueError, match="hook_patern.*blocks.0.attn.hook_pattern"):
+        model.add_hook("blocks.0.attn.hook_patern", lambda a, hook: None)
+    with pytest.raises(TypeError, match="cannot be called as fn"):
+        model.add_hook("hook_embed", lambda activation: None)
+    assert not any(point.hooks for point in model.hook_points().values())
+
+
 def test_one_pair_without_a_list_is_accepted():
     model = HookedDemoTransformer.from_model(small_model())
     seen = []

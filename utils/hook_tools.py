@@ -415,6 +415,16 @@ class HookMethods:
                 if fn in point.hooks:  # a hook may have called reset_hooks()
                     point.hooks.remove(fn)
 
+    def add_hook(self, name: NamesFilter, hook_fn) -> None:
+        """Attach `hook_fn(activation, hook)` to the hook points `name` selects, until
+        `reset_hooks()` (TransformerLens's add_hook; `hooks()` removes its hooks itself)."""
+        check_hook_fn(hook_fn)
+        names = self.matching_names(name)
+        if not names:
+            raise ValueError(f"the filter {name!r} matches no hook point of this model")
+        for full in names:
+            self._hook_points[full].hooks.append(hook_fn)
+
     def run_with_hooks(self, tokens: Tensor, fwd_hooks=()) -> Tensor:
         """The logits of one forward pass with these hooks attached; removed afterwards."""
         with self.hooks(fwd_hooks):

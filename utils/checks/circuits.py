@@ -108,9 +108,10 @@ IND_UPPER_DIAGONAL = known_mistake(
 IND_ALL_QUERIES = known_mistake(
     "ind_all_queries",
     "induction_score",
-    "the average runs over the whole diagonal, including queries seq_len - 1 and seq_len, "
-    "which are in the first copy: their tokens have no earlier copy to look back to. "
-    "Average over the seq_len queries of the repeat only (from seq_len + 1 on).",
+    "the average takes in queries of the first copy (the diagonal's first two entries are "
+    "queries seq_len - 1 and seq_len): their tokens have no earlier copy to look back to. "
+    "Average over the seq_len queries of the repeat only (from seq_len + 1 on: entries 2 "
+    "onwards).",
 )
 IND_QUERIES_SHIFTED = known_mistake(
     "ind_queries_shifted",

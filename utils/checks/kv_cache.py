@@ -256,7 +256,8 @@ def check_kv_cache(fn) -> None:
         "past = cache.length before the layers run; W_pos rows past:past + new_posn; "
         "in attention, k, v = cache.update(layer, k, v), then the new queries against all those "
         "keys, scaled by 1 / sqrt(attn.cfg.d_head) and masked with torch.triu(ones(new_posn, past "
-        "+ new_posn), diagonal=past + 1); the MLP and the final LayerNorm as usual. Every size "
+        "+ new_posn), diagonal=past + 1), a softmax over the keys (dim=-1); the MLP (none when "
+        "cfg.attn_only) and the final LayerNorm as usual. Every size "
         f"from cfg: these models have d_model {CHECK_CFG.d_model} and {CHECK_CFG.n_heads} heads of "
         f"{CHECK_CFG.d_head}, which no run config has."
     )

@@ -85,7 +85,15 @@ FREQ_NOT_PER_ROW = known_mistake(
 TOPK_OFF_BY_ONE = known_mistake(
     "topk_off_by_one",
     "apply_top_k",
-    "{kept} logits are kept per row, not k = {k}. Keep exactly the k largest: "
+    "{kept} logits are kept per row, not k = {k}. Keep the k largest: "
+    "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')).",
+)
+TOPK_DROPS_TIES = known_mistake(
+    "topk_drops_ties",
+    "apply_top_k",
+    "a logit tied with the k-th largest was removed. topk's indices hold exactly k positions, "
+    "picked among equal logits by position, so keeping only those drops the ties; keep every "
+    "logit at least as large as the k-th: "
     "logits.masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float('-inf')).",
 )
 TOPK_FILL_ZERO = known_mistake(
@@ -117,7 +125,8 @@ TOPK_WRONG_DIM = known_mistake(
 TOPP_DROPS_CROSSING = known_mistake(
     "topp_drops_crossing",
     "apply_top_p",
-    "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p). "
+    "the token that makes the cumulative probability cross p is dropped (keeping cumsum <= p, or "
+    "< p). "
     "The nucleus is the smallest set whose mass REACHES p, so it includes that token: "
     "keep a token when the mass BEFORE it is < p, (cumsum - sorted_probs) < p.",
 )
@@ -309,10 +318,27 @@ def _top_k(logits, k, mistake=None, dim=-1):
         return _top_k(logits, 1) if k < logits.shape[dim] else logits.clone()
     if mistake is TOPK_RETURNS_PROBS:
         return _as_probabilities(logits, torch.isfinite(_top_k(logits, k)))
+    if mistake is TOPK_DROPS_TIES and k < logits.shape[dim]:
+        return [_exactly_k(logits, k, pick, dim) for pick in ("topk", "first", "last")]
     if k >= logits.shape[dim]:
         return logits.clone()
     kth = logits.topk(k, dim=dim).values.narrow(dim, k - 1, 1)
     return logits.masked_fill(logits < kth, 0.0 if mistake is TOPK_FILL_ZERO else float("-inf"))
+
+
+def _exactly_k(logits, k, pick, dim=-1):
+    """k logits of each row kept, and among ties at the k-th the ones topk picks, or the first or
+    the last by position: what keeping topk's (or a sort's) indices gives."""
+    if pick == "topk":
+        kept = logits.topk(k, dim=dim).indices
+    else:
+        flipped = pick == "last"
+        ranked = (logits.flip(dim) if flipped else logits).argsort(
+            dim=dim, descending=True, stable=True
+        )
+        kept = ranked.narrow(dim, 0, k)
+        kept = logits.shape[dim] - 1 - kept if flipped else kept
+    return torch.full_like(logits, float("-inf")).scatter(dim, kept, logits.gather(dim, kept))
 
 
 def _as_probabilities(logits, kept):
@@ -339,12 +365,12 @@ def _top_p(logits, p, mistake=None):
         rules = [cumulative - sorted_mass >= p, cumulative > p]
         return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
     if mistake is TOPP_DROPS_CROSSING:  # the most probable token kept or not, as learners write it
-        remove = cumulative > p
-        kept_first = remove.clone()
-        kept_first[..., 0] = False
-        return [
-            logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in (remove, kept_first)
-        ]
+        rules = []
+        for remove in (cumulative > p, cumulative >= p):
+            kept_first = remove.clone()
+            kept_first[..., 0] = False
+            rules += [remove, kept_first]
+        return [logits.masked_fill(r.scatter(-1, order, r), float("-inf")) for r in rules]
     if mistake is TOPP_KEEPS_BOUNDARY_TOKEN:
         remove = cumulative - sorted_mass > p
     elif (
@@ -466,6 +492,15 @@ def _test_logits(seed, batch=4, d_vocab=10, scale=2.0):
     return scale * torch.randn(batch, d_vocab, generator=generator)
 
 
+def _logits_tied_at(k, seed=25):
+    """Row 0 with two more logits equal to its k-th largest (k + 2 kept, as in bf16 logits, where
+    ties are common); row 1 without ties."""
+    logits = _test_logits(seed, batch=2)
+    values, order = logits[0].sort(descending=True)
+    logits[0, order[k : k + 2]] = values[k - 1]
+    return logits
+
+
 # --------------------------------------------------------------------------- the logit checks
 
 
@@ -573,6 +608,7 @@ def check_top_k(fn) -> None:
         (_test_logits(22, batch=3), 9),
         (_test_logits(23, batch=2), 10),
         (_test_logits(24, batch=2, d_vocab=6), 50),
+        (_logits_tied_at(3), 3),  # last: the mistakes above show more plainly without ties
     ]
     for logits, k in cases:
         what = f"apply_top_k(logits, k={k})"
@@ -606,8 +642,8 @@ def check_top_k(fn) -> None:
             k=k,
         )
     print_wrapped(
-        f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, "
-        "the caller's logits unchanged (removed logits: -inf, or at most -1e4)"
+        f"apply_top_k passed: {len(cases)} cases, k from 1 to more than d_vocab, logits tied "
+        "with the k-th kept, the caller's logits unchanged (removed logits: -inf, or at most -1e4)"
     )
 
 
