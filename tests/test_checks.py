@@ -104,6 +104,7 @@ class AttnBroken(Attention):
         scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k")
         scores = scores / {
             "attn_scale_d_head": self.cfg.d_head,
+            "attn_scale_d_model": math.sqrt(self.cfg.d_model),
             "attn_no_scale": 1,
             "attn_scale_after_softmax": 1,
             "attn_fixed_scale": 4.0,  # sqrt(16): the ci config's d_head, written in
@@ -212,6 +213,7 @@ BROKEN = {
             "attn_mask_shows_next",
             "attn_mask_after_softmax",
             "attn_scale_d_head",
+            "attn_scale_d_model",
             "attn_no_scale",
             "attn_scale_after_softmax",
             "attn_fixed_scale",

@@ -881,3 +881,19 @@ def test_warmup_checks_refuse_what_their_cases_used_to_hide(check, fn, message):
 def test_a_net_of_parameters_passes(capsys):
     checks.check_two_layer_net(NetOfParameters)
     assert "correct" in capsys.readouterr().out
+
+
+def test_a_loop_one_step_short_is_told_how_many_losses_it_gave():
+    def train_loop(model, x, y, steps, lr):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps - 1):  # one step too few
+            optimizer.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses
+
+    with pytest.raises(AssertionError, match=r"must return the 6 losses.*got 5 losses$"):
+        checks.check_train_loop(train_loop)

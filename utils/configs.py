@@ -60,8 +60,7 @@ CONFIGS = {
     "cpu": RunConfig(
         name="cpu",
         description=(
-            "a laptop: about 10 minutes of training in notebook 03, about 1.5 on the small offline "
-            "corpus"
+            "a laptop: about 10 min of training in notebook 03 (1.5 min offline: a smaller corpus)"
         ),
         model=dict(d_model=192, n_layers=4, n_heads=6, d_head=32, d_mlp=768, n_ctx=128),
         corpus_chars=None,

@@ -145,7 +145,7 @@ def _card(names: list[str], difficulty: int, importance: int, minutes: str) -> s
         f"> **Exercise: {title}** · difficulty {dots(difficulty, '🔴')} · importance "
         f"{dots(importance, '🔵')} · about {minutes} minutes\n>\n"
         "> Replace each `raise NotImplementedError(...)` in the next cell with your code, run it, "
-        "then run the cell after it (the check)."
+        "then run the check below the hint."
     )
 
 

@@ -127,6 +127,12 @@ ATTN_SCALE_D_HEAD = known_mistake(
     "Attention.attention_pattern",
     "Attention: scores are divided by d_head. Divide by sqrt(d_head).",
 )
+ATTN_SCALE_D_MODEL = known_mistake(
+    "attn_scale_d_model",
+    "Attention.attention_pattern",
+    "Attention: scores are divided by sqrt(d_model). Each score is a dot product over one head's "
+    "d_head dimensions: divide by sqrt(d_head).",
+)
 ATTN_NO_SCALE = known_mistake(
     "attn_no_scale",
     "Attention.attention_pattern",
@@ -277,6 +283,7 @@ def _attention_pattern(x, sd, cfg, mistake=None, fill=float("-inf"), scale=None)
     scores = torch.einsum("bqhe,bkhe->bhqk", q, k)
     scores = scores / {
         ATTN_SCALE_D_HEAD: cfg.d_head,
+        ATTN_SCALE_D_MODEL: math.sqrt(cfg.d_model),
         ATTN_NO_SCALE: 1.0,
         ATTN_SCALE_AFTER_SOFTMAX: 1.0,
         ATTN_FIXED_SCALE: scale or RUN_CONFIG_SCALES[0],

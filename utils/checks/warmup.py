@@ -1167,7 +1167,10 @@ def check_train_loop(fn) -> None:
     if isinstance(got, (list, tuple)) and any(isinstance(v, Tensor) for v in got):
         fail(f"{what} returned a list of tensors", TRAIN_TENSOR_LOSSES)
     if not (isinstance(got, (list, tuple)) and len(got) == steps):
-        fail(f"{what} must return the {steps} losses, one float per step, got {_shape(got)}")
+        got_what = (
+            f"{len(got)} losses" if isinstance(got, (list, tuple)) else _shape(got)
+        )  # a count, not every float of a list one step short
+        fail(f"{what} must return the {steps} losses, one float per step, got {got_what}")
     if all(torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters())):
         fail(f"{what}: the model you gave it is exactly as it was", TRAIN_NO_UPDATE)
 
