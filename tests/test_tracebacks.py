@@ -82,3 +82,39 @@ def test_without_it_the_module_call_frames_are_there():
     assert shown["nested"].count("module.py") >= 4 and "_contextlib.py" in shown["nested"]
     assert "in Inner.forward" in shown["nested"]
     assert "validation.py" in shown["refused"]
+
+
+EXERCISE_CELLS = [
+    "def induction_score(pattern):\n"
+    '    raise NotImplementedError("take the diagonal, then the mean")',
+    "scores = [induction_score(p) for p in range(3)]\nheads = [s for s in scores if s > 0.5]",
+    "labels = [str(h) for h in heads]",  # reads a name the stopped cell never set
+    "print(labels)",  # and one the cell it stopped never set
+    "print(hedas)",  # a typo: nothing to do with an exercise
+]
+
+
+def test_a_name_an_unfinished_exercise_left_unset_names_the_exercise(monkeypatch):
+    monkeypatch.setenv("TUTORIAL_CONFIG", "ci")
+    setup = (
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from utils.configs import setup_notebook\nrun_cfg = setup_notebook()"
+    )
+    cells = [setup, *EXERCISE_CELLS]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
+    notebook_client(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    shown = [  # wrapped lines joined again
+        " ".join(without_colours("\n".join(o["traceback"])).split())
+        for cell in nb.cells[2:]
+        for o in cell.outputs
+        if o["output_type"] == "error"
+    ]
+    stub, heads, labels, typo = shown
+    assert "NotImplementedError: take the diagonal, then the mean" in stub, stub
+    for text, name in ((heads, "heads"), (labels, "labels")):
+        assert f"NameError: name '{name}' is not defined" in text, text
+        assert (
+            f"Note: '{name}' is set by an earlier cell that stopped at an exercise still to do, "
+            "induction_score (NotImplementedError: take the diagonal, then the mean)" in text
+        ), text
+    assert "NameError: name 'hedas' is not defined" in typo and "Note:" not in typo, typo

@@ -796,8 +796,8 @@ def check_pos_embed(cls, cfg: Config | None = None) -> None:
         )
     if any(shares_memory):  # right values, but an in-place edit of them would edit W_pos
         print_wrapped(
-            "  note: your PosEmbed returns a view of W_pos (the same memory): .clone() it, or\n"
-            "  a hook's in-place edit of the output under torch.no_grad() edits W_pos itself"
+            "  note: your PosEmbed returns a view of W_pos (the same memory): .clone() it, or "
+            "a hook's in-place edit of the output under torch.no_grad() edits W_pos itself"
         )
 
 

@@ -41,12 +41,37 @@ MERGES_ACROSS_DOCUMENTS = known_mistake(
     "<|endoftext|> removed, where the documents 'yes' run together into 'yesyes'. Split the "
     "text on <|endoftext|> first and pre-tokenize each document on its own.",
 )
+MERGES_PAIR_NOT_IN_WORDS_WITH = known_mistake(
+    "merges_pair_not_in_words_with",
+    "train_merges",
+    "words_with has no entry for the pair being merged. Either a stale heap entry was merged: skip "
+    "an entry whose count is no longer pair_counts[pair] (the pair was merged, or its count "
+    "changed, after it was pushed); or the pairs of a merged word were not recorded: "
+    "words_with[new].add(w) for every pair of the new word.",
+    raises=KeyError,
+    says=", ",  # the key is a pair of ids, (a, b); a byte's or a character's key has no comma
+)
+BPE_NO_MERGE_KEPT = known_mistake(
+    "bpe_no_merge_kept",
+    "BPETokenizer._bpe",
+    "these are the ids of the text's single bytes: no merge reached the result. The lines after "
+    "your code read `word`: leave the merged tokens in it (word = [t for t in symbols if t], "
+    "when you merged in another list).",
+)
 DECODE_PER_TOKEN = known_mistake(
     "decode_per_token",
     "BPETokenizer",
     "each token's bytes are decoded as UTF-8 on their own, but one character can span two tokens "
     "(an emoji is 4 bytes). Join the bytes of all the tokens, then decode once, "
     "with errors='replace' as GPT-2 does.",
+    raises=UnicodeDecodeError,
+)
+DECODE_STRICT = known_mistake(
+    "decode_strict",
+    "BPETokenizer",
+    "the joined bytes are decoded strictly, so ids that end inside a character (the first of an "
+    "emoji's two tokens, which a model can sample) raise UnicodeDecodeError. Decode with "
+    "errors='replace', as GPT-2 does: the broken character becomes '\\ufffd'.",
     raises=UnicodeDecodeError,
 )
 
@@ -212,7 +237,13 @@ def check_train_merges(fn, n_merges: int = 80) -> None:
             f"check_train_merges: n_merges must be an int of at least 10, got {n_merges!r}"
         )
     expected_tokens, expected = reference(_MERGE_TEXT, n_merges)
-    result = call_learner(fn, _MERGE_TEXT, n_merges, what=f"train_merges(text, {n_merges})")
+    result = call_learner(
+        fn,
+        _MERGE_TEXT,
+        n_merges,
+        what=f"train_merges(text, {n_merges})",
+        known=[MERGES_PAIR_NOT_IN_WORDS_WITH],
+    )
     if not (isinstance(result, tuple) and len(result) == 2):
         _fail_train_merges(
             fn, f"train_merges must return (tokens, merges), got {type(result).__name__}"
@@ -341,6 +372,18 @@ _TOKENIZER_TEXTS = [
 ]
 
 
+def _byte_ids(reference, text) -> list[int]:
+    """What encode gives when _bpe merges nothing (BPE_NO_MERGE_KEPT): one id per byte, and the
+    special tokens."""
+    ids = []
+    for chunk in reference._special_split.split(text):
+        if chunk in reference.special_tokens:
+            ids.append(reference.special_tokens[chunk])
+        else:
+            ids += [reference.vocab[reference.byte_encoder[b]] for b in chunk.encode("utf-8")]
+    return ids
+
+
 def _decode_per_token(reference, ids) -> str:
     """What decode gives when it decodes each token's bytes on its own (DECODE_PER_TOKEN), replacing
     broken characters."""
@@ -376,12 +419,14 @@ def check_bpe_tokenizer(cls) -> None:
         expected = reference.encode(text)
         got = call_learner(tokenizer.encode, text, what=f"encode({text!r})")
         if list(got) != expected:
+            unmerged = list(got) == _byte_ids(reference, text) != expected
             fail(
-                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}\n  "
-                "Things to check (_bpe): each round merges the adjacent pair with the LOWEST "
+                f"encode({text!r}):\n  got      {show(got)}\n  expected {show(expected)}",
+                BPE_NO_MERGE_KEPT if unmerged else None,
+                "in _bpe, each round merges the adjacent pair with the LOWEST "
                 "rank in merge_ranks (not the first mergeable pair, nor the most frequent), "
                 "replaces all its occurrences left to right, and repeats until no pair is a "
-                "merge."
+                "merge.",
             )
         decoded = call_learner(
             tokenizer.decode, expected, what=f"decode(encode({text!r}))", known=[DECODE_PER_TOKEN]
@@ -403,7 +448,7 @@ def check_bpe_tokenizer(cls) -> None:
         tokenizer.decode,
         robot[:1],
         what="decode(half of an emoji's tokens)",
-        known=[DECODE_PER_TOKEN],
+        known=[DECODE_STRICT],  # the whole texts decoded: the bytes are joined
     )
     if half != reference.decode(robot[:1]):
         fail(
