@@ -76,9 +76,9 @@ def batch_rows(step: int, n_rows: int, batch_size: int, seed: int) -> Tensor:
 def baselines(
     train_stream: torch.Tensor, val_stream: torch.Tensor, d_vocab: int
 ) -> dict[str, float]:
-    """Validation cross-entropy of three models with no learning beyond counting (add-one
-    smoothing): uniform (knows nothing), unigram (token frequencies) and bigram (one token of
-    context)."""
+    """Validation cross-entropy of three models with no learning beyond counting: uniform
+    (knows nothing), unigram (token frequencies, add-one) and bigram (one token of context,
+    backing off to the unigram)."""
     check_baseline_streams(train_stream, val_stream, d_vocab)  # ids >= d_vocab would collide
     unigram_counts = torch.bincount(train_stream, minlength=d_vocab).double() + 1
     unigram = unigram_counts / unigram_counts.sum()
@@ -90,7 +90,7 @@ def baselines(
     seen = pair_ids[idx] == val_pairs
     count_pair = torch.where(seen, pair_counts[idx].double(), torch.zeros((), dtype=torch.double))
     count_prev = torch.bincount(train_stream[:-1], minlength=d_vocab).double()[val_prev]
-    # add-one bigram, backing off to the unigram for the smoothing mass
+    # d_vocab extra counts per previous token, spread as the unigram: never a zero probability
     bigram = (count_pair + d_vocab * unigram[val_next]) / (count_prev + d_vocab)
     return {
         "uniform": math.log(d_vocab),
@@ -139,7 +139,7 @@ class TrainingArgs:
     device: str = "cpu"
     autocast: str | None = None  # "bfloat16" or "float16" (GPUs only); None: float32
     micro_batch_size: int | None = None  # split each batch, adding up the gradients; None: whole
-    fused_adamw: bool = True  # AdamW's update for all parameters in one kernel
+    fused_adamw: bool = True  # AdamW's update: one fused call per parameter group
     compile: bool = False  # torch.compile the loss (model and cross-entropy together)
 
     def __post_init__(self):
@@ -345,4 +345,4 @@ class Trainer:
         return path
 
 
-# written by `make export`; sha256 of the text above: a186baf44881f224
+# written by `make export`; sha256 of the text above: 263984ea79f94264
