@@ -1309,6 +1309,12 @@ def test_frames_in_a_symlinked_environment_are_not_the_learners(tmp_path):
     assert checks_core.is_yours(__file__)
 
 
+def test_the_standard_librarys_frozen_modules_are_not_the_learners():
+    """os.environ["WORLD_SIZE"] raising KeyError named "<frozen os>", line 679, as "your code"."""
+    assert not checks_core.is_yours("<frozen os>")
+    assert checks_core.is_yours("/tmp/ipykernel_1/2.py")
+
+
 def test_a_failing_check_in_a_jupyter_kernel_shows_the_message_without_the_checks_frames():
     """In Jupyter the learner sees the message alone: IPython never hides the frame that raised,
     which without CheckFailed._render_traceback_ is learner_facing's, in utils/checks/core.py."""

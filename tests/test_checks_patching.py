@@ -112,6 +112,42 @@ def resid_no_return(model, clean_tokens, corrupted_tokens, metric):  # the clone
     return out
 
 
+def resid_cache_of_corrupted(model, clean_tokens, corrupted_tokens, metric):  # the wrong run cached
+    _, cache = model.run_with_cache(corrupted_tokens)
+    out = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+    for layer in range(model.cfg.n_layers):
+        for pos in range(corrupted_tokens.shape[1]):
+
+            def hook(x, hook):
+                x = x.clone()
+                x[:, pos] = cache["resid_pre", layer][:, pos]
+                return x
+
+            logits = model.run_with_hooks(
+                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", hook)]
+            )
+            out[layer, pos] = metric(logits)
+    return out
+
+
+def heads_cache_of_corrupted(model, clean_tokens, corrupted_tokens, metric):
+    _, cache = model.run_with_cache(corrupted_tokens)
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+
+            def hook(z, hook):
+                z = z.clone()
+                z[:, :, head] = cache["z", layer][:, :, head]
+                return z
+
+            logits = model.run_with_hooks(
+                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]
+            )
+            out[layer, head] = metric(logits)
+    return out
+
+
 def resid_without_hooks(model, clean_tokens, corrupted_tokens, metric):  # the patch never runs
     model.run_with_cache(clean_tokens)  # hooks of run_with_cache's own: not a patch
     return torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1]) + metric(
@@ -553,3 +589,24 @@ def test_patching_checks_refuse_edits_and_shapes_their_cases_used_to_hide(check,
 def test_numpy_numbers_pass(check, fn, capsys):
     check(fn)
     assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "check, broken, mistake",
+    [
+        (
+            checks.check_patch_residual_stream,
+            resid_cache_of_corrupted,
+            "resid_nothing_clean_copied",
+        ),
+        (checks.check_patch_head_outputs, heads_cache_of_corrupted, "heads_nothing_clean_copied"),
+    ],
+)
+def test_a_cache_of_the_corrupted_run_is_named(check, broken, mistake):
+    """Patching from a cache of the corrupted run changes nothing: the likely cause names the run
+    to cache (it said "the patches after the first took no effect", which none did)."""
+    with pytest.raises(AssertionError) as err:
+        check(broken)
+    message = str(err.value)
+    assert MISTAKES[mistake].likely_cause() in message, message
+    assert "model.run_with_cache(clean_tokens)" in message and "after the first" not in message

@@ -325,9 +325,54 @@ def micro_grad_to_none_first(ddp_model, micro_batches, loss_fn):
     return scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
 
 
+def mean_in_float64(value):  # right: a float64 mean is the mean
+    total = value.detach().clone().double()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()
+
+
+from torch.distributed import all_reduce, get_world_size  # noqa: E402 (as a learner imports them)
+
+
+def mean_imported_by_name(value):  # right: the functions imported by name
+    total = value.detach().clone()
+    all_reduce(total)
+    return total / get_world_size()
+
+
+def mean_world_size_from_environ(value):  # right: torchrun sets WORLD_SIZE
+    import os
+
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / int(os.environ["WORLD_SIZE"])
+
+
+def mean_reduced_copy_unused(value):  # reduces a copy, then returns its own value's share
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return value / dist.get_world_size()
+
+
+def micro_bias_gradient_dropped(ddp_model, micro_batches, loss_fn):
+    total = scaling.backward_micro_batches(ddp_model, micro_batches, loss_fn)
+    for parameter in ddp_model.parameters():
+        if parameter.ndim == 1:
+            parameter.grad = None
+    return total
+
+
 @pytest.mark.parametrize(
     "fn",
-    [mean_divide_first, mean_all_gather, mean_async_wait, mean_two_collectives],
+    [
+        mean_divide_first,
+        mean_all_gather,
+        mean_async_wait,
+        mean_two_collectives,
+        mean_in_float64,
+        mean_imported_by_name,
+        mean_world_size_from_environ,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_other_right_ways_to_average_pass(fn, capsys):
@@ -346,6 +391,16 @@ def test_other_right_ways_to_average_pass(fn, capsys):
         ),
         (checks.check_mean_over_ranks, mean_by_rank, r"rank 0 returned \[6.5, 0.5\]"),
         (checks.check_mean_over_ranks, mean_one_less, "rank 0 returned"),
+        (
+            checks.check_mean_over_ranks,
+            mean_reduced_copy_unused,
+            r"expected the mean \[2.1667, 0.1667\]\n  None of",
+        ),
+        (
+            checks.check_backward_micro_batches,
+            micro_bias_gradient_dropped,
+            "the weight's gradient is right, but bias's is missing",
+        ),
         (checks.check_rows_for_rank, rows_float, "returned torch.float32 ids"),
         (checks.check_backward_micro_batches, micro_not_detached, "still holds its graph"),
         (checks.check_backward_micro_batches, micro_arguments_swapped, "differ from the mean"),

@@ -261,6 +261,8 @@ _NOT_YOURS = tuple(
 
 @functools.lru_cache(maxsize=4096)
 def is_yours(filename: str) -> bool:
+    if filename.startswith("<frozen "):  # the standard library's frozen modules: <frozen os>
+        return False
     return not os.path.realpath(filename).startswith(_NOT_YOURS)
 
 

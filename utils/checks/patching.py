@@ -85,10 +85,11 @@ RESID_NO_HOOK_RAN = known_mistake(
 RESID_NOTHING_CLEAN_COPIED = known_mistake(
     "resid_nothing_clean_copied",
     "patch_residual_stream",
-    "your hooks ran and returned a tensor, but the patches after the first took no effect: what "
-    "they put in is not the clean run's. A hook that writes into clean_cache['resid_pre', layer] "
-    "(the clean activation itself, not a copy) overwrites the clean run with the corrupted one "
-    "for every later patch. Write into the hook's own activation, resid[:, position] = "
+    "no patch took effect, though your hooks ran and returned a tensor: what they put in is the "
+    "corrupted run's own activation. Either the cache is the corrupted run's: cache the clean one, "
+    "model.run_with_cache(clean_tokens); or a hook wrote into clean_cache['resid_pre', layer] "
+    "itself (not a copy), overwriting the clean run with the corrupted one for every later patch: "
+    "write into the hook's own activation, resid[:, position] = "
     "clean_cache['resid_pre', layer][:, position], and return it.",
 )
 RESID_LATE_BINDING = known_mistake(
@@ -133,11 +134,11 @@ HEADS_NO_HOOK_RAN = known_mistake(
 HEADS_NOTHING_CLEAN_COPIED = known_mistake(
     "heads_nothing_clean_copied",
     "patch_head_outputs",
-    "your hooks ran and returned a tensor, but the patches after the first took no effect: what "
-    "they put in is not the clean run's. A hook that writes into clean_cache['z', layer] (the "
-    "clean activation itself, not a copy) overwrites the clean run with the corrupted one for "
-    "every later patch. Write into the hook's own z, z[:, :, head] = "
-    "clean_cache['z', layer][:, :, head], and return it.",
+    "no patch took effect, though your hooks ran and returned a tensor: what they put in is the "
+    "corrupted run's own z. Either the cache is the corrupted run's: cache the clean one, "
+    "model.run_with_cache(clean_tokens); or a hook wrote into clean_cache['z', layer] itself (not "
+    "a copy), overwriting the clean run with the corrupted one for every later patch: write into "
+    "the hook's own z, z[:, :, head] = clean_cache['z', layer][:, :, head], and return it.",
 )
 HEADS_LATE_BINDING = known_mistake(
     "heads_late_binding",
@@ -425,7 +426,8 @@ def _hooks_seen(model, run) -> dict[str, int]:
     return seen
 
 
-# a patch that changed nothing: which of these it was, told by what the hooks did
+# no patch changed anything: which of these it was, told by what the hooks did (none ran; they
+# returned tensors, the corrupted run's own; or they returned None)
 _NOTHING_PATCHED = {
     RESID_NOT_RETURNED: (RESID_NO_HOOK_RAN, RESID_NOTHING_CLEAN_COPIED),
     HEADS_NOT_RETURNED: (HEADS_NO_HOOK_RAN, HEADS_NOTHING_CLEAN_COPIED),

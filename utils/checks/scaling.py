@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 
 import torch
 import torch.distributed as dist
@@ -204,11 +205,15 @@ def _reduce(op, tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record: bool):
+def _pretend_rank(
+    rank: int, world: int, known: list[dict], calls: list, record: bool, scope: dict | None = None
+):
     """torch.distributed's all_reduce, all_gather, world size and rank, as if this process were
     `rank` of `world`. known[i] maps each rank to what it handed to its i-th collective; a
     collective beyond those known raises _Recorded with this rank's input when `record`, else
-    takes zeros from the others (they handed nothing over)."""
+    takes zeros from the others (they handed nothing over). `scope`, the learner's globals: the
+    same stand-ins for those they imported by name (from torch.distributed import all_reduce);
+    RANK and WORLD_SIZE are set in os.environ too, as torchrun sets them."""
     names = ("all_reduce", "all_gather", "get_world_size", "get_rank", "is_initialized")
     saved = {name: getattr(dist, name) for name in names}
 
@@ -223,7 +228,7 @@ def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record:
         ]
 
     def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
-        calls.append(tensor)
+        calls.append((tensor, async_op))
         result = _reduce(op, inputs(tensor))
 
         def finish():
@@ -236,7 +241,7 @@ def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record:
         return None
 
     def all_gather(tensor_list, tensor, group=None, async_op=False):
-        calls.append(tensor)
+        calls.append((tensor, async_op))
         parts = inputs(tensor)
 
         def finish():
@@ -249,27 +254,49 @@ def _pretend_rank(rank: int, world: int, known: list[dict], calls: list, record:
         finish()
         return None
 
-    dist.all_reduce, dist.all_gather = all_reduce, all_gather
-    dist.get_world_size = lambda group=None: world
-    dist.get_rank = lambda group=None: rank
-    dist.is_initialized = lambda: True
+    stand_ins = {
+        "all_reduce": all_reduce,
+        "all_gather": all_gather,
+        "get_world_size": lambda group=None: world,
+        "get_rank": lambda group=None: rank,
+        "is_initialized": lambda: True,
+    }
+    scope = {} if scope is None else scope
+    imported = {name for name in names if name in scope and scope[name] is saved[name]}
+    environ = {key: os.environ.get(key) for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    for name, stand_in in stand_ins.items():
+        setattr(dist, name, stand_in)
+        if name in imported:
+            scope[name] = stand_in
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(dist, name, value)
+            if name in imported:
+                scope[name] = value
+        for key, value in environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _globals(fn) -> dict | None:
+    return getattr(fn, "__globals__", None)
 
 
 def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str, depth: int = 4):
     """Each rank's result, every collective fed what the other ranks handed to it: the ranks run
     fn up to their first collective (recording its input), then again through it to their second,
     and so on (up to `depth` collectives); then each rank runs to the end. Returns (results, the
-    values afterwards, whether any collective ran)."""
+    values afterwards, whether any collective ran, whether any ran with async_op=True)."""
     world, known = len(values), []
     for _ in range(depth):
         handed = {}
         for rank in range(world):
-            with _pretend_rank(rank, world, known, [], record=True):
+            with _pretend_rank(rank, world, known, [], True, _globals(fn)):
                 try:
                     fn(values[rank].clone())
                 except _Recorded as recorded:
@@ -279,10 +306,10 @@ def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str, depth:
         if not handed:
             break  # no rank reaches another collective
         known.append(handed)
-    results, after, reduced = [], [], False
+    results, after, reduced, asynchronous = [], [], False, False
     for rank in range(world):
         given, calls = values[rank].clone(), []
-        with _pretend_rank(rank, world, known, calls, record=False):
+        with _pretend_rank(rank, world, known, calls, False, _globals(fn)):
             where = f"{what}, as rank {rank}"
             results.append(
                 call_learner(
@@ -291,7 +318,8 @@ def _run_as_ranks(fn, values: list[torch.Tensor], what: str, things: str, depth:
             )
         after.append(given)
         reduced = reduced or bool(calls)
-    return results, after, reduced
+        asynchronous = asynchronous or any(async_op for _, async_op in calls)
+    return results, after, reduced, asynchronous
 
 
 def _rounded(t: torch.Tensor):
@@ -313,7 +341,7 @@ def check_mean_over_ranks(fn) -> None:
     for values in cases:
         world = len(values)
         what = f"mean_over_ranks on {world} ranks holding {[v.tolist() for v in values]}"
-        results, after, reduced = _run_as_ranks(fn, values, what, things)
+        results, after, reduced, asynchronous = _run_as_ranks(fn, values, what, things)
         expected = torch.stack(values).mean(0)
         total = torch.stack(values).sum(0)
         for rank, (got, value, kept) in enumerate(zip(results, values, after)):
@@ -325,21 +353,22 @@ def check_mean_over_ranks(fn) -> None:
                     f"{what}: rank {rank} must return a tensor of the value's shape "
                     f"{tuple(value.shape)}, got {kind}"
                 )
-        if all(torch.allclose(got, expected) for got in results):
+        close = lambda a, b: torch.allclose(a.double(), b.double())  # noqa: E731 (float64 is right)
+        if all(close(got, expected) for got in results):
             continue
         if not reduced:
             mistake = MEAN_NOT_REDUCED
-        elif all(torch.allclose(got, total) for got in results):
+        elif all(close(got, total) for got in results):
             mistake = MEAN_SUM
         else:
             mistake = None
-        rank = next(r for r, got in enumerate(results) if not torch.allclose(got, expected))
+        rank = next(r for r, got in enumerate(results) if not close(got, expected))
         fail(
             f"{what}: rank {rank} returned {_rounded(results[rank])}, expected the mean "
             f"{_rounded(expected)}"
             + (
                 " (an async all_reduce's result arrives only at work.wait())"
-                if torch.allclose(results[rank], values[rank] / world) and reduced
+                if close(results[rank], values[rank] / world) and asynchronous
                 else ""
             ),
             mistake,
@@ -471,6 +500,14 @@ def check_backward_micro_batches(fn) -> None:
             fail(f"{what}: the gradients are {n} times the mean's", NOSYNC_UNSCALED)
         if not torch.allclose(grad, reference.weight.grad, atol=1e-6):
             fail(f"{what}: the gradients differ from the mean loss's", None, things)
+        for name, p in module.named_parameters():  # the weight's is right: every other's too
+            want = dict(reference.named_parameters())[name].grad
+            if p.grad is None or not torch.allclose(p.grad, want, atol=1e-6):
+                fail(
+                    f"{what}: the weight's gradient is right, but {name}'s "
+                    + ("is missing" if p.grad is None else "differs from the mean loss's")
+                    + ": every parameter's .grad must hold what backward() put there",
+                )
         mean = sum(loss.detach() for loss in losses)
         if not isinstance(got, torch.Tensor):
             fail(
