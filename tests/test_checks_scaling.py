@@ -348,6 +348,19 @@ def mean_world_size_from_environ(value):  # right: torchrun sets WORLD_SIZE
     return total / int(os.environ["WORLD_SIZE"])
 
 
+def mean_reduce_then_broadcast(value):  # right: rank 0 sums, then sends the sum to every rank
+    total = value.detach().clone()
+    dist.reduce(total, dst=0)
+    dist.broadcast(total, src=0)
+    return total / dist.get_world_size()
+
+
+def mean_reduce_without_broadcast(value):  # only rank 0 has the sum
+    total = value.detach().clone()
+    dist.reduce(total, dst=0)
+    return total / dist.get_world_size()
+
+
 def mean_reduced_copy_unused(value):  # reduces a copy, then returns its own value's share
     total = value.detach().clone()
     dist.all_reduce(total)
@@ -372,6 +385,7 @@ def micro_bias_gradient_dropped(ddp_model, micro_batches, loss_fn):
         mean_in_float64,
         mean_imported_by_name,
         mean_world_size_from_environ,
+        mean_reduce_then_broadcast,
     ],
     ids=lambda f: f.__name__,
 )
@@ -396,6 +410,7 @@ def test_other_right_ways_to_average_pass(fn, capsys):
             mean_reduced_copy_unused,
             r"expected the mean \[2.1667, 0.1667\]\n  None of",
         ),
+        (checks.check_mean_over_ranks, mean_reduce_without_broadcast, "rank 1 returned"),
         (
             checks.check_backward_micro_batches,
             micro_bias_gradient_dropped,

@@ -208,13 +208,17 @@ def _reduce(op, tensors: list[torch.Tensor]) -> torch.Tensor:
 def _pretend_rank(
     rank: int, world: int, known: list[dict], calls: list, record: bool, scope: dict | None = None
 ):
-    """torch.distributed's all_reduce, all_gather, world size and rank, as if this process were
+    """torch.distributed's all_reduce, all_gather, reduce, broadcast, world size and rank, as if
+    this process were
     `rank` of `world`. known[i] maps each rank to what it handed to its i-th collective; a
     collective beyond those known raises _Recorded with this rank's input when `record`, else
     takes zeros from the others (they handed nothing over). `scope`, the learner's globals: the
     same stand-ins for those they imported by name (from torch.distributed import all_reduce);
     RANK and WORLD_SIZE are set in os.environ too, as torchrun sets them."""
-    names = ("all_reduce", "all_gather", "get_world_size", "get_rank", "is_initialized")
+    names = (
+        *("all_reduce", "all_gather", "reduce", "broadcast"),
+        *("get_world_size", "get_rank", "is_initialized"),
+    )
     saved = {name: getattr(dist, name) for name in names}
 
     def inputs(tensor):
@@ -227,36 +231,41 @@ def _pretend_rank(
             for r in range(world)
         ]
 
-    def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
-        calls.append((tensor, async_op))
-        result = _reduce(op, inputs(tensor))
-
-        def finish():
-            with torch.no_grad():
-                tensor.copy_(result)
-
-        if async_op:
-            return _Work(finish)
-        finish()
-        return None
-
-    def all_gather(tensor_list, tensor, group=None, async_op=False):
+    def collective(tensor, async_op, result, into):
+        """Run a collective: `result(everyone's inputs)` copied into the tensors `into` gives."""
         calls.append((tensor, async_op))
         parts = inputs(tensor)
 
         def finish():
             with torch.no_grad():
-                for out, part in zip(tensor_list, parts):
-                    out.copy_(part)
+                for out, value in into(result(parts)):
+                    out.copy_(value)
 
         if async_op:
             return _Work(finish)
         finish()
         return None
 
+    def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
+        return collective(
+            tensor, async_op, lambda parts: _reduce(op, parts), lambda r: [(tensor, r)]
+        )
+
+    def all_gather(tensor_list, tensor, group=None, async_op=False):
+        return collective(tensor, async_op, lambda parts: parts, lambda r: zip(tensor_list, r))
+
+    def reduce(tensor, dst, op=dist.ReduceOp.SUM, group=None, async_op=False):
+        into = lambda r: [(tensor, r)] if rank == dst else []  # noqa: E731 (dst alone gets it)
+        return collective(tensor, async_op, lambda parts: _reduce(op, parts), into)
+
+    def broadcast(tensor, src, group=None, async_op=False):
+        return collective(tensor, async_op, lambda parts: parts[src], lambda r: [(tensor, r)])
+
     stand_ins = {
         "all_reduce": all_reduce,
         "all_gather": all_gather,
+        "reduce": reduce,
+        "broadcast": broadcast,
         "get_world_size": lambda group=None: world,
         "get_rank": lambda group=None: rank,
         "is_initialized": lambda: True,
