@@ -76,7 +76,7 @@ def _names_set_by(cell: str, shell) -> set[str]:
     functions, classes or comprehensions)."""
     try:
         tree = ast.parse(shell.transform_cell(cell))  # %magics and !commands as Python
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a null byte in the cell
         return set()
     names, todo = set(), list(tree.body)
     while todo:
