@@ -160,7 +160,7 @@ def build_trainer(options: argparse.Namespace, distributed: bool, device: str | 
     )
     checkpoint_dir = options.checkpoint_dir or Path("checkpoints") / run_cfg.name
     args = utils.runs.run_training_args(run_cfg, run, steps, warmup, checkpoint_dir, **fields)
-    torch.manual_seed(args.seed)  # the same initial weights on every rank (DDP checks nothing)
+    torch.manual_seed(args.seed)  # as one process: DDP copies rank 0's weights to every rank anyway
     from utils.fused import FusedTransformer  # notebook 03's fast twin of the model
 
     model = FusedTransformer(run.cfg)
