@@ -113,39 +113,11 @@ def resid_no_return(model, clean_tokens, corrupted_tokens, metric):  # the clone
 
 
 def resid_cache_of_corrupted(model, clean_tokens, corrupted_tokens, metric):  # the wrong run cached
-    _, cache = model.run_with_cache(corrupted_tokens)
-    out = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
-    for layer in range(model.cfg.n_layers):
-        for pos in range(corrupted_tokens.shape[1]):
-
-            def hook(x, hook):
-                x = x.clone()
-                x[:, pos] = cache["resid_pre", layer][:, pos]
-                return x
-
-            logits = model.run_with_hooks(
-                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", hook)]
-            )
-            out[layer, pos] = metric(logits)
-    return out
+    return patching.patch_residual_stream(model, corrupted_tokens, corrupted_tokens, metric)
 
 
 def heads_cache_of_corrupted(model, clean_tokens, corrupted_tokens, metric):
-    _, cache = model.run_with_cache(corrupted_tokens)
-    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    for layer in range(model.cfg.n_layers):
-        for head in range(model.cfg.n_heads):
-
-            def hook(z, hook):
-                z = z.clone()
-                z[:, :, head] = cache["z", layer][:, :, head]
-                return z
-
-            logits = model.run_with_hooks(
-                corrupted_tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]
-            )
-            out[layer, head] = metric(logits)
-    return out
+    return patching.patch_head_outputs(model, corrupted_tokens, corrupted_tokens, metric)
 
 
 def resid_without_hooks(model, clean_tokens, corrupted_tokens, metric):  # the patch never runs

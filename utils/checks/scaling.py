@@ -209,17 +209,12 @@ def _pretend_rank(
     rank: int, world: int, known: list[dict], calls: list, record: bool, scope: dict | None = None
 ):
     """torch.distributed's all_reduce, all_gather, reduce, broadcast, world size and rank, as if
-    this process were
-    `rank` of `world`. known[i] maps each rank to what it handed to its i-th collective; a
-    collective beyond those known raises _Recorded with this rank's input when `record`, else
-    takes zeros from the others (they handed nothing over). `scope`, the learner's globals: the
-    same stand-ins for those they imported by name (from torch.distributed import all_reduce);
-    RANK and WORLD_SIZE are set in os.environ too, as torchrun sets them."""
-    names = (
-        *("all_reduce", "all_gather", "reduce", "broadcast"),
-        *("get_world_size", "get_rank", "is_initialized"),
-    )
-    saved = {name: getattr(dist, name) for name in names}
+    this process were `rank` of `world`. known[i] maps each rank to what it handed to its i-th
+    collective; a collective beyond those known raises _Recorded with this rank's input when
+    `record`, else takes zeros from the others (they handed nothing over). `scope`, the
+    learner's globals: the same stand-ins for those they imported by name (from
+    torch.distributed import all_reduce); RANK and WORLD_SIZE are set in os.environ too, as
+    torchrun sets them."""
 
     def inputs(tensor):
         i = len(calls) - 1
@@ -270,8 +265,9 @@ def _pretend_rank(
         "get_rank": lambda group=None: rank,
         "is_initialized": lambda: True,
     }
+    saved = {name: getattr(dist, name) for name in stand_ins}
     scope = {} if scope is None else scope
-    imported = {name for name in names if name in scope and scope[name] is saved[name]}
+    imported = {name for name in saved if name in scope and scope[name] is saved[name]}
     environ = {key: os.environ.get(key) for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     for name, stand_in in stand_ins.items():
         setattr(dist, name, stand_in)
@@ -347,6 +343,7 @@ def check_mean_over_ranks(fn) -> None:
         [torch.tensor([1.0, -3.0]), torch.tensor([5.5, 1.0]), torch.tensor([0.0, 2.5])],
         [torch.tensor(2.0), torch.tensor(4.5)],
     ]
+    close = lambda a, b: torch.allclose(a.double(), b.double())  # noqa: E731 (float64 is right)
     for values in cases:
         world = len(values)
         what = f"mean_over_ranks on {world} ranks holding {[v.tolist() for v in values]}"
@@ -362,7 +359,6 @@ def check_mean_over_ranks(fn) -> None:
                     f"{what}: rank {rank} must return a tensor of the value's shape "
                     f"{tuple(value.shape)}, got {kind}"
                 )
-        close = lambda a, b: torch.allclose(a.double(), b.double())  # noqa: E731 (float64 is right)
         if all(close(got, expected) for got in results):
             continue
         if not reduced:
@@ -509,9 +505,9 @@ def check_backward_micro_batches(fn) -> None:
             fail(f"{what}: the gradients are {n} times the mean's", NOSYNC_UNSCALED)
         if not torch.allclose(grad, reference.weight.grad, atol=1e-6):
             fail(f"{what}: the gradients differ from the mean loss's", None, things)
+        wanted = dict(reference.named_parameters())
         for name, p in module.named_parameters():  # the weight's is right: every other's too
-            want = dict(reference.named_parameters())[name].grad
-            if p.grad is None or not torch.allclose(p.grad, want, atol=1e-6):
+            if p.grad is None or not torch.allclose(p.grad, wanted[name].grad, atol=1e-6):
                 fail(
                     f"{what}: the weight's gradient is right, but {name}'s "
                     + ("is missing" if p.grad is None else "differs from the mean loss's")
