@@ -169,7 +169,11 @@ def load_induction_model(run_cfg, checkpoint_dir: str | Path) -> utils.hooks.Hoo
         if model.cfg == INDUCTION_CFG and meta["step"] == INDUCTION_STEPS[run_cfg.name]:
             print_wrapped(f"the induction model of notebook 05: {latest}")
             return utils.hooks.HookedDemoTransformer.from_model(model).eval()
-    print_wrapped(f"no induction model of notebook 05 in {checkpoint_dir}: training one now")
+    steps = INDUCTION_STEPS[run_cfg.name]  # one recipe per config
+    print_wrapped(
+        f"no induction model of notebook 05 for {run_cfg.name} ({steps} steps) in {folder}: "
+        "training one now"
+    )
     model, _ = train_induction_model(run_cfg, checkpoint_dir)
     return utils.hooks.HookedDemoTransformer.from_model(model).eval()
 
@@ -223,4 +227,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: a1e0d09bde2c6427
+# written by `make export`; sha256 of the text above: cb2775c29bce9cc2
