@@ -197,6 +197,12 @@ def mean_all_gather(value):  # right: gather every rank's value, then average
     return torch.stack(parts).mean(0)
 
 
+def mean_all_gather_into_tensor(value):  # right: gather into one tensor, then average
+    parts = value.new_empty(dist.get_world_size(), *value.shape)
+    dist.all_gather_into_tensor(parts, value.detach())
+    return parts.mean(0)
+
+
 def mean_async_wait(value):  # right: asynchronous, then waited for
     total = value.clone()
     dist.all_reduce(total, async_op=True).wait()
@@ -380,6 +386,7 @@ def micro_bias_gradient_dropped(ddp_model, micro_batches, loss_fn):
     [
         mean_divide_first,
         mean_all_gather,
+        mean_all_gather_into_tensor,
         mean_async_wait,
         mean_two_collectives,
         mean_in_float64,

@@ -208,13 +208,13 @@ def _reduce(op, tensors: list[torch.Tensor]) -> torch.Tensor:
 def _pretend_rank(
     rank: int, world: int, known: list[dict], calls: list, record: bool, scope: dict | None = None
 ):
-    """torch.distributed's all_reduce, all_gather, reduce, broadcast, world size and rank, as if
-    this process were `rank` of `world`. known[i] maps each rank to what it handed to its i-th
-    collective; a collective beyond those known raises _Recorded with this rank's input when
-    `record`, else takes zeros from the others (they handed nothing over). `scope`, the
-    learner's globals: the same stand-ins for those they imported by name (from
-    torch.distributed import all_reduce); RANK and WORLD_SIZE are set in os.environ too, as
-    torchrun sets them."""
+    """torch.distributed's all_reduce, all_gather (also into one tensor), reduce, broadcast,
+    world size and rank, as if this process were `rank` of `world`. known[i] maps each rank to
+    what it handed to its i-th collective; a collective beyond those known raises _Recorded with
+    this rank's input when `record`, else takes zeros from the others (they handed nothing
+    over). `scope`, the learner's globals: the same stand-ins for those they imported by name
+    (from torch.distributed import all_reduce); RANK and WORLD_SIZE are set in os.environ too,
+    as torchrun sets them."""
 
     def inputs(tensor):
         i = len(calls) - 1
@@ -249,6 +249,10 @@ def _pretend_rank(
     def all_gather(tensor_list, tensor, group=None, async_op=False):
         return collective(tensor, async_op, lambda parts: parts, lambda r: zip(tensor_list, r))
 
+    def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
+        gathered = lambda parts: torch.stack(parts).reshape(output_tensor.shape)  # noqa: E731
+        return collective(input_tensor, async_op, gathered, lambda r: [(output_tensor, r)])
+
     def reduce(tensor, dst, op=dist.ReduceOp.SUM, group=None, async_op=False):
         into = lambda r: [(tensor, r)] if rank == dst else []  # noqa: E731 (dst alone gets it)
         return collective(tensor, async_op, lambda parts: _reduce(op, parts), into)
@@ -259,6 +263,7 @@ def _pretend_rank(
     stand_ins = {
         "all_reduce": all_reduce,
         "all_gather": all_gather,
+        "all_gather_into_tensor": all_gather_into_tensor,
         "reduce": reduce,
         "broadcast": broadcast,
         "get_world_size": lambda group=None: world,
