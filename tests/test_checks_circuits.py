@@ -122,6 +122,11 @@ def ablate_by_zeroing_weights(model, tokens, heads):
     return model(tokens)
 
 
+def ablate_editing_the_tokens(model, tokens, heads):  # writes into the caller's tokens
+    tokens[:, 0] = 0
+    return ablate_with_context_manager(model, tokens, heads)
+
+
 def dla_embedding(vectors, scale, model, token):
     return (
         (vectors - vectors.mean(-1, keepdim=True)) / scale * model.ln_final.w
@@ -438,6 +443,7 @@ def test_correct_alternatives_pass(check, fn, capsys):
             ablate_by_zeroing_weights,
             r"changed the model itself \(its weights\)",
         ),
+        (checks.check_ablate_heads, ablate_editing_the_tokens, r"changed the tokens it was given"),
         (
             checks.check_induction_score,
             induction_default_dims,

@@ -51,6 +51,14 @@ def temperature_on_a_copy(logits, temperature):
     return out
 
 
+def temperature_in_float64(logits, temperature):  # right: more precise than the logits
+    return logits.double() / temperature
+
+
+def temperature_in_float16(logits, temperature):  # coarser than the logits
+    return (logits / temperature).half()
+
+
 def temperature_probs_divided(logits, temperature):
     return logits.softmax(-1) / temperature
 
@@ -454,9 +462,10 @@ def _pasted(source: str, edits, name: str):
     return namespace[name]
 
 
-def _notebook_beam_search(*cache_edits):
+def _notebook_beam_search(*cache_edits, beam_edits=()):
     """beam_search as notebook 04 runs it: through the notebook's own next_logits, cached_forward
-    and the learner's forward_with_cache, with each (old, new) edit made to the cache's code."""
+    and the learner's forward_with_cache, with each (old, new) edit made to the cache's code (and
+    each of beam_edits to the beam search's)."""
     source = "\n\n".join(
         inspect.getsource(getattr(utils.sampling, name))
         for name in ("attention_with_cache", "forward_with_cache", "cached_forward", "next_logits")
@@ -465,8 +474,20 @@ def _notebook_beam_search(*cache_edits):
         assert source.count(old) == 1, old
         source = source.replace(old, new)
     return _pasted(
-        source + "\n\n" + inspect.getsource(utils.sampling.beam_search), (), "beam_search"
+        source + "\n\n" + inspect.getsource(utils.sampling.beam_search), beam_edits, "beam_search"
     )
+
+
+def test_a_beam_search_without_a_cache_passes_whatever_the_cache_exercise_holds(capsys):
+    beam_search = _notebook_beam_search(
+        ("    past = cache.length\n", '    raise NotImplementedError("the hint")\n'),
+        beam_edits=[
+            ("next_logits(model, beams, cache)", "next_logits(model, beams)"),
+            ("        cache.reorder(beam[keep])\n", ""),
+        ],
+    )
+    checks.check_beam_search(beam_search)
+    assert "beam_search passed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -630,6 +651,7 @@ CORRECT = [
     (checks.check_temperature, temperature_reciprocal),
     (checks.check_temperature, temperature_log_softmax),
     (checks.check_temperature, temperature_on_a_copy),
+    (checks.check_temperature, temperature_in_float64),
     (checks.check_frequency_penalty, penalty_bincount),
     (checks.check_frequency_penalty, penalty_scatter_add),
     (checks.check_frequency_penalty, penalty_one_hot),
@@ -902,6 +924,18 @@ def test_kv_cache_length_read_before_each_update_passes_and_other_mistakes_keep_
     assert names(str(err.value), "kv_mask_off_by_one"), str(err.value)
 
 
+def test_kv_cache_nan_from_a_mask_times_minus_inf_is_not_blamed_on_the_mask_diagonal():
+    """0 * -inf is NaN: a mask added as future * -inf gives NaN everywhere, as a mask off by one
+    does (a query that sees no key); a query with keys to see tells them apart."""
+    times_inf = (
+        ".masked_fill(future, attn.IGNORE).softmax(-1)",
+        ' + future * float("-inf")).softmax(-1)',
+    )
+    with pytest.raises(AssertionError) as err:
+        checks.check_kv_cache(kv_learners(times_inf, ("(scores / math", "((scores / math")))
+    assert "0 * -inf" in str(err.value) and "off by one" not in str(err.value), str(err.value)
+
+
 # ---------------------------------------------------------------- round 8: what the cases hid
 
 
@@ -955,6 +989,25 @@ def kv_cache_always_runs_the_mlp(model, tokens, cache):  # no attn_only guard
     return model.unembed(model.ln_final(residual))
 
 
+def kv_cache_positions_from_the_text_start(model, tokens, cache):  # wrong once the window slid
+    past = cache.start + cache.length
+    residual = model.embed(tokens) + model.pos_embed.W_pos[past : past + tokens.shape[1]]
+    for layer, block in enumerate(model.blocks):
+        attention = utils.sampling.attention_with_cache(
+            block.attn, block.ln1(residual), cache, layer
+        )
+        residual = residual + attention
+        if not model.cfg.attn_only:
+            residual = residual + block.mlp(block.ln2(residual))
+    return model.unembed(model.ln_final(residual))
+
+
+def beam_search_scores_of_shape_one(*args, **kwargs):  # f"{score:.3f}" cannot format them
+    return [
+        (seq, torch.tensor([float(score)])) for seq, score in make_beam_search()(*args, **kwargs)
+    ]
+
+
 def temperature_ignored(logits, temperature):
     return logits.clone()
 
@@ -968,8 +1021,15 @@ def kv_cache_logits_in_float64(model, tokens, cache):
     [
         (checks.check_beam_search, beam_search_never_truncated, "it returned 5 beams"),
         (checks.check_temperature, temperature_ignored, "the temperature changed nothing"),
+        (
+            checks.check_beam_search,
+            beam_search_scores_of_shape_one,
+            r"score.item\(\) gives a float",
+        ),
+        (checks.check_temperature, temperature_in_float16, "Your output is torch.float16"),
         (checks.check_kv_cache, kv_cache_logits_in_float64, "float64 logits"),
         (checks.check_kv_cache, kv_cache_always_runs_the_mlp, "no attribute 'mlp'"),
+        (checks.check_kv_cache, kv_cache_positions_from_the_text_start, "cache.start \\+ cache"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )

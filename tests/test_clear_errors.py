@@ -4,6 +4,7 @@ Issue 19's list of raw or misleading errors, kept as one parametrised table."""
 
 import dataclasses
 import os
+import re
 import traceback
 from pathlib import Path
 
@@ -870,6 +871,11 @@ SECOND_CASES = {
         lambda m: KVCache(CFG, 2).update(0, torch.zeros(2, 1, 2, 16), None),
         TypeError,
         "k and v must be tensors",
+    ),
+    "cache.update(layer, k, v) with k and v [batch, n_heads, posn, d_head]": (
+        lambda m: KVCache(CFG, 2).update(0, torch.zeros(2, 2, 3, 16), torch.zeros(2, 2, 3, 16)),
+        ValueError,
+        re.escape("[batch, new_posn, n_heads, d_head] = [2, new_posn, 2, 16], got k [2, 2, 3, 16]"),
     ),
     "next_logits(model, one sequence without its batch)": (
         lambda m: _call("sampling", "next_logits")(m, TOKENS[0]),

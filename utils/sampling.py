@@ -207,7 +207,8 @@ class KVCache:
         if tuple(k.shape) != expected or tuple(v.shape) != expected:
             raise ValueError(
                 f"cache.update(layer, k, v): k and v must be [batch, new_posn, n_heads, d_head] = "
-                f"{list(expected)}, got k {list(k.shape)} and v {list(v.shape)}"
+                f"[{self.batch}, new_posn, {self.cfg.n_heads}, {self.cfg.d_head}], got k "
+                f"{list(k.shape)} and v {list(v.shape)}"
             )
         start, end = self._lengths[layer], self._lengths[layer] + k.shape[1]
         if end > self.cfg.n_ctx:
@@ -418,4 +419,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: 357682edd300a6e8
+# written by `make export`; sha256 of the text above: f0b97eda9a8aad78

@@ -550,6 +550,7 @@ def check_ablate_heads(fn) -> None:
         0, model.cfg.d_vocab, (2, 10), generator=torch.Generator().manual_seed(2)
     )
     results = []  # (heads, the learner's logits)
+    given = tokens.clone()
     with torch.no_grad():
         plain = model(tokens)
         for heads in ([(1, 2)], [(0, 1), (1, 3)], [(1, 0), (1, 3)], [(0, 2), (1, 2), (0, 0)]):
@@ -569,6 +570,12 @@ def check_ablate_heads(fn) -> None:
                     "every later forward pass of the model would still be ablated. "
                     "Use model.run_with_hooks (or `with model.hooks(...)`), "
                     "which removes them when it ends, also if something fails."
+                )
+            if not torch.equal(tokens, given):
+                fail(
+                    f"{what} changed the tokens it was given (in place, such as tokens[...] = "
+                    "...): it only reads them, or the caller's next use of them is off. Work on "
+                    "a copy (tokens.clone()) if you must edit them."
                 )
             if not torch.equal(model(tokens), plain):
                 fail(

@@ -94,6 +94,7 @@ CHUNKS = (
     2,
 )  # the prompt, single tokens (as generation runs), then several new tokens after cached ones
 LOGITS_TOLERANCE = dict(atol=1e-4, rtol=1e-3)
+WINDOW_START = 2  # a cache.start as once generation has run past n_ctx (the window slid)
 
 
 def _model(seed: int = 0, attn_only: bool = False):
@@ -189,11 +190,15 @@ def _watched_cache(cfg, batch, mode=None):
     return WatchedCache(cfg, batch)
 
 
-def _run(forward, model, tokens, upto=None, what=None, mode=None, things_to_check=None):
+def _run(
+    forward, model, tokens, upto=None, what=None, mode=None, things_to_check=None, window_start=0
+):
     """The outputs of `forward` for each chunk of `tokens`, with one cache, the cache's length
     after each, and whether cache.length was read after a cache.update within a forward (with
-    `mode`, such reads give the same count for every layer: see _watched_cache)."""
+    `mode`, such reads give the same count for every layer: see _watched_cache). `window_start`:
+    the cache's start, as once generation has run past n_ctx (tokens then are the window)."""
     cache, outputs, lengths, start = _watched_cache(model.cfg, tokens.shape[0], mode), [], [], 0
+    cache.reset(window_start)
     read_mid_forward = False
     for size in CHUNKS[:upto]:
         chunk = tokens[:, start : start + size]
@@ -242,6 +247,21 @@ def _reads_length_mid_forward(fn, model, tokens, expected) -> bool:
         if right:
             return True
     return False
+
+
+def _nan_with_keys_to_see(fn, model, tokens) -> bool:
+    """Whether fn gives NaN for one new token after the first chunk's positions, cached by the
+    reference: its query sees keys, so a mask that hides them all (a softmax of 0 / 0) is not
+    the cause."""
+    cache = _watched_cache(model.cfg, tokens.shape[0])
+    first = CHUNKS[0]
+    try:
+        with torch.no_grad():
+            _reference(model, tokens[:, :first], cache)
+            out = fn(model, tokens[:, first : first + 1], cache)
+    except Exception:
+        return False
+    return isinstance(out, torch.Tensor) and bool(out.isnan().any())
 
 
 @learner_facing
@@ -311,9 +331,15 @@ def check_kv_cache(fn) -> None:
                     and a.shape == b.shape
                     and torch.allclose(a, b, equal_nan=True, **LOGITS_TOLERANCE)
                 )  # noqa: E731
+                nan_anyway = bool(out.isnan().any()) and _nan_with_keys_to_see(fn, model, tokens)
                 nan = (
-                    " Your logits hold NaN: a query whose every key is masked gets a softmax of 0 "
-                    "/ 0."
+                    " Your logits hold NaN, even for one new token after positions cached right "
+                    "(its query has keys to see, so not from a softmax of 0 / 0): 0 * -inf is NaN, "
+                    "as in a mask multiplied by -inf. Set the masked scores with masked_fill(mask, "
+                    "value) or torch.where instead."
+                    if nan_anyway
+                    else " Your logits hold NaN: a query whose every key is masked gets a softmax "
+                    "of 0 / 0."
                     if out.isnan().any()
                     else ""
                 )
@@ -333,7 +359,9 @@ def check_kv_cache(fn) -> None:
                     f"at new position {int(error.amax(dim=(0, 2)).argmax())} of the chunk).{nan}",
                     # recognised by its effect (its reproductions, NaN once a query sees no key,
                     # would match other mistakes')
-                    KV_LENGTH_READ_MID_FORWARD
+                    None
+                    if nan_anyway
+                    else KV_LENGTH_READ_MID_FORWARD
                     if read_mid_forward and _reads_length_mid_forward(fn, model, tokens, expected)
                     else recognise(
                         out.detach(), mistakes_in("forward_with_cache"), reproduce, same
@@ -341,8 +369,46 @@ def check_kv_cache(fn) -> None:
                     things_to_check,
                 )
             start = end
+    _check_a_slid_window(fn, call, things_to_check)
     print_wrapped(
         f"forward_with_cache passed: {sum(CHUNKS)} positions fed in chunks "
         f"of {', '.join(map(str, CHUNKS))} give the uncached logits (3 models, one of attention "
-        "alone; batch 2), and the cache holds every position"
+        "alone; batch 2), also once the window has slid past n_ctx, and the cache holds every "
+        "position"
     )
+
+
+def _check_a_slid_window(fn, call, things_to_check, window_start=WINDOW_START) -> None:
+    """Past n_ctx, next_logits resets the cache to the window's first token (cache.start > 0) and
+    runs the window through the model: its positions, and so its W_pos rows, count from 0 again.
+    The same chunks as before (which gave the right logits with cache.start = 0) must give the
+    uncached model's logits of the window."""
+    model = _model(0)
+    tokens = torch.randint(
+        0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(0)
+    )
+    what = (
+        f"{call} once generation has run past n_ctx (the window of the last n_ctx tokens slid: "
+        f"cache.start = {window_start}, the tokens fed are the window's)"
+    )
+    with torch.no_grad():
+        expected = model(tokens)
+        got, _, _ = _run(
+            fn, model, tokens, what=what, things_to_check=things_to_check, window_start=window_start
+        )
+    start = 0
+    for index, (size, out) in enumerate(zip(CHUNKS, got)):
+        want = expected[:, start : start + size]
+        right = isinstance(out, torch.Tensor) and out.shape == want.shape
+        if not (right and torch.allclose(out, want, **LOGITS_TOLERANCE)):
+            fail(
+                [
+                    f"{what}: the logits for chunk {index + 1} of {len(CHUNKS)} differ from the "
+                    "model's on the window without a cache; with cache.start = 0 they were right.",
+                    "  Likely cause: the positions are counted from the start of the whole text "
+                    "(cache.start + cache.length). The model sees only the window, whose first "
+                    "token is at position 0: its W_pos rows are cache.length:cache.length + "
+                    "new_posn.",
+                ]
+            )
+        start += size

@@ -472,6 +472,11 @@ def _compare_logits(got, expected, what, mistakes, reproduce, things_to_check, *
     lines = [f"{what}: wrong output."]
     if torch.isnan(got32).any():
         lines.append("  Your output has NaN.")
+    if torch.finfo(got.dtype).eps > torch.finfo(expected.dtype).eps:
+        lines.append(
+            f"  Your output is {got.dtype}, coarser than the logits' {expected.dtype}: return "
+            "their dtype (no .half() or .bfloat16())."
+        )
     wrong_rows = [
         b
         for b in range(expected.shape[0])
@@ -525,7 +530,9 @@ def check_temperature(fn) -> None:
         if (
             temperature != 1
             and got.shape == logits.shape
-            and torch.allclose(unchanged(got), unchanged(logits), atol=1e-5)
+            and torch.allclose(
+                unchanged(got.detach().to(logits.dtype)), unchanged(logits), atol=1e-5
+            )
         ):
             fail(
                 f"{what}: the logits come back as they were (up to a constant): the temperature "
@@ -933,7 +940,8 @@ BEAM_CASES = [
 def _check_the_cache_beam_search_runs(fn, model) -> None:
     """The learner's beam_search reaches the model through their notebook's next_logits and, with
     a KVCache, their forward_with_cache: a cache that is wrong, or still a stub, would otherwise be
-    blamed on the beam search."""
+    blamed on the beam search. Run only once the beams are wrong (a beam search without a cache
+    passes whatever the cache exercise holds)."""
     namespace = getattr(inspect.unwrap(fn), "__globals__", {})  # the learner's notebook
     next_logits, cache_class = namespace.get("next_logits"), namespace.get("KVCache")
     if not callable(next_logits) or not isinstance(cache_class, type):
@@ -1011,6 +1019,11 @@ def _learner_beams(fn, model, case):
             f"{what} must return a non-empty list of (sequence, score) pairs, best first; "
             f"got {type(beams).__name__}"
             + (f" of length {len(beams)}" if isinstance(beams, (list, tuple)) else "")
+            + (
+                " (a beam still running after max_new_tokens steps ends there: it is finished too)"
+                if isinstance(beams, (list, tuple))
+                else ""
+            )
         )
     out = []
     for i, beam in enumerate(beams):
@@ -1022,6 +1035,8 @@ def _learner_beams(fn, model, case):
                 "each beam must be a pair (1-D tensor of token ids, score)"
             )
         seq, score = beam[0], as_number(beam[1])
+        if getattr(beam[1], "ndim", 0):  # a tensor of shape [1]: f"{score:.3f}" cannot format it
+            score = None
         if seq.ndim == 2 and seq.shape[0] == 1:
             seq = seq[0]
         if seq.ndim != 1 or seq.is_floating_point():
@@ -1032,7 +1047,7 @@ def _learner_beams(fn, model, case):
         if score is None or math.isnan(score):
             fail(
                 f"{what}: beam {i}'s score is {beam[1]!r}; it must be a number (a float or a 0-d "
-                "tensor)"
+                "tensor; score.item() gives a float)"
             )
         ids = seq.tolist()
         if ids[: len(prompt)] != prompt:
@@ -1091,8 +1106,11 @@ def check_beam_search(fn) -> None:
         "n-gram of the whole sequence (prompt included) by setting their log-prob to -inf; "
         "after choosing the beams that run on, cache.reorder the cache's rows to match."
     )
-    _check_the_cache_beam_search_runs(fn, model)
-    learner = [_learner_beams(fn, model, case) for case in BEAM_CASES]
+    try:
+        learner = [_learner_beams(fn, model, case) for case in BEAM_CASES]
+    except (AssertionError, NotImplementedError):
+        _check_the_cache_beam_search_runs(fn, model)  # a cache at fault is named as such
+        raise
     expected = []
     for prompt, num_beams, max_new, lp, ngram, stop in BEAM_CASES:
         beams = _hf_beam_search(hf, torch.tensor([prompt]), num_beams, max_new, lp, ngram, stop)
@@ -1113,6 +1131,7 @@ def check_beam_search(fn) -> None:
     for index, (case, (what, beams), want) in enumerate(zip(BEAM_CASES, learner, expected)):
         if _same_beams(beams, want):
             continue
+        _check_the_cache_beam_search_runs(fn, model)  # before the beam search is blamed
         prompt, num_beams = case[0], case[1]
         if len(beams) != len(want):
             differs = (
