@@ -1,6 +1,6 @@
 """The hand-off of notebook 05: your model to TransformerLens and back, 3.x and 4.x.
 
-TransformerLens is optional (not a dependency of this project: it brings about 80 packages), so
+TransformerLens is optional (not a dependency of this project: it brings about 30 packages), so
 it is imported only when these functions are called, with a clear message naming the version to
 install. `to_hooked_transformer(model)` gives a TransformerLens 3.x HookedTransformer with your
 model's weights (the same logits); `from_hooked_transformer(hooked)` the way back, refusing
