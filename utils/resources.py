@@ -546,8 +546,8 @@ def load_reference_gpt2(cfg=None, pretrained: bool | None = None, timeout: float
     elif pretrained is None:
         _fallback(
             ("" if why else "no network: ")
-            + "reference GPT-2 is randomly initialised, so its loss is about ln(vocab) "
-            "and its text gibberish; comparisons between our model and it still hold exactly.",
+            + "reference GPT-2 is randomly initialised, so its loss is about ln(vocab), "
+            "its text gibberish, and it has learnt nothing to find.",
             why,
         )
     return new_gpt2(cfg), False
