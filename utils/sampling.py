@@ -182,7 +182,9 @@ class KVCache:
     def __init__(self, cfg: utils.model.Config, batch: int):
         require_config("KVCache(cfg, batch): cfg", cfg, utils.model.Config)  # not a model: one line
         self.cfg, self.batch, self.start = cfg, require_int("batch", batch), 0
-        self._keys: list[Tensor | None] = [None] * cfg.n_layers  # [batch, n_heads, n_ctx, d_head]
+        self._keys: list[Tensor | None] = [
+            None
+        ] * cfg.n_layers  # stored [batch, n_heads, n_ctx, d_head], as SDPA takes them
         self._values: list[Tensor | None] = [None] * cfg.n_layers
         self._lengths = [0] * cfg.n_layers
         self._model = None  # the model whose keys and values it holds (see check)
@@ -419,4 +421,4 @@ def beam_search(
     return finished
 
 
-# written by `make export`; sha256 of the text above: f0b97eda9a8aad78
+# written by `make export`; sha256 of the text above: ef3d0ef1a723fe79
