@@ -359,6 +359,21 @@ def top_p_rounded_to_float16(logits, p):  # the mass compared in float16: 0.7499
     return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
 
 
+def top_p_one_removes_everything(logits, p):  # p = 1 handled on its own, wrongly
+    if p >= 1:
+        return torch.full_like(logits, NEG_INF)
+    probs, indices = _sorted_probs(logits)
+    remove = probs.cumsum(-1) - probs >= p
+    return logits.masked_fill(remove.scatter(-1, indices, remove), NEG_INF)
+
+
+def test_top_p_removing_every_token_at_p_one_is_not_blamed_on_float32():
+    with pytest.raises(AssertionError) as err:
+        checks.check_top_p(top_p_one_removes_everything)
+    message = str(err.value)
+    assert "cannot be sampled" in message and not names(message, "topp_p_one_removes"), message
+
+
 def test_top_p_compared_in_float16_fails():
     with pytest.raises(AssertionError, match=r"apply_top_p\(logits, p=0.75\): wrong output"):
         checks.check_top_p(top_p_rounded_to_float16)

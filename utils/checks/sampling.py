@@ -720,10 +720,13 @@ def check_top_p(fn) -> None:
         if p >= 1 and isinstance(got, torch.Tensor) and got.shape == logits.shape:
             removed = _removed(got.detach().float()).sum(-1)
             if removed.any():
+                every = int(removed.max()) == logits.shape[-1]  # not float32's running total
                 fail(
                     f"{what}: removes {int(removed.max()):,} of the {logits.shape[-1]:,} tokens "
-                    "of a row; at p = 1 the nucleus is every token.",
-                    TOPP_P_ONE_REMOVES,
+                    "of a row; at p = 1 the nucleus is every token"
+                    + (" (and a row with none left cannot be sampled)." if every else "."),
+                    None if every else TOPP_P_ONE_REMOVES,
+                    things,
                 )
         if (
             isinstance(got, torch.Tensor)
