@@ -163,13 +163,12 @@ def load_induction_model(run_cfg, checkpoint_dir: str | Path) -> utils.hooks.Hoo
     or, if there is none, one trained now; hooked, in eval mode."""
     run_cfg = require_run_config(run_cfg)
     folder = require_path("checkpoint_dir must be a folder path", checkpoint_dir) / "induction"
-    latest = utils.checkpoints.latest_checkpoint(folder)
+    latest, steps = utils.checkpoints.latest_checkpoint(folder), INDUCTION_STEPS[run_cfg.name]
     if latest is not None:
         model, meta = utils.checkpoints.load_checkpoint_model(latest, run_cfg.device)
-        if model.cfg == INDUCTION_CFG and meta["step"] == INDUCTION_STEPS[run_cfg.name]:
+        if model.cfg == INDUCTION_CFG and meta["step"] == steps:
             print_wrapped(f"the induction model of notebook 05: {latest}")
             return utils.hooks.HookedDemoTransformer.from_model(model).eval()
-    steps = INDUCTION_STEPS[run_cfg.name]  # one recipe per config
     print_wrapped(
         f"no induction model of notebook 05 for {run_cfg.name} ({steps} steps) in {folder}: "
         "training one now"
@@ -227,4 +226,4 @@ def ablate_heads(
     )
 
 
-# written by `make export`; sha256 of the text above: cb2775c29bce9cc2
+# written by `make export`; sha256 of the text above: f86fd81f8e522e83

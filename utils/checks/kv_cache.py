@@ -164,6 +164,12 @@ def _reference(model, tokens, cache, mistake=None):
     return model.unembed(model.ln_final(residual))
 
 
+def _tokens(model, seed: int):
+    """Random tokens for the chunks: a batch of 2, sum(CHUNKS) positions."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=generator)
+
+
 def _watched_cache(cfg, batch, mode=None):
     """A KVCache that notes whether cache.length is read after a cache.update within one forward
     (`read_mid_forward`): the count it gives then depends on which layers have run. With `mode`,
@@ -284,9 +290,7 @@ def check_kv_cache(fn) -> None:
     for seed, attn_only in ((0, False), (1, False), (2, True)):
         model = _model(seed, attn_only)
         what = call + " on a model of attention alone (cfg.attn_only: no MLPs)" * attn_only
-        tokens = torch.randint(
-            0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(seed)
-        )
+        tokens = _tokens(model, seed)
         with torch.no_grad():
             expected = model(tokens)
             got, lengths, read_mid_forward = _run(
@@ -384,9 +388,7 @@ def _check_a_slid_window(fn, call, things_to_check, window_start=WINDOW_START) -
     The same chunks as before (which gave the right logits with cache.start = 0) must give the
     uncached model's logits of the window."""
     model = _model(0)
-    tokens = torch.randint(
-        0, model.cfg.d_vocab, (2, sum(CHUNKS)), generator=torch.Generator().manual_seed(0)
-    )
+    tokens = _tokens(model, seed=0)
     what = (
         f"{call} once generation has run past n_ctx (the window of the last n_ctx tokens slid: "
         f"cache.start = {window_start}, the tokens fed are the window's)"
